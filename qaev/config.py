@@ -1,0 +1,290 @@
+"""Quantization configs: frozen dataclasses and enums, validated on construction.
+
+A :class:`QuantConfig` fully describes a quantized model: one :class:`LayerConfig` per
+quantized layer (layers not listed stay float), the global calibration method and scale
+rule, and the calibrated activation ranges, so applying it needs no data. Reading and
+writing YAML/JSON lives in :mod:`qaev.config_io`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from types import MappingProxyType
+from typing import Mapping
+
+from qaev.errors import ConfigError
+
+__all__ = [
+    "WEIGHT_BITS",
+    "ACT_BITS",
+    "CONFIG_VERSION",
+    "Granularity",
+    "ActMode",
+    "CalibMethod",
+    "ScaleRule",
+    "LayerConfig",
+    "QuantConfig",
+]
+
+CONFIG_VERSION = 1
+#: Weight bit widths; ``None`` means the weight stays float.
+WEIGHT_BITS: tuple[int | None, ...] = (2, 3, 4, 6, 8, 16, None)
+#: Static activation bit widths.
+ACT_BITS: tuple[int, ...] = (4, 8, 16)
+
+
+class Granularity(str, Enum):
+    """How many scales a weight tensor gets."""
+
+    PER_TENSOR = "per_tensor"
+    PER_CHANNEL = "per_channel"
+    BLOCK32 = "block32"
+    BLOCK64 = "block64"
+    BLOCK128 = "block128"
+
+    @property
+    def block_size(self) -> int | None:
+        """Block length along the reduction axis, or None when not block-wise."""
+        return int(self.value[5:]) if self.value.startswith("block") else None
+
+
+class ActMode(str, Enum):
+    """How a layer's input activations are quantized."""
+
+    STATIC = "static"    # calibrated scale, ``a_bits`` wide
+    DYNAMIC = "dynamic"  # int8 with the scale computed at run time
+    FLOAT = "float"      # weight-only quantization
+
+
+class CalibMethod(str, Enum):
+    """How a static activation range is derived from calibration statistics.
+
+    ``Distribution`` (ORT's FP8 calibrator) is deliberately absent: with integer types it
+    yields meaningless ranges.
+    """
+
+    MINMAX = "minmax"
+    PERCENTILE = "percentile"
+    ENTROPY = "entropy"
+    MSE = "mse"
+
+
+class ScaleRule(str, Enum):
+    """Whether scales are arbitrary floats or rounded up to powers of two."""
+
+    FLOAT = "float"
+    POW2 = "pow2"
+
+
+def _enum(cls, value, where: str):
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)
+        raise ConfigError(f"{where}: {value!r} is not one of {allowed}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerConfig:
+    """Quantization of one layer.
+
+    Args:
+        w_bits: weight bits from :data:`WEIGHT_BITS`; ``None`` keeps the weight float.
+        granularity: per-tensor, per-channel or block-wise scales for the weight.
+        symmetric: symmetric weight grid (zero point 0) or asymmetric.
+        act: static, dynamic (int8, run-time scale) or float activations.
+        a_bits: static activation bits from :data:`ACT_BITS` (ignored unless static).
+    """
+
+    w_bits: int | None = 8
+    granularity: Granularity = Granularity.PER_CHANNEL
+    symmetric: bool = True
+    act: ActMode = ActMode.STATIC
+    a_bits: int = 8
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "granularity", _enum(Granularity, self.granularity, "granularity"))
+        object.__setattr__(self, "act", _enum(ActMode, self.act, "act"))
+        if self.w_bits not in WEIGHT_BITS or isinstance(self.w_bits, bool):
+            raise ConfigError(f"w_bits: {self.w_bits!r} is not one of {WEIGHT_BITS}")
+        if self.a_bits not in ACT_BITS or isinstance(self.a_bits, bool):
+            raise ConfigError(f"a_bits: {self.a_bits!r} is not one of {ACT_BITS}")
+        if not isinstance(self.symmetric, bool):
+            raise ConfigError(f"symmetric: expected true/false, got {self.symmetric!r}")
+        if self.act is ActMode.DYNAMIC and (self.w_bits is None or self.w_bits > 8):
+            raise ConfigError("act: dynamic activations need integer weights of at most 8 bits")
+
+    @property
+    def is_float(self) -> bool:
+        """True when neither the weight nor the activations are quantized."""
+        return self.w_bits is None and self.act is ActMode.FLOAT
+
+    def effective(self) -> "LayerConfig":
+        """The config with genes that cannot change the built model normalised away."""
+        changes = {}
+        if self.act is not ActMode.STATIC:
+            changes["a_bits"] = 8
+        if self.w_bits is None or self.w_bits == 16:
+            # Float weights have no grid; 16-bit is held per-channel symmetric in every case.
+            changes["granularity"] = Granularity.PER_CHANNEL
+            changes["symmetric"] = True
+        return LayerConfig(**{**self.to_dict(), **changes}) if changes else self
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict."""
+        return {
+            "w_bits": self.w_bits,
+            "granularity": self.granularity.value,
+            "symmetric": self.symmetric,
+            "act": self.act.value,
+            "a_bits": self.a_bits,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping, *, where: str = "layer") -> "LayerConfig":
+        """Build from a mapping; unknown keys are rejected by name."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}")
+        try:
+            return cls(**data)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+
+def _freeze_ranges(ranges) -> Mapping[str, tuple[float, float]]:
+    out = {}
+    for name, pair in dict(ranges or {}).items():
+        try:
+            lo, hi = (float(v) for v in pair)
+        except (TypeError, ValueError):
+            raise ConfigError(f"ranges.{name}: expected [low, high], got {pair!r}") from None
+        if not lo <= hi:
+            raise ConfigError(f"ranges.{name}: low {lo} is above high {hi}")
+        out[str(name)] = (lo, hi)
+    return MappingProxyType(dict(sorted(out.items())))
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantConfig:
+    """A whole-model quantization config.
+
+    Args:
+        layers: layer name -> :class:`LayerConfig`; layers not listed stay float.
+        calibration: how static activation ranges were (or will be) derived.
+        scale_rule: float or power-of-two scales.
+        ranges: activation tensor name -> calibrated ``(low, high)``; filled by
+            :func:`qaev.quantize.resolve_ranges` so the config rebuilds without data.
+        model_sha256: hash of the float model the config belongs to (checked on apply).
+        version: schema version of the config file.
+    """
+
+    layers: Mapping[str, LayerConfig] = field(default_factory=dict)
+    calibration: CalibMethod = CalibMethod.MINMAX
+    scale_rule: ScaleRule = ScaleRule.FLOAT
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    model_sha256: str | None = None
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        if self.version != CONFIG_VERSION:
+            raise ConfigError(f"version: {self.version!r} is not supported (expected {CONFIG_VERSION})")
+        object.__setattr__(self, "calibration", _enum(CalibMethod, self.calibration, "calibration"))
+        object.__setattr__(self, "scale_rule", _enum(ScaleRule, self.scale_rule, "scale_rule"))
+        layers = {}
+        for name, cfg in dict(self.layers).items():
+            if not isinstance(cfg, LayerConfig):
+                cfg = LayerConfig.from_dict(cfg, where=f"layers.{name}")
+            layers[str(name)] = cfg
+        object.__setattr__(self, "layers", MappingProxyType(layers))
+        object.__setattr__(self, "ranges", _freeze_ranges(self.ranges))
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    def layer(self, name: str) -> LayerConfig | None:
+        """The config of ``name``, or None when it stays float."""
+        cfg = self.layers.get(name)
+        return None if cfg is None or cfg.is_float else cfg
+
+    def with_ranges(self, ranges: Mapping[str, tuple[float, float]]) -> "QuantConfig":
+        """A copy carrying calibrated activation ranges."""
+        return QuantConfig(**{**self._fields(), "ranges": ranges})
+
+    def with_model(self, sha256: str) -> "QuantConfig":
+        """A copy bound to a model hash."""
+        return QuantConfig(**{**self._fields(), "model_sha256": sha256})
+
+    def _fields(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict (the on-disk schema)."""
+        return {
+            "version": self.version,
+            "model_sha256": self.model_sha256,
+            "calibration": self.calibration.value,
+            "scale_rule": self.scale_rule.value,
+            "layers": {name: cfg.to_dict() for name, cfg in self.layers.items()},
+            "ranges": {name: [lo, hi] for name, (lo, hi) in self.ranges.items()},
+        }
+
+    def key(self) -> str:
+        """Hash of the *effective* config: genes that do not change the model share it."""
+        layers = {
+            name: cfg.effective().to_dict()
+            for name, cfg in sorted(self.layers.items())
+            if not cfg.is_float
+        }
+        uses_static = any(cfg.act is ActMode.STATIC for cfg in self.layers.values())
+        payload = {
+            "layers": layers,
+            "calibration": self.calibration.value if uses_static else None,
+            "scale_rule": self.scale_rule.value if layers else None,
+            "ranges": {k: list(v) for k, v in self.ranges.items()},
+        }
+        blob = json.dumps(payload, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: Mapping, *, where: str = "config") -> "QuantConfig":
+        """Build from the on-disk schema; unknown keys are rejected by name."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}")
+        if "version" not in data:
+            raise ConfigError(f"{where}: missing 'version'")
+        layers = data.get("layers") or {}
+        if not isinstance(layers, Mapping):
+            raise ConfigError(f"{where}: 'layers' must be a mapping of layer name to settings")
+        try:
+            return cls(**{**data, "layers": layers})
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    @classmethod
+    def uniform(
+        cls,
+        layer_names,
+        *,
+        w_bits: int | None = 8,
+        a_bits: int = 8,
+        act: ActMode = ActMode.STATIC,
+        granularity: Granularity = Granularity.PER_CHANNEL,
+        symmetric: bool = True,
+        calibration: CalibMethod = CalibMethod.MINMAX,
+        scale_rule: ScaleRule = ScaleRule.FLOAT,
+    ) -> "QuantConfig":
+        """The same :class:`LayerConfig` on every named layer."""
+        cfg = LayerConfig(w_bits=w_bits, a_bits=a_bits, act=act, granularity=granularity, symmetric=symmetric)
+        return cls(layers={n: cfg for n in layer_names}, calibration=calibration, scale_rule=scale_rule)
