@@ -1,0 +1,261 @@
+"""Load and normalise an ONNX model so every later step sees one canonical float graph.
+
+Normalisation: weights held in ``Constant`` nodes become initializers, unnamed nodes get
+stable names, ``BatchNormalization`` after a ``Conv`` is folded into it, and the opset is
+raised to at least 21 (block-wise and sub-byte quantization need it) where the converter
+can. Models that are already quantized are refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper, version_converter
+
+from qaev.errors import ModelError
+
+__all__ = ["FloatModel", "load_model", "QUANTIZED_OPS", "TARGET_OPSET"]
+
+#: Opset the evaluation graphs are built at (block-wise DequantizeLinear, INT4 types).
+TARGET_OPSET = 21
+_MIN_OPSET = 13  # per-axis QuantizeLinear
+
+#: Ops whose presence means the model was quantized already.
+QUANTIZED_OPS = frozenset({
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
+    "QLinearMatMul", "ConvInteger", "MatMulInteger", "MatMulNBits", "QGemm", "QLinearAdd",
+    "QLinearMul", "QLinearConcat", "QLinearGlobalAveragePool", "QLinearAveragePool",
+    "QLinearSigmoid", "QLinearLeakyRelu", "DynamicQuantizeMatMul", "QAttention",
+    "GatherBlockQuantized", "MatMulIntegerToFloat", "DequantizeBFP", "QuantizeBFP",
+})
+_MAX_BYTES = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class FloatModel:
+    """A normalised float model.
+
+    Attributes:
+        proto: the normalised graph (do not mutate; copy first).
+        path: where it was read from, or None for an in-memory model.
+        sha256: hash of the original file bytes (configs are bound to it).
+        opset: the default-domain opset of ``proto``.
+    """
+
+    proto: onnx.ModelProto
+    path: Path | None
+    sha256: str
+    opset: int
+
+    @property
+    def inputs(self) -> dict[str, onnx.ValueInfoProto]:
+        """Graph inputs that are not initializers, by name."""
+        inits = {i.name for i in self.proto.graph.initializer}
+        return {v.name: v for v in self.proto.graph.input if v.name not in inits}
+
+    @property
+    def initializers(self) -> dict[str, onnx.TensorProto]:
+        """Initializers by name."""
+        return {i.name: i for i in self.proto.graph.initializer}
+
+    def weight(self, name: str) -> np.ndarray:
+        """An initializer as a numpy array."""
+        return numpy_helper.to_array(self.initializers[name])
+
+
+def _describe(path: Path | None) -> str:
+    return str(path) if path is not None else "<model>"
+
+
+def _parse(data: bytes, where: str) -> onnx.ModelProto:
+    if not data:
+        raise ModelError(f"{where}: file is empty, not an ONNX model")
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except Exception:  # protobuf raises DecodeError or RuntimeWarning-ish errors
+        raise ModelError(f"{where}: not a valid ONNX model (protobuf parse failed; truncated or wrong file?)") from None
+    if not model.graph.node:
+        raise ModelError(f"{where}: not a valid ONNX model (no graph nodes)")
+    return model
+
+
+def _check_external_data(model: onnx.ModelProto, where: str, base: Path | None) -> None:
+    for tensor in model.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        if base is None:
+            raise ModelError(f"{where}: tensor {tensor.name!r} uses external data but the model was not read from a file")
+        target = (base / location).resolve()
+        if os.path.isabs(location) or base.resolve() not in target.parents:
+            raise ModelError(f"{where}: external data path {location!r} of tensor {tensor.name!r} escapes the model's folder")
+        if not target.is_file():
+            raise ModelError(f"{where}: external data file {location!r} of tensor {tensor.name!r} is missing")
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return imp.version
+    return 0
+
+
+def _refuse_quantized(model: onnx.ModelProto, where: str) -> None:
+    for node in model.graph.node:
+        if node.op_type in QUANTIZED_OPS:
+            raise ModelError(
+                f"{where}: model is already quantized (found {node.op_type} node {node.name!r}); "
+                "give qaev the float model"
+            )
+    low_types = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT4, onnx.TensorProto.UINT4}
+    for init in model.graph.initializer:
+        if init.data_type in low_types and init.dims and int(np.prod(init.dims)) > 16:
+            raise ModelError(
+                f"{where}: model is already quantized (8-bit initializer {init.name!r}); give qaev the float model"
+            )
+
+
+def _constants_to_initializers(model: onnx.ModelProto) -> None:
+    graph = model.graph
+    keep = []
+    for node in graph.node:
+        attr = {a.name: a for a in node.attribute}
+        if node.op_type == "Constant" and "value" in attr and len(node.output) == 1:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(attr["value"].t)
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+        else:
+            keep.append(node)
+    if len(keep) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(keep)
+
+
+def _name_nodes(model: onnx.ModelProto) -> None:
+    seen: set[str] = set()
+    for index, node in enumerate(model.graph.node):
+        name = node.name or f"{node.op_type}_{index}"
+        while name in seen:
+            name = f"{name}_{index}"
+        node.name = name
+        seen.add(name)
+
+
+def _fold_batchnorm(model: onnx.ModelProto) -> None:
+    """Fold ``Conv -> BatchNormalization`` pairs (inference mode) into the Conv."""
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    consumers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    producer = {out: node for node in graph.node for out in node.output}
+    outputs = {o.name for o in graph.output}
+    removed = set()
+    for bn in graph.node:
+        if bn.op_type != "BatchNormalization" or len(bn.output) != 1:
+            continue
+        conv = producer.get(bn.input[0])
+        if conv is None or conv.op_type != "Conv" or consumers.get(conv.output[0]) != 1 or conv.output[0] in outputs:
+            continue
+        names = list(bn.input[1:5]) + list(conv.input[1:2])
+        if not all(n in inits for n in names):
+            continue
+        scale, bias, mean, var = (numpy_helper.to_array(inits[n]).astype(np.float64) for n in bn.input[1:5])
+        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        weight = numpy_helper.to_array(inits[conv.input[1]]).astype(np.float64)
+        old_bias = (
+            numpy_helper.to_array(inits[conv.input[2]]).astype(np.float64)
+            if len(conv.input) > 2 and conv.input[2] in inits else np.zeros(weight.shape[0])
+        )
+        factor = scale / np.sqrt(var + eps)
+        new_w = (weight * factor.reshape(-1, *([1] * (weight.ndim - 1)))).astype(np.float32)
+        new_b = ((old_bias - mean) * factor + bias).astype(np.float32)
+        w_name, b_name = f"{conv.name}.folded_weight", f"{conv.name}.folded_bias"
+        graph.initializer.extend([numpy_helper.from_array(new_w, w_name), numpy_helper.from_array(new_b, b_name)])
+        del conv.input[1:]
+        conv.input.extend([w_name, b_name])
+        conv.output[0] = bn.output[0]
+        removed.add(id(bn))
+    if removed:
+        keep = [n for n in graph.node if id(n) not in removed]
+        del graph.node[:]
+        graph.node.extend(keep)
+        _drop_unused_initializers(model)
+
+
+def _drop_unused_initializers(model: onnx.ModelProto) -> None:
+    graph = model.graph
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    inputs = [v for v in graph.input if v.name in used or v.name not in {i.name for i in keep}]
+    if len(inputs) != len(graph.input):
+        del graph.input[:]
+        graph.input.extend(inputs)
+
+
+def _raise_opset(model: onnx.ModelProto, where: str) -> onnx.ModelProto:
+    opset = _default_opset(model)
+    if opset >= TARGET_OPSET:
+        return model
+    try:
+        converted = version_converter.convert_version(model, TARGET_OPSET)
+        onnx.checker.check_model(converted)
+        return converted
+    except Exception as exc:
+        if opset >= _MIN_OPSET:
+            return model
+        raise ModelError(f"{where}: opset {opset} could not be converted to {TARGET_OPSET} ({exc})") from None
+
+
+def load_model(source: str | os.PathLike | bytes | onnx.ModelProto) -> FloatModel:
+    """Read and normalise a float ONNX model.
+
+    Args:
+        source: a path, the serialised bytes, or a ``ModelProto``.
+
+    Returns:
+        The normalised :class:`FloatModel`.
+
+    Raises:
+        ModelError: the file is missing, not ONNX, truncated, already quantized, or its
+            external data points outside the model's folder.
+
+    Example:
+        >>> from qaev.data import digits_model_path
+        >>> load_model(digits_model_path()).opset >= 13
+        True
+    """
+    path = None
+    if isinstance(source, onnx.ModelProto):
+        data = source.SerializeToString()
+    elif isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ModelError(f"{path}: no such model file")
+        if path.stat().st_size > _MAX_BYTES:
+            raise ModelError(f"{path}: models over 2 GiB are not supported")
+        data = path.read_bytes()
+    where = _describe(path)
+    model = _parse(data, where)
+    _check_external_data(model, where, path.parent if path else None)
+    if path is not None and any(i.data_location == onnx.TensorProto.EXTERNAL for i in model.graph.initializer):
+        onnx.load_external_data_for_model(model, str(path.parent))
+    if _default_opset(model) < 7:
+        raise ModelError(f"{where}: model declares no usable default-domain opset")
+    _refuse_quantized(model, where)
+    _constants_to_initializers(model)
+    _name_nodes(model)
+    _fold_batchnorm(model)
+    model = _raise_opset(model, where)
+    return FloatModel(proto=model, path=path, sha256=hashlib.sha256(data).hexdigest(), opset=_default_opset(model))
