@@ -1,0 +1,125 @@
+"""A small editor over a copied ONNX graph: unique names, node insertion, rewiring, and a
+stable topological sort when done."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+__all__ = ["GraphEditor"]
+
+
+class GraphEditor:
+    """Edits a copy of ``proto``; :meth:`finish` returns the sorted, pruned result."""
+
+    def __init__(self, proto: onnx.ModelProto) -> None:
+        self.model = onnx.ModelProto()
+        self.model.CopyFrom(proto)
+        g = self.model.graph
+        self._nodes = list(g.node)
+        self._by_name = {n.name: n for n in self._nodes}
+        self._names = {n for node in self._nodes for n in (*node.input, *node.output)}
+        self._names |= {i.name for i in g.initializer} | {v.name for v in g.input}
+        self._new_inits: list[onnx.TensorProto] = []
+
+    def fresh(self, base: str) -> str:
+        """A tensor name not used yet."""
+        name, i = base, 1
+        while name in self._names:
+            name, i = f"{base}_{i}", i + 1
+        self._names.add(name)
+        return name
+
+    def add_init(self, base: str, array: np.ndarray) -> str:
+        """Add an initializer under a fresh name; returns the name."""
+        name = self.fresh(base)
+        self._new_inits.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def add_node(self, op_type: str, inputs, outputs, *, name: str, domain: str = "", **attrs) -> onnx.NodeProto:
+        """Append a node (order is fixed by :meth:`finish`)."""
+        node = helper.make_node(op_type, list(inputs), list(outputs), name=self.fresh(name), domain=domain, **attrs)
+        self._nodes.append(node)
+        return node
+
+    def node(self, name: str) -> onnx.NodeProto:
+        """The node called ``name``."""
+        return self._by_name[name]
+
+    def remove(self, node: onnx.NodeProto) -> None:
+        """Drop ``node`` from the graph."""
+        self._nodes = [n for n in self._nodes if n is not node]
+
+    def rewire_consumers(self, tensor: str, new: str, *, skip_prefix: str) -> None:
+        """Make every consumer of ``tensor`` read ``new`` instead, except nodes whose name
+        starts with ``skip_prefix`` (the ones producing ``new``). Graph outputs keep
+        ``tensor``."""
+        for node in self._nodes:
+            if node.name.startswith(skip_prefix):
+                continue
+            for i, name in enumerate(node.input):
+                if name == tensor:
+                    node.input[i] = new
+
+    def is_output(self, tensor: str) -> bool:
+        """Whether ``tensor`` is a graph output."""
+        return any(o.name == tensor for o in self.model.graph.output)
+
+    def detach_output(self, tensor: str) -> str:
+        """Rename the producer's output ``tensor`` to a fresh name read by all consumers, so
+        a new node can produce the graph output ``tensor``; returns the fresh name."""
+        new = self.fresh(f"{tensor}.float")
+        for node in self._nodes:
+            for i, name in enumerate(node.output):
+                if name == tensor:
+                    node.output[i] = new
+            for i, name in enumerate(node.input):
+                if name == tensor:
+                    node.input[i] = new
+        return new
+
+    def finish(self) -> onnx.ModelProto:
+        """Topologically sorted graph (original order where free) with unused initializers removed."""
+        g = self.model.graph
+        g.initializer.extend(self._new_inits)
+        ordered = _toposort(self._nodes, {i.name for i in g.initializer} | {v.name for v in g.input} | {""})
+        del g.node[:]
+        g.node.extend(ordered)
+        used = {name for node in ordered for name in node.input} | {o.name for o in g.output}
+        dropped = {i.name for i in g.initializer if i.name not in used}
+        keep = [i for i in g.initializer if i.name not in dropped]
+        del g.initializer[:]
+        g.initializer.extend(keep)
+        graph_inputs = [v for v in g.input if v.name not in dropped]
+        del g.input[:]
+        g.input.extend(graph_inputs)
+        del g.value_info[:]
+        return self.model
+
+
+def _toposort(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
+    producer = {out: i for i, node in enumerate(nodes) for out in node.output if out}
+    state = [0] * len(nodes)  # 0 new, 1 on stack, 2 placed
+    ordered = []
+    for root in range(len(nodes)):
+        stack = [root]
+        while stack:
+            i = stack[-1]
+            if state[i] == 2:
+                stack.pop()
+                continue
+            state[i] = 1
+            deps = [producer[n] for n in nodes[i].input if n not in available and n in producer]
+            todo = [d for d in deps if state[d] == 0]
+            if any(state[d] == 1 for d in deps if d != i):
+                raise RuntimeError(f"graph edit created a cycle at node {nodes[i].name!r}")
+            missing = [n for n in nodes[i].input if n not in available and n not in producer]
+            if missing:
+                raise RuntimeError(f"graph edit left unresolved input {missing[0]!r} of {nodes[i].name!r}")
+            if todo:
+                stack.extend(todo)
+                continue
+            state[i] = 2
+            ordered.append(nodes[i])
+            stack.pop()
+    return ordered

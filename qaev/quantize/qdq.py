@@ -1,0 +1,162 @@
+"""Build the QDQ evaluation graph of a config: the model ONNX Runtime runs and we measure.
+
+Weights become ``DequantizeLinear`` of integer initializers (8-bit containers for sub-byte
+grids); static activations get ``QuantizeLinear -> DequantizeLinear`` pairs (with a Clip
+first where the grid is narrower than its container); dynamic activations use
+``DynamicQuantizeLinear -> MatMulInteger``. Biases of fused integer layers are int32 with
+scale ``s_in * s_w`` as the runtime's integer kernels expect.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from qaev.config import ActMode, LayerConfig, QuantConfig
+from qaev.errors import ConfigError
+from qaev.graph import FloatModel
+from qaev.layers import LayerInfo
+from qaev.quantize.graph_edit import GraphEditor
+from qaev.quantize.plan import activation_plan, validate_config
+from qaev.quantize.weights import ActParams, QuantizedWeight, WeightCache, activation_params, quantize_weight
+
+__all__ = ["build_qdq", "quantized_weight", "act_params_of"]
+
+
+def quantized_weight(model: FloatModel, layer: LayerInfo, cfg: LayerConfig, config: QuantConfig,
+                     cache: WeightCache | None = None) -> QuantizedWeight:
+    """The (memoised) quantized weight of ``layer`` under ``cfg``."""
+    eff = cfg.effective()
+    key = (layer.weight, layer.channel_axis, layer.reduce_axis, eff.w_bits, eff.granularity, eff.symmetric,
+           config.scale_rule)
+
+    def compute() -> QuantizedWeight:
+        return quantize_weight(
+            model.weight(layer.weight), bits=eff.w_bits, granularity=eff.granularity, symmetric=eff.symmetric,
+            scale_rule=config.scale_rule, channel_axis=layer.channel_axis, reduce_axis=layer.reduce_axis,
+        )
+
+    return cache.get(key, compute) if cache is not None else compute()
+
+
+def act_params_of(config: QuantConfig, tensor: str, bits: int) -> ActParams:
+    """Activation grid of ``tensor`` from the config's calibrated ranges."""
+    if tensor not in config.ranges:
+        raise ConfigError(f"ranges: no calibrated range for activation {tensor!r} (calibrate, or apply a config that has it)")
+    lo, hi = config.ranges[tensor]
+    return activation_params(lo, hi, bits=bits, scale_rule=config.scale_rule)
+
+
+def _dq_weight(ed: GraphEditor, prefix: str, qw: QuantizedWeight) -> str:
+    inputs = [ed.add_init(f"{prefix}.q", qw.q), ed.add_init(f"{prefix}.scale", qw.scale),
+              ed.add_init(f"{prefix}.zp", qw.zero_point)]
+    attrs = {}
+    if qw.axis is not None:
+        attrs["axis"] = qw.axis
+    if qw.block_size is not None:
+        attrs["block_size"] = qw.block_size
+    out = ed.fresh(f"{prefix}.dq")
+    ed.add_node("DequantizeLinear", inputs, [out], name=f"{prefix}.DequantizeLinear", **attrs)
+    return out
+
+
+def _int32_bias(ed: GraphEditor, model: FloatModel, layer: LayerInfo, node: onnx.NodeProto,
+                qw: QuantizedWeight, s_in: float) -> None:
+    if len(node.input) < 3 or node.input[2] not in model.initializers or qw.block_size is not None:
+        return
+    bias = model.weight(node.input[2]).astype(np.float64)
+    if bias.ndim != 1:
+        return
+    scale = (s_in * qw.scale.astype(np.float64)).reshape(-1)
+    scale = np.broadcast_to(scale, bias.shape) if scale.size == 1 else scale
+    q = np.clip(np.round(bias / scale), -(2**31), 2**31 - 1).astype(np.int32)
+    prefix = f"{layer.name}.bias"
+    inputs = [ed.add_init(f"{prefix}.q", q), ed.add_init(f"{prefix}.scale", scale.astype(np.float32)),
+              ed.add_init(f"{prefix}.zp", np.zeros_like(q))]
+    out = ed.fresh(f"{prefix}.dq")
+    ed.add_node("DequantizeLinear", inputs, [out], name=f"{prefix}.DequantizeLinear", axis=0)
+    node.input[2] = out
+
+
+def _dynamic_matmul(ed: GraphEditor, model: FloatModel, layer: LayerInfo, node: onnx.NodeProto,
+                    qw: QuantizedWeight) -> None:
+    """Replace a MatMul/Gemm by DynamicQuantizeLinear -> MatMulInteger -> scale (-> bias)."""
+    q, scale, zp = qw.q, qw.scale, qw.zero_point
+    if node.op_type == "Gemm":
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("transB", 0):
+            q = q.T
+        alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+    else:
+        alpha, beta = 1.0, 1.0
+    p = layer.name
+    xq, xs, xzp = ed.fresh(f"{p}.xq"), ed.fresh(f"{p}.xs"), ed.fresh(f"{p}.xzp")
+    ed.add_node("DynamicQuantizeLinear", [node.input[0]], [xq, xs, xzp], name=f"{p}.DynamicQuantizeLinear")
+    acc = ed.fresh(f"{p}.acc")
+    ed.add_node("MatMulInteger", [xq, ed.add_init(f"{p}.wq", np.ascontiguousarray(q)), xzp,
+                                  ed.add_init(f"{p}.wzp", zp.reshape(-1))], [acc], name=f"{p}.MatMulInteger")
+    accf = ed.fresh(f"{p}.accf")
+    ed.add_node("Cast", [acc], [accf], name=f"{p}.Cast", to=onnx.TensorProto.FLOAT)
+    total = ed.fresh(f"{p}.scale")
+    ed.add_node("Mul", [xs, ed.add_init(f"{p}.wscale", (scale.reshape(-1) * alpha).astype(np.float32))], [total],
+                name=f"{p}.ScaleMul")
+    has_bias = node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]
+    out = ed.fresh(f"{p}.mm") if has_bias else node.output[0]
+    ed.add_node("Mul", [accf, total], [out], name=f"{p}.Mul")
+    if has_bias:
+        bias = node.input[2]
+        if beta != 1.0:
+            bias = ed.add_init(f"{p}.bias", (model.weight(bias) * beta).astype(np.float32))
+        ed.add_node("Add", [out, bias], [node.output[0]], name=f"{p}.BiasAdd")
+    ed.remove(node)
+
+
+def _quantize_activation(ed: GraphEditor, tensor: str, params: ActParams, name: str) -> None:
+    as_output = ed.is_output(tensor) and not any(v.name == tensor for v in ed.model.graph.input)
+    src = ed.detach_output(tensor) if as_output else tensor
+    first = src
+    if params.bits < 8:
+        lo, hi = params.clip
+        first = ed.fresh(f"{name}.clipped")
+        ed.add_node("Clip", [src, ed.add_init(f"{name}.lo", np.array(lo, np.float32)),
+                             ed.add_init(f"{name}.hi", np.array(hi, np.float32))], [first], name=f"{name}.Clip")
+    scale = ed.add_init(f"{name}.scale", np.array(params.scale, np.float32))
+    zp = ed.add_init(f"{name}.zp", np.array(params.zero_point, params.dtype))
+    q = ed.fresh(f"{name}.q")
+    dq = tensor if as_output else ed.fresh(f"{name}.dq")
+    ed.add_node("QuantizeLinear", [first, scale, zp], [q], name=f"{name}.QuantizeLinear")
+    ed.add_node("DequantizeLinear", [q, scale, zp], [dq], name=f"{name}.DequantizeLinear")
+    if not as_output:
+        ed.rewire_consumers(tensor, dq, skip_prefix=name)
+
+
+def build_qdq(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfig, *,
+              cache: WeightCache | None = None) -> onnx.ModelProto:
+    """The QDQ model of ``config`` (with calibrated ranges) applied to ``model``.
+
+    Raises:
+        ConfigError: an unknown layer, a setting that does not apply to its layer, or a
+            static activation without a calibrated range.
+    """
+    validate_config(config, layers)
+    plan = activation_plan(config, layers)
+    acts = {t: act_params_of(config, t, bits) for t, bits in plan.bits.items()}
+    ed = GraphEditor(model.proto)
+    for layer in layers:
+        cfg = config.layer(layer.name)
+        if cfg is None or cfg.w_bits is None:
+            continue
+        node = ed.node(layer.name)
+        qw = quantized_weight(model, layer, cfg, config, cache)
+        if cfg.act is ActMode.DYNAMIC:
+            _dynamic_matmul(ed, model, layer, node, qw)
+            continue
+        slot = 0 if layer.op_type == "Gather" else 1
+        node.input[slot] = _dq_weight(ed, f"{layer.name}.w", qw)
+        if cfg.act is ActMode.STATIC and cfg.w_bits <= 8 and layer.op_type in ("Conv", "Gemm"):
+            _int32_bias(ed, model, layer, node, qw, acts[layer.act_inputs[0]].scale)
+    for tensor, params in acts.items():
+        _quantize_activation(ed, tensor, params, f"act.{tensor}")
+    return ed.finish()

@@ -1,0 +1,139 @@
+"""The quantization engine: a float model, its layers, calibration statistics and caches,
+turning any :class:`~qaev.config.QuantConfig` into the QDQ model ONNX Runtime runs."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from qaev.calibrate import ActivationStats
+from qaev.config import CalibMethod, LayerConfig, QuantConfig, ScaleRule
+from qaev.errors import ConfigError
+from qaev.graph import FloatModel
+from qaev.layers import LayerInfo, find_layers
+from qaev.quantize.plan import activation_plan, fit_to_layer
+from qaev.quantize.qdq import build_qdq
+from qaev.quantize.weights import WeightCache
+
+__all__ = ["Quantizer", "cache_dir", "activation_tensors", "uniform_config"]
+
+
+def cache_dir() -> Path:
+    """Where statistics are persisted between runs (``$QAEV_CACHE`` or ``~/.cache/qaev``)."""
+    return Path(os.environ.get("QAEV_CACHE") or Path.home() / ".cache" / "qaev")
+
+
+def _data_key(batches: Sequence[Mapping[str, np.ndarray]]) -> str:
+    digest = hashlib.sha256()
+    for feed in batches:
+        for name in sorted(feed):
+            arr = np.ascontiguousarray(feed[name])
+            digest.update(name.encode() + str(arr.dtype).encode() + str(arr.shape).encode())
+            digest.update(arr.tobytes())
+    return digest.hexdigest()[:16]
+
+
+class Quantizer:
+    """Builds QDQ models of one float model.
+
+    Args:
+        model: the normalised float model.
+        layers: its quantizable layers (found when omitted).
+        stats: activation statistics covering every layer's activation tensors; required
+            only for configs with static activations that carry no ranges.
+
+    Example:
+        >>> from qaev.data import digits_model_path, load_digits_split
+        >>> from qaev.graph import load_model
+        >>> q = Quantizer.calibrated(load_model(digits_model_path()), load_digits_split("calib"))
+        >>> cfg = q.resolve(QuantConfig.uniform(q.layer_names, w_bits=4))
+        >>> len(cfg.ranges) > 0 and cfg.model_sha256 == q.model.sha256
+        True
+    """
+
+    def __init__(self, model: FloatModel, *, layers: Sequence[LayerInfo] | None = None,
+                 stats: ActivationStats | None = None) -> None:
+        self.model = model
+        self.layers = list(layers) if layers is not None else find_layers(model)
+        self.stats = stats
+        self.weights = WeightCache()
+        self.stats_path: Path | None = None
+
+    @classmethod
+    def calibrated(cls, model: FloatModel, calib, *, batch_size: int = 64, threads: int = 1,
+                   layers: Sequence[LayerInfo] | None = None, persist: bool = True) -> "Quantizer":
+        """Collect statistics for every candidate activation tensor in one pass over
+        ``calib`` (an :class:`~qaev.data.ArrayDataset`), reusing a persisted copy when the
+        same model and data were seen before."""
+        batches = list(calib.batches(batch_size=batch_size))
+        if layers is None:
+            first = batches[0] if batches else {}
+            layers = find_layers(model, input_shapes={k: v.shape for k, v in first.items()})
+        tensors = activation_tensors(layers)
+        path = cache_dir() / "calib" / f"{model.sha256[:16]}-{_data_key(batches)}.npz"
+        stats = None
+        if persist and path.is_file():
+            try:
+                stats = ActivationStats.load(path)
+                if not set(tensors) <= set(stats.tensors):
+                    stats = None
+            except Exception:  # a corrupt cache is recomputed, never trusted
+                stats = None
+        if stats is None:
+            stats = ActivationStats.collect(model.proto, tensors, batches, threads=threads)
+            if persist:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                stats.save(path)
+        quantizer = cls(model, layers=layers, stats=stats)
+        quantizer.stats_path = path if persist else None
+        return quantizer
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Names of the quantizable layers, in graph order."""
+        return [layer.name for layer in self.layers]
+
+    def resolve(self, config: QuantConfig) -> QuantConfig:
+        """``config`` bound to this model, with the calibrated range of every static
+        activation it quantizes (existing ranges are kept when no statistics exist)."""
+        if config.model_sha256 not in (None, self.model.sha256):
+            raise ConfigError(
+                f"model_sha256: config was made for model {config.model_sha256[:12]}..., "
+                f"this model is {self.model.sha256[:12]}..."
+            )
+        plan = activation_plan(config, self.layers)
+        if self.stats is None:
+            missing = [t for t in plan.tensors() if t not in config.ranges]
+            if missing:
+                raise ConfigError(f"ranges: no calibrated range for activation {missing[0]!r} and no calibration data")
+            ranges = {t: config.ranges[t] for t in plan.tensors()}
+        else:
+            ranges = {t: self.stats.range(t, config.calibration, bits) for t, bits in plan.bits.items()}
+        return config.with_ranges(ranges).with_model(self.model.sha256)
+
+    def build(self, config: QuantConfig) -> onnx.ModelProto:
+        """The QDQ evaluation model of ``config`` (ranges resolved first)."""
+        return build_qdq(self.model, self.layers, self.resolve(config), cache=self.weights)
+
+
+def activation_tensors(layers: Sequence[LayerInfo]) -> list[str]:
+    """Every tensor a static config of some layer may quantize, in a stable order."""
+    seen: dict[str, None] = {}
+    for layer in layers:
+        if layer.supports_activations:
+            for tensor in (*layer.act_inputs, layer.output):
+                seen.setdefault(tensor, None)
+    return list(seen)
+
+
+
+def uniform_config(layers: Sequence[LayerInfo], cfg: LayerConfig, *, calibration: CalibMethod = CalibMethod.MINMAX,
+                   scale_rule: ScaleRule = ScaleRule.FLOAT) -> QuantConfig:
+    """``cfg`` on every layer, fitted to what each layer supports (see :func:`fit_to_layer`)."""
+    fitted = {layer.name: fit_to_layer(cfg, layer) for layer in layers}
+    return QuantConfig(layers={k: v for k, v in fitted.items() if v is not None}, calibration=calibration,
+                       scale_rule=scale_rule)
