@@ -1,0 +1,1 @@
+"""Ready-made quantization problems (installed as ``qaev.problems``) and their bundled assets."""

@@ -1,0 +1,148 @@
+"""In-memory datasets: named input arrays whose first axis is the sample axis."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Iterator, Mapping
+
+import numpy as np
+
+from qaev.errors import DataError
+
+__all__ = ["ArrayDataset"]
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+@dataclass(frozen=True)
+class ArrayDataset:
+    """Model inputs (and optional labels) held as numpy arrays.
+
+    Every array's first axis indexes samples, and all arrays have the same number of
+    samples. The arrays are stored as read-only views, so a dataset never changes after
+    construction (the caller's arrays are left writable).
+
+    Args:
+        inputs: Model input name -> array ``[N, ...]``.
+        labels: Array ``[N, ...]`` of targets, or None (label-free data).
+        name: Human-readable name, used in reports and error messages.
+
+    Raises:
+        DataError: No inputs, zero samples, or arrays whose lengths differ.
+
+    Example:
+        >>> ds = ArrayDataset({"x": np.zeros((5, 2), np.float32)}, labels=np.arange(5))
+        >>> [b["x"].shape[0] for b in ds.batches(batch_size=2)]
+        [2, 2, 1]
+    """
+
+    inputs: Mapping[str, np.ndarray]
+    labels: np.ndarray | None = None
+    name: str = "dataset"
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise DataError(f"{self.name}: dataset has no inputs")
+        arrays: dict[str, np.ndarray] = {}
+        for key, value in self.inputs.items():
+            array = np.asarray(value)
+            if array.ndim == 0:
+                raise DataError(f"{self.name}: input {key!r} is a scalar, expected [N, ...]")
+            arrays[str(key)] = _readonly(array)
+        lengths = {key: len(array) for key, array in arrays.items()}
+        labels = None
+        if self.labels is not None:
+            labels = np.asarray(self.labels)
+            if labels.ndim == 0:
+                raise DataError(f"{self.name}: labels are a scalar, expected [N, ...]")
+            lengths["<labels>"] = len(labels)
+            labels = _readonly(labels)
+        if len(set(lengths.values())) != 1:
+            raise DataError(f"{self.name}: arrays differ in length along axis 0: {lengths}")
+        if next(iter(lengths.values())) == 0:
+            raise DataError(f"{self.name}: dataset is empty")
+        object.__setattr__(self, "inputs", MappingProxyType(arrays))
+        object.__setattr__(self, "labels", labels)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The input names, in insertion order."""
+        return tuple(self.inputs)
+
+    def batches(self, *, batch_size: int = 64) -> Iterator[dict[str, np.ndarray]]:
+        """Yields feed dicts of consecutive samples, in order; the last may be smaller.
+
+        Args:
+            batch_size: Samples per batch, at least 1.
+
+        Yields:
+            Input name -> read-only array slice ``[<=batch_size, ...]``.
+        """
+        if batch_size < 1:
+            raise DataError(f"{self.name}: batch_size must be >= 1, got {batch_size}")
+        for start in range(0, len(self), batch_size):
+            yield {key: array[start:start + batch_size] for key, array in self.inputs.items()}
+
+    def subset(self, indices) -> ArrayDataset:
+        """Returns the samples at ``indices`` (integer positions, in the order given).
+
+        Args:
+            indices: 1-D sequence of integer positions, negative ones counting from the end.
+
+        Raises:
+            DataError: Non-integer, out-of-range or no indices.
+        """
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+            raise DataError(f"{self.name}: subset needs a 1-D array of integer positions")
+        if idx.size == 0:
+            raise DataError(f"{self.name}: subset of no samples")
+        n = len(self)
+        if idx.min() < -n or idx.max() >= n:
+            raise DataError(f"{self.name}: subset index out of range for {n} samples")
+        return ArrayDataset(
+            {key: array[idx] for key, array in self.inputs.items()},
+            labels=None if self.labels is None else self.labels[idx],
+            name=self.name,
+        )
+
+    def head(self, n: int) -> ArrayDataset:
+        """Returns the first ``min(n, len(self))`` samples; ``n`` must be >= 1."""
+        if n < 1:
+            raise DataError(f"{self.name}: head needs n >= 1, got {n}")
+        return self.subset(np.arange(min(n, len(self))))
+
+    def split(self, *, n_first: int, n_second: int | None, seed: int
+              ) -> tuple[ArrayDataset, ArrayDataset]:
+        """Splits into two disjoint random parts drawn with a seeded permutation.
+
+        Each part keeps the original sample order.
+
+        Args:
+            n_first: Samples in the first part, at least 1.
+            n_second: Samples in the second part, at least 1, or None for all the rest.
+            seed: Seed of the permutation (``numpy.random.default_rng``).
+
+        Returns:
+            The two parts.
+
+        Raises:
+            DataError: The dataset has fewer than ``n_first + n_second`` samples, or a
+                part would be empty.
+        """
+        n = len(self)
+        second = n - n_first if n_second is None else n_second
+        if n_first < 1 or second < 1 or n_first + second > n:
+            raise DataError(f"{self.name}: cannot split {n} samples into {n_first} + "
+                            f"{'the rest' if n_second is None else n_second}")
+        order = np.random.default_rng(seed).permutation(n)
+        first_idx = np.sort(order[:n_first])
+        second_idx = np.sort(order[n_first:n_first + second])
+        return self.subset(first_idx), self.subset(second_idx)

@@ -1,0 +1,142 @@
+"""Model inputs from ``.npy`` / ``.npz`` files, and synthetic inputs from shapes."""
+from __future__ import annotations
+
+import os
+import pathlib
+import zipfile
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from qaev.data.arrays import ArrayDataset
+from qaev.errors import DataError
+
+__all__ = ["LABELS_KEY", "load_feed_folder", "synthetic_dataset"]
+
+#: Optional key in ``.npz`` feed files holding the labels of that file's samples.
+LABELS_KEY = "labels"
+
+
+def _read(path: pathlib.Path, input_names: Sequence[str]) -> dict[str, np.ndarray]:
+    try:
+        if path.suffix == ".npy":
+            return {input_names[0]: np.load(path, allow_pickle=False)}
+        with np.load(path, allow_pickle=False) as npz:
+            keys = set(npz.files)
+            missing = [name for name in input_names if name not in keys]
+            extra = sorted(keys - set(input_names) - {LABELS_KEY})
+            if missing or extra:
+                raise DataError(f"{path}: keys {sorted(keys)} do not match the inputs "
+                                f"{list(input_names)} (missing {missing}, unexpected {extra})")
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot read array file ({exc})") from exc
+
+
+def load_feed_folder(path: str | os.PathLike, *, input_names: Sequence[str],
+                     dtypes: Mapping[str, np.dtype] | None = None,
+                     per_sample: bool = False) -> ArrayDataset:
+    """Loads model inputs saved as ``.npy`` or ``.npz`` files in one folder.
+
+    Files are read in filename order and concatenated along axis 0. ``.npy`` files
+    serve single-input models; ``.npz`` files hold one array per input name and may
+    add a ``labels`` array (in all files or in none).
+
+    Args:
+        path: The folder.
+        input_names: The model's input names.
+        dtypes: Expected dtype per input name (for example from the model); by default
+            only consistency across files is checked.
+        per_sample: Each file holds one sample without a batch axis (stacked), instead
+            of arrays whose first axis is the sample axis (concatenated).
+
+    Returns:
+        The dataset, named after the folder.
+
+    Raises:
+        DataError: No folder or files, ``.npy`` files for a multi-input model, mixed
+            file types, or a file whose keys, dtype or per-sample shape differ (the
+            message names the file).
+    """
+    folder = pathlib.Path(path).expanduser()
+    names = [str(name) for name in input_names]
+    if not names:
+        raise DataError(f"{folder}: no input names given")
+    if not folder.is_dir():
+        raise DataError(f"{folder}: feed folder not found")
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".npy", ".npz") and p.is_file())
+    if not files:
+        raise DataError(f"{folder}: no .npy or .npz files")
+    suffixes = {p.suffix for p in files}
+    if len(suffixes) > 1:
+        raise DataError(f"{folder}: mixes .npy and .npz files")
+    if ".npy" in suffixes and len(names) != 1:
+        raise DataError(f"{folder}: .npy files need a single-input model, inputs are {names}")
+
+    parts: dict[str, list[np.ndarray]] = {}
+    first: dict[str, tuple[pathlib.Path, np.ndarray]] = {}
+    for file in files:
+        arrays = _read(file, names)
+        if (LABELS_KEY in arrays) != (LABELS_KEY in first) and first:
+            raise DataError(f"{file}: '{LABELS_KEY}' must be present in all files or in none")
+        for key, array in arrays.items():
+            if per_sample:
+                array = array[None]
+            if array.ndim == 0:
+                raise DataError(f"{file}: {key!r} is a scalar; use per_sample=True")
+            expected = None if dtypes is None or key == LABELS_KEY else dtypes.get(key)
+            if expected is not None and array.dtype != np.dtype(expected):
+                raise DataError(f"{file}: {key!r} has dtype {array.dtype}, "
+                                f"the model expects {np.dtype(expected)}")
+            if key in first:
+                ref_file, ref = first[key]
+                if array.dtype != ref.dtype or array.shape[1:] != ref.shape[1:]:
+                    raise DataError(
+                        f"{file}: {key!r} is {array.dtype}{list(array.shape[1:])} per sample, "
+                        f"but {ref_file.name} has {ref.dtype}{list(ref.shape[1:])}")
+            else:
+                first[key] = (file, array)
+            parts.setdefault(key, []).append(array)
+    arrays = {key: np.concatenate(chunks, axis=0) for key, chunks in parts.items()}
+    labels = arrays.pop(LABELS_KEY, None)
+    return ArrayDataset({name: arrays[name] for name in names}, labels=labels, name=folder.name)
+
+
+def synthetic_dataset(input_specs: Mapping[str, tuple[tuple[int, ...], np.dtype]], *,
+                      n: int, seed: int) -> ArrayDataset:
+    """Random inputs for a model with no data (smoke tests, label-free calibration).
+
+    Floats are standard normal; integers are uniform in 0..9; booleans are fair coins.
+
+    Args:
+        input_specs: Input name -> (per-sample shape without the batch axis, dtype).
+        n: Number of samples, at least 1.
+        seed: Seed of ``numpy.random.default_rng``.
+
+    Returns:
+        Unlabelled dataset named ``synthetic``.
+
+    Raises:
+        DataError: ``n < 1``, no inputs, a non-positive dimension or an unsupported dtype.
+    """
+    if n < 1:
+        raise DataError(f"synthetic dataset needs n >= 1, got {n}")
+    if not input_specs:
+        raise DataError("synthetic dataset needs at least one input spec")
+    rng = np.random.default_rng(seed)
+    inputs: dict[str, np.ndarray] = {}
+    for name, (shape, dtype) in input_specs.items():
+        dims = tuple(shape)
+        if not all(isinstance(d, (int, np.integer)) and d >= 1 for d in dims):
+            raise DataError(f"input {name!r}: shape {dims} needs positive integer dimensions")
+        dt = np.dtype(dtype)
+        full = (n, *dims)
+        if dt.kind == "f":
+            inputs[name] = rng.standard_normal(full).astype(dt)
+        elif dt.kind in "iu":
+            inputs[name] = rng.integers(0, 10, size=full).astype(dt)
+        elif dt.kind == "b":
+            inputs[name] = rng.integers(0, 2, size=full).astype(bool)
+        else:
+            raise DataError(f"input {name!r}: unsupported dtype {dt}")
+    return ArrayDataset(inputs, labels=None, name="synthetic")
