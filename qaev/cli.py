@@ -1,0 +1,176 @@
+"""The ``qaev`` command line."""
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import click
+import onnx
+
+from qaev.cli_options import CALIBRATION_CHOICE, data_options, data_options_from, layer_config_from
+from qaev.config import CalibMethod, ScaleRule
+from qaev.config_io import load_config, save_config
+from qaev.data import digits_model_path
+from qaev.errors import DataError, ModelError, QaevError
+from qaev.evaluate import Evaluator
+from qaev.graph import FloatModel, load_model
+from qaev.quantize import Quantizer, export_model, uniform_config
+from qaev.tasks import load_task
+
+__all__ = ["main", "cli"]
+
+
+def _model_or_default(model: Path | None) -> tuple[Path, bool]:
+    if model is None:
+        return digits_model_path(), True
+    return model, False
+
+
+def _write_model(proto: onnx.ModelProto, out: Path) -> int:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = proto.SerializeToString()
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+    return len(data)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """qaev: per-layer mixed-precision quantization of ONNX models, measured with ONNX Runtime."""
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+@cli.command()
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.option("--w-bits", default="8", show_default=True, help="Weight bits: 2, 3, 4, 6, 8, 16 or float.")
+@click.option("--a-bits", default="8", show_default=True, help="Activations: 4, 8, 16, dynamic or float.")
+@click.option("--per-channel/--per-tensor", default=False, show_default=True, help="Weight scale granularity.")
+@click.option("--block", type=click.Choice(["32", "64", "128"]), default=None,
+              help="Block-wise weight scales (MatMul/Gemm/Gather; others per-channel).")
+@click.option("--asymmetric", is_flag=True, help="Asymmetric weight grids.")
+@click.option("--calibration", type=CALIBRATION_CHOICE, default="minmax", show_default=True)
+@click.option("--pow2-scales", is_flag=True, help="Round scales up to powers of two.")
+@data_options
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output .onnx.")
+@click.option("--save-config", "save_to", type=click.Path(path_type=Path), default=None,
+              help="Write the config (YAML/JSON).")
+@click.option("--no-eval", is_flag=True, help="Skip measuring the result.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def quantize(model, w_bits, a_bits, per_channel, block, asymmetric, calibration, pow2_scales, out, save_to, no_eval,
+             as_json, **kwargs) -> None:
+    """Uniform quantization of every layer (the one-shot baseline)."""
+    path, bundled = _model_or_default(model)
+    options = data_options_from(kwargs, bundled=bundled)
+    float_model = load_model(path)
+    task = load_task(options, float_model)
+    layer_cfg = layer_config_from(w_bits=w_bits, a_bits=a_bits, per_channel=per_channel,
+                                  block=int(block) if block else None, asymmetric=asymmetric)
+    quantizer = Quantizer.calibrated(float_model, task.calib)
+    config = uniform_config(quantizer.layers, layer_cfg, calibration=CalibMethod(calibration),
+                            scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)
+    config = quantizer.resolve(config)
+    size = _write_model(export_model(quantizer, config), out)
+    summary = {"model": str(path), "out": str(out), "bytes": size, "layers": len(config.layers)}
+    if save_to:
+        save_config(config, save_to)
+        summary["config"] = str(save_to)
+    if not no_eval:
+        evaluator = Evaluator(float_model, task.eval, metric=task.metric)
+        measured = evaluator.measure(quantizer.build(config))
+        summary.update(metric=task.metric, value=measured.value, float=evaluator.float_value, n=measured.n)
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"wrote {out} ({size / 1e6:.3f} MB, {len(config.layers)} of {len(quantizer.layers)} layers quantized)")
+    if save_to:
+        click.echo(f"wrote config {save_to}")
+    if "value" in summary:
+        click.echo(f"{task.metric}: {summary['value']:.2f} (float {summary['float']:.2f}, n={summary['n']}, measured)")
+
+
+@cli.command()
+@click.argument("config", type=click.Path(path_type=Path))
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output .onnx.")
+def apply(config: Path, model: Path, out: Path) -> None:
+    """Rebuild the quantized model a CONFIG describes (no data needed)."""
+    cfg = load_config(config)
+    quantizer = Quantizer(load_model(model))
+    size = _write_model(export_model(quantizer, cfg), out)
+    click.echo(f"wrote {out} ({size / 1e6:.3f} MB)")
+
+
+def _raw_model(path: Path) -> onnx.ModelProto:
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    try:
+        return onnx.load_model_from_string(path.read_bytes())
+    except Exception:
+        raise ModelError(f"{path}: not a valid ONNX model (protobuf parse failed; truncated or wrong file?)") from None
+
+
+@cli.command()
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@data_options
+@click.option("--reference", type=click.Path(path_type=Path), default=None,
+              help="Float model for label-free metrics (default: MODEL itself).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def evaluate(model, reference, as_json, **kwargs) -> None:
+    """Measure MODEL (float or quantized) on the evaluation split."""
+    path, bundled = _model_or_default(model)
+    bundled = bundled or path.resolve() == digits_model_path().resolve()
+    options = data_options_from(kwargs, bundled=bundled)
+    raw = _raw_model(path)
+    if reference is not None:
+        ref = load_model(reference)
+    elif bundled:
+        ref = load_model(digits_model_path())
+    else:  # labelled metrics need no float reference: use MODEL itself for its input names
+        ref = FloatModel(proto=raw, path=path, sha256="", opset=0)
+    task = load_task(options, ref)
+    if reference is None and not bundled and task.metric in ("agreement", "kl", "sqnr_db"):
+        raise DataError(f"metric {task.metric!r} compares against the float model: give --reference FLOAT.onnx")
+    evaluator = Evaluator(ref, task.eval, metric=task.metric)
+    measured = evaluator.measure(raw.SerializeToString())
+    result = {"metric": task.metric, "value": measured.value, "n": measured.n, "model": str(path),
+              "inference_s": round(measured.inference_s, 4)}
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(f"{task.metric}: {measured.value:.4f}  (n={measured.n}, measured on {path})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors print one line and exit 2; ``--debug`` shows tracebacks."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="qaev", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("qaev: interrupted", err=True)
+        return 130
+    except QaevError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"qaev: error: {exc}", err=True)
+        return exc.exit_code
+    except Exception as exc:  # a bug, not bad input: say so in one line unless --debug
+        if debug:
+            raise
+        click.echo(f"qaev: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

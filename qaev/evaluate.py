@@ -1,0 +1,117 @@
+"""Measuring a model on data: ORT session, batched inference, a metric, and the drop
+relative to the float model on the same data."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable
+
+import numpy as np
+import onnx
+
+from qaev import metrics
+from qaev.errors import DataError
+from qaev.graph import FloatModel
+from qaev.session import make_session, run_batches
+
+__all__ = ["Metric", "METRICS", "Evaluator", "Measurement", "get_metric"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A scalar score of model outputs.
+
+    Attributes:
+        name: registry key.
+        higher_is_better: direction of the score.
+        needs_labels: False for label-free fidelity metrics (scored against the float model).
+        compute: ``(outputs, labels, float_outputs) -> value``.
+    """
+
+    name: str
+    higher_is_better: bool
+    needs_labels: bool
+    compute: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], float]
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("top1", True, True, lambda out, y, ref: metrics.top_k(out, y, k=1)),
+        Metric("top5", True, True, lambda out, y, ref: metrics.top_k(out, y, k=5)),
+        Metric("agreement", True, False, lambda out, y, ref: metrics.top1_agreement(out, ref)),
+        Metric("kl", False, False, lambda out, y, ref: metrics.kl_divergence(out, ref)),
+        Metric("sqnr_db", True, False, lambda out, y, ref: metrics.sqnr_db(out, ref)),
+    )
+}
+
+
+def get_metric(name: str) -> Metric:
+    """The registered metric ``name``."""
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise DataError(f"metric {name!r} is not one of {', '.join(METRICS)}") from None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured value with its sample count and where the time went (seconds)."""
+
+    value: float
+    n: int
+    session_s: float
+    inference_s: float
+
+
+class Evaluator:
+    """Scores models on one dataset with one metric.
+
+    Args:
+        model: the float model (the reference for drops and fidelity metrics).
+        data: an :class:`~qaev.data.ArrayDataset` (labels needed for labelled metrics).
+        metric: a key of :data:`METRICS`.
+        batch_size: inference batch size.
+        threads: ORT intra-op threads.
+    """
+
+    def __init__(self, model: FloatModel, data, *, metric: str = "top1", batch_size: int = 64,
+                 threads: int = 1) -> None:
+        self.model = model
+        self.data = data
+        self.metric = get_metric(metric)
+        self.batch_size = batch_size
+        self.threads = threads
+        if self.metric.needs_labels and data.labels is None:
+            raise DataError(f"metric {metric!r} needs labels, and dataset {data.name!r} has none")
+
+    def outputs(self, model: onnx.ModelProto | bytes) -> tuple[np.ndarray, float, float]:
+        """First-output array of ``model`` on the data, session seconds, inference seconds."""
+        start = time.perf_counter()
+        session = make_session(model, threads=self.threads)
+        built = time.perf_counter()
+        out = run_batches(session, self.data.batches(batch_size=self.batch_size))
+        return out, built - start, time.perf_counter() - built
+
+    @cached_property
+    def reference(self) -> np.ndarray:
+        """Float-model outputs on the data."""
+        return self.outputs(self.model.proto)[0]
+
+    @cached_property
+    def float_value(self) -> float:
+        """The metric of the float model."""
+        return float(self.metric.compute(self.reference, self.data.labels, self.reference))
+
+    def measure(self, model: onnx.ModelProto | bytes) -> Measurement:
+        """Run ``model`` over the data and score it."""
+        ref = None if self.metric.needs_labels else self.reference
+        out, session_s, inference_s = self.outputs(model)
+        value = float(self.metric.compute(out, self.data.labels, ref))
+        return Measurement(value=value, n=len(self.data), session_s=session_s, inference_s=inference_s)
+
+    def drop(self, value: float) -> float:
+        """Points lost relative to the float model (positive is worse)."""
+        diff = self.float_value - value
+        return diff if self.metric.higher_is_better else -diff

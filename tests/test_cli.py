@@ -1,0 +1,113 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from qaev.cli import main
+from qaev.data import digits_model_path
+from tests.models import conv_mlp
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_quantize_then_apply_reproduces_evaluate_exactly(tmp_path, capsys):
+    out, cfg = tmp_path / "w4.onnx", tmp_path / "w4.yaml"
+    code, text, _ = run(capsys, "quantize", "--w-bits", "4", "--per-channel", "-o", out, "--save-config", cfg, "--json")
+    assert code == 0
+    summary = json.loads(text)
+    code, text, _ = run(capsys, "evaluate", out, "--task", "digits", "--json")
+    first = json.loads(text)
+    assert first["metric"] == "top1" and first["n"] == 497 and first["value"] == summary["value"]
+    rebuilt = tmp_path / "again.onnx"
+    assert run(capsys, "apply", cfg, digits_model_path(), "-o", rebuilt)[0] == 0
+    second = json.loads(run(capsys, "evaluate", rebuilt, "--task", "digits", "--json")[1])
+    assert second["value"] == first["value"]
+    assert rebuilt.read_bytes() == out.read_bytes()
+
+
+def test_four_bit_file_is_at_most_0_6_of_eight_bit(tmp_path, capsys):
+    sizes = {}
+    for bits in (4, 8):
+        path = tmp_path / f"w{bits}.onnx"
+        assert run(capsys, "quantize", "--w-bits", bits, "--per-channel", "--no-eval", "-o", path)[0] == 0
+        sizes[bits] = path.stat().st_size
+    assert sizes[4] <= 0.6 * sizes[8]
+
+
+def _one_line_error(code, err, *needles):
+    assert code == 2
+    lines = [l for l in err.strip().splitlines() if l]
+    assert len(lines) == 1 and lines[0].startswith("qaev: error:"), err
+    for needle in needles:
+        assert needle in lines[0]
+
+
+@pytest.mark.parametrize("content", [b"garbage bytes", b""])
+def test_bad_model_file(tmp_path, capsys, content):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(content)
+    code, _, err = run(capsys, "quantize", bad, "--task", "digits", "-o", tmp_path / "o.onnx")
+    _one_line_error(code, err, "broken.onnx")
+
+
+def test_truncated_model_file(tmp_path, capsys):
+    bad = tmp_path / "cut.onnx"
+    bad.write_bytes(digits_model_path().read_bytes()[:1000])
+    code, _, err = run(capsys, "apply", _config(tmp_path), bad, "-o", tmp_path / "o.onnx")
+    _one_line_error(code, err, "cut.onnx")
+
+
+def test_model_with_nothing_to_quantize(tmp_path, capsys):
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(g), str(path))
+    code, _, err = run(capsys, "quantize", path, "-o", tmp_path / "o.onnx")
+    _one_line_error(code, err, "no quantizable layer")
+
+
+def _config(tmp_path, text="version: 1\nlayers: {}\n"):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("version: 1\nlayers: {}\nbogus: 3\n", "'bogus'"),
+    ("version: 1\nlayers:\n  conv1: {w_bits: 5}\n", "w_bits"),
+    ("version: 1\nlayers:\n  no_such_layer: {w_bits: 8}\n", "no_such_layer"),
+    ("version: 1\nlayers:\n  /conv1/Conv: {w_bits: 8, colour: red}\n", "colour"),
+    ("layers: [1, 2\n", "not valid YAML"),
+    ("version: 7\nlayers: {}\n", "version"),
+])
+def test_invalid_config(tmp_path, capsys, text, needle):
+    code, _, err = run(capsys, "apply", _config(tmp_path, text), digits_model_path(), "-o", tmp_path / "o.onnx")
+    _one_line_error(code, err, needle)
+
+
+def test_config_for_another_model_is_refused(tmp_path, capsys):
+    import onnx
+
+    other = tmp_path / "other.onnx"
+    onnx.save(conv_mlp(), str(other))
+    cfg = tmp_path / "w8.yaml"
+    assert run(capsys, "quantize", "--no-eval", "-o", tmp_path / "q.onnx", "--save-config", cfg)[0] == 0
+    code, _, err = run(capsys, "apply", cfg, other, "-o", tmp_path / "o.onnx")
+    _one_line_error(code, err, "model_sha256")
+
+
+def test_entry_point_prints_no_traceback(tmp_path):
+    bad = tmp_path / "x.onnx"
+    bad.write_bytes(b"\x00\x01")
+    proc = subprocess.run([sys.executable, "-m", "qaev.cli", "evaluate", str(bad), "--task", "digits"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "x.onnx" in proc.stderr

@@ -1,0 +1,138 @@
+import numpy as np
+import onnx
+import pytest
+
+from qaev.config import ActMode, CalibMethod, Granularity, LayerConfig, QuantConfig, ScaleRule
+from qaev.data import ArrayDataset
+from qaev.errors import ConfigError
+from qaev.graph import load_model
+from qaev.quantize import Quantizer, export_model, uniform_config
+from qaev.session import make_session, run_batches
+from tests.models import conv_mlp, images
+
+
+@pytest.fixture(scope="module")
+def quantizer():
+    return Quantizer.calibrated(load_model(conv_mlp()), ArrayDataset(inputs={"x": images(64)}, name="rand"),
+                                persist=False)
+
+
+def _out(proto, x=None):
+    return run_batches(make_session(proto), [{"x": images(32, seed=7) if x is None else x}])
+
+
+def _rel_err(q, ref):
+    return float(np.linalg.norm(q - ref) / np.linalg.norm(ref))
+
+
+def _ops(proto):
+    return [n.op_type for n in proto.graph.node]
+
+
+def test_w8a8_qdq_counts_and_closeness(quantizer):
+    cfg = uniform_config(quantizer.layers, LayerConfig(w_bits=8))
+    proto = quantizer.build(cfg)
+    ops = _ops(proto)
+    # 3 weights + 2 int32 biases (conv, gemm) dequantized; activations x, r1, f, m2, r2, y quantized
+    assert ops.count("QuantizeLinear") == 6
+    assert ops.count("DequantizeLinear") == 3 + 2 + 6
+    ref = _out(quantizer.model.proto)
+    assert 0 < _rel_err(_out(proto), ref) < 0.06  # random weights and inputs: six 8-bit grids in a row
+
+
+def test_w8a8_runs_fused_integer_kernels(quantizer, tmp_path):
+    proto = quantizer.build(uniform_config(quantizer.layers, LayerConfig(w_bits=8)))
+    optimized = tmp_path / "opt.onnx"
+    make_session(proto, optimized_path=str(optimized))
+    ops = _ops(onnx.load(str(optimized)))
+    assert "QLinearConv" in ops and "QLinearMatMul" in ops
+
+
+def test_fewer_weight_bits_give_larger_error(quantizer):
+    ref = _out(quantizer.model.proto)
+    errs = [_rel_err(_out(quantizer.build(uniform_config(quantizer.layers, LayerConfig(w_bits=b, act="float")))), ref)
+            for b in (16, 8, 4, 2)]
+    assert errs == sorted(errs) and errs[0] < 1e-3 and errs[-1] > 0.1
+
+
+def test_weight_only_has_no_activation_qdq(quantizer):
+    proto = quantizer.build(uniform_config(quantizer.layers, LayerConfig(w_bits=4, act=ActMode.FLOAT)))
+    assert "QuantizeLinear" not in _ops(proto) and _ops(proto).count("DequantizeLinear") == 3
+
+
+def test_dynamic_int8_uses_matmulinteger(quantizer):
+    proto = quantizer.build(uniform_config(quantizer.layers, LayerConfig(w_bits=8, act=ActMode.DYNAMIC)))
+    ops = _ops(proto)
+    assert ops.count("MatMulInteger") == 2 and ops.count("DynamicQuantizeLinear") == 2  # fc1 + fc2; conv weight-only
+    assert _rel_err(_out(proto), _out(quantizer.model.proto)) < 0.03
+
+
+def test_block_wise_weights(quantizer):
+    cfg = QuantConfig(layers={"fc1": LayerConfig(w_bits=4, act=ActMode.FLOAT, granularity=Granularity.BLOCK32)})
+    proto = quantizer.build(cfg)
+    dq = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"]
+    assert [a.i for n in dq for a in n.attribute if a.name == "block_size"] == [32]
+    ref = _out(quantizer.model.proto)
+    per_channel = quantizer.build(QuantConfig(layers={"fc1": LayerConfig(w_bits=4, act=ActMode.FLOAT)}))
+    assert _rel_err(_out(proto), ref) < _rel_err(_out(per_channel), ref)
+
+
+def test_block_wise_on_a_conv_is_rejected(quantizer):
+    with pytest.raises(ConfigError, match="layers.conv1"):
+        quantizer.build(QuantConfig(layers={"conv1": LayerConfig(granularity=Granularity.BLOCK64)}))
+
+
+def test_four_bit_activations_stay_on_a_16_level_grid(quantizer):
+    cfg = QuantConfig(layers={"conv1": LayerConfig(w_bits=8, a_bits=4)})
+    proto = quantizer.build(cfg)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    dq_out = next(n.output[0] for n in probe.graph.node if n.name.startswith("act.r1") and n.op_type == "DequantizeLinear")
+    probe.graph.output.append(onnx.helper.make_tensor_value_info(dq_out, onnx.TensorProto.FLOAT, None))
+    values = make_session(probe).run([dq_out], {"x": images(32, seed=9) * 3})[0]
+    assert len(np.unique(values)) <= 16
+
+
+def test_pow2_scales_are_powers_of_two(quantizer):
+    cfg = uniform_config(quantizer.layers, LayerConfig(w_bits=8), scale_rule=ScaleRule.POW2)
+    proto = quantizer.build(cfg)
+    scales = [onnx.numpy_helper.to_array(i) for i in proto.graph.initializer if i.name.endswith(".scale")]
+    logs = np.log2(np.concatenate([s.ravel() for s in scales]))
+    assert np.allclose(logs, np.round(logs))
+
+
+def test_missing_range_without_statistics_is_a_config_error(quantizer):
+    bare = Quantizer(quantizer.model, layers=quantizer.layers)
+    with pytest.raises(ConfigError, match="no calibrated range"):
+        bare.build(uniform_config(bare.layers, LayerConfig()))
+
+
+def test_resolved_config_rebuilds_without_data(quantizer):
+    cfg = quantizer.resolve(uniform_config(quantizer.layers, LayerConfig(w_bits=4), calibration=CalibMethod.PERCENTILE))
+    bare = Quantizer(quantizer.model, layers=quantizer.layers)
+    np.testing.assert_array_equal(_out(bare.build(cfg)), _out(quantizer.build(cfg)))
+
+
+@pytest.mark.parametrize("layer_cfg", [
+    LayerConfig(w_bits=4),
+    LayerConfig(w_bits=2, symmetric=False),
+    LayerConfig(w_bits=3, act=ActMode.FLOAT),
+    LayerConfig(w_bits=4, act=ActMode.FLOAT, granularity=Granularity.BLOCK32, symmetric=False),
+    LayerConfig(w_bits=4, act=ActMode.FLOAT, granularity=Granularity.BLOCK64),
+    LayerConfig(w_bits=8, act=ActMode.DYNAMIC),
+])
+def test_export_matches_evaluation_model(quantizer, layer_cfg):
+    cfg = uniform_config(quantizer.layers, layer_cfg)
+    exported = export_model(quantizer, cfg)
+    np.testing.assert_allclose(_out(exported), _out(quantizer.build(cfg)), rtol=1e-5, atol=1e-5)
+    types = {i.data_type for i in exported.graph.initializer}
+    if layer_cfg.w_bits <= 4 and layer_cfg.granularity.block_size is None:
+        assert onnx.TensorProto.INT4 in types
+    if layer_cfg.granularity.block_size:
+        assert "MatMulNBits" in _ops(exported)
+
+
+def test_four_bit_export_is_smaller_than_eight_bit(quantizer):
+    size = {b: len(export_model(quantizer, uniform_config(quantizer.layers, LayerConfig(w_bits=b))).SerializeToString())
+            for b in (4, 8)}
+    assert size[4] <= 0.6 * size[8] + 2000  # tiny model: fixed graph overhead is ~2 kB
