@@ -1,0 +1,226 @@
+"""Analytic per-layer latency, energy, size and memory estimates from a hardware table.
+
+Every number produced here is an **estimate** from the roofline model (Williams, Waterman
+and Patterson, "Roofline", CACM 2009) and the energy model of Horowitz ("Computing's
+energy problem", ISSCC 2014), with the coefficients of a :class:`HardwareTable`:
+
+* latency = max(MACs / peak_rate(pair), bytes / bandwidth) + overhead + conversions;
+* energy  = MACs x pJ/MAC(pair) + bytes x pJ/byte + conversions x pJ/element.
+
+``pair`` is the *executed* pair after the table's fallbacks. Sizes are exact bit counts
+(:mod:`qaev.hardware.sizes`); activation sizes are derived from MACs and the weight shape.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+from qaev.config import QuantConfig
+from qaev.errors import ConfigError
+from qaev.hardware.pairs import Pair
+from qaev.hardware.sizes import activation_elements, weight_bytes
+from qaev.hardware.table import HardwareTable, list_tables, load_table
+from qaev.layers import LayerInfo
+
+__all__ = ["LayerCost", "CostReport", "estimate", "load_table", "list_tables"]
+
+_ACT_BYTES = {"4": 0.5, "8": 1.0, "16": 2.0}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerCost:
+    """Estimated cost of one layer for one batch.
+
+    Attributes:
+        name, op_type: the layer.
+        w_bits: weight bits asked for (None: float).
+        act: ``static``, ``dynamic`` or ``float``; a_bits: static activation bits or None.
+        wanted, executed: pair keys before and after the table's fallbacks.
+        native: whether ``wanted`` runs natively.
+        macs: multiply-accumulates for the batch.
+        weight_bytes: exact stored weight bytes (values, scales, zero points).
+        weight_bytes_moved: weight bytes read per batch on the target.
+        act_bytes: activation bytes read and written per batch.
+        compute_s, memory_s, overhead_s, conversion_s: latency terms.
+        bound: ``compute`` or ``memory``, whichever roofline term is larger.
+        est_latency_s, est_energy_j: the estimates.
+    """
+
+    name: str
+    op_type: str
+    w_bits: int | None
+    act: str
+    a_bits: int | None
+    wanted: str
+    executed: str
+    native: bool
+    macs: int
+    weight_bytes: int
+    weight_bytes_moved: float
+    act_bytes: float
+    compute_s: float
+    memory_s: float
+    overhead_s: float
+    conversion_s: float
+    bound: str
+    est_latency_s: float
+    est_energy_j: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostReport:
+    """Estimated whole-model cost on one target (``kind`` is always ``estimate``).
+
+    Attributes:
+        target: table name; device: what it models; batch: samples per run.
+        rows: one :class:`LayerCost` per layer, in graph order.
+        est_latency_ms, est_energy_mj: sums over the layers.
+        size_mb: exact weight bytes of all listed layers / 1e6 (float weights 4 bytes).
+        peak_memory_mb: largest weight + activation working set of one layer / 1e6.
+        fallbacks: ``(layer, wanted pair, executed pair)`` for every non-native layer.
+        warnings: what the estimate had to assume.
+    """
+
+    target: str
+    device: str
+    batch: int
+    rows: tuple[LayerCost, ...]
+    est_latency_ms: float
+    est_energy_mj: float
+    size_mb: float
+    peak_memory_mb: float
+    fallbacks: tuple[tuple[str, str, str], ...]
+    warnings: tuple[str, ...]
+    kind: str = "estimate"
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict."""
+        out = asdict(self)
+        out["rows"] = [asdict(r) for r in self.rows]
+        out["fallbacks"] = [list(f) for f in self.fallbacks]
+        out["warnings"] = list(self.warnings)
+        return out
+
+
+def _moved_weight_bytes(layer, cfg, wanted: Pair, executed: Pair, table, elements: int) -> tuple[float, int]:
+    """Weight bytes read per run and weight elements dequantized per run.
+
+    Rules (hardware/README.md): float weights and integer weights dequantized when the
+    model is compiled (``load``) are read at the target's float width; integer weights
+    executed as float on a ``runtime`` table are read at their stored width and
+    dequantized every run; integer weights repacked to another integer width are read at
+    that width; otherwise the stored bytes are read.
+    """
+    if not layer.has_weight:
+        return 0.0, 0
+    elements = min(elements, layer.params) if layer.op_type == "Gather" else layer.params
+    scale = elements / layer.params if layer.params else 0.0  # a Gather reads only its rows
+    if executed.w == "float":
+        if wanted.w == "float" or table.weight_decompression == "load":
+            return float(elements * table.float_bytes), 0
+        return weight_bytes(layer, cfg) * scale, elements
+    bits = None if wanted.w == executed.w else int(executed.w)
+    return weight_bytes(layer, cfg, bits=bits) * scale, 0
+
+
+def _layer_cost(layer: LayerInfo, cfg, table: HardwareTable, batch: int, before: str, last: bool):
+    wanted = Pair.of(cfg, layer)
+    executed = table.executed(wanted)
+    per_sample = layer.macs or 0
+    macs = per_sample * batch
+    n_in, n_out = activation_elements(layer)
+    n_in, n_out = n_in * batch, n_out * batch
+    store = "float" if layer.op_type == "Gather" else executed.a_storage
+    act_bytes = (n_in + n_out) * _ACT_BYTES.get(store, table.float_bytes)
+    w_moved, w_convert = _moved_weight_bytes(layer, cfg, wanted, executed, table, n_out)
+    # Conversions (per element): a precision boundary on the input, a dynamic quantization
+    # of the input, the model's float output after the last layer, weights dequantized per run.
+    a_convert = n_in * ((store != before) + (executed.a == "dyn8")) + (n_out if last and store != "float" else 0)
+    compute_s = macs / table.rate(executed) if macs else 0.0
+    memory_s = (w_moved + act_bytes) / table.memory_bandwidth.value
+    conversion_s = a_convert * table.act_conversion_time.value + w_convert * table.weight_conversion_time.value
+    overhead_s = table.layer_overhead.value
+    energy_pj = (
+        macs * table.mac_energy(executed)
+        + (w_moved + act_bytes) * table.energy_per_byte.value
+        + a_convert * table.act_conversion_energy.value
+        + w_convert * table.weight_conversion_energy.value
+    )
+    row = LayerCost(
+        name=layer.name,
+        op_type=layer.op_type,
+        w_bits=wanted.w_bits if layer.has_weight else None,
+        act=("float" if cfg is None or wanted.a == "float" else cfg.act.value),
+        a_bits=int(wanted.a) if wanted.a in ("4", "8", "16") else None,
+        wanted=str(wanted),
+        executed=str(executed),
+        native=table.is_native(wanted),
+        macs=macs,
+        weight_bytes=weight_bytes(layer, cfg),
+        weight_bytes_moved=w_moved,
+        act_bytes=act_bytes,
+        compute_s=compute_s,
+        memory_s=memory_s,
+        overhead_s=overhead_s,
+        conversion_s=conversion_s,
+        bound="compute" if compute_s >= memory_s else "memory",
+        est_latency_s=max(compute_s, memory_s) + overhead_s + conversion_s,
+        est_energy_j=energy_pj * 1e-12,
+    )
+    return row, store
+
+
+def estimate(
+    layers: Sequence[LayerInfo],
+    config: QuantConfig,
+    table: HardwareTable | str,
+    *,
+    batch: int = 1,
+) -> CostReport:
+    """Estimate latency, energy, size and peak memory of ``config`` on a target.
+
+    Layers are taken in the given (graph) order; consecutive layers are assumed to feed
+    each other when precision boundaries are costed. Layers the config does not quantize
+    run as ``wfloatafloat``.
+
+    Args:
+        layers: the model's quantizable layers (:func:`qaev.layers.find_layers`).
+        config: the quantization config.
+        table: a :class:`HardwareTable` or a bundled name / YAML path.
+        batch: samples per run (MACs and activations scale, weights are read once).
+
+    Returns:
+        A :class:`CostReport`; every figure in it is an estimate.
+
+    Raises:
+        ConfigError: ``batch`` < 1, or the config names layers that are not listed.
+    """
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"batch: expected a positive integer, got {batch!r}")
+    if not isinstance(table, HardwareTable):
+        table = load_table(table)
+    names = {layer.name for layer in layers}
+    stray = sorted(set(config.layers) - names)
+    if stray:
+        raise ConfigError(f"config: layer(s) not in the model: {', '.join(stray[:5])}")
+    rows, warnings, before = [], [], "float"
+    for i, layer in enumerate(layers):
+        if layer.macs is None:
+            warnings.append(f"{layer.name}: MACs unknown (unresolved shapes); counted as 0")
+        if layer.op_type == "MatMulAct" and layer.macs:
+            warnings.append(f"{layer.name}: activation sizes of a MatMul of two activations assumed cubic")
+        row, before = _layer_cost(layer, config.layer(layer.name), table, batch, before, i == len(layers) - 1)
+        rows.append(row)
+    peak = max((r.weight_bytes_moved + r.act_bytes for r in rows), default=0.0)
+    return CostReport(
+        target=table.name,
+        device=table.device,
+        batch=batch,
+        rows=tuple(rows),
+        est_latency_ms=sum(r.est_latency_s for r in rows) * 1e3,
+        est_energy_mj=sum(r.est_energy_j for r in rows) * 1e3,
+        size_mb=sum(r.weight_bytes for r in rows) / 1e6,
+        peak_memory_mb=peak / 1e6,
+        fallbacks=tuple((r.name, r.wanted, r.executed) for r in rows if not r.native),
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,92 @@
+"""Exact weight bytes and estimated activation sizes of a layer.
+
+Weight bytes are exact bit counts: ``ceil(params * bits / 8)`` for the values, one fp32
+scale (4 bytes) per scale group and one zero point (1 byte) per group when the grid is
+asymmetric. Groups: per-tensor 1, per-channel one per output channel, block-wise one per
+``block_size`` run along the reduction axis. Float weights take 4 bytes per parameter.
+"""
+from __future__ import annotations
+
+import math
+
+from qaev.config import Granularity, LayerConfig
+from qaev.layers import LayerInfo
+
+__all__ = ["SCALE_BYTES", "ZERO_POINT_BYTES", "FLOAT_WEIGHT_BYTES", "scale_groups", "weight_bytes", "activation_elements"]
+
+SCALE_BYTES = 4  # fp32 scale
+ZERO_POINT_BYTES = 1  # int8/uint8 zero point, asymmetric grids only
+FLOAT_WEIGHT_BYTES = 4  # fp32 weight as stored in the ONNX file
+
+
+def _prod(values) -> int:
+    return math.prod(int(v) for v in values)
+
+
+def _reduction(layer: LayerInfo) -> int:
+    """Elements summed per output channel (the reduction axis, or all non-channel axes)."""
+    if layer.reduce_axis is not None:
+        return int(layer.weight_shape[layer.reduce_axis])
+    return layer.params // max(int(layer.weight_shape[layer.channel_axis]), 1)
+
+
+def scale_groups(layer: LayerInfo, granularity: Granularity) -> int:
+    """Number of scales a weight gets at ``granularity``."""
+    if not layer.has_weight or not layer.params:
+        return 0
+    if granularity is Granularity.PER_TENSOR:
+        return 1
+    if granularity.block_size is None:
+        return int(layer.weight_shape[layer.channel_axis])
+    k = max(_reduction(layer), 1)
+    return (layer.params // k) * math.ceil(k / granularity.block_size)
+
+
+def weight_bytes(layer: LayerInfo, cfg: LayerConfig | None, *, bits: int | None = None) -> int:
+    """Exact stored bytes of a layer's weight under ``cfg`` (None: float).
+
+    Args:
+        layer: the layer.
+        cfg: its config; None or a float weight gives 4 bytes per parameter.
+        bits: count the values at this width instead of ``cfg.w_bits`` (scales unchanged).
+    """
+    if not layer.has_weight:
+        return 0
+    if cfg is None or cfg.w_bits is None:
+        return layer.params * FLOAT_WEIGHT_BYTES
+    eff = cfg.effective()
+    width = eff.w_bits if bits is None else bits
+    groups = scale_groups(layer, eff.granularity)
+    zero_points = 0 if eff.symmetric else groups * ZERO_POINT_BYTES
+    return math.ceil(layer.params * width / 8) + groups * SCALE_BYTES + zero_points
+
+
+def activation_elements(layer: LayerInfo) -> tuple[int, int]:
+    """Estimated (input, output) activation elements per sample.
+
+    Derived from MACs and the weight shape, as LayerInfo carries no activation shapes:
+    Conv/ConvTranspose assume stride 1 and group 1 (depthwise: one group per channel), so
+    strided or grouped convs are underestimated; Gemm/MatMul are exact; a MatMul of two
+    activations assumes ``M = K = N`` (two inputs and one output of ``MACs^(2/3)``);
+    a Gather outputs one table row per sample (the sequence length is unknown).
+    Unknown MACs give (0, 0).
+    """
+    macs, w, op = layer.macs, layer.weight_shape, layer.op_type
+    if op == "Gather":
+        return 0, int(w[1]) if len(w) > 1 else 0
+    if not macs:
+        return 0, 0
+    if op == "MatMulAct":
+        side = round(macs ** (1.0 / 3.0))
+        return 2 * side * side, side * side
+    if op in ("Gemm", "MatMul"):
+        k = int(w[layer.reduce_axis]) if layer.reduce_axis is not None else _reduction(layer)
+        n = int(w[layer.channel_axis])
+        return macs // max(n, 1), macs // max(k, 1)
+    kernel = _prod(w[2:])
+    if op == "ConvTranspose":  # weight (C_in, C_out/group, k...); MACs counted per input element
+        n_in = macs // max(int(w[1]) * kernel, 1)
+        return n_in, n_in * int(w[1]) // max(int(w[0]), 1)
+    n_out = macs // max(_prod(w[1:]), 1)  # Conv: weight (C_out, C_in/group, k...)
+    n_in = macs // max(kernel, 1) if layer.depthwise else macs // max(int(w[0]) * kernel, 1)
+    return n_in, n_out
