@@ -145,6 +145,17 @@ def evaluate(model, reference, as_json, **kwargs) -> None:
         click.echo(f"{task.metric}: {measured.value:.4f}  (n={measured.n}, measured on {path})")
 
 
+def _register() -> None:
+    from qaev.cli_hardware import hardware
+    from qaev.cli_search import export, problems, search
+
+    for command in (search, export, problems, hardware):
+        cli.add_command(command)
+
+
+_register()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2; ``--debug`` shows tracebacks."""
     args = list(sys.argv[1:] if argv is None else argv)

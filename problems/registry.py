@@ -1,0 +1,85 @@
+"""The problem registry: name -> how to build its model, data and metric."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+from qaev.errors import ConfigError
+
+__all__ = ["ProblemSpec", "PROBLEMS", "get_problem", "list_problems", "problem_parts", "Parts"]
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What a problem is made of: the float model, calibration and evaluation data, metric."""
+
+    model: object
+    calib: object
+    eval: object
+    metric: str
+
+
+@dataclass(frozen=True)
+class ProblemSpec:
+    """A registered problem: a description and a builder of its :class:`Parts`."""
+
+    name: str
+    description: str
+    build: Callable[..., Parts]
+
+
+def _digits(*, calib: int | None = None, eval: int | None = None, **_) -> Parts:
+    from qaev.data import digits_model_path, load_digits_split
+    from qaev.graph import load_model
+
+    c, e = load_digits_split("calib"), load_digits_split("test")
+    return Parts(load_model(digits_model_path()), c.head(calib) if calib else c, e.head(eval) if eval else e, "top1")
+
+
+PROBLEMS: dict[str, ProblemSpec] = {
+    "digits": ProblemSpec("digits", "bundled CNN on scikit-learn digits (300 calib / 497 test), top-1", _digits),
+}
+
+
+def list_problems() -> list[tuple[str, str]]:
+    """(name, description) of every registered problem."""
+    return [(p.name, p.description) for p in PROBLEMS.values()]
+
+
+def problem_parts(name: str, **options) -> Parts:
+    """Model, data and metric of problem ``name``."""
+    if name not in PROBLEMS:
+        raise ConfigError(f"problem {name!r} is not one of {', '.join(PROBLEMS)}")
+    return PROBLEMS[name].build(**options)
+
+
+def get_problem(name: str, *, objectives: Sequence[str] = ("acc_drop", "size_mb"), hardware=None,
+                constraints: Mapping[str, float] | None = None, space: Mapping | None = None,
+                calib: int | None = None, eval: int | None = None, store=None, threads: int = 1, **options):
+    """A ready :class:`~qaev.problem.QuantizationProblem`.
+
+    Args:
+        name: a key of :data:`PROBLEMS` (``qaev problems`` lists them).
+        objectives: objective names.
+        hardware: target table for estimated objectives.
+        constraints: e.g. ``{"max_drop": 1.0}``.
+        space: keyword options of :class:`~qaev.space.SearchSpace` (``w_bits``, ``acts``, ...).
+        calib, eval: subset sizes.
+        store: an :class:`~qaev.store.EvaluationStore` (persist to resume).
+        threads: ORT threads per evaluation.
+
+    Example:
+        >>> problem = get_problem("digits")
+        >>> problem.n_obj, problem.objectives
+        (2, ('acc_drop', 'size_mb'))
+    """
+    from qaev.evaluate import Evaluator
+    from qaev.problem import QuantizationProblem
+    from qaev.quantize import Quantizer
+    from qaev.space import SearchSpace
+
+    parts = problem_parts(name, calib=calib, eval=eval, **options)
+    quantizer = Quantizer.calibrated(parts.model, parts.calib, threads=threads)
+    evaluator = Evaluator(parts.model, parts.eval, metric=parts.metric, threads=threads)
+    return QuantizationProblem(quantizer, evaluator, space=SearchSpace(layers=quantizer.layers, **dict(space or {})),
+                               objectives=objectives, constraints=constraints, hardware=hardware, store=store)

@@ -1,0 +1,126 @@
+"""``minimize``: a thin wrapper over pymoo's, with qaev's operators and a history."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.algorithms.moo.nsga3 import NSGA3
+from pymoo.core.callback import Callback
+from pymoo.optimize import minimize as pymoo_minimize
+from pymoo.util.ref_dirs import get_reference_directions
+
+from qaev.errors import ConfigError
+from qaev.front import hypervolume, non_dominated
+from qaev.operators import EffectiveDuplicateElimination, HardwareRepair, LayerCrossover, NeighbourMutation, QuantSampling
+from qaev.problem import QuantizationProblem
+from qaev.store import Record
+
+__all__ = ["minimize", "SearchResult", "make_algorithm", "Generation"]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One line of the search history."""
+
+    gen: int
+    evaluations: int
+    cache_hits: int
+    front_size: int
+    hypervolume: float
+    elapsed_s: float
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class SearchResult:
+    """What a search found.
+
+    Attributes:
+        front: non-dominated feasible records over *every* evaluated candidate.
+        history: one :class:`Generation` per generation.
+        float_objectives: the float model's objective values (normalisation reference).
+        pymoo_result: the raw ``pymoo`` result.
+    """
+
+    front: list[Record]
+    history: list[Generation]
+    float_objectives: dict
+    pymoo_result: object = field(repr=False, default=None)
+
+
+def make_algorithm(problem: QuantizationProblem, *, name: str = "auto", pop_size: int = 20):
+    """NSGA-II (up to 3 objectives) or NSGA-III (more) with qaev's operators."""
+    if name == "auto":
+        name = "nsga2" if problem.n_obj <= 3 else "nsga3"
+    common = dict(sampling=QuantSampling(), crossover=LayerCrossover(), mutation=NeighbourMutation(),
+                  repair=HardwareRepair(), eliminate_duplicates=EffectiveDuplicateElimination(problem.space))
+    if name == "nsga2":
+        return NSGA2(pop_size=pop_size, **common)
+    if name == "nsga3":
+        partitions = {2: 12, 3: 6, 4: 4}.get(problem.n_obj, 3)
+        ref_dirs = get_reference_directions("das-dennis", problem.n_obj, n_partitions=partitions)
+        return NSGA3(ref_dirs=ref_dirs, pop_size=max(pop_size, len(ref_dirs)), **common)
+    raise ConfigError(f"--algorithm: {name!r} is not one of nsga2, nsga3")
+
+
+def feasible_front(problem: QuantizationProblem) -> list[Record]:
+    """Non-dominated, feasible, successful records among everything evaluated."""
+    records = [r for r in problem.store.records() if r.ok and all(r.objectives.get(n) is not None for n in problem.objectives)]
+    if problem.constraints:
+        records = [r for r in records if max(problem.constraint_vector(r)) <= 0]
+    if not records:
+        return []
+    F = np.array([problem.objective_vector(r) for r in records])
+    return [records[i] for i in non_dominated(F)]
+
+
+class _History(Callback):
+    def __init__(self, problem, scale, user: Callable | None) -> None:
+        super().__init__()
+        self.problem, self.scale, self.user = problem, scale, user
+        self.rows: list[Generation] = []
+        self.start = time.perf_counter()
+
+    def notify(self, algorithm) -> None:
+        front = feasible_front(self.problem)
+        F = np.array([self.problem.objective_vector(r) for r in front]).reshape(-1, self.problem.n_obj)
+        row = Generation(gen=algorithm.n_gen, evaluations=self.problem.n_evaluated, cache_hits=self.problem.store.hits,
+                         front_size=len(front), hypervolume=hypervolume(F, self.scale),
+                         elapsed_s=time.perf_counter() - self.start)
+        self.rows.append(row)
+        if self.user is not None:
+            self.user(row, front)
+
+
+def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 20, n_gen: int = 10, seed: int = 0,
+             callback: Callable[[Generation, list[Record]], None] | None = None, verbose: bool = False) -> SearchResult:
+    """Search ``problem`` with pymoo and return the front over every evaluated candidate.
+
+    Args:
+        problem: the :class:`QuantizationProblem`.
+        algorithm: ``"auto"``, ``"nsga2"``, ``"nsga3"`` or a pymoo algorithm instance.
+        pop_size: population size.
+        n_gen: generations.
+        seed: pymoo's seed (same seed, same front).
+        callback: called after every generation with the history row and the current front.
+        verbose: pymoo's own per-generation printout.
+
+    Example:
+        >>> from qaev.problems import get_problem
+        >>> result = minimize(get_problem("digits"), pop_size=6, n_gen=2, seed=1)
+        >>> len(result.front) >= 1 and result.history[-1].gen == 2
+        True
+    """
+    algo = make_algorithm(problem, name=algorithm, pop_size=pop_size) if isinstance(algorithm, str) else algorithm
+    floats = problem.float_objectives()
+    scale = [problem.evaluator.float_value if n == "acc_drop" else floats[n] for n in problem.objectives]
+    history = _History(problem, scale, callback)
+    res = pymoo_minimize(problem, algo, ("n_gen", n_gen), seed=seed, callback=history, verbose=verbose,
+                         copy_algorithm=True)
+    return SearchResult(front=feasible_front(problem), history=history.rows, float_objectives=floats, pymoo_result=res)

@@ -1,0 +1,196 @@
+"""The search space: integer genes <-> :class:`~qaev.config.QuantConfig`.
+
+Each searchable layer owns four consecutive genes (weight bits, activation mode, weight
+granularity, symmetry), each an index into an ordered option list, so "neighbouring"
+indices are neighbouring precisions. Two global genes follow: calibration method and
+scale rule. Decoding fits every layer's setting to what the layer supports, so the
+effective config (and its hash) is what identifies a candidate.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from qaev.config import (
+    WEIGHT_BITS,
+    ActMode,
+    CalibMethod,
+    Granularity,
+    LayerConfig,
+    QuantConfig,
+    ScaleRule,
+)
+from qaev.errors import ConfigError
+from qaev.layers import LayerInfo
+from qaev.quantize.plan import fit_to_layer
+
+__all__ = ["SearchSpace", "ACT_OPTIONS", "GENES_PER_LAYER"]
+
+#: Activation options in precision order: (mode, bits).
+ACT_OPTIONS: tuple[tuple[ActMode, int], ...] = (
+    (ActMode.STATIC, 4), (ActMode.STATIC, 8), (ActMode.DYNAMIC, 8), (ActMode.STATIC, 16), (ActMode.FLOAT, 8),
+)
+GENES_PER_LAYER = 4
+_W, _A, _G, _S = range(GENES_PER_LAYER)
+
+
+def _act_name(option: tuple[ActMode, int]) -> str:
+    mode, bits = option
+    return f"a{bits}" if mode is ActMode.STATIC else ("dyn8" if mode is ActMode.DYNAMIC else "float")
+
+
+def _matches(pattern: str, name: str) -> bool:
+    if pattern.startswith("re:"):
+        return re.search(pattern[3:], name) is not None
+    return pattern == name
+
+
+def _select(patterns: Sequence[str], names: Sequence[str], what: str) -> set[str]:
+    chosen: set[str] = set()
+    for pattern in patterns:
+        hits = {n for n in names if _matches(pattern, n)}
+        if not hits:
+            raise ConfigError(f"{what}: selector {pattern!r} matches no layer (use a layer name or 're:<regex>')")
+        chosen |= hits
+    return chosen
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSpace:
+    """What the search may choose.
+
+    Args:
+        layers: the model's quantizable layers.
+        w_bits: allowed weight bits (``None`` = float), in any order.
+        acts: allowed activation options, by name: ``a4``, ``a8``, ``a16``, ``dyn8``, ``float``.
+        granularities: allowed weight granularities.
+        symmetric: allowed symmetry values.
+        calibrations: allowed calibration methods (global gene).
+        scale_rules: allowed scale rules (global gene).
+        exclude: selectors (names or ``re:`` patterns) of layers kept float.
+        frozen: selector -> fixed :class:`LayerConfig` (not searched).
+    """
+
+    layers: Sequence[LayerInfo]
+    w_bits: Sequence[int | None] = (2, 4, 8)
+    acts: Sequence[str] = ("a8", "float")
+    granularities: Sequence[Granularity] = (Granularity.PER_CHANNEL,)
+    symmetric: Sequence[bool] = (True,)
+    calibrations: Sequence[CalibMethod] = (CalibMethod.MINMAX,)
+    scale_rules: Sequence[ScaleRule] = (ScaleRule.FLOAT,)
+    exclude: Sequence[str] = ()
+    frozen: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bits = sorted(set(self.w_bits), key=lambda b: 99 if b is None else b)
+        for b in bits:
+            if b not in WEIGHT_BITS:
+                raise ConfigError(f"w_bits: {b!r} is not one of {WEIGHT_BITS}")
+        names = {_act_name(o): o for o in ACT_OPTIONS}
+        unknown = [a for a in self.acts if a not in names]
+        if unknown:
+            raise ConfigError(f"acts: {unknown[0]!r} is not one of {', '.join(names)}")
+        acts = [o for o in ACT_OPTIONS if _act_name(o) in set(self.acts)]
+        grans = [g for g in Granularity if g in {Granularity(x) for x in self.granularities}]
+        cals = [c for c in CalibMethod if c in {CalibMethod(x) for x in self.calibrations}]
+        rules = [r for r in ScaleRule if r in {ScaleRule(x) for x in self.scale_rules}]
+        sym = sorted(set(bool(s) for s in self.symmetric), reverse=True)
+        for label, values in (("w_bits", bits), ("acts", acts), ("granularities", grans), ("symmetric", sym),
+                              ("calibrations", cals), ("scale_rules", rules)):
+            if not values:
+                raise ConfigError(f"{label}: the search space needs at least one option")
+        names_all = [layer.name for layer in self.layers]
+        excluded = _select(self.exclude, names_all, "exclude")
+        frozen = {}
+        for pattern, cfg in dict(self.frozen).items():
+            cfg = cfg if isinstance(cfg, LayerConfig) else LayerConfig.from_dict(cfg, where=f"frozen.{pattern}")
+            for name in _select([pattern], names_all, "frozen"):
+                frozen[name] = cfg
+        object.__setattr__(self, "w_bits", tuple(bits))
+        object.__setattr__(self, "acts", tuple(acts))
+        object.__setattr__(self, "granularities", tuple(grans))
+        object.__setattr__(self, "symmetric", tuple(sym))
+        object.__setattr__(self, "calibrations", tuple(cals))
+        object.__setattr__(self, "scale_rules", tuple(rules))
+        object.__setattr__(self, "frozen", frozen)
+        searchable = [l for l in self.layers if l.name not in excluded and l.name not in frozen]
+        if not searchable:
+            raise ConfigError("search space: every layer is excluded or frozen; nothing to search")
+        object.__setattr__(self, "_searchable", tuple(searchable))
+
+    @property
+    def searchable(self) -> tuple[LayerInfo, ...]:
+        """Layers with genes, in graph order."""
+        return self._searchable  # type: ignore[attr-defined]
+
+    @property
+    def n_var(self) -> int:
+        """Number of genes."""
+        return GENES_PER_LAYER * len(self.searchable) + 2
+
+    def upper(self) -> np.ndarray:
+        """Largest index of every gene (lower bounds are all 0)."""
+        per_layer = [len(self.w_bits) - 1, len(self.acts) - 1, len(self.granularities) - 1, len(self.symmetric) - 1]
+        return np.array(per_layer * len(self.searchable) + [len(self.calibrations) - 1, len(self.scale_rules) - 1])
+
+    def clip(self, x) -> np.ndarray:
+        """Round and clip any real vector into valid integer genes."""
+        return np.clip(np.rint(np.asarray(x, dtype=float)), 0, self.upper()).astype(int)
+
+    def layer_genes(self, x: np.ndarray, i: int) -> np.ndarray:
+        """The genes of searchable layer ``i``."""
+        return x[GENES_PER_LAYER * i:GENES_PER_LAYER * (i + 1)]
+
+    def decode(self, x) -> QuantConfig:
+        """The effective config of genes ``x`` (each layer fitted to what it supports)."""
+        x = self.clip(x)
+        layers = {name: cfg for name, cfg in self.frozen.items()}
+        for i, layer in enumerate(self.searchable):
+            w, a, g, s = self.layer_genes(x, i)
+            mode, a_bits = self.acts[a]
+            w_bits = self.w_bits[w]
+            if mode is ActMode.DYNAMIC and (w_bits is None or w_bits > 8):
+                mode = ActMode.FLOAT
+            cfg = LayerConfig(w_bits=w_bits, act=mode, a_bits=a_bits, granularity=self.granularities[g],
+                              symmetric=self.symmetric[s])
+            fitted = fit_to_layer(cfg, layer)
+            if fitted is not None:
+                layers[layer.name] = fitted.effective()
+        return QuantConfig(layers=layers, calibration=self.calibrations[x[-2]], scale_rule=self.scale_rules[x[-1]])
+
+    def encode_uniform(self, *, w_bits: int | None, act: str, granularity: Granularity | None = None) -> np.ndarray:
+        """Genes giving every searchable layer the same setting (nearest allowed options)."""
+        w = _nearest_index([99 if b is None else b for b in self.w_bits], 99 if w_bits is None else w_bits)
+        names = [_act_name(o) for o in self.acts]
+        a = names.index(act) if act in names else len(names) - 1
+        g = self.granularities.index(granularity) if granularity in self.granularities else 0
+        return np.array([w, a, g, 0] * len(self.searchable) + [0, 0])
+
+    def encode_layer(self, cfg: LayerConfig, row: np.ndarray, i: int) -> np.ndarray:
+        """Genes of searchable layer ``i`` for ``cfg`` (nearest allowed option per gene;
+        genes ``cfg`` leaves open keep their value in ``row``)."""
+        genes = self.layer_genes(row, i).copy()
+        genes[_W] = _nearest_index([99 if b is None else b for b in self.w_bits], 99 if cfg.w_bits is None else cfg.w_bits)
+        option = (cfg.act, cfg.a_bits if cfg.act is ActMode.STATIC else 8)
+        if option in self.acts:
+            genes[_A] = self.acts.index(option)
+        elif cfg.act is ActMode.STATIC:
+            static = [j for j, (mode, _) in enumerate(self.acts) if mode is ActMode.STATIC]
+            if static:
+                genes[_A] = min(static, key=lambda j: abs(self.acts[j][1] - cfg.a_bits))
+        if cfg.granularity in self.granularities:
+            genes[_G] = self.granularities.index(cfg.granularity)
+        if cfg.symmetric in self.symmetric:
+            genes[_S] = self.symmetric.index(cfg.symmetric)
+        return genes
+
+    def key(self, x) -> str:
+        """Hash of the effective config of ``x``."""
+        return self.decode(x).key()
+
+
+def _nearest_index(values: Sequence[int], target: int) -> int:
+    return int(np.argmin([abs(v - target) for v in values]))
