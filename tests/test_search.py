@@ -1,0 +1,93 @@
+"""The Problem under plain pymoo, qaev.minimize, determinism, and the search CLI."""
+import json
+
+import numpy as np
+import pytest
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.algorithms.moo.nsga3 import NSGA3
+from pymoo.algorithms.moo.sms import SMSEMOA
+from pymoo.optimize import minimize as pymoo_minimize
+from pymoo.util.ref_dirs import get_reference_directions
+
+from qaev.cli import main
+from qaev.errors import ConfigError
+from qaev.problems import get_problem
+from qaev.search import minimize
+
+
+@pytest.mark.parametrize("algorithm", [
+    NSGA2(pop_size=8),
+    NSGA3(ref_dirs=get_reference_directions("das-dennis", 2, n_partitions=6), pop_size=8),
+    SMSEMOA(pop_size=8),
+])
+def test_problem_runs_under_plain_pymoo(algorithm):
+    problem = get_problem("digits", eval=200)
+    res = pymoo_minimize(problem, algorithm, ("n_gen", 2), seed=1)
+    assert res.F.ndim == 2 and res.F.shape[1] == 2
+    assert problem.n_evaluated >= 8 and np.isfinite(res.F).all()
+
+
+@pytest.mark.parametrize("objectives", [("acc_drop", "size_mb", "est_latency_ms"),
+                                        ("acc_drop", "size_mb", "est_latency_ms", "est_energy_mj")])
+def test_many_objective_nsga3(objectives):
+    problem = get_problem("digits", eval=200, objectives=objectives, hardware="arm_dot")
+    result = minimize(problem, algorithm="nsga3", pop_size=8, n_gen=2, seed=0)
+    assert result.front and all(set(objectives) <= set(r.objectives) for r in result.front)
+
+
+def test_two_objective_digits_search_gives_a_front_of_eight():
+    result = minimize(get_problem("digits"), pop_size=20, n_gen=10, seed=0)
+    assert len(result.front) >= 8
+    F = np.array([[r.objectives["acc_drop"], r.objectives["size_mb"]] for r in result.front])
+    for i, f in enumerate(F):  # mutually non-dominated
+        others = np.delete(F, i, axis=0)
+        assert not np.any(np.all(others <= f, axis=1) & np.any(others < f, axis=1))
+    assert [h.gen for h in result.history] == list(range(1, 11))
+
+
+def _front(seed, **kw):
+    result = minimize(get_problem("digits", eval=150), pop_size=10, n_gen=4, seed=seed, **kw)
+    return sorted((round(r.objectives["acc_drop"], 9), r.objectives["size_mb"]) for r in result.front)
+
+
+def test_same_seed_same_front():
+    assert _front(3) == _front(3)
+
+
+def test_constraint_excludes_points():
+    problem = get_problem("digits", eval=150, constraints={"max_drop": 2.0})
+    result = minimize(problem, pop_size=10, n_gen=3, seed=0)
+    assert result.front and all(r.objectives["acc_drop"] <= 2.0 for r in result.front)
+
+
+def test_selector_matching_nothing_is_an_error():
+    with pytest.raises(ConfigError, match="matches no layer"):
+        get_problem("digits", space={"exclude": ["re:^nothing-like-this$"]})
+
+
+def test_search_cli_front_reapplies_exactly(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["search", "--pop", "8", "--generations", "3", "--out", str(out), "--quiet"]) == 0
+    doc = json.loads((out / "front.json").read_text())
+    assert doc["schema"] == "qaev.front/1" and doc["points"]
+    assert {o["name"]: o["kind"] for o in doc["objectives"]} == {"acc_drop": "measured", "size_mb": "exact"}
+    assert len((out / "history.jsonl").read_text().splitlines()) == 3
+    capsys.readouterr()
+    for point in doc["points"]:
+        model = tmp_path / f"{point['id']}.onnx"
+        assert main(["export", str(out), "--point", point["id"], "-o", str(model)]) == 0
+        capsys.readouterr()
+        assert main(["evaluate", str(model), "--task", "digits", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["value"] == point["metric"]
+
+
+def test_resume_reevaluates_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["search", "--pop", "8", "--generations", "2", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    first = (out / "evaluations.jsonl").read_text()
+    assert main(args) == 2  # non-empty without --resume
+    assert main(args + ["--resume"]) == 0
+    assert (out / "evaluations.jsonl").read_text() == first
+    assert main(["search", "--pop", "9", "--generations", "2", "--out", str(out), "--resume"]) == 2
+    assert "pop" in capsys.readouterr().err
