@@ -55,7 +55,8 @@ def problem_parts(name: str, **options) -> Parts:
 
 def get_problem(name: str, *, objectives: Sequence[str] = ("acc_drop", "size_mb"), hardware=None,
                 constraints: Mapping[str, float] | None = None, space: Mapping | None = None,
-                calib: int | None = None, eval: int | None = None, store=None, threads: int = 1, **options):
+                calib: int | None = None, eval: int | None = None, store=None, threads: int = 1,
+                staging=None, runner=None, **options):
     """A ready :class:`~qaev.problem.QuantizationProblem`.
 
     Args:
@@ -67,13 +68,18 @@ def get_problem(name: str, *, objectives: Sequence[str] = ("acc_drop", "size_mb"
         calib, eval: subset sizes.
         store: an :class:`~qaev.store.EvaluationStore` (persist to resume).
         threads: ORT threads per evaluation.
+        staging: a :class:`~qaev.staging.Staging` (subset first, finish promising ones).
+        runner: a pymoo runner from :func:`qaev.parallel.make_runner`.
 
     Example:
         >>> problem = get_problem("digits")
         >>> problem.n_obj, problem.objectives
         (2, ('acc_drop', 'size_mb'))
     """
+    from dataclasses import asdict
+
     from qaev.evaluate import Evaluator
+    from qaev.parallel import Recipe
     from qaev.problem import QuantizationProblem
     from qaev.quantize import Quantizer
     from qaev.space import SearchSpace
@@ -81,5 +87,10 @@ def get_problem(name: str, *, objectives: Sequence[str] = ("acc_drop", "size_mb"
     parts = problem_parts(name, calib=calib, eval=eval, **options)
     quantizer = Quantizer.calibrated(parts.model, parts.calib, threads=threads)
     evaluator = Evaluator(parts.model, parts.eval, metric=parts.metric, threads=threads)
+    recipe = Recipe(problem=name, problem_options={"calib": calib, "eval": eval, **options}, metric=parts.metric,
+                    objectives=tuple(objectives), constraints=dict(constraints or {}),
+                    hardware=hardware if isinstance(hardware, str) or hardware is None else None,
+                    space=dict(space or {}), staging=asdict(staging) if staging is not None else None)
     return QuantizationProblem(quantizer, evaluator, space=SearchSpace(layers=quantizer.layers, **dict(space or {})),
-                               objectives=objectives, constraints=constraints, hardware=hardware, store=store)
+                               objectives=objectives, constraints=constraints, hardware=hardware, store=store,
+                               staging=staging, runner=runner, recipe=recipe)

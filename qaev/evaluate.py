@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 
 from qaev import metrics
 from qaev.errors import DataError
@@ -63,6 +64,7 @@ class Measurement:
     n: int
     session_s: float
     inference_s: float
+    outputs: np.ndarray | None = None
 
 
 class Evaluator:
@@ -86,10 +88,11 @@ class Evaluator:
         if self.metric.needs_labels and data.labels is None:
             raise DataError(f"metric {metric!r} needs labels, and dataset {data.name!r} has none")
 
-    def outputs(self, model: onnx.ModelProto | bytes) -> tuple[np.ndarray, float, float]:
-        """First-output array of ``model`` on the data, session seconds, inference seconds."""
+    def outputs(self, model) -> tuple[np.ndarray, float, float]:
+        """First-output array of ``model`` (a model, its bytes, or a ready ORT session) on
+        the data, session seconds, inference seconds."""
         start = time.perf_counter()
-        session = make_session(model, threads=self.threads)
+        session = model if isinstance(model, ort.InferenceSession) else make_session(model, threads=self.threads)
         built = time.perf_counter()
         out = run_batches(session, self.data.batches(batch_size=self.batch_size))
         return out, built - start, time.perf_counter() - built
@@ -104,12 +107,37 @@ class Evaluator:
         """The metric of the float model."""
         return float(self.metric.compute(self.reference, self.data.labels, self.reference))
 
-    def measure(self, model: onnx.ModelProto | bytes) -> Measurement:
+    def measure(self, model: onnx.ModelProto | bytes, *, keep_outputs: bool = False) -> Measurement:
         """Run ``model`` over the data and score it."""
         ref = None if self.metric.needs_labels else self.reference
         out, session_s, inference_s = self.outputs(model)
         value = float(self.metric.compute(out, self.data.labels, ref))
-        return Measurement(value=value, n=len(self.data), session_s=session_s, inference_s=inference_s)
+        return Measurement(value=value, n=len(self.data), session_s=session_s, inference_s=inference_s,
+                           outputs=out if keep_outputs else None)
+
+    def subset(self, n: int) -> "Evaluator":
+        """An evaluator on the first ``n`` samples (same metric and settings)."""
+        return Evaluator(self.model, self.data.head(n), metric=self.metric.name, batch_size=self.batch_size,
+                         threads=self.threads)
+
+    def drop_stderr(self, outputs: np.ndarray, *, n_boot: int = 50, seed: int = 0) -> float:
+        """Bootstrap standard error of :meth:`drop` for ``outputs`` (paired with the float
+        model's outputs on the same resampled items). Efron & Tibshirani, "An Introduction
+        to the Bootstrap", 1993."""
+        n = len(self.data)
+        per_item = len(outputs) // n  # sentence-pair data has two output rows per item
+        rng = np.random.default_rng(seed)
+        labels = self.data.labels
+        drops = []
+        for _ in range(n_boot):
+            items = rng.integers(0, n, n)
+            rows = (items[:, None] * per_item + np.arange(per_item)).ravel()
+            lab = None if labels is None else labels[items]
+            ref = self.reference[rows]
+            value = self.metric.compute(outputs[rows], lab, ref)
+            base = self.metric.compute(ref, lab, ref)
+            drops.append(base - value if self.metric.higher_is_better else value - base)
+        return float(np.std(drops, ddof=1))
 
     def drop(self, value: float) -> float:
         """Points lost relative to the float model (positive is worse)."""

@@ -13,7 +13,9 @@ from qaev.errors import QaevError
 from qaev.evaluate import Evaluator
 from qaev.objectives import CONSTRAINTS, OBJECTIVES, check_objectives, host_latency_ms, model_bytes
 from qaev.quantize import Quantizer
+from qaev.session import make_session
 from qaev.space import SearchSpace
+from qaev.staging import Staging, dominated
 from qaev.store import EvaluationStore, Record
 
 __all__ = ["QuantizationProblem", "FAILED"]
@@ -38,6 +40,10 @@ class QuantizationProblem(Problem):
             (needed for ``est_latency_ms`` / ``est_energy_mj``).
         store: the evaluation memo (in memory by default).
         host_feed: the input of ``host_latency_ms`` (default: the first evaluation batch).
+        staging: measure a subset first and finish only promising candidates.
+        runner: a pymoo runner (``StarmapParallelization``, ``DaskParallelization``) to
+            evaluate a generation's new candidates in parallel; needs ``recipe``.
+        recipe: a :class:`qaev.parallel.Recipe` telling workers how to rebuild this problem.
 
     Example:
         >>> from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -51,7 +57,8 @@ class QuantizationProblem(Problem):
 
     def __init__(self, quantizer: Quantizer, evaluator: Evaluator, *, space: SearchSpace | None = None,
                  objectives: Sequence[str] = ("acc_drop", "size_mb"), constraints: Mapping[str, float] | None = None,
-                 hardware=None, store: EvaluationStore | None = None, host_feed: Mapping | None = None) -> None:
+                 hardware=None, store: EvaluationStore | None = None, host_feed: Mapping | None = None,
+                 staging: Staging | None = None, runner=None, recipe=None) -> None:
         from qaev.hardware import HardwareTable, load_table
 
         self.quantizer = quantizer
@@ -63,6 +70,10 @@ class QuantizationProblem(Problem):
         check_objectives(self.objectives, self.constraints, has_hardware=self.table is not None)
         self.store = store if store is not None else EvaluationStore()
         self.host_feed = host_feed
+        self.staging = staging
+        self.runner = runner
+        self.recipe = recipe
+        self._subset: Evaluator | None = None
         self.n_evaluated = 0
         weights = {layer.weight for layer in quantizer.layers if layer.weight}
         self._other_bytes = sum(numpy_helper.to_array(init).nbytes for init in quantizer.model.proto.graph.initializer
@@ -72,7 +83,7 @@ class QuantizationProblem(Problem):
 
     # -- evaluation -------------------------------------------------------------------
     def _evaluate(self, X, out, *args, **kwargs) -> None:
-        records = [self.evaluate_config(self.space.decode(x)) for x in np.atleast_2d(X)]
+        records = self.evaluate_many([self.space.decode(x) for x in np.atleast_2d(X)])
         out["F"] = np.array([self.objective_vector(r) for r in records], dtype=float)
         if self.constraints:
             out["G"] = np.array([self.constraint_vector(r) for r in records], dtype=float)
@@ -89,39 +100,73 @@ class QuantizationProblem(Problem):
 
     def evaluate_config(self, config: QuantConfig) -> Record:
         """Evaluate ``config`` (memoised on its effective hash)."""
+        return self.evaluate_many([config])[0]
+
+    def evaluate_many(self, configs: Sequence[QuantConfig]) -> list[Record]:
+        """Evaluate configs not in the store (through :attr:`runner` when set), persist
+        each result as it arrives, and return one record per config."""
+        keys = [c.key() for c in configs]
+        todo: dict[str, QuantConfig] = {}
+        for key, config in zip(keys, configs):
+            if key not in self.store and key not in todo:
+                todo[key] = config
+            elif key in self.store:
+                self.store.hits += 1
+        if todo:
+            front = self.full_front_matrix() if self.staging is not None else None
+            payloads = [{"config": c.to_dict(), "front": None if front is None else front.tolist()}
+                        for c in todo.values()]
+            if self.runner is None or len(payloads) == 1:
+                results = [self.compute(QuantConfig.from_dict(p["config"]), front=front) for p in payloads]
+            else:
+                from qaev.parallel import RemoteEvaluation
+
+                results = [Record(**r) for r in self.runner(RemoteEvaluation(self.recipe), payloads)]
+            for record in results:
+                self.store.put(record)
+                self.n_evaluated += 1
+        return [self.store.peek(k) for k in keys]
+
+    def full_front_matrix(self) -> np.ndarray:
+        """Objective rows of the fully measured, successful, non-dominated records."""
+        from qaev.front import non_dominated
+
+        rows = [self.objective_vector(r) for r in self.store.records() if r.ok and r.extra.get("stage") != "subset"]
+        if not rows:
+            return np.zeros((0, self.n_obj))
+        F = np.array(rows)
+        return F[non_dominated(F)]
+
+    def compute(self, config: QuantConfig, *, front: np.ndarray | None = None) -> Record:
+        """Evaluate ``config`` now (no memo). Failures become a record with the reason.
+
+        Args:
+            config: the candidate.
+            front: fully measured front rows; with :attr:`staging`, a candidate whose
+                first-stage measurement is dominated by them even with the margin is not
+                finished (its record says ``stage: subset``).
+        """
         key = config.key()
-        found = self.store.get(key)
-        if found is not None:
-            return found
         start = time.perf_counter()
         try:
             resolved = self.quantizer.resolve(config)
-            values, metric = self._measure(resolved)
-            record = Record(key=key, objectives=values, metric=metric, config=resolved.to_dict(),
-                            seconds=time.perf_counter() - start)
+            values, metric, extra = self._measure(resolved, front=front)
+            return Record(key=key, objectives=values, metric=metric, config=resolved.to_dict(),
+                          seconds=time.perf_counter() - start, extra=extra)
         except QaevError as exc:
-            record = Record(key=key, objectives={}, metric=None, config=config.to_dict(),
-                            seconds=time.perf_counter() - start, error=str(exc))
+            error = str(exc)
         except Exception as exc:  # a runtime failure marks the candidate, not the run
-            record = Record(key=key, objectives={}, metric=None, config=config.to_dict(),
-                            seconds=time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}")
-        self.store.put(record)
-        self.n_evaluated += 1
-        return record
+            error = f"{type(exc).__name__}: {exc}"
+        return Record(key=key, objectives={}, metric=None, config=config.to_dict(),
+                      seconds=time.perf_counter() - start, error=error)
 
     def _needs(self, name: str) -> bool:
         return name in self.objectives or any(CONSTRAINTS[c] == name for c in self.constraints)
 
-    def _measure(self, config: QuantConfig) -> tuple[dict, float | None]:
+    def _measure(self, config: QuantConfig, *, front: np.ndarray | None = None) -> tuple[dict, float | None, dict]:
         values: dict[str, float] = {}
+        extra: dict = {}
         metric = None
-        proto = None
-        if self._needs("acc_drop") or self._needs("host_latency_ms"):
-            proto = self.quantizer.build(config)
-        if self._needs("acc_drop"):
-            measured = self.evaluator.measure(proto)
-            metric = measured.value
-            values["acc_drop"] = self.evaluator.drop(measured.value)
         values["size_mb"] = model_bytes(self.quantizer.layers, config, self._other_bytes) / 1e6
         if self.table is not None:
             from qaev.hardware import estimate
@@ -129,9 +174,47 @@ class QuantizationProblem(Problem):
             report = estimate(self.quantizer.layers, config, self.table)
             values["est_latency_ms"] = report.est_latency_ms
             values["est_energy_mj"] = report.est_energy_mj
+        proto = None
+        if self._needs("acc_drop") or self._needs("host_latency_ms"):
+            start = time.perf_counter()
+            proto = self.quantizer.build(config)
+            extra["build_s"] = time.perf_counter() - start
+        if self._needs("acc_drop"):
+            start = time.perf_counter()
+            session = make_session(proto, threads=self.evaluator.threads)
+            extra["session_s"] = time.perf_counter() - start
+            if self.staging is not None and front is not None and len(front):
+                screened = self._first_stage(session, values, np.asarray(front, float), extra)
+                if screened is not None:
+                    return screened, None, extra
+            measured = self.evaluator.measure(session)
+            metric = measured.value
+            values["acc_drop"] = self.evaluator.drop(measured.value)
+            extra["session_s"] = extra.get("session_s", 0.0) + measured.session_s
+            extra["inference_s"] = extra.get("inference_s", 0.0) + measured.inference_s
         if self._needs("host_latency_ms"):
             values["host_latency_ms"] = host_latency_ms(proto, self._host_feed())
-        return values, metric
+        return values, metric, extra
+
+    def _first_stage(self, session, values: dict, front: np.ndarray, extra: dict) -> dict | None:
+        """Measure on the subset; return the screened objectives when the candidate cannot
+        reach the front, else None (the caller measures the full set)."""
+        sub = self._subset_evaluator()
+        measured = sub.measure(session, keep_outputs=True)
+        drop = sub.drop(measured.value)
+        margin = self.staging.z * sub.drop_stderr(measured.outputs, n_boot=self.staging.n_boot)
+        extra.update(inference_s=measured.inference_s)
+        optimistic = [drop - margin if n == "acc_drop" else (0.0 if n == "host_latency_ms" else values[n])
+                      for n in self.objectives]
+        if not dominated(np.array(optimistic), front):
+            return None
+        extra.update(stage="subset", n=len(sub.data), margin=margin)
+        return {**values, "acc_drop": drop}
+
+    def _subset_evaluator(self) -> Evaluator:
+        if self._subset is None:
+            self._subset = self.evaluator.subset(self.staging.size(len(self.evaluator.data)))
+        return self._subset
 
     def _host_feed(self) -> Mapping:
         if self.host_feed is None:
@@ -141,7 +224,7 @@ class QuantizationProblem(Problem):
     # -- reference values ---------------------------------------------------------------
     def float_objectives(self) -> dict[str, float]:
         """Objective values of the float model (the reference of hypervolume normalisation)."""
-        values, _ = self._measure(QuantConfig())
+        values, _, _ = self._measure(QuantConfig())
         values["acc_drop"] = 0.0
         return {name: values[name] for name in self.objectives}
 

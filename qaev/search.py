@@ -71,7 +71,8 @@ def make_algorithm(problem: QuantizationProblem, *, name: str = "auto", pop_size
 
 def feasible_front(problem: QuantizationProblem) -> list[Record]:
     """Non-dominated, feasible, successful records among everything evaluated."""
-    records = [r for r in problem.store.records() if r.ok and all(r.objectives.get(n) is not None for n in problem.objectives)]
+    records = [r for r in problem.store.records()
+               if r.ok and r.extra.get("stage") != "subset" and all(r.objectives.get(n) is not None for n in problem.objectives)]
     if problem.constraints:
         records = [r for r in records if max(problem.constraint_vector(r)) <= 0]
     if not records:

@@ -75,6 +75,10 @@ class EvaluationStore:
             self.hits += 1
         return record
 
+    def peek(self, key: str) -> Record | None:
+        """The record of ``key`` without counting a cache hit."""
+        return self._records.get(key)
+
     def put(self, record: Record) -> None:
         """Remember ``record`` and append it to disk before returning."""
         self._records[record.key] = record

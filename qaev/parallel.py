@@ -1,0 +1,118 @@
+"""Parallel evaluation through pymoo's runners (local processes or a Dask cluster).
+
+Workers never receive the model, data or sessions: they receive a small
+:class:`Recipe`, rebuild the problem once per process (calibration statistics come from
+the on-disk cache), and return plain record dicts. Results are deterministic per config,
+so the same seed gives the same front whatever the runner.
+"""
+from __future__ import annotations
+
+import multiprocessing
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+__all__ = ["Recipe", "RemoteEvaluation", "make_runner"]
+
+_WORKER_PROBLEMS: dict = {}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to rebuild a :class:`~qaev.problem.QuantizationProblem` in a worker.
+
+    Attributes:
+        problem: a registered problem name, or None with ``model_path``.
+        problem_options: options of :func:`qaev.problems.problem_parts`.
+        model_path: a float ONNX model (with ``data_options``).
+        data_options: fields of :class:`qaev.tasks.DataOptions`.
+        metric: the metric to score with.
+        objectives, constraints, hardware, space, staging: as in the problem.
+    """
+
+    problem: str | None = None
+    problem_options: dict = field(default_factory=dict)
+    model_path: str | None = None
+    data_options: dict = field(default_factory=dict)
+    metric: str | None = None
+    objectives: tuple = ("acc_drop", "size_mb")
+    constraints: dict = field(default_factory=dict)
+    hardware: str | None = None
+    space: dict = field(default_factory=dict)
+    staging: dict | None = None
+
+    def key(self) -> str:
+        """Identity of the recipe within a worker process."""
+        import json
+
+        return json.dumps(asdict(self), sort_keys=True, default=str)
+
+    def build(self):
+        """Build the problem (no store, no runner: it evaluates locally)."""
+        from qaev.evaluate import Evaluator
+        from qaev.graph import load_model
+        from qaev.problem import QuantizationProblem
+        from qaev.problems import problem_parts
+        from qaev.quantize import Quantizer
+        from qaev.space import SearchSpace
+        from qaev.staging import Staging
+        from qaev.tasks import DataOptions, load_task
+
+        if self.problem is not None:
+            parts = problem_parts(self.problem, **self.problem_options)
+            model, calib, evaluation, metric = parts.model, parts.calib, parts.eval, parts.metric
+        else:
+            model = load_model(self.model_path)
+            task = load_task(DataOptions(**self.data_options), model)
+            calib, evaluation, metric = task.calib, task.eval, task.metric
+        quantizer = Quantizer.calibrated(model, calib)
+        return QuantizationProblem(
+            quantizer, Evaluator(model, evaluation, metric=self.metric or metric),
+            space=SearchSpace(layers=quantizer.layers, **self.space), objectives=self.objectives,
+            constraints=self.constraints, hardware=self.hardware,
+            staging=Staging(**self.staging) if self.staging is not None else None)
+
+
+class RemoteEvaluation:
+    """The picklable callable a pymoo runner maps over payloads ``{"config", "front"}``."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        if recipe is None:
+            raise ValueError("parallel evaluation needs the problem's recipe (see qaev.parallel.Recipe)")
+        self.recipe = recipe
+
+    def __call__(self, payload: dict) -> dict:
+        from qaev.config import QuantConfig
+
+        key = self.recipe.key()
+        problem = _WORKER_PROBLEMS.get(key)
+        if problem is None:
+            problem = _WORKER_PROBLEMS[key] = self.recipe.build()
+        front = None if payload.get("front") is None else np.asarray(payload["front"], float).reshape(-1, problem.n_obj)
+        return asdict(problem.compute(QuantConfig.from_dict(payload["config"]), front=front))
+
+
+def _one_thread() -> None:
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def make_runner(*, workers: int | None = None, dask: str | None = None):
+    """A pymoo runner: local processes (``workers``), a Dask cluster (``dask`` address or
+    a ``dask.distributed.Client``), or None for in-process evaluation. Each evaluation
+    uses one ONNX Runtime thread."""
+    if dask is not None:
+        from dask.distributed import Client
+        from pymoo.parallelization.dask import DaskParallelization
+
+        client = dask if isinstance(dask, Client) else Client(dask)
+        return DaskParallelization(client)
+    if workers and workers > 1:
+        from pymoo.parallelization.starmap import StarmapParallelization
+
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread)
+        runner = StarmapParallelization(pool.starmap)
+        runner.pool = pool
+        return runner
+    return None

@@ -1,0 +1,86 @@
+"""Parallel runners, staged evaluation and crash-safe resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from qaev.config import QuantConfig
+from qaev.problems import get_problem
+from qaev.search import minimize
+from qaev.staging import Staging
+
+
+def _front(problem, **kw):
+    result = minimize(problem, pop_size=10, n_gen=3, seed=5, **kw)
+    return sorted((r.key, r.objectives["acc_drop"], r.objectives["size_mb"]) for r in result.front)
+
+
+def test_dask_local_cluster_gives_the_sequential_front():
+    distributed = pytest.importorskip("dask.distributed")
+    from qaev.parallel import make_runner
+
+    sequential = _front(get_problem("digits", eval=150))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            parallel = _front(get_problem("digits", eval=150, runner=make_runner(dask=client)))
+    assert parallel == sequential
+
+
+def test_process_workers_give_the_sequential_front():
+    from qaev.parallel import make_runner
+
+    runner = make_runner(workers=2)
+    try:
+        parallel = _front(get_problem("digits", eval=150, runner=runner))
+    finally:
+        runner.pool.terminate()
+    assert parallel == _front(get_problem("digits", eval=150))
+
+
+def test_staged_front_carries_full_measurements_only():
+    problem = get_problem("digits", staging=Staging(fraction=0.25))
+    result = minimize(problem, pop_size=12, n_gen=4, seed=0)
+    screened = [r for r in problem.store.records() if r.extra.get("stage") == "subset"]
+    assert screened, "staging never screened a candidate: the test shows nothing"
+    keys = {r.key for r in screened}
+    assert result.front and not any(r.key in keys for r in result.front)
+    full = get_problem("digits")
+    for record in result.front[:3]:  # re-measured on the full set: the same value
+        config = QuantConfig.from_dict(record.config)
+        assert full.evaluate_config(config).objectives["acc_drop"] == record.objectives["acc_drop"]
+
+
+def _lines(path):
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_sigkill_then_resume_reevaluates_nothing(tmp_path):
+    args = [sys.executable, "-m", "qaev.cli", "search", "--pop", "16", "--generations", "8", "--seed", "2", "--quiet"]
+    reference = tmp_path / "reference"
+    subprocess.run(args + ["--out", str(reference)], check=True, timeout=300, capture_output=True)
+    expected = _lines(reference / "evaluations.jsonl")
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(args + ["--out", str(run)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(_lines(run / "evaluations.jsonl")) < 40 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _lines(run / "evaluations.jsonl")
+    assert 0 < len(before) < len(expected), "the kill came too late to test anything"
+
+    subprocess.run(args + ["--out", str(run), "--resume"], check=True, timeout=300, capture_output=True)
+    after = _lines(run / "evaluations.jsonl")
+    keys = [r["key"] for r in after]
+    assert len(keys) == len(set(keys)), "a finished evaluation was repeated"
+    assert after[: len(before)] == before
+    assert sorted(keys) == sorted(r["key"] for r in expected)
+    front = json.loads((run / "front.json").read_text())["points"]
+    ref_front = json.loads((reference / "front.json").read_text())["points"]
+    assert [p["objectives"] for p in front] == [p["objectives"] for p in ref_front]
