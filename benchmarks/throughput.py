@@ -1,0 +1,190 @@
+"""Evaluation throughput, side by side on the same candidates and evaluation set.
+
+    python benchmarks/throughput.py --problem digits [--candidates 24] [--eval N] [--search-gens 8]
+
+(a) naive: per candidate, ONNX Runtime's ``quantize_static`` with calibration on the
+    calibration split (per-layer bits passed as TensorQuantOverrides where the candidate
+    asks for them), then a session and the evaluation;
+(b) qaev sequential: one calibration pass, cached weights, QDQ built from memory;
+(c) qaev with caches + staged evaluation (subset first, full set only for promising ones);
+(d) qaev with 2 worker processes.
+Prints evaluations per minute, each stage's share of time, and the overhead ratio (wall
+time per evaluation / pure ORT inference time of the same quantized models on the same
+set). Then runs a whole search twice, full evaluation vs caches + staging, and compares
+hypervolume and wall time. All figures are measured in this run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from qaev.config import ActMode, QuantConfig
+from qaev.evaluate import Evaluator
+from qaev.parallel import make_runner
+from qaev.problems import get_problem, problem_parts
+from qaev.search import minimize
+from qaev.session import make_session, run_batches
+from qaev.staging import Staging
+
+
+def candidates(problem, n: int, seed: int) -> list[QuantConfig]:
+    """Uniform anchors first, then seeded random genomes (distinct effective configs)."""
+    space = problem.space
+    rng = np.random.default_rng(seed)
+    rows = [space.encode_uniform(w_bits=8, act="a8"), space.encode_uniform(w_bits=4, act="a8")]
+    while len(rows) < 4 * n:
+        rows.append(rng.integers(0, space.upper() + 1))
+    seen, out = set(), []
+    for row in rows:
+        cfg = space.decode(row)
+        if cfg.key() not in seen and cfg.layers:
+            seen.add(cfg.key())
+            out.append(cfg)
+    return out[:n]
+
+
+class _Reader:
+    def __init__(self, dataset):
+        self._it = iter(dataset.batches(batch_size=32))
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def naive(parts, evaluator: Evaluator, configs, quantizer) -> dict:
+    """quantize_static per candidate (calibration every time), then evaluate."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    reader_cls = type("Reader", (_Reader, CalibrationDataReader), {})
+    by_name = {layer.name: layer for layer in quantizer.layers}
+    times = {"quantize_static": 0.0, "session": 0.0, "inference": 0.0}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "float.onnx"
+        onnx.save(parts.model.proto, str(src))
+        for i, cfg in enumerate(configs):
+            overrides = {}
+            for name, layer_cfg in cfg.layers.items():
+                layer = by_name[name]
+                if layer.weight and layer_cfg.w_bits is not None and layer_cfg.w_bits <= 8:
+                    overrides[layer.weight] = [{"quant_type": QuantType.QInt8, "symmetric": True,
+                                                "reduce_range": False, "axis": layer.channel_axis}]
+            t0 = time.perf_counter()
+            dst = Path(tmp) / f"q{i}.onnx"
+            quantize_static(str(src), str(dst), reader_cls(parts.calib), quant_format=QuantFormat.QDQ,
+                            per_channel=True, nodes_to_quantize=list(cfg.layers),
+                            extra_options={"TensorQuantOverrides": overrides} if overrides else None)
+            t1 = time.perf_counter()
+            measured = evaluator.measure(onnx.load(str(dst)))
+            times["quantize_static"] += t1 - t0
+            times["session"] += measured.session_s
+            times["inference"] += measured.inference_s
+    return {"wall_s": time.perf_counter() - start, "stages": times}
+
+
+def qaev_run(configs, *, staging=None, runner=None, eval_n=None) -> dict:
+    start = time.perf_counter()
+    problem = get_problem(ARGS.problem, eval=eval_n, staging=staging, runner=runner)
+    setup = time.perf_counter() - start
+    if staging is not None:  # the anchors are measured fully; staging screens the rest against them
+        problem.evaluate_many(configs[:2])
+        records = problem.evaluate_many(configs[2:])
+    else:
+        records = problem.evaluate_many(configs)
+    wall = time.perf_counter() - start
+    stages = {"calibrate+setup": setup}
+    for key in ("build_s", "session_s", "inference_s"):
+        stages[key[:-2]] = sum(r.extra.get(key, 0.0) for r in problem.store.records())
+    screened = sum(1 for r in problem.store.records() if r.extra.get("stage") == "subset")
+    return {"wall_s": wall, "stages": stages, "screened": screened, "records": records}
+
+
+def pure_inference_s(problem, configs) -> float:
+    """ORT inference time alone of every candidate's quantized model over the set."""
+    total = 0.0
+    for cfg in configs:
+        session = make_session(problem.quantizer.build(cfg), threads=1)
+        t0 = time.perf_counter()
+        run_batches(session, problem.evaluator.data.batches(batch_size=problem.evaluator.batch_size))
+        total += time.perf_counter() - t0
+    return total
+
+
+def _row(name, result, n, pure):
+    per_eval = result["wall_s"] / n
+    shares = ", ".join(f"{k} {100 * v / max(result['wall_s'], 1e-9):.0f}%" for k, v in result["stages"].items())
+    overhead = per_eval / (pure / n)
+    print(f"{name:28s} {60 * n / result['wall_s']:9.1f} evals/min  overhead {overhead:5.2f}  [{shares}]")
+    return {"evals_per_min": 60 * n / result["wall_s"], "overhead_ratio": overhead, "wall_s": result["wall_s"],
+            "stages": result["stages"], "screened": result.get("screened", 0)}
+
+
+def search_comparison(gens: int, pop: int, eval_n) -> dict:
+    out = {}
+    for name, staging in (("full", None), ("caches+staged", Staging())):
+        problem = get_problem(ARGS.problem, eval=eval_n, staging=staging)
+        start = time.perf_counter()
+        result = minimize(problem, pop_size=pop, n_gen=gens, seed=ARGS.seed)
+        out[name] = {"wall_s": time.perf_counter() - start, "hypervolume": result.history[-1].hypervolume,
+                     "front": len(result.front), "evaluations": problem.n_evaluated}
+        print(f"search {name:14s} HV {out[name]['hypervolume']:.4f}  front {out[name]['front']:3d}  "
+              f"evaluations {out[name]['evaluations']:4d}  wall {out[name]['wall_s']:7.1f} s")
+    ratio = out["caches+staged"]["wall_s"] / out["full"]["wall_s"]
+    hv = out["caches+staged"]["hypervolume"] / out["full"]["hypervolume"]
+    print(f"staged / full: time {ratio:.2f}x, hypervolume {hv:.4f}x")
+    out["time_ratio"], out["hv_ratio"] = ratio, hv
+    return out
+
+
+def main(argv=None) -> int:
+    global ARGS
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--problem", default="digits")
+    parser.add_argument("--candidates", type=int, default=24)
+    parser.add_argument("--eval", type=int, default=None, help="evaluation subset size")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--search-pop", type=int, default=20)
+    parser.add_argument("--search-gens", type=int, default=8)
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--json", type=Path, default=None, help="write all figures here")
+    ARGS = parser.parse_args(argv)
+    print(f"command: python benchmarks/throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(f"onnxruntime {ort.__version__}; one ORT thread per evaluation; all figures measured in this run")
+    base = get_problem(ARGS.problem, eval=ARGS.eval)
+    configs = candidates(base, ARGS.candidates, ARGS.seed)
+    n = len(configs)
+    pure = pure_inference_s(base, configs)
+    print(f"{n} candidates; evaluation set {len(base.evaluator.data)} samples; pure inference {pure / n * 1000:.1f} ms per candidate")
+    results = {}
+    if not ARGS.skip_naive:
+        parts = problem_parts(ARGS.problem, eval=ARGS.eval)
+        evaluator = Evaluator(parts.model, base.evaluator.data, metric=parts.metric)
+        results["naive quantize_static"] = _row("(a) naive quantize_static", naive(parts, evaluator, configs, base.quantizer), n, pure)
+    results["qaev sequential"] = _row("(b) qaev sequential", qaev_run(configs, eval_n=ARGS.eval), n, pure)
+    results["qaev caches+staged"] = _row("(c) qaev caches + staged", qaev_run(configs, staging=Staging(), eval_n=ARGS.eval), n, pure)
+    runner = make_runner(workers=2)
+    try:
+        results["qaev 2 workers"] = _row("(d) qaev 2 workers", qaev_run(configs, runner=runner, eval_n=ARGS.eval), n, pure)
+    finally:
+        runner.pool.terminate()
+    if "naive quantize_static" in results:
+        ratio = results["qaev sequential"]["evals_per_min"] / results["naive quantize_static"]["evals_per_min"]
+        print(f"qaev sequential / naive: {ratio:.1f}x evaluations per minute")
+    results["search"] = search_comparison(ARGS.search_gens, ARGS.search_pop, ARGS.eval)
+    if ARGS.json:
+        ARGS.json.write_text(json.dumps({"problem": ARGS.problem, "candidates": n, "results": results}, indent=2, default=float))
+    return 0
+
+
+ARGS = None
+
+if __name__ == "__main__":
+    sys.exit(main())
