@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 import click
@@ -145,6 +146,10 @@ def evaluate(model, reference, as_json, **kwargs) -> None:
         click.echo(f"{task.metric}: {measured.value:.4f}  (n={measured.n}, measured on {path})")
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"qaev: warning: {message}", err=True)
+
+
 def _register() -> None:
     from qaev.cli_hardware import hardware
     from qaev.cli_search import export, problems, search
@@ -160,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2; ``--debug`` shows tracebacks."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    if not debug:
+        warnings.showwarning = _one_line_warning
     try:
         cli.main(args=args, prog_name="qaev", standalone_mode=False)
         return 0
@@ -174,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     except QaevError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"qaev: error: {exc}", err=True)
+        click.echo(f"qaev: error: {' '.join(str(exc).split())}", err=True)
         return exc.exit_code
     except Exception as exc:  # a bug, not bad input: say so in one line unless --debug
         if debug:

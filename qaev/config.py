@@ -160,6 +160,8 @@ class LayerConfig:
 
 
 def _freeze_ranges(ranges) -> Mapping[str, tuple[float, float]]:
+    if ranges is not None and not isinstance(ranges, Mapping):
+        raise ConfigError(f"ranges: expected a mapping of tensor name to [low, high], got {type(ranges).__name__}")
     out = {}
     for name, pair in dict(ranges or {}).items():
         try:
@@ -196,6 +198,8 @@ class QuantConfig:
     def __post_init__(self) -> None:
         if self.version != CONFIG_VERSION:
             raise ConfigError(f"version: {self.version!r} is not supported (expected {CONFIG_VERSION})")
+        if self.model_sha256 is not None and not isinstance(self.model_sha256, str):
+            raise ConfigError(f"model_sha256: expected a hex string, got {self.model_sha256!r}")
         object.__setattr__(self, "calibration", _enum(CalibMethod, self.calibration, "calibration"))
         object.__setattr__(self, "scale_rule", _enum(ScaleRule, self.scale_rule, "scale_rule"))
         layers = {}

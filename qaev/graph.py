@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, version_converter
 
-from qaev.errors import ModelError
+from qaev.errors import DataError, ModelError
 
 __all__ = ["FloatModel", "load_model", "QUANTIZED_OPS", "TARGET_OPSET"]
 
@@ -65,6 +65,26 @@ class FloatModel:
     def weight(self, name: str) -> np.ndarray:
         """An initializer as a numpy array."""
         return numpy_helper.to_array(self.initializers[name])
+
+    def check_feed(self, feed) -> None:
+        """Check a batch against the model's inputs: names, rank, fixed dims and dtype.
+
+        Raises:
+            DataError: naming the input and what differs.
+        """
+        inputs = self.inputs
+        if set(feed) != set(inputs):
+            raise DataError(f"data inputs {sorted(feed)} do not match the model's inputs {sorted(inputs)}")
+        for name, value in inputs.items():
+            arr = np.asarray(feed[name])
+            tt = value.type.tensor_type
+            want = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
+            if want is not None and arr.dtype != want:
+                raise DataError(f"input {name!r}: data dtype {arr.dtype} does not match the model's {np.dtype(want)}")
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+            if tt.HasField("shape") and (len(dims) != arr.ndim or any(d and d != s for d, s in zip(dims, arr.shape))):
+                shown = [d if d else "?" for d in dims]
+                raise DataError(f"input {name!r}: data shape {list(arr.shape)} does not match the model's {shown}")
 
 
 def _describe(path: Path | None) -> str:

@@ -224,13 +224,21 @@ def find_layers(
             consumers.setdefault(name, []).append(node)
     outputs = {o.name for o in model.proto.graph.output}
     float_tensors = {name for name, elem in _elem_types(model).items() if elem == _FLOAT}
+    producer = {out: node for node in model.proto.graph.node for out in node.output}
     layers = []
     for node in model.proto.graph.node:
         if node.domain not in ("", "ai.onnx"):
             continue
         layer = _layer(node, model, shapes, consumers, outputs, float_tensors)
-        if layer is not None:
-            layers.append(layer)
+        if layer is None:
+            continue
+        custom = [producer[t].op_type for t in layer.act_inputs if t in producer
+                  and producer[t].domain not in ("", "ai.onnx")]
+        custom += [c.op_type for c in consumers.get(node.output[0], []) if c.domain not in ("", "ai.onnx")]
+        if custom:
+            warnings.warn(f"layer {layer.name!r} skipped: it is next to custom-domain op {custom[0]!r}", stacklevel=2)
+            continue
+        layers.append(layer)
     if not layers:
         where = model.path or "<model>"
         raise ModelError(f"{where}: no quantizable layer (Conv, ConvTranspose, Gemm, MatMul, Gather) found")

@@ -43,6 +43,12 @@ def make_session(model: onnx.ModelProto | bytes, *, threads: int = 1,
         raise ModelError(f"ONNX Runtime cannot load the model: {first}") from None
 
 
+_ORT_TYPES = {"tensor(float)": np.dtype(np.float32), "tensor(double)": np.dtype(np.float64),
+              "tensor(int64)": np.dtype(np.int64), "tensor(int32)": np.dtype(np.int32),
+              "tensor(float16)": np.dtype(np.float16), "tensor(uint8)": np.dtype(np.uint8),
+              "tensor(int8)": np.dtype(np.int8), "tensor(bool)": np.dtype(np.bool_)}
+
+
 def _check_feed(session: ort.InferenceSession, feed: Mapping[str, np.ndarray]) -> None:
     expected = {i.name: i for i in session.get_inputs()}
     missing = sorted(set(expected) - set(feed))
@@ -50,6 +56,9 @@ def _check_feed(session: ort.InferenceSession, feed: Mapping[str, np.ndarray]) -
     if missing or extra:
         raise DataError(f"data inputs {sorted(feed)} do not match the model's inputs {sorted(expected)}")
     for name, arr in feed.items():
+        want = _ORT_TYPES.get(expected[name].type)
+        if want is not None and np.dtype(arr.dtype) != want:
+            raise DataError(f"input {name!r}: data dtype {np.dtype(arr.dtype)} does not match the model's {expected[name].type}")
         shape = expected[name].shape
         if len(shape) != arr.ndim or any(isinstance(d, int) and d != s for d, s in zip(shape, arr.shape)):
             raise DataError(f"input {name!r}: data shape {list(arr.shape)} does not match the model's {shape}")

@@ -136,4 +136,11 @@ def load_task(options: DataOptions, model: FloatModel) -> Task:
     else:
         data = synthetic_dataset(input_specs(model, options.shapes), n=options.synthetic, seed=options.seed)
     calib, evaluation = _split(data, options)
-    return Task(calib, evaluation, options.metric or "agreement")
+    return Task(calib, evaluation, options.metric or _fidelity_metric(model))
+
+
+def _fidelity_metric(model: FloatModel) -> str:
+    """Top-1 agreement for [N, classes] outputs, output SQNR otherwise."""
+    out = model.proto.graph.output[0].type.tensor_type
+    rank = len(out.shape.dim) if out.HasField("shape") else 0
+    return "agreement" if rank == 2 else "sqnr_db"

@@ -70,6 +70,8 @@ class Quantizer:
         ``calib`` (an :class:`~qaev.data.ArrayDataset`), reusing a persisted copy when the
         same model and data were seen before."""
         batches = list(calib.batches(batch_size=batch_size))
+        if batches:
+            model.check_feed(batches[0])
         if layers is None:
             first = batches[0] if batches else {}
             layers = find_layers(model, input_shapes={k: v.shape for k, v in first.items()})
