@@ -174,7 +174,7 @@ def main(argv=None) -> int:
     try:
         results["qaev 2 workers"] = _row("(d) qaev 2 workers", qaev_run(configs, runner=runner, eval_n=ARGS.eval), n, pure)
     finally:
-        runner.pool.terminate()
+        runner.close()
     if "naive quantize_static" in results:
         ratio = results["qaev sequential"]["evals_per_min"] / results["naive quantize_static"]["evals_per_min"]
         print(f"qaev sequential / naive: {ratio:.1f}x evaluations per minute")

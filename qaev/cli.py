@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     if not debug:
         warnings.showwarning = _one_line_warning
     try:
-        cli.main(args=args, prog_name="qaev", standalone_mode=False)
-        return 0
+        code = cli.main(args=args, prog_name="qaev", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:

@@ -87,7 +87,7 @@ class Evaluator:
         self.model = model
         self.data = data
         self.metric = get_metric(metric)
-        self.batch_size = batch_size
+        self.batch_size = model.fixed_batch or batch_size
         self.threads = threads
         if self.metric.needs_labels and data.labels is None:
             raise DataError(f"metric {metric!r} needs labels, and dataset {data.name!r} has none")

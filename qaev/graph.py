@@ -66,6 +66,15 @@ class FloatModel:
         """An initializer as a numpy array."""
         return numpy_helper.to_array(self.initializers[name])
 
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the model's inputs fix (their first dim), or None when dynamic."""
+        for value in self.inputs.values():
+            dims = value.type.tensor_type.shape.dim
+            if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+                return int(dims[0].dim_value)
+        return None
+
     def check_feed(self, feed) -> None:
         """Check a batch against the model's inputs: names, rank, fixed dims and dtype.
 

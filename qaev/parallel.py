@@ -7,7 +7,6 @@ so the same seed gives the same front whatever the runner.
 """
 from __future__ import annotations
 
-import multiprocessing
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -91,28 +90,49 @@ class RemoteEvaluation:
         front = None if payload.get("front") is None else np.asarray(payload["front"], float).reshape(-1, problem.n_obj)
         return asdict(problem.compute(QuantConfig.from_dict(payload["config"]), front=front))
 
+    def failure(self, payload: dict, reason: str) -> dict:
+        """The record of a candidate whose evaluation crashed its worker or timed out."""
+        from qaev.config import QuantConfig
+        from qaev.store import Record
 
-def _one_thread() -> None:
-    import os
-
-    os.environ["OMP_NUM_THREADS"] = "1"
+        config = QuantConfig.from_dict(payload["config"])
+        return asdict(Record(key=config.key(), objectives={}, metric=None, config=payload["config"], error=reason))
 
 
-def make_runner(*, workers: int | None = None, dask: str | None = None):
-    """A pymoo runner: local processes (``workers``), a Dask cluster (``dask`` address or
-    a ``dask.distributed.Client``), or None for in-process evaluation. Each evaluation
-    uses one ONNX Runtime thread."""
-    if dask is not None:
-        from dask.distributed import Client
+class _SafeDask:
+    """pymoo's Dask runner, with a failed job (a killed worker, an exception) turned into
+    that candidate's failure record instead of failing the generation."""
+
+    def __init__(self, client) -> None:
         from pymoo.parallelization.dask import DaskParallelization
 
-        client = dask if isinstance(dask, Client) else Client(dask)
-        return DaskParallelization(client)
-    if workers and workers > 1:
-        from pymoo.parallelization.starmap import StarmapParallelization
+        self.inner = DaskParallelization(client)
+        self.client = client
 
-        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread)
-        runner = StarmapParallelization(pool.starmap)
-        runner.pool = pool
-        return runner
+    def __call__(self, f, X):
+        jobs = [self.client.submit(f, x, pure=False) for x in X]
+        out = []
+        for job, x in zip(jobs, X):
+            try:
+                out.append(job.result())
+            except Exception as exc:
+                out.append(f.failure(x, f"{type(exc).__name__}: {exc}"))
+        return out
+
+
+def make_runner(*, workers: int | None = None, dask=None, timeout: float | None = None):
+    """A runner with pymoo's interface ``runner(f, X)``: a Dask cluster (``dask``: an
+    address or a ``dask.distributed.Client``, through pymoo's ``DaskParallelization``),
+    local worker processes (``workers`` > 1 or a ``timeout``:
+    :class:`qaev.isolation.IsolatedRunner`, which survives crashed and hung candidates), or
+    None for in-process evaluation. Each evaluation uses one ONNX Runtime thread.
+    Call ``close()`` on a local runner when done."""
+    if dask is not None:
+        from dask.distributed import Client
+
+        return _SafeDask(dask if isinstance(dask, Client) else Client(dask))
+    if (workers and workers > 1) or timeout is not None:
+        from qaev.isolation import IsolatedRunner
+
+        return IsolatedRunner(workers=workers or 1, timeout=timeout)
     return None

@@ -116,7 +116,7 @@ class QuantizationProblem(Problem):
             front = self.full_front_matrix() if self.staging is not None else None
             payloads = [{"config": c.to_dict(), "front": None if front is None else front.tolist()}
                         for c in todo.values()]
-            if self.runner is None or len(payloads) == 1:
+            if self.runner is None:
                 results = [self.compute(QuantConfig.from_dict(p["config"]), front=front) for p in payloads]
             else:
                 from qaev.parallel import RemoteEvaluation

@@ -37,7 +37,7 @@ def test_process_workers_give_the_sequential_front():
     try:
         parallel = _front(get_problem("digits", eval=150, runner=runner))
     finally:
-        runner.pool.terminate()
+        runner.close()
     assert parallel == _front(get_problem("digits", eval=150))
 
 

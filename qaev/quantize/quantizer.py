@@ -69,12 +69,12 @@ class Quantizer:
         """Collect statistics for every candidate activation tensor in one pass over
         ``calib`` (an :class:`~qaev.data.ArrayDataset`), reusing a persisted copy when the
         same model and data were seen before."""
-        batches = list(calib.batches(batch_size=batch_size))
-        if batches:
-            model.check_feed(batches[0])
+        batches = list(calib.batches(batch_size=model.fixed_batch or batch_size))
+        first = batches[0] if batches else {}
         if layers is None:
-            first = batches[0] if batches else {}
-            layers = find_layers(model, input_shapes={k: v.shape for k, v in first.items()})
+            layers = find_layers(model, input_shapes={k: np.shape(v) for k, v in first.items()})
+        if batches:
+            model.check_feed(first)
         tensors = activation_tensors(layers)
         path = cache_dir() / "calib" / f"{model.sha256[:16]}-{_data_key(batches)}.npz"
         stats = None
