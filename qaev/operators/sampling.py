@@ -38,7 +38,8 @@ class QuantSampling(Sampling):
         rows = rows[:n_samples]
         n_informed = min(int(round(self.informed * n_samples)), n_samples - len(rows))
         if n_informed > 0:
-            errors = getattr(problem, "sensitivity", None) or weight_error_table(problem)
+            errors = getattr(problem, "sensitivity", None)
+            errors = weight_error_table(problem) if errors is None else np.asarray(errors, float)
             for t in np.quantile(errors[np.isfinite(errors)], np.linspace(0.05, 0.95, n_informed)):
                 row = random_state.integers(0, upper + 1)
                 for i in range(len(space.searchable)):
