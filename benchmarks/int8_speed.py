@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 from qaev.config import LayerConfig
 from qaev.data import ArrayDataset
 from qaev.graph import load_model
+from qaev.objectives import host_latency_ms
 from qaev.quantize import Quantizer, uniform_config
 from qaev.session import make_session
 
@@ -48,17 +47,6 @@ def resnet_like(*, width: int = 64, blocks: int = 6, size: int = 64, seed: int =
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def median_ms(session: ort.InferenceSession, feed: dict, repeats: int) -> float:
-    for _ in range(3):
-        session.run(None, feed)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path)
@@ -76,10 +64,10 @@ def main(argv=None) -> int:
     w8a8 = quantizer.build(uniform_config(quantizer.layers, LayerConfig(w_bits=8)))
     with tempfile.TemporaryDirectory() as tmp:
         optimized = str(Path(tmp) / "opt.onnx")
-        quant_session = make_session(w8a8, threads=args.threads, optimized_path=optimized)
+        make_session(w8a8, threads=args.threads, optimized_path=optimized)
         fused = sorted({n.op_type for n in onnx.load(optimized).graph.node if n.op_type.startswith("QLinear")})
-    float_ms = median_ms(make_session(float_model.proto, threads=args.threads), {name: x}, args.repeats)
-    quant_ms = median_ms(quant_session, {name: x}, args.repeats)
+    float_ms = host_latency_ms(float_model.proto, {name: x}, repeats=args.repeats, warmup=3, threads=args.threads)
+    quant_ms = host_latency_ms(w8a8, {name: x}, repeats=args.repeats, warmup=3, threads=args.threads)
     print(f"model: {args.model or 'built-in resnet_like (6 conv 3x3, 64 ch, 64x64)'}  batch {args.batch}  "
           f"threads {args.threads}  repeats {args.repeats}")
     print(f"host: {platform.processor() or platform.machine()}  onnxruntime {ort.__version__}  (measured)")

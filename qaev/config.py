@@ -78,6 +78,15 @@ class ScaleRule(str, Enum):
     POW2 = "pow2"
 
 
+def _check_keys(cls, data, where: str) -> None:
+    """``data`` must be a mapping whose keys are fields of dataclass ``cls``."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    unknown = sorted(set(data) - {f.name for f in fields(cls)}, key=str)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}")
+
+
 def _enum(cls, value, where: str):
     if isinstance(value, cls):
         return value
@@ -147,12 +156,7 @@ class LayerConfig:
     @classmethod
     def from_dict(cls, data: Mapping, *, where: str = "layer") -> "LayerConfig":
         """Build from a mapping; unknown keys are rejected by name."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}")
+        _check_keys(cls, data, where)
         try:
             return cls(**data)
         except ConfigError as exc:
@@ -260,12 +264,7 @@ class QuantConfig:
     @classmethod
     def from_dict(cls, data: Mapping, *, where: str = "config") -> "QuantConfig":
         """Build from the on-disk schema; unknown keys are rejected by name."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}")
+        _check_keys(cls, data, where)
         if "version" not in data:
             raise ConfigError(f"{where}: missing 'version'")
         layers = data.get("layers") or {}
