@@ -152,9 +152,10 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def _register() -> None:
     from qaev.cli_hardware import hardware
+    from qaev.cli_report import report
     from qaev.cli_search import export, problems, search
 
-    for command in (search, export, problems, hardware):
+    for command in (search, export, report, problems, hardware):
         cli.add_command(command)
 
 

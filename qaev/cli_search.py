@@ -2,20 +2,24 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 
 from qaev.cli_options import data_options, data_options_from
 from qaev.config_io import load_config
-from qaev.errors import ConfigError, ModelError
+from qaev.errors import ConfigError, ModelError, QaevError
 from qaev.evaluate import Evaluator
 from qaev.graph import load_model
 from qaev.objectives import OBJECTIVES
 from qaev.problem import QuantizationProblem
+from qaev.progress import make_progress
 from qaev.quantize import Quantizer, export_model
 from qaev.rundir import append_history, prepare_run_dir, read_front, write_front
-from qaev.search import minimize
+from qaev.parallel import Recipe, make_runner
+from qaev.search import SearchResult, feasible_front, minimize
+from qaev.staging import Staging
 from qaev.space import SearchSpace
 from qaev.store import EvaluationStore
 from qaev.tasks import load_task
@@ -69,6 +73,18 @@ def _print_front(doc: dict) -> None:
         click.echo(f"  {p['id']}  {values}  {metric}")
 
 
+def _recipe(model, problem_name, data_kwargs: dict, *, staging, **common) -> Recipe:
+    """How parallel workers rebuild this search's problem."""
+    options = data_options_from(dict(data_kwargs), bundled=model is None)
+    stage = asdict(staging) if staging is not None else None
+    if model is None:
+        extra = {"data": str(options.data)} if options.data is not None else {}
+        return Recipe(problem=problem_name, problem_options={"calib": options.calib, "eval": options.eval,
+                                                             "seed": options.seed, **extra}, staging=stage, **common)
+    data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
+    return Recipe(model_path=str(Path(model).resolve()), data_options=data, staging=stage, **common)
+
+
 @click.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option("--problem", default=None, help="A ready-made problem (see `qaev problems`); default digits.")
@@ -91,11 +107,23 @@ def _print_front(doc: dict) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<time>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (settings must match).")
 @click.option("--force", is_flag=True, help="Overwrite a non-empty --out.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes (1 ORT thread each).")
+@click.option("--dask", "dask_address", default=None, help="Evaluate on a dask.distributed cluster at ADDRESS.")
+@click.option("--timeout", type=float, default=None,
+              help="Seconds one evaluation may take (runs evaluations in worker processes).")
+@click.option("--staged", is_flag=True, help="Measure a quarter of the data first; finish only promising candidates.")
 @click.option("--quiet", is_flag=True, help="Print only the final summary line.")
+@click.option("--json-progress", is_flag=True, help="One JSON object per generation on stdout instead of the bar.")
 def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_latency_ms, algorithm, pop, generations,
-           w_bits, acts, granularity, calibrations, exclude, out, resume, force, quiet, **kwargs) -> None:
+           w_bits, acts, granularity, calibrations, exclude, out, resume, force, workers, dask_address, timeout, staged, quiet,
+           json_progress, **kwargs) -> None:
     """Search per-layer quantization; write the Pareto front to a run directory."""
+    progress = make_progress("json" if json_progress else "quiet" if quiet else "bar", total_generations=generations,
+                             objectives=_csv(objectives))
+    click.get_current_context().call_on_close(progress.close)
+    progress.start(f"qaev search: pop {pop} x {generations} generations; loading the model and calibrating ...")
     seed = kwargs["seed"]
+    data_kwargs = dict(kwargs)
     float_model, calib, evaluation, metric, problem_name = _parts(model, problem, kwargs)
     constraints = {k: v for k, v in (("max_drop", max_drop), ("max_size_mb", max_size_mb),
                                      ("max_latency_ms", max_latency_ms)) if v is not None}
@@ -107,34 +135,69 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
     out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     out = prepare_run_dir(out, settings, resume=resume, force=force)
     quantizer = Quantizer.calibrated(float_model, calib)
-    space = SearchSpace(layers=quantizer.layers, w_bits=_bits(w_bits), acts=_csv(acts), granularities=_csv(granularity),
-                        calibrations=_csv(calibrations), exclude=list(exclude))
-    prob = QuantizationProblem(quantizer, Evaluator(float_model, evaluation, metric=metric), space=space,
+    space_options = {"w_bits": _bits(w_bits), "acts": _csv(acts), "granularities": _csv(granularity),
+                     "calibrations": _csv(calibrations), "exclude": list(exclude)}
+    staging = Staging() if staged else None
+    recipe = _recipe(model, problem_name, data_kwargs, metric=metric, objectives=_csv(objectives),
+                     constraints=constraints, hardware=hardware, space=space_options, staging=staging)
+    runner = make_runner(workers=workers, dask=dask_address, timeout=timeout)
+    prob = QuantizationProblem(quantizer, Evaluator(float_model, evaluation, metric=metric),
+                               space=SearchSpace(layers=quantizer.layers, **space_options),
                                objectives=_csv(objectives), constraints=constraints, hardware=hardware,
-                               store=EvaluationStore(out / "evaluations.jsonl"))
+                               store=EvaluationStore(out / "evaluations.jsonl"), staging=staging, runner=runner,
+                               recipe=recipe)
     resumed = len(prob.store)
-    if not quiet:
-        click.echo(f"searching {len(space.searchable)} layers of {float_model.path or 'model'}: "
+    progress.begin(f"searching {len(prob.space.searchable)} layers of {float_model.path or 'model'}: "
                    f"{', '.join(prob.objectives)}; pop {pop} x {generations} generations -> {out}"
                    + (f" (resuming: {resumed} evaluations on disk)" if resumed else ""))
 
-    def progress(row, front):
+    def on_generation(row, front):
         append_history(out, row.to_dict())
-        if not quiet:
-            click.echo(f"gen {row.gen:3d}  evaluations {row.evaluations:4d}  cache hits {row.cache_hits:4d}  "
-                       f"front {row.front_size:3d}  HV {row.hypervolume:.4f}  {row.elapsed_s:6.1f}s")
+        progress(row, front)
 
     (out / "history.jsonl").unlink(missing_ok=True)
-    result = minimize(prob, algorithm=algorithm, pop_size=pop, n_gen=generations, seed=seed, callback=progress)
+    interrupted = False
+    try:
+        result = minimize(prob, algorithm=algorithm, pop_size=pop, n_gen=generations, seed=seed, callback=on_generation)
+    except KeyboardInterrupt:  # stop cleanly: every finished evaluation is on disk; write their front
+        interrupted = True
+        result = SearchResult(front=feasible_front(prob), history=[], float_objectives=prob.float_objectives())
+    finally:
+        if hasattr(runner, "close"):
+            runner.close()
+    if not result.front:
+        raise QaevError(_failure_summary(prob))
     floats = {"metric": prob.evaluator.float_value, "n": len(evaluation), **result.float_objectives}
     doc = write_front(out, result.front, objectives=prob.objectives, model_path=float_model.path,
                       model_sha256=float_model.sha256, float_values=floats, metric=metric,
                       evaluations=len(prob.store), seed=seed,
                       extra={"problem": problem_name, "hardware": hardware,
                              "history": result.history[-1].to_dict() if result.history else None})
-    if not quiet:
+    progress.close()
+    if progress.mode == "bar":
         _print_front(doc)
-    click.echo(f"wrote {out / 'front.json'} ({len(doc['points'])} points, {len(prob.store)} evaluations)")
+    progress.finish(f"wrote {out / 'front.json'} ({len(doc['points'])} points, {len(prob.store)} evaluations)",
+                    front=str(out / "front.json"), points=len(doc["points"]), evaluations=len(prob.store))
+    if interrupted:
+        click.echo(f"qaev: interrupted; the front of the {len(prob.store)} finished evaluations is written; "
+                   f"continue with --out {out} --resume", err=True)
+        raise click.exceptions.Exit(130)
+
+
+def _failure_summary(prob) -> str:
+    """Why a search produced no front: failures grouped by reason."""
+    records = list(prob.store.records())
+    failed = [r for r in records if not r.ok]
+    if not records:
+        return "the search stopped before any candidate was evaluated"
+    if len(failed) < len(records):
+        return f"no candidate met the constraints ({len(records)} evaluated, {len(failed)} failed)"
+    reasons: dict[str, int] = {}
+    for record in failed:
+        reason = record.error.split(":")[0]
+        reasons[reason] = reasons.get(reason, 0) + 1
+    top = ", ".join(f"{n}x {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+    return f"every one of {len(records)} candidates failed ({top}); first: {failed[0].error}"
 
 
 def _model_for(doc: dict, model: Path | None) -> Path:
@@ -150,8 +213,10 @@ def _model_for(doc: dict, model: Path | None) -> Path:
 @click.option("--all", "all_points", is_flag=True, help="Export every point to RUN_DIR/models/.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None, help="Output .onnx (with --point).")
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="Float model, if it moved.")
-def export(run_dir, point_id, all_points, out, model) -> None:
-    """Write the deployable ONNX model of front points."""
+@click.option("--format", "fmt", type=click.Choice(["onnx", "ort-overrides"]), default="onnx", show_default=True,
+              help="onnx: the quantized model; ort-overrides: ONNX Runtime TensorQuantOverrides JSON.")
+def export(run_dir, point_id, all_points, out, model, fmt) -> None:
+    """Write the deployable ONNX model (or ORT overrides) of front points."""
     doc = read_front(run_dir)
     points = {p["id"]: p for p in doc["points"]}
     if all_points == (point_id is not None):
@@ -164,11 +229,28 @@ def export(run_dir, point_id, all_points, out, model) -> None:
     quantizer = Quantizer(float_model)
     chosen = list(points) if all_points else [point_id]
     for pid in chosen:
-        target = out if (out and not all_points) else Path(run_dir) / "models" / f"{pid}.onnx"
+        suffix = ".onnx" if fmt == "onnx" else ".ort-overrides.json"
+        target = out if (out and not all_points) else Path(run_dir) / "models" / f"{pid}{suffix}"
         target.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "ort-overrides":
+            _write_overrides(quantizer, load_config(Path(run_dir) / points[pid]["config"]), pid, target)
+            continue
         proto = export_model(quantizer, load_config(Path(run_dir) / points[pid]["config"]))
         target.write_bytes(proto.SerializeToString())
         click.echo(f"wrote {target} ({target.stat().st_size / 1e6:.3f} MB)")
+
+
+def _write_overrides(quantizer, config, pid: str, target: Path) -> None:
+    import json
+
+    from qaev.interop_ort import to_tensor_quant_overrides
+
+    try:
+        overrides = to_tensor_quant_overrides(config, quantizer)
+    except ConfigError as exc:
+        raise ConfigError(f"--point {pid}: {exc}") from None
+    target.write_text(json.dumps(overrides, indent=2) + "\n")
+    click.echo(f"wrote {target} (TensorQuantOverrides for {len(overrides)} tensors)")
 
 
 @click.command()

@@ -1,0 +1,197 @@
+"""``report.html``: one self-contained page (images inlined, a few lines of JS to sort).
+
+The front table has one ``<tr data-id=ID>`` per point and one ``<td data-key=NAME
+data-value=VALUE>`` per objective, the value written with ``repr`` so it parses back to
+exactly front.json's number.
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+from html import escape
+
+from qaev.report.gather import Point, ReportData
+
+__all__ = ["render_html", "KIND_HELP"]
+
+#: What each objective kind means, for the legend.
+KIND_HELP = {
+    "measured": "measured: the quantized model was run with ONNX Runtime on real data",
+    "exact": "exact: counted from the bit widths (values, scales and zero points), not measured",
+    "estimated": "estimate: computed from a hardware cost table (roofline model); not measured on the device",
+}
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1200px;color:#222;padding:0 16px}
+h1{font-size:22px;margin-bottom:4px} h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:8px 0} th,td{padding:3px 9px;border-bottom:1px solid #eee;text-align:right}
+th{background:#f5f5f5;position:sticky;top:0} td:first-child,th:first-child{text-align:left}
+table.sortable th{cursor:pointer} table.sortable th:hover{background:#e8eef8}
+th[data-dir=asc]::after{content:" \\25B2"} th[data-dir=desc]::after{content:" \\25BC"}
+.kind{font-size:11px;padding:1px 5px;border-radius:3px;margin-left:4px;font-weight:normal}
+.measured{background:#d9f0d3} .exact{background:#dde8f6} .estimated{background:#fde0c5}
+pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px} details{margin:6px 0}
+summary{cursor:pointer} .note{color:#8a4b00} img{max-width:100%;border:1px solid #eee}
+.meta td{text-align:left} .mono{font-family:ui-monospace,monospace;font-size:12px}
+"""
+
+_JS = """
+document.querySelectorAll("table.sortable th").forEach(function (th) {
+  th.addEventListener("click", function () {
+    var body = th.closest("table").tBodies[0], col = th.cellIndex;
+    var dir = th.dataset.dir === "asc" ? "desc" : "asc";
+    th.closest("tr").querySelectorAll("th").forEach(function (h) { delete h.dataset.dir; });
+    th.dataset.dir = dir;
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[col].dataset.value, y = b.cells[col].dataset.value;
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var c = (isNaN(nx) || isNaN(ny)) ? String(x).localeCompare(String(y)) : nx - ny;
+      return dir === "asc" ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+
+def _kind(kind: str) -> str:
+    word = "estimate" if kind == "estimated" else kind
+    return f'<span class="kind {escape(kind)}">{escape(word)}</span>'
+
+
+def _num(value, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
+
+
+def _front_table(data: ReportData) -> str:
+    objs = data.objectives
+    head = ['<th data-key="id">id</th>']
+    head += [f'<th data-key="{escape(o["name"])}" title="{escape(o["unit"])}">{escape(o["name"])}{_kind(o["kind"])}</th>'
+             for o in objs]
+    head += [f'<th data-key="metric">{escape(str(data.doc.get("metric", "metric")))}{_kind("measured")}</th>',
+             '<th data-key="exported">exported</th>']
+    rows = []
+    for p in data.points:
+        cells = [f'<td data-key="id" data-value="{escape(p.id)}"><a href="#point-{escape(p.id)}">{escape(p.id)}</a></td>']
+        for o in objs:
+            v = p.objectives[o["name"]]
+            cells.append(f'<td data-key="{escape(o["name"])}" data-value="{v!r}">{_num(v)}</td>')
+        m = p.metric
+        cells.append(f'<td data-key="metric" data-value="{m!r}">{_num(m, 2)}</td>')
+        cells.append(f'<td data-key="exported" data-value="{int(p.exported)}">{"yes" if p.exported else ""}</td>')
+        rows.append(f'<tr data-id="{escape(p.id)}">{"".join(cells)}</tr>')
+    return (f'<table id="front" class="sortable"><thead><tr>{"".join(head)}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def _baseline_table(data: ReportData) -> str:
+    if not data.baselines:
+        return ""
+    names = [o["name"] for o in data.objectives]
+    head = "<tr><th>baseline</th>" + "".join(f"<th>{escape(n)}</th>" for n in names) + "</tr>"
+    rows = "".join("<tr><td>" + escape(b["name"]) + "</td>"
+                   + "".join(f"<td>{_num(b['objectives'].get(n))}</td>" for n in names) + "</tr>"
+                   for b in data.baselines)
+    return f'<p>Baselines (from baselines.json, drawn as X):</p><table id="baselines">{head}{rows}</table>'
+
+
+def _layer_table(data: ReportData, point: Point) -> str:
+    est = data.hardware is not None
+    head = ("<tr><th>layer</th><th>op</th><th>weight bits</th><th>granularity</th><th>symmetric</th>"
+            f"<th>activations</th><th>weight bytes{_kind('exact')}</th>"
+            + (f"<th>latency ms{_kind('estimated')}</th>" if est else "") + "</tr>")
+    rows = []
+    for r in point.rows:
+        cells = [escape(r.name), escape(r.op_type), "float" if r.w_bits is None else str(r.w_bits),
+                 escape(r.granularity), "yes" if r.symmetric else "no", escape(r.act), f"{r.weight_bytes:,}"]
+        if est:
+            cells.append(_num(r.est_latency_ms, 4))
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    total = [f"<td>layers' weights</td><td></td><td></td><td></td><td></td><td></td><td>{point.total_bytes:,}</td>"]
+    if est:
+        total.append(f"<td>{_num(sum(r.est_latency_ms or 0 for r in point.rows), 4)}</td>")
+    foot = "<tr>" + "".join(total) + "</tr>"
+    if data.other_bytes is not None:
+        all_bytes = point.total_bytes + data.other_bytes
+        foot += (f"<tr><td>other initializers (float, as stored)</td><td colspan=5></td><td>{data.other_bytes:,}</td>"
+                 + ("<td></td>" if est else "") + "</tr>"
+                 f"<tr><td><b>model weights</b> = {all_bytes / 1e6:.6f} MB</td><td colspan=5></td>"
+                 f"<td><b>{all_bytes:,}</b></td>" + ("<td></td>" if est else "") + "</tr>")
+    return f'<table class="layers"><thead>{head}</thead><tbody>{"".join(rows)}</tbody><tfoot>{foot}</tfoot></table>'
+
+
+def _point_details(data: ReportData, point: Point) -> str:
+    summary = ", ".join(f"{name} {_num(v)}" for name, v in point.objectives.items())
+    body = _layer_table(data, point) if point.rows else '<p class="note">no per-layer breakdown (model not found)</p>'
+    return (f'<details id="point-{escape(point.id)}"><summary><b>{escape(point.id)}</b>: {escape(summary)}'
+            f'{" (exported)" if point.exported else ""}</summary>{body}'
+            f'<details class="config"><summary>config ({escape(point.id)}.yaml)</summary>'
+            f'<pre class="mono">{escape(point.config_text)}</pre></details></details>')
+
+
+def _legend(data: ReportData) -> str:
+    n = data.doc.get("float", {}).get("n", "?")
+    items = []
+    for o in data.objectives:
+        extra = ""
+        if o["kind"] == "measured" and o["name"] == "acc_drop":
+            extra = f" ({data.doc.get('metric')} on {n} evaluation samples, vs the float model)"
+        if o["kind"] == "estimated":
+            extra = f" (hardware table: {escape(str(data.doc.get('hardware')))})"
+        items.append(f"<li><b>{escape(o['name'])}</b>{_kind(o['kind'])} {escape(o['unit'])}: "
+                     f"{escape(KIND_HELP.get(o['kind'], o['kind']))}{extra}</li>")
+    items.append(f"<li>per-layer weight bytes{_kind('exact')}: {escape(KIND_HELP['exact'])}</li>")
+    if data.hardware:
+        items.append(f"<li>per-layer latency{_kind('estimated')}: {escape(KIND_HELP['estimated'])}</li>")
+    return "<ul>" + "".join(items) + "</ul>"
+
+
+def _meta(data: ReportData) -> str:
+    doc = data.doc
+    fl = doc.get("float", {})
+    rows = [("model", f'{doc["model"].get("path")}'), ("model sha256", doc["model"].get("sha256")),
+            ("problem", doc.get("problem")), ("metric", f'{doc.get("metric")}: float model {_num(fl.get("metric"), 2)} '
+                                                        f'on {fl.get("n", "?")} samples (measured)'),
+            ("hardware table", doc.get("hardware") or "none (no estimated objectives)"),
+            ("seed", doc.get("seed")), ("evaluations", doc.get("evaluations"))]
+    hist = doc.get("history") or {}
+    if hist:
+        rows.append(("last generation", f'{hist.get("gen")}: hypervolume {_num(hist.get("hypervolume"))}, '
+                                        f'{_num(hist.get("elapsed_s"), 3)} s'))
+    rows += [(f"version: {k}", v) for k, v in (doc.get("versions") or {}).items()]
+    body = "".join(f"<tr><th>{escape(str(k))}</th><td class=mono>{escape(str(v))}</td></tr>" for k, v in rows)
+    return f'<table class="meta" id="meta">{body}</table>'
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def render_html(data: ReportData, *, pareto: bytes, bitmap: bytes) -> str:
+    """The whole page as text.
+
+    Args:
+        data: the gathered run.
+        pareto: PNG bytes of the front projections.
+        bitmap: PNG bytes of the bit map.
+    """
+    notes = "".join(f'<p class="note">{escape(n)}</p>' for n in data.notes)
+    details = "".join(_point_details(data, p) for p in data.points)
+    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>qaev report: {escape(str(data.run_dir))}</title>
+<style>{_CSS}</style></head><body>
+<h1>qaev report</h1>
+<p>{escape(str(data.run_dir))}: {len(data.points)} front points from {data.doc.get('evaluations', '?')} evaluations
+ (generated {when}).</p>{notes}
+<h2>Which numbers are measured, exact or estimated</h2>{_legend(data)}
+<h2>Front</h2><p>Click a column to sort.</p>{_front_table(data)}{_baseline_table(data)}
+{_img(pareto, "Pareto front projections")}
+<h2>Weight bits per layer</h2>{_img(bitmap, "weight bits per layer and point")}
+<h2>Points</h2>{details}
+<h2>Run</h2>{_meta(data)}
+<script>{_JS}</script></body></html>
+"""

@@ -1,0 +1,24 @@
+"""The runnable examples in the public API's docstrings run and print what they claim."""
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "qaev.problem",             # QuantizationProblem
+    "qaev.search",              # minimize
+    "qaev.problems.registry",   # get_problem
+    "qaev.config_io",           # save_config / load_config
+    "qaev.graph",               # load_model
+    "qaev.quantize.quantizer",  # Quantizer
+    "qaev.progress",            # make_progress
+    "qaev.interop_ort",         # to_tensor_quant_overrides
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.attempted > 0, f"{name} has no docstring example"
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"

@@ -1,0 +1,81 @@
+"""Progress of ``qaev search``: the start line comes before calibration, one update per
+generation, ``--quiet`` prints only the final line, ``--json-progress`` prints JSON lines."""
+import io
+import json
+
+from qaev.cli import main
+from qaev.progress import best_tradeoffs, make_progress
+from qaev.search import Generation
+from qaev.store import Record
+
+
+def _search(tmp_path, *extra):
+    return main(["search", "--pop", "6", "--generations", "3", "--out", str(tmp_path / "run"), *extra])
+
+
+def test_start_line_is_printed_before_calibration(tmp_path, capsys, monkeypatch):
+    import qaev.cli_search as cli_search
+
+    seen = {}
+    original = cli_search.Quantizer.calibrated
+
+    def spy(*args, **kwargs):
+        seen["err"] = capsys.readouterr().err
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cli_search.Quantizer, "calibrated", spy)
+    assert _search(tmp_path) == 0
+    assert seen["err"].startswith("qaev search:") and "calibrating" in seen["err"]
+
+
+def test_bar_mode_off_a_terminal_prints_one_line_per_generation(tmp_path, capsys):
+    assert _search(tmp_path) == 0
+    out, err = capsys.readouterr()
+    gens = [line for line in err.splitlines() if line.startswith("gen ")]
+    assert [g.split()[1] for g in gens] == ["1/3", "2/3", "3/3"]
+    assert all("HV" in g and "hits" in g and "best (drop/MB)" in g for g in gens)
+    assert "Pareto front" in out and out.rstrip().splitlines()[-1].startswith("wrote ")
+
+
+def test_quiet_prints_only_the_final_line(tmp_path, capsys):
+    assert _search(tmp_path, "--quiet") == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.count("\n") == 1 and out.startswith("wrote ")
+
+
+def test_json_progress_is_one_object_per_line(tmp_path, capsys):
+    assert _search(tmp_path, "--json-progress") == 0
+    out, _ = capsys.readouterr()
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["event"] for e in events] == ["start", "generation", "generation", "generation", "done"]
+    gens = events[1:-1]
+    assert [e["gen"] for e in gens] == [1, 2, 3] and gens[-1]["eta_s"] == 0
+    assert {"evaluations", "cache_hits", "front_size", "hypervolume", "elapsed_s", "best"} <= set(gens[0])
+    assert events[-1]["points"] >= 1
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_bar_on_a_terminal_shows_counts_and_best_points():
+    err = _Terminal()
+    progress = make_progress("bar", total_generations=2, objectives=["acc_drop", "size_mb"], err=err, out=io.StringIO())
+    progress.start("starting")
+    progress.begin("searching")
+    front = [Record(key="a", objectives={"acc_drop": 5.0, "size_mb": 0.01}, metric=90.0, config={}),
+             Record(key="b", objectives={"acc_drop": 0.0, "size_mb": 0.02}, metric=95.0, config={})]
+    for gen in (1, 2):
+        progress(Generation(gen=gen, evaluations=6 * gen, cache_hits=gen - 1, front_size=2, hypervolume=0.5,
+                            elapsed_s=float(gen)), front)
+    progress.close()
+    text = err.getvalue()
+    assert "gen 2/2" in text and "evals 12" in text and "hits 1" in text and "5/0.01" in text
+
+
+def test_best_tradeoffs_spread_along_the_second_objective():
+    front = [Record(key=str(i), objectives={"acc_drop": 10.0 - i, "size_mb": 0.01 * i}, metric=None, config={})
+             for i in range(10)]
+    best = best_tradeoffs(front, ["acc_drop", "size_mb"], levels=4)
+    assert [b["objectives"]["size_mb"] for b in best] == [0.0, 0.03, 0.06, 0.09]
