@@ -154,8 +154,9 @@ def _register() -> None:
     from qaev.cli_hardware import hardware
     from qaev.cli_report import report
     from qaev.cli_search import export, problems, search
+    from qaev.cli_sensitivity import sensitivity
 
-    for command in (search, export, report, problems, hardware):
+    for command in (search, export, report, sensitivity, problems, hardware):
         cli.add_command(command)
 
 

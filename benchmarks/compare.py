@@ -1,0 +1,322 @@
+"""Head-to-head: qaev's search against every baseline at an equal budget of full evaluations.
+
+    python benchmarks/compare.py --problem digits --budget 200 [--hardware arm_dot]
+        [--objectives acc_drop,size_mb] [--seed 0] [--out DIR]
+
+Every method searches on the problem's *search split* with its own evaluation store (so no
+method profits from another's cache) and may spend at most ``--budget`` full evaluations
+(a config built and measured on the search split). Every point a method reports (its
+non-dominated set on the search split; all points of the fixed recipes) is then measured
+again on a held-out *test split* no method saw, and every figure printed comes from the
+test split: hypervolume with one reference point and normalisation for all methods
+(:func:`qaev.front.hypervolume`, float model = 1, reference 1.1), and the best metric under
+size and estimated-latency budgets, where the point is *chosen* on the search split.
+Writes ``DIR/compare.json`` (every figure, model sha256, versions, hardware table, seed,
+which numbers are measured, exact or estimated) and ``DIR/fronts.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+logging.basicConfig(level=logging.WARNING)  # before ORT's tools configure the root logger at INFO
+
+from qaev.baselines import (greedy_baseline, ilp_baseline, ort_baseline, random_baseline,  # noqa: E402
+                            uniform_baseline)
+from qaev.baselines.result import MethodResult, Point  # noqa: E402
+from qaev.config import QuantConfig  # noqa: E402
+from qaev.evaluate import Evaluator  # noqa: E402
+from qaev.front import REF_POINT, hypervolume, non_dominated  # noqa: E402
+from qaev.objectives import OBJECTIVES  # noqa: E402
+from qaev.problem import QuantizationProblem  # noqa: E402
+from qaev.problems import problem_parts  # noqa: E402
+from qaev.quantize import Quantizer  # noqa: E402
+from qaev.search import minimize  # noqa: E402
+from qaev.space import SearchSpace  # noqa: E402
+from qaev.store import EvaluationStore  # noqa: E402
+
+METHODS = ("qaev", "uniform", "ort_tools", "greedy", "ilp", "random")
+FIXED = {"uniform", "ort_tools"}  # recipes: every point is reported
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The shared pieces: calibrated quantizer, space, the two splits' evaluators."""
+
+    name: str
+    parts: object
+    quantizer: Quantizer
+    space: SearchSpace
+    search: Evaluator
+    test: Evaluator
+    objectives: tuple
+    hardware: object
+
+    def problem(self) -> QuantizationProblem:
+        """A fresh problem on the search split (its own store, shared caches)."""
+        return QuantizationProblem(self.quantizer, self.search, space=self.space, objectives=self.objectives,
+                                   hardware=self.hardware, store=EvaluationStore())
+
+
+def build_setup(name: str, *, objectives, hardware, seed: int, calib=None, eval=None) -> Setup:
+    """Build the problem's parts and split its evaluation data into search and test halves
+    (seeded), unless the problem brings its own test split (``parts.test``)."""
+    from qaev.hardware import load_table
+
+    parts = problem_parts(name, calib=calib, eval=eval)
+    test = getattr(parts, "test", None)
+    if test is None:
+        search_data, test_data = parts.eval.split(n_first=len(parts.eval) // 2, n_second=None, seed=seed)
+    else:
+        search_data, test_data = parts.eval, test
+    quantizer = Quantizer.calibrated(parts.model, parts.calib)
+    return Setup(name=name, parts=parts, quantizer=quantizer, space=SearchSpace(layers=quantizer.layers),
+                 search=Evaluator(parts.model, search_data, metric=parts.metric),
+                 test=Evaluator(parts.model, test_data, metric=parts.metric), objectives=tuple(objectives),
+                 hardware=load_table(hardware) if hardware else None)
+
+
+def qaev_search(problem, *, budget: int, seed: int, pop: int | None = None) -> MethodResult:
+    """qaev's NSGA-II with ``pop * generations <= budget`` (cache hits make it spend less)."""
+    pop = min(budget, pop or int(np.clip(int(np.sqrt(2 * budget)), 8, 40)))
+    n_gen = max(1, budget // pop)
+    start = time.perf_counter()
+    result = minimize(problem, pop_size=pop, n_gen=n_gen, seed=seed)
+    points = tuple(Point.from_record(r, f"front {i}") for i, r in enumerate(result.front))
+    return MethodResult(method="qaev", points=points, evaluations=problem.n_evaluated,
+                        wall_s=time.perf_counter() - start, notes=(f"NSGA-II, pop {pop} x {n_gen} generations",))
+
+
+def run_method(setup: Setup, method: str, *, budget: int, seed: int, pop: int | None) -> MethodResult:
+    """One method on a fresh problem."""
+    problem = setup.problem()
+    cost = "size_mb" if "size_mb" in setup.objectives else next(
+        (o for o in setup.objectives if o.startswith("est_")), "size_mb")
+    if method == "qaev":
+        return qaev_search(problem, budget=budget, seed=seed, pop=pop)
+    if method == "uniform":
+        return uniform_baseline(problem, budget=budget)
+    if method == "ort_tools":
+        return ort_baseline(problem, setup.parts.calib, budget=budget)
+    if method == "greedy":
+        return greedy_baseline(problem, budget=budget, cost=cost)
+    if method == "ilp":
+        return ilp_baseline(problem, budget=budget, cost=cost)
+    return random_baseline(problem, budget=budget, seed=seed)
+
+
+def _vector(objectives: dict, names) -> list[float]:
+    return [float(objectives[n]) for n in names]
+
+
+def reported(result: MethodResult, names) -> list[Point]:
+    """The points a method hands its user: all of a recipe's, else the non-dominated set."""
+    ok = [p for p in result.points if p.ok and all(p.objectives.get(n) is not None for n in names)]
+    if result.method in FIXED or not ok:
+        return ok
+    return [ok[i] for i in non_dominated(np.array([_vector(p.objectives, names) for p in ok]))]
+
+
+class TestSplit:
+    """Re-measures points on the test split (memoised by config key)."""
+
+    def __init__(self, setup: Setup) -> None:
+        self.setup, self.memo, self.count = setup, {}, 0
+
+    def measure(self, point: Point) -> float:
+        key = point.key or f"model:{hashlib.sha256(point.model).hexdigest()}"
+        if key not in self.memo:
+            if point.config is not None:
+                model = self.setup.quantizer.build(QuantConfig.from_dict(point.config))
+            else:
+                model = point.model
+            self.memo[key] = self.setup.test.measure(model).value
+            self.count += 1
+        return self.memo[key]
+
+
+def _best_under(rows: list[dict], objective: str, limit: float) -> dict | None:
+    inside = [r for r in rows if r["search"].get(objective) is not None and r["search"][objective] <= limit]
+    if not inside:
+        return None
+    best = min(inside, key=lambda r: (r["search"]["acc_drop"], r["search"][objective]))
+    return {"limit": limit, "label": best["label"], objective: best["search"][objective],
+            "search_drop": best["search"]["acc_drop"], "test_drop": best["test"]["acc_drop"],
+            "test_metric": best["test_metric"]}
+
+
+def summarise(setup: Setup, results: list[MethodResult], *, size_x, latency_x) -> dict:
+    """Every figure of the comparison, test-split figures first."""
+    names = list(setup.objectives)
+    floats = setup.problem().float_objectives()
+    scale_search = [setup.search.float_value if n == "acc_drop" else floats[n] for n in names]
+    scale_test = [setup.test.float_value if n == "acc_drop" else floats[n] for n in names]
+    split = TestSplit(setup)
+    budgets = [("size_mb", floats.get("size_mb"), x) for x in size_x]
+    if setup.hardware is not None:
+        from qaev.hardware import estimate
+
+        est = estimate(setup.quantizer.layers, QuantConfig(), setup.hardware).est_latency_ms
+        budgets += [("est_latency_ms", est, x) for x in latency_x]
+        floats = {**floats, "est_latency_ms": est}
+    methods = []
+    for result in results:
+        rows = []
+        for p in reported(result, names):
+            value = split.measure(p)
+            test = {**p.objectives, "acc_drop": setup.test.drop(value)}
+            rows.append({"label": p.label, "key": p.key, "search": p.objectives, "search_metric": p.metric,
+                         "test": test, "test_metric": value, "extra": p.extra})
+        F_test = np.array([_vector(r["test"], names) for r in rows]).reshape(-1, len(names))
+        F_search = np.array([_vector(r["search"], names) for r in rows]).reshape(-1, len(names))
+        best = {f"{obj} <= float/{x:g}": _best_under(rows, obj, ref / x) for obj, ref, x in budgets if ref}
+        methods.append({"method": result.method, "evaluations": result.evaluations, "wall_s": result.wall_s,
+                        "hv_test": hypervolume(F_test, scale_test), "hv_search": hypervolume(F_search, scale_search),
+                        "best_under": best, "notes": list(result.notes), "points": rows,
+                        "all_points": [p.to_dict() for p in result.points]})
+    hv = {m["method"]: m["hv_test"] for m in methods}
+    base = max((v for k, v in hv.items() if k != "qaev"), default=0.0)
+    return {"float": {"search_metric": setup.search.float_value, "test_metric": setup.test.float_value, **floats},
+            "hypervolume": {"reference_point": REF_POINT, "normalised_by": "float model value per objective "
+                            "(acc_drop by the float metric)", "scale_test": scale_test, "scale_search": scale_search,
+                            "qaev_over_best_baseline": hv.get("qaev", 0.0) / base if base else None},
+            "test_measurements": split.count, "methods": methods}
+
+
+def environment(setup: Setup, args, argv) -> dict:
+    """Model hash, versions, machine, hardware table, seed, and what each number is."""
+    import onnx
+    import onnxruntime
+    import pymoo
+    import scipy
+
+    table = setup.hardware
+    return {
+        "command": "python benchmarks/compare.py " + " ".join(argv),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "problem": setup.name, "metric": setup.search.metric.name, "budget": args.budget, "seed": args.seed,
+        "objectives": {n: OBJECTIVES[n].kind for n in setup.objectives},
+        "model_sha256": setup.quantizer.model.sha256,
+        "split": {"search": len(setup.search.data), "test": len(setup.test.data), "calib": len(setup.parts.calib),
+                  "how": "problem's test split" if getattr(setup.parts, "test", None) is not None
+                  else f"evaluation data halved, seed {args.seed}"},
+        "hardware": None if table is None else {"name": table.name, "device": table.device, "path": table.path,
+                                                "kind": "estimate"},
+        "versions": {"python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
+                     "onnx": onnx.__version__, "pymoo": pymoo.__version__, "numpy": np.__version__,
+                     "scipy": scipy.__version__},
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
+        "kinds": {"acc_drop / metric": "measured with ONNX Runtime (search and test splits)",
+                  "size_mb": "exact bit count (ORT tools: bytes of the file's initializers)",
+                  "est_latency_ms / est_energy_mj": "estimated from the hardware table (ORT tools: from the nearest "
+                  "qaev config)", "host_latency_ms": "measured on this host", "hypervolume": "computed from the above",
+                  "wall_s": "measured"},
+    }
+
+
+def print_table(doc: dict) -> None:
+    """The per-method table (test-split figures)."""
+    methods = doc["methods"]
+    keys = list(methods[0]["best_under"]) if methods else []
+    print(f"\n{doc['env']['problem']}: budget {doc['env']['budget']} full evaluations, seed {doc['env']['seed']}; "
+          f"float {doc['float']['search_metric']:.2f} (search) / {doc['float']['test_metric']:.2f} (test); "
+          f"figures on the test split ({doc['env']['split']['test']} samples)")
+    head = f"{'method':10s} {'evals':>5s} {'wall_s':>7s} {'HV test':>8s} {'HV search':>9s}"
+    print(head + "".join(f"  {k:>26s}" for k in keys))
+    for m in methods:
+        cells = ""
+        for k in keys:
+            b = m["best_under"][k]
+            cells += "  " + ("-" if b is None else f"{b['test_metric']:.2f} (drop {b['test_drop']:+.2f})").rjust(26)
+        print(f"{m['method']:10s} {m['evaluations']:5d} {m['wall_s']:7.2f} {m['hv_test']:8.4f} {m['hv_search']:9.4f}"
+              + cells)
+    ratio = doc["hypervolume"]["qaev_over_best_baseline"]
+    if ratio is not None:
+        print(f"qaev HV (test) / best baseline HV (test): {ratio:.3f}")
+
+
+def plot(doc: dict, path: Path) -> None:
+    """Every method's test-split points, acc_drop against each other objective."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    others = [n for n in doc["env"]["objectives"] if n != "acc_drop"] or ["acc_drop"]
+    fig, axes = plt.subplots(1, len(others), figsize=(6 * len(others), 4.5), squeeze=False)
+    markers = dict(zip(METHODS, "o^sDvx"))
+    for ax, name in zip(axes[0], others):
+        for m in doc["methods"]:
+            pts = sorted((r["test"][name], r["test"]["acc_drop"]) for r in m["points"])
+            if pts:
+                x, y = zip(*pts)
+                ax.plot(x, y, marker=markers.get(m["method"], "o"), linestyle="", label=m["method"], alpha=0.75)
+        kind = doc["env"]["objectives"].get(name, "")
+        ax.set_xlabel(f"{name} ({kind})")
+        ax.set_ylabel(f"acc_drop on the test split ({doc['env']['metric']} points)")
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{doc['env']['problem']}: budget {doc['env']['budget']} evaluations per method")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _floats(text: str) -> list[float]:
+    return [float(t) for t in text.split(",") if t.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparison; returns 0."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problem", default="digits")
+    parser.add_argument("--budget", type=int, default=200, help="full evaluations per method")
+    parser.add_argument("--hardware", default=None, help="hardware table for est_* objectives and latency budgets")
+    parser.add_argument("--objectives", default="acc_drop,size_mb")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pop", type=int, default=None, help="qaev population (default ~sqrt(2 budget))")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--size-x", default="4,7,11", help="size budgets as 'x smaller than float'")
+    parser.add_argument("--latency-x", default="1.5,2,3", help="est. latency budgets as 'x faster than float'")
+    parser.add_argument("--calib", type=int, default=None)
+    parser.add_argument("--eval", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=Path("runs/compare"))
+    args = parser.parse_args(argv)
+    objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    if "acc_drop" not in objectives:
+        parser.error("--objectives must include acc_drop (the test split re-measures it)")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
+    setup = build_setup(args.problem, objectives=objectives, hardware=args.hardware, seed=args.seed,
+                        calib=args.calib, eval=args.eval)
+    results = []
+    for method in methods:
+        result = run_method(setup, method, budget=args.budget, seed=args.seed, pop=args.pop)
+        print(f"{method:10s} {result.evaluations:4d} evaluations  {result.wall_s:6.2f}s  {len(result.points)} points"
+              + (f"  ({'; '.join(result.notes)})" if result.notes else ""), flush=True)
+        results.append(result)
+    doc = {"schema": "qaev.compare/1", "env": environment(setup, args, argv),
+           **summarise(setup, results, size_x=_floats(args.size_x), latency_x=_floats(args.latency_x))}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "compare.json").write_text(json.dumps(doc, indent=1, default=str))
+    plot(doc, args.out / "fronts.png")
+    print_table(doc)
+    print(f"wrote {args.out / 'compare.json'} and {args.out / 'fronts.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""An AIMET-AMP-style greedy path: lower one layer one step at a time, cheapest first.
+
+Qualcomm AIMET, "Automatic Mixed Precision" (AMP; AIMET documentation): measure each
+layer's sensitivity with the others at the highest candidate, build one Pareto path by
+repeatedly lowering the layer with the smallest accuracy loss per unit of cost saved (AIMET
+uses BOPs; here exact size or an estimated latency/energy), then evaluate points on that
+path. One path, not a front: that is the weakness a multi-objective search exploits.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from qaev.baselines.budget import EvaluationBudget, spread
+from qaev.baselines.costs import layer_costs
+from qaev.baselines.genes import check_act, uniform_row, with_widths
+from qaev.baselines.result import MethodResult, Point
+from qaev.errors import ConfigError
+from qaev.sensitivity import layer_sensitivity
+
+__all__ = ["greedy_baseline", "greedy_path"]
+
+
+def greedy_path(sens: np.ndarray, costs: np.ndarray) -> list[np.ndarray]:
+    """The greedy lowering path over width indices.
+
+    Args:
+        sens: ``[layer, width index]`` -> drop with that layer at that width, others at
+            the highest (column ``-1`` is the all-highest drop).
+        costs: ``[layer, width index]`` -> the layer's cost at that width.
+
+    Returns:
+        Width-index vectors from all-highest down, each one step (one layer, one index)
+        below the previous; only steps that save cost are taken.
+    """
+    n_layers, n_widths = sens.shape
+    current = np.full(n_layers, n_widths - 1)
+    path = [current.copy()]
+    while True:
+        best, best_key = None, None
+        for i in range(n_layers):
+            j = current[i]
+            if j == 0:
+                continue
+            saved = costs[i, j] - costs[i, j - 1]
+            if saved <= 1e-12:
+                continue
+            key = ((sens[i, j - 1] - sens[i, j]) / saved, -saved, i)
+            if best_key is None or key < best_key:
+                best, best_key = i, key
+        if best is None:
+            return path
+        current[best] -= 1
+        path.append(current.copy())
+
+
+def greedy_baseline(problem, *, budget: int, cost: str = "size_mb", act: str = "a8",
+                    path_share: float = 1 / 3) -> MethodResult:
+    """Run the AMP-style greedy path within ``budget`` full evaluations.
+
+    Phase 1 probes every searchable layer at every lower width with the others at the
+    highest allowed width (``1 + layers * (widths - 1)`` evaluations); phase 2 builds the
+    path from those measurements (no evaluations); phase 3 evaluates path points, evenly
+    spread, with what is left. When the budget cannot cover phase 1 and ``path_share`` of
+    itself for phase 3, only the layers saving the most cost are probed and the others
+    count as sensitive as the worst probed layer.
+
+    Args:
+        problem: the :class:`~qaev.problem.QuantizationProblem`.
+        budget: full evaluations.
+        cost: what a step saves: ``size_mb`` (exact), ``est_latency_ms`` or
+            ``est_energy_mj`` (hardware-table estimates).
+        act: activation setting of every layer (``a8`` when the space allows it).
+        path_share: fraction of the budget kept for phase 3.
+
+    Returns:
+        The evaluated path points, from the highest precision down (``extra["step"]``).
+    """
+    start = time.perf_counter()
+    space = problem.space
+    names = [layer.name for layer in space.searchable]
+    n_widths = len(space.w_bits)
+    if n_widths < 2:
+        raise ConfigError("greedy: the search space allows a single weight width; nothing to lower")
+    if budget < 2:
+        raise ConfigError(f"greedy: a budget of {budget} evaluations is too small (at least 2)")
+    check_act(space, act)
+    counter = EvaluationBudget(problem, budget)
+    costs = layer_costs(problem, cost=cost, act=act)
+    base_row = uniform_row(space, w_index=n_widths - 1, act=act)
+    base = space.decode(base_row)
+    base_drop = float(counter.evaluate(base).objectives.get("acc_drop", np.nan))
+    reserve = min(len(names) * (n_widths - 1), max(2, int(budget * path_share)))
+    n_probed = max(0, min(len(names), (budget - 1 - reserve) // (n_widths - 1)))
+    order = np.argsort(-(costs[:, -1] - costs[:, 0]), kind="stable")[:n_probed]
+    probed = [names[i] for i in sorted(order)]
+    notes = []
+    if n_probed < len(names):
+        notes.append(f"probed {n_probed} of {len(names)} layers within the budget; the others count as sensitive "
+                     "as the worst probed layer")
+    sens = np.full((len(names), n_widths), base_drop)
+    if probed:
+        table = layer_sensitivity(problem, bits=space.w_bits[:-1], act=act, base=base, layers=probed,
+                                  evaluate=counter.evaluate, sqnr_samples=0)
+        sens[:, :-1] = table.matrix(space.w_bits[:-1], layers=names)
+    else:
+        notes.append("no layer probed: the path follows cost alone")
+    path = greedy_path(sens, costs)
+    configs = [space.decode(with_widths(base_row, w)) for w in path]
+    free = [k for k, c in enumerate(configs) if counter.seen(c)]
+    rest = [k for k in range(len(configs)) if k not in set(free)]
+    chosen = sorted(free + spread(rest, counter.remaining or 0))
+    if len(chosen) < len(configs):
+        notes.append(f"evaluated {len(chosen)} of {len(configs)} path points")
+    points = [Point.from_record(counter.evaluate(configs[k]), f"step {k}", step=k,
+                                w_bits=[space.w_bits[j] for j in path[k]]) for k in chosen]
+    return MethodResult(method="greedy", points=tuple(points), evaluations=counter.used,
+                        wall_s=time.perf_counter() - start, notes=tuple(notes))

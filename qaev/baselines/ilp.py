@@ -1,0 +1,127 @@
+"""A HAWQ-style allocation: per-layer sensitivity, then an exact knapsack per cost budget.
+
+Yao et al., "HAWQ-V3: Dyadic Neural Network Quantization" (ICML 2021) choose each layer's
+bits with an integer linear program: minimise the summed per-layer sensitivity subject to
+a size, BOPs or latency budget, solved once per budget. HAWQ's sensitivity is a Hessian
+trace times the weight perturbation; here it is the *measured* metric drop of quantizing
+the layer alone (:func:`qaev.sensitivity.layer_sensitivity`), with the output noise power
+as a tie-breaker. The program assumes drops add up across layers; every solution is then
+measured, so the assumption is checked, not trusted. One point per budget, no front of its
+own beyond the sweep.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from qaev.baselines.budget import EvaluationBudget, spread
+from qaev.baselines.costs import layer_costs
+from qaev.baselines.genes import check_act, uniform_row, with_widths
+from qaev.baselines.result import MethodResult, Point
+from qaev.errors import ConfigError
+from qaev.sensitivity import layer_sensitivity
+
+__all__ = ["ilp_baseline", "solve_allocation", "sensitivity_scores"]
+
+_TIE = 1e-3  # weight of the output noise power (<= ~1) beside drops in metric points
+
+
+def solve_allocation(scores: np.ndarray, costs: np.ndarray, limit: float) -> np.ndarray | None:
+    """The exact knapsack: one width per layer minimising summed ``scores`` with summed
+    ``costs`` at most ``limit`` (``scipy.optimize.milp``, HiGHS branch and bound).
+
+    Returns:
+        The width index of each layer, or None when no choice fits ``limit``.
+    """
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    n_layers, n_widths = scores.shape
+    one_each = np.kron(np.eye(n_layers), np.ones(n_widths))
+    constraints = [LinearConstraint(one_each, 1, 1), LinearConstraint(costs.reshape(1, -1), -np.inf, limit)]
+    res = milp(scores.ravel(), constraints=constraints, integrality=np.ones(scores.size), bounds=Bounds(0, 1))
+    if res.status != 0 or res.x is None:
+        return None
+    return np.asarray(res.x).reshape(n_layers, n_widths).argmax(axis=1)
+
+
+def sensitivity_scores(table, w_bits, layers) -> np.ndarray:
+    """``[layer, width]`` -> drop clipped at 0 plus a small multiple of the output noise
+    power ``10^(-SQNR/10)`` (breaks the ties of widths that lose nothing measurable)."""
+    drops = np.maximum(table.matrix(w_bits, layers=layers), 0.0)
+    sqnr = table.sqnr_matrix(w_bits, layers=layers)
+    with np.errstate(over="ignore"):
+        noise = np.where(np.isfinite(sqnr), 10.0 ** (-np.nan_to_num(sqnr, nan=0.0) / 10.0), 0.0)
+    noise[sqnr == -np.inf] = 1.0
+    noise[np.isnan(sqnr)] = noise.max() if noise.size else 0.0  # not probed or failed: pessimistic
+    return drops + _TIE * np.minimum(noise, 1.0)
+
+
+def ilp_baseline(problem, *, budget: int, cost: str = "size_mb", act: str = "a8", sweep_share: float = 1 / 3,
+                 sqnr_samples: int | None = 256) -> MethodResult:
+    """HAWQ-style allocation over a sweep of cost budgets within ``budget`` evaluations.
+
+    Probes each searchable layer alone at each allowed width (others float), then solves
+    the knapsack for evenly spaced cost limits between the cheapest and the dearest
+    allocation, and measures the distinct solutions (evenly spread when there are more
+    than the evaluations left). When the budget cannot cover the probes and ``sweep_share``
+    of itself for solutions, only the layers saving the most cost are probed; the others
+    count as sensitive as the worst probed layer.
+
+    Args:
+        problem: the :class:`~qaev.problem.QuantizationProblem`.
+        budget: full evaluations (probes and solutions together).
+        cost: the budgeted cost: ``size_mb`` (exact), ``est_latency_ms`` or
+            ``est_energy_mj`` (hardware-table estimates, additive approximation).
+        act: activation setting of every layer (``a8`` when the space allows it).
+        sweep_share: fraction of the budget kept for measuring solutions.
+        sqnr_samples: samples behind each probe's SQNR (the tie-breaker).
+
+    Returns:
+        One point per measured solution, ``extra`` holding its cost ``limit`` and the
+        program's ``predicted_cost``.
+    """
+    start = time.perf_counter()
+    space = problem.space
+    names = [layer.name for layer in space.searchable]
+    if budget < 2:
+        raise ConfigError(f"ilp: a budget of {budget} evaluations is too small (at least 2)")
+    check_act(space, act)
+    counter = EvaluationBudget(problem, budget)
+    costs = layer_costs(problem, cost=cost, act=act)
+    per_layer = len(space.w_bits) - (1 if act == "float" and None in space.w_bits else 0)
+    reserve = max(2, int(budget * sweep_share))
+    n_probed = max(0, min(len(names), (budget - reserve) // max(per_layer, 1)))
+    order = np.argsort(-(costs.max(axis=1) - costs.min(axis=1)), kind="stable")[:n_probed]
+    probed = [names[i] for i in sorted(order)]
+    notes = [] if n_probed == len(names) else [
+        f"probed {n_probed} of {len(names)} layers within the budget; the others count as sensitive as the worst"]
+    if not probed:
+        raise ConfigError(f"ilp: a budget of {budget} evaluations cannot probe a single layer")
+    table = layer_sensitivity(problem, bits=space.w_bits, act=act, layers=probed, evaluate=counter.evaluate,
+                              sqnr_samples=sqnr_samples)
+    scores = sensitivity_scores(table, space.w_bits, names)
+    lo, hi = float(costs.min(axis=1).sum()), float(costs.max(axis=1).sum())
+    n_grid = int(min(100, max(16, 2 * (counter.remaining or 0))))
+    solutions: dict[tuple, float] = {}
+    for limit in np.linspace(lo, hi, n_grid):
+        choice = solve_allocation(scores, costs, float(limit) * (1 + 1e-12))
+        if choice is not None:
+            solutions.setdefault(tuple(int(j) for j in choice), float(limit))
+    base_row = uniform_row(space, w_index=len(space.w_bits) - 1, act=act)
+    found = sorted(solutions.items(), key=lambda kv: -kv[1])  # dearest first
+    configs = [space.decode(with_widths(base_row, choice)) for choice, _ in found]
+    free = [k for k, c in enumerate(configs) if counter.seen(c)]
+    chosen = sorted(free + spread([k for k in range(len(found)) if k not in set(free)], counter.remaining or 0))
+    if len(chosen) < len(found):
+        notes.append(f"measured {len(chosen)} of {len(found)} distinct solutions")
+    points = []
+    for k in chosen:
+        choice, limit = found[k]
+        predicted = float(sum(costs[i, j] for i, j in enumerate(choice)))
+        points.append(Point.from_record(
+            counter.evaluate(configs[k]), f"{cost} <= {limit:.4g}", limit=limit, cost=cost,
+            predicted_cost=predicted, predicted_score=float(sum(scores[i, j] for i, j in enumerate(choice))),
+            w_bits=[space.w_bits[j] for j in choice]))
+    return MethodResult(method="ilp", points=tuple(points), evaluations=counter.used,
+                        wall_s=time.perf_counter() - start, notes=tuple(notes))

@@ -1,0 +1,73 @@
+"""benchmarks/compare.py on digits: every method, one budget, figures from the test split."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qaev.data import digits_model_path
+from qaev.front import hypervolume
+from qaev.graph import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def compare():
+    spec = importlib.util.spec_from_file_location("qaev_bench_compare", ROOT / "benchmarks" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def run(compare, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    assert compare.main(["--problem", "digits", "--budget", "40", "--seed", "1", "--out", str(out)]) == 0
+    return json.loads((out / "compare.json").read_text()), out
+
+
+def test_every_method_is_reported_within_the_budget(compare, run, capsys):
+    doc, _ = run
+    methods = {m["method"]: m for m in doc["methods"]}
+    assert list(methods) == list(compare.METHODS)
+    for m in methods.values():
+        assert 0 < m["evaluations"] <= 40, m["method"]
+        assert m["points"] and np.isfinite(m["hv_test"]) and m["hv_test"] > 0
+        assert m["wall_s"] > 0
+    assert methods["random"]["evaluations"] == 40
+
+
+def test_figures_come_from_a_disjoint_test_split(run):
+    doc, _ = run
+    split = doc["env"]["split"]
+    assert split["search"] + split["test"] == 497 and abs(split["search"] - split["test"]) <= 1
+    assert doc["float"]["test_metric"] != doc["float"]["search_metric"]
+    rows = [r for m in doc["methods"] for r in m["points"]]
+    assert all("acc_drop" in r["test"] and r["test_metric"] is not None for r in rows)
+    assert any(r["test"]["acc_drop"] != r["search"]["acc_drop"] for r in rows)
+    assert doc["test_measurements"] > 0
+
+
+def test_hypervolume_is_recomputable_from_the_reported_points(run):
+    doc, _ = run
+    names = list(doc["env"]["objectives"])
+    for m in doc["methods"]:
+        F = np.array([[r["test"][n] for n in names] for r in m["points"]])
+        assert hypervolume(F, doc["hypervolume"]["scale_test"]) == pytest.approx(m["hv_test"])
+
+
+def test_budgets_provenance_and_plot(run):
+    doc, out = run
+    for m in doc["methods"]:
+        assert set(m["best_under"]) == {"size_mb <= float/4", "size_mb <= float/7", "size_mb <= float/11"}
+        for best in filter(None, m["best_under"].values()):
+            assert best["size_mb"] <= best["limit"]
+    env = doc["env"]
+    assert env["model_sha256"] == load_model(digits_model_path()).sha256
+    assert env["versions"]["onnxruntime"] and env["seed"] == 1 and env["budget"] == 40
+    assert env["objectives"] == {"acc_drop": "measured", "size_mb": "exact"}
+    assert (out / "fronts.png").read_bytes()[:4] == b"\x89PNG"
