@@ -5,6 +5,7 @@ import json
 import sys
 import traceback
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -56,14 +57,17 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--asymmetric", is_flag=True, help="Asymmetric weight grids.")
 @click.option("--calibration", type=CALIBRATION_CHOICE, default="minmax", show_default=True)
 @click.option("--pow2-scales", is_flag=True, help="Round scales up to powers of two.")
+@click.option("--rounding", type=click.Choice(["nearest", "gptq"]), default="nearest", show_default=True,
+              help="Weight rounding: nearest, or gptq (second-order, from calibration data).")
+@click.option("--bias-correction", is_flag=True, help="Correct biases for the mean weight-quantization error.")
 @data_options
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output .onnx.")
 @click.option("--save-config", "save_to", type=click.Path(path_type=Path), default=None,
               help="Write the config (YAML/JSON).")
 @click.option("--no-eval", is_flag=True, help="Skip measuring the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def quantize(model, w_bits, a_bits, per_channel, block, asymmetric, calibration, pow2_scales, out, save_to, no_eval,
-             as_json, **kwargs) -> None:
+def quantize(model, w_bits, a_bits, per_channel, block, asymmetric, calibration, pow2_scales, rounding, bias_correction,
+             out, save_to, no_eval, as_json, **kwargs) -> None:
     """Uniform quantization of every layer (the one-shot baseline)."""
     path, bundled = _model_or_default(model)
     options = data_options_from(kwargs, bundled=bundled)
@@ -71,6 +75,7 @@ def quantize(model, w_bits, a_bits, per_channel, block, asymmetric, calibration,
     task = load_task(options, float_model)
     layer_cfg = layer_config_from(w_bits=w_bits, a_bits=a_bits, per_channel=per_channel,
                                   block=int(block) if block else None, asymmetric=asymmetric)
+    layer_cfg = replace(layer_cfg, rounding=rounding, bias_correction=bias_correction)
     quantizer = Quantizer.calibrated(float_model, task.calib)
     config = uniform_config(quantizer.layers, layer_cfg, calibration=CalibMethod(calibration),
                             scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)

@@ -103,6 +103,9 @@ def _recipe(model, problem_name, data_kwargs: dict, *, staging, **common) -> Rec
 @click.option("--granularity", default="per_channel", show_default=True,
               help="Allowed: per_tensor,per_channel,block32,block64,block128.")
 @click.option("--calibrations", default="minmax", show_default=True, help="Allowed: minmax,percentile,entropy,mse.")
+@click.option("--roundings", default="nearest", show_default=True,
+              help="Allowed weight roundings: nearest,gptq (gptq: second-order, data-aware).")
+@click.option("--bias-correction", is_flag=True, help="Search bias correction on/off per layer.")
 @click.option("--exclude", multiple=True, help="Keep these layers float (name or re:REGEX); repeatable.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<time>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (settings must match).")
@@ -115,7 +118,7 @@ def _recipe(model, problem_name, data_kwargs: dict, *, staging, **common) -> Rec
 @click.option("--quiet", is_flag=True, help="Print only the final summary line.")
 @click.option("--json-progress", is_flag=True, help="One JSON object per generation on stdout instead of the bar.")
 def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_latency_ms, algorithm, pop, generations,
-           w_bits, acts, granularity, calibrations, exclude, out, resume, force, workers, dask_address, timeout, staged, quiet,
+           w_bits, acts, granularity, calibrations, roundings, bias_correction, exclude, out, resume, force, workers, dask_address, timeout, staged, quiet,
            json_progress, **kwargs) -> None:
     """Search per-layer quantization; write the Pareto front to a run directory."""
     progress = make_progress("json" if json_progress else "quiet" if quiet else "bar", total_generations=generations,
@@ -132,11 +135,14 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
                 "constraints": constraints, "algorithm": algorithm, "pop": pop, "seed": seed,
                 "space": {"w_bits": w_bits, "acts": acts, "granularity": granularity, "calibrations": calibrations,
                           "exclude": list(exclude)}}
+    extra_genes = {"roundings": _csv(roundings), "bias_corrections": [False, True] if bias_correction else [False]}
+    if extra_genes != {"roundings": ["nearest"], "bias_corrections": [False]}:  # old run dirs keep their settings
+        settings["space"].update(extra_genes)
     out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     out = prepare_run_dir(out, settings, resume=resume, force=force)
     quantizer = Quantizer.calibrated(float_model, calib)
     space_options = {"w_bits": _bits(w_bits), "acts": _csv(acts), "granularities": _csv(granularity),
-                     "calibrations": _csv(calibrations), "exclude": list(exclude)}
+                     "calibrations": _csv(calibrations), "exclude": list(exclude), **extra_genes}
     staging = Staging() if staged else None
     recipe = _recipe(model, problem_name, data_kwargs, metric=metric, objectives=_csv(objectives),
                      constraints=constraints, hardware=hardware, space=space_options, staging=staging)

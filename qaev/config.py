@@ -24,6 +24,7 @@ __all__ = [
     "ActMode",
     "CalibMethod",
     "ScaleRule",
+    "Rounding",
     "LayerConfig",
     "QuantConfig",
 ]
@@ -78,6 +79,18 @@ class ScaleRule(str, Enum):
     POW2 = "pow2"
 
 
+class Rounding(str, Enum):
+    """How weights are rounded onto their grid (the grid itself is the same for both).
+
+    ``gptq`` is second-order, data-aware rounding (Frantar et al., "GPTQ", ICLR 2023;
+    Frantar & Alistarh, "Optimal Brain Compression", NeurIPS 2022): see
+    :mod:`qaev.quantize.rounding`.
+    """
+
+    NEAREST = "nearest"
+    GPTQ = "gptq"
+
+
 def _check_keys(cls, data, where: str) -> None:
     """``data`` must be a mapping whose keys are fields of dataclass ``cls``."""
     if not isinstance(data, Mapping):
@@ -107,6 +120,11 @@ class LayerConfig:
         symmetric: symmetric weight grid (zero point 0) or asymmetric.
         act: static, dynamic (int8, run-time scale) or float activations.
         a_bits: static activation bits from :data:`ACT_BITS` (ignored unless static).
+        rounding: round-to-nearest or data-aware ``gptq`` rounding on the same grid
+            (ignored for float and 16-bit weights).
+        bias_correction: add the calibration-data mean of the weight quantization error
+            to the layer's bias (Nagel et al., "Data-Free Quantization", ICCV 2019;
+            ignored for float and 16-bit weights).
     """
 
     w_bits: int | None = 8
@@ -114,9 +132,14 @@ class LayerConfig:
     symmetric: bool = True
     act: ActMode = ActMode.STATIC
     a_bits: int = 8
+    rounding: Rounding = Rounding.NEAREST
+    bias_correction: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "granularity", _enum(Granularity, self.granularity, "granularity"))
+        object.__setattr__(self, "rounding", _enum(Rounding, self.rounding, "rounding"))
+        if not isinstance(self.bias_correction, bool):
+            raise ConfigError(f"bias_correction: expected true/false, got {self.bias_correction!r}")
         object.__setattr__(self, "act", _enum(ActMode, self.act, "act"))
         if self.w_bits not in WEIGHT_BITS or isinstance(self.w_bits, bool):
             raise ConfigError(f"w_bits: {self.w_bits!r} is not one of {WEIGHT_BITS}")
@@ -141,17 +164,27 @@ class LayerConfig:
             # Float weights have no grid; 16-bit is held per-channel symmetric in every case.
             changes["granularity"] = Granularity.PER_CHANNEL
             changes["symmetric"] = True
+            if self.rounding is not Rounding.NEAREST:
+                changes["rounding"] = Rounding.NEAREST
+            if self.bias_correction:
+                changes["bias_correction"] = False
         return LayerConfig(**{**self.to_dict(), **changes}) if changes else self
 
     def to_dict(self) -> dict:
-        """Plain JSON-ready dict."""
-        return {
+        """Plain JSON-ready dict. ``rounding`` and ``bias_correction`` appear only when not
+        at their defaults, so older files and :meth:`QuantConfig.key` hashes are unchanged."""
+        out = {
             "w_bits": self.w_bits,
             "granularity": self.granularity.value,
             "symmetric": self.symmetric,
             "act": self.act.value,
             "a_bits": self.a_bits,
         }
+        if self.rounding is not Rounding.NEAREST:
+            out["rounding"] = self.rounding.value
+        if self.bias_correction:
+            out["bias_correction"] = True
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping, *, where: str = "layer") -> "LayerConfig":

@@ -1,8 +1,8 @@
 """The search space: integer genes <-> :class:`~qaev.config.QuantConfig`.
 
-Each searchable layer owns four consecutive genes (weight bits, activation mode, weight
-granularity, symmetry), each an index into an ordered option list, so "neighbouring"
-indices are neighbouring precisions. Two global genes follow: calibration method and
+Each searchable layer owns six consecutive genes (weight bits, activation mode, weight
+granularity, symmetry, weight rounding, bias correction), each an index into an ordered
+option list, so "neighbouring" indices are neighbouring precisions. Two global genes follow: calibration method and
 scale rule. Decoding fits every layer's setting to what the layer supports, so the
 effective config (and its hash) is what identifies a candidate.
 """
@@ -21,6 +21,7 @@ from qaev.config import (
     Granularity,
     LayerConfig,
     QuantConfig,
+    Rounding,
     ScaleRule,
 )
 from qaev.errors import ConfigError
@@ -33,8 +34,8 @@ __all__ = ["SearchSpace", "ACT_OPTIONS", "GENES_PER_LAYER"]
 ACT_OPTIONS: tuple[tuple[ActMode, int], ...] = (
     (ActMode.STATIC, 4), (ActMode.STATIC, 8), (ActMode.DYNAMIC, 8), (ActMode.STATIC, 16), (ActMode.FLOAT, 8),
 )
-GENES_PER_LAYER = 4
-_W, _A, _G, _S = range(GENES_PER_LAYER)
+GENES_PER_LAYER = 6
+_W, _A, _G, _S, _R, _B = range(GENES_PER_LAYER)
 
 
 def _act_name(option: tuple[ActMode, int]) -> str:
@@ -70,6 +71,8 @@ class SearchSpace:
         symmetric: allowed symmetry values.
         calibrations: allowed calibration methods (global gene).
         scale_rules: allowed scale rules (global gene).
+        roundings: allowed weight roundings (``nearest``, ``gptq``).
+        bias_corrections: allowed bias-correction settings (``False``, ``True``).
         exclude: selectors (names or ``re:`` patterns) of layers kept float.
         frozen: selector -> fixed :class:`LayerConfig` (not searched).
     """
@@ -81,6 +84,8 @@ class SearchSpace:
     symmetric: Sequence[bool] = (True,)
     calibrations: Sequence[CalibMethod] = (CalibMethod.MINMAX,)
     scale_rules: Sequence[ScaleRule] = (ScaleRule.FLOAT,)
+    roundings: Sequence[Rounding] = (Rounding.NEAREST,)
+    bias_corrections: Sequence[bool] = (False,)
     exclude: Sequence[str] = ()
     frozen: dict = field(default_factory=dict)
 
@@ -98,8 +103,15 @@ class SearchSpace:
         cals = [c for c in CalibMethod if c in {CalibMethod(x) for x in self.calibrations}]
         rules = [r for r in ScaleRule if r in {ScaleRule(x) for x in self.scale_rules}]
         sym = sorted(set(bool(s) for s in self.symmetric), reverse=True)
+        try:
+            rounds = [r for r in Rounding if r in {Rounding(x) for x in self.roundings}]
+        except ValueError:
+            raise ConfigError(f"roundings: expected some of {', '.join(r.value for r in Rounding)}, "
+                              f"got {list(self.roundings)!r}") from None
+        corrections = sorted(set(bool(b) for b in self.bias_corrections))
         for label, values in (("w_bits", bits), ("acts", acts), ("granularities", grans), ("symmetric", sym),
-                              ("calibrations", cals), ("scale_rules", rules)):
+                              ("calibrations", cals), ("scale_rules", rules), ("roundings", rounds),
+                              ("bias_corrections", corrections)):
             if not values:
                 raise ConfigError(f"{label}: the search space needs at least one option")
         names_all = [layer.name for layer in self.layers]
@@ -115,6 +127,8 @@ class SearchSpace:
         object.__setattr__(self, "symmetric", tuple(sym))
         object.__setattr__(self, "calibrations", tuple(cals))
         object.__setattr__(self, "scale_rules", tuple(rules))
+        object.__setattr__(self, "roundings", tuple(rounds))
+        object.__setattr__(self, "bias_corrections", tuple(corrections))
         object.__setattr__(self, "frozen", frozen)
         searchable = [l for l in self.layers if l.name not in excluded and l.name not in frozen]
         if not searchable:
@@ -133,7 +147,8 @@ class SearchSpace:
 
     def upper(self) -> np.ndarray:
         """Largest index of every gene (lower bounds are all 0)."""
-        per_layer = [len(self.w_bits) - 1, len(self.acts) - 1, len(self.granularities) - 1, len(self.symmetric) - 1]
+        per_layer = [len(self.w_bits) - 1, len(self.acts) - 1, len(self.granularities) - 1, len(self.symmetric) - 1,
+                     len(self.roundings) - 1, len(self.bias_corrections) - 1]
         return np.array(per_layer * len(self.searchable) + [len(self.calibrations) - 1, len(self.scale_rules) - 1])
 
     def clip(self, x) -> np.ndarray:
@@ -149,13 +164,14 @@ class SearchSpace:
         x = self.clip(x)
         layers = {name: cfg for name, cfg in self.frozen.items()}
         for i, layer in enumerate(self.searchable):
-            w, a, g, s = self.layer_genes(x, i)
+            w, a, g, s, r, b = self.layer_genes(x, i)
             mode, a_bits = self.acts[a]
             w_bits = self.w_bits[w]
             if mode is ActMode.DYNAMIC and (w_bits is None or w_bits > 8):
                 mode = ActMode.FLOAT
             cfg = LayerConfig(w_bits=w_bits, act=mode, a_bits=a_bits, granularity=self.granularities[g],
-                              symmetric=self.symmetric[s])
+                              symmetric=self.symmetric[s], rounding=self.roundings[r],
+                              bias_correction=self.bias_corrections[b])
             fitted = fit_to_layer(cfg, layer)
             if fitted is not None:
                 layers[layer.name] = fitted.effective()
@@ -167,7 +183,7 @@ class SearchSpace:
         names = [_act_name(o) for o in self.acts]
         a = names.index(act) if act in names else len(names) - 1
         g = self.granularities.index(granularity) if granularity in self.granularities else 0
-        return np.array([w, a, g, 0] * len(self.searchable) + [0, 0])
+        return np.array([w, a, g, 0, 0, 0] * len(self.searchable) + [0, 0])
 
     def encode_layer(self, cfg: LayerConfig, row: np.ndarray, i: int) -> np.ndarray:
         """Genes of searchable layer ``i`` for ``cfg`` (nearest allowed option per gene;
@@ -185,6 +201,10 @@ class SearchSpace:
             genes[_G] = self.granularities.index(cfg.granularity)
         if cfg.symmetric in self.symmetric:
             genes[_S] = self.symmetric.index(cfg.symmetric)
+        if cfg.rounding in self.roundings:
+            genes[_R] = self.roundings.index(cfg.rounding)
+        if cfg.bias_correction in self.bias_corrections:
+            genes[_B] = self.bias_corrections.index(cfg.bias_correction)
         return genes
 
     def key(self, x) -> str:

@@ -10,6 +10,7 @@ from qaev.errors import ConfigError
 from qaev.operators import QuantSampling
 from qaev.problems import get_problem
 from qaev.sensitivity import SensitivityTable, layer_sensitivity
+from qaev.space import GENES_PER_LAYER
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def test_sampler_reads_the_matrix(measured):
     informed = X[4:9]  # after the uniform anchors: the threshold sweep
     w2 = problem.space.w_bits.index(2)
     # the most fragile layer gets 2 bits in no more informed rows than any other layer
-    counts = [(informed[:, 4 * i] == w2).sum() for i in range(len(problem.space.searchable))]
+    counts = [(informed[:, GENES_PER_LAYER * i] == w2).sum() for i in range(len(problem.space.searchable))]
     assert counts[fragile] == min(counts)
 
 

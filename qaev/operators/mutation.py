@@ -10,9 +10,9 @@ __all__ = ["NeighbourMutation"]
 
 
 class NeighbourMutation(Mutation):
-    """Per layer, with probability ``rate``, one gene changes: weight bits or activation
-    step one index up or down (a neighbouring precision), granularity moves to another
-    option, symmetry flips. Global genes (calibration, scale rule) change with the same
+    """Per layer, with probability ``rate``, one gene that has a choice changes: weight bits
+    or activation step one index up or down (a neighbouring precision), granularity,
+    rounding or bias correction moves to another option, symmetry flips. Global genes (calibration, scale rule) change with the same
     probability.
 
     The rate adapts each generation (a one-fifth-success style rule): when the previous
@@ -50,7 +50,10 @@ class NeighbourMutation(Mutation):
         rate = self._adapt(n_layers, algorithm)
         for row in X:
             for i in np.flatnonzero(random_state.random(n_layers) < rate):
-                gene = GENES_PER_LAYER * i + random_state.integers(GENES_PER_LAYER)
+                free = [GENES_PER_LAYER * i + g for g in range(GENES_PER_LAYER) if upper[GENES_PER_LAYER * i + g] > 0]
+                if not free:
+                    continue
+                gene = free[random_state.integers(len(free))]
                 row[gene] = _step(row[gene], upper[gene], stepwise=gene % GENES_PER_LAYER < 2, rng=random_state)
             for gene in (len(row) - 2, len(row) - 1):
                 if random_state.random() < rate:

@@ -5,6 +5,7 @@ import numpy as np
 from pymoo.core.sampling import Sampling
 
 from qaev.operators.sensitivity_proxy import weight_error_table
+from qaev.space import GENES_PER_LAYER
 
 __all__ = ["QuantSampling"]
 
@@ -44,7 +45,7 @@ class QuantSampling(Sampling):
                 row = random_state.integers(0, upper + 1)
                 for i in range(len(space.searchable)):
                     ok = np.flatnonzero(errors[i] <= t)
-                    row[4 * i] = ok.min() if len(ok) else len(space.w_bits) - 1
+                    row[GENES_PER_LAYER * i] = ok.min() if len(ok) else len(space.w_bits) - 1
                 rows.append(row)
         while len(rows) < n_samples:
             rows.append(random_state.integers(0, upper + 1))

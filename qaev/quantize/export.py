@@ -81,7 +81,7 @@ def export_model(quantizer: Quantizer, config: QuantConfig) -> onnx.ModelProto:
         MatMulNBits where they apply.
     """
     resolved = quantizer.resolve(config)
-    proto = build_qdq(quantizer.model, quantizer.layers, resolved, cache=quantizer.weights)
+    proto = build_qdq(quantizer.model, quantizer.layers, resolved, cache=quantizer.weights, inputs=quantizer.inputs)
     ed = GraphEditor(proto)
     inits = {i.name: i for i in ed.model.graph.initializer}
     converted = set()
@@ -92,7 +92,8 @@ def export_model(quantizer: Quantizer, config: QuantConfig) -> onnx.ModelProto:
         if _nbits_eligible(layer, cfg):
             node = ed.node(layer.name)
             dq = ed.node(f"{layer.name}.w.DequantizeLinear")
-            _matmulnbits(ed, layer, node, quantized_weight(quantizer.model, layer, cfg, resolved, quantizer.weights))
+            _matmulnbits(ed, layer, node, quantized_weight(quantizer.model, layer, cfg, resolved, quantizer.weights,
+                                                                  inputs=quantizer.inputs))
             ed.remove(dq)
             continue
         dq = ed.node(f"{layer.name}.w.DequantizeLinear")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-from qaev.config import ActMode, Granularity, LayerConfig, QuantConfig
+from qaev.config import ActMode, Granularity, LayerConfig, QuantConfig, Rounding
 from qaev.errors import ConfigError
 from qaev.layers import LayerInfo
+from qaev.quantize.rounding import supports_data_aware
 
 __all__ = ["validate_config", "activation_plan", "ActivationPlan", "layer_problem", "fit_to_layer"]
 
@@ -20,6 +21,9 @@ def layer_problem(layer: LayerInfo, cfg: LayerConfig) -> str | None:
         return "is an embedding lookup: act must be float"
     if cfg.granularity.block_size and cfg.w_bits not in (None, 16) and not layer.supports_blocks:
         return f"is a {layer.op_type}: block-wise scales apply to MatMul/Gemm/Gather weights only"
+    eff = cfg.effective()
+    if (eff.rounding is not Rounding.NEAREST or eff.bias_correction) and not supports_data_aware(layer):
+        return f"is a {layer.op_type}: gptq rounding and bias correction apply to Conv/Gemm/MatMul (2-D) weights only"
     if cfg.act is ActMode.DYNAMIC:
         if layer.op_type not in ("MatMul", "Gemm"):
             return f"is a {layer.op_type}: dynamic activations apply to MatMul/Gemm layers only"
@@ -86,9 +90,15 @@ def fit_to_layer(cfg: LayerConfig, layer: LayerInfo) -> LayerConfig | None:
 
     Activation-only layers drop the weight bits; embedding lookups drop activations;
     block-wise scales fall back to per-channel where blocks do not apply; dynamic
-    activations fall back to weight-only outside MatMul/Gemm.
+    activations fall back to weight-only outside MatMul/Gemm; gptq rounding and bias
+    correction fall back to nearest / off where they do not apply.
     """
     changes: dict = {}
+    if not supports_data_aware(layer):
+        if cfg.rounding is not Rounding.NEAREST:
+            changes["rounding"] = Rounding.NEAREST
+        if cfg.bias_correction:
+            changes["bias_correction"] = False
     if not layer.has_weight:
         changes["w_bits"] = None
         if cfg.act is ActMode.DYNAMIC:

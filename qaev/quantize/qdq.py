@@ -14,29 +14,44 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from qaev.config import ActMode, LayerConfig, QuantConfig
+from qaev.config import ActMode, LayerConfig, QuantConfig, Rounding
 from qaev.errors import ConfigError
 from qaev.graph import FloatModel
 from qaev.layers import LayerInfo
+from qaev.quantize.bias_correction import add_after, apply_correction, output_correction
 from qaev.quantize.graph_edit import GraphEditor
+from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.plan import activation_plan, validate_config
+from qaev.quantize.rounding import gptq_round
 from qaev.quantize.weights import ActParams, QuantizedWeight, WeightCache, activation_params, quantize_weight
 
 __all__ = ["build_qdq", "quantized_weight", "act_params_of"]
 
 
+def _layer_inputs(inputs: LayerInputs | None, layer: LayerInfo, what: str):
+    if inputs is None:
+        raise ConfigError(f"layers.{layer.name}: {what} needs calibration data (build with Quantizer.calibrated)")
+    return inputs.get(layer)
+
+
 def quantized_weight(model: FloatModel, layer: LayerInfo, cfg: LayerConfig, config: QuantConfig,
-                     cache: WeightCache | None = None) -> QuantizedWeight:
-    """The (memoised) quantized weight of ``layer`` under ``cfg``."""
+                     cache: WeightCache | None = None, *, inputs: LayerInputs | None = None) -> QuantizedWeight:
+    """The (memoised) quantized weight of ``layer`` under ``cfg``; ``inputs`` supplies the
+    layer-input statistics data-aware rounding needs."""
     eff = cfg.effective()
     key = (layer.weight, layer.channel_axis, layer.reduce_axis, eff.w_bits, eff.granularity, eff.symmetric,
-           config.scale_rule)
+           config.scale_rule) + ((eff.rounding.value,) if eff.rounding is not Rounding.NEAREST else ())
 
     def compute() -> QuantizedWeight:
-        return quantize_weight(
-            model.weight(layer.weight), bits=eff.w_bits, granularity=eff.granularity, symmetric=eff.symmetric,
+        w = model.weight(layer.weight)
+        qw = quantize_weight(
+            w, bits=eff.w_bits, granularity=eff.granularity, symmetric=eff.symmetric,
             scale_rule=config.scale_rule, channel_axis=layer.channel_axis, reduce_axis=layer.reduce_axis,
         )
+        if eff.rounding is Rounding.GPTQ:
+            stats = _layer_inputs(inputs, layer, "gptq rounding")
+            qw = gptq_round(w, qw, stats.hessian, layer=layer, symmetric=eff.symmetric)
+        return qw
 
     return cache.get(key, compute) if cache is not None else compute()
 
@@ -63,10 +78,14 @@ def _dq_weight(ed: GraphEditor, prefix: str, qw: QuantizedWeight) -> str:
 
 
 def _int32_bias(ed: GraphEditor, model: FloatModel, layer: LayerInfo, node: onnx.NodeProto,
-                qw: QuantizedWeight, s_in: float) -> None:
-    if len(node.input) < 3 or node.input[2] not in model.initializers or qw.block_size is not None:
+                qw: QuantizedWeight, s_in: float, bias: np.ndarray | None = None) -> None:
+    if qw.block_size is not None:
         return
-    bias = model.weight(node.input[2]).astype(np.float64)
+    if bias is None:
+        if len(node.input) < 3 or node.input[2] not in model.initializers:
+            return
+        bias = model.weight(node.input[2])
+    bias = bias.astype(np.float64)
     if bias.ndim != 1:
         return
     scale = (s_in * qw.scale.astype(np.float64)).reshape(-1)
@@ -133,8 +152,9 @@ def _quantize_activation(ed: GraphEditor, tensor: str, params: ActParams, name: 
 
 
 def build_qdq(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfig, *,
-              cache: WeightCache | None = None) -> onnx.ModelProto:
-    """The QDQ model of ``config`` (with calibrated ranges) applied to ``model``.
+              cache: WeightCache | None = None, inputs: LayerInputs | None = None) -> onnx.ModelProto:
+    """The QDQ model of ``config`` (with calibrated ranges) applied to ``model``; layers
+    with data-aware rounding or bias correction take their statistics from ``inputs``.
 
     Raises:
         ConfigError: an unknown layer, a setting that does not apply to its layer, or a
@@ -149,14 +169,21 @@ def build_qdq(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfi
         if cfg is None or cfg.w_bits is None:
             continue
         node = ed.node(layer.name)
-        qw = quantized_weight(model, layer, cfg, config, cache)
+        qw = quantized_weight(model, layer, cfg, config, cache, inputs=inputs)
+        correction = None
+        if cfg.effective().bias_correction:
+            stats = _layer_inputs(inputs, layer, "bias correction")
+            correction = output_correction(model.weight(layer.weight), qw, stats, layer=layer)
         if cfg.act is ActMode.DYNAMIC:
+            if correction is not None:
+                add_after(ed, node, correction, name=layer.name)
             _dynamic_matmul(ed, model, layer, node, qw)
             continue
         slot = 0 if layer.op_type == "Gather" else 1
         node.input[slot] = _dq_weight(ed, f"{layer.name}.w", qw)
+        bias = None if correction is None else apply_correction(ed, model, layer, node, correction)
         if cfg.act is ActMode.STATIC and cfg.w_bits <= 8 and layer.op_type in ("Conv", "Gemm"):
-            _int32_bias(ed, model, layer, node, qw, acts[layer.act_inputs[0]].scale)
+            _int32_bias(ed, model, layer, node, qw, acts[layer.act_inputs[0]].scale, bias)
     for tensor, params in acts.items():
         _quantize_activation(ed, tensor, params, f"act.{tensor}")
     return ed.finish()

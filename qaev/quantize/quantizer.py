@@ -16,6 +16,7 @@ from qaev.errors import ConfigError
 from qaev.graph import FloatModel
 from qaev.layers import LayerInfo, find_layers
 from qaev.quantize.plan import activation_plan, fit_to_layer
+from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.qdq import build_qdq
 from qaev.quantize.weights import WeightCache
 
@@ -45,6 +46,8 @@ class Quantizer:
         layers: its quantizable layers (found when omitted).
         stats: activation statistics covering every layer's activation tensors; required
             only for configs with static activations that carry no ranges.
+        inputs: layer-input statistics (lazy); required only for configs with ``gptq``
+            rounding or bias correction (:meth:`calibrated` sets it up).
 
     Example:
         >>> from qaev.data import digits_model_path, load_digits_split
@@ -56,10 +59,11 @@ class Quantizer:
     """
 
     def __init__(self, model: FloatModel, *, layers: Sequence[LayerInfo] | None = None,
-                 stats: ActivationStats | None = None) -> None:
+                 stats: ActivationStats | None = None, inputs: LayerInputs | None = None) -> None:
         self.model = model
         self.layers = list(layers) if layers is not None else find_layers(model)
         self.stats = stats
+        self.inputs = inputs
         self.weights = WeightCache()
         self.stats_path: Path | None = None
 
@@ -90,7 +94,8 @@ class Quantizer:
             if persist:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 stats.save(path)
-        quantizer = cls(model, layers=layers, stats=stats)
+        inputs = LayerInputs(model, layers, calib, cache=path.parent if persist else None, threads=threads)
+        quantizer = cls(model, layers=layers, stats=stats, inputs=inputs)
         quantizer.stats_path = path if persist else None
         return quantizer
 
@@ -119,7 +124,7 @@ class Quantizer:
 
     def build(self, config: QuantConfig) -> onnx.ModelProto:
         """The QDQ evaluation model of ``config`` (ranges resolved first)."""
-        return build_qdq(self.model, self.layers, self.resolve(config), cache=self.weights)
+        return build_qdq(self.model, self.layers, self.resolve(config), cache=self.weights, inputs=self.inputs)
 
 
 def activation_tensors(layers: Sequence[LayerInfo]) -> list[str]:

@@ -1,0 +1,77 @@
+"""Round-to-nearest against second-order (GPTQ) rounding and bias correction, uniform configs.
+
+    python benchmarks/rounding.py --problem digits|efficientnet-lite0|minilm-l6-stsb
+        [--eval N] [--calib N] [--bits 4,2] [--granularity per_channel] [--threads 1]
+
+For every weight width in ``--bits``: uniform W<b>A8 (static 8-bit activations) and W<b>
+weight-only, each with nearest and gptq rounding, without and with bias correction, all
+from the same calibration data (layer-input statistics from its first 256 samples). Each
+config is measured on the problem's test split (``parts.test`` when the problem has one,
+else its evaluation split) and printed as a Markdown table with the command, the model
+hash, the ONNX Runtime version and the host. ``stats_s`` is the one-off cost of the
+layer-input statistics; ``build_s`` the build of each config (gptq rounding included).
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+
+import onnxruntime as ort
+
+from qaev.config import ActMode, Granularity, LayerConfig, Rounding
+from qaev.evaluate import Evaluator
+from qaev.problems import problem_parts
+from qaev.quantize import Quantizer, export_model, uniform_config
+
+VARIANTS = ((Rounding.NEAREST, False), (Rounding.GPTQ, False), (Rounding.NEAREST, True), (Rounding.GPTQ, True))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--problem", default="digits")
+    parser.add_argument("--eval", type=int, default=None, help="Evaluation samples (default: all).")
+    parser.add_argument("--calib", type=int, default=None, help="Calibration samples (default: the problem's).")
+    parser.add_argument("--bits", default="4", help="Comma list of weight widths.")
+    parser.add_argument("--granularity", default="per_channel", choices=[g.value for g in Granularity])
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads.")
+    args = parser.parse_args(argv)
+    parts = problem_parts(args.problem, calib=args.calib, eval=args.eval)
+    data = getattr(parts, "test", None) or parts.eval
+    split = "test" if getattr(parts, "test", None) is not None else "eval"
+    t0 = time.perf_counter()
+    quantizer = Quantizer.calibrated(parts.model, parts.calib, threads=args.threads)
+    calib_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    quantizer.inputs.get(next(layer for layer in quantizer.layers if layer.op_type in ("Conv", "Gemm", "MatMul")))
+    stats_s = time.perf_counter() - t0
+    evaluator = Evaluator(parts.model, data, metric=parts.metric, threads=args.threads)
+    fp = evaluator.float_value
+    print(f"command: python benchmarks/rounding.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(f"model {parts.model.sha256[:16]}  onnxruntime {ort.__version__}  {platform.machine()} "
+          f"{platform.processor() or platform.platform()}  calib {len(parts.calib)}  {split} n={len(data)}")
+    print(f"activation calibration {calib_s:.1f} s; layer-input statistics {stats_s:.1f} s "
+          f"({'loaded from ' + str(quantizer.inputs.path) if stats_s < 0.5 and quantizer.inputs.path else 'computed'})")
+    print(f"\n| config | rounding | bias corr. | {parts.metric} | drop | size MB | build_s |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    print(f"| float | - | - | {fp:.2f} | 0.00 | {parts.model.proto.ByteSize() / 1e6:.2f} | - |")
+    for bits in (int(b) for b in args.bits.split(",")):
+        for act, label in ((ActMode.STATIC, f"W{bits}A8"), (ActMode.FLOAT, f"W{bits} weight-only")):
+            for rounding, bc in VARIANTS:
+                cfg = LayerConfig(w_bits=bits, act=act, granularity=Granularity(args.granularity),
+                                  rounding=rounding, bias_correction=bc)
+                config = uniform_config(quantizer.layers, cfg)
+                t0 = time.perf_counter()
+                model = quantizer.build(config)
+                build_s = time.perf_counter() - t0
+                size = export_model(quantizer, config).ByteSize() / 1e6
+                value = evaluator.measure(model).value
+                print(f"| {label} | {rounding.value} | {'yes' if bc else 'no'} | {value:.2f} | {fp - value:.2f} "
+                      f"| {size:.2f} | {build_s:.2f} |", flush=True)
+    print(f"\nmeasured on {len(data)} samples of the {split} split; sizes are exported files (native INT4).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
