@@ -11,12 +11,23 @@ __all__ = ["ProblemSpec", "PROBLEMS", "get_problem", "list_problems", "problem_p
 
 @dataclass(frozen=True)
 class Parts:
-    """What a problem is made of: the float model, calibration and evaluation data, metric."""
+    """What a problem is made of.
+
+    Attributes:
+        model: the float model.
+        calib: calibration data.
+        eval: the data the search measures on.
+        metric: the metric's name.
+        test: held-out data the search never sees (None: benchmarks split ``eval``).
+        full: the data on which the float reference figure is quoted (``qaev evaluate --problem``).
+    """
 
     model: object
     calib: object
     eval: object
     metric: str
+    test: object = None
+    full: object = None
 
 
 @dataclass(frozen=True)
@@ -33,11 +44,30 @@ def _digits(*, calib: int | None = None, eval: int | None = None, **_) -> Parts:
     from qaev.graph import load_model
 
     c, e = load_digits_split("calib"), load_digits_split("test")
-    return Parts(load_model(digits_model_path()), c.head(calib) if calib else c, e.head(eval) if eval else e, "top1")
+    return Parts(load_model(digits_model_path()), c.head(calib) if calib else c, e.head(eval) if eval else e, "top1",
+                 full=e)
+
+
+def _lite0(**options) -> Parts:
+    from qaev.problems.real import lite0_parts
+
+    return lite0_parts(**options)
+
+
+def _minilm(**options) -> Parts:
+    from qaev.problems.real import minilm_parts
+
+    return minilm_parts(**options)
 
 
 PROBLEMS: dict[str, ProblemSpec] = {
     "digits": ProblemSpec("digits", "bundled CNN on scikit-learn digits (300 calib / 497 test), top-1", _digits),
+    "efficientnet-lite0": ProblemSpec(
+        "efficientnet-lite0", "EfficientNet-Lite0 (ImageNet weights) on an ImageNet folder (default "
+        "imagenet-val-1300: 200 calib / 1100 eval), top-1", _lite0),
+    "minilm-l6-stsb": ProblemSpec(
+        "minilm-l6-stsb", "all-MiniLM-L6-v2 sentence embeddings on STS-B: calib + search on dev, "
+        "held-out test (1379 pairs), Spearman x100", _minilm),
 }
 
 

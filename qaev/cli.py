@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 import onnx
 
+from qaev.cli_data import resolve_data
 from qaev.cli_options import CALIBRATION_CHOICE, data_options, data_options_from, layer_config_from
 from qaev.config import CalibMethod, ScaleRule
 from qaev.config_io import load_config, save_config
@@ -49,6 +50,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 @cli.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.option("--problem", default=None, help="A ready-made problem instead of MODEL (see `qaev problems`).")
 @click.option("--w-bits", default="8", show_default=True, help="Weight bits: 2, 3, 4, 6, 8, 16 or float.")
 @click.option("--a-bits", default="8", show_default=True, help="Activations: 4, 8, 16, dynamic or float.")
 @click.option("--per-channel/--per-tensor", default=False, show_default=True, help="Weight scale granularity.")
@@ -66,17 +68,16 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Write the config (YAML/JSON).")
 @click.option("--no-eval", is_flag=True, help="Skip measuring the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def quantize(model, w_bits, a_bits, per_channel, block, asymmetric, calibration, pow2_scales, rounding, bias_correction,
+def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, calibration, pow2_scales, rounding, bias_correction,
              out, save_to, no_eval, as_json, **kwargs) -> None:
     """Uniform quantization of every layer (the one-shot baseline)."""
-    path, bundled = _model_or_default(model)
-    options = data_options_from(kwargs, bundled=bundled)
-    float_model = load_model(path)
-    task = load_task(options, float_model)
+    resolved = resolve_data(model, problem, kwargs)
+    float_model = resolved.model
+    path = float_model.path
     layer_cfg = layer_config_from(w_bits=w_bits, a_bits=a_bits, per_channel=per_channel,
                                   block=int(block) if block else None, asymmetric=asymmetric)
     layer_cfg = replace(layer_cfg, rounding=rounding, bias_correction=bias_correction)
-    quantizer = Quantizer.calibrated(float_model, task.calib)
+    quantizer = Quantizer.calibrated(float_model, resolved.calib)
     config = uniform_config(quantizer.layers, layer_cfg, calibration=CalibMethod(calibration),
                             scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)
     config = quantizer.resolve(config)
@@ -86,9 +87,10 @@ def quantize(model, w_bits, a_bits, per_channel, block, asymmetric, calibration,
         save_config(config, save_to)
         summary["config"] = str(save_to)
     if not no_eval:
-        evaluator = Evaluator(float_model, task.eval, metric=task.metric)
+        evaluator = Evaluator(float_model, resolved.reference_data, metric=resolved.metric)
         measured = evaluator.measure(quantizer.build(config))
-        summary.update(metric=task.metric, value=measured.value, float=evaluator.float_value, n=measured.n)
+        summary.update(metric=resolved.metric, value=measured.value, float=evaluator.float_value, n=measured.n,
+                       drop=evaluator.drop(measured.value))
     if as_json:
         click.echo(json.dumps(summary))
         return
@@ -96,7 +98,8 @@ def quantize(model, w_bits, a_bits, per_channel, block, asymmetric, calibration,
     if save_to:
         click.echo(f"wrote config {save_to}")
     if "value" in summary:
-        click.echo(f"{task.metric}: {summary['value']:.2f} (float {summary['float']:.2f}, n={summary['n']}, measured)")
+        click.echo(f"{resolved.metric}: {summary['value']:.2f} (float {summary['float']:.2f}, drop {summary['drop']:.2f}, "
+                   f"n={summary['n']}, measured)")
 
 
 @cli.command()
@@ -122,12 +125,21 @@ def _raw_model(path: Path) -> onnx.ModelProto:
 
 @cli.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.option("--problem", default=None, help="Measure on this problem's data (MODEL defaults to its float model).")
 @data_options
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
               help="Float model for label-free metrics (default: MODEL itself).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def evaluate(model, reference, as_json, **kwargs) -> None:
-    """Measure MODEL (float or quantized) on the evaluation split."""
+def evaluate(model, problem, reference, as_json, **kwargs) -> None:
+    """Measure MODEL (float or quantized) on the evaluation split (with --problem: on the
+    problem's held-out test split, or its whole data set when it has none)."""
+    if problem is not None:
+        resolved = resolve_data(None, problem, kwargs)
+        path = model or resolved.model.path
+        evaluator = Evaluator(load_model(reference) if reference else resolved.model, resolved.reference_data,
+                              metric=resolved.metric)
+        _report_measure(evaluator, _raw_model(path), path, as_json)
+        return
     path, bundled = _model_or_default(model)
     bundled = bundled or path.resolve() == digits_model_path().resolve()
     options = data_options_from(kwargs, bundled=bundled)
@@ -141,14 +153,18 @@ def evaluate(model, reference, as_json, **kwargs) -> None:
     task = load_task(options, ref)
     if reference is None and not bundled and task.metric in ("agreement", "kl", "sqnr_db"):
         raise DataError(f"metric {task.metric!r} compares against the float model: give --reference FLOAT.onnx")
-    evaluator = Evaluator(ref, task.eval, metric=task.metric)
+    _report_measure(Evaluator(ref, task.eval, metric=task.metric), raw, path, as_json)
+
+
+def _report_measure(evaluator: Evaluator, raw: onnx.ModelProto, path: Path, as_json: bool) -> None:
     measured = evaluator.measure(raw.SerializeToString())
-    result = {"metric": task.metric, "value": measured.value, "n": measured.n, "model": str(path),
+    metric = evaluator.metric.name
+    result = {"metric": metric, "value": measured.value, "n": measured.n, "model": str(path),
               "inference_s": round(measured.inference_s, 4)}
     if as_json:
         click.echo(json.dumps(result))
     else:
-        click.echo(f"{task.metric}: {measured.value:.4f}  (n={measured.n}, measured on {path})")
+        click.echo(f"{metric}: {measured.value:.4f}  (n={measured.n}, measured on {path})")
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from qaev.cli_data import resolve_data
 from qaev.cli_options import data_options, data_options_from
 from qaev.config_io import load_config
 from qaev.errors import ConfigError, ModelError, QaevError
@@ -22,7 +23,6 @@ from qaev.search import SearchResult, feasible_front, minimize
 from qaev.staging import Staging
 from qaev.space import SearchSpace
 from qaev.store import EvaluationStore
-from qaev.tasks import load_task
 
 __all__ = ["search", "export", "problems"]
 
@@ -41,23 +41,6 @@ def _bits(text: str) -> list[int | None]:
         else:
             raise ConfigError(f"--w-bits: {token!r} is not a bit width (2, 3, 4, 6, 8, 16 or float)")
     return out
-
-
-def _parts(model: Path | None, problem: str | None, kwargs: dict):
-    """Model, calibration data, evaluation data and metric from the command's options."""
-    from qaev.problems import problem_parts
-
-    options = data_options_from(kwargs, bundled=model is None)
-    if model is not None and problem is not None:
-        raise ConfigError("give either MODEL or --problem, not both")
-    if model is None:
-        name = problem or "digits"
-        extra = {"data": options.data} if options.data is not None else {}
-        parts = problem_parts(name, calib=options.calib, eval=options.eval, seed=options.seed, **extra)
-        return parts.model, parts.calib, parts.eval, options.metric or parts.metric, name
-    float_model = load_model(model)
-    task = load_task(options, float_model)
-    return float_model, task.calib, task.eval, task.metric, None
 
 
 def _print_front(doc: dict) -> None:
@@ -127,7 +110,9 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
     progress.start(f"qaev search: pop {pop} x {generations} generations; loading the model and calibrating ...")
     seed = kwargs["seed"]
     data_kwargs = dict(kwargs)
-    float_model, calib, evaluation, metric, problem_name = _parts(model, problem, kwargs)
+    resolved = resolve_data(model, problem, kwargs)
+    float_model, calib, evaluation, metric, problem_name = (resolved.model, resolved.calib, resolved.eval,
+                                                            resolved.metric, resolved.problem)
     constraints = {k: v for k, v in (("max_drop", max_drop), ("max_size_mb", max_size_mb),
                                      ("max_latency_ms", max_latency_ms)) if v is not None}
     settings = {"model_sha256": float_model.sha256, "problem": problem_name, "metric": metric,

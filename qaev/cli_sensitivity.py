@@ -8,7 +8,8 @@ import click
 import numpy as np
 
 from qaev.cli_options import data_options
-from qaev.cli_search import _bits, _parts
+from qaev.cli_data import resolve_data
+from qaev.cli_search import _bits
 from qaev.errors import ConfigError
 from qaev.evaluate import Evaluator
 from qaev.problem import QuantizationProblem
@@ -58,7 +59,8 @@ def sensitivity(model, problem, bits, act, sqnr_samples, out, store, no_cache, a
         raise ConfigError(str(exc).replace("--w-bits", "--bits")) from None
     if not widths:
         raise ConfigError("--bits: give at least one width")
-    float_model, calib, evaluation, metric, _ = _parts(model, problem, kwargs)
+    resolved = resolve_data(model, problem, kwargs)
+    float_model, calib, evaluation, metric = resolved.model, resolved.calib, resolved.eval, resolved.metric
     quantizer = Quantizer.calibrated(float_model, calib)
     evaluator = Evaluator(float_model, evaluation, metric=metric)
     path = None if no_cache else (store or store_path(quantizer, evaluator))

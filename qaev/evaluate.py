@@ -48,8 +48,15 @@ METRICS: dict[str, Metric] = {
         Metric("agreement", True, False, lambda out, y, ref: metrics.top1_agreement(out, ref)),
         Metric("kl", False, False, lambda out, y, ref: metrics.kl_divergence(out, ref)),
         Metric("sqnr_db", True, False, lambda out, y, ref: min(metrics.sqnr_db(out, ref), SQNR_CAP_DB)),
+        Metric("spearman", True, True, lambda out, y, ref: _sts_spearman(out, y, ref)),
     )
 }
+
+
+def _sts_spearman(out, labels, ref) -> float:
+    from qaev.data.stsb import sts_spearman
+
+    return sts_spearman(out, labels, ref)
 
 
 def get_metric(name: str) -> Metric:

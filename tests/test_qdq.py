@@ -120,13 +120,14 @@ def test_resolved_config_rebuilds_without_data(quantizer):
     LayerConfig(w_bits=4, act=ActMode.FLOAT, granularity=Granularity.BLOCK32, symmetric=False),
     LayerConfig(w_bits=4, act=ActMode.FLOAT, granularity=Granularity.BLOCK64),
     LayerConfig(w_bits=8, act=ActMode.DYNAMIC),
+    LayerConfig(w_bits=4, act=ActMode.DYNAMIC),
 ])
 def test_export_matches_evaluation_model(quantizer, layer_cfg):
     cfg = uniform_config(quantizer.layers, layer_cfg)
     exported = export_model(quantizer, cfg)
     np.testing.assert_allclose(_out(exported), _out(quantizer.build(cfg)), rtol=1e-5, atol=1e-5)
     types = {i.data_type for i in exported.graph.initializer}
-    if layer_cfg.w_bits <= 4 and layer_cfg.granularity.block_size is None:
+    if layer_cfg.w_bits <= 4 and layer_cfg.granularity.block_size is None and layer_cfg.act is not ActMode.DYNAMIC:
         assert onnx.TensorProto.INT4 in types
     if layer_cfg.granularity.block_size:
         assert "MatMulNBits" in _ops(exported)

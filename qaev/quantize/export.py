@@ -87,8 +87,8 @@ def export_model(quantizer: Quantizer, config: QuantConfig) -> onnx.ModelProto:
     converted = set()
     for layer in quantizer.layers:
         cfg = resolved.layer(layer.name)
-        if cfg is None or cfg.w_bits is None or cfg.w_bits > 4:
-            continue
+        if cfg is None or cfg.w_bits is None or cfg.w_bits > 4 or cfg.act is ActMode.DYNAMIC:
+            continue  # dynamic layers feed MatMulInteger int8 directly: no DequantizeLinear to narrow
         if _nbits_eligible(layer, cfg):
             node = ed.node(layer.name)
             dq = ed.node(f"{layer.name}.w.DequantizeLinear")

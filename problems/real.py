@@ -1,0 +1,59 @@
+"""Builders of the real-model problems: EfficientNet-Lite0 on ImageNet images and
+all-MiniLM-L6-v2 on STS-B. Data comes from ``data=`` or ``$QAEV_DATA``; nothing is
+downloaded."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from qaev.errors import DataError
+
+__all__ = ["data_root", "lite0_parts", "minilm_parts"]
+
+_DEFAULT_CALIB = 200
+
+
+def data_root() -> Path:
+    """``$QAEV_DATA``, else the first ``shared/data`` folder found above the working directory."""
+    if os.environ.get("QAEV_DATA"):
+        return Path(os.environ["QAEV_DATA"])
+    for parent in [Path.cwd(), *Path.cwd().parents]:
+        candidate = parent / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    raise DataError("no data folder: pass --data DIR or set QAEV_DATA to the folder holding the datasets")
+
+
+def _folder(data, default: str) -> Path:
+    path = Path(data) if data is not None else data_root() / default
+    if not path.exists() and data is not None and not Path(data).is_absolute():
+        path = data_root() / data
+    if not path.exists():
+        raise DataError(f"--data: {path} does not exist")
+    return path
+
+
+def lite0_parts(*, data=None, calib: int | None = None, eval: int | None = None, seed: int = 0, **_):
+    """Lite0; ``data`` is an ImageNet-style folder (default ``imagenet-val-1300``), split
+    into ``calib`` (default 200) and evaluation images with ``seed``; ``full`` is every image."""
+    from qaev.graph import load_model
+    from qaev.problems.efficientnet_lite import lite0_model_path, load_lite0_images
+    from qaev.problems.registry import Parts
+
+    images = load_lite0_images(_folder(data, "imagenet-val-1300"))
+    first, second = images.split(n_first=calib or _DEFAULT_CALIB, n_second=eval, seed=seed)
+    return Parts(load_model(lite0_model_path()), first, second, "top1", full=images)
+
+
+def minilm_parts(*, data=None, calib: int | None = None, eval: int | None = None, seed: int = 0, **_):
+    """MiniLM; calibration and search pairs from STS-B dev (seeded split; ``calib``
+    default 200), and the held-out ``test`` split is STS-B test (1379 pairs)."""
+    from qaev.graph import load_model
+    from qaev.problems.minilm import load_minilm_stsb, minilm_model_path
+    from qaev.problems.registry import Parts
+
+    folder = _folder(data, "stsb")
+    dev = load_minilm_stsb(folder, split="dev")
+    first, second = dev.split(n_first=calib or _DEFAULT_CALIB, n_second=eval, seed=seed)
+    test = load_minilm_stsb(folder, split="test")
+    return Parts(load_model(minilm_model_path()), first, second, "spearman", test=test, full=test)
