@@ -7,7 +7,9 @@ energy problem", ISSCC 2014), with the coefficients of a :class:`HardwareTable`:
 * latency = max(MACs / peak_rate(pair), bytes / bandwidth) + overhead + conversions;
 * energy  = MACs x pJ/MAC(pair) + bytes x pJ/byte + conversions x pJ/element.
 
-``pair`` is the *executed* pair after the table's fallbacks. Sizes are exact bit counts
+``pair`` is the *executed* pair after the table's fallbacks. A layer that asks for static
+activations but executes as a float op still runs its QuantizeLinear/DequantizeLinear pairs
+(fake quantization), and those conversions are counted. Sizes are exact bit counts
 (:mod:`qaev.hardware.sizes`); activation sizes are derived from MACs and the weight shape.
 """
 from __future__ import annotations
@@ -25,6 +27,8 @@ from qaev.layers import LayerInfo
 __all__ = ["LayerCost", "CostReport", "estimate", "load_table", "list_tables"]
 
 _ACT_BYTES = {"4": 0.5, "8": 1.0, "16": 2.0}
+#: State of a float tensor that still passes through a QuantizeLinear -> DequantizeLinear pair.
+_FAKE = "fake"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,6 +127,32 @@ def _moved_weight_bytes(layer, cfg, wanted: Pair, executed: Pair, table, element
     return weight_bytes(layer, cfg, bits=bits) * scale, 0
 
 
+def _act_conversions(store: str, fake: bool, dynamic: bool, before: str, n_in: int, n_out: int, last: bool) -> int:
+    """Activation elements quantized or dequantized for one layer (each layer pays for its
+    input tensor; the last layer also for its output).
+
+    ``store`` is how the layer holds its activations (``4``/``8``/``16`` for a fused integer
+    kernel, else ``float``); ``before`` is the state of its input: a storage, or
+    :data:`_FAKE` for a float tensor still carrying a QuantizeLinear -> DequantizeLinear
+    pair. ``fake`` marks a layer that asks for static activations but runs as a float op:
+    its QDQ pairs stay in the graph and run (fake quantization), a quantize and a
+    dequantize per element on its input (only the dequantize where the producer is an
+    integer kernel whose output is already quantized) and on its output. Otherwise an
+    element is converted once at each change of storage, and a dynamic layer quantizes its
+    input once more.
+    """
+    if fake:
+        convert = n_in * (1 if before in _ACT_BYTES else 2)
+    elif before == _FAKE:
+        convert = n_in * (1 if store in _ACT_BYTES else 2)  # its quantize, plus the dequantize a float op needs
+    else:
+        convert = n_in * (store != before)
+    convert += n_in * dynamic
+    if last:
+        convert += n_out * (2 if fake else store != "float")
+    return convert
+
+
 def _layer_cost(layer: LayerInfo, cfg, table: HardwareTable, batch: int, before: str, last: bool):
     wanted = Pair.of(cfg, layer)
     executed = table.executed(wanted)
@@ -133,9 +163,9 @@ def _layer_cost(layer: LayerInfo, cfg, table: HardwareTable, batch: int, before:
     store = "float" if layer.op_type == "Gather" else executed.a_storage
     act_bytes = (n_in + n_out) * _ACT_BYTES.get(store, table.float_bytes)
     w_moved, w_convert = _moved_weight_bytes(layer, cfg, wanted, executed, table, n_out)
-    # Conversions (per element): a precision boundary on the input, a dynamic quantization
-    # of the input, the model's float output after the last layer, weights dequantized per run.
-    a_convert = n_in * ((store != before) + (executed.a == "dyn8")) + (n_out if last and store != "float" else 0)
+    fake = store == "float" and wanted.a in _ACT_BYTES and layer.op_type != "Gather"
+    a_convert = _act_conversions(store, fake, executed.a == "dyn8", before, n_in, n_out, last)
+    after = _FAKE if fake else store
     compute_s = macs / table.rate(executed) if macs else 0.0
     memory_s = (w_moved + act_bytes) / table.memory_bandwidth.value
     conversion_s = a_convert * table.act_conversion_time.value + w_convert * table.weight_conversion_time.value
@@ -167,7 +197,7 @@ def _layer_cost(layer: LayerInfo, cfg, table: HardwareTable, batch: int, before:
         est_latency_s=max(compute_s, memory_s) + overhead_s + conversion_s,
         est_energy_j=energy_pj * 1e-12,
     )
-    return row, store
+    return row, after
 
 
 def estimate(
