@@ -1,6 +1,7 @@
 """``qaev search``, ``qaev export`` and ``qaev problems``."""
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -131,6 +132,7 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
     staging = Staging() if staged else None
     recipe = _recipe(model, problem_name, data_kwargs, metric=metric, objectives=_csv(objectives),
                      constraints=constraints, hardware=hardware, space=space_options, staging=staging)
+    (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2, default=list) + "\n")
     runner = make_runner(workers=workers, dask=dask_address, timeout=timeout)
     prob = QuantizationProblem(quantizer, Evaluator(float_model, evaluation, metric=metric),
                                space=SearchSpace(layers=quantizer.layers, **space_options),
@@ -191,6 +193,19 @@ def _failure_summary(prob) -> str:
     return f"every one of {len(records)} candidates failed ({top}); first: {failed[0].error}"
 
 
+def _quantizer_for(run_dir: Path, float_model, configs) -> Quantizer:
+    """A bare quantizer, or, when a config rounds weights with calibration data (gptq, bias
+    correction), the calibrated one the run's recipe rebuilds."""
+    needs_data = any(cfg.rounding.value != "nearest" or cfg.bias_correction
+                     for config in configs for cfg in config.layers.values())
+    if not needs_data:
+        return Quantizer(float_model)
+    path = Path(run_dir) / "recipe.json"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: these points need calibration data and the run holds no recipe.json")
+    return Recipe(**json.loads(path.read_text())).build().quantizer
+
+
 def _model_for(doc: dict, model: Path | None) -> Path:
     path = model or (Path(doc["model"]["path"]) if doc["model"].get("path") else None)
     if path is None:
@@ -217,16 +232,17 @@ def export(run_dir, point_id, all_points, out, model, fmt) -> None:
     float_model = load_model(_model_for(doc, model))
     if float_model.sha256 != doc["model"]["sha256"]:
         raise ModelError(f"{float_model.path}: sha256 differs from the model this front was searched on")
-    quantizer = Quantizer(float_model)
     chosen = list(points) if all_points else [point_id]
+    configs = {pid: load_config(Path(run_dir) / points[pid]["config"]) for pid in chosen}
+    quantizer = _quantizer_for(run_dir, float_model, configs.values())
     for pid in chosen:
         suffix = ".onnx" if fmt == "onnx" else ".ort-overrides.json"
         target = out if (out and not all_points) else Path(run_dir) / "models" / f"{pid}{suffix}"
         target.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "ort-overrides":
-            _write_overrides(quantizer, load_config(Path(run_dir) / points[pid]["config"]), pid, target)
+            _write_overrides(quantizer, configs[pid], pid, target)
             continue
-        proto = export_model(quantizer, load_config(Path(run_dir) / points[pid]["config"]))
+        proto = export_model(quantizer, configs[pid])
         target.write_bytes(proto.SerializeToString())
         click.echo(f"wrote {target} ({target.stat().st_size / 1e6:.3f} MB)")
 

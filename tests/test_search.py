@@ -91,3 +91,18 @@ def test_resume_reevaluates_nothing(tmp_path, capsys):
     assert (out / "evaluations.jsonl").read_text() == first
     assert main(["search", "--pop", "9", "--generations", "2", "--out", str(out), "--resume"]) == 2
     assert "pop" in capsys.readouterr().err
+
+
+def test_gptq_points_export_with_the_runs_recipe(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["search", "--roundings", "nearest,gptq", "--w-bits", "2,4", "--pop", "8", "--generations", "2",
+                 "--out", str(out), "--quiet"]) == 0
+    doc = json.loads((out / "front.json").read_text())
+    gptq = [p for p in doc["points"] if "gptq" in (out / p["config"]).read_text()]
+    assert gptq, "no gptq point on the front: the test shows nothing"
+    model = tmp_path / "g.onnx"
+    capsys.readouterr()
+    assert main(["export", str(out), "--point", gptq[0]["id"], "-o", str(model)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(model), "--task", "digits", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["value"] == gptq[0]["metric"]
