@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -119,6 +120,7 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
     settings = {"model_sha256": float_model.sha256, "problem": problem_name, "metric": metric,
                 "calib": len(calib), "eval": len(evaluation), "hardware": hardware, "objectives": _csv(objectives),
                 "constraints": constraints, "algorithm": algorithm, "pop": pop, "seed": seed,
+                "ort_level": os.environ.get("QAEV_ORT_LEVEL", "extended"),
                 "space": {"w_bits": w_bits, "acts": acts, "granularity": granularity, "calibrations": calibrations,
                           "exclude": list(exclude)}}
     extra_genes = {"roundings": _csv(roundings), "bias_corrections": [False, True] if bias_correction else [False]}

@@ -37,7 +37,7 @@ def versions() -> dict:
 
     return {"qaev": __version__, "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__,
             "pymoo": pymoo.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "machine": platform.machine()}
+            "machine": platform.machine(), "ort_level": os.environ.get("QAEV_ORT_LEVEL", "extended")}
 
 
 def _write_json(path: Path, data) -> None:

@@ -1,6 +1,7 @@
 """ONNX Runtime sessions built from bytes with one fixed optimisation level, and batched runs."""
 from __future__ import annotations
 
+import os
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -11,9 +12,24 @@ from qaev.errors import DataError, ModelError
 
 __all__ = ["make_session", "run_batches", "OPT_LEVEL"]
 
-#: Every fitness evaluation uses this level: accuracy shifts by tenths between levels, and
-#: EXTENDED is where the runtime fuses QDQ groups into integer kernels.
-OPT_LEVEL = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+_LEVELS = {"extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+           "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+           "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
+
+
+def _level() -> ort.GraphOptimizationLevel:
+    """Every fitness evaluation uses one level: accuracy shifts by tenths between levels,
+    and EXTENDED (the default) is where the runtime fuses QDQ groups into integer kernels.
+    ``QAEV_ORT_LEVEL=disable`` evaluates Q/DQ in float instead (the integer model's
+    arithmetic without a host kernel's quirks, e.g. the 16-bit saturation of u8 x s8
+    kernels on x86 CPUs without VNNI)."""
+    name = os.environ.get("QAEV_ORT_LEVEL", "extended").lower()
+    if name not in _LEVELS:
+        raise ModelError(f"QAEV_ORT_LEVEL: {name!r} is not one of {', '.join(_LEVELS)}")
+    return _LEVELS[name]
+
+
+OPT_LEVEL = _LEVELS["extended"]
 
 
 def make_session(model: onnx.ModelProto | bytes, *, threads: int = 1,
@@ -27,7 +43,7 @@ def make_session(model: onnx.ModelProto | bytes, *, threads: int = 1,
     """
     data = model if isinstance(model, bytes) else model.SerializeToString()
     options = ort.SessionOptions()
-    options.graph_optimization_level = OPT_LEVEL
+    options.graph_optimization_level = _level()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
