@@ -87,7 +87,7 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
         save_config(config, save_to)
         summary["config"] = str(save_to)
     if not no_eval:
-        evaluator = Evaluator(float_model, resolved.reference_data, metric=resolved.metric)
+        evaluator = Evaluator(float_model, resolved.held_out, metric=resolved.metric)
         measured = evaluator.measure(quantizer.build(config))
         summary.update(metric=resolved.metric, value=measured.value, float=evaluator.float_value, n=measured.n,
                        drop=evaluator.drop(measured.value))

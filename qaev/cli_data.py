@@ -27,9 +27,15 @@ class Resolved:
 
     @property
     def reference_data(self):
-        """Where float and quantized figures are quoted: the held-out test split, else the
+        """Where a float model's figure is quoted: the held-out test split, else the
         problem's full set, else the evaluation split."""
         return self.test or self.full or self.eval
+
+    @property
+    def held_out(self):
+        """Where a quantized model is measured: never the calibration data (the test split,
+        else the evaluation split)."""
+        return self.test or self.eval
 
 
 def resolve_data(model: Path | None, problem: str | None, kwargs: dict) -> Resolved:
