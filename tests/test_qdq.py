@@ -137,3 +137,11 @@ def test_four_bit_export_is_smaller_than_eight_bit(quantizer):
     size = {b: len(export_model(quantizer, uniform_config(quantizer.layers, LayerConfig(w_bits=b))).SerializeToString())
             for b in (4, 8)}
     assert size[4] <= 0.6 * size[8] + 2000  # tiny model: fixed graph overhead is ~2 kB
+
+
+@pytest.mark.parametrize("method", [CalibMethod.ENTROPY, CalibMethod.PERCENTILE, CalibMethod.MSE])
+def test_model_outputs_keep_their_full_range(quantizer, method):
+    cfg = quantizer.resolve(uniform_config(quantizer.layers, LayerConfig(w_bits=8), calibration=method))
+    assert cfg.ranges["y"] == quantizer.stats.range("y", CalibMethod.MINMAX, 8)
+    inner = [t for t in cfg.ranges if t != "y"]
+    assert any(cfg.ranges[t] != quantizer.stats.range(t, CalibMethod.MINMAX, 8) for t in inner)

@@ -119,7 +119,10 @@ class Quantizer:
                 raise ConfigError(f"ranges: no calibrated range for activation {missing[0]!r} and no calibration data")
             ranges = {t: config.ranges[t] for t in plan.tensors()}
         else:
-            ranges = {t: self.stats.range(t, config.calibration, bits) for t, bits in plan.bits.items()}
+            outputs = {o.name for o in self.model.proto.graph.output}
+            # A model output is never clipped: clipped logits tie at the top and break the metric.
+            ranges = {t: self.stats.range(t, CalibMethod.MINMAX if t in outputs else config.calibration, bits)
+                      for t, bits in plan.bits.items()}
         return config.with_ranges(ranges).with_model(self.model.sha256)
 
     def build(self, config: QuantConfig) -> onnx.ModelProto:
