@@ -106,3 +106,18 @@ def test_gptq_points_export_with_the_runs_recipe(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(model), "--task", "digits", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["value"] == gptq[0]["metric"]
+
+
+def test_fidelity_search_on_an_unlabelled_third_party_model(tmp_path, capsys):
+    import onnx
+
+    from tests.models import conv_mlp
+
+    model = tmp_path / "third_party.onnx"
+    onnx.save(conv_mlp(seed=3), str(model))
+    out = tmp_path / "run"
+    assert main(["search", str(model), "--task", "fidelity", "--pop", "8", "--generations", "3",
+                 "--out", str(out), "--quiet"]) == 0
+    doc = json.loads((out / "front.json").read_text())
+    assert doc["metric"] == "agreement" and len(doc["points"]) >= 2
+    assert all(0 <= p["metric"] <= 100 for p in doc["points"])
