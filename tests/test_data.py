@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import qaev.data.imagenet as imagenet_mod
+from tests.paths import shared_data
 from qaev.data import (
     ArrayDataset,
     digits_model_path,
@@ -22,15 +23,7 @@ from qaev.data import (
 from qaev.errors import ConfigError, DataError
 
 
-def _shared_data() -> pathlib.Path | None:
-    """``$QAEV_DATA``, else the first ``shared/data`` beside a folder above this file."""
-    if os.environ.get("QAEV_DATA"):
-        return pathlib.Path(os.environ["QAEV_DATA"])
-    for parent in pathlib.Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "data"
-        if candidate.is_dir():
-            return candidate
-    return None
+_shared_data = shared_data
 
 
 @pytest.fixture(autouse=True)

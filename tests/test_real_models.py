@@ -16,20 +16,13 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.paths import shared_data
 from qaev.data.stsb import SentencePairDataset, load_stsb, sts_spearman
 from qaev.errors import DataError, ModelError
 from qaev.problems._export import fold_pads_into_convs, package_file
 
 
-def _shared_data() -> pathlib.Path | None:
-    """``$QAEV_DATA``, else the first ``shared/data`` beside a folder above this file."""
-    if os.environ.get("QAEV_DATA"):
-        return pathlib.Path(os.environ["QAEV_DATA"])
-    for parent in pathlib.Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "data"
-        if candidate.is_dir():
-            return candidate
-    return None
+_shared_data = shared_data
 
 
 def _need(*modules: str) -> None:

@@ -7,6 +7,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
+from qaev.data.indexing import Indexed
 from qaev.errors import DataError
 
 __all__ = ["ArrayDataset"]
@@ -19,7 +20,7 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ArrayDataset:
+class ArrayDataset(Indexed):
     """Model inputs (and optional labels) held as numpy arrays.
 
     Every array's first axis indexes samples, and all arrays have the same number of
@@ -93,56 +94,12 @@ class ArrayDataset:
     def subset(self, indices) -> ArrayDataset:
         """Returns the samples at ``indices`` (integer positions, in the order given).
 
-        Args:
-            indices: 1-D sequence of integer positions, negative ones counting from the end.
-
         Raises:
             DataError: Non-integer, out-of-range or no indices.
         """
-        idx = np.asarray(indices)
-        if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-            raise DataError(f"{self.name}: subset needs a 1-D array of integer positions")
-        if idx.size == 0:
-            raise DataError(f"{self.name}: subset of no samples")
-        n = len(self)
-        if idx.min() < -n or idx.max() >= n:
-            raise DataError(f"{self.name}: subset index out of range for {n} samples")
+        idx = self._positions(indices)
         return ArrayDataset(
             {key: array[idx] for key, array in self.inputs.items()},
             labels=None if self.labels is None else self.labels[idx],
             name=self.name,
         )
-
-    def head(self, n: int) -> ArrayDataset:
-        """Returns the first ``min(n, len(self))`` samples; ``n`` must be >= 1."""
-        if n < 1:
-            raise DataError(f"{self.name}: head needs n >= 1, got {n}")
-        return self.subset(np.arange(min(n, len(self))))
-
-    def split(self, *, n_first: int, n_second: int | None, seed: int
-              ) -> tuple[ArrayDataset, ArrayDataset]:
-        """Splits into two disjoint random parts drawn with a seeded permutation.
-
-        Each part keeps the original sample order.
-
-        Args:
-            n_first: Samples in the first part, at least 1.
-            n_second: Samples in the second part, at least 1, or None for all the rest.
-            seed: Seed of the permutation (``numpy.random.default_rng``).
-
-        Returns:
-            The two parts.
-
-        Raises:
-            DataError: The dataset has fewer than ``n_first + n_second`` samples, or a
-                part would be empty.
-        """
-        n = len(self)
-        second = n - n_first if n_second is None else n_second
-        if n_first < 1 or second < 1 or n_first + second > n:
-            raise DataError(f"{self.name}: cannot split {n} samples into {n_first} + "
-                            f"{'the rest' if n_second is None else n_second}")
-        order = np.random.default_rng(seed).permutation(n)
-        first_idx = np.sort(order[:n_first])
-        second_idx = np.sort(order[n_first:n_first + second])
-        return self.subset(first_idx), self.subset(second_idx)

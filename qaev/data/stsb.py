@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from qaev import metrics
+from qaev.data.indexing import Indexed
 from qaev.errors import ConfigError, DataError
 
 __all__ = ["STSB_SPLITS", "SentencePairDataset", "load_stsb", "tokenize", "sts_spearman"]
@@ -34,7 +35,7 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class SentencePairDataset:
+class SentencePairDataset(Indexed):
     """Tokenised sentence pairs with gold similarity scores.
 
     ``len()``, ``subset``, ``head`` and ``split`` count pairs; ``batch_size`` in
@@ -51,6 +52,8 @@ class SentencePairDataset:
         DataError: No pairs, an odd number of sentences, a count that does not match the
             labels, or an empty or non-integer sentence.
     """
+
+    _unit = "pairs"
 
     sentences: Sequence[np.ndarray]
     labels: np.ndarray
@@ -111,42 +114,9 @@ class SentencePairDataset:
         Raises:
             DataError: Non-integer, out-of-range or no indices.
         """
-        idx = np.asarray(indices)
-        if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-            raise DataError(f"{self.name}: subset needs a 1-D array of integer positions")
-        if idx.size == 0:
-            raise DataError(f"{self.name}: subset of no pairs")
-        n = len(self)
-        if idx.min() < -n or idx.max() >= n:
-            raise DataError(f"{self.name}: subset index out of range for {n} pairs")
-        idx = np.where(idx < 0, idx + n, idx)
+        idx = self._positions(indices)
         sentences = [self.sentences[2 * i + side] for i in idx.tolist() for side in (0, 1)]
         return SentencePairDataset(sentences, self.labels[idx], pad_id=self.pad_id, name=self.name)
-
-    def head(self, n: int) -> SentencePairDataset:
-        """Returns the first ``min(n, len(self))`` pairs; ``n`` must be >= 1."""
-        if n < 1:
-            raise DataError(f"{self.name}: head needs n >= 1, got {n}")
-        return self.subset(np.arange(min(n, len(self))))
-
-    def split(self, *, n_first: int, n_second: int | None, seed: int
-              ) -> tuple[SentencePairDataset, SentencePairDataset]:
-        """Splits into two disjoint random sets of pairs drawn with a seeded permutation.
-
-        Same semantics as :meth:`qaev.data.ArrayDataset.split`: each part keeps the
-        original order; ``n_second=None`` takes all the rest.
-
-        Raises:
-            DataError: Fewer than ``n_first + n_second`` pairs, or an empty part.
-        """
-        n = len(self)
-        second = n - n_first if n_second is None else n_second
-        if n_first < 1 or second < 1 or n_first + second > n:
-            raise DataError(f"{self.name}: cannot split {n} pairs into {n_first} + "
-                            f"{'the rest' if n_second is None else n_second}")
-        order = np.random.default_rng(seed).permutation(n)
-        return (self.subset(np.sort(order[:n_first])),
-                self.subset(np.sort(order[n_first:n_first + second])))
 
 
 def _read_tsv(path: pathlib.Path) -> tuple[list[float], list[str]]:
