@@ -21,7 +21,7 @@ from qaev.progress import make_progress
 from qaev.quantize import Quantizer, export_model
 from qaev.rundir import append_history, prepare_run_dir, read_front, write_front
 from qaev.parallel import Recipe, make_runner
-from qaev.search import SearchResult, feasible_front, minimize
+from qaev.search import SearchResult, feasible_front, measure_exported, minimize
 from qaev.staging import Staging
 from qaev.space import SearchSpace
 from qaev.store import EvaluationStore
@@ -162,6 +162,9 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
             runner.close()
     if not result.front:
         raise QaevError(_failure_summary(prob))
+    if not interrupted:
+        progress.message(f"re-measuring the {len(result.front)} front points on their exported models ...")
+        result.front = measure_exported(prob, result.front)
     floats = {"metric": prob.evaluator.float_value, "n": len(evaluation), **result.float_objectives}
     doc = write_front(out, result.front, objectives=prob.objectives, model_path=float_model.path,
                       model_sha256=float_model.sha256, float_values=floats, metric=metric,

@@ -18,7 +18,7 @@ from qaev.operators import EffectiveDuplicateElimination, HardwareRepair, LayerC
 from qaev.problem import QuantizationProblem
 from qaev.store import Record
 
-__all__ = ["minimize", "SearchResult", "make_algorithm", "Generation"]
+__all__ = ["minimize", "SearchResult", "make_algorithm", "Generation", "feasible_front", "measure_exported"]
 
 
 @dataclass(frozen=True)
@@ -125,3 +125,29 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
     res = pymoo_minimize(problem, algo, ("n_gen", n_gen), seed=seed, callback=history, verbose=verbose,
                          copy_algorithm=True)
     return SearchResult(front=feasible_front(problem), history=history.rows, float_objectives=floats, pymoo_result=res)
+
+
+def measure_exported(problem: QuantizationProblem, front: list[Record]) -> list[Record]:
+    """Re-measure every front point on the file a user ships (:func:`qaev.quantize.export_model`).
+
+    Where a layer's weights are stored as native INT4 with static activations, ONNX Runtime
+    computes the exported layer in float while the evaluation graph runs a fused int8
+    kernel, so the two can round a few outputs differently. The reported ``metric`` and
+    ``acc_drop`` are those of the exported model (what ``qaev apply`` + ``qaev evaluate``
+    reproduce exactly); the search-time value stays in ``extra["search_metric"]``.
+    """
+    from dataclasses import replace
+
+    from qaev.config import QuantConfig
+    from qaev.quantize import export_model
+
+    if "acc_drop" not in problem.objectives:
+        return list(front)
+    out = []
+    for record in front:
+        proto = export_model(problem.quantizer, QuantConfig.from_dict(record.config))
+        value = problem.evaluator.measure(proto).value
+        objectives = {**record.objectives, "acc_drop": problem.evaluator.drop(value)}
+        out.append(replace(record, metric=value, objectives=objectives,
+                           extra={**record.extra, "search_metric": record.metric}))
+    return out
