@@ -46,7 +46,7 @@ import onnxruntime as ort
 from scipy.stats import spearmanr
 
 from qaev.hardware import estimate, load_table
-from qaev.hardware.fit_host import (
+from qaev.hardware.host_timing import (
     fidelity_configs,
     noise_quantizer,
     random_feed,

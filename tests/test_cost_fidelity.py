@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from qaev.hardware import estimate, load_table
-from qaev.hardware.fit_host import fidelity_configs, fit_whole_model, noise_quantizer, resolve_model, with_values
+from qaev.hardware.host_refit import fit_whole_model, with_values
+from qaev.hardware.host_timing import fidelity_configs, noise_quantizer, resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
