@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from qaev.config import ActMode, QuantConfig
+from qaev.config import QuantConfig
 from qaev.evaluate import Evaluator
 from qaev.parallel import make_runner
 from qaev.problems import get_problem, problem_parts

@@ -1,5 +1,4 @@
 """Accuracy on the bundled digits problem: qaev vs ONNX Runtime's own quantizer, and bit ordering."""
-import numpy as np
 import onnx
 import pytest
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static

@@ -1,11 +1,9 @@
 """Bad input through the CLI: one line naming the problem, exit code 2, no traceback."""
 import numpy as np
 import onnx
-import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
 from qaev.cli import main
-from qaev.data import digits_model_path
 from tests.models import attention_like, conv_mlp
 
 

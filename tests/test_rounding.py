@@ -1,6 +1,5 @@
 """GPTQ-style rounding, layer-input statistics and bias correction."""
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto as T
 from onnx import helper as h
@@ -13,7 +12,7 @@ from qaev.graph import load_model
 from qaev.layers import LayerInfo
 from qaev.quantize import Quantizer, uniform_config
 from qaev.quantize.bias_correction import output_correction
-from qaev.quantize.layer_inputs import InputStats, im2col, layer_rows
+from qaev.quantize.layer_inputs import InputStats, layer_rows
 from qaev.quantize.rounding import gptq_round, reconstruction_error, to_groups
 from qaev.quantize.weights import quantize_weight, signed_limits
 from qaev.session import make_session, run_batches

@@ -1,7 +1,6 @@
 """Repair: every candidate made legal for the target before it is evaluated."""
 from __future__ import annotations
 
-import numpy as np
 from pymoo.core.repair import Repair
 
 from qaev.space import GENES_PER_LAYER

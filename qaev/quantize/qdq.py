@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from qaev.config import ActMode, LayerConfig, QuantConfig, Rounding
 from qaev.errors import ConfigError
