@@ -24,6 +24,9 @@ def layer_problem(layer: LayerInfo, cfg: LayerConfig) -> str | None:
     eff = cfg.effective()
     if (eff.rounding is not Rounding.NEAREST or eff.bias_correction) and not supports_data_aware(layer):
         return f"is a {layer.op_type}: gptq rounding and bias correction apply to Conv/Gemm/MatMul (2-D) weights only"
+    if eff.bias_correction and layer.op_type == "MatMul" and cfg.act is ActMode.STATIC:
+        return ("is a MatMul with static activations: its bias correction would make ONNX Runtime fuse "
+                "MatMulIntegerToFloat, which rejects per-column scales on batched inputs")
     if cfg.act is ActMode.DYNAMIC:
         if layer.op_type not in ("MatMul", "Gemm"):
             return f"is a {layer.op_type}: dynamic activations apply to MatMul/Gemm layers only"
@@ -99,6 +102,8 @@ def fit_to_layer(cfg: LayerConfig, layer: LayerInfo) -> LayerConfig | None:
             changes["rounding"] = Rounding.NEAREST
         if cfg.bias_correction:
             changes["bias_correction"] = False
+    if cfg.bias_correction and layer.op_type == "MatMul" and cfg.act is ActMode.STATIC:
+        changes["bias_correction"] = False  # see layer_problem: the runtime's fused kernel rejects it
     if not layer.has_weight:
         changes["w_bits"] = None
         if cfg.act is ActMode.DYNAMIC:
