@@ -7,16 +7,10 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from qaev.data.indexing import Indexed
+from qaev.data.indexing import Indexed, readonly
 from qaev.errors import DataError
 
 __all__ = ["ArrayDataset"]
-
-
-def _readonly(array: np.ndarray) -> np.ndarray:
-    view = array.view()
-    view.flags.writeable = False
-    return view
 
 
 @dataclass(frozen=True)
@@ -53,7 +47,7 @@ class ArrayDataset(Indexed):
             array = np.asarray(value)
             if array.ndim == 0:
                 raise DataError(f"{self.name}: input {key!r} is a scalar, expected [N, ...]")
-            arrays[str(key)] = _readonly(array)
+            arrays[str(key)] = readonly(array)
         lengths = {key: len(array) for key, array in arrays.items()}
         labels = None
         if self.labels is not None:
@@ -61,7 +55,7 @@ class ArrayDataset(Indexed):
             if labels.ndim == 0:
                 raise DataError(f"{self.name}: labels are a scalar, expected [N, ...]")
             lengths["<labels>"] = len(labels)
-            labels = _readonly(labels)
+            labels = readonly(labels)
         if len(set(lengths.values())) != 1:
             raise DataError(f"{self.name}: arrays differ in length along axis 0: {lengths}")
         if next(iter(lengths.values())) == 0:

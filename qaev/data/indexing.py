@@ -5,7 +5,14 @@ import numpy as np
 
 from qaev.errors import DataError
 
-__all__ = ["Indexed"]
+__all__ = ["Indexed", "readonly"]
+
+
+def readonly(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array`` (the caller's array stays writable)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 class Indexed:

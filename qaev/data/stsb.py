@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from qaev import metrics
-from qaev.data.indexing import Indexed
+from qaev.data.indexing import Indexed, readonly
 from qaev.errors import ConfigError, DataError
 
 __all__ = ["STSB_SPLITS", "SentencePairDataset", "load_stsb", "tokenize", "sts_spearman"]
@@ -26,12 +26,6 @@ __all__ = ["STSB_SPLITS", "SentencePairDataset", "load_stsb", "tokenize", "sts_s
 #: Splits shipped in the ``stsb`` data folder, as ``sts-<split>.tsv``.
 STSB_SPLITS = ("test", "dev")
 _HEADER = ["score", "sentence1", "sentence2"]
-
-
-def _readonly(array: np.ndarray) -> np.ndarray:
-    view = array.view()
-    view.flags.writeable = False
-    return view
 
 
 @dataclass(frozen=True)
@@ -72,9 +66,9 @@ class SentencePairDataset(Indexed):
             array = np.asarray(ids)
             if array.ndim != 1 or array.size == 0 or not np.issubdtype(array.dtype, np.integer):
                 raise DataError(f"{self.name}: sentence {i} is not a non-empty 1-D integer array")
-            sentences.append(_readonly(array.astype(np.int64, copy=False)))
+            sentences.append(readonly(array.astype(np.int64, copy=False)))
         object.__setattr__(self, "sentences", tuple(sentences))
-        object.__setattr__(self, "labels", _readonly(labels))
+        object.__setattr__(self, "labels", readonly(labels))
         object.__setattr__(self, "pad_id", int(self.pad_id))
 
     def __len__(self) -> int:
