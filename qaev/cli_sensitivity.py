@@ -35,7 +35,7 @@ def store_path(quantizer: Quantizer, evaluator: Evaluator) -> Path:
     calib = quantizer.stats_path.name if quantizer.stats_path is not None else "no-stats"
     digest = hashlib.sha256("|".join([quantizer.model.sha256, calib, evaluator.metric.name,
                                       _data_hash(evaluator.data)]).encode()).hexdigest()[:20]
-    return cache_dir() / "sensitivity" / f"{digest}.jsonl"
+    return cache_dir("sensitivity") / f"{digest}.jsonl"
 
 
 @click.command()

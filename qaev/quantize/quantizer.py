@@ -3,7 +3,6 @@ turning any :class:`~qaev.config.QuantConfig` into the QDQ model ONNX Runtime ru
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -11,6 +10,7 @@ import numpy as np
 import onnx
 
 from qaev.calibrate import ActivationStats
+from qaev.data._cache import cache_dir
 from qaev.config import CalibMethod, LayerConfig, QuantConfig, ScaleRule
 from qaev.errors import ConfigError
 from qaev.graph import FloatModel
@@ -21,11 +21,6 @@ from qaev.quantize.qdq import build_qdq
 from qaev.quantize.weights import WeightCache
 
 __all__ = ["Quantizer", "cache_dir", "activation_tensors", "uniform_config"]
-
-
-def cache_dir() -> Path:
-    """Where statistics are persisted between runs (``$QAEV_CACHE`` or ``~/.cache/qaev``)."""
-    return Path(os.environ.get("QAEV_CACHE") or Path.home() / ".cache" / "qaev")
 
 
 def _data_key(batches: Sequence[Mapping[str, np.ndarray]]) -> str:
@@ -80,9 +75,9 @@ class Quantizer:
         if batches:
             model.check_feed(first)
         tensors = activation_tensors(layers)
-        path = cache_dir() / "calib" / f"{model.sha256[:16]}-{_data_key(batches)}.npz"
+        path = cache_dir("calib") / f"{model.sha256[:16]}-{_data_key(batches)}.npz" if persist else None
         stats = None
-        if persist and path.is_file():
+        if path is not None and path.is_file():
             try:
                 stats = ActivationStats.load(path)
                 if not set(tensors) <= set(stats.tensors):
@@ -91,12 +86,11 @@ class Quantizer:
                 stats = None
         if stats is None:
             stats = ActivationStats.collect(model.proto, tensors, batches, threads=threads)
-            if persist:
-                path.parent.mkdir(parents=True, exist_ok=True)
+            if path is not None:
                 stats.save(path)
-        inputs = LayerInputs(model, layers, calib, cache=path.parent if persist else None, threads=threads)
+        inputs = LayerInputs(model, layers, calib, cache=path.parent if path is not None else None, threads=threads)
         quantizer = cls(model, layers=layers, stats=stats, inputs=inputs)
-        quantizer.stats_path = path if persist else None
+        quantizer.stats_path = path
         return quantizer
 
     @property
