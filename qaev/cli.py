@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 import onnx
 
+from qaev.files import write_atomic
 from qaev.cli_data import resolve_data
 from qaev.cli_options import CALIBRATION_CHOICE, data_options, data_options_from, layer_config_from
 from qaev.config import CalibMethod, ScaleRule
@@ -34,9 +35,7 @@ def _model_or_default(model: Path | None) -> tuple[Path, bool]:
 def _write_model(proto: onnx.ModelProto, out: Path) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     data = proto.SerializeToString()
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(out)
+    write_atomic(out, data)
     return len(data)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from qaev.files import write_atomic
 from qaev.config import QuantConfig
 from qaev.errors import ConfigError
 
@@ -38,10 +39,7 @@ def save_config(config: QuantConfig, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     text = dumps_config(config, fmt="json" if _is_json(path) else "yaml")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, text)
 
 
 def load_config(path: str | os.PathLike) -> QuantConfig:

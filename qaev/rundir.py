@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from qaev.files import write_atomic
 from qaev.config import QuantConfig
 from qaev.config_io import save_config
 from qaev.errors import ConfigError
@@ -41,9 +42,7 @@ def versions() -> dict:
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def prepare_run_dir(out: Path, settings: dict, *, resume: bool, force: bool) -> Path:

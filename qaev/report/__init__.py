@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qaev.files import write_atomic
 from qaev.report.gather import ReportData, gather
 from qaev.report.html import render_html
 from qaev.report.plots import bitmap_png, pareto_png
@@ -31,7 +32,5 @@ def write_report(run_dir: str | Path, *, out_dir: str | Path | None = None,
     files = {"pareto": out / "pareto.png", "bitmap": out / "bitmap.png", "html": out / "report.html"}
     pareto = pareto_png(data, files["pareto"])
     bitmap = bitmap_png(data, files["bitmap"])
-    tmp = files["html"].with_name("report.html.tmp")
-    tmp.write_text(render_html(data, pareto=pareto, bitmap=bitmap), encoding="utf-8")
-    tmp.replace(files["html"])
+    write_atomic(files["html"], render_html(data, pareto=pareto, bitmap=bitmap))
     return files
