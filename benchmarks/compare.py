@@ -33,6 +33,7 @@ logging.basicConfig(level=logging.WARNING)  # before ORT's tools configure the r
 from qaev.baselines import (greedy_baseline, ilp_baseline, ort_baseline, random_baseline,  # noqa: E402
                             uniform_baseline)
 from qaev.baselines.result import MethodResult, Point  # noqa: E402
+from qaev.cli_options import bit_list, csv_list  # noqa: E402
 from qaev.config import QuantConfig  # noqa: E402
 from qaev.evaluate import Evaluator  # noqa: E402
 from qaev.front import REF_POINT, hypervolume, non_dominated  # noqa: E402
@@ -67,9 +68,10 @@ class Setup:
                                    hardware=self.hardware, store=EvaluationStore())
 
 
-def build_setup(name: str, *, objectives, hardware, seed: int, calib=None, eval=None) -> Setup:
+def build_setup(name: str, *, objectives, hardware, seed: int, calib=None, eval=None, space=None) -> Setup:
     """Build the problem's parts and split its evaluation data into search and test halves
-    (seeded), unless the problem brings its own test split (``parts.test``)."""
+    (seeded), unless the problem brings its own test split (``parts.test``). ``space``:
+    :class:`SearchSpace` options shared by every method (default: the default space)."""
     from qaev.hardware import load_table
 
     parts = problem_parts(name, calib=calib, eval=eval)
@@ -79,7 +81,7 @@ def build_setup(name: str, *, objectives, hardware, seed: int, calib=None, eval=
     else:
         search_data, test_data = parts.eval, test
     quantizer = Quantizer.calibrated(parts.model, parts.calib)
-    return Setup(name=name, parts=parts, quantizer=quantizer, space=SearchSpace(layers=quantizer.layers),
+    return Setup(name=name, parts=parts, quantizer=quantizer, space=SearchSpace(layers=quantizer.layers, **(space or {})),
                  search=Evaluator(parts.model, search_data, metric=parts.metric),
                  test=Evaluator(parts.model, test_data, metric=parts.metric), objectives=tuple(objectives),
                  hardware=load_table(hardware) if hardware else None)
@@ -96,8 +98,9 @@ def qaev_search(problem, *, budget: int, seed: int, pop: int | None = None) -> M
                         wall_s=time.perf_counter() - start, notes=(f"NSGA-II, pop {pop} x {n_gen} generations",))
 
 
-def run_method(setup: Setup, method: str, *, budget: int, seed: int, pop: int | None) -> MethodResult:
-    """One method on a fresh problem."""
+def run_method(setup: Setup, method: str, *, budget: int, seed: int, pop: int | None,
+               act: str = "a8") -> MethodResult:
+    """One method on a fresh problem (``act``: the allocation baselines' activation setting)."""
     problem = setup.problem()
     cost = "size_mb" if "size_mb" in setup.objectives else next(
         (o for o in setup.objectives if o.startswith("est_")), "size_mb")
@@ -108,9 +111,9 @@ def run_method(setup: Setup, method: str, *, budget: int, seed: int, pop: int | 
     if method == "ort_tools":
         return ort_baseline(problem, setup.parts.calib, budget=budget)
     if method == "greedy":
-        return greedy_baseline(problem, budget=budget, cost=cost)
+        return greedy_baseline(problem, budget=budget, cost=cost, act=act)
     if method == "ilp":
-        return ilp_baseline(problem, budget=budget, cost=cost)
+        return ilp_baseline(problem, budget=budget, cost=cost, act=act)
     return random_baseline(problem, budget=budget, seed=seed)
 
 
@@ -204,6 +207,9 @@ def environment(setup: Setup, args, argv) -> dict:
         "command": "python benchmarks/compare.py " + " ".join(argv),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "problem": setup.name, "metric": setup.search.metric.name, "budget": args.budget, "seed": args.seed,
+        "space": {"w_bits": args.w_bits, "acts": args.acts, "granularity": args.granularity,
+                  "roundings": args.roundings, "bias_correction": args.bias_correction,
+                  "baseline_act": args.baseline_act},
         "objectives": {n: OBJECTIVES[n].kind for n in setup.objectives},
         "model_sha256": setup.quantizer.model.sha256,
         "split": {"search": len(setup.search.data), "test": len(setup.test.data), "calib": len(setup.parts.calib),
@@ -292,6 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calib", type=int, default=None)
     parser.add_argument("--eval", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/compare"))
+    parser.add_argument("--w-bits", default="2,4,8", help="weight bits every method may choose (float allowed)")
+    parser.add_argument("--acts", default="a8,float", help="activation options of the search space")
+    parser.add_argument("--granularity", default="per_channel", help="weight granularities of the search space")
+    parser.add_argument("--roundings", default="nearest", help="weight roundings of the search space (nearest,gptq)")
+    parser.add_argument("--bias-correction", choices=("off", "on", "both"), default="off",
+                        help="bias correction: never, always, or a searched gene")
+    parser.add_argument("--baseline-act", default="a8", help="activation setting of the greedy and ILP baselines")
     args = parser.parse_args(argv)
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
     if "acc_drop" not in objectives:
@@ -300,11 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         parser.error(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
+    space = {"w_bits": bit_list(args.w_bits), "acts": csv_list(args.acts), "granularities": csv_list(args.granularity),
+             "roundings": csv_list(args.roundings),
+             "bias_corrections": {"off": [False], "on": [True], "both": [False, True]}[args.bias_correction]}
     setup = build_setup(args.problem, objectives=objectives, hardware=args.hardware, seed=args.seed,
-                        calib=args.calib, eval=args.eval)
+                        calib=args.calib, eval=args.eval, space=space)
     results = []
     for method in methods:
-        result = run_method(setup, method, budget=args.budget, seed=args.seed, pop=args.pop)
+        result = run_method(setup, method, budget=args.budget, seed=args.seed, pop=args.pop, act=args.baseline_act)
         print(f"{method:10s} {result.evaluations:4d} evaluations  {result.wall_s:6.2f}s  {len(result.points)} points"
               + (f"  ({'; '.join(result.notes)})" if result.notes else ""), flush=True)
         results.append(result)

@@ -6,7 +6,8 @@
     calibration split (per-layer bits passed as TensorQuantOverrides where the candidate
     asks for them), then a session and the evaluation;
 (b) qaev sequential: one calibration pass, cached weights, QDQ built from memory;
-(c) qaev with caches + staged evaluation (subset first, full set only for promising ones);
+(c) qaev with caches + staged evaluation (a race over 1/8, 1/4, 1/2 of the set; only
+    candidates that can still reach the front finish);
 (d) qaev with 2 worker processes.
 Prints evaluations per minute, each stage's share of time, and the overhead ratio (wall
 time per evaluation / pure ORT inference time of the same quantized models on the same
@@ -127,21 +128,55 @@ def _row(name, result, n, pure):
             "stages": result["stages"], "screened": result.get("screened", 0)}
 
 
-def search_comparison(gens: int, pop: int, eval_n) -> dict:
+def search_comparison(gens: int, pop: int, eval_n, staging: Staging) -> dict:
     out = {}
-    for name, staging in (("full", None), ("caches+staged", Staging())):
+    for name, staging in (("full", None), ("caches+staged", staging)):
         problem = get_problem(ARGS.problem, eval=eval_n, staging=staging)
         start = time.perf_counter()
         result = minimize(problem, pop_size=pop, n_gen=gens, seed=ARGS.seed)
+        records = list(problem.store.records())
+        stopped = [r.extra["n"] for r in records if r.extra.get("stage") == "subset"]
+        n_set = len(problem.evaluator.data)
+        full = sum(1 for r in records if r.ok and r.extra.get("stage") is None)
+        items = sum(stopped) + n_set * full
         out[name] = {"wall_s": time.perf_counter() - start, "hypervolume": result.history[-1].hypervolume,
-                     "front": len(result.front), "evaluations": problem.n_evaluated}
+                     "front": len(result.front), "evaluations": problem.n_evaluated, "stopped_early": len(stopped),
+                     "stopped_at": {str(k): stopped.count(k) for k in sorted(set(stopped))},
+                     "items_run_share": items / max(1, n_set * problem.n_evaluated)}
         print(f"search {name:14s} HV {out[name]['hypervolume']:.4f}  front {out[name]['front']:3d}  "
-              f"evaluations {out[name]['evaluations']:4d}  wall {out[name]['wall_s']:7.1f} s")
+              f"evaluations {out[name]['evaluations']:4d}  wall {out[name]['wall_s']:7.1f} s  "
+              f"stopped early {len(stopped)} {out[name]['stopped_at']}  share of items run "
+              f"{out[name]['items_run_share']:.2f}")
     ratio = out["caches+staged"]["wall_s"] / out["full"]["wall_s"]
     hv = out["caches+staged"]["hypervolume"] / out["full"]["hypervolume"]
     print(f"staged / full: time {ratio:.2f}x, hypervolume {hv:.4f}x")
     out["time_ratio"], out["hv_ratio"] = ratio, hv
     return out
+
+
+def throughput_rows(staging: Staging) -> dict:
+    """(a)-(d) on the same candidates; returns every row's figures."""
+    base = get_problem(ARGS.problem, eval=ARGS.eval)
+    configs = candidates(base, ARGS.candidates, ARGS.seed)
+    n = len(configs)
+    pure = pure_inference_s(base, configs)
+    print(f"{n} candidates; evaluation set {len(base.evaluator.data)} samples; pure inference {pure / n * 1000:.1f} ms per candidate")
+    results = {}
+    if not ARGS.skip_naive:
+        parts = problem_parts(ARGS.problem, eval=ARGS.eval)
+        evaluator = Evaluator(parts.model, base.evaluator.data, metric=parts.metric)
+        results["naive quantize_static"] = _row("(a) naive quantize_static", naive(parts, evaluator, configs, base.quantizer), n, pure)
+    results["qaev sequential"] = _row("(b) qaev sequential", qaev_run(configs, eval_n=ARGS.eval), n, pure)
+    results["qaev caches+staged"] = _row("(c) qaev caches + staged", qaev_run(configs, staging=staging, eval_n=ARGS.eval), n, pure)
+    runner = make_runner(workers=2)
+    try:
+        results["qaev 2 workers"] = _row("(d) qaev 2 workers", qaev_run(configs, runner=runner, eval_n=ARGS.eval), n, pure)
+    finally:
+        runner.close()
+    if "naive quantize_static" in results:
+        ratio = results["qaev sequential"]["evals_per_min"] / results["naive quantize_static"]["evals_per_min"]
+        print(f"qaev sequential / naive: {ratio:.1f}x evaluations per minute")
+    return results
 
 
 def main(argv=None) -> int:
@@ -154,33 +189,19 @@ def main(argv=None) -> int:
     parser.add_argument("--search-pop", type=int, default=20)
     parser.add_argument("--search-gens", type=int, default=8)
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--skip-rows", action="store_true", help="only the search comparison")
+    parser.add_argument("--z", type=float, default=Staging().z, help="staging margin in standard errors")
+    parser.add_argument("--eps-drop", type=float, default=Staging().eps_drop, help="staging epsilon on the drop")
+    parser.add_argument("--eps-rel", type=float, default=Staging().eps_rel, help="staging relative epsilon, other objectives")
     parser.add_argument("--json", type=Path, default=None, help="write all figures here")
     ARGS = parser.parse_args(argv)
     print(f"command: python benchmarks/throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"onnxruntime {ort.__version__}; one ORT thread per evaluation; all figures measured in this run")
-    base = get_problem(ARGS.problem, eval=ARGS.eval)
-    configs = candidates(base, ARGS.candidates, ARGS.seed)
-    n = len(configs)
-    pure = pure_inference_s(base, configs)
-    print(f"{n} candidates; evaluation set {len(base.evaluator.data)} samples; pure inference {pure / n * 1000:.1f} ms per candidate")
-    results = {}
-    if not ARGS.skip_naive:
-        parts = problem_parts(ARGS.problem, eval=ARGS.eval)
-        evaluator = Evaluator(parts.model, base.evaluator.data, metric=parts.metric)
-        results["naive quantize_static"] = _row("(a) naive quantize_static", naive(parts, evaluator, configs, base.quantizer), n, pure)
-    results["qaev sequential"] = _row("(b) qaev sequential", qaev_run(configs, eval_n=ARGS.eval), n, pure)
-    results["qaev caches+staged"] = _row("(c) qaev caches + staged", qaev_run(configs, staging=Staging(), eval_n=ARGS.eval), n, pure)
-    runner = make_runner(workers=2)
-    try:
-        results["qaev 2 workers"] = _row("(d) qaev 2 workers", qaev_run(configs, runner=runner, eval_n=ARGS.eval), n, pure)
-    finally:
-        runner.close()
-    if "naive quantize_static" in results:
-        ratio = results["qaev sequential"]["evals_per_min"] / results["naive quantize_static"]["evals_per_min"]
-        print(f"qaev sequential / naive: {ratio:.1f}x evaluations per minute")
-    results["search"] = search_comparison(ARGS.search_gens, ARGS.search_pop, ARGS.eval)
+    staging = Staging(z=ARGS.z, eps_drop=ARGS.eps_drop, eps_rel=ARGS.eps_rel)
+    results = {} if ARGS.skip_rows else throughput_rows(staging)
+    results["search"] = search_comparison(ARGS.search_gens, ARGS.search_pop, ARGS.eval, staging)
     if ARGS.json:
-        ARGS.json.write_text(json.dumps({"problem": ARGS.problem, "candidates": n, "results": results}, indent=2, default=float))
+        ARGS.json.write_text(json.dumps({"problem": ARGS.problem, "results": results}, indent=2, default=float))
     return 0
 
 

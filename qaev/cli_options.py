@@ -10,7 +10,25 @@ from qaev.config import WEIGHT_BITS, ActMode, CalibMethod, Granularity, LayerCon
 from qaev.errors import ConfigError
 from qaev.tasks import TASKS, DataOptions
 
-__all__ = ["data_options", "data_options_from", "parse_shape", "layer_config_from"]
+__all__ = ["data_options", "data_options_from", "parse_shape", "layer_config_from", "csv_list", "bit_list"]
+
+
+def csv_list(text: str | None) -> list[str]:
+    """Comma-separated tokens, stripped, empty ones dropped."""
+    return [t.strip() for t in text.split(",") if t.strip()] if text else []
+
+
+def bit_list(text: str) -> list[int | None]:
+    """Weight bit widths from ``"2,4,8,float"`` (``float`` = None)."""
+    out = []
+    for token in csv_list(text):
+        if token == "float":
+            out.append(None)
+        elif token.isdigit():
+            out.append(int(token))
+        else:
+            raise ConfigError(f"--w-bits: {token!r} is not a bit width (2, 3, 4, 6, 8, 16 or float)")
+    return out
 
 
 def _triple(text: str, name: str) -> tuple[float, float, float]:

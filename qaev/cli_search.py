@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from qaev.cli_data import resolve_data
-from qaev.cli_options import data_options, data_options_from
+from qaev.cli_options import bit_list, csv_list, data_options, data_options_from
 from qaev.config_io import load_config
 from qaev.errors import ConfigError, ModelError, QaevError
 from qaev.evaluate import Evaluator
@@ -27,22 +27,6 @@ from qaev.space import SearchSpace
 from qaev.store import EvaluationStore
 
 __all__ = ["search", "export", "problems"]
-
-
-def _csv(text: str | None) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else []
-
-
-def _bits(text: str) -> list[int | None]:
-    out = []
-    for token in _csv(text):
-        if token == "float":
-            out.append(None)
-        elif token.isdigit():
-            out.append(int(token))
-        else:
-            raise ConfigError(f"--w-bits: {token!r} is not a bit width (2, 3, 4, 6, 8, 16 or float)")
-    return out
 
 
 def _print_front(doc: dict) -> None:
@@ -99,7 +83,7 @@ def _recipe(model, problem_name, data_kwargs: dict, *, staging, **common) -> Rec
 @click.option("--dask", "dask_address", default=None, help="Evaluate on a dask.distributed cluster at ADDRESS.")
 @click.option("--timeout", type=float, default=None,
               help="Seconds one evaluation may take (runs evaluations in worker processes).")
-@click.option("--staged", is_flag=True, help="Measure a quarter of the data first; finish only promising candidates.")
+@click.option("--staged", is_flag=True, help="Race candidates over 1/8, 1/4, 1/2 of the data; finish only those that can reach the front.")
 @click.option("--quiet", is_flag=True, help="Print only the final summary line.")
 @click.option("--json-progress", is_flag=True, help="One JSON object per generation on stdout instead of the bar.")
 def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_latency_ms, algorithm, pop, generations,
@@ -107,7 +91,7 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
            json_progress, **kwargs) -> None:
     """Search per-layer quantization; write the Pareto front to a run directory."""
     progress = make_progress("json" if json_progress else "quiet" if quiet else "bar", total_generations=generations,
-                             objectives=_csv(objectives))
+                             objectives=csv_list(objectives))
     click.get_current_context().call_on_close(progress.close)
     progress.start(f"qaev search: pop {pop} x {generations} generations; loading the model and calibrating ...")
     seed = kwargs["seed"]
@@ -118,27 +102,27 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
     constraints = {k: v for k, v in (("max_drop", max_drop), ("max_size_mb", max_size_mb),
                                      ("max_latency_ms", max_latency_ms)) if v is not None}
     settings = {"model_sha256": float_model.sha256, "problem": problem_name, "metric": metric,
-                "calib": len(calib), "eval": len(evaluation), "hardware": hardware, "objectives": _csv(objectives),
+                "calib": len(calib), "eval": len(evaluation), "hardware": hardware, "objectives": csv_list(objectives),
                 "constraints": constraints, "algorithm": algorithm, "pop": pop, "seed": seed,
                 "ort_level": os.environ.get("QAEV_ORT_LEVEL", "extended"),
                 "space": {"w_bits": w_bits, "acts": acts, "granularity": granularity, "calibrations": calibrations,
                           "exclude": list(exclude)}}
-    extra_genes = {"roundings": _csv(roundings), "bias_corrections": [False, True] if bias_correction else [False]}
+    extra_genes = {"roundings": csv_list(roundings), "bias_corrections": [False, True] if bias_correction else [False]}
     if extra_genes != {"roundings": ["nearest"], "bias_corrections": [False]}:  # old run dirs keep their settings
         settings["space"].update(extra_genes)
     out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     out = prepare_run_dir(out, settings, resume=resume, force=force)
     quantizer = Quantizer.calibrated(float_model, calib)
-    space_options = {"w_bits": _bits(w_bits), "acts": _csv(acts), "granularities": _csv(granularity),
-                     "calibrations": _csv(calibrations), "exclude": list(exclude), **extra_genes}
+    space_options = {"w_bits": bit_list(w_bits), "acts": csv_list(acts), "granularities": csv_list(granularity),
+                     "calibrations": csv_list(calibrations), "exclude": list(exclude), **extra_genes}
     staging = Staging() if staged else None
-    recipe = _recipe(model, problem_name, data_kwargs, metric=metric, objectives=_csv(objectives),
+    recipe = _recipe(model, problem_name, data_kwargs, metric=metric, objectives=csv_list(objectives),
                      constraints=constraints, hardware=hardware, space=space_options, staging=staging)
     (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2, default=list) + "\n")
     runner = make_runner(workers=workers, dask=dask_address, timeout=timeout)
     prob = QuantizationProblem(quantizer, Evaluator(float_model, evaluation, metric=metric),
                                space=SearchSpace(layers=quantizer.layers, **space_options),
-                               objectives=_csv(objectives), constraints=constraints, hardware=hardware,
+                               objectives=csv_list(objectives), constraints=constraints, hardware=hardware,
                                store=EvaluationStore(out / "evaluations.jsonl"), staging=staging, runner=runner,
                                recipe=recipe)
     resumed = len(prob.store)

@@ -9,7 +9,7 @@ import numpy as np
 
 from qaev.cli_options import data_options
 from qaev.cli_data import resolve_data
-from qaev.cli_search import _bits
+from qaev.cli_options import bit_list
 from qaev.errors import ConfigError
 from qaev.evaluate import Evaluator
 from qaev.problem import QuantizationProblem
@@ -54,7 +54,7 @@ def store_path(quantizer: Quantizer, evaluator: Evaluator) -> Path:
 def sensitivity(model, problem, bits, act, sqnr_samples, out, store, no_cache, as_json, **kwargs) -> None:
     """Rank layers by the metric drop of quantizing each alone (others float)."""
     try:
-        widths = _bits(bits)
+        widths = bit_list(bits)
     except ConfigError as exc:
         raise ConfigError(str(exc).replace("--w-bits", "--bits")) from None
     if not widths:

@@ -32,20 +32,26 @@ class Metric:
         higher_is_better: direction of the score.
         needs_labels: False for label-free fidelity metrics (scored against the float model).
         compute: ``(outputs, labels, float_outputs) -> value``.
+        per_item: for a metric that is the mean of per-item scores, ``(outputs, labels,
+            float_outputs) -> scores [N]`` (same units); lets a bootstrap resample cheaply.
     """
 
     name: str
     higher_is_better: bool
     needs_labels: bool
     compute: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], float]
+    per_item: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray] | None = None
 
 
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("top1", True, True, lambda out, y, ref: metrics.top_k(out, y, k=1)),
-        Metric("top5", True, True, lambda out, y, ref: metrics.top_k(out, y, k=5)),
-        Metric("agreement", True, False, lambda out, y, ref: metrics.top1_agreement(out, ref)),
+        Metric("top1", True, True, lambda out, y, ref: metrics.top_k(out, y, k=1),
+               lambda out, y, ref: 100.0 * metrics.top_k_hits(out, y, k=1)),
+        Metric("top5", True, True, lambda out, y, ref: metrics.top_k(out, y, k=5),
+               lambda out, y, ref: 100.0 * metrics.top_k_hits(out, y, k=5)),
+        Metric("agreement", True, False, lambda out, y, ref: metrics.top1_agreement(out, ref),
+               lambda out, y, ref: 100.0 * metrics.agreement_hits(out, ref)),
         Metric("kl", False, False, lambda out, y, ref: metrics.kl_divergence(out, ref)),
         Metric("sqnr_db", True, False, lambda out, y, ref: min(metrics.sqnr_db(out, ref), SQNR_CAP_DB)),
         Metric("spearman", True, True, lambda out, y, ref: _sts_spearman(out, y, ref)),
@@ -120,9 +126,8 @@ class Evaluator:
 
     def measure(self, model: onnx.ModelProto | bytes, *, keep_outputs: bool = False) -> Measurement:
         """Run ``model`` over the data and score it."""
-        ref = None if self.metric.needs_labels else self.reference
         out, session_s, inference_s = self.outputs(model)
-        value = float(self.metric.compute(out, self.data.labels, ref))
+        value = self.score(out)
         return Measurement(value=value, n=len(self.data), session_s=session_s, inference_s=inference_s,
                            outputs=out if keep_outputs else None)
 
@@ -131,24 +136,35 @@ class Evaluator:
         return Evaluator(self.model, self.data.head(n), metric=self.metric.name, batch_size=self.batch_size,
                          threads=self.threads)
 
-    def drop_stderr(self, outputs: np.ndarray, *, n_boot: int = 50, seed: int = 0) -> float:
-        """Bootstrap standard error of :meth:`drop` for ``outputs`` (paired with the float
-        model's outputs on the same resampled items). Efron & Tibshirani, "An Introduction
-        to the Bootstrap", 1993."""
-        n = len(self.data)
-        per_item = len(outputs) // n  # sentence-pair data has two output rows per item
-        rng = np.random.default_rng(seed)
-        labels = self.data.labels
-        drops = []
-        for _ in range(n_boot):
-            items = rng.integers(0, n, n)
+    def score(self, outputs: np.ndarray) -> float:
+        """The metric of ``outputs`` (rows of the whole set, in order)."""
+        ref = None if self.metric.needs_labels else self.reference
+        return float(self.metric.compute(outputs, self.data.labels, ref))
+
+    def head_drop(self, outputs: np.ndarray, *, n_boot: int = 50, seed: int = 0) -> tuple[float, float]:
+        """Drop and its bootstrap standard error on the first items of the set, those
+        ``outputs`` cover (paired with the float model's outputs on the same resampled
+        items; Efron & Tibshirani, "An Introduction to the Bootstrap", 1993)."""
+        per_item = len(self.reference) // len(self.data)  # sentence-pair data: two rows per item
+        n = len(outputs) // per_item
+        labels = None if self.data.labels is None else self.data.labels[:n]
+        ref = self.reference[:n * per_item]
+
+        def drop_on(items: np.ndarray) -> float:
             rows = (items[:, None] * per_item + np.arange(per_item)).ravel()
             lab = None if labels is None else labels[items]
-            ref = self.reference[rows]
-            value = self.metric.compute(outputs[rows], lab, ref)
-            base = self.metric.compute(ref, lab, ref)
-            drops.append(base - value if self.metric.higher_is_better else value - base)
-        return float(np.std(drops, ddof=1))
+            value = self.metric.compute(outputs[rows], lab, ref[rows])
+            base = self.metric.compute(ref[rows], lab, ref[rows])
+            return float(base - value if self.metric.higher_is_better else value - base)
+
+        rng = np.random.default_rng(seed)
+        if self.metric.per_item is not None:  # a mean of per-item scores: resample the paired differences
+            sign = 1.0 if self.metric.higher_is_better else -1.0
+            diff = sign * (self.metric.per_item(ref, labels, ref) - self.metric.per_item(outputs, labels, ref))
+            means = diff[rng.integers(0, n, (n_boot, n))].mean(axis=1)
+            return float(diff.mean()), float(np.std(means, ddof=1))
+        drops = [drop_on(rng.integers(0, n, n)) for _ in range(n_boot)]
+        return drop_on(np.arange(n)), float(np.std(drops, ddof=1))
 
     def drop(self, value: float) -> float:
         """Points lost relative to the float model (positive is worse)."""

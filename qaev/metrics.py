@@ -45,7 +45,13 @@ def _top1(logits: np.ndarray) -> np.ndarray:
 
 
 def top_k(logits, labels, *, k: int = 1) -> float:
-    """Percentage of samples whose label is among the ``k`` highest scores.
+    """Percentage of samples whose label is among the ``k`` highest scores (see
+    :func:`top_k_hits`)."""
+    return float(np.mean(top_k_hits(logits, labels, k=k)) * 100.0)
+
+
+def top_k_hits(logits, labels, *, k: int = 1) -> np.ndarray:
+    """Per sample: whether its label is among the ``k`` highest scores.
 
     Ties are broken by class index (the lower index ranks first, as ``argmax`` does), so
     a model whose scores are all equal is not rewarded.
@@ -56,7 +62,7 @@ def top_k(logits, labels, *, k: int = 1) -> float:
         k: How many top classes count, 1..classes.
 
     Returns:
-        Top-k accuracy in percent.
+        Boolean array ``[N]``.
     """
     scores = _logits_2d(logits, "top_k")
     target = np.asarray(labels).reshape(-1)
@@ -71,16 +77,21 @@ def top_k(logits, labels, *, k: int = 1) -> float:
         hit = (order == target[:, None]).any(axis=1)
         if np.issubdtype(scores.dtype, np.floating):
             hit &= ~np.isnan(scores).any(axis=1)
-    return float(np.mean(hit) * 100.0)
+    return hit
 
 
 def top1_agreement(q_logits, ref_logits) -> float:
     """Percentage of samples whose top-1 class matches the reference model's."""
+    return float(np.mean(agreement_hits(q_logits, ref_logits)) * 100.0)
+
+
+def agreement_hits(q_logits, ref_logits) -> np.ndarray:
+    """Per sample: whether its top-1 class matches the reference model's."""
     q = _logits_2d(q_logits, "top1_agreement")
     ref = _logits_2d(ref_logits, "top1_agreement")
     if q.shape != ref.shape:
         raise DataError(f"top1_agreement: shapes {q.shape} and {ref.shape} differ")
-    return float(np.mean(_top1(q) == _top1(ref)) * 100.0)
+    return _top1(q) == _top1(ref)
 
 
 def rankdata(values) -> np.ndarray:

@@ -1,6 +1,7 @@
 """``QuantizationProblem``: per-layer mixed precision as a pymoo Problem."""
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Mapping, Sequence
 
@@ -10,12 +11,12 @@ from pymoo.core.problem import Problem
 
 from qaev.config import QuantConfig
 from qaev.errors import QaevError
-from qaev.evaluate import Evaluator
+from qaev.evaluate import Evaluator, Measurement
 from qaev.objectives import CONSTRAINTS, OBJECTIVES, check_objectives, host_latency_ms, model_bytes
 from qaev.quantize import Quantizer
-from qaev.session import make_session
+from qaev.session import make_session, run_batches
 from qaev.space import SearchSpace
-from qaev.staging import Staging, dominated
+from qaev.staging import SUBSET, Staging, dominated, is_final
 from qaev.store import EvaluationStore, Record
 
 __all__ = ["QuantizationProblem", "FAILED"]
@@ -40,7 +41,8 @@ class QuantizationProblem(Problem):
             (needed for ``est_latency_ms`` / ``est_energy_mj``).
         store: the evaluation memo (in memory by default).
         host_feed: the input of ``host_latency_ms`` (default: the first evaluation batch).
-        staging: measure a subset first and finish only promising candidates.
+        staging: race each candidate over growing shares of the set and finish only
+            those that can still reach the front (:class:`~qaev.staging.Staging`).
         runner: a pymoo runner (``StarmapParallelization``, ``DaskParallelization``) to
             evaluate a generation's new candidates in parallel; needs ``recipe``.
         recipe: a :class:`qaev.parallel.Recipe` telling workers how to rebuild this problem.
@@ -73,7 +75,6 @@ class QuantizationProblem(Problem):
         self.staging = staging
         self.runner = runner
         self.recipe = recipe
-        self._subset: Evaluator | None = None
         self.n_evaluated = 0
         weights = {layer.weight for layer in quantizer.layers if layer.weight}
         self._other_bytes = sum(numpy_helper.to_array(init).nbytes for init in quantizer.model.proto.graph.initializer
@@ -112,30 +113,37 @@ class QuantizationProblem(Problem):
                 todo[key] = config
             elif key in self.store:
                 self.store.hits += 1
-        if todo:
+        if self.runner is None:  # one at a time: each candidate races against the latest front
+            for config in todo.values():
+                front = self.full_front_matrix() if self.staging is not None else None
+                self._keep(self.compute(config, front=front))
+        elif todo:
+            from qaev.parallel import RemoteEvaluation
+
             front = self.full_front_matrix() if self.staging is not None else None
             payloads = [{"config": c.to_dict(), "front": None if front is None else front.tolist()}
                         for c in todo.values()]
-            if self.runner is None:
-                results = [self.compute(QuantConfig.from_dict(p["config"]), front=front) for p in payloads]
-            else:
-                from qaev.parallel import RemoteEvaluation
-
-                results = [Record(**r) for r in self.runner(RemoteEvaluation(self.recipe), payloads)]
-            for record in results:
-                self.store.put(record)
-                self.n_evaluated += 1
+            for record in self.runner(RemoteEvaluation(self.recipe), payloads):
+                self._keep(Record(**record))
         return [self.store.peek(k) for k in keys]
+
+    def _keep(self, record: Record) -> None:
+        self.store.put(record)
+        self.n_evaluated += 1
 
     def full_front_matrix(self) -> np.ndarray:
         """Objective rows of the fully measured, successful, non-dominated records."""
         from qaev.front import non_dominated
 
-        rows = [self.objective_vector(r) for r in self.store.records() if r.ok and r.extra.get("stage") != "subset"]
+        rows = [self.objective_vector(r) for r in self.store.records() if r.ok and is_final(r)]
         if not rows:
             return np.zeros((0, self.n_obj))
         F = np.array(rows)
         return F[non_dominated(F)]
+
+    def _slack(self, row: np.ndarray) -> np.ndarray:
+        return np.array([self.staging.eps_drop if n == "acc_drop" else self.staging.eps_rel * abs(v)
+                         for n, v in zip(self.objectives, row)])
 
     def compute(self, config: QuantConfig, *, front: np.ndarray | None = None) -> Record:
         """Evaluate ``config`` now (no memo). Failures become a record with the reason.
@@ -177,10 +185,11 @@ class QuantizationProblem(Problem):
             session = make_session(proto, threads=self.evaluator.threads)
             extra["session_s"] = time.perf_counter() - start
             if self.staging is not None and front is not None and len(front):
-                screened = self._first_stage(session, values, np.asarray(front, float), extra)
-                if screened is not None:
-                    return screened, None, extra
-            measured = self.evaluator.measure(session)
+                measured = self._race(session, values, np.asarray(front, float), extra)
+                if measured is None:
+                    return values, None, extra
+            else:
+                measured = self.evaluator.measure(session)
             metric = measured.value
             values["acc_drop"] = self.evaluator.drop(measured.value)
             extra["session_s"] = extra.get("session_s", 0.0) + measured.session_s
@@ -200,25 +209,32 @@ class QuantizationProblem(Problem):
             values["est_energy_mj"] = report.est_energy_mj
         return values
 
-    def _first_stage(self, session, values: dict, front: np.ndarray, extra: dict) -> dict | None:
-        """Measure on the subset; return the screened objectives when the candidate cannot
-        reach the front, else None (the caller measures the full set)."""
-        sub = self._subset_evaluator()
-        measured = sub.measure(session, keep_outputs=True)
-        drop = sub.drop(measured.value)
-        margin = self.staging.z * sub.drop_stderr(measured.outputs, n_boot=self.staging.n_boot)
-        extra.update(inference_s=measured.inference_s)
-        optimistic = [drop - margin if n == "acc_drop" else (0.0 if n == "host_latency_ms" else values[n])
-                      for n in self.objectives]
-        if not dominated(np.array(optimistic), front):
-            return None
-        extra.update(stage="subset", n=len(sub.data), margin=margin)
-        return {**values, "acc_drop": drop}
-
-    def _subset_evaluator(self) -> Evaluator:
-        if self._subset is None:
-            self._subset = self.evaluator.subset(self.staging.size(len(self.evaluator.data)))
-        return self._subset
+    def _race(self, session, values: dict, front: np.ndarray, extra: dict) -> Measurement | None:
+        """Run the set batch by batch, checking at each stage boundary whether the candidate
+        can still reach ``front``. Returns the full measurement (the same batches as a plain
+        one), or None after setting ``values["acc_drop"]`` to the drop on the items run when
+        the candidate was stopped."""
+        ev = self.evaluator
+        batches = ev.data.batches(batch_size=ev.batch_size)
+        parts, done, inference = [], 0, 0.0
+        for stop in self.staging.stops(len(ev.data), ev.batch_size):
+            start = time.perf_counter()
+            parts.append(run_batches(session, itertools.islice(batches, (stop - done) // ev.batch_size)))
+            inference += time.perf_counter() - start
+            done = stop
+            drop, stderr = ev.head_drop(np.concatenate(parts), n_boot=self.staging.n_boot)
+            margin = self.staging.z * stderr
+            optimistic = np.array([drop - margin if n == "acc_drop" else (0.0 if n == "host_latency_ms" else values[n])
+                                   for n in self.objectives])
+            if dominated(optimistic, front, slack=self._slack(optimistic)):
+                values["acc_drop"] = drop
+                extra.update(stage=SUBSET, n=done, margin=margin, inference_s=inference)
+                return None
+        start = time.perf_counter()
+        parts.append(run_batches(session, batches))
+        inference += time.perf_counter() - start
+        out = np.concatenate(parts)
+        return Measurement(value=ev.score(out), n=len(ev.data), session_s=0.0, inference_s=inference)
 
     def _host_feed(self) -> Mapping:
         if self.host_feed is None:

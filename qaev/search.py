@@ -16,6 +16,7 @@ from qaev.errors import ConfigError
 from qaev.front import hypervolume, non_dominated
 from qaev.operators import EffectiveDuplicateElimination, HardwareRepair, LayerCrossover, NeighbourMutation, QuantSampling
 from qaev.problem import QuantizationProblem
+from qaev.staging import is_final
 from qaev.store import Record
 
 __all__ = ["minimize", "SearchResult", "make_algorithm", "Generation", "feasible_front", "measure_exported"]
@@ -72,7 +73,7 @@ def make_algorithm(problem: QuantizationProblem, *, name: str = "auto", pop_size
 def feasible_front(problem: QuantizationProblem) -> list[Record]:
     """Non-dominated, feasible, successful records among everything evaluated."""
     records = [r for r in problem.store.records()
-               if r.ok and r.extra.get("stage") != "subset" and all(r.objectives.get(n) is not None for n in problem.objectives)]
+               if r.ok and is_final(r) and all(r.objectives.get(n) is not None for n in problem.objectives)]
     if problem.constraints:
         records = [r for r in records if max(problem.constraint_vector(r)) <= 0]
     if not records:

@@ -1,41 +1,82 @@
-"""Staged evaluation: measure on a subset first, finish only candidates that can still
-reach the front (racing in the spirit of Maron & Moore, "Hoeffding Races", NIPS 1993;
-here with a paired-bootstrap margin instead of a Hoeffding bound)."""
+"""Staged evaluation: a race over growing prefixes of the evaluation set.
+
+A candidate runs batch by batch; at each stage boundary (a growing share of the data) its
+metric drop so far, minus a margin of ``z`` bootstrap standard errors, is compared with
+the fully measured front. A candidate that is dominated even so stops there (its record
+says ``stage: subset``); one that survives every boundary finishes the set in the same
+batches a plain evaluation uses, so its full measurement is identical to an unstaged one.
+Racing in the spirit of Maron & Moore, "Hoeffding Races" (NIPS 1993), with growing
+samples as in successive halving (Jamieson & Talwalkar, AISTATS 2016) and a paired
+bootstrap margin instead of a Hoeffding bound.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Staging", "dominated"]
+__all__ = ["Staging", "dominated", "is_final", "SUBSET"]
+
+#: ``Record.extra["stage"]`` of a candidate stopped early (never on a front).
+SUBSET = "subset"
+
+def is_final(record) -> bool:
+    """Whether ``record`` carries a full-set measurement (no stage mark)."""
+    return record.extra.get("stage") is None
 
 
 @dataclass(frozen=True, kw_only=True)
 class Staging:
-    """Settings of the first stage.
+    """Where a candidate may stop early.
 
     Args:
-        fraction: share of the evaluation set measured first.
-        min_samples: at least this many samples in the first stage.
-        z: margin in standard errors: a candidate is dropped only when even its
-            metric drop minus ``z`` standard errors is dominated by a fully measured point.
+        fractions: stage boundaries as shares of the evaluation set, increasing, < 1.
+        min_samples: the first boundary has at least this many samples.
+        z: margin in standard errors: a candidate stops only when even its metric drop
+            minus ``z`` standard errors is dominated by a fully measured point.
         n_boot: bootstrap resamples for the standard error.
+        eps_drop: a candidate must beat the front's metric drop by more than this many
+            points to be worth finishing (epsilon-dominance, Laumanns et al., "Combining
+            convergence and diversity in evolutionary multiobjective optimization",
+            Evolutionary Computation 2002); 0 = plain dominance.
+        eps_rel: likewise for every other objective, relative (0.02 = 2 %).
     """
 
-    fraction: float = 0.25
-    min_samples: int = 64
-    z: float = 2.0
+    fractions: tuple[float, ...] = (0.125, 0.25, 0.5)
+    min_samples: int = 32
+    z: float = 1.0
     n_boot: int = 50
+    eps_drop: float = 0.0
+    eps_rel: float = 0.02
 
-    def size(self, n: int) -> int:
-        """First-stage sample count for an evaluation set of ``n``."""
-        return int(min(n, max(self.min_samples, round(self.fraction * n))))
+    def __post_init__(self) -> None:
+        fractions = tuple(float(f) for f in self.fractions)
+        if not fractions or any(not 0 < f < 1 for f in fractions) or list(fractions) != sorted(set(fractions)):
+            raise ValueError(f"staging fractions must be increasing shares in (0, 1), got {list(self.fractions)}")
+        if self.z < 0 or self.min_samples < 1 or self.n_boot < 2 or self.eps_drop < 0 or self.eps_rel < 0:
+            raise ValueError("staging needs z >= 0, min_samples >= 1, n_boot >= 2 and eps_* >= 0")
+        object.__setattr__(self, "fractions", fractions)
+
+    def stops(self, n: int, batch_size: int) -> list[int]:
+        """Item counts at which a candidate of an ``n``-item set is checked: whole batches
+        only (so the finished run uses the plain evaluation's batches), each below ``n``."""
+        out: list[int] = []
+        for f in self.fractions:
+            want = max(self.min_samples, f * n)
+            stop = int(min(n, -(-want // batch_size) * batch_size))
+            if stop < n and (not out or stop > out[-1]):
+                out.append(stop)
+        return out
 
 
-def dominated(candidate: np.ndarray, front: np.ndarray) -> bool:
-    """Whether any row of ``front`` is at least as good everywhere and better somewhere."""
+def dominated(candidate: np.ndarray, front: np.ndarray, *, slack: np.ndarray | None = None) -> bool:
+    """Whether any row of ``front`` is at least as good everywhere and better somewhere;
+    with ``slack`` (per objective, >= 0, not all 0), whether any row is no worse than
+    ``candidate + slack`` everywhere (epsilon-dominance)."""
     if front.size == 0:
         return False
+    if slack is not None and np.any(slack > 0):
+        return bool(np.any(np.all(front <= candidate + slack, axis=1)))
     better_eq = np.all(front <= candidate, axis=1)
     strictly = np.any(front < candidate, axis=1)
     return bool(np.any(better_eq & strictly))

@@ -42,16 +42,37 @@ def test_process_workers_give_the_sequential_front():
 
 
 def test_staged_front_carries_full_measurements_only():
-    problem = get_problem("digits", staging=Staging(fraction=0.25))
+    problem = get_problem("digits", staging=Staging())
     result = minimize(problem, pop_size=12, n_gen=4, seed=0)
     screened = [r for r in problem.store.records() if r.extra.get("stage") == "subset"]
     assert screened, "staging never screened a candidate: the test shows nothing"
     keys = {r.key for r in screened}
     assert result.front and not any(r.key in keys for r in result.front)
+    assert all(r.extra["n"] < len(problem.evaluator.data) for r in screened)
     full = get_problem("digits")
     for record in result.front[:3]:  # re-measured on the full set: the same value
         config = QuantConfig.from_dict(record.config)
         assert full.evaluate_config(config).objectives["acc_drop"] == record.objectives["acc_drop"]
+
+
+def test_staging_stops_are_whole_batches_below_the_set():
+    assert Staging().stops(1000, 64) == [128, 256, 512]
+    assert Staging(min_samples=200).stops(1000, 64) == [256, 512]
+    assert Staging().stops(100, 64) == [64]
+    assert Staging().stops(60, 64) == []
+    with pytest.raises(ValueError, match="increasing"):
+        Staging(fractions=(0.5, 0.25))
+
+
+def test_race_finishes_with_the_plain_measurement():
+    """A candidate that survives every stage gets exactly the unstaged full value."""
+    staged = get_problem("digits", staging=Staging(z=100.0))  # a margin nothing is dominated by
+    plain = get_problem("digits")
+    configs = [staged.space.decode(staged.space.encode_uniform(w_bits=b, act="a8")) for b in (8, 4, 2)]
+    for config in configs:
+        a = staged.evaluate_config(config)
+        assert a.extra.get("stage") != "subset"
+        assert a.objectives["acc_drop"] == plain.evaluate_config(config).objectives["acc_drop"]
 
 
 def _lines(path):
