@@ -209,6 +209,7 @@ def environment(setup: Setup, args, argv) -> dict:
         "problem": setup.name, "metric": setup.search.metric.name, "budget": args.budget, "seed": args.seed,
         "space": {"w_bits": args.w_bits, "acts": args.acts, "granularity": args.granularity,
                   "roundings": args.roundings, "bias_correction": args.bias_correction,
+                  "weight_range": args.weight_range,
                   "baseline_act": args.baseline_act},
         "objectives": {n: OBJECTIVES[n].kind for n in setup.objectives},
         "model_sha256": setup.quantizer.model.sha256,
@@ -304,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--roundings", default="nearest", help="weight roundings of the search space (nearest,gptq)")
     parser.add_argument("--bias-correction", choices=("off", "on", "both"), default="off",
                         help="bias correction: never, always, or a searched gene")
+    parser.add_argument("--weight-range", default="minmax", choices=("minmax", "mse"),
+                        help="weight grid range rule of every method's layers")
     parser.add_argument("--baseline-act", default="a8", help="activation setting of the greedy and ILP baselines")
     args = parser.parse_args(argv)
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
@@ -315,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
     space = {"w_bits": bit_list(args.w_bits), "acts": csv_list(args.acts), "granularities": csv_list(args.granularity),
              "roundings": csv_list(args.roundings),
-             "bias_corrections": {"off": [False], "on": [True], "both": [False, True]}[args.bias_correction]}
+             "bias_corrections": {"off": [False], "on": [True], "both": [False, True]}[args.bias_correction],
+             "weight_range": args.weight_range}
     setup = build_setup(args.problem, objectives=objectives, hardware=args.hardware, seed=args.seed,
                         calib=args.calib, eval=args.eval, space=space)
     results = []

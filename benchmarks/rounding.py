@@ -14,6 +14,7 @@ layer-input statistics; ``build_s`` the build of each config (gptq rounding incl
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import sys
 import time
@@ -36,6 +37,8 @@ def main(argv=None) -> int:
     parser.add_argument("--bits", default="4", help="Comma list of weight widths.")
     parser.add_argument("--granularity", default="per_channel", choices=[g.value for g in Granularity])
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads.")
+    parser.add_argument("--weight-ranges", default="minmax", help="Comma list of weight range rules (minmax,mse).")
+    parser.add_argument("--acts", default="a8,float", help="Comma list: a8 (W*A8 rows), float (weight-only rows).")
     args = parser.parse_args(argv)
     parts = problem_parts(args.problem, calib=args.calib, eval=args.eval)
     data = getattr(parts, "test", None) or parts.eval
@@ -53,21 +56,23 @@ def main(argv=None) -> int:
           f"{platform.processor() or platform.platform()}  calib {len(parts.calib)}  {split} n={len(data)}")
     print(f"activation calibration {calib_s:.1f} s; layer-input statistics {stats_s:.1f} s "
           f"({'loaded from ' + str(quantizer.inputs.path) if stats_s < 0.5 and quantizer.inputs.path else 'computed'})")
-    print(f"\n| config | rounding | bias corr. | {parts.metric} | drop | size MB | build_s |")
-    print("|---|---|---|---:|---:|---:|---:|")
-    print(f"| float | - | - | {fp:.2f} | 0.00 | {parts.model.proto.ByteSize() / 1e6:.2f} | - |")
+    print(f"\n| config | range | rounding | bias corr. | {parts.metric} | drop | size MB | build_s |")
+    print("|---|---|---|---|---:|---:|---:|---:|")
+    print(f"| float | - | - | - | {fp:.2f} | 0.00 | {parts.model.proto.ByteSize() / 1e6:.2f} | - |")
+    acts = [(ActMode.STATIC, "A8") if a == "a8" else (ActMode.FLOAT, " weight-only") for a in args.acts.split(",")]
     for bits in (int(b) for b in args.bits.split(",")):
-        for act, label in ((ActMode.STATIC, f"W{bits}A8"), (ActMode.FLOAT, f"W{bits} weight-only")):
+        for (act, suffix), weight_range in itertools.product(acts, args.weight_ranges.split(",")):
+            label = f"W{bits}{suffix}"
             for rounding, bc in VARIANTS:
                 cfg = LayerConfig(w_bits=bits, act=act, granularity=Granularity(args.granularity),
-                                  rounding=rounding, bias_correction=bc)
+                                  rounding=rounding, bias_correction=bc, weight_range=weight_range)
                 config = uniform_config(quantizer.layers, cfg)
                 t0 = time.perf_counter()
                 model = quantizer.build(config)
                 build_s = time.perf_counter() - t0
                 size = export_model(quantizer, config).ByteSize() / 1e6
                 value = evaluator.measure(model).value
-                print(f"| {label} | {rounding.value} | {'yes' if bc else 'no'} | {value:.2f} | {fp - value:.2f} "
+                print(f"| {label} | {weight_range} | {rounding.value} | {'yes' if bc else 'no'} | {value:.2f} | {fp - value:.2f} "
                       f"| {size:.2f} | {build_s:.2f} |", flush=True)
     print(f"\nmeasured on {len(data)} samples of the {split} split; sizes are exported files (native INT4).")
     return 0

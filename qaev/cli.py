@@ -61,6 +61,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--rounding", type=click.Choice(["nearest", "gptq"]), default="nearest", show_default=True,
               help="Weight rounding: nearest, or gptq (second-order, from calibration data).")
 @click.option("--bias-correction", is_flag=True, help="Correct biases for the mean weight-quantization error.")
+@click.option("--weight-range", type=click.Choice(["minmax", "mse"]), default="minmax", show_default=True,
+              help="Weight grid range per scale group: min/max, or clipped to the least squared error.")
 @data_options
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output .onnx.")
 @click.option("--save-config", "save_to", type=click.Path(path_type=Path), default=None,
@@ -68,14 +70,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--no-eval", is_flag=True, help="Skip measuring the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, calibration, pow2_scales, rounding, bias_correction,
-             out, save_to, no_eval, as_json, **kwargs) -> None:
+             weight_range, out, save_to, no_eval, as_json, **kwargs) -> None:
     """Uniform quantization of every layer (the one-shot baseline)."""
     resolved = resolve_data(model, problem, kwargs)
     float_model = resolved.model
     path = float_model.path
     layer_cfg = layer_config_from(w_bits=w_bits, a_bits=a_bits, per_channel=per_channel,
                                   block=int(block) if block else None, asymmetric=asymmetric)
-    layer_cfg = replace(layer_cfg, rounding=rounding, bias_correction=bias_correction)
+    layer_cfg = replace(layer_cfg, rounding=rounding, bias_correction=bias_correction, weight_range=weight_range)
     quantizer = Quantizer.calibrated(float_model, resolved.calib)
     config = uniform_config(quantizer.layers, layer_cfg, calibration=CalibMethod(calibration),
                             scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)

@@ -75,6 +75,8 @@ def _recipe(model, problem_name, data_kwargs: dict, *, staging, **common) -> Rec
 @click.option("--roundings", default="nearest", show_default=True,
               help="Allowed weight roundings: nearest,gptq (gptq: second-order, data-aware).")
 @click.option("--bias-correction", is_flag=True, help="Search bias correction on/off per layer.")
+@click.option("--weight-range", type=click.Choice(["minmax", "mse"]), default="minmax", show_default=True,
+              help="Weight grid range per scale group for every layer: min/max, or clipped to the least squared error.")
 @click.option("--exclude", multiple=True, help="Keep these layers float (name or re:REGEX); repeatable.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<time>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (settings must match).")
@@ -87,7 +89,7 @@ def _recipe(model, problem_name, data_kwargs: dict, *, staging, **common) -> Rec
 @click.option("--quiet", is_flag=True, help="Print only the final summary line.")
 @click.option("--json-progress", is_flag=True, help="One JSON object per generation on stdout instead of the bar.")
 def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_latency_ms, algorithm, pop, generations,
-           w_bits, acts, granularity, calibrations, roundings, bias_correction, exclude, out, resume, force, workers, dask_address, timeout, staged, quiet,
+           w_bits, acts, granularity, calibrations, roundings, bias_correction, weight_range, exclude, out, resume, force, workers, dask_address, timeout, staged, quiet,
            json_progress, **kwargs) -> None:
     """Search per-layer quantization; write the Pareto front to a run directory."""
     progress = make_progress("json" if json_progress else "quiet" if quiet else "bar", total_generations=generations,
@@ -110,6 +112,9 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
     extra_genes = {"roundings": csv_list(roundings), "bias_corrections": [False, True] if bias_correction else [False]}
     if extra_genes != {"roundings": ["nearest"], "bias_corrections": [False]}:  # old run dirs keep their settings
         settings["space"].update(extra_genes)
+    if weight_range != "minmax":
+        extra_genes["weight_range"] = weight_range
+        settings["space"]["weight_range"] = weight_range
     out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     out = prepare_run_dir(out, settings, resume=resume, force=force)
     quantizer = Quantizer.calibrated(float_model, calib)

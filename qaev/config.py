@@ -27,6 +27,7 @@ __all__ = [
     "Rounding",
     "LayerConfig",
     "QuantConfig",
+    "WeightRange",
 ]
 
 CONFIG_VERSION = 1
@@ -91,6 +92,19 @@ class Rounding(str, Enum):
     GPTQ = "gptq"
 
 
+class WeightRange(str, Enum):
+    """Which range a weight grid covers, per scale group.
+
+    ``mse`` shrinks the min/max range by the factor (0.3 to 1.0) that minimises the
+    group's squared rounding error, as the MSE option of GPTQ's reference quantizer does
+    (Frantar et al., ICLR 2023): at 2 and 3 bits this clips a few outliers to give the
+    many small weights finer steps.
+    """
+
+    MINMAX = "minmax"
+    MSE = "mse"
+
+
 def _check_keys(cls, data, where: str) -> None:
     """``data`` must be a mapping whose keys are fields of dataclass ``cls``."""
     if not isinstance(data, Mapping):
@@ -125,6 +139,8 @@ class LayerConfig:
         bias_correction: add the calibration-data mean of the weight quantization error
             to the layer's bias (Nagel et al., "Data-Free Quantization", ICCV 2019;
             ignored for float and 16-bit weights).
+        weight_range: the weight grid's range per scale group, min/max or MSE-clipped
+            (ignored for float and 16-bit weights).
     """
 
     w_bits: int | None = 8
@@ -134,9 +150,11 @@ class LayerConfig:
     a_bits: int = 8
     rounding: Rounding = Rounding.NEAREST
     bias_correction: bool = False
+    weight_range: WeightRange = WeightRange.MINMAX
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "granularity", _enum(Granularity, self.granularity, "granularity"))
+        object.__setattr__(self, "weight_range", _enum(WeightRange, self.weight_range, "weight_range"))
         object.__setattr__(self, "rounding", _enum(Rounding, self.rounding, "rounding"))
         if not isinstance(self.bias_correction, bool):
             raise ConfigError(f"bias_correction: expected true/false, got {self.bias_correction!r}")
@@ -168,11 +186,14 @@ class LayerConfig:
                 changes["rounding"] = Rounding.NEAREST
             if self.bias_correction:
                 changes["bias_correction"] = False
+            if self.weight_range is not WeightRange.MINMAX:
+                changes["weight_range"] = WeightRange.MINMAX
         return LayerConfig(**{**self.to_dict(), **changes}) if changes else self
 
     def to_dict(self) -> dict:
-        """Plain JSON-ready dict. ``rounding`` and ``bias_correction`` appear only when not
-        at their defaults, so older files and :meth:`QuantConfig.key` hashes are unchanged."""
+        """Plain JSON-ready dict. ``rounding``, ``bias_correction`` and ``weight_range``
+        appear only when not at their defaults, so older files and :meth:`QuantConfig.key`
+        hashes are unchanged."""
         out = {
             "w_bits": self.w_bits,
             "granularity": self.granularity.value,
@@ -184,6 +205,8 @@ class LayerConfig:
             out["rounding"] = self.rounding.value
         if self.bias_correction:
             out["bias_correction"] = True
+        if self.weight_range is not WeightRange.MINMAX:
+            out["weight_range"] = self.weight_range.value
         return out
 
     @classmethod

@@ -23,6 +23,7 @@ from qaev.config import (
     QuantConfig,
     Rounding,
     ScaleRule,
+    WeightRange,
 )
 from qaev.errors import ConfigError
 from qaev.layers import LayerInfo
@@ -73,6 +74,7 @@ class SearchSpace:
         scale_rules: allowed scale rules (global gene).
         roundings: allowed weight roundings (``nearest``, ``gptq``).
         bias_corrections: allowed bias-correction settings (``False``, ``True``).
+        weight_range: the weight grids' range rule for every layer (not a gene).
         exclude: selectors (names or ``re:`` patterns) of layers kept float.
         frozen: selector -> fixed :class:`LayerConfig` (not searched).
     """
@@ -86,6 +88,7 @@ class SearchSpace:
     scale_rules: Sequence[ScaleRule] = (ScaleRule.FLOAT,)
     roundings: Sequence[Rounding] = (Rounding.NEAREST,)
     bias_corrections: Sequence[bool] = (False,)
+    weight_range: WeightRange = WeightRange.MINMAX
     exclude: Sequence[str] = ()
     frozen: dict = field(default_factory=dict)
 
@@ -109,6 +112,11 @@ class SearchSpace:
             raise ConfigError(f"roundings: expected some of {', '.join(r.value for r in Rounding)}, "
                               f"got {list(self.roundings)!r}") from None
         corrections = sorted(set(bool(b) for b in self.bias_corrections))
+        try:
+            object.__setattr__(self, "weight_range", WeightRange(self.weight_range))
+        except ValueError:
+            raise ConfigError(f"weight_range: {self.weight_range!r} is not one of "
+                              f"{', '.join(r.value for r in WeightRange)}") from None
         for label, values in (("w_bits", bits), ("acts", acts), ("granularities", grans), ("symmetric", sym),
                               ("calibrations", cals), ("scale_rules", rules), ("roundings", rounds),
                               ("bias_corrections", corrections)):
@@ -171,7 +179,7 @@ class SearchSpace:
                 mode = ActMode.FLOAT
             cfg = LayerConfig(w_bits=w_bits, act=mode, a_bits=a_bits, granularity=self.granularities[g],
                               symmetric=self.symmetric[s], rounding=self.roundings[r],
-                              bias_correction=self.bias_corrections[b])
+                              bias_correction=self.bias_corrections[b], weight_range=self.weight_range)
             fitted = fit_to_layer(cfg, layer)
             if fitted is not None:
                 layers[layer.name] = fitted.effective()

@@ -210,3 +210,29 @@ def test_space_searches_rounding_and_bias_correction(quantizer):
     assert default.upper()[4:6].tolist() == [0, 0]
     assert all(c.rounding is Rounding.NEAREST for c in default.decode(default.encode_uniform(w_bits=4, act="a8"))
                .layers.values())
+
+
+def test_layer_input_statistics_leave_padded_tokens_out():
+    """Rows of token positions whose attention_mask is 0 do not enter the Hessian or mean."""
+    from qaev.quantize.layer_inputs import collect_layer_inputs
+    from qaev.layers import find_layers
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(4, 3)).astype(np.float32)
+    graph = h.make_graph(
+        [h.make_node("Cast", ["attention_mask"], ["m"], to=T.FLOAT),
+         h.make_node("Unsqueeze", ["m", "axes"], ["m3"]),
+         h.make_node("Add", ["x", "m3"], ["xm"]),  # the mask reaches the MatMul input
+         h.make_node("MatMul", ["xm", "w"], ["y"], name="proj")],
+        "masked", [h.make_tensor_value_info("x", T.FLOAT, [None, None, 4]),
+                   h.make_tensor_value_info("attention_mask", T.INT64, [None, None])],
+        [h.make_tensor_value_info("y", T.FLOAT, [None, None, 3])],
+        initializer=[nh.from_array(w, "w"), nh.from_array(np.array([-1], np.int64), "axes")])
+    model = load_model(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]))
+    x = rng.normal(size=(2, 5, 4)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.int64)
+    stats = collect_layer_inputs(model, find_layers(model), [{"x": x, "attention_mask": mask}])["proj"]
+    rows = (x + mask[..., None])[mask.astype(bool)].astype(np.float64)
+    assert stats.rows == 8
+    np.testing.assert_allclose(stats.mean[0], rows.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(stats.hessian[0], rows.T @ rows / len(rows), rtol=1e-6)

@@ -6,7 +6,9 @@ layer's input and accumulates, per layer and convolution group, the second momen
 factor 2, used by :mod:`qaev.quantize.rounding`) and the mean ``E[x]`` (used by
 :mod:`qaev.quantize.bias_correction`). Rows are the input vectors each output is a dot
 product with: the rows of a Gemm/MatMul input, the im2col patches of a Conv (padding
-zeros included, so the statistics match what the convolution sees).
+zeros included, so the statistics match what the convolution sees). Where the feed carries
+an ``attention_mask`` ``[batch, tokens]``, rows of padded token positions are left out of
+``[batch, tokens, n]`` inputs: they hold no sentence and the model's pooling ignores them.
 
 :class:`LayerInputs` computes them lazily, the first time a config asks for non-nearest
 rounding or bias correction, and persists them as ``.npz`` (no pickle) next to the
@@ -33,7 +35,7 @@ from qaev.quantize.rounding import supports_data_aware
 
 __all__ = ["InputStats", "LayerInputs", "collect_layer_inputs", "im2col", "layer_rows"]
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: padded token positions left out
 _CHUNK = 1 << 22  # values per float64 accumulation step (bounds the temporaries at ~32 MB)
 
 
@@ -168,13 +170,24 @@ def collect_layer_inputs(model: FloatModel, layers: Sequence[LayerInfo], batches
         except Exception as exc:
             raise DataError(f"layer-input batch {done}: the model rejected it: {exc}") from None
         values.update({t: np.asarray(batch[t]) for t in from_feed})
+        mask = _token_mask(batch)
         for layer in chosen:
             x = np.asarray(values[layer.act_inputs[0]], np.float32)
+            if mask is not None and layer.op_type != "Conv" and x.ndim == 3 and x.shape[:2] == mask.shape:
+                x = x[mask]
             acc[layer.name].add(layer_rows(x, layer, nodes[layer.name]))
         done += 1
     if done == 0:
         raise DataError("layer-input statistics: calibration data is empty")
     return {name: a.stats() for name, a in acc.items()}
+
+
+def _token_mask(feed: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """The ``attention_mask`` feed as a boolean ``[batch, tokens]`` array, if there is one."""
+    mask = feed.get("attention_mask")
+    if mask is None or np.ndim(mask) != 2:
+        return None
+    return np.asarray(mask) != 0
 
 
 def _data_key(batches: Sequence[Mapping[str, np.ndarray]]) -> str:

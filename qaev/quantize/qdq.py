@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from qaev.config import ActMode, LayerConfig, QuantConfig, Rounding
+from qaev.config import ActMode, LayerConfig, QuantConfig, Rounding, WeightRange
 from qaev.errors import ConfigError
 from qaev.graph import FloatModel
 from qaev.layers import LayerInfo
@@ -40,13 +40,15 @@ def quantized_weight(model: FloatModel, layer: LayerInfo, cfg: LayerConfig, conf
     layer-input statistics data-aware rounding needs."""
     eff = cfg.effective()
     key = (layer.weight, layer.channel_axis, layer.reduce_axis, eff.w_bits, eff.granularity, eff.symmetric,
-           config.scale_rule) + ((eff.rounding.value,) if eff.rounding is not Rounding.NEAREST else ())
+           config.scale_rule) + ((eff.rounding.value,) if eff.rounding is not Rounding.NEAREST else ()) + (
+               (eff.weight_range.value,) if eff.weight_range is not WeightRange.MINMAX else ())
 
     def compute() -> QuantizedWeight:
         w = model.weight(layer.weight)
         qw = quantize_weight(
             w, bits=eff.w_bits, granularity=eff.granularity, symmetric=eff.symmetric,
             scale_rule=config.scale_rule, channel_axis=layer.channel_axis, reduce_axis=layer.reduce_axis,
+            weight_range=eff.weight_range,
         )
         if eff.rounding is Rounding.GPTQ:
             stats = _layer_inputs(inputs, layer, "gptq rounding")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qaev.config import Granularity, ScaleRule
+from qaev.config import Granularity, ScaleRule, WeightRange
 
 __all__ = ["QuantizedWeight", "quantize_weight", "activation_params", "ActParams", "WeightCache", "signed_limits"]
 
@@ -96,6 +96,53 @@ def _grouped_range(w: np.ndarray, axis: int | None, block: int | None) -> tuple[
     return lo, hi, w
 
 
+_SHRINKS = np.linspace(0.3, 1.0, 36)
+
+
+def _group_sum(x: np.ndarray, axis: int | None, block: int | None) -> np.ndarray:
+    """Sum of ``x`` per scale group (the groups of :func:`_grouped_range`)."""
+    if axis is None:
+        return np.array(x.sum())
+    if block is None:
+        return x.sum(axis=tuple(i for i in range(x.ndim) if i != axis))
+    n = x.shape[axis]
+    n_blocks = math.ceil(n / block)
+    moved = np.moveaxis(x, axis, -1)
+    pad = n_blocks * block - n
+    if pad:
+        moved = np.concatenate([moved, np.zeros(moved.shape[:-1] + (pad,), moved.dtype)], axis=-1)
+    return np.moveaxis(moved.reshape(*moved.shape[:-1], n_blocks, block).sum(axis=-1), -1, axis)
+
+
+def _mse_shrink(w, lo, hi, *, axis, block, qmin: int, qmax: int, symmetric: bool) -> np.ndarray:
+    """Per group, the factor in ``_SHRINKS`` applied to the min/max range that minimises the
+    squared rounding error of the group's weights (a grid search, as in the MSE option of
+    GPTQ's reference quantizer; Frantar et al., ICLR 2023)."""
+    best_err, best = None, None
+    for shrink in _SHRINKS:
+        scale, zp = _grid(lo * shrink, hi * shrink, qmin=qmin, qmax=qmax, symmetric=symmetric)
+        s, z = _expand(scale, w.shape, axis, block), _expand(zp, w.shape, axis, block)
+        err = _group_sum(np.square((np.clip(np.round(w / s) + z, qmin, qmax) - z) * s - w), axis, block)
+        if best_err is None:
+            best_err, best = err, np.full(np.shape(err), shrink)
+        else:
+            better = err < best_err
+            best_err, best = np.where(better, err, best_err), np.where(better, shrink, best)
+    return best
+
+
+def _grid(lo, hi, *, qmin: int, qmax: int, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and zero point covering ``[lo, hi]`` (zero included when asymmetric)."""
+    if symmetric:
+        scale = np.maximum(np.abs(lo), np.abs(hi)) / qmax
+    else:
+        lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
+        scale = (hi - lo) / (qmax - qmin)
+    scale = np.maximum(scale, _EPS).astype(np.float32)
+    zp = np.zeros_like(scale, dtype=np.int32) if symmetric else np.clip(np.round(qmin - lo / scale), qmin, qmax)
+    return scale, zp.astype(np.int32)
+
+
 def quantize_weight(
     w: np.ndarray,
     *,
@@ -105,6 +152,7 @@ def quantize_weight(
     scale_rule: ScaleRule,
     channel_axis: int,
     reduce_axis: int | None,
+    weight_range: WeightRange = WeightRange.MINMAX,
 ) -> QuantizedWeight:
     """Round-to-nearest quantization of a weight.
 
@@ -117,6 +165,8 @@ def quantize_weight(
         scale_rule: float scales, or scales rounded up to a power of two.
         channel_axis: output-channel axis of ``w``.
         reduce_axis: reduction axis of ``w`` (required for block-wise).
+        weight_range: each group's min/max range, or that range shrunk by the factor
+            that minimises the group's squared rounding error (``mse``).
 
     Returns:
         The :class:`QuantizedWeight`.
@@ -130,18 +180,14 @@ def quantize_weight(
     axis = None if granularity is Granularity.PER_TENSOR else (reduce_axis if block else channel_axis)
     lo, hi, _ = _grouped_range(w, axis, block)
     qmin, qmax = signed_limits(bits, symmetric=symmetric)
-    if symmetric:
-        scale = np.maximum(np.abs(lo), np.abs(hi)) / qmax
-    else:
-        lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
-        scale = (hi - lo) / (qmax - qmin)
-    scale = np.maximum(scale, _EPS).astype(np.float32)
+    if WeightRange(weight_range) is WeightRange.MSE:
+        shrink = _mse_shrink(w, lo, hi, axis=axis, block=block, qmin=qmin, qmax=qmax, symmetric=symmetric)
+        lo, hi = lo * shrink, hi * shrink
+    scale, zp = _grid(lo, hi, qmin=qmin, qmax=qmax, symmetric=symmetric)
     if scale_rule is ScaleRule.POW2:
         scale = _pow2(scale)
-    if symmetric:
-        zp = np.zeros_like(scale, dtype=np.int32)
-    else:
-        zp = np.clip(np.round(qmin - lo / scale), qmin, qmax).astype(np.int32)
+        if not symmetric:
+            zp = np.clip(np.round(qmin - np.minimum(lo, 0.0) / scale), qmin, qmax).astype(np.int32)
     dtype = _container(bits)
     q = np.round(w / _expand(scale, w.shape, axis, block)) + _expand(zp, w.shape, axis, block)
     q = np.clip(q, qmin, qmax).astype(dtype)
