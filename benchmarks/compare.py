@@ -23,7 +23,7 @@ import logging
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -237,14 +237,14 @@ def print_table(doc: dict) -> None:
     print(f"\n{doc['env']['problem']}: budget {doc['env']['budget']} full evaluations, seed {doc['env']['seed']}; "
           f"float {doc['float']['search_metric']:.2f} (search) / {doc['float']['test_metric']:.2f} (test); "
           f"figures on the test split ({doc['env']['split']['test']} samples)")
-    head = f"{'method':10s} {'evals':>5s} {'wall_s':>7s} {'HV test':>8s} {'HV search':>9s}"
+    head = f"{'method':13s} {'evals':>5s} {'wall_s':>7s} {'HV test':>8s} {'HV search':>9s}"
     print(head + "".join(f"  {k:>26s}" for k in keys))
     for m in methods:
         cells = ""
         for k in keys:
             b = m["best_under"][k]
             cells += "  " + ("-" if b is None else f"{b['test_metric']:.2f} (drop {b['test_drop']:+.2f})").rjust(26)
-        print(f"{m['method']:10s} {m['evaluations']:5d} {m['wall_s']:7.2f} {m['hv_test']:8.4f} {m['hv_search']:9.4f}"
+        print(f"{m['method']:13s} {m['evaluations']:5d} {m['wall_s']:7.2f} {m['hv_test']:8.4f} {m['hv_search']:9.4f}"
               + cells)
     ratio = doc["hypervolume"]["qaev_over_best_baseline"]
     if ratio is not None:
@@ -266,7 +266,7 @@ def plot(doc: dict, path: Path) -> None:
             pts = sorted((r["test"][name], r["test"]["acc_drop"]) for r in m["points"])
             if pts:
                 x, y = zip(*pts)
-                ax.plot(x, y, marker=markers.get(m["method"], "o"), linestyle="", label=m["method"], alpha=0.75)
+                ax.plot(x, y, marker=markers.get(m["method"].split("[")[0], "o"), linestyle="", label=m["method"], alpha=0.75)
         kind = doc["env"]["objectives"].get(name, "")
         ax.set_xlabel(f"{name} ({kind})")
         ax.set_ylabel(f"acc_drop on the test split ({doc['env']['metric']} points)")
@@ -307,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="bias correction: never, always, or a searched gene")
     parser.add_argument("--weight-range", default="minmax", choices=("minmax", "mse"),
                         help="weight grid range rule of every method's layers")
-    parser.add_argument("--baseline-act", default="a8", help="activation setting of the greedy and ILP baselines")
+    parser.add_argument("--baseline-act", default="a8",
+                        help="activation setting(s) of the greedy and ILP baselines; a comma list runs each "
+                             "(e.g. a8,float), reported as greedy[a8], greedy[float]")
     args = parser.parse_args(argv)
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
     if "acc_drop" not in objectives:
@@ -323,9 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     setup = build_setup(args.problem, objectives=objectives, hardware=args.hardware, seed=args.seed,
                         calib=args.calib, eval=args.eval, space=space)
     results = []
-    for method in methods:
-        result = run_method(setup, method, budget=args.budget, seed=args.seed, pop=args.pop, act=args.baseline_act)
-        print(f"{method:10s} {result.evaluations:4d} evaluations  {result.wall_s:6.2f}s  {len(result.points)} points"
+    acts = csv_list(args.baseline_act)
+    runs = [(m, a) for m in methods for a in (acts if m in ("greedy", "ilp") else [acts[0]])]
+    for method, act in runs:
+        result = run_method(setup, method, budget=args.budget, seed=args.seed, pop=args.pop, act=act)
+        if method in ("greedy", "ilp") and len(acts) > 1:
+            result = replace(result, method=f"{method}[{act}]")
+        print(f"{result.method:13s} {result.evaluations:4d} evaluations  {result.wall_s:6.2f}s  {len(result.points)} points"
               + (f"  ({'; '.join(result.notes)})" if result.notes else ""), flush=True)
         results.append(result)
     doc = {"schema": "qaev.compare/1", "env": environment(setup, args, argv),

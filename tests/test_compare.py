@@ -71,3 +71,15 @@ def test_budgets_provenance_and_plot(run):
     assert env["versions"]["onnxruntime"] and env["seed"] == 1 and env["budget"] == 40
     assert env["objectives"] == {"acc_drop": "measured", "size_mb": "exact"}
     assert (out / "fronts.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_allocation_baselines_run_once_per_activation_setting(compare, tmp_path):
+    out = tmp_path / "acts"
+    argv = ["--problem", "digits", "--budget", "12", "--methods", "qaev,greedy,ilp", "--baseline-act", "a8,float",
+            "--roundings", "gptq", "--bias-correction", "on", "--out", str(out)]
+    assert compare.main(argv) == 0
+    doc = json.loads((out / "compare.json").read_text())
+    assert [m["method"] for m in doc["methods"]] == ["qaev", "greedy[a8]", "greedy[float]", "ilp[a8]", "ilp[float]"]
+    assert doc["env"]["space"]["roundings"] == "gptq" and doc["env"]["space"]["bias_correction"] == "on"
+    best = max(m["hv_test"] for m in doc["methods"] if m["method"] != "qaev")
+    assert doc["hypervolume"]["qaev_over_best_baseline"] == pytest.approx(doc["methods"][0]["hv_test"] / best)
