@@ -3,8 +3,10 @@
     python benchmarks/throughput.py --problem digits [--candidates 24] [--eval N] [--search-gens 8]
 
 (a) naive: per candidate, ONNX Runtime's ``quantize_static`` with calibration on the
-    calibration split (per-layer bits passed as TensorQuantOverrides where the candidate
-    asks for them), then a session and the evaluation;
+    calibration split, the candidate's quantized layers listed in ``nodes_to_quantize``
+    and their weight widths passed as TensorQuantOverrides (INT4 for 2-4 bits, INT8 up to
+    8, INT16 above; activations are the tool's 8-bit default, as it cannot leave them
+    float per layer), then a session and the evaluation;
 (b) qaev sequential: one calibration pass, cached weights, QDQ built from memory;
 (c) qaev with caches + staged evaluation (a race over 1/8, 1/4, 1/2 of the set; only
     candidates that can still reach the front finish);
@@ -81,8 +83,10 @@ def naive(parts, evaluator: Evaluator, configs, quantizer) -> dict:
             overrides = {}
             for name, layer_cfg in cfg.layers.items():
                 layer = by_name[name]
-                if layer.weight and layer_cfg.w_bits is not None and layer_cfg.w_bits <= 8:
-                    overrides[layer.weight] = [{"quant_type": QuantType.QInt8, "symmetric": True,
+                if layer.weight and layer_cfg.w_bits is not None:
+                    kind = (QuantType.QInt4 if layer_cfg.w_bits <= 4 else
+                            QuantType.QInt8 if layer_cfg.w_bits <= 8 else QuantType.QInt16)
+                    overrides[layer.weight] = [{"quant_type": kind, "symmetric": True,
                                                 "reduce_range": False, "axis": layer.channel_axis}]
             t0 = time.perf_counter()
             dst = Path(tmp) / f"q{i}.onnx"
