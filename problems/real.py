@@ -3,9 +3,9 @@ all-MiniLM-L6-v2 on STS-B. Data comes from ``data=`` or ``$QAEV_DATA``; nothing 
 downloaded."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from qaev.data.locate import find_data_root, resolve_data_path
 from qaev.errors import DataError
 
 __all__ = ["data_root", "lite0_parts", "minilm_parts"]
@@ -15,22 +15,14 @@ _DEFAULT_CALIB = 200
 
 def data_root() -> Path:
     """``$QAEV_DATA``, else the first ``shared/data`` folder found above the working directory."""
-    if os.environ.get("QAEV_DATA"):
-        return Path(os.environ["QAEV_DATA"])
-    for parent in [Path.cwd(), *Path.cwd().parents]:
-        candidate = parent / "shared" / "data"
-        if candidate.is_dir():
-            return candidate
-    raise DataError("no data folder: pass --data DIR or set QAEV_DATA to the folder holding the datasets")
+    root = find_data_root()
+    if root is None:
+        raise DataError("no data folder: pass --data DIR or set QAEV_DATA to the folder holding the datasets")
+    return root
 
 
 def _folder(data, default: str) -> Path:
-    path = Path(data) if data is not None else data_root() / default
-    if not path.exists() and data is not None and not Path(data).is_absolute():
-        path = data_root() / data
-    if not path.exists():
-        raise DataError(f"--data: {path} does not exist")
-    return path
+    return resolve_data_path(data, default=default)
 
 
 def lite0_parts(*, data=None, calib: int | None = None, eval: int | None = None, seed: int = 0, **_):

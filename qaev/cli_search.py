@@ -103,23 +103,16 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
                                                             resolved.metric, resolved.problem)
     constraints = {k: v for k, v in (("max_drop", max_drop), ("max_size_mb", max_size_mb),
                                      ("max_latency_ms", max_latency_ms)) if v is not None}
+    space_options, space_settings = _space(w_bits=w_bits, acts=acts, granularity=granularity, calibrations=calibrations,
+                                           exclude=exclude, roundings=roundings, bias_correction=bias_correction,
+                                           weight_range=weight_range)
     settings = {"model_sha256": float_model.sha256, "problem": problem_name, "metric": metric,
                 "calib": len(calib), "eval": len(evaluation), "hardware": hardware, "objectives": csv_list(objectives),
                 "constraints": constraints, "algorithm": algorithm, "pop": pop, "seed": seed,
-                "ort_level": os.environ.get("QAEV_ORT_LEVEL", "extended"),
-                "space": {"w_bits": w_bits, "acts": acts, "granularity": granularity, "calibrations": calibrations,
-                          "exclude": list(exclude)}}
-    extra_genes = {"roundings": csv_list(roundings), "bias_corrections": [False, True] if bias_correction else [False]}
-    if extra_genes != {"roundings": ["nearest"], "bias_corrections": [False]}:  # old run dirs keep their settings
-        settings["space"].update(extra_genes)
-    if weight_range != "minmax":
-        extra_genes["weight_range"] = weight_range
-        settings["space"]["weight_range"] = weight_range
+                "ort_level": os.environ.get("QAEV_ORT_LEVEL", "extended"), "space": space_settings}
     out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     out = prepare_run_dir(out, settings, resume=resume, force=force)
     quantizer = Quantizer.calibrated(float_model, calib)
-    space_options = {"w_bits": bit_list(w_bits), "acts": csv_list(acts), "granularities": csv_list(granularity),
-                     "calibrations": csv_list(calibrations), "exclude": list(exclude), **extra_genes}
     staging = Staging() if staged else None
     recipe = _recipe(model, problem_name, data_kwargs, metric=metric, objectives=csv_list(objectives),
                      constraints=constraints, hardware=hardware, space=space_options, staging=staging)
@@ -151,12 +144,34 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
             runner.close()
     if not result.front:
         raise QaevError(_failure_summary(prob))
+    _write_result(out, prob, result, progress, interrupted=interrupted, problem_name=problem_name, hardware=hardware,
+                  seed=seed)
+
+
+def _space(*, w_bits, acts, granularity, calibrations, exclude, roundings, bias_correction, weight_range):
+    """:class:`SearchSpace` options from the CLI's text, and their record for settings.json
+    (genes at their old defaults are left out, so older run directories still resume)."""
+    options = {"w_bits": bit_list(w_bits), "acts": csv_list(acts), "granularities": csv_list(granularity),
+               "calibrations": csv_list(calibrations), "exclude": list(exclude)}
+    recorded = {"w_bits": w_bits, "acts": acts, "granularity": granularity, "calibrations": calibrations,
+                "exclude": list(exclude)}
+    extra = {"roundings": csv_list(roundings), "bias_corrections": [False, True] if bias_correction else [False]}
+    if extra != {"roundings": ["nearest"], "bias_corrections": [False]}:
+        recorded.update(extra)
+    if weight_range != "minmax":
+        extra["weight_range"] = recorded["weight_range"] = weight_range
+    return {**options, **extra}, recorded
+
+
+def _write_result(out: Path, prob, result, progress, *, interrupted: bool, problem_name, hardware, seed) -> None:
+    """Re-measure the front on exported models (unless interrupted), write front.json, print."""
     if not interrupted:
         progress.message(f"re-measuring the {len(result.front)} front points on their exported models ...")
         result.front = measure_exported(prob, result.front)
-    floats = {"metric": prob.evaluator.float_value, "n": len(evaluation), **result.float_objectives}
+    float_model = prob.quantizer.model
+    floats = {"metric": prob.evaluator.float_value, "n": len(prob.evaluator.data), **result.float_objectives}
     doc = write_front(out, result.front, objectives=prob.objectives, model_path=float_model.path,
-                      model_sha256=float_model.sha256, float_values=floats, metric=metric,
+                      model_sha256=float_model.sha256, float_values=floats, metric=prob.evaluator.metric.name,
                       evaluations=len(prob.store), seed=seed,
                       extra={"problem": problem_name, "hardware": hardware,
                              "history": result.history[-1].to_dict() if result.history else None})

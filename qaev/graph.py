@@ -18,7 +18,7 @@ from onnx import numpy_helper, version_converter
 
 from qaev.errors import DataError, ModelError
 
-__all__ = ["FloatModel", "load_model", "QUANTIZED_OPS", "TARGET_OPSET"]
+__all__ = ["FloatModel", "load_model", "check_inputs", "QUANTIZED_OPS", "TARGET_OPSET"]
 
 #: Opset the evaluation graphs are built at (block-wise DequantizeLinear, INT4 types).
 TARGET_OPSET = 21
@@ -81,19 +81,32 @@ class FloatModel:
         Raises:
             DataError: naming the input and what differs.
         """
-        inputs = self.inputs
-        if set(feed) != set(inputs):
-            raise DataError(f"data inputs {sorted(feed)} do not match the model's inputs {sorted(inputs)}")
-        for name, value in inputs.items():
-            arr = np.asarray(feed[name])
+        expected = {}
+        for name, value in self.inputs.items():
             tt = value.type.tensor_type
-            want = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
-            if want is not None and arr.dtype != want:
-                raise DataError(f"input {name!r}: data dtype {arr.dtype} does not match the model's {np.dtype(want)}")
-            dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-            if tt.HasField("shape") and (len(dims) != arr.ndim or any(d and d != s for d, s in zip(dims, arr.shape))):
-                shown = [d if d else "?" for d in dims]
-                raise DataError(f"input {name!r}: data shape {list(arr.shape)} does not match the model's {shown}")
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim] if tt.HasField("shape") else None
+            expected[name] = (dtype, dims)
+        check_inputs(feed, expected)
+
+
+def check_inputs(feed, expected) -> None:
+    """Check feed names, dtypes and shapes against ``expected``: input name -> (numpy dtype
+    or None, list of dims (int, or None/str for a free dim) or None when unknown).
+
+    Raises:
+        DataError: naming the input and what differs.
+    """
+    if set(feed) != set(expected):
+        raise DataError(f"data inputs {sorted(feed)} do not match the model's inputs {sorted(expected)}")
+    for name, (want, dims) in expected.items():
+        arr = np.asarray(feed[name])
+        if want is not None and arr.dtype != np.dtype(want):
+            raise DataError(f"input {name!r}: data dtype {arr.dtype} does not match the model's {np.dtype(want)}")
+        fixed = None if dims is None else [d if isinstance(d, int) and d > 0 else None for d in dims]
+        if fixed is not None and (len(fixed) != arr.ndim or any(d and d != s for d, s in zip(fixed, arr.shape))):
+            shown = [d if d else "?" for d in fixed]
+            raise DataError(f"input {name!r}: data shape {list(arr.shape)} does not match the model's {shown}")
 
 
 def _describe(path: Path | None) -> str:

@@ -9,6 +9,7 @@ import onnx
 import onnxruntime as ort
 
 from qaev.errors import DataError, ModelError
+from qaev.graph import check_inputs
 
 __all__ = ["make_session", "run_batches", "OPT_LEVEL"]
 
@@ -66,18 +67,7 @@ _ORT_TYPES = {"tensor(float)": np.dtype(np.float32), "tensor(double)": np.dtype(
 
 
 def _check_feed(session: ort.InferenceSession, feed: Mapping[str, np.ndarray]) -> None:
-    expected = {i.name: i for i in session.get_inputs()}
-    missing = sorted(set(expected) - set(feed))
-    extra = sorted(set(feed) - set(expected))
-    if missing or extra:
-        raise DataError(f"data inputs {sorted(feed)} do not match the model's inputs {sorted(expected)}")
-    for name, arr in feed.items():
-        want = _ORT_TYPES.get(expected[name].type)
-        if want is not None and np.dtype(arr.dtype) != want:
-            raise DataError(f"input {name!r}: data dtype {np.dtype(arr.dtype)} does not match the model's {expected[name].type}")
-        shape = expected[name].shape
-        if len(shape) != arr.ndim or any(isinstance(d, int) and d != s for d, s in zip(shape, arr.shape)):
-            raise DataError(f"input {name!r}: data shape {list(arr.shape)} does not match the model's {shape}")
+    check_inputs(feed, {i.name: (_ORT_TYPES.get(i.type), list(i.shape)) for i in session.get_inputs()})
 
 
 def run_batches(session: ort.InferenceSession, batches: Iterable[Mapping[str, np.ndarray]], *,

@@ -1,7 +1,6 @@
 """From data options to calibration and evaluation splits plus a metric."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from qaev.data import (
     load_imagenet_folder,
     synthetic_dataset,
 )
+from qaev.data.locate import resolve_data_path
 from qaev.errors import DataError
 from qaev.graph import FloatModel
 
@@ -74,12 +74,7 @@ class Task:
 def _data_path(options: DataOptions) -> Path:
     if options.data is None:
         raise DataError(f"--task {options.task} needs --data PATH")
-    path = Path(options.data)
-    if not path.exists() and not path.is_absolute() and os.environ.get("QAEV_DATA"):
-        path = Path(os.environ["QAEV_DATA"]) / path
-    if not path.exists():
-        raise DataError(f"--data: {path} does not exist")
-    return path
+    return resolve_data_path(options.data)
 
 
 def input_specs(model: FloatModel, shapes: dict) -> dict:
