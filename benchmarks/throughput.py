@@ -146,6 +146,21 @@ def _row(name, result, n, pure):
             "stages": result["stages"], "screened": result.get("screened", 0)}
 
 
+def _entered_front(problem, records) -> int:
+    """How many fully measured candidates were non-dominated by those measured before them."""
+    from qaev.front import non_dominated
+    from qaev.staging import dominated, is_final
+
+    front, count = np.zeros((0, problem.n_obj)), 0
+    for record in records:
+        if record.ok and is_final(record):
+            row = np.array(problem.objective_vector(record))
+            count += not dominated(row, front)
+            both = np.vstack([front, row])
+            front = both[non_dominated(both)]
+    return count
+
+
 def search_comparison(gens: int, pop: int, eval_n, staging: Staging) -> dict:
     out = {}
     for name, staging in (("full", None), ("caches+staged", staging)):
@@ -157,13 +172,15 @@ def search_comparison(gens: int, pop: int, eval_n, staging: Staging) -> dict:
         n_set = len(problem.evaluator.data)
         full = sum(1 for r in records if r.ok and r.extra.get("stage") is None)
         items = sum(stopped) + n_set * full
+        improving = _entered_front(problem, records)
         out[name] = {"wall_s": time.perf_counter() - start, "hypervolume": result.history[-1].hypervolume,
-                     "front": len(result.front), "evaluations": problem.n_evaluated, "stopped_early": len(stopped),
+                     "front": len(result.front), "evaluations": problem.n_evaluated, "stopped_early": len(stopped), "finished": full, "finished_entering_front": improving,
                      "stopped_at": {str(k): stopped.count(k) for k in sorted(set(stopped))},
                      "items_run_share": items / max(1, n_set * problem.n_evaluated)}
         print(f"search {name:14s} HV {out[name]['hypervolume']:.4f}  front {out[name]['front']:3d}  "
               f"evaluations {out[name]['evaluations']:4d}  wall {out[name]['wall_s']:7.1f} s  "
-              f"stopped early {len(stopped)} {out[name]['stopped_at']}  share of items run "
+              f"stopped early {len(stopped)} {out[name]['stopped_at']}  finished {full} (of which entered the front "
+              f"on arrival {improving})  share of items run "
               f"{out[name]['items_run_share']:.2f}")
     ratio = out["caches+staged"]["wall_s"] / out["full"]["wall_s"]
     hv = out["caches+staged"]["hypervolume"] / out["full"]["hypervolume"]
