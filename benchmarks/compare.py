@@ -2,6 +2,7 @@
 
     python benchmarks/compare.py --problem digits --budget 200 [--hardware arm_dot]
         [--objectives acc_drop,size_mb] [--seed 0] [--out DIR]
+    python benchmarks/compare.py --from-json DIR/compare.json   # the tables of a finished run
 
 Every method searches on the problem's *search split* with its own evaluation store (so no
 method profits from another's cache) and may spend at most ``--budget`` full evaluations
@@ -251,6 +252,32 @@ def print_table(doc: dict) -> None:
         print(f"qaev HV (test) / best baseline HV (test): {ratio:.3f}")
 
 
+def smallest_within(doc: dict, limit: float, cost: str = "size_mb") -> list[dict]:
+    """Per method, its lowest-``cost`` reported point within ``limit`` metric points of
+    float on the *search* split (chosen there), with that point's test-split drop."""
+    ref = doc["float"].get(cost)
+    rows = []
+    for m in doc["methods"]:
+        ok = [r for r in m["points"] if r["search"]["acc_drop"] <= limit and r["search"].get(cost) is not None]
+        best = min(ok, key=lambda r: (r["search"][cost], r["search"]["acc_drop"])) if ok else None
+        rows.append({"method": m["method"], "limit": limit, "cost": cost, "point": None if best is None else {
+            cost: best["search"][cost], "x_smaller": ref / best["search"][cost] if ref else None,
+            "search_drop": best["search"]["acc_drop"], "test_drop": best["test"]["acc_drop"]}})
+    return rows
+
+
+def print_within(doc: dict, limits) -> None:
+    """The :func:`smallest_within` table for each limit."""
+    for limit in limits:
+        print(f"\nsmallest size_mb within {limit:g} points of float on the search split (float "
+              f"{doc['float']['size_mb']:.2f} MB):")
+        for row in smallest_within(doc, limit):
+            p = row["point"]
+            print(f"  {row['method']:13s} " + ("-" if p is None else
+                  f"{p['x_smaller']:5.2f}x  {p['size_mb']:8.3f} MB  search drop {p['search_drop']:+.2f}  "
+                  f"test drop {p['test_drop']:+.2f}"))
+
+
 def plot(doc: dict, path: Path) -> None:
     """Every method's test-split points, acc_drop against each other objective."""
     import matplotlib
@@ -299,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calib", type=int, default=None)
     parser.add_argument("--eval", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/compare"))
+    parser.add_argument("--within", default="0.5,1", help="drop limits of the smallest-point tables")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="print the tables of an existing compare.json instead of running")
     parser.add_argument("--w-bits", default="2,4,8", help="weight bits every method may choose (float allowed)")
     parser.add_argument("--acts", default="a8,float", help="activation options of the search space")
     parser.add_argument("--granularity", default="per_channel", help="weight granularities of the search space")
@@ -311,6 +341,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="activation setting(s) of the greedy and ILP baselines; a comma list runs each "
                              "(e.g. a8,float), reported as greedy[a8], greedy[float]")
     args = parser.parse_args(argv)
+    if args.from_json is not None:
+        doc = json.loads(args.from_json.read_text())
+        print_table(doc)
+        if "size_mb" in doc["env"]["objectives"]:
+            print_within(doc, _floats(args.within))
+        return 0
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
     if "acc_drop" not in objectives:
         parser.error("--objectives must include acc_drop (the test split re-measures it)")
@@ -340,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "compare.json").write_text(json.dumps(doc, indent=1, default=str))
     plot(doc, args.out / "fronts.png")
     print_table(doc)
+    if "size_mb" in objectives:
+        print_within(doc, _floats(args.within))
     print(f"wrote {args.out / 'compare.json'} and {args.out / 'fronts.png'}")
     return 0
 
