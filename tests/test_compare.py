@@ -83,3 +83,16 @@ def test_allocation_baselines_run_once_per_activation_setting(compare, tmp_path)
     assert doc["env"]["space"]["roundings"] == "gptq" and doc["env"]["space"]["bias_correction"] == "on"
     best = max(m["hv_test"] for m in doc["methods"] if m["method"] != "qaev")
     assert doc["hypervolume"]["qaev_over_best_baseline"] == pytest.approx(doc["methods"][0]["hv_test"] / best)
+
+
+def test_smallest_point_within_a_limit_is_chosen_on_the_search_split(compare, run):
+    doc, _ = run
+    rows = compare.smallest_within(doc, 1.0)
+    assert [r["method"] for r in rows] == [m["method"] for m in doc["methods"]]
+    for row, m in zip(rows, doc["methods"]):
+        inside = [r for r in m["points"] if r["search"]["acc_drop"] <= 1.0]
+        if not inside:
+            assert row["point"] is None
+            continue
+        assert row["point"]["size_mb"] == min(r["search"]["size_mb"] for r in inside)
+        assert row["point"]["x_smaller"] == pytest.approx(doc["float"]["size_mb"] / row["point"]["size_mb"])
