@@ -131,7 +131,9 @@ def _raw_model(path: Path) -> onnx.ModelProto:
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
               help="Float model for label-free metrics (default: MODEL itself).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def evaluate(model, problem, reference, as_json, **kwargs) -> None:
+@click.option("--latency", "latency_batch", type=int, default=None, metavar="B",
+              help="Also measure host latency: median ms of one run on the first B samples (1 ORT thread).")
+def evaluate(model, problem, reference, as_json, latency_batch, **kwargs) -> None:
     """Measure MODEL (float or quantized) on the evaluation split (with --problem: on the
     problem's held-out test split, or its whole data set when it has none)."""
     if problem is not None:
@@ -139,7 +141,7 @@ def evaluate(model, problem, reference, as_json, **kwargs) -> None:
         path = model or resolved.model.path
         evaluator = Evaluator(load_model(reference) if reference else resolved.model, resolved.reference_data,
                               metric=resolved.metric)
-        _report_measure(evaluator, _raw_model(path), path, as_json)
+        _report_measure(evaluator, _raw_model(path), path, as_json, latency_batch)
         return
     path, bundled = _model_or_default(model)
     bundled = bundled or path.resolve() == digits_model_path().resolve()
@@ -154,18 +156,29 @@ def evaluate(model, problem, reference, as_json, **kwargs) -> None:
     task = load_task(options, ref)
     if reference is None and not bundled and task.metric in ("agreement", "kl", "sqnr_db"):
         raise DataError(f"metric {task.metric!r} compares against the float model: give --reference FLOAT.onnx")
-    _report_measure(Evaluator(ref, task.eval, metric=task.metric), raw, path, as_json)
+    _report_measure(Evaluator(ref, task.eval, metric=task.metric), raw, path, as_json, latency_batch)
 
 
-def _report_measure(evaluator: Evaluator, raw: onnx.ModelProto, path: Path, as_json: bool) -> None:
+def _report_measure(evaluator: Evaluator, raw: onnx.ModelProto, path: Path, as_json: bool,
+                    latency_batch: int | None = None) -> None:
     measured = evaluator.measure(raw.SerializeToString())
     metric = evaluator.metric.name
     result = {"metric": metric, "value": measured.value, "n": measured.n, "model": str(path),
               "inference_s": round(measured.inference_s, 4)}
+    if latency_batch is not None:
+        from qaev.objectives import host_latency_ms
+
+        if latency_batch < 1:
+            raise click.BadParameter(f"expected a batch of at least 1, got {latency_batch}", param_hint="--latency")
+        feed = next(iter(evaluator.data.batches(batch_size=latency_batch)))
+        result["host_latency_ms"] = host_latency_ms(raw, feed, repeats=30, warmup=3)
+        result["latency_batch"] = latency_batch
     if as_json:
         click.echo(json.dumps(result))
     else:
-        click.echo(f"{metric}: {measured.value:.4f}  (n={measured.n}, measured on {path})")
+        latency = (f"; host latency {result['host_latency_ms']:.2f} ms (batch {latency_batch}, measured)"
+                   if latency_batch is not None else "")
+        click.echo(f"{metric}: {measured.value:.4f}  (n={measured.n}, measured on {path}){latency}")
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -111,3 +111,12 @@ def test_entry_point_prints_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "qaev.cli", "evaluate", str(bad), "--task", "digits"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "x.onnx" in proc.stderr
+
+
+def test_evaluate_can_measure_host_latency(capsys):
+    code, text, _ = run(capsys, "evaluate", "--latency", "4", "--json")
+    assert code == 0
+    result = json.loads(text)
+    assert result["host_latency_ms"] > 0 and result["latency_batch"] == 4 and result["n"] == 497
+    code, _, err = run(capsys, "evaluate", "--latency", "0")
+    assert code == 2 and "--latency" in err
