@@ -38,7 +38,7 @@ from qaev.parallel import make_runner
 from qaev.problems import get_problem, problem_parts
 from qaev.search import minimize
 from qaev.session import make_session, run_batches
-from qaev.staging import Staging
+from qaev.staging import SUBSET, Staging, dominated, is_final
 
 
 def candidates(problem, n: int, seed: int) -> list[QuantConfig]:
@@ -120,7 +120,7 @@ def qaev_run(configs, *, staging=None, runner=None, eval_n=None) -> dict:
     stages = {}
     for key in ("build_s", "session_s", "inference_s"):
         stages[key[:-2]] = sum(r.extra.get(key, 0.0) for r in records)
-    screened = sum(1 for r in problem.store.records() if r.extra.get("stage") == "subset")
+    screened = sum(1 for r in problem.store.records() if r.extra.get("stage") == SUBSET)
     return {"wall_s": wall, "setup_s": setup, "stages": stages, "screened": screened, "records": records}
 
 
@@ -149,7 +149,6 @@ def _row(name, result, n, pure):
 def _entered_front(problem, records) -> int:
     """How many fully measured candidates were non-dominated by those measured before them."""
     from qaev.front import non_dominated
-    from qaev.staging import dominated, is_final
 
     front, count = np.zeros((0, problem.n_obj)), 0
     for record in records:
@@ -163,25 +162,26 @@ def _entered_front(problem, records) -> int:
 
 def search_comparison(gens: int, pop: int, eval_n, staging: Staging) -> dict:
     out = {}
-    for name, staging in (("full", None), ("caches+staged", staging)):
-        problem = get_problem(ARGS.problem, eval=eval_n, staging=staging)
+    for name, stage in (("full", None), ("caches+staged", staging)):
+        problem = get_problem(ARGS.problem, eval=eval_n, staging=stage)
         start = time.perf_counter()
         result = minimize(problem, pop_size=pop, n_gen=gens, seed=ARGS.seed)
+        wall = time.perf_counter() - start
         records = list(problem.store.records())
-        stopped = [r.extra["n"] for r in records if r.extra.get("stage") == "subset"]
+        stopped = [r.extra["n"] for r in records if r.extra.get("stage") == SUBSET]
         n_set = len(problem.evaluator.data)
-        full = sum(1 for r in records if r.ok and r.extra.get("stage") is None)
+        full = sum(1 for r in records if r.ok and is_final(r))
         items = sum(stopped) + n_set * full
         improving = _entered_front(problem, records)
-        out[name] = {"wall_s": time.perf_counter() - start, "hypervolume": result.history[-1].hypervolume,
-                     "front": len(result.front), "evaluations": problem.n_evaluated, "stopped_early": len(stopped), "finished": full, "finished_entering_front": improving,
+        out[name] = {"wall_s": wall, "hypervolume": result.history[-1].hypervolume,
+                     "front": len(result.front), "evaluations": problem.n_evaluated, "stopped_early": len(stopped),
+                     "finished": full, "finished_entering_front": improving,
                      "stopped_at": {str(k): stopped.count(k) for k in sorted(set(stopped))},
                      "items_run_share": items / max(1, n_set * problem.n_evaluated)}
         print(f"search {name:14s} HV {out[name]['hypervolume']:.4f}  front {out[name]['front']:3d}  "
-              f"evaluations {out[name]['evaluations']:4d}  wall {out[name]['wall_s']:7.1f} s  "
+              f"evaluations {out[name]['evaluations']:4d}  wall {wall:7.1f} s  "
               f"stopped early {len(stopped)} {out[name]['stopped_at']}  finished {full} (of which entered the front "
-              f"on arrival {improving})  share of items run "
-              f"{out[name]['items_run_share']:.2f}")
+              f"on arrival {improving})  share of items run {out[name]['items_run_share']:.2f}")
     ratio = out["caches+staged"]["wall_s"] / out["full"]["wall_s"]
     hv = out["caches+staged"]["hypervolume"] / out["full"]["hypervolume"]
     print(f"staged / full: time {ratio:.2f}x, hypervolume {hv:.4f}x")

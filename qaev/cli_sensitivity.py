@@ -7,9 +7,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from qaev.cli_options import data_options
 from qaev.cli_data import resolve_data
-from qaev.cli_options import bit_list
+from qaev.cli_options import bit_list, data_options
 from qaev.errors import ConfigError
 from qaev.evaluate import Evaluator
 from qaev.problem import QuantizationProblem

@@ -131,11 +131,6 @@ class Evaluator:
         return Measurement(value=value, n=len(self.data), session_s=session_s, inference_s=inference_s,
                            outputs=out if keep_outputs else None)
 
-    def subset(self, n: int) -> "Evaluator":
-        """An evaluator on the first ``n`` samples (same metric and settings)."""
-        return Evaluator(self.model, self.data.head(n), metric=self.metric.name, batch_size=self.batch_size,
-                         threads=self.threads)
-
     def score(self, outputs: np.ndarray) -> float:
         """The metric of ``outputs`` (rows of the whole set, in order)."""
         ref = None if self.metric.needs_labels else self.reference

@@ -20,6 +20,7 @@ __all__ = ["Staging", "dominated", "is_final", "SUBSET"]
 #: ``Record.extra["stage"]`` of a candidate stopped early (never on a front).
 SUBSET = "subset"
 
+
 def is_final(record) -> bool:
     """Whether ``record`` carries a full-set measurement (no stage mark)."""
     return record.extra.get("stage") is None

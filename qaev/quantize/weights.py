@@ -131,7 +131,8 @@ def _mse_shrink(w, lo, hi, *, axis, block, qmin: int, qmax: int, symmetric: bool
     return best
 
 
-def _grid(lo, hi, *, qmin: int, qmax: int, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
+def _grid(lo, hi, *, qmin: int, qmax: int, symmetric: bool,
+          scale_rule: ScaleRule = ScaleRule.FLOAT) -> tuple[np.ndarray, np.ndarray]:
     """Scale and zero point covering ``[lo, hi]`` (zero included when asymmetric)."""
     if symmetric:
         scale = np.maximum(np.abs(lo), np.abs(hi)) / qmax
@@ -139,6 +140,8 @@ def _grid(lo, hi, *, qmin: int, qmax: int, symmetric: bool) -> tuple[np.ndarray,
         lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
         scale = (hi - lo) / (qmax - qmin)
     scale = np.maximum(scale, _EPS).astype(np.float32)
+    if scale_rule is ScaleRule.POW2:
+        scale = _pow2(scale)
     zp = np.zeros_like(scale, dtype=np.int32) if symmetric else np.clip(np.round(qmin - lo / scale), qmin, qmax)
     return scale, zp.astype(np.int32)
 
@@ -183,11 +186,7 @@ def quantize_weight(
     if WeightRange(weight_range) is WeightRange.MSE:
         shrink = _mse_shrink(w, lo, hi, axis=axis, block=block, qmin=qmin, qmax=qmax, symmetric=symmetric)
         lo, hi = lo * shrink, hi * shrink
-    scale, zp = _grid(lo, hi, qmin=qmin, qmax=qmax, symmetric=symmetric)
-    if scale_rule is ScaleRule.POW2:
-        scale = _pow2(scale)
-        if not symmetric:
-            zp = np.clip(np.round(qmin - np.minimum(lo, 0.0) / scale), qmin, qmax).astype(np.int32)
+    scale, zp = _grid(lo, hi, qmin=qmin, qmax=qmax, symmetric=symmetric, scale_rule=scale_rule)
     dtype = _container(bits)
     q = np.round(w / _expand(scale, w.shape, axis, block)) + _expand(zp, w.shape, axis, block)
     q = np.clip(q, qmin, qmax).astype(dtype)
