@@ -22,7 +22,7 @@ from qaev.quantize import Quantizer, export_model
 from qaev.rundir import append_history, prepare_run_dir, read_front, write_front
 from qaev.parallel import Recipe, make_runner
 from qaev.search import SearchResult, feasible_front, measure_exported, minimize
-from qaev.staging import Staging
+from qaev.staging import Finish, Staging
 from qaev.space import SearchSpace
 from qaev.store import EvaluationStore
 
@@ -85,7 +85,10 @@ def _recipe(model, problem_name, data_kwargs: dict, *, staging, **common) -> Rec
 @click.option("--dask", "dask_address", default=None, help="Evaluate on a dask.distributed cluster at ADDRESS.")
 @click.option("--timeout", type=float, default=None,
               help="Seconds one evaluation may take (runs evaluations in worker processes).")
-@click.option("--staged", is_flag=True, help="Race candidates over 1/8, 1/4, 1/2 of the data; finish only those that can reach the front.")
+@click.option("--staged", type=click.Choice([f.value for f in Finish]), is_flag=False, flag_value="race", default=None,
+              help="Race candidates over 1/8, 1/4, 1/2 of the data and finish only those that can reach the front: "
+                   "on arrival (--staged or --staged race), or search on the first 1/8 and finish the promising "
+                   "ones at the end (--staged end).")
 @click.option("--quiet", is_flag=True, help="Print only the final summary line.")
 @click.option("--json-progress", is_flag=True, help="One JSON object per generation on stdout instead of the bar.")
 def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_latency_ms, algorithm, pop, generations,
@@ -110,10 +113,12 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
                 "calib": len(calib), "eval": len(evaluation), "hardware": hardware, "objectives": csv_list(objectives),
                 "constraints": constraints, "algorithm": algorithm, "pop": pop, "seed": seed,
                 "ort_level": os.environ.get("QAEV_ORT_LEVEL", "extended"), "space": space_settings}
+    if staged == Finish.END.value:  # the search path depends on it; other runs' settings stay as they were
+        settings["staged"] = staged
     out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     out = prepare_run_dir(out, settings, resume=resume, force=force)
     quantizer = Quantizer.calibrated(float_model, calib)
-    staging = Staging() if staged else None
+    staging = Staging(finish=staged) if staged else None
     recipe = _recipe(model, problem_name, data_kwargs, metric=metric, objectives=csv_list(objectives),
                      constraints=constraints, hardware=hardware, space=space_options, staging=staging)
     (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2, default=list) + "\n")
@@ -142,6 +147,9 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
     finally:
         if hasattr(runner, "close"):
             runner.close()
+    if not result.front and interrupted and prob.screening:
+        raise QaevError(f"interrupted before the promising candidates were measured on the full set; "
+                        f"rerun with --out {out} --resume to finish them (nothing evaluated is lost)")
     if not result.front:
         raise QaevError(_failure_summary(prob))
     _write_result(out, prob, result, progress, interrupted=interrupted, problem_name=problem_name, hardware=hardware,

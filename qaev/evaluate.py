@@ -153,13 +153,25 @@ class Evaluator:
             return float(base - value if self.metric.higher_is_better else value - base)
 
         rng = np.random.default_rng(seed)
-        if self.metric.per_item is not None:  # a mean of per-item scores: resample the paired differences
-            sign = 1.0 if self.metric.higher_is_better else -1.0
-            diff = sign * (self.metric.per_item(ref, labels, ref) - self.metric.per_item(outputs, labels, ref))
+        diff = self.item_drops(outputs)
+        if diff is not None:  # a mean of per-item scores: resample the paired differences
             means = diff[rng.integers(0, n, (n_boot, n))].mean(axis=1)
             return float(diff.mean()), float(np.std(means, ddof=1))
         drops = [drop_on(rng.integers(0, n, n)) for _ in range(n_boot)]
         return drop_on(np.arange(n)), float(np.std(drops, ddof=1))
+
+    def item_drops(self, outputs: np.ndarray) -> np.ndarray | None:
+        """Per-item points lost against the float model on the first items ``outputs``
+        cover (their mean is the drop), or None for a metric that is not a mean of
+        per-item scores (a rank correlation)."""
+        if self.metric.per_item is None:
+            return None
+        per_item = len(self.reference) // len(self.data)
+        n = len(outputs) // per_item
+        labels = None if self.data.labels is None else self.data.labels[:n]
+        ref = self.reference[:n * per_item]
+        sign = 1.0 if self.metric.higher_is_better else -1.0
+        return sign * (self.metric.per_item(ref, labels, ref) - self.metric.per_item(outputs, labels, ref))
 
     def drop(self, value: float) -> float:
         """Points lost relative to the float model (positive is worse)."""

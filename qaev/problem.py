@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -16,7 +17,7 @@ from qaev.objectives import CONSTRAINTS, OBJECTIVES, check_objectives, host_late
 from qaev.quantize import Quantizer
 from qaev.session import make_session, run_batches
 from qaev.space import SearchSpace
-from qaev.staging import SUBSET, Staging, dominated, is_final
+from qaev.staging import SCREEN, SUBSET, Finish, Staging, dominated, is_final
 from qaev.store import EvaluationStore, Record
 
 __all__ = ["QuantizationProblem", "FAILED"]
@@ -42,7 +43,9 @@ class QuantizationProblem(Problem):
         store: the evaluation memo (in memory by default).
         host_feed: the input of ``host_latency_ms`` (default: the first evaluation batch).
         staging: race each candidate over growing shares of the set and finish only
-            those that can still reach the front (:class:`~qaev.staging.Staging`).
+            those that can still reach the front (:class:`~qaev.staging.Staging`); with
+            ``finish=Finish.END`` the search sees first-stage values and :meth:`finish`
+            measures the promising candidates fully afterwards.
         runner: a pymoo runner (``StarmapParallelization``, ``DaskParallelization``) to
             evaluate a generation's new candidates in parallel; needs ``recipe``.
         recipe: a :class:`qaev.parallel.Recipe` telling workers how to rebuild this problem.
@@ -76,6 +79,7 @@ class QuantizationProblem(Problem):
         self.runner = runner
         self.recipe = recipe
         self.n_evaluated = 0
+        self._heads: dict[str, tuple[np.ndarray, int]] = {}  # screened key -> (first-stage outputs, items)
         weights = {layer.weight for layer in quantizer.layers if layer.weight}
         self._other_bytes = sum(numpy_helper.to_array(init).nbytes for init in quantizer.model.proto.graph.initializer
                                 if init.name not in weights)
@@ -85,9 +89,22 @@ class QuantizationProblem(Problem):
     # -- evaluation -------------------------------------------------------------------
     def _evaluate(self, X, out, *args, **kwargs) -> None:
         records = self.evaluate_many([self.space.decode(x) for x in np.atleast_2d(X)])
+        records = [self._as_searched(r) for r in records]
         out["F"] = np.array([self.objective_vector(r) for r in records], dtype=float)
         if self.constraints:
             out["G"] = np.array([self.constraint_vector(r) for r in records], dtype=float)
+
+    @property
+    def screening(self) -> bool:
+        """Whether the search runs on first-stage values (``Finish.END`` staging)."""
+        return self.staging is not None and self.staging.finish is Finish.END
+
+    def _as_searched(self, record: Record) -> Record:
+        """The record as the search saw it: with screening, its first-stage drop, even
+        after :meth:`finish` measured it fully (so a resumed search takes the same path)."""
+        if not self.screening or "screen_drop" not in record.extra:
+            return record
+        return replace(record, objectives={**record.objectives, "acc_drop": record.extra["screen_drop"]})
 
     def objective_vector(self, record: Record) -> list[float]:
         """The record's values in objective order (failed candidates get :data:`FAILED`)."""
@@ -115,17 +132,20 @@ class QuantizationProblem(Problem):
                 self.store.hits += 1
         if self.runner is None:  # one at a time: each candidate races against the latest front
             for config in todo.values():
-                front = self.full_front_matrix() if self.staging is not None else None
+                front = self.full_front_matrix() if self._racing() else None
                 self._keep(self.compute(config, front=front))
         elif todo:
             from qaev.parallel import RemoteEvaluation
 
-            front = self.full_front_matrix() if self.staging is not None else None
+            front = self.full_front_matrix() if self._racing() else None
             payloads = [{"config": c.to_dict(), "front": None if front is None else front.tolist()}
                         for c in todo.values()]
             for record in self.runner(RemoteEvaluation(self.recipe), payloads):
                 self._keep(Record(**record))
         return [self.store.peek(k) for k in keys]
+
+    def _racing(self) -> bool:
+        return self.staging is not None and not self.screening
 
     def _keep(self, record: Record) -> None:
         self.store.put(record)
@@ -151,14 +171,15 @@ class QuantizationProblem(Problem):
         Args:
             config: the candidate.
             front: fully measured front rows; with :attr:`staging`, a candidate whose
-                first-stage measurement is dominated by them even with the margin is not
-                finished (its record says ``stage: subset``).
+                measurement at a stage boundary is dominated by them even with the margin
+                is not finished (its record says ``stage: subset``). Screening (no
+                ``front``, ``Finish.END``) measures the first stage only (``stage: screen``).
         """
         key = config.key()
         start = time.perf_counter()
         try:
             resolved = self.quantizer.resolve(config)
-            values, metric, extra = self._measure(resolved, front=front)
+            values, metric, extra = self._measure(resolved, front=front, key=key)
             return Record(key=key, objectives=values, metric=metric, config=resolved.to_dict(),
                           seconds=time.perf_counter() - start, extra=extra)
         except QaevError as exc:
@@ -171,7 +192,8 @@ class QuantizationProblem(Problem):
     def _needs(self, name: str) -> bool:
         return name in self.objectives or any(CONSTRAINTS[c] == name for c in self.constraints)
 
-    def _measure(self, config: QuantConfig, *, front: np.ndarray | None = None) -> tuple[dict, float | None, dict]:
+    def _measure(self, config: QuantConfig, *, front: np.ndarray | None = None,
+                 key: str | None = None) -> tuple[dict, float | None, dict]:
         values = self._counted(config)
         extra: dict = {}
         metric = None
@@ -184,8 +206,10 @@ class QuantizationProblem(Problem):
             start = time.perf_counter()
             session = make_session(proto, threads=self.evaluator.threads)
             extra["session_s"] = time.perf_counter() - start
-            if self.staging is not None and front is not None and len(front):
-                measured = self._race(session, values, np.asarray(front, float), extra)
+            if self.screening and front is None and self._screen(session, values, extra, key):
+                return values, None, extra
+            if self.staging is not None and front is not None:
+                measured = self._race(session, values, np.asarray(front, float), extra, head=self._heads.pop(key, None))
                 if measured is None:
                     return values, None, extra
             else:
@@ -209,15 +233,94 @@ class QuantizationProblem(Problem):
             values["est_energy_mj"] = report.est_energy_mj
         return values
 
-    def _race(self, session, values: dict, front: np.ndarray, extra: dict) -> Measurement | None:
+    def _screen(self, session, values: dict, extra: dict, key: str | None) -> bool:
+        """Measure the first stage only; False when the set has no stage boundary."""
+        ev = self.evaluator
+        stops = self.staging.stops(len(ev.data), ev.batch_size)
+        if not stops:
+            return False
+        start = time.perf_counter()
+        head = run_batches(session, itertools.islice(ev.data.batches(batch_size=ev.batch_size), stops[0] // ev.batch_size))
+        drop, stderr = ev.head_drop(head, n_boot=self.staging.n_boot)
+        values["acc_drop"] = drop
+        extra.update(stage=SCREEN, n=stops[0], screen_margin=self.staging.z * stderr, screen_drop=drop,
+                     inference_s=time.perf_counter() - start)
+        items = ev.item_drops(head)
+        if items is not None:  # kept for paired comparisons in finish()
+            extra["screen_items"] = [round(float(v), 6) for v in items]
+        if key is not None:
+            self._heads[key] = (head, stops[0])
+        return True
+
+    def finish(self) -> int:
+        """Race to the full set the screened candidates that can still be on the front.
+
+        In order of first-stage drop, a screened candidate is set aside when one already
+        kept is at least as good on every other objective (within the staging epsilon) and
+        better on the drop with confidence: by the paired per-item differences on the same
+        items (mean minus ``z`` standard errors >= -eps_drop) where the metric has per-item
+        scores, else by the candidate's own margin. The kept ones race, in the same order,
+        against the fully measured front so far. Returns how many were raced."""
+        promising = self._promising()
+        for record in promising:
+            front = self.full_front_matrix()
+            done = self.compute(QuantConfig.from_dict(record.config), front=front)
+            screen = {k: v for k, v in record.extra.items() if k.startswith("screen_")}
+            self._keep(replace(done, key=record.key, seconds=done.seconds + record.seconds, extra={**done.extra, **screen}))
+        return len(promising)
+
+    def _promising(self) -> list[Record]:
+        if not self.screening:
+            return []
+        screened = sorted((self._as_searched(r) for r in self.store.records() if r.ok and "screen_drop" in r.extra
+                           and self._optimistic_feasible(r)), key=lambda r: r.extra["screen_drop"])
+        drop = self.objectives.index("acc_drop")
+        others = [k for k in range(self.n_obj) if k != drop]
+        kept: list[Record] = []
+        rows: list[np.ndarray] = []
+        for record in screened:
+            row = np.array(self.objective_vector(record))
+            if not any(self._confidently_better(j_rec, j_row, record, row, others)
+                       for j_rec, j_row in zip(kept, rows)):
+                kept.append(record)
+                rows.append(row)
+        return [r for r in kept if r.extra.get("stage") == SCREEN]  # the others were raced already
+
+    def _optimistic_feasible(self, record: Record) -> bool:
+        if not self.constraints:
+            return True
+        drop = record.extra["screen_drop"] - record.extra.get("screen_margin", 0.0)
+        return max(self.constraint_vector(replace(record, objectives={**record.objectives, "acc_drop": drop}))) <= 0
+
+    def _confidently_better(self, a: Record, a_row: np.ndarray, b: Record, b_row: np.ndarray, others) -> bool:
+        """Whether screened ``a`` is at least as good as ``b`` everywhere (epsilons on
+        the other objectives, confidence on the drop)."""
+        slack = self._slack(b_row)
+        if np.any(a_row[others] > b_row[others] + slack[others]):
+            return False
+        z, eps = self.staging.z, self.staging.eps_drop
+        if "screen_items" in a.extra and "screen_items" in b.extra:
+            gap = np.asarray(b.extra["screen_items"]) - np.asarray(a.extra["screen_items"])  # > 0: a better
+            stderr = gap.std(ddof=1) / np.sqrt(len(gap)) if len(gap) > 1 else 0.0
+            return bool(gap.mean() - z * stderr >= -eps)
+        return bool(a.extra["screen_drop"] <= b.extra["screen_drop"] - b.extra.get("screen_margin", 0.0) + eps)
+
+    def _race(self, session, values: dict, front: np.ndarray, extra: dict,
+              head: tuple[np.ndarray, int] | None = None) -> Measurement | None:
         """Run the set batch by batch, checking at each stage boundary whether the candidate
         can still reach ``front``. Returns the full measurement (the same batches as a plain
         one), or None after setting ``values["acc_drop"]`` to the drop on the items run when
-        the candidate was stopped."""
+        the candidate was stopped. ``head``: outputs of the first items, already run."""
         ev = self.evaluator
         batches = ev.data.batches(batch_size=ev.batch_size)
         parts, done, inference = [], 0, 0.0
+        if head is not None:
+            parts, done = [head[0]], head[1]
+            for _ in itertools.islice(batches, done // ev.batch_size):  # skip them
+                pass
         for stop in self.staging.stops(len(ev.data), ev.batch_size):
+            if stop <= done:
+                continue
             start = time.perf_counter()
             parts.append(run_batches(session, itertools.islice(batches, (stop - done) // ev.batch_size)))
             inference += time.perf_counter() - start

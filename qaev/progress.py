@@ -171,7 +171,8 @@ class Progress:
             return
         if self.mode == "quiet":
             return
-        fields = (f"evals {row.evaluations}  hits {row.cache_hits}  front {row.front_size}  "
+        fields = (f"evals {row.evaluations}  hits {row.cache_hits}  front {row.front_size}"
+                  f"{' (first-stage values)' if row.provisional else ''}  "
                   f"HV {row.hypervolume:.4f}  {_fmt_time(row.elapsed_s)}<{_fmt_time(eta)}")
         if not self._tty:
             self._line(f"gen {row.gen}/{self.total}  {fields}  best {self._best_text(best)}")

@@ -24,7 +24,8 @@ __all__ = ["minimize", "SearchResult", "make_algorithm", "Generation", "feasible
 
 @dataclass(frozen=True)
 class Generation:
-    """One line of the search history."""
+    """One line of the search history (``provisional``: the front of first-stage values of
+    a screening search, before :meth:`QuantizationProblem.finish`)."""
 
     gen: int
     evaluations: int
@@ -32,6 +33,7 @@ class Generation:
     front_size: int
     hypervolume: float
     elapsed_s: float
+    provisional: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
@@ -70,10 +72,11 @@ def make_algorithm(problem: QuantizationProblem, *, name: str = "auto", pop_size
     raise ConfigError(f"--algorithm: {name!r} is not one of nsga2, nsga3")
 
 
-def feasible_front(problem: QuantizationProblem) -> list[Record]:
-    """Non-dominated, feasible, successful records among everything evaluated."""
+def feasible_front(problem: QuantizationProblem, *, provisional: bool = False) -> list[Record]:
+    """Non-dominated, feasible, successful records among everything evaluated (fully
+    measured ones only, unless ``provisional``: screened ones too, by first-stage values)."""
     records = [r for r in problem.store.records()
-               if r.ok and is_final(r) and all(r.objectives.get(n) is not None for n in problem.objectives)]
+               if r.ok and (provisional or is_final(r)) and all(r.objectives.get(n) is not None for n in problem.objectives)]
     if problem.constraints:
         records = [r for r in records if max(problem.constraint_vector(r)) <= 0]
     if not records:
@@ -90,11 +93,14 @@ class _History(Callback):
         self.start = time.perf_counter()
 
     def notify(self, algorithm) -> None:
-        front = feasible_front(self.problem)
+        self.record(algorithm.n_gen, provisional=self.problem.screening)
+
+    def record(self, gen: int, *, provisional: bool) -> None:
+        front = feasible_front(self.problem, provisional=provisional)
         F = np.array([self.problem.objective_vector(r) for r in front]).reshape(-1, self.problem.n_obj)
-        row = Generation(gen=algorithm.n_gen, evaluations=self.problem.n_evaluated, cache_hits=self.problem.store.hits,
+        row = Generation(gen=gen, evaluations=self.problem.n_evaluated, cache_hits=self.problem.store.hits,
                          front_size=len(front), hypervolume=hypervolume(F, self.scale),
-                         elapsed_s=time.perf_counter() - self.start)
+                         elapsed_s=time.perf_counter() - self.start, provisional=provisional)
         self.rows.append(row)
         if self.user is not None:
             self.user(row, front)
@@ -110,7 +116,8 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
         pop_size: population size.
         n_gen: generations.
         seed: pymoo's seed (same seed, same front).
-        callback: called after every generation with the history row and the current front.
+        callback: called after every generation with the history row and the current front
+            (and, for a screening search, once more with the fully measured front).
         verbose: pymoo's own per-generation printout.
 
     Example:
@@ -125,6 +132,9 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
     history = _History(problem, scale, callback)
     res = pymoo_minimize(problem, algo, ("n_gen", n_gen), seed=seed, callback=history, verbose=verbose,
                          copy_algorithm=True)
+    if problem.screening:  # the search ran on first-stage values: measure its promising candidates fully
+        problem.finish()
+        history.record(history.rows[-1].gen if history.rows else n_gen, provisional=False)
     return SearchResult(front=feasible_front(problem), history=history.rows, float_objectives=floats, pymoo_result=res)
 
 

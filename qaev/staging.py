@@ -8,17 +8,34 @@ batches a plain evaluation uses, so its full measurement is identical to an unst
 Racing in the spirit of Maron & Moore, "Hoeffding Races" (NIPS 1993), with growing
 samples as in successive halving (Jamieson & Talwalkar, AISTATS 2016) and a paired
 bootstrap margin instead of a Hoeffding bound.
+
+With ``finish=Finish.END`` the search itself runs on the first stage only (every candidate
+is measured on the same first share of the set, so they compare like with like; records
+say ``stage: screen``), and after the search the screened candidates that can still be on
+the front (their drop minus the margin not dominated by the screened front) are raced to
+the full set. Only the fully measured records form the final front, as in the default
+mode; the search's own trajectory never sees a full-set value.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 
-__all__ = ["Staging", "dominated", "is_final", "SUBSET"]
+__all__ = ["Staging", "Finish", "dominated", "is_final", "SUBSET", "SCREEN"]
 
 #: ``Record.extra["stage"]`` of a candidate stopped early (never on a front).
 SUBSET = "subset"
+#: ``Record.extra["stage"]`` of a candidate measured on the first stage only (``Finish.END``).
+SCREEN = "screen"
+
+
+class Finish(str, Enum):
+    """When a staged candidate that may reach the front is measured on the full set."""
+
+    RACE = "race"  # on arrival: race it against the fully measured front, finish survivors at once
+    END = "end"    # after the search: the search runs on first-stage values, then the screened front is raced
 
 
 def is_final(record) -> bool:
@@ -41,6 +58,8 @@ class Staging:
             convergence and diversity in evolutionary multiobjective optimization",
             Evolutionary Computation 2002); 0 = plain dominance.
         eps_rel: likewise for every other objective, relative (0.02 = 2 %).
+        finish: :class:`Finish` (or its value): race on arrival, or screen during the
+            search and finish the promising candidates at its end.
     """
 
     fractions: tuple[float, ...] = (0.125, 0.25, 0.5)
@@ -49,6 +68,7 @@ class Staging:
     n_boot: int = 50
     eps_drop: float = 0.0
     eps_rel: float = 0.02
+    finish: Finish = Finish.RACE
 
     def __post_init__(self) -> None:
         fractions = tuple(float(f) for f in self.fractions)
@@ -57,6 +77,10 @@ class Staging:
         if self.z < 0 or self.min_samples < 1 or self.n_boot < 2 or self.eps_drop < 0 or self.eps_rel < 0:
             raise ValueError("staging needs z >= 0, min_samples >= 1, n_boot >= 2 and eps_* >= 0")
         object.__setattr__(self, "fractions", fractions)
+        try:
+            object.__setattr__(self, "finish", Finish(self.finish))
+        except ValueError:
+            raise ValueError(f"staging finish must be one of {[f.value for f in Finish]}, got {self.finish!r}") from None
 
     def stops(self, n: int, batch_size: int) -> list[int]:
         """Item counts at which a candidate of an ``n``-item set is checked: whole batches

@@ -55,6 +55,53 @@ def test_staged_front_carries_full_measurements_only():
         assert full.evaluate_config(config).objectives["acc_drop"] == record.objectives["acc_drop"]
 
 
+def test_screening_search_finishes_few_and_reports_full_values_only():
+    """Finish.END: the search runs on first-stage values; the front is fully measured,
+    each point equal to a plain evaluation, and far fewer than all were finished."""
+    problem = get_problem("digits", staging=Staging(finish="end"))
+    result = minimize(problem, pop_size=12, n_gen=4, seed=0)
+    records = list(problem.store.records())
+    screened = [r for r in records if r.extra.get("stage") == "screen"]
+    finished = [r for r in records if r.ok and "stage" not in r.extra]
+    assert screened and finished and len(finished) < len(records) / 2
+    assert result.history[-1].provisional is False and result.history[0].provisional is True
+    assert {r.key for r in result.front} <= {r.key for r in finished}
+    plain = get_problem("digits")
+    for record in result.front[:3]:
+        config = QuantConfig.from_dict(record.config)
+        assert plain.evaluate_config(config).objectives["acc_drop"] == record.objectives["acc_drop"]
+    # the search saw first-stage values only: rerunning on the same store evaluates nothing
+    # and takes the same path to the same front
+    evaluated = problem.n_evaluated
+    again = minimize(problem, pop_size=12, n_gen=4, seed=0)
+    assert [r.key for r in again.front] == [r.key for r in result.front]
+    assert problem.n_evaluated == evaluated
+
+
+def test_screening_sets_aside_a_candidate_only_on_paired_evidence():
+    problem = get_problem("digits", staging=Staging(finish="end"))
+    def screened(key, items, size=1.0):
+        from qaev.store import Record
+
+        drop = sum(items) / len(items)
+        return Record(key=key, objectives={"size_mb": size, "acc_drop": drop}, metric=None, config={},
+                      extra={"stage": "screen", "screen_drop": drop, "screen_margin": 50.0, "screen_items": items})
+
+    better = screened("a", [0.0] * 30 + [100.0] * 2)
+    worse = screened("b", [0.0] * 26 + [100.0] * 6)  # loses a's two items and four more
+    noisy = screened("c", [100.0, 0.0] * 2 + [0.0] * 28)  # a's drop, on two other items
+    smaller = screened("d", [0.0] * 20 + [100.0] * 12, size=0.5)
+    for record in (better, worse, noisy, smaller):
+        problem.store.put(record)
+    kept = [r.key for r in problem._promising()]
+    assert kept == ["a", "c", "d"]  # b: worse than a on the same items; c: not distinguishable from a
+
+
+def test_staging_rejects_an_unknown_finish():
+    with pytest.raises(ValueError, match="race"):
+        Staging(finish="later")
+
+
 def test_staging_stops_are_whole_batches_below_the_set():
     assert Staging().stops(1000, 64) == [128, 256, 512]
     assert Staging(min_samples=200).stops(1000, 64) == [256, 512]
@@ -105,3 +152,15 @@ def test_sigkill_then_resume_reevaluates_nothing(tmp_path):
     front = json.loads((run / "front.json").read_text())["points"]
     ref_front = json.loads((reference / "front.json").read_text())["points"]
     assert [p["objectives"] for p in front] == [p["objectives"] for p in ref_front]
+
+
+def test_screening_cli_run_resumes_without_new_evaluations(tmp_path):
+    args = [sys.executable, "-m", "qaev.cli", "search", "--pop", "10", "--generations", "3", "--seed", "1", "--quiet",
+            "--staged", "end", "--out", str(tmp_path / "run")]
+    subprocess.run(args, check=True, timeout=300, capture_output=True)
+    lines = _lines(tmp_path / "run" / "evaluations.jsonl")
+    assert any(l["extra"].get("stage") == "screen" for l in lines)
+    front = json.loads((tmp_path / "run" / "front.json").read_text())["points"]
+    subprocess.run(args + ["--resume"], check=True, timeout=300, capture_output=True)
+    assert _lines(tmp_path / "run" / "evaluations.jsonl") == lines
+    assert json.loads((tmp_path / "run" / "front.json").read_text())["points"] == front
