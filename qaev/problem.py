@@ -260,8 +260,13 @@ class QuantizationProblem(Problem):
         better on the drop with confidence: by the paired per-item differences on the same
         items (mean minus ``z`` standard errors >= -eps_drop) where the metric has per-item
         scores, else by the candidate's own margin. The kept ones race, in the same order,
-        against the fully measured front so far. Returns how many were raced."""
+        against the fully measured front so far (at most ``staging.max_finished`` of them).
+        Returns how many were raced."""
         promising = self._promising()
+        limit = self.staging.max_finished if self.staging is not None else None
+        if limit is not None and len(promising) > limit:  # evenly along the front, both ends kept
+            picks = np.unique(np.round(np.linspace(0, len(promising) - 1, limit)).astype(int)) if limit else []
+            promising = [promising[i] for i in picks]
         for record in promising:
             front = self.full_front_matrix()
             done = self.compute(QuantConfig.from_dict(record.config), front=front)

@@ -60,6 +60,8 @@ class Staging:
         eps_rel: likewise for every other objective, relative (0.02 = 2 %).
         finish: :class:`Finish` (or its value): race on arrival, or screen during the
             search and finish the promising candidates at its end.
+        max_finished: with ``Finish.END``, at most this many promising candidates are
+            raced, evenly spread over them in order of first-stage drop (None: all).
     """
 
     fractions: tuple[float, ...] = (0.125, 0.25, 0.5)
@@ -69,11 +71,14 @@ class Staging:
     eps_drop: float = 0.0
     eps_rel: float = 0.02
     finish: Finish = Finish.RACE
+    max_finished: int | None = None
 
     def __post_init__(self) -> None:
         fractions = tuple(float(f) for f in self.fractions)
         if not fractions or any(not 0 < f < 1 for f in fractions) or list(fractions) != sorted(set(fractions)):
             raise ValueError(f"staging fractions must be increasing shares in (0, 1), got {list(self.fractions)}")
+        if self.max_finished is not None and self.max_finished < 0:
+            raise ValueError(f"staging max_finished must be >= 0, got {self.max_finished}")
         if self.z < 0 or self.min_samples < 1 or self.n_boot < 2 or self.eps_drop < 0 or self.eps_rel < 0:
             raise ValueError("staging needs z >= 0, min_samples >= 1, n_boot >= 2 and eps_* >= 0")
         object.__setattr__(self, "fractions", fractions)

@@ -61,6 +61,8 @@ class MethodResult:
             data) it asked for, cached or not.
         wall_s: wall time of the method.
         notes: what the method had to assume or skip.
+        passes: samples run over the size of the search data (a full evaluation is one
+            pass); set by methods that measure some candidates on part of the data.
     """
 
     method: str
@@ -68,3 +70,4 @@ class MethodResult:
     evaluations: int
     wall_s: float
     notes: tuple[str, ...] = ()
+    passes: float | None = None
