@@ -160,6 +160,24 @@ class Evaluator:
         drops = [drop_on(rng.integers(0, n, n)) for _ in range(n_boot)]
         return drop_on(np.arange(n)), float(np.std(drops, ddof=1))
 
+    def paired_gap(self, a: np.ndarray, b: np.ndarray, *, n_boot: int = 50, seed: int = 0) -> tuple[float, float]:
+        """How many more points ``b`` loses than ``a`` on the first items both cover, and
+        its bootstrap standard error (the same resampled items for both)."""
+        per_item = len(self.reference) // len(self.data)
+        n = min(len(a), len(b)) // per_item
+        labels = None if self.data.labels is None else self.data.labels[:n]
+        ref = self.reference[:n * per_item]
+
+        def gap_on(items: np.ndarray) -> float:
+            rows = (items[:, None] * per_item + np.arange(per_item)).ravel()
+            lab = None if labels is None else labels[items]
+            diff = self.metric.compute(a[rows], lab, ref[rows]) - self.metric.compute(b[rows], lab, ref[rows])
+            return float(diff if self.metric.higher_is_better else -diff)
+
+        rng = np.random.default_rng(seed)
+        gaps = [gap_on(rng.integers(0, n, n)) for _ in range(n_boot)]
+        return gap_on(np.arange(n)), float(np.std(gaps, ddof=1))
+
     def item_drops(self, outputs: np.ndarray) -> np.ndarray | None:
         """Per-item points lost against the float model on the first items ``outputs``
         cover (their mean is the drop), or None for a metric that is not a mean of

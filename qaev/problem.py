@@ -259,7 +259,8 @@ class QuantizationProblem(Problem):
         kept is at least as good on every other objective (within the staging epsilon) and
         better on the drop with confidence: by the paired per-item differences on the same
         items (mean minus ``z`` standard errors >= -eps_drop) where the metric has per-item
-        scores, else by the candidate's own margin. The kept ones race, in the same order,
+        scores, else by a paired bootstrap of the two first-stage outputs when this process
+        screened both, else by the candidate's own margin. The kept ones race, in the same order,
         against the fully measured front so far (at most ``staging.max_finished`` of them).
         Returns how many were raced."""
         promising = self._promising()
@@ -308,6 +309,10 @@ class QuantizationProblem(Problem):
             gap = np.asarray(b.extra["screen_items"]) - np.asarray(a.extra["screen_items"])  # > 0: a better
             stderr = gap.std(ddof=1) / np.sqrt(len(gap)) if len(gap) > 1 else 0.0
             return bool(gap.mean() - z * stderr >= -eps)
+        if a.key in self._heads and b.key in self._heads:  # this process screened both: bootstrap the pair
+            gap, stderr = self.evaluator.paired_gap(self._heads[a.key][0], self._heads[b.key][0],
+                                                    n_boot=self.staging.n_boot)
+            return bool(gap - z * stderr >= -eps)
         return bool(a.extra["screen_drop"] <= b.extra["screen_drop"] - b.extra.get("screen_margin", 0.0) + eps)
 
     def _race(self, session, values: dict, front: np.ndarray, extra: dict,

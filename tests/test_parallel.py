@@ -164,3 +164,15 @@ def test_screening_cli_run_resumes_without_new_evaluations(tmp_path):
     subprocess.run(args + ["--resume"], check=True, timeout=300, capture_output=True)
     assert _lines(tmp_path / "run" / "evaluations.jsonl") == lines
     assert json.loads((tmp_path / "run" / "front.json").read_text())["points"] == front
+
+
+def test_paired_gap_is_zero_for_a_model_against_itself_and_positive_for_a_worse_one():
+    problem = get_problem("digits")
+    ev = problem.evaluator
+    batches = lambda cfg: ev.outputs(problem.quantizer.build(cfg))[0][:128]  # noqa: E731
+    space = problem.space
+    good, bad = (batches(space.decode(space.encode_uniform(w_bits=b, act="a8"))) for b in (8, 2))
+    assert ev.paired_gap(good, good) == (0.0, 0.0)
+    gap, stderr = ev.paired_gap(good, bad)
+    assert gap > 3 * stderr > 0
+    assert gap == pytest.approx(ev.head_drop(bad)[0] - ev.head_drop(good)[0])
