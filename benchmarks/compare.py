@@ -231,7 +231,7 @@ def summarise(setup: Setup, results: list[MethodResult], *, size_x, latency_x) -
     return {"float": {"search_metric": setup.search.float_value, "test_metric": setup.test.float_value, **floats},
             "hypervolume": {"reference_point": REF_POINT, "normalised_by": "float model value per objective "
                             "(acc_drop by the float metric)", "scale_test": scale_test, "scale_search": scale_search,
-                            "qaev_over_best_baseline": hv.get("qaev", 0.0) / base if base else None,
+                            "qaev_over_best_baseline": hv["qaev"] / base if base and "qaev" in hv else None,
                             **({"qaev_screened_over_best_baseline": hv["qaev_screened"] / base}
                                if base and "qaev_screened" in hv else {})},
             "test_measurements": split.count, "methods": methods}
