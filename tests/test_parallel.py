@@ -97,6 +97,15 @@ def test_screening_sets_aside_a_candidate_only_on_paired_evidence():
     assert kept == ["a", "c", "d"]  # b: worse than a on the same items; c: not distinguishable from a
 
 
+def test_screening_finishes_at_most_max_finished_spread_over_the_promising():
+    problem = get_problem("digits", staging=Staging(finish="end", max_finished=3))
+    result = minimize(problem, pop_size=12, n_gen=3, seed=0)
+    finished = [r for r in problem.store.records() if r.ok and "stage" not in r.extra]
+    assert 1 <= len(finished) <= 3 and result.front
+    with pytest.raises(ValueError, match="max_finished"):
+        Staging(max_finished=-1)
+
+
 def test_staging_rejects_an_unknown_finish():
     with pytest.raises(ValueError, match="race"):
         Staging(finish="later")
