@@ -11,7 +11,11 @@
 (c) qaev with caches + staged evaluation (a race over 1/8, 1/4, 1/2 of the set; only
     candidates that can still reach the front finish; with ``--finish end`` every
     candidate is screened on the first stage and the promising ones are raced after);
-(d) qaev with 2 worker processes.
+(d) qaev with 2 worker processes;
+(e) with ``--rows ...,e``: qaev sequential with every quantized weight GPTQ-rounded and
+    bias-corrected: "once: setup" then includes the layer-input statistics those need (or
+    their load from the disk cache), and the build share the per-layer rounding (cached
+    after a layer's first use).
 Prints evaluations per minute, each stage's share of time, and the overhead ratio (wall
 time per evaluation / pure ORT inference time of the same quantized models on the same
 set). One-time work (loading, qaev's calibration pass, the float model's metric that every
@@ -33,7 +37,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from qaev.config import QuantConfig
+from qaev.cli_options import csv_list
+from qaev.config import QuantConfig, Rounding
 from qaev.evaluate import Evaluator
 from qaev.parallel import make_runner
 from qaev.problems import get_problem, problem_parts
@@ -127,6 +132,33 @@ def qaev_run(configs, *, staging=None, runner=None, eval_n=None) -> dict:
     return {"wall_s": wall, "setup_s": setup, "stages": stages, "screened": screened, "records": records}
 
 
+def with_gptq(configs) -> list[QuantConfig]:
+    """The same candidates, every quantized weight GPTQ-rounded and bias-corrected."""
+    from dataclasses import replace
+
+    return [replace(cfg, layers={name: replace(c, rounding=Rounding.GPTQ, bias_correction=True) if c.w_bits else c
+                                 for name, c in cfg.layers.items()}) for cfg in configs]
+
+
+def gptq_run(configs, *, eval_n=None) -> dict:
+    """Row (e): the layer-input statistics are one-time setup, timed with the rest of it."""
+    start = time.perf_counter()
+    problem = get_problem(ARGS.problem, eval=eval_n)
+    problem.evaluator.float_value
+    quantizer = problem.quantizer
+    t0 = time.perf_counter()
+    quantizer.inputs.get(next(layer for layer in quantizer.layers if layer.weight))
+    stats_s = time.perf_counter() - t0
+    setup = time.perf_counter() - start
+    start = time.perf_counter()
+    records = problem.evaluate_many(configs)
+    wall = time.perf_counter() - start
+    stages = {key[:-2]: sum(r.extra.get(key, 0.0) for r in records) for key in ("build_s", "session_s", "inference_s")}
+    print(f"    layer-input statistics for GPTQ / bias correction: {stats_s:.1f} s of the setup "
+          f"({'computed' if stats_s >= 0.5 else 'loaded from the disk cache'})")
+    return {"wall_s": wall, "setup_s": setup, "stages": stages, "stats_s": stats_s}
+
+
 def pure_inference_s(problem, configs) -> float:
     """ORT inference time alone of every candidate's quantized model over the set."""
     total = 0.0
@@ -200,18 +232,27 @@ def throughput_rows(staging: Staging) -> dict:
     pure = pure_inference_s(base, configs)
     print(f"{n} candidates; evaluation set {len(base.evaluator.data)} samples; pure inference {pure / n * 1000:.1f} ms per candidate")
     results = {}
-    if not ARGS.skip_naive:
+    rows = set(csv_list(ARGS.rows)) - ({"a"} if ARGS.skip_naive else set())
+    if "a" in rows:
         parts = problem_parts(ARGS.problem, eval=ARGS.eval)
         evaluator = Evaluator(parts.model, base.evaluator.data, metric=parts.metric)
         results["naive quantize_static"] = _row("(a) naive quantize_static", naive(parts, evaluator, configs, base.quantizer), n, pure)
-    results["qaev sequential"] = _row("(b) qaev sequential", qaev_run(configs, eval_n=ARGS.eval), n, pure)
-    results["qaev caches+staged"] = _row("(c) qaev caches + staged", qaev_run(configs, staging=staging, eval_n=ARGS.eval), n, pure)
-    runner = make_runner(workers=2)
-    try:
-        results["qaev 2 workers"] = _row("(d) qaev 2 workers", qaev_run(configs, runner=runner, eval_n=ARGS.eval), n, pure)
-    finally:
-        runner.close()
-    if "naive quantize_static" in results:
+    if "b" in rows:
+        results["qaev sequential"] = _row("(b) qaev sequential", qaev_run(configs, eval_n=ARGS.eval), n, pure)
+    if "c" in rows:
+        results["qaev caches+staged"] = _row("(c) qaev caches + staged", qaev_run(configs, staging=staging, eval_n=ARGS.eval),
+                                             n, pure)
+    if "d" in rows:
+        runner = make_runner(workers=2)
+        try:
+            results["qaev 2 workers"] = _row("(d) qaev 2 workers", qaev_run(configs, runner=runner, eval_n=ARGS.eval), n, pure)
+        finally:
+            runner.close()
+    if "e" in rows:
+        gptq = with_gptq(configs)
+        results["qaev gptq+bc"] = _row("(e) qaev sequential, GPTQ+BC", gptq_run(gptq, eval_n=ARGS.eval), n,
+                                       pure_inference_s(base, gptq))
+    if "naive quantize_static" in results and "qaev sequential" in results:
         ratio = results["qaev sequential"]["evals_per_min"] / results["naive quantize_static"]["evals_per_min"]
         print(f"qaev sequential / naive: {ratio:.1f}x evaluations per minute")
     return results
@@ -227,6 +268,7 @@ def main(argv=None) -> int:
     parser.add_argument("--search-pop", type=int, default=20)
     parser.add_argument("--search-gens", type=int, default=8)
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--rows", default="a,b,c,d", help="rows to run: a (naive), b, c, d, e (GPTQ + bias correction)")
     parser.add_argument("--skip-rows", action="store_true", help="only the search comparison")
     parser.add_argument("--z", type=float, default=Staging().z, help="staging margin in standard errors")
     parser.add_argument("--eps-drop", type=float, default=Staging().eps_drop, help="staging epsilon on the drop")
