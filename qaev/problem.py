@@ -165,7 +165,8 @@ class QuantizationProblem(Problem):
         return np.array([self.staging.eps_drop if n == "acc_drop" else self.staging.eps_rel * abs(v)
                          for n, v in zip(self.objectives, row)])
 
-    def compute(self, config: QuantConfig, *, front: np.ndarray | None = None) -> Record:
+    def compute(self, config: QuantConfig, *, front: np.ndarray | None = None,
+                head: tuple[np.ndarray, int] | None = None) -> Record:
         """Evaluate ``config`` now (no memo). Failures become a record with the reason.
 
         Args:
@@ -174,12 +175,14 @@ class QuantizationProblem(Problem):
                 measurement at a stage boundary is dominated by them even with the margin
                 is not finished (its record says ``stage: subset``). Screening (no
                 ``front``, ``Finish.END``) measures the first stage only (``stage: screen``).
+            head: with ``front``, the outputs of the first items already run for this
+                candidate (by its screen) and how many items they cover.
         """
         key = config.key()
         start = time.perf_counter()
         try:
             resolved = self.quantizer.resolve(config)
-            values, metric, extra = self._measure(resolved, front=front, key=key)
+            values, metric, extra = self._measure(resolved, front=front, key=key, head=head)
             return Record(key=key, objectives=values, metric=metric, config=resolved.to_dict(),
                           seconds=time.perf_counter() - start, extra=extra)
         except QaevError as exc:
@@ -192,8 +195,8 @@ class QuantizationProblem(Problem):
     def _needs(self, name: str) -> bool:
         return name in self.objectives or any(CONSTRAINTS[c] == name for c in self.constraints)
 
-    def _measure(self, config: QuantConfig, *, front: np.ndarray | None = None,
-                 key: str | None = None) -> tuple[dict, float | None, dict]:
+    def _measure(self, config: QuantConfig, *, front: np.ndarray | None = None, key: str | None = None,
+                 head: tuple[np.ndarray, int] | None = None) -> tuple[dict, float | None, dict]:
         values = self._counted(config)
         extra: dict = {}
         metric = None
@@ -209,7 +212,7 @@ class QuantizationProblem(Problem):
             if self.screening and front is None and self._screen(session, values, extra, key):
                 return values, None, extra
             if self.staging is not None and front is not None:
-                measured = self._race(session, values, np.asarray(front, float), extra, head=self._heads.pop(key, None))
+                measured = self._race(session, values, np.asarray(front, float), extra, head=head)
                 if measured is None:
                     return values, None, extra
             else:
@@ -270,7 +273,7 @@ class QuantizationProblem(Problem):
             promising = [promising[i] for i in picks]
         for record in promising:
             front = self.full_front_matrix()
-            done = self.compute(QuantConfig.from_dict(record.config), front=front)
+            done = self.compute(QuantConfig.from_dict(record.config), front=front, head=self._heads.pop(record.key, None))
             screen = {k: v for k, v in record.extra.items() if k.startswith("screen_")}
             self._keep(replace(done, key=record.key, seconds=done.seconds + record.seconds, extra={**done.extra, **screen}))
         return len(promising)
@@ -326,6 +329,7 @@ class QuantizationProblem(Problem):
         parts, done, inference = [], 0, 0.0
         if head is not None:
             parts, done = [head[0]], head[1]
+            extra["head_n"] = done  # items reused from the screen, not run again
             for _ in itertools.islice(batches, done // ev.batch_size):  # skip them
                 pass
         for stop in self.staging.stops(len(ev.data), ev.batch_size):

@@ -66,6 +66,8 @@ def test_screening_search_finishes_few_and_reports_full_values_only():
     assert screened and finished and len(finished) < len(records) / 2
     assert result.history[-1].provisional is False and result.history[0].provisional is True
     assert {r.key for r in result.front} <= {r.key for r in finished}
+    first_stage = problem.staging.stops(len(problem.evaluator.data), problem.evaluator.batch_size)[0]
+    assert all(r.extra.get("head_n") == first_stage for r in finished), "a finish ran its screen's items again"
     plain = get_problem("digits")
     for record in result.front[:3]:
         config = QuantConfig.from_dict(record.config)
