@@ -17,6 +17,7 @@ from qaev.objectives import CONSTRAINTS, OBJECTIVES, check_objectives, host_late
 from qaev.quantize import Quantizer
 from qaev.session import make_session, run_batches
 from qaev.space import SearchSpace
+from qaev import screening
 from qaev.staging import SCREEN, SUBSET, Finish, Staging, dominated, is_final
 from qaev.store import EvaluationStore, Record
 
@@ -79,7 +80,8 @@ class QuantizationProblem(Problem):
         self.runner = runner
         self.recipe = recipe
         self.n_evaluated = 0
-        self._heads: dict[str, tuple[np.ndarray, int]] = {}  # screened key -> (first-stage outputs, items)
+        #: screened key -> (first-stage outputs, items): reused by finishing and paired comparisons
+        self.heads: dict[str, tuple[np.ndarray, int]] = {}
         weights = {layer.weight for layer in quantizer.layers if layer.weight}
         self._other_bytes = sum(numpy_helper.to_array(init).nbytes for init in quantizer.model.proto.graph.initializer
                                 if init.name not in weights)
@@ -89,7 +91,7 @@ class QuantizationProblem(Problem):
     # -- evaluation -------------------------------------------------------------------
     def _evaluate(self, X, out, *args, **kwargs) -> None:
         records = self.evaluate_many([self.space.decode(x) for x in np.atleast_2d(X)])
-        records = [self._as_searched(r) for r in records]
+        records = [self.as_searched(r) for r in records]
         out["F"] = np.array([self.objective_vector(r) for r in records], dtype=float)
         if self.constraints:
             out["G"] = np.array([self.constraint_vector(r) for r in records], dtype=float)
@@ -99,7 +101,7 @@ class QuantizationProblem(Problem):
         """Whether the search runs on first-stage values (``Finish.END`` staging)."""
         return self.staging is not None and self.staging.finish is Finish.END
 
-    def _as_searched(self, record: Record) -> Record:
+    def as_searched(self, record: Record) -> Record:
         """The record as the search saw it: with screening, its first-stage drop, even
         after :meth:`finish` measured it fully (so a resumed search takes the same path)."""
         if not self.screening or "screen_drop" not in record.extra:
@@ -161,7 +163,8 @@ class QuantizationProblem(Problem):
         F = np.array(rows)
         return F[non_dominated(F)]
 
-    def _slack(self, row: np.ndarray) -> np.ndarray:
+    def staging_slack(self, row: np.ndarray) -> np.ndarray:
+        """Per-objective epsilon of staging's dominance checks at ``row``."""
         return np.array([self.staging.eps_drop if n == "acc_drop" else self.staging.eps_rel * abs(v)
                          for n, v in zip(self.objectives, row)])
 
@@ -252,71 +255,27 @@ class QuantizationProblem(Problem):
         if items is not None:  # kept for paired comparisons in finish()
             extra["screen_items"] = [round(float(v), 6) for v in items]
         if key is not None:
-            self._heads[key] = (head, stops[0])
+            self.heads[key] = (head, stops[0])
+            while len(self.heads) > screening.MAX_HEADS:  # bound memory: the oldest screens go first
+                self.heads.pop(next(iter(self.heads)))
         return True
 
     def finish(self) -> int:
-        """Race to the full set the screened candidates that can still be on the front.
-
-        In order of first-stage drop, a screened candidate is set aside when one already
-        kept is at least as good on every other objective (within the staging epsilon) and
-        better on the drop with confidence: by the paired per-item differences on the same
-        items (mean minus ``z`` standard errors >= -eps_drop) where the metric has per-item
-        scores, else by a paired bootstrap of the two first-stage outputs when this process
-        screened both, else by the candidate's own margin. The kept ones race, in the same order,
-        against the fully measured front so far (at most ``staging.max_finished`` of them).
-        Returns how many were raced."""
-        promising = self._promising()
+        """Race to the full set the screened candidates that can still be on the front
+        (:func:`qaev.screening.promising`), best first-stage drop first, each against the
+        fully measured front so far (at most ``staging.max_finished`` of them, evenly
+        spread). Returns how many were raced."""
+        promising = screening.promising(self)
         limit = self.staging.max_finished if self.staging is not None else None
         if limit is not None and len(promising) > limit:  # evenly along the front, both ends kept
             picks = np.unique(np.round(np.linspace(0, len(promising) - 1, limit)).astype(int)) if limit else []
             promising = [promising[i] for i in picks]
         for record in promising:
             front = self.full_front_matrix()
-            done = self.compute(QuantConfig.from_dict(record.config), front=front, head=self._heads.pop(record.key, None))
+            done = self.compute(QuantConfig.from_dict(record.config), front=front, head=self.heads.pop(record.key, None))
             screen = {k: v for k, v in record.extra.items() if k.startswith("screen_")}
             self._keep(replace(done, key=record.key, seconds=done.seconds + record.seconds, extra={**done.extra, **screen}))
         return len(promising)
-
-    def _promising(self) -> list[Record]:
-        if not self.screening:
-            return []
-        screened = sorted((self._as_searched(r) for r in self.store.records() if r.ok and "screen_drop" in r.extra
-                           and self._optimistic_feasible(r)), key=lambda r: r.extra["screen_drop"])
-        drop = self.objectives.index("acc_drop")
-        others = [k for k in range(self.n_obj) if k != drop]
-        kept: list[Record] = []
-        rows: list[np.ndarray] = []
-        for record in screened:
-            row = np.array(self.objective_vector(record))
-            if not any(self._confidently_better(j_rec, j_row, record, row, others)
-                       for j_rec, j_row in zip(kept, rows)):
-                kept.append(record)
-                rows.append(row)
-        return [r for r in kept if r.extra.get("stage") == SCREEN]  # the others were raced already
-
-    def _optimistic_feasible(self, record: Record) -> bool:
-        if not self.constraints:
-            return True
-        drop = record.extra["screen_drop"] - record.extra.get("screen_margin", 0.0)
-        return max(self.constraint_vector(replace(record, objectives={**record.objectives, "acc_drop": drop}))) <= 0
-
-    def _confidently_better(self, a: Record, a_row: np.ndarray, b: Record, b_row: np.ndarray, others) -> bool:
-        """Whether screened ``a`` is at least as good as ``b`` everywhere (epsilons on
-        the other objectives, confidence on the drop)."""
-        slack = self._slack(b_row)
-        if np.any(a_row[others] > b_row[others] + slack[others]):
-            return False
-        z, eps = self.staging.z, self.staging.eps_drop
-        if "screen_items" in a.extra and "screen_items" in b.extra:
-            gap = np.asarray(b.extra["screen_items"]) - np.asarray(a.extra["screen_items"])  # > 0: a better
-            stderr = gap.std(ddof=1) / np.sqrt(len(gap)) if len(gap) > 1 else 0.0
-            return bool(gap.mean() - z * stderr >= -eps)
-        if a.key in self._heads and b.key in self._heads:  # this process screened both: bootstrap the pair
-            gap, stderr = self.evaluator.paired_gap(self._heads[a.key][0], self._heads[b.key][0],
-                                                    n_boot=self.staging.n_boot)
-            return bool(gap - z * stderr >= -eps)
-        return bool(a.extra["screen_drop"] <= b.extra["screen_drop"] - b.extra.get("screen_margin", 0.0) + eps)
 
     def _race(self, session, values: dict, front: np.ndarray, extra: dict,
               head: tuple[np.ndarray, int] | None = None) -> Measurement | None:
@@ -343,7 +302,7 @@ class QuantizationProblem(Problem):
             margin = self.staging.z * stderr
             optimistic = np.array([drop - margin if n == "acc_drop" else (0.0 if n == "host_latency_ms" else values[n])
                                    for n in self.objectives])
-            if dominated(optimistic, front, slack=self._slack(optimistic)):
+            if dominated(optimistic, front, slack=self.staging_slack(optimistic)):
                 values["acc_drop"] = drop
                 extra.update(stage=SUBSET, n=done, margin=margin, inference_s=inference)
                 return None

@@ -1,0 +1,70 @@
+"""Which screened candidates a screening search (``Finish.END``) finishes.
+
+After the search, every candidate has a first-stage measurement on the same items. In
+order of first-stage drop, a candidate is set aside when one already kept is at least as
+good on every other objective (within the staging epsilon) and better on the drop with
+confidence: by the paired per-item differences on the same items (mean minus ``z``
+standard errors >= -eps_drop) where the metric has per-item scores, else by a paired
+bootstrap of the two first-stage outputs when this process screened both, else by the
+candidate's own margin against the float model.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from qaev.staging import SCREEN
+from qaev.store import Record
+
+__all__ = ["promising", "MAX_HEADS"]
+
+#: First-stage outputs a problem keeps in memory (for finishing and paired comparisons);
+#: beyond it the oldest are dropped, and such a candidate's finish runs its first stage again.
+MAX_HEADS = 500
+
+
+def promising(problem) -> list[Record]:
+    """The screened, not yet finished records of ``problem`` worth finishing, best
+    first-stage drop first (empty unless the problem is screening)."""
+    if not problem.screening:
+        return []
+    screened = sorted((problem.as_searched(r) for r in problem.store.records()
+                       if r.ok and "screen_drop" in r.extra and _optimistic_feasible(problem, r)),
+                      key=lambda r: r.extra["screen_drop"])
+    drop = problem.objectives.index("acc_drop")
+    others = [k for k in range(problem.n_obj) if k != drop]
+    kept: list[Record] = []
+    rows: list[np.ndarray] = []
+    for record in screened:
+        row = np.array(problem.objective_vector(record))
+        if not any(_confidently_better(problem, j_rec, j_row, record, row, others) for j_rec, j_row in zip(kept, rows)):
+            kept.append(record)
+            rows.append(row)
+    return [r for r in kept if r.extra.get("stage") == SCREEN]  # the others were finished already
+
+
+def _optimistic_feasible(problem, record: Record) -> bool:
+    if not problem.constraints:
+        return True
+    drop = record.extra["screen_drop"] - record.extra.get("screen_margin", 0.0)
+    return max(problem.constraint_vector(replace(record, objectives={**record.objectives, "acc_drop": drop}))) <= 0
+
+
+def _confidently_better(problem, a: Record, a_row: np.ndarray, b: Record, b_row: np.ndarray, others) -> bool:
+    """Whether screened ``a`` is at least as good as ``b`` everywhere (epsilons on the
+    other objectives, confidence on the drop)."""
+    staging = problem.staging
+    slack = problem.staging_slack(b_row)
+    if np.any(a_row[others] > b_row[others] + slack[others]):
+        return False
+    z, eps = staging.z, staging.eps_drop
+    if "screen_items" in a.extra and "screen_items" in b.extra:
+        gap = np.asarray(b.extra["screen_items"]) - np.asarray(a.extra["screen_items"])  # > 0: a better
+        stderr = gap.std(ddof=1) / np.sqrt(len(gap)) if len(gap) > 1 else 0.0
+        return bool(gap.mean() - z * stderr >= -eps)
+    heads = problem.heads
+    if a.key in heads and b.key in heads:  # this process screened both: bootstrap the pair
+        gap, stderr = problem.evaluator.paired_gap(heads[a.key][0], heads[b.key][0], n_boot=staging.n_boot)
+        return bool(gap - z * stderr >= -eps)
+    return bool(a.extra["screen_drop"] <= b.extra["screen_drop"] - b.extra.get("screen_margin", 0.0) + eps)
