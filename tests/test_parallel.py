@@ -110,6 +110,19 @@ def test_screening_finishes_at_most_max_finished_spread_over_the_promising():
         Staging(max_finished=-1)
 
 
+def test_screening_bounds_the_outputs_it_keeps_and_still_finishes_exactly(monkeypatch):
+    from qaev import screening
+
+    monkeypatch.setattr(screening, "MAX_HEADS", 3)
+    problem = get_problem("digits", staging=Staging(finish="end"))
+    result = minimize(problem, pop_size=10, n_gen=3, seed=0)
+    assert len(problem.heads) <= 3
+    plain = get_problem("digits")
+    for record in result.front:
+        config = QuantConfig.from_dict(record.config)
+        assert plain.evaluate_config(config).objectives["acc_drop"] == record.objectives["acc_drop"]
+
+
 def test_staging_rejects_an_unknown_finish():
     with pytest.raises(ValueError, match="race"):
         Staging(finish="later")
