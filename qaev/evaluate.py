@@ -140,33 +140,17 @@ class Evaluator:
         """Drop and its bootstrap standard error on the first items of the set, those
         ``outputs`` cover (paired with the float model's outputs on the same resampled
         items; Efron & Tibshirani, "An Introduction to the Bootstrap", 1993)."""
-        per_item = len(self.reference) // len(self.data)  # sentence-pair data: two rows per item
-        n = len(outputs) // per_item
-        labels = None if self.data.labels is None else self.data.labels[:n]
-        ref = self.reference[:n * per_item]
-
-        def drop_on(items: np.ndarray) -> float:
-            rows = (items[:, None] * per_item + np.arange(per_item)).ravel()
-            lab = None if labels is None else labels[items]
-            value = self.metric.compute(outputs[rows], lab, ref[rows])
-            base = self.metric.compute(ref[rows], lab, ref[rows])
-            return float(base - value if self.metric.higher_is_better else value - base)
-
-        rng = np.random.default_rng(seed)
         diff = self.item_drops(outputs)
         if diff is not None:  # a mean of per-item scores: resample the paired differences
-            means = diff[rng.integers(0, n, (n_boot, n))].mean(axis=1)
+            n = len(diff)
+            means = diff[np.random.default_rng(seed).integers(0, n, (n_boot, n))].mean(axis=1)
             return float(diff.mean()), float(np.std(means, ddof=1))
-        drops = [drop_on(rng.integers(0, n, n)) for _ in range(n_boot)]
-        return drop_on(np.arange(n)), float(np.std(drops, ddof=1))
+        return self.paired_gap(self.reference[:len(outputs)], outputs, n_boot=n_boot, seed=seed)
 
     def paired_gap(self, a: np.ndarray, b: np.ndarray, *, n_boot: int = 50, seed: int = 0) -> tuple[float, float]:
         """How many more points ``b`` loses than ``a`` on the first items both cover, and
         its bootstrap standard error (the same resampled items for both)."""
-        per_item = len(self.reference) // len(self.data)
-        n = min(len(a), len(b)) // per_item
-        labels = None if self.data.labels is None else self.data.labels[:n]
-        ref = self.reference[:n * per_item]
+        per_item, n, labels, ref = self._head(min(len(a), len(b)))
 
         def gap_on(items: np.ndarray) -> float:
             rows = (items[:, None] * per_item + np.arange(per_item)).ravel()
@@ -184,12 +168,16 @@ class Evaluator:
         per-item scores (a rank correlation)."""
         if self.metric.per_item is None:
             return None
-        per_item = len(self.reference) // len(self.data)
-        n = len(outputs) // per_item
-        labels = None if self.data.labels is None else self.data.labels[:n]
-        ref = self.reference[:n * per_item]
+        _, _, labels, ref = self._head(len(outputs))
         sign = 1.0 if self.metric.higher_is_better else -1.0
         return sign * (self.metric.per_item(ref, labels, ref) - self.metric.per_item(outputs, labels, ref))
+
+    def _head(self, n_rows: int) -> tuple[int, int, np.ndarray | None, np.ndarray]:
+        """For the first ``n_rows`` output rows: rows per item (two for sentence pairs), the
+        items they cover, those items' labels and the float model's rows."""
+        per_item = len(self.reference) // len(self.data)
+        n = n_rows // per_item
+        return per_item, n, None if self.data.labels is None else self.data.labels[:n], self.reference[:n * per_item]
 
     def drop(self, value: float) -> float:
         """Points lost relative to the float model (positive is worse)."""
