@@ -109,10 +109,19 @@ def naive(parts, evaluator: Evaluator, configs, quantizer) -> dict:
     return {"wall_s": time.perf_counter() - start, "setup_s": setup, "stages": times}
 
 
-def qaev_run(configs, *, staging=None, runner=None, eval_n=None) -> dict:
+def qaev_run(configs, *, staging=None, runner=None, eval_n=None, layer_stats: bool = False) -> dict:
+    """``layer_stats``: also compute (or load) the layer-input statistics GPTQ rounding and
+    bias correction need, as part of the setup, and print how long they took."""
     start = time.perf_counter()
     problem = get_problem(ARGS.problem, eval=eval_n, staging=staging, runner=runner)
     problem.evaluator.float_value  # once: the float model's metric, which every drop needs
+    if layer_stats:
+        quantizer = problem.quantizer
+        t0 = time.perf_counter()
+        quantizer.inputs.get(next(layer for layer in quantizer.layers if layer.weight))
+        stats_s = time.perf_counter() - t0
+        print(f"    layer-input statistics for GPTQ / bias correction: {stats_s:.1f} s of the setup "
+              f"({'computed' if stats_s >= 0.5 else 'loaded from the disk cache'})")
     if runner is not None:  # start the workers (each loads and calibrates) on two configs not timed
         space = problem.space
         problem.evaluate_many([space.decode(space.encode_uniform(w_bits=b, act="float")) for b in (8, 2)])
@@ -126,9 +135,7 @@ def qaev_run(configs, *, staging=None, runner=None, eval_n=None) -> dict:
     else:
         records = problem.evaluate_many(configs)
     wall = time.perf_counter() - start
-    stages = {}
-    for key in ("build_s", "session_s", "inference_s"):
-        stages[key[:-2]] = sum(r.extra.get(key, 0.0) for r in records)
+    stages = {key[:-2]: sum(r.extra.get(key, 0.0) for r in records) for key in ("build_s", "session_s", "inference_s")}
     screened = sum(1 for r in problem.store.records() if not is_final(r))
     return {"wall_s": wall, "setup_s": setup, "stages": stages, "screened": screened, "records": records}
 
@@ -139,25 +146,6 @@ def with_gptq(configs) -> list[QuantConfig]:
 
     return [replace(cfg, layers={name: replace(c, rounding=Rounding.GPTQ, bias_correction=True) if c.w_bits else c
                                  for name, c in cfg.layers.items()}) for cfg in configs]
-
-
-def gptq_run(configs, *, eval_n=None) -> dict:
-    """Row (e): the layer-input statistics are one-time setup, timed with the rest of it."""
-    start = time.perf_counter()
-    problem = get_problem(ARGS.problem, eval=eval_n)
-    problem.evaluator.float_value
-    quantizer = problem.quantizer
-    t0 = time.perf_counter()
-    quantizer.inputs.get(next(layer for layer in quantizer.layers if layer.weight))
-    stats_s = time.perf_counter() - t0
-    setup = time.perf_counter() - start
-    start = time.perf_counter()
-    records = problem.evaluate_many(configs)
-    wall = time.perf_counter() - start
-    stages = {key[:-2]: sum(r.extra.get(key, 0.0) for r in records) for key in ("build_s", "session_s", "inference_s")}
-    print(f"    layer-input statistics for GPTQ / bias correction: {stats_s:.1f} s of the setup "
-          f"({'computed' if stats_s >= 0.5 else 'loaded from the disk cache'})")
-    return {"wall_s": wall, "setup_s": setup, "stages": stages, "stats_s": stats_s}
 
 
 def pure_inference_s(problem, configs) -> float:
@@ -252,7 +240,7 @@ def throughput_rows(staging: Staging) -> dict:
             runner.close()
     if "e" in rows:
         gptq = with_gptq(configs)
-        results["qaev gptq+bc"] = _row("(e) qaev sequential, GPTQ+BC", gptq_run(gptq, eval_n=ARGS.eval), n,
+        results["qaev gptq+bc"] = _row("(e) qaev sequential, GPTQ+BC", qaev_run(gptq, eval_n=ARGS.eval, layer_stats=True), n,
                                        pure_inference_s(base, gptq))
     if "naive quantize_static" in results and "qaev sequential" in results:
         ratio = results["qaev sequential"]["evals_per_min"] / results["naive quantize_static"]["evals_per_min"]
