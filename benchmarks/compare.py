@@ -48,7 +48,7 @@ from qaev.problems import problem_parts  # noqa: E402
 from qaev.quantize import Quantizer  # noqa: E402
 from qaev.search import minimize  # noqa: E402
 from qaev.space import SearchSpace  # noqa: E402
-from qaev.staging import Finish, Staging  # noqa: E402
+from qaev.staging import Finish, Staging, is_final  # noqa: E402
 from qaev.store import EvaluationStore  # noqa: E402
 
 METHODS = ("qaev", "qaev_screened", "uniform", "ort_tools", "greedy", "ilp", "random")
@@ -124,9 +124,9 @@ def qaev_screened(setup: Setup, *, budget: int, seed: int, pop: int | None = Non
     start = time.perf_counter()
     result = minimize(problem, pop_size=pop, n_gen=n_gen, seed=seed)
     wall = time.perf_counter() - start
-    records = [r for r in problem.store.records()]
-    items = sum(r.extra["n"] if "stage" in r.extra else n_set for r in records if r.ok)
-    finished = sum(1 for r in records if r.ok and "stage" not in r.extra)
+    records = [r for r in problem.store.records() if r.ok]
+    items = sum(n_set if is_final(r) else r.extra["n"] for r in records)
+    finished = sum(1 for r in records if is_final(r))
     points = tuple(Point.from_record(r, f"front {i}") for i, r in enumerate(result.front))
     return MethodResult(method="qaev_screened", points=points, evaluations=problem.n_evaluated, wall_s=wall,
                         passes=items / n_set,

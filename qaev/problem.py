@@ -10,6 +10,7 @@ import numpy as np
 from onnx import numpy_helper
 from pymoo.core.problem import Problem
 
+from qaev import screening
 from qaev.config import QuantConfig
 from qaev.errors import QaevError
 from qaev.evaluate import Evaluator, Measurement
@@ -17,7 +18,6 @@ from qaev.objectives import CONSTRAINTS, OBJECTIVES, check_objectives, host_late
 from qaev.quantize import Quantizer
 from qaev.session import make_session, run_batches
 from qaev.space import SearchSpace
-from qaev import screening
 from qaev.staging import SCREEN, SUBSET, Finish, Staging, dominated, is_final
 from qaev.store import EvaluationStore, Record
 

@@ -11,9 +11,9 @@ bootstrap margin instead of a Hoeffding bound.
 
 With ``finish=Finish.END`` the search itself runs on the first stage only (every candidate
 is measured on the same first share of the set, so they compare like with like; records
-say ``stage: screen``), and after the search the screened candidates that can still be on
-the front (their drop minus the margin not dominated by the screened front) are raced to
-the full set. Only the fully measured records form the final front, as in the default
+say ``stage: screen``), and after the search the screened candidates that no screened
+rival beats with paired confidence (:func:`qaev.screening.promising`) are raced to the
+full set. Only the fully measured records form the final front, as in the default
 mode; the search's own trajectory never sees a full-set value.
 """
 from __future__ import annotations
