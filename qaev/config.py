@@ -174,7 +174,15 @@ class LayerConfig:
         return self.w_bits is None and self.act is ActMode.FLOAT
 
     def effective(self) -> "LayerConfig":
-        """The config with genes that cannot change the built model normalised away."""
+        """The config with genes that cannot change the built model normalised away
+        (computed once per instance: a search asks for it thousands of times)."""
+        memo = self.__dict__.get("_effective")
+        if memo is None:
+            memo = self._normalised()
+            object.__setattr__(self, "_effective", memo)
+        return memo
+
+    def _normalised(self) -> "LayerConfig":
         changes = {}
         if self.act is not ActMode.STATIC:
             changes["a_bits"] = 8
@@ -301,7 +309,15 @@ class QuantConfig:
         }
 
     def key(self) -> str:
-        """Hash of the *effective* config: genes that do not change the model share it."""
+        """Hash of the *effective* config: genes that do not change the model share it
+        (computed once per instance)."""
+        memo = self.__dict__.get("_key")
+        if memo is None:
+            memo = self._hash()
+            object.__setattr__(self, "_key", memo)
+        return memo
+
+    def _hash(self) -> str:
         layers = {
             name: cfg.effective().to_dict()
             for name, cfg in sorted(self.layers.items())

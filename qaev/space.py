@@ -142,6 +142,7 @@ class SearchSpace:
         if not searchable:
             raise ConfigError("search space: every layer is excluded or frozen; nothing to search")
         object.__setattr__(self, "_searchable", tuple(searchable))
+        object.__setattr__(self, "_decoded", {})
 
     @property
     def searchable(self) -> tuple[LayerInfo, ...]:
@@ -172,7 +173,17 @@ class SearchSpace:
         x = self.clip(x)
         layers = {name: cfg for name, cfg in self.frozen.items()}
         for i, layer in enumerate(self.searchable):
-            w, a, g, s, r, b = self.layer_genes(x, i)
+            fitted = self._layer_config(i, tuple(int(v) for v in self.layer_genes(x, i)))
+            if fitted is not None:
+                layers[layer.name] = fitted
+        return QuantConfig(layers=layers, calibration=self.calibrations[x[-2]], scale_rule=self.scale_rules[x[-1]])
+
+    def _layer_config(self, i: int, genes: tuple[int, ...]) -> LayerConfig | None:
+        """The effective, fitted config of searchable layer ``i`` under its ``genes``
+        (memoised: there are few distinct gene tuples per layer)."""
+        memo = self._decoded  # type: ignore[attr-defined]
+        if (i, genes) not in memo:
+            w, a, g, s, r, b = genes
             mode, a_bits = self.acts[a]
             w_bits = self.w_bits[w]
             if mode is ActMode.DYNAMIC and (w_bits is None or w_bits > 8):
@@ -180,10 +191,9 @@ class SearchSpace:
             cfg = LayerConfig(w_bits=w_bits, act=mode, a_bits=a_bits, granularity=self.granularities[g],
                               symmetric=self.symmetric[s], rounding=self.roundings[r],
                               bias_correction=self.bias_corrections[b], weight_range=self.weight_range)
-            fitted = fit_to_layer(cfg, layer)
-            if fitted is not None:
-                layers[layer.name] = fitted.effective()
-        return QuantConfig(layers=layers, calibration=self.calibrations[x[-2]], scale_rule=self.scale_rules[x[-1]])
+            fitted = fit_to_layer(cfg, self.searchable[i])
+            memo[(i, genes)] = None if fitted is None else fitted.effective()
+        return memo[(i, genes)]
 
     def encode_uniform(self, *, w_bits: int | None, act: str, granularity: Granularity | None = None) -> np.ndarray:
         """Genes giving every searchable layer the same setting (nearest allowed options)."""
