@@ -20,7 +20,7 @@ Prints evaluations per minute, each stage's share of time, and the overhead rati
 time per evaluation / pure ORT inference time of the same quantized models on the same
 set), and beside it the in-run ratio (wall time / the row's own ORT inference time: the
 machine's speed drifts between the pure-inference pass and a row, and this ratio does not
-see it; it reads as an overhead for rows that run every item, (a), (b), (d) per worker, (e)).
+see it; it reads as an overhead for rows that run every item: (a), (b), (e), and (d) times its 2 workers).
 The search comparison also prints the per-candidate build + session and inference times
 behind its time ratio. One-time work (loading, qaev's calibration pass, the float model's metric that every
 drop needs; for (d) the workers' start-up on two warm-up configs) is timed and printed
