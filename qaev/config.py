@@ -281,6 +281,10 @@ class QuantConfig:
     def __hash__(self) -> int:
         return hash(self.key())
 
+    def __reduce__(self):
+        # copy and pickle through the on-disk schema (the read-only mappings do not pickle)
+        return QuantConfig.from_dict, (self.to_dict(),)
+
     def layer(self, name: str) -> LayerConfig | None:
         """The config of ``name``, or None when it stays float."""
         cfg = self.layers.get(name)

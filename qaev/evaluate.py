@@ -136,15 +136,17 @@ class Evaluator:
         ref = None if self.metric.needs_labels else self.reference
         return float(self.metric.compute(outputs, self.data.labels, ref))
 
-    def head_drop(self, outputs: np.ndarray, *, n_boot: int = 50, seed: int = 0) -> tuple[float, float]:
-        """Drop and its bootstrap standard error on the first items of the set, those
-        ``outputs`` cover (paired with the float model's outputs on the same resampled
-        items; Efron & Tibshirani, "An Introduction to the Bootstrap", 1993)."""
-        diff = self.item_drops(outputs)
-        if diff is not None:  # a mean of per-item scores: resample the paired differences
-            n = len(diff)
-            means = diff[np.random.default_rng(seed).integers(0, n, (n_boot, n))].mean(axis=1)
-            return float(diff.mean()), float(np.std(means, ddof=1))
+    def head_drop(self, outputs: np.ndarray, *, n_boot: int = 50, seed: int = 0,
+                  items: np.ndarray | None = None) -> tuple[float, float]:
+        """Drop and its standard error on the first items of the set, those ``outputs``
+        cover, paired with the float model's outputs on the same items. For a mean of
+        per-item scores (``items``: their :meth:`item_drops`, when already at hand) that is
+        the standard error of the mean of the paired differences, the value the bootstrap
+        converges to; otherwise a paired bootstrap of ``n_boot`` resamples (Efron &
+        Tibshirani, "An Introduction to the Bootstrap", 1993)."""
+        diff = self.item_drops(outputs) if items is None else items
+        if diff is not None:
+            return float(diff.mean()), float(np.std(diff) / np.sqrt(len(diff)))
         return self.paired_gap(self.reference[:len(outputs)], outputs, n_boot=n_boot, seed=seed)
 
     def paired_gap(self, a: np.ndarray, b: np.ndarray, *, n_boot: int = 50, seed: int = 0) -> tuple[float, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -57,9 +58,9 @@ class FloatModel:
         inits = {i.name for i in self.proto.graph.initializer}
         return {v.name: v for v in self.proto.graph.input if v.name not in inits}
 
-    @property
+    @cached_property
     def initializers(self) -> dict[str, onnx.TensorProto]:
-        """Initializers by name."""
+        """Initializers by name (made once, as ``proto`` is never changed; do not modify)."""
         return {i.name: i for i in self.proto.graph.initializer}
 
     def weight(self, name: str) -> np.ndarray:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -15,6 +15,7 @@ from qaev.config import QuantConfig
 from qaev.errors import QaevError
 from qaev.evaluate import Evaluator, Measurement
 from qaev.objectives import CONSTRAINTS, OBJECTIVES, check_objectives, host_latency_ms, model_bytes
+from qaev.prefetch import one_ahead, prefetch_depth
 from qaev.quantize import Quantizer
 from qaev.session import make_session, run_batches
 from qaev.space import SearchSpace
@@ -25,6 +26,18 @@ __all__ = ["QuantizationProblem", "FAILED"]
 
 #: Objective value given to a candidate whose evaluation failed (never on a front).
 FAILED = 1e9
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A candidate ready to run: its resolved config, QDQ model and session (either may be
+    None when no objective needs it), and the seconds that took."""
+
+    config: QuantConfig
+    proto: object
+    session: object
+    extra: dict
+    seconds: float
 
 
 class QuantizationProblem(Problem):
@@ -50,6 +63,11 @@ class QuantizationProblem(Problem):
         runner: a pymoo runner (``StarmapParallelization``, ``DaskParallelization``) to
             evaluate a generation's new candidates in parallel; needs ``recipe``.
         recipe: a :class:`qaev.parallel.Recipe` telling workers how to rebuild this problem.
+        prefetch: evaluating in this process, build the next candidates and open their
+            sessions on this many other threads while the current one runs
+            (:mod:`qaev.prefetch`; same results). Default: the cores the evaluator's ORT
+            threads leave free, at most 2; always 0 when ``host_latency_ms`` is measured
+            (it needs a quiet machine).
 
     Example:
         >>> from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -64,7 +82,7 @@ class QuantizationProblem(Problem):
     def __init__(self, quantizer: Quantizer, evaluator: Evaluator, *, space: SearchSpace | None = None,
                  objectives: Sequence[str] = ("acc_drop", "size_mb"), constraints: Mapping[str, float] | None = None,
                  hardware=None, store: EvaluationStore | None = None, host_feed: Mapping | None = None,
-                 staging: Staging | None = None, runner=None, recipe=None) -> None:
+                 staging: Staging | None = None, runner=None, recipe=None, prefetch: int | None = None) -> None:
         from qaev.hardware import HardwareTable, load_table
 
         self.quantizer = quantizer
@@ -79,6 +97,7 @@ class QuantizationProblem(Problem):
         self.staging = staging
         self.runner = runner
         self.recipe = recipe
+        self.prefetch = prefetch_depth(evaluator.threads) if prefetch is None else max(0, int(prefetch))
         self.n_evaluated = 0
         #: screened key -> (first-stage outputs, items): reused by finishing and paired comparisons
         self.heads: dict[str, tuple[np.ndarray, int]] = {}
@@ -133,9 +152,9 @@ class QuantizationProblem(Problem):
             elif key in self.store:
                 self.store.hits += 1
         if self.runner is None:  # one at a time: each candidate races against the latest front
-            for config in todo.values():
+            for config, prepared in one_ahead(list(todo.values()), self._prepare, depth=self._prefetch_depth()):
                 front = self.full_front_matrix() if self._racing() else None
-                self._keep(self.compute(config, front=front))
+                self._keep(self.compute(config, front=front, prepared=prepared))
         elif todo:
             from qaev.parallel import RemoteEvaluation
 
@@ -145,6 +164,10 @@ class QuantizationProblem(Problem):
             for record in self.runner(RemoteEvaluation(self.recipe), payloads):
                 self._keep(Record(**record))
         return [self.store.peek(k) for k in keys]
+
+    def _prefetch_depth(self) -> int:
+        # a measured host latency needs a quiet machine: no building beside it
+        return 0 if self._needs("host_latency_ms") else self.prefetch
 
     def _racing(self) -> bool:
         return self.staging is not None and not self.screening
@@ -169,7 +192,7 @@ class QuantizationProblem(Problem):
                          for n, v in zip(self.objectives, row)])
 
     def compute(self, config: QuantConfig, *, front: np.ndarray | None = None,
-                head: tuple[np.ndarray, int] | None = None) -> Record:
+                head: tuple[np.ndarray, int] | None = None, prepared=None) -> Record:
         """Evaluate ``config`` now (no memo). Failures become a record with the reason.
 
         Args:
@@ -180,38 +203,53 @@ class QuantizationProblem(Problem):
                 ``front``, ``Finish.END``) measures the first stage only (``stage: screen``).
             head: with ``front``, the outputs of the first items already run for this
                 candidate (by its screen) and how many items they cover.
+            prepared: a future of :meth:`_prepare` for ``config`` started earlier (see
+                :mod:`qaev.prefetch`); None prepares it now.
         """
         key = config.key()
         start = time.perf_counter()
+        before = 0.0
         try:
-            resolved = self.quantizer.resolve(config)
-            values, metric, extra = self._measure(resolved, front=front, key=key, head=head)
-            return Record(key=key, objectives=values, metric=metric, config=resolved.to_dict(),
-                          seconds=time.perf_counter() - start, extra=extra)
+            ready = prepared.result() if prepared is not None else self._prepare(config)
+            before = ready.seconds if prepared is not None else 0.0  # its own time, spent on the other thread
+            values, metric, extra = self._measure(ready, front=front, key=key, head=head)
+            return Record(key=key, objectives=values, metric=metric, config=ready.config.to_dict(),
+                          seconds=before + time.perf_counter() - start, extra=extra)
         except QaevError as exc:
             error = str(exc)
         except Exception as exc:  # a runtime failure marks the candidate, not the run
             error = f"{type(exc).__name__}: {exc}"
         return Record(key=key, objectives={}, metric=None, config=config.to_dict(),
-                      seconds=time.perf_counter() - start, error=error)
+                      seconds=before + time.perf_counter() - start, error=error)
 
     def _needs(self, name: str) -> bool:
         return name in self.objectives or any(CONSTRAINTS[c] == name for c in self.constraints)
 
-    def _measure(self, config: QuantConfig, *, front: np.ndarray | None = None, key: str | None = None,
-                 head: tuple[np.ndarray, int] | None = None) -> tuple[dict, float | None, dict]:
-        values = self._counted(config)
+    def _prepare(self, config: QuantConfig) -> _Prepared:
+        """Resolve ``config``, build its QDQ model and open its session (what the
+        objectives need; nothing here depends on a measurement)."""
+        begin = time.perf_counter()
+        resolved = self.quantizer.resolve(config)
         extra: dict = {}
-        metric = None
-        proto = None
+        proto = session = None
         if self._needs("acc_drop") or self._needs("host_latency_ms"):
             start = time.perf_counter()
-            proto = self.quantizer.build(config)
+            proto = self.quantizer.build(resolved)
             extra["build_s"] = time.perf_counter() - start
         if self._needs("acc_drop"):
             start = time.perf_counter()
             session = make_session(proto, threads=self.evaluator.threads)
             extra["session_s"] = time.perf_counter() - start
+        return _Prepared(config=resolved, proto=proto, session=session, extra=extra,
+                         seconds=time.perf_counter() - begin)
+
+    def _measure(self, ready: _Prepared, *, front: np.ndarray | None = None, key: str | None = None,
+                 head: tuple[np.ndarray, int] | None = None) -> tuple[dict, float | None, dict]:
+        values = self._counted(ready.config)
+        extra = dict(ready.extra)
+        metric = None
+        proto, session = ready.proto, ready.session
+        if session is not None:
             if self.screening and front is None and self._screen(session, values, extra, key):
                 return values, None, extra
             if self.staging is not None and front is not None:
@@ -247,11 +285,11 @@ class QuantizationProblem(Problem):
             return False
         start = time.perf_counter()
         head = run_batches(session, itertools.islice(ev.data.batches(batch_size=ev.batch_size), stops[0] // ev.batch_size))
-        drop, stderr = ev.head_drop(head, n_boot=self.staging.n_boot)
+        items = ev.item_drops(head)
+        drop, stderr = ev.head_drop(head, n_boot=self.staging.n_boot, items=items)
         values["acc_drop"] = drop
         extra.update(stage=SCREEN, n=stops[0], screen_margin=self.staging.z * stderr, screen_drop=drop,
                      inference_s=time.perf_counter() - start)
-        items = ev.item_drops(head)
         if items is not None:  # kept for paired comparisons in finish()
             extra["screen_items"] = [round(float(v), 6) for v in items]
         if key is not None:
@@ -270,9 +308,10 @@ class QuantizationProblem(Problem):
         if limit is not None and len(promising) > limit:  # evenly along the front, both ends kept
             picks = np.unique(np.round(np.linspace(0, len(promising) - 1, limit)).astype(int)) if limit else []
             promising = [promising[i] for i in picks]
-        for record in promising:
+        configs = [QuantConfig.from_dict(record.config) for record in promising]
+        for record, (config, prepared) in zip(promising, one_ahead(configs, self._prepare, depth=self._prefetch_depth())):
             front = self.full_front_matrix()
-            done = self.compute(QuantConfig.from_dict(record.config), front=front, head=self.heads.pop(record.key, None))
+            done = self.compute(config, front=front, head=self.heads.pop(record.key, None), prepared=prepared)
             screen = {k: v for k, v in record.extra.items() if k.startswith("screen_")}
             self._keep(replace(done, key=record.key, seconds=done.seconds + record.seconds, extra={**done.extra, **screen}))
         return len(promising)

@@ -142,7 +142,15 @@ class SearchSpace:
         if not searchable:
             raise ConfigError("search space: every layer is excluded or frozen; nothing to search")
         object.__setattr__(self, "_searchable", tuple(searchable))
-        object.__setattr__(self, "_decoded", {})
+        object.__setattr__(self, "_decoded", {})  # genome bytes -> QuantConfig
+        object.__setattr__(self, "_layer_memo", {})  # (layer index, genes) -> LayerConfig
+
+    def __getstate__(self) -> dict:
+        # copies and pickles leave the decoding memos behind
+        return {k: v for k, v in self.__dict__.items() if k not in ("_decoded", "_layer_memo")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _decoded={}, _layer_memo={})
 
     @property
     def searchable(self) -> tuple[LayerInfo, ...]:
@@ -171,6 +179,15 @@ class SearchSpace:
     def decode(self, x) -> QuantConfig:
         """The effective config of genes ``x`` (each layer fitted to what it supports)."""
         x = self.clip(x)
+        memo = self._decoded  # type: ignore[attr-defined]
+        whole = x.tobytes()
+        if whole not in memo:
+            if len(memo) > 100_000:  # bound the memo on very long runs
+                memo.clear()
+            memo[whole] = self._decode(x)
+        return memo[whole]
+
+    def _decode(self, x: np.ndarray) -> QuantConfig:
         layers = {name: cfg for name, cfg in self.frozen.items()}
         for i, layer in enumerate(self.searchable):
             fitted = self._layer_config(i, tuple(int(v) for v in self.layer_genes(x, i)))
@@ -181,7 +198,7 @@ class SearchSpace:
     def _layer_config(self, i: int, genes: tuple[int, ...]) -> LayerConfig | None:
         """The effective, fitted config of searchable layer ``i`` under its ``genes``
         (memoised: there are few distinct gene tuples per layer)."""
-        memo = self._decoded  # type: ignore[attr-defined]
+        memo = self._layer_memo  # type: ignore[attr-defined]
         if (i, genes) not in memo:
             w, a, g, s, r, b = genes
             mode, a_bits = self.acts[a]

@@ -52,7 +52,8 @@ class Staging:
         min_samples: the first boundary has at least this many samples.
         z: margin in standard errors: a candidate stops only when even its metric drop
             minus ``z`` standard errors is dominated by a fully measured point.
-        n_boot: bootstrap resamples for the standard error.
+        n_boot: bootstrap resamples for the standard error of a metric that is not a mean
+            of per-item scores (a rank correlation); per-item means use their exact one.
         eps_drop: a candidate must beat the front's metric drop by more than this many
             points to be worth finishing (epsilon-dominance, Laumanns et al., "Combining
             convergence and diversity in evolutionary multiobjective optimization",

@@ -202,3 +202,52 @@ def test_paired_gap_is_zero_for_a_model_against_itself_and_positive_for_a_worse_
     gap, stderr = ev.paired_gap(good, bad)
     assert gap > 3 * stderr > 0
     assert gap == pytest.approx(ev.head_drop(bad)[0] - ev.head_drop(good)[0])
+
+
+def test_one_ahead_keeps_order_and_raises_a_failed_preparation_at_its_item():
+    from qaev.prefetch import one_ahead
+
+    def prepare(i):
+        if i == 2:
+            raise ValueError("bad item")
+        return i * 10
+
+    seen = []
+    for depth in (0, 1, 2):
+        out = []
+        for item, future in one_ahead(range(5), prepare, depth=depth):
+            if future is None:
+                out.append(prepare(item) if item != 2 else "error")
+                continue
+            try:
+                out.append(future.result())
+            except ValueError:
+                out.append("error")
+        seen.append(out)
+    assert seen == [[0, 10, "error", 30, 40]] * 3
+
+
+def test_prefetch_gives_the_records_of_preparing_in_turn():
+    records = {}
+    for depth in (0, 1, 2):
+        for staging in (None, Staging(), Staging(finish="end")):
+            problem = get_problem("digits", eval=150, staging=staging)
+            problem.prefetch = depth
+            minimize(problem, pop_size=10, n_gen=3, seed=5)
+            rows = sorted((r.key, r.error, tuple(sorted(r.objectives.items())), r.extra.get("stage"))
+                          for r in problem.store.records())
+            records.setdefault(str(staging), []).append(rows)
+    for runs in records.values():
+        assert runs[0] == runs[1] == runs[2]
+
+
+def test_a_candidate_that_fails_to_build_under_prefetch_marks_only_itself():
+    problem = get_problem("digits", eval=150)
+    problem.prefetch = 1
+    layers = problem.quantizer.layer_names
+    good = QuantConfig.uniform(layers, w_bits=8)
+    bad = QuantConfig(layers={"no_such_layer": {"w_bits": 4}})
+    other = QuantConfig.uniform(layers, w_bits=4)
+    records = problem.evaluate_many([good, bad, other])
+    assert records[0].ok and records[2].ok
+    assert not records[1].ok and "no_such_layer" in records[1].error

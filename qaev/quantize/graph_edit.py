@@ -8,6 +8,23 @@ from onnx import helper, numpy_helper
 
 __all__ = ["GraphEditor"]
 
+_SMALL = 256  # bytes: initializers up to this size are memoised by value (scales, zero points)
+_SMALL_PROTOS: dict = {}
+
+
+def _tensor(name: str, array: np.ndarray) -> onnx.TensorProto:
+    """``numpy_helper.from_array``, memoised for small arrays: a search makes the same
+    scalar scales and zero points in candidate after candidate."""
+    if array.nbytes > _SMALL:
+        return numpy_helper.from_array(array, name)
+    key = (name, array.dtype.str, array.shape, array.tobytes())
+    proto = _SMALL_PROTOS.get(key)
+    if proto is None:
+        if len(_SMALL_PROTOS) > 100_000:
+            _SMALL_PROTOS.clear()
+        proto = _SMALL_PROTOS[key] = numpy_helper.from_array(array, name)
+    return proto
+
 
 class GraphEditor:
     """Edits a copy of ``proto``; :meth:`finish` returns the sorted, pruned result."""
@@ -21,6 +38,7 @@ class GraphEditor:
         self._names = {n for node in self._nodes for n in (*node.input, *node.output)}
         self._names |= {i.name for i in g.initializer} | {v.name for v in g.input}
         self._new_inits: list[onnx.TensorProto] = []
+        self._rewire: dict[str, tuple[str, str]] = {}  # tensor -> (new name, skip prefix), applied in one pass
 
     def fresh(self, base: str) -> str:
         """A tensor name not used yet."""
@@ -33,7 +51,7 @@ class GraphEditor:
     def add_init(self, base: str, array: np.ndarray) -> str:
         """Add an initializer under a fresh name; returns the name."""
         name = self.fresh(base)
-        self._new_inits.append(numpy_helper.from_array(np.asarray(array), name))
+        self._new_inits.append(_tensor(name, np.asarray(array)))
         return name
 
     def add_node(self, op_type: str, inputs, outputs, *, name: str, domain: str = "", **attrs) -> onnx.NodeProto:
@@ -48,18 +66,24 @@ class GraphEditor:
 
     def remove(self, node: onnx.NodeProto) -> None:
         """Drop ``node`` from the graph."""
+        self._apply_rewiring()
         self._nodes = [n for n in self._nodes if n is not node]
 
     def rewire_consumers(self, tensor: str, new: str, *, skip_prefix: str) -> None:
         """Make every consumer of ``tensor`` read ``new`` instead, except nodes whose name
         starts with ``skip_prefix`` (the ones producing ``new``). Graph outputs keep
         ``tensor``."""
+        self._rewire[tensor] = (new, skip_prefix)
+
+    def _apply_rewiring(self) -> None:
+        if not self._rewire:
+            return
         for node in self._nodes:
-            if node.name.startswith(skip_prefix):
-                continue
             for i, name in enumerate(node.input):
-                if name == tensor:
-                    node.input[i] = new
+                target = self._rewire.get(name)
+                if target is not None and not node.name.startswith(target[1]):
+                    node.input[i] = target[0]
+        self._rewire.clear()
 
     def is_output(self, tensor: str) -> bool:
         """Whether ``tensor`` is a graph output."""
@@ -68,6 +92,7 @@ class GraphEditor:
     def detach_output(self, tensor: str) -> str:
         """Rename the producer's output ``tensor`` to a fresh name read by all consumers, so
         a new node can produce the graph output ``tensor``; returns the fresh name."""
+        self._apply_rewiring()
         new = self.fresh(f"{tensor}.float")
         for node in self._nodes:
             for i, name in enumerate(node.output):
@@ -80,6 +105,7 @@ class GraphEditor:
 
     def finish(self) -> onnx.ModelProto:
         """Topologically sorted graph (original order where free) with unused initializers removed."""
+        self._apply_rewiring()
         g = self.model.graph
         g.initializer.extend(self._new_inits)
         ordered = _toposort(self._nodes, {i.name for i in g.initializer} | {v.name for v in g.input} | {""})
@@ -99,9 +125,21 @@ class GraphEditor:
 
 def _toposort(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
     producer = {out: i for i, node in enumerate(nodes) for out in node.output if out}
+    deps = []
+    for node in nodes:
+        mine = []
+        for name in node.input:
+            if name in available:
+                continue
+            if name not in producer:
+                raise RuntimeError(f"graph edit left unresolved input {name!r} of {node.name!r}")
+            mine.append(producer[name])
+        deps.append(mine)
     state = [0] * len(nodes)  # 0 new, 1 on stack, 2 placed
     ordered = []
     for root in range(len(nodes)):
+        if state[root] == 2:
+            continue
         stack = [root]
         while stack:
             i = stack[-1]
@@ -109,13 +147,12 @@ def _toposort(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.Nod
                 stack.pop()
                 continue
             state[i] = 1
-            deps = [producer[n] for n in nodes[i].input if n not in available and n in producer]
-            todo = [d for d in deps if state[d] == 0]
-            if any(state[d] == 1 for d in deps if d != i):
-                raise RuntimeError(f"graph edit created a cycle at node {nodes[i].name!r}")
-            missing = [n for n in nodes[i].input if n not in available and n not in producer]
-            if missing:
-                raise RuntimeError(f"graph edit left unresolved input {missing[0]!r} of {nodes[i].name!r}")
+            todo = []
+            for d in deps[i]:
+                if state[d] == 0:
+                    todo.append(d)
+                elif state[d] == 1 and d != i:
+                    raise RuntimeError(f"graph edit created a cycle at node {nodes[i].name!r}")
             if todo:
                 stack.extend(todo)
                 continue
