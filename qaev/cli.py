@@ -95,7 +95,9 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     if as_json:
         click.echo(json.dumps(summary))
         return
-    click.echo(f"wrote {out} ({size / 1e6:.3f} MB, {len(config.layers)} of {len(quantizer.layers)} layers quantized)")
+    weightless = sum(1 for layer in quantizer.layers if not layer.has_weight and layer.name not in config.layers)
+    note = f"; {weightless} layers without weights keep float activations" if weightless else ""
+    click.echo(f"wrote {out} ({size / 1e6:.3f} MB, {len(config.layers)} of {len(quantizer.layers)} layers quantized{note})")
     if save_to:
         click.echo(f"wrote config {save_to}")
     if "value" in summary:
