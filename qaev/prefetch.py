@@ -21,7 +21,9 @@ R = TypeVar("R")
 
 def prefetch_depth(threads: int = 1) -> int:
     """How many candidates to prepare ahead: the cores left beside ``threads`` ORT threads,
-    at most 2 (``QAEV_PREFETCH=0`` turns it off, ``QAEV_PREFETCH=N`` sets it)."""
+    at most 2 (``QAEV_PREFETCH=0`` turns it off, ``QAEV_PREFETCH=N`` sets it). More threads
+    than cores slow the inference down more than they save (benchmarks/RESULTS.md,
+    "Prefetch")."""
     value = os.environ.get("QAEV_PREFETCH", "").strip().lower()
     if value in ("0", "false", "no", "off"):
         return 0
