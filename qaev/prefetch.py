@@ -1,4 +1,4 @@
-"""Prepare the next candidate while the current one runs.
+"""Prepare the next candidates while the current one runs.
 
 Building a candidate's QDQ graph and opening its ONNX Runtime session do not depend on
 any measurement, so a second thread can do them for candidate ``i + 1`` while candidate
@@ -13,7 +13,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Callable, Iterator, Sequence, TypeVar
 
-__all__ = ["one_ahead", "prefetch_depth"]
+__all__ = ["prepared_ahead", "prefetch_depth"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,7 +32,7 @@ def prefetch_depth(threads: int = 1) -> int:
     return max(0, min(2, (os.cpu_count() or 1) - max(1, threads)))
 
 
-def one_ahead(items: Sequence[T], prepare: Callable[[T], R], *, depth: int = 1) -> Iterator[tuple[T, Future | None]]:
+def prepared_ahead(items: Sequence[T], prepare: Callable[[T], R], *, depth: int = 1) -> Iterator[tuple[T, Future | None]]:
     """Yield ``(item, future of prepare(item))``, the next ``depth`` items' preparation
     already started on ``depth`` other threads. With ``depth`` 0 (or a single item) the
     future is None and the consumer prepares in its own thread. An exception in

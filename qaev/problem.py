@@ -15,7 +15,7 @@ from qaev.config import QuantConfig
 from qaev.errors import QaevError
 from qaev.evaluate import Evaluator, Measurement
 from qaev.objectives import CONSTRAINTS, OBJECTIVES, check_objectives, host_latency_ms, model_bytes
-from qaev.prefetch import one_ahead, prefetch_depth
+from qaev.prefetch import prepared_ahead, prefetch_depth
 from qaev.quantize import Quantizer
 from qaev.session import make_session, run_batches
 from qaev.space import SearchSpace
@@ -152,7 +152,7 @@ class QuantizationProblem(Problem):
             elif key in self.store:
                 self.store.hits += 1
         if self.runner is None:  # one at a time: each candidate races against the latest front
-            for config, prepared in one_ahead(list(todo.values()), self._prepare, depth=self._prefetch_depth()):
+            for config, prepared in prepared_ahead(list(todo.values()), self._prepare, depth=self._prefetch_depth()):
                 front = self.full_front_matrix() if self._racing() else None
                 self._keep(self.compute(config, front=front, prepared=prepared))
         elif todo:
@@ -309,7 +309,7 @@ class QuantizationProblem(Problem):
             picks = np.unique(np.round(np.linspace(0, len(promising) - 1, limit)).astype(int)) if limit else []
             promising = [promising[i] for i in picks]
         configs = [QuantConfig.from_dict(record.config) for record in promising]
-        for record, (config, prepared) in zip(promising, one_ahead(configs, self._prepare, depth=self._prefetch_depth())):
+        for record, (config, prepared) in zip(promising, prepared_ahead(configs, self._prepare, depth=self._prefetch_depth())):
             front = self.full_front_matrix()
             done = self.compute(config, front=front, head=self.heads.pop(record.key, None), prepared=prepared)
             screen = {k: v for k, v in record.extra.items() if k.startswith("screen_")}

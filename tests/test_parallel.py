@@ -204,8 +204,8 @@ def test_paired_gap_is_zero_for_a_model_against_itself_and_positive_for_a_worse_
     assert gap == pytest.approx(ev.head_drop(bad)[0] - ev.head_drop(good)[0])
 
 
-def test_one_ahead_keeps_order_and_raises_a_failed_preparation_at_its_item():
-    from qaev.prefetch import one_ahead
+def test_prepared_ahead_keeps_order_and_raises_a_failed_preparation_at_its_item():
+    from qaev.prefetch import prepared_ahead
 
     def prepare(i):
         if i == 2:
@@ -215,7 +215,7 @@ def test_one_ahead_keeps_order_and_raises_a_failed_preparation_at_its_item():
     seen = []
     for depth in (0, 1, 2):
         out = []
-        for item, future in one_ahead(range(5), prepare, depth=depth):
+        for item, future in prepared_ahead(range(5), prepare, depth=depth):
             if future is None:
                 out.append(prepare(item) if item != 2 else "error")
                 continue
