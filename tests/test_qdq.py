@@ -120,6 +120,9 @@ def test_resolved_config_rebuilds_without_data(quantizer):
     LayerConfig(w_bits=3, act=ActMode.FLOAT),
     LayerConfig(w_bits=4, act=ActMode.FLOAT, granularity=Granularity.BLOCK32, symmetric=False),
     LayerConfig(w_bits=4, act=ActMode.FLOAT, granularity=Granularity.BLOCK64),
+    LayerConfig(w_bits=2, act=ActMode.FLOAT),
+    LayerConfig(w_bits=2, act=ActMode.FLOAT, granularity=Granularity.BLOCK32),
+    LayerConfig(w_bits=2, act=ActMode.FLOAT, granularity=Granularity.BLOCK32, symmetric=False),
     LayerConfig(w_bits=8, act=ActMode.DYNAMIC),
     LayerConfig(w_bits=4, act=ActMode.DYNAMIC),
 ])
@@ -129,9 +132,30 @@ def test_export_matches_evaluation_model(quantizer, layer_cfg):
     np.testing.assert_allclose(_out(exported), _out(quantizer.build(cfg)), rtol=1e-5, atol=1e-5)
     types = {i.data_type for i in exported.graph.initializer}
     if layer_cfg.w_bits <= 4 and layer_cfg.granularity.block_size is None and layer_cfg.act is not ActMode.DYNAMIC:
-        assert onnx.TensorProto.INT4 in types
+        weight_only_2bit = layer_cfg.w_bits <= 2 and layer_cfg.act is ActMode.FLOAT
+        assert (onnx.TensorProto.INT2 if weight_only_2bit else onnx.TensorProto.INT4) in types
     if layer_cfg.granularity.block_size:
-        assert "MatMulNBits" in _ops(exported)
+        nbits = [n for n in exported.graph.node if n.op_type == "MatMulNBits"]
+        assert nbits and all(onnx.helper.get_attribute_value(a) == (2 if layer_cfg.w_bits <= 2 else 4)
+                             for n in nbits for a in n.attribute if a.name == "bits")
+
+
+def test_two_bit_embeddings_and_matmuls_export_natively_and_exactly():
+    from tests.models import attention_like
+
+    model = load_model(attention_like())
+    ids = np.random.default_rng(0).integers(0, 50, (16, 6)).astype(np.int64)
+    q = Quantizer.calibrated(model, ArrayDataset(inputs={"ids": ids}, name="ids"), persist=False)
+    cfg = uniform_config(q.layers, LayerConfig(w_bits=2, act=ActMode.FLOAT, granularity=Granularity.BLOCK32))
+    exported = export_model(q, cfg)
+    feed = [{"ids": ids[:4]}]
+    np.testing.assert_allclose(run_batches(make_session(exported), feed), run_batches(make_session(q.build(cfg)), feed),
+                               rtol=1e-5, atol=1e-5)
+    assert onnx.TensorProto.INT2 in {i.data_type for i in exported.graph.initializer}  # the Gather's table
+    assert "MatMulNBits" in _ops(exported)
+    four = export_model(q, uniform_config(q.layers, LayerConfig(w_bits=4, act=ActMode.FLOAT,
+                                                                granularity=Granularity.BLOCK32)))
+    assert len(exported.SerializeToString()) < len(four.SerializeToString())
 
 
 def test_four_bit_export_is_smaller_than_eight_bit(quantizer):
@@ -184,3 +208,16 @@ def test_weight_range_is_kept_in_configs_and_keys(quantizer):
         LayerConfig(weight_range="p99")
     qa, qb = quantizer.build(a), quantizer.build(b)
     assert qa.SerializeToString() != qb.SerializeToString()
+
+
+def test_two_bit_layers_next_to_static_activations_keep_int4_and_export_exactly():
+    from qaev.problems import get_problem
+
+    problem = get_problem("digits", eval=32)
+    q = problem.quantizer
+    names = q.layer_names  # the second conv reads and writes tensors its static neighbours quantize
+    cfg = QuantConfig(layers={**{n: LayerConfig(w_bits=8) for n in names}, names[1]: LayerConfig(w_bits=2, act=ActMode.FLOAT)})
+    exported = export_model(q, cfg)  # an INT2 weight there would be fused into an integer kernel that rejects it
+    feed = next(iter(problem.evaluator.data.batches(batch_size=32)))
+    np.testing.assert_allclose(run_batches(make_session(exported), [feed]), run_batches(make_session(q.build(cfg)), [feed]),
+                               rtol=1e-5, atol=1e-5)

@@ -1,11 +1,15 @@
 """The file a user ships: the evaluation graph with sub-byte weights stored natively.
 
-- Weights of at most 4 bits are stored as ONNX ``INT4`` (opset 21), so the file size
-  reflects the bits. 2- and 3-bit grids are stored in INT4 too: ONNX Runtime 1.32 returned
-  wrong values for ``INT2``/``UINT2`` DequantizeLinear inputs in our check, so INT2 is not
-  written.
+- Weights of at most 2 bits in layers without quantized activations around them are
+  stored as ONNX ``INT2`` (the model's opset is raised to 25 for it), other weights of at
+  most 4 bits as ``INT4`` (opset 21), so the file size reflects the bits. INT4 stays where
+  ONNX Runtime 1.32 mishandles INT2: next to static activations (its own or a neighbour's)
+  it fuses the layer into integer kernels that reject INT2, and a block-wise
+  ``DequantizeLinear`` feeding a ``MatMul`` becomes a kernel that returns wrong values for
+  it (those MatMuls are written as MatMulNBits instead, below; Gather, per-axis MatMul and
+  Conv forms are exact).
 - Weight-only, block-wise MatMuls with at most 4-bit weights become ONNX Runtime's
-  ``com.microsoft.MatMulNBits`` (4-bit), the kernel it runs fastest.
+  ``com.microsoft.MatMulNBits`` (2-bit for 2-bit grids, else 4-bit).
 
 Both forms dequantize to exactly the values of the evaluation graph.
 """
@@ -16,11 +20,13 @@ import math
 import ml_dtypes
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper, numpy_helper, version_converter
 
 from qaev.config import ActMode, QuantConfig
+from qaev.errors import ModelError
 from qaev.layers import LayerInfo
 from qaev.quantize.graph_edit import GraphEditor
+from qaev.quantize.plan import activation_plan
 from qaev.quantize.qdq import build_qdq, quantized_weight
 from qaev.quantize.quantizer import Quantizer
 from qaev.quantize.weights import QuantizedWeight
@@ -30,37 +36,57 @@ __all__ = ["export_model"]
 _MS_DOMAIN = "com.microsoft"
 
 
-def _as_int4(tensor: onnx.TensorProto) -> onnx.TensorProto:
+_NARROW = {2: ml_dtypes.int2, 4: ml_dtypes.int4}
+_INT2_OPSET = 25  # DequantizeLinear takes INT2 from opset 25
+
+
+def _narrowed(tensor: onnx.TensorProto, bits: int) -> onnx.TensorProto:
     values = numpy_helper.to_array(tensor)
-    return numpy_helper.from_array(values.astype(np.int8).astype(ml_dtypes.int4), tensor.name)
+    return numpy_helper.from_array(values.astype(np.int8).astype(_NARROW[bits]), tensor.name)
 
 
-def _pack4(values: np.ndarray) -> np.ndarray:
-    """Pack unsigned 4-bit values along the last axis, low nibble first."""
-    if values.shape[-1] % 2:
-        values = np.concatenate([values, np.zeros((*values.shape[:-1], 1), values.dtype)], axis=-1)
+def _pack(values: np.ndarray, bits: int) -> np.ndarray:
+    """Pack unsigned ``bits``-bit values along the last axis, lowest bits first."""
+    per_byte = 8 // bits
+    tail = -values.shape[-1] % per_byte
+    if tail:
+        values = np.concatenate([values, np.zeros((*values.shape[:-1], tail), values.dtype)], axis=-1)
     v = values.astype(np.uint8)
-    return (v[..., 0::2] | (v[..., 1::2] << 4)).astype(np.uint8)
+    out = np.zeros(v[..., 0::per_byte].shape, np.uint8)
+    for i in range(per_byte):
+        out |= v[..., i::per_byte] << (bits * i)
+    return out
 
 
 def _matmulnbits(ed: GraphEditor, layer: LayerInfo, node: onnx.NodeProto, qw: QuantizedWeight) -> None:
+    bits = 2 if qw.bits <= 2 else 4
     k, n = qw.q.shape
     block = qw.block_size
     n_blocks = math.ceil(k / block)
     pad = n_blocks * block - k
-    u = qw.q.astype(np.int16) + 8  # signed 4-bit grid -> unsigned nibble
-    zp = qw.zero_point.astype(np.int16) + 8  # [n_blocks, N]
+    offset = 1 << (bits - 1)  # signed grid -> unsigned field
+    u = qw.q.astype(np.int16) + offset
+    zp = qw.zero_point.astype(np.int16) + offset  # [n_blocks, N]
     if pad:
         u = np.concatenate([u, np.repeat(zp[-1:], pad, axis=0)], axis=0)  # padding dequantizes to 0
     blocks = u.T.reshape(n, n_blocks, block)  # [N, n_blocks, block]
-    packed = _pack4(blocks)  # [N, n_blocks, block/2]
-    inputs = [node.input[0], ed.add_init(f"{layer.name}.B", packed),
+    inputs = [node.input[0], ed.add_init(f"{layer.name}.B", _pack(blocks, bits)),
               ed.add_init(f"{layer.name}.scales", np.ascontiguousarray(qw.scale.T).astype(np.float32))]
     if np.any(qw.zero_point != 0):
-        inputs.append(ed.add_init(f"{layer.name}.zero_points", _pack4(zp.T)))
+        inputs.append(ed.add_init(f"{layer.name}.zero_points", _pack(zp.T, bits)))
     ed.add_node("MatMulNBits", inputs, [node.output[0]], name=f"{layer.name}.MatMulNBits", domain=_MS_DOMAIN,
-                K=k, N=n, bits=4, block_size=block)
+                K=k, N=n, bits=bits, block_size=block)
     ed.remove(node)
+
+
+def _storage_bits(layer: LayerInfo, cfg, quantized: set[str]) -> int:
+    """INT2 for grids of at most 2 bits in layers whose inputs and output stay float (no
+    neighbour's static activations either: ``quantized`` are the tensors that get Q/DQ),
+    except block-wise ones feeding a MatMul/Gemm (see the module notes); INT4 otherwise."""
+    isolated = not ({*layer.act_inputs, layer.output} & quantized)
+    if cfg.w_bits <= 2 and isolated and (cfg.granularity.block_size is None or layer.op_type == "Gather"):
+        return 2
+    return 4
 
 
 def _nbits_eligible(layer: LayerInfo, cfg) -> bool:
@@ -77,14 +103,15 @@ def export_model(quantizer: Quantizer, config: QuantConfig) -> onnx.ModelProto:
         config: the config to export.
 
     Returns:
-        A model whose outputs equal the evaluation graph's, with native INT4 weights and
-        MatMulNBits where they apply.
+        A model whose outputs equal the evaluation graph's, with native INT2/INT4 weights
+        and MatMulNBits where they apply.
     """
     resolved = quantizer.resolve(config)
     proto = build_qdq(quantizer.model, quantizer.layers, resolved, cache=quantizer.weights, inputs=quantizer.inputs)
     ed = GraphEditor(proto)
     inits = {i.name: i for i in ed.model.graph.initializer}
     converted = set()
+    quantized = set(activation_plan(resolved, quantizer.layers).bits)
     for layer in quantizer.layers:
         cfg = resolved.layer(layer.name)
         if cfg is None or cfg.w_bits is None or cfg.w_bits > 4 or cfg.act is ActMode.DYNAMIC:
@@ -97,11 +124,26 @@ def export_model(quantizer: Quantizer, config: QuantConfig) -> onnx.ModelProto:
             ed.remove(dq)
             continue
         dq = ed.node(f"{layer.name}.w.DequantizeLinear")
+        bits = _storage_bits(layer, cfg, quantized)
         for name in (dq.input[0], dq.input[2]):
             if name not in converted:
-                inits[name].CopyFrom(_as_int4(inits[name]))
+                inits[name].CopyFrom(_narrowed(inits[name], bits))
                 converted.add(name)
     out = ed.finish()
     if any(n.domain == _MS_DOMAIN for n in out.graph.node) and not any(o.domain == _MS_DOMAIN for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(_MS_DOMAIN, 1))
+    if any(i.data_type == onnx.TensorProto.INT2 for i in out.graph.initializer):
+        out = _with_opset(out, _INT2_OPSET)
     return out
+
+
+def _with_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """``model`` converted to default-domain ``opset`` (no change when already there)."""
+    from qaev.graph import _default_opset
+
+    if _default_opset(model) >= opset:
+        return model
+    try:
+        return version_converter.convert_version(model, opset)
+    except Exception as exc:
+        raise ModelError(f"export: the model could not be raised to opset {opset} for INT2 weights ({exc})") from None
