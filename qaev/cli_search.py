@@ -131,7 +131,9 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
     resumed = len(prob.store)
     progress.begin(f"searching {len(prob.space.searchable)} layers of {float_model.path or 'model'}: "
                    f"{', '.join(prob.objectives)}; pop {pop} x {generations} generations -> {out}"
-                   + (f" (resuming: {resumed} evaluations on disk)" if resumed else ""))
+                   + (f" (resuming: {resumed} evaluations on disk)" if resumed else "")
+                   + (f"; preparing {prob.effective_prefetch} candidate(s) ahead on other threads "
+                      "(QAEV_PREFETCH=0: off)" if runner is None and prob.effective_prefetch else ""))
 
     def on_generation(row, front):
         append_history(out, row.to_dict())

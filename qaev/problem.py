@@ -152,7 +152,7 @@ class QuantizationProblem(Problem):
             elif key in self.store:
                 self.store.hits += 1
         if self.runner is None:  # one at a time: each candidate races against the latest front
-            for config, prepared in prepared_ahead(list(todo.values()), self._prepare, depth=self._prefetch_depth()):
+            for config, prepared in prepared_ahead(list(todo.values()), self._prepare, depth=self.effective_prefetch):
                 front = self.full_front_matrix() if self._racing() else None
                 self._keep(self.compute(config, front=front, prepared=prepared))
         elif todo:
@@ -165,8 +165,10 @@ class QuantizationProblem(Problem):
                 self._keep(Record(**record))
         return [self.store.peek(k) for k in keys]
 
-    def _prefetch_depth(self) -> int:
-        # a measured host latency needs a quiet machine: no building beside it
+    @property
+    def effective_prefetch(self) -> int:
+        """Candidates prepared ahead when evaluating in this process: :attr:`prefetch`, or 0
+        when host latency is measured (it needs a quiet machine)."""
         return 0 if self._needs("host_latency_ms") else self.prefetch
 
     def _racing(self) -> bool:
@@ -309,7 +311,7 @@ class QuantizationProblem(Problem):
             picks = np.unique(np.round(np.linspace(0, len(promising) - 1, limit)).astype(int)) if limit else []
             promising = [promising[i] for i in picks]
         configs = [QuantConfig.from_dict(record.config) for record in promising]
-        for record, (config, prepared) in zip(promising, prepared_ahead(configs, self._prepare, depth=self._prefetch_depth())):
+        for record, (config, prepared) in zip(promising, prepared_ahead(configs, self._prepare, depth=self.effective_prefetch)):
             front = self.full_front_matrix()
             done = self.compute(config, front=front, head=self.heads.pop(record.key, None), prepared=prepared)
             screen = {k: v for k, v in record.extra.items() if k.startswith("screen_")}
