@@ -2,6 +2,7 @@
 
     python benchmarks/rounding.py --problem digits|efficientnet-lite0|minilm-l6-stsb
         [--eval N] [--calib N] [--bits 4,2] [--granularity per_channel] [--threads 1]
+        [--layers re:PATTERN,...] [--nearest-only]
 
 For every weight width in ``--bits``: uniform W<b>A8 (static 8-bit activations) and W<b>
 weight-only, each with nearest and gptq rounding, without and with bias correction, all
@@ -10,6 +11,8 @@ config is measured on the problem's test split (``parts.test`` when the problem 
 else its evaluation split) and printed as a Markdown table with the command, the model
 hash, the ONNX Runtime version and the host. ``stats_s`` is the one-off cost of the
 layer-input statistics; ``build_s`` the build of each config (gptq rounding included).
+``--layers`` quantizes only the selected layers (names or ``re:`` patterns; the others stay
+float); ``--nearest-only`` leaves out the GPTQ and bias-correction variants.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from qaev.config import ActMode, Granularity, LayerConfig, Rounding
 from qaev.evaluate import Evaluator
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, export_model, uniform_config
+from qaev.space import select_layers
 
 VARIANTS = ((Rounding.NEAREST, False), (Rounding.GPTQ, False), (Rounding.NEAREST, True), (Rounding.GPTQ, True))
 
@@ -39,6 +43,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads.")
     parser.add_argument("--weight-ranges", default="minmax", help="Comma list of weight range rules (minmax,mse).")
     parser.add_argument("--acts", default="a8,float", help="Comma list: a8 (W*A8 rows), float (weight-only rows).")
+    parser.add_argument("--layers", default=None, help="Comma list of layer names or re: patterns to quantize (default all).")
+    parser.add_argument("--nearest-only", action="store_true", help="Only round-to-nearest without bias correction.")
     args = parser.parse_args(argv)
     parts = problem_parts(args.problem, calib=args.calib, eval=args.eval)
     data = getattr(parts, "test", None) or parts.eval
@@ -56,6 +62,11 @@ def main(argv=None) -> int:
           f"{platform.processor() or platform.platform()}  calib {len(parts.calib)}  {split} n={len(data)}")
     print(f"activation calibration {calib_s:.1f} s; layer-input statistics {stats_s:.1f} s "
           f"({'loaded from ' + str(quantizer.inputs.path) if stats_s < 0.5 and quantizer.inputs.path else 'computed'})")
+    chosen = quantizer.layers
+    if args.layers:
+        names = select_layers(args.layers.split(","), [layer.name for layer in quantizer.layers], "--layers")
+        chosen = [layer for layer in quantizer.layers if layer.name in names]
+        print(f"quantized layers: {len(chosen)} of {len(quantizer.layers)} ({args.layers}); the others stay float")
     print(f"\n| config | range | rounding | bias corr. | {parts.metric} | drop | size MB | build_s |")
     print("|---|---|---|---|---:|---:|---:|---:|")
     print(f"| float | - | - | - | {fp:.2f} | 0.00 | {parts.model.proto.ByteSize() / 1e6:.2f} | - |")
@@ -63,10 +74,10 @@ def main(argv=None) -> int:
     for bits in (int(b) for b in args.bits.split(",")):
         for (act, suffix), weight_range in itertools.product(acts, args.weight_ranges.split(",")):
             label = f"W{bits}{suffix}"
-            for rounding, bc in VARIANTS:
+            for rounding, bc in VARIANTS[:1] if args.nearest_only else VARIANTS:
                 cfg = LayerConfig(w_bits=bits, act=act, granularity=Granularity(args.granularity),
                                   rounding=rounding, bias_correction=bc, weight_range=weight_range)
-                config = uniform_config(quantizer.layers, cfg)
+                config = uniform_config(chosen, cfg)
                 t0 = time.perf_counter()
                 model = quantizer.build(config)
                 build_s = time.perf_counter() - t0
@@ -74,7 +85,7 @@ def main(argv=None) -> int:
                 value = evaluator.measure(model).value
                 print(f"| {label} | {weight_range} | {rounding.value} | {'yes' if bc else 'no'} | {value:.2f} | {fp - value:.2f} "
                       f"| {size:.2f} | {build_s:.2f} |", flush=True)
-    print(f"\nmeasured on {len(data)} samples of the {split} split; sizes are exported files (native INT4).")
+    print(f"\nmeasured on {len(data)} samples of the {split} split; sizes are exported files (native INT2/INT4).")
     return 0
 
 

@@ -29,7 +29,7 @@ from qaev.errors import ConfigError
 from qaev.layers import LayerInfo
 from qaev.quantize.plan import fit_to_layer
 
-__all__ = ["SearchSpace", "ACT_OPTIONS", "GENES_PER_LAYER"]
+__all__ = ["SearchSpace", "ACT_OPTIONS", "GENES_PER_LAYER", "select_layers"]
 
 #: Activation options in precision order: (mode, bits).
 ACT_OPTIONS: tuple[tuple[ActMode, int], ...] = (
@@ -50,7 +50,9 @@ def _matches(pattern: str, name: str) -> bool:
     return pattern == name
 
 
-def _select(patterns: Sequence[str], names: Sequence[str], what: str) -> set[str]:
+def select_layers(patterns: Sequence[str], names: Sequence[str], what: str) -> set[str]:
+    """The ``names`` that ``patterns`` select (exact names or ``re:<regex>``); a pattern
+    selecting nothing is a :class:`ConfigError` naming ``what``."""
     chosen: set[str] = set()
     for pattern in patterns:
         hits = {n for n in names if _matches(pattern, n)}
@@ -123,11 +125,11 @@ class SearchSpace:
             if not values:
                 raise ConfigError(f"{label}: the search space needs at least one option")
         names_all = [layer.name for layer in self.layers]
-        excluded = _select(self.exclude, names_all, "exclude")
+        excluded = select_layers(self.exclude, names_all, "exclude")
         frozen = {}
         for pattern, cfg in dict(self.frozen).items():
             cfg = cfg if isinstance(cfg, LayerConfig) else LayerConfig.from_dict(cfg, where=f"frozen.{pattern}")
-            for name in _select([pattern], names_all, "frozen"):
+            for name in select_layers([pattern], names_all, "frozen"):
                 frozen[name] = cfg
         object.__setattr__(self, "w_bits", tuple(bits))
         object.__setattr__(self, "acts", tuple(acts))
