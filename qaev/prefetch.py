@@ -52,5 +52,7 @@ def prepared_ahead(items: Sequence[T], prepare: Callable[[T], R], *, depth: int 
             if i + depth < len(items):
                 queued.append(pool.submit(prepare, items[i + depth]))
             yield item, current
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:  # interrupted or abandoned: do not hold the caller up for work it will not use
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)

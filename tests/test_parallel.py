@@ -251,3 +251,17 @@ def test_a_candidate_that_fails_to_build_under_prefetch_marks_only_itself():
     records = problem.evaluate_many([good, bad, other])
     assert records[0].ok and records[2].ok
     assert not records[1].ok and "no_such_layer" in records[1].error
+
+
+def test_leaving_prepared_ahead_early_does_not_wait_for_unused_work():
+    from qaev.prefetch import prepared_ahead
+
+    def prepare(i):
+        time.sleep(0.0 if i == 0 else 2.0)
+        return i
+
+    start = time.perf_counter()
+    for item, future in prepared_ahead(range(4), prepare, depth=2):
+        assert future.result() == 0
+        break  # the caller stops (as on Ctrl-C) while items 1 and 2 are still being prepared
+    assert time.perf_counter() - start < 1.5
