@@ -2,7 +2,7 @@
 
     python benchmarks/rounding.py --problem digits|efficientnet-lite0|minilm-l6-stsb
         [--eval N] [--calib N] [--bits 4,2] [--granularity per_channel] [--threads 1]
-        [--layers re:PATTERN,...] [--nearest-only]
+        [--layers re:PATTERN,...] [--nearest-only] [--asymmetric]
 
 For every weight width in ``--bits``: uniform W<b>A8 (static 8-bit activations) and W<b>
 weight-only, each with nearest and gptq rounding, without and with bias correction, all
@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     parser.add_argument("--acts", default="a8,float", help="Comma list: a8 (W*A8 rows), float (weight-only rows).")
     parser.add_argument("--layers", default=None, help="Comma list of layer names or re: patterns to quantize (default all).")
     parser.add_argument("--nearest-only", action="store_true", help="Only round-to-nearest without bias correction.")
+    parser.add_argument("--asymmetric", action="store_true",
+                        help="Asymmetric weight grids (all 2^b levels; symmetric ones use 2^b - 1).")
     args = parser.parse_args(argv)
     parts = problem_parts(args.problem, calib=args.calib, eval=args.eval)
     data = getattr(parts, "test", None) or parts.eval
@@ -76,7 +78,8 @@ def main(argv=None) -> int:
             label = f"W{bits}{suffix}"
             for rounding, bc in VARIANTS[:1] if args.nearest_only else VARIANTS:
                 cfg = LayerConfig(w_bits=bits, act=act, granularity=Granularity(args.granularity),
-                                  rounding=rounding, bias_correction=bc, weight_range=weight_range)
+                                  rounding=rounding, bias_correction=bc, weight_range=weight_range,
+                                  symmetric=not args.asymmetric)
                 config = uniform_config(chosen, cfg)
                 t0 = time.perf_counter()
                 model = quantizer.build(config)

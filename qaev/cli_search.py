@@ -77,6 +77,9 @@ def _recipe(model, problem_name, data_kwargs: dict, *, staging, **common) -> Rec
 @click.option("--bias-correction", is_flag=True, help="Search bias correction on/off per layer.")
 @click.option("--weight-range", type=click.Choice(["minmax", "mse"]), default="minmax", show_default=True,
               help="Weight grid range per scale group for every layer: min/max, or clipped to the least squared error.")
+@click.option("--symmetry", type=click.Choice(["symmetric", "asymmetric", "both"]), default="symmetric",
+              show_default=True, help="Weight grids: symmetric (2^b - 1 levels, zero point 0), asymmetric "
+                                      "(all 2^b levels and a zero point per scale group), or searched per layer.")
 @click.option("--exclude", multiple=True, help="Keep these layers float (name or re:REGEX); repeatable.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<time>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (settings must match).")
@@ -92,7 +95,8 @@ def _recipe(model, problem_name, data_kwargs: dict, *, staging, **common) -> Rec
 @click.option("--quiet", is_flag=True, help="Print only the final summary line.")
 @click.option("--json-progress", is_flag=True, help="One JSON object per generation on stdout instead of the bar.")
 def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_latency_ms, algorithm, pop, generations,
-           w_bits, acts, granularity, calibrations, roundings, bias_correction, weight_range, exclude, out, resume, force, workers, dask_address, timeout, staged, quiet,
+           w_bits, acts, granularity, calibrations, roundings, bias_correction, weight_range, symmetry, exclude, out, resume,
+           force, workers, dask_address, timeout, staged, quiet,
            json_progress, **kwargs) -> None:
     """Search per-layer quantization; write the Pareto front to a run directory."""
     progress = make_progress("json" if json_progress else "quiet" if quiet else "bar", total_generations=generations,
@@ -108,7 +112,7 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
                                      ("max_latency_ms", max_latency_ms)) if v is not None}
     space_options, space_settings = _space(w_bits=w_bits, acts=acts, granularity=granularity, calibrations=calibrations,
                                            exclude=exclude, roundings=roundings, bias_correction=bias_correction,
-                                           weight_range=weight_range)
+                                           weight_range=weight_range, symmetry=symmetry)
     settings = {"model_sha256": float_model.sha256, "problem": problem_name, "metric": metric,
                 "calib": len(calib), "eval": len(evaluation), "hardware": hardware, "objectives": csv_list(objectives),
                 "constraints": constraints, "algorithm": algorithm, "pop": pop, "seed": seed,
@@ -158,7 +162,11 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
                   seed=seed)
 
 
-def _space(*, w_bits, acts, granularity, calibrations, exclude, roundings, bias_correction, weight_range):
+SYMMETRY = {"symmetric": [True], "asymmetric": [False], "both": [True, False]}
+
+
+def _space(*, w_bits, acts, granularity, calibrations, exclude, roundings, bias_correction, weight_range,
+           symmetry="symmetric"):
     """:class:`SearchSpace` options from the CLI's text, and their record for settings.json
     (genes at their old defaults are left out, so older run directories still resume)."""
     options = {"w_bits": bit_list(w_bits), "acts": csv_list(acts), "granularities": csv_list(granularity),
@@ -170,6 +178,9 @@ def _space(*, w_bits, acts, granularity, calibrations, exclude, roundings, bias_
         recorded.update(extra)
     if weight_range != "minmax":
         extra["weight_range"] = recorded["weight_range"] = weight_range
+    if symmetry != "symmetric":
+        extra["symmetric"] = SYMMETRY[symmetry]
+        recorded["symmetry"] = symmetry
     return {**options, **extra}, recorded
 
 

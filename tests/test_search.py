@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.algorithms.moo.nsga3 import NSGA3
 from pymoo.algorithms.moo.sms import SMSEMOA
@@ -106,6 +107,20 @@ def test_gptq_points_export_with_the_runs_recipe(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(model), "--task", "digits", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["value"] == gptq[0]["metric"]
+
+
+def test_asymmetric_search_keeps_its_setting_and_its_points_are_asymmetric(tmp_path):
+    out = tmp_path / "run"
+    args = ["search", "--symmetry", "asymmetric", "--w-bits", "2,4", "--pop", "6", "--generations", "2",
+            "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    assert json.loads((out / "settings.json").read_text())["space"]["symmetry"] == "asymmetric"
+    doc = json.loads((out / "front.json").read_text())
+    layers = [cfg for p in doc["points"] for cfg in yaml.safe_load((out / p["config"]).read_text())["layers"].values()
+              if cfg.get("w_bits")]
+    assert layers and all(cfg["symmetric"] is False for cfg in layers)
+    assert main(["search", "--w-bits", "2,4", "--pop", "6", "--generations", "2", "--out", str(out), "--resume",
+                 "--quiet"]) == 2  # resuming with another symmetry is refused
 
 
 def test_fidelity_search_on_an_unlabelled_third_party_model(tmp_path, capsys):
