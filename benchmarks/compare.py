@@ -39,6 +39,7 @@ from qaev.baselines import (greedy_baseline, ilp_baseline, ort_baseline, random_
                             uniform_baseline)
 from qaev.baselines.result import MethodResult, Point  # noqa: E402
 from qaev.cli_options import bit_list, csv_list  # noqa: E402
+from qaev.cli_search import SYMMETRY  # noqa: E402
 from qaev.config import QuantConfig  # noqa: E402
 from qaev.evaluate import Evaluator  # noqa: E402
 from qaev.front import REF_POINT, hypervolume, non_dominated  # noqa: E402
@@ -251,7 +252,7 @@ def environment(setup: Setup, args, argv) -> dict:
         "problem": setup.name, "metric": setup.search.metric.name, "budget": args.budget, "seed": args.seed,
         "space": {"w_bits": args.w_bits, "acts": args.acts, "granularity": args.granularity,
                   "roundings": args.roundings, "bias_correction": args.bias_correction,
-                  "weight_range": args.weight_range,
+                  "weight_range": args.weight_range, "symmetry": args.symmetry,
                   "baseline_act": args.baseline_act},
         "objectives": {n: OBJECTIVES[n].kind for n in setup.objectives},
         "model_sha256": setup.quantizer.model.sha256,
@@ -382,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="bias correction: never, always, or a searched gene")
     parser.add_argument("--weight-range", default="minmax", choices=("minmax", "mse"),
                         help="weight grid range rule of every method's layers")
+    parser.add_argument("--symmetry", default="symmetric", choices=tuple(SYMMETRY),
+                        help="weight grids of every method: symmetric, asymmetric, or both (searched per layer)")
     parser.add_argument("--baseline-act", default="a8",
                         help="activation setting(s) of the greedy and ILP baselines; a comma list runs each "
                              "(e.g. a8,float), reported as greedy[a8], greedy[float]")
@@ -402,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     space = {"w_bits": bit_list(args.w_bits), "acts": csv_list(args.acts), "granularities": csv_list(args.granularity),
              "roundings": csv_list(args.roundings),
              "bias_corrections": {"off": [False], "on": [True], "both": [False, True]}[args.bias_correction],
-             "weight_range": args.weight_range}
+             "weight_range": args.weight_range, "symmetric": SYMMETRY[args.symmetry]}
     setup = build_setup(args.problem, objectives=objectives, hardware=args.hardware, seed=args.seed,
                         calib=args.calib, eval=args.eval, space=space)
     results = []
