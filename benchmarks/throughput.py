@@ -1,6 +1,7 @@
 """Evaluation throughput, side by side on the same candidates and evaluation set.
 
     python benchmarks/throughput.py --problem digits [--candidates 24] [--eval N] [--search-gens 8]
+        [--rows a,b,p,c,d[,e]] [--finish race|end] [--skip-rows] [--repeat N]
 
 (a) naive: per candidate, ONNX Runtime's ``quantize_static`` with calibration on the
     calibration split, the candidate's quantized layers listed in ``nodes_to_quantize``
@@ -11,9 +12,10 @@
     candidate after the other on one core;
 (p) qaev as it runs by default: (b), with the next candidates built and given their ORT
     sessions on the cores left free, at most 2 ahead (``QAEV_PREFETCH=N`` sets it);
-(c) qaev with caches + staged evaluation (and the default prefetch of (p)) (a race over 1/8, 1/4, 1/2 of the set; only
-    candidates that can still reach the front finish; with ``--finish end`` every
-    candidate is screened on the first stage and the promising ones are raced after);
+(c) qaev with caches + staged evaluation and the default prefetch of (p) (a race over 1/8,
+    1/4, 1/2 of the set; only candidates that can still reach the front finish; with
+    ``--finish end`` every candidate is screened on the first stage and the promising ones
+    are raced after);
 (d) qaev with 2 worker processes;
 (e) with ``--rows ...,e``: qaev sequential with every quantized weight GPTQ-rounded and
     bias-corrected: "once: setup" then includes the layer-input statistics those need (or
@@ -23,9 +25,10 @@ Prints evaluations per minute, each stage's share of time, and the overhead rati
 time per evaluation / pure ORT inference time of the same quantized models on the same
 set), and beside it the in-run ratio (wall time / the row's own ORT inference time: the
 machine's speed drifts between the pure-inference pass and a row, and this ratio does not
-see it; it reads as an overhead for rows that run every item: (a), (b), (e), and (d) times its 2 workers).
-The search comparison also prints the per-candidate build + session and inference times
-behind its time ratio. One-time work (loading, qaev's calibration pass, the float model's metric that every
+see it; it reads as an overhead for rows that run every item: (a), (b), (p), (e), and (d)
+times its 2 workers). The search comparison also prints the per-candidate build + session
+and inference times behind its time ratio; ``--repeat N`` runs it N times and prints the
+median. One-time work (loading, qaev's calibration pass, the float model's metric that every
 drop needs; for (d) the workers' start-up on two warm-up configs) is timed and printed
 apart ("once: setup"); rates and ratios are per candidate after it, as in a search of many
 candidates. Then runs a whole search twice, full evaluation vs caches + staging, and compares
