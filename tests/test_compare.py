@@ -1,8 +1,5 @@
 """benchmarks/compare.py on digits: every method, one budget, figures from the test split."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,17 +7,12 @@ import pytest
 from qaev.data import digits_model_path
 from qaev.front import hypervolume
 from qaev.graph import load_model
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def compare():
-    spec = importlib.util.spec_from_file_location("qaev_bench_compare", ROOT / "benchmarks" / "compare.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("compare")
 
 
 @pytest.fixture(scope="module")

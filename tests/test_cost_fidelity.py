@@ -1,26 +1,18 @@
 """benchmarks/cost_model_fidelity.py on digits: structure of the report (not its figure)."""
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 from qaev.hardware import estimate, load_table
 from qaev.hardware.host_refit import fit_whole_model, with_values
 from qaev.hardware.host_timing import fidelity_configs, noise_quantizer, resolve_model
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def fidelity():
-    spec = importlib.util.spec_from_file_location("qaev_bench_fidelity", ROOT / "benchmarks" / "cost_model_fidelity.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("cost_model_fidelity")
 
 
 def test_benchmark_reports_twenty_configs_and_a_finite_spearman(fidelity, tmp_path, capsys):

@@ -1,25 +1,15 @@
 """benchmarks/throughput.py on digits: every row and the search comparison, measured in one run."""
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("qaev_bench_throughput", ROOT / "benchmarks" / "throughput.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.paths import load_benchmark
 
 
 def test_rows_and_search_comparison_are_reported(tmp_path, capsys):
     out = tmp_path / "tp.json"
-    assert _module().main(["--problem", "digits", "--candidates", "6", "--rows", "b,p,c", "--search-pop", "6",
-                           "--search-gens", "2", "--finish", "end", "--repeat", "2", "--json", str(out)]) == 0
+    argv = ["--problem", "digits", "--candidates", "6", "--rows", "b,p,c", "--search-pop", "6", "--search-gens", "2",
+            "--finish", "end", "--repeat", "2", "--json", str(out)]
+    assert load_benchmark("throughput").main(argv) == 0
     results = json.loads(out.read_text())["results"]
     for row in ("qaev sequential", "qaev prefetch", "qaev caches+staged"):
         figures = results[row]
