@@ -19,7 +19,7 @@ from onnx import numpy_helper, version_converter
 
 from qaev.errors import DataError, ModelError
 
-__all__ = ["FloatModel", "load_model", "check_inputs", "QUANTIZED_OPS", "TARGET_OPSET"]
+__all__ = ["FloatModel", "load_model", "check_inputs", "converted_to_opset", "QUANTIZED_OPS", "TARGET_OPSET"]
 
 #: Opset the evaluation graphs are built at (block-wise DequantizeLinear, INT4 types).
 TARGET_OPSET = 21
@@ -245,17 +245,36 @@ def _drop_unused_initializers(model: onnx.ModelProto) -> None:
         graph.input.extend(inputs)
 
 
-def _raise_opset(model: onnx.ModelProto, where: str) -> onnx.ModelProto:
-    opset = _default_opset(model)
-    if opset >= TARGET_OPSET:
+def converted_to_opset(model: onnx.ModelProto, opset: int, *, where: str) -> onnx.ModelProto:
+    """``model`` at default-domain ``opset`` or above: unchanged when already there, else
+    converted by ONNX's version converter.
+
+    Raises:
+        ModelError: the converter failed (the message starts with ``where``).
+    """
+    current = _default_opset(model)
+    if current >= opset:
         return model
     try:
-        converted = version_converter.convert_version(model, TARGET_OPSET)
-        onnx.checker.check_model(converted)
+        return version_converter.convert_version(model, opset)
+    except Exception as exc:
+        raise ModelError(f"{where}: opset {current} could not be converted to {opset} ({exc})") from None
+
+
+def _raise_opset(model: onnx.ModelProto, where: str) -> onnx.ModelProto:
+    """At :data:`TARGET_OPSET` and checked when possible; a model already at a usable opset
+    is kept as it is when conversion fails."""
+    opset = _default_opset(model)
+    try:
+        converted = converted_to_opset(model, TARGET_OPSET, where=where)
+        if converted is not model:
+            onnx.checker.check_model(converted)
         return converted
     except Exception as exc:
         if opset >= _MIN_OPSET:
             return model
+        if isinstance(exc, ModelError):
+            raise
         raise ModelError(f"{where}: opset {opset} could not be converted to {TARGET_OPSET} ({exc})") from None
 
 

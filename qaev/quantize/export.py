@@ -20,14 +20,14 @@ import math
 import ml_dtypes
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper, version_converter
+from onnx import helper, numpy_helper
 
 from qaev.config import ActMode, QuantConfig
-from qaev.errors import ModelError
+from qaev.graph import converted_to_opset
 from qaev.layers import LayerInfo
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.plan import activation_plan
-from qaev.quantize.qdq import build_qdq, quantized_weight
+from qaev.quantize.qdq import quantized_weight
 from qaev.quantize.quantizer import Quantizer
 from qaev.quantize.weights import QuantizedWeight
 
@@ -107,7 +107,7 @@ def export_model(quantizer: Quantizer, config: QuantConfig) -> onnx.ModelProto:
         and MatMulNBits where they apply.
     """
     resolved = quantizer.resolve(config)
-    proto = build_qdq(quantizer.model, quantizer.layers, resolved, cache=quantizer.weights, inputs=quantizer.inputs)
+    proto = quantizer.build(resolved, resolved=True)
     ed = GraphEditor(proto)
     inits = {i.name: i for i in ed.model.graph.initializer}
     converted = set()
@@ -133,17 +133,5 @@ def export_model(quantizer: Quantizer, config: QuantConfig) -> onnx.ModelProto:
     if any(n.domain == _MS_DOMAIN for n in out.graph.node) and not any(o.domain == _MS_DOMAIN for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(_MS_DOMAIN, 1))
     if any(i.data_type == onnx.TensorProto.INT2 for i in out.graph.initializer):
-        out = _with_opset(out, _INT2_OPSET)
+        out = converted_to_opset(out, _INT2_OPSET, where="export (INT2 weights)")
     return out
-
-
-def _with_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
-    """``model`` converted to default-domain ``opset`` (no change when already there)."""
-    from qaev.graph import _default_opset
-
-    if _default_opset(model) >= opset:
-        return model
-    try:
-        return version_converter.convert_version(model, opset)
-    except Exception as exc:
-        raise ModelError(f"export: the model could not be raised to opset {opset} for INT2 weights ({exc})") from None
