@@ -236,7 +236,7 @@ class QuantizationProblem(Problem):
         proto = session = None
         if self._needs("acc_drop") or self._needs("host_latency_ms"):
             start = time.perf_counter()
-            proto = self.quantizer.build(resolved)
+            proto = self.quantizer.build(resolved, resolved=True)
             extra["build_s"] = time.perf_counter() - start
         if self._needs("acc_drop"):
             start = time.perf_counter()

@@ -119,9 +119,11 @@ class Quantizer:
                       for t, bits in plan.bits.items()}
         return config.with_ranges(ranges).with_model(self.model.sha256)
 
-    def build(self, config: QuantConfig) -> onnx.ModelProto:
-        """The QDQ evaluation model of ``config`` (ranges resolved first)."""
-        return build_qdq(self.model, self.layers, self.resolve(config), cache=self.weights, inputs=self.inputs)
+    def build(self, config: QuantConfig, *, resolved: bool = False) -> onnx.ModelProto:
+        """The QDQ evaluation model of ``config`` (ranges resolved first, unless ``resolved``
+        says ``config`` came from :meth:`resolve` already)."""
+        config = config if resolved else self.resolve(config)
+        return build_qdq(self.model, self.layers, config, cache=self.weights, inputs=self.inputs)
 
 
 def activation_tensors(layers: Sequence[LayerInfo]) -> list[str]:
