@@ -217,8 +217,9 @@ def search_comparison(gens: int, pop: int, eval_n, staging: Staging) -> dict:
         items = sum(stopped) + n_set * full
         improving = _entered_front(problem, records)
         per_candidate = {k: float(np.mean([r.extra.get(f"{k}_s", 0.0) for r in records if r.ok] or [0.0]))
-                         for k in ("build", "session", "inference")}
-        out[name] = {"wall_s": wall, "hypervolume": result.history[-1].hypervolume,
+                         for k in ("build", "session", "feed", "inference")}
+        simulated = sum(1 for r in records if r.extra.get("screen_by") == "simulation")
+        out[name] = {"wall_s": wall, "hypervolume": result.history[-1].hypervolume, "screened_on_simulator": simulated,
                      "front": len(result.front), "evaluations": problem.n_evaluated, "stopped_early": len(stopped),
                      "finished": full, "finished_entering_front": improving,
                      "stopped_at": {str(k): stopped.count(k) for k in sorted(set(stopped))},
@@ -226,12 +227,13 @@ def search_comparison(gens: int, pop: int, eval_n, staging: Staging) -> dict:
         print(f"search {name:14s} HV {out[name]['hypervolume']:.4f}  front {out[name]['front']:3d}  "
               f"evaluations {out[name]['evaluations']:4d}  wall {wall:7.1f} s  "
               f"stopped early {len(stopped)} {out[name]['stopped_at']}  finished {full} (of which entered the front "
-              f"on arrival {improving})  share of items run {out[name]['items_run_share']:.2f}")
+              f"on arrival {improving})  share of items run {out[name]['items_run_share']:.2f}"
+              + (f"  screened on the simulator {simulated}" if stage is not None and stage.finish is Finish.END else ""))
     full, staged = out["full"]["per_candidate_s"], out["caches+staged"]["per_candidate_s"]
-    fixed = staged["build"] + staged["session"]
+    fixed = staged["build"] + staged["session"] + staged["feed"]
     floor = (fixed + staged["inference"]) / max(1e-12, full["build"] + full["session"] + full["inference"])
-    print(f"per candidate: build + session {1e3 * fixed:.1f} ms, inference {1e3 * staged['inference']:.1f} ms staged vs "
-          f"{1e3 * full['inference']:.1f} ms full (on any thread): with every candidate built and given a session, "
+    print(f"per candidate: preparing (build + session, or the simulator's inputs) {1e3 * fixed:.1f} ms, inference "
+          f"{1e3 * staged['inference']:.1f} ms staged vs {1e3 * full['inference']:.1f} ms full (on any thread): "
           f"these costs alone stand at {floor:.2f}x")
     out["fixed_cost_floor"] = floor
     ratio = out["caches+staged"]["wall_s"] / out["full"]["wall_s"]

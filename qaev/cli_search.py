@@ -92,11 +92,16 @@ def _recipe(model, problem_name, data_kwargs: dict, *, staging, **common) -> Rec
               help="Race candidates over 1/8, 1/4, 1/2 of the data and finish only those that can reach the front: "
                    "on arrival (--staged or --staged race), or search on the first 1/8 and finish the promising "
                    "ones at the end (--staged end).")
+@click.option("--screen-on", type=click.Choice(["auto", "simulator", "model"]), default="auto", show_default=True,
+              help="With --staged end: screen candidates on one float graph standing in for every QDQ model "
+                   "(simulator: no graph build or session per candidate), on each candidate's own QDQ model, or "
+                   "auto: the simulator for small models, where opening a session costs more than the screen. "
+                   "Finishing always measures each candidate's own model.")
 @click.option("--quiet", is_flag=True, help="Print only the final summary line.")
 @click.option("--json-progress", is_flag=True, help="One JSON object per generation on stdout instead of the bar.")
 def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_latency_ms, algorithm, pop, generations,
            w_bits, acts, granularity, calibrations, roundings, bias_correction, weight_range, symmetry, exclude, out, resume,
-           force, workers, dask_address, timeout, staged, quiet,
+           force, workers, dask_address, timeout, staged, screen_on, quiet,
            json_progress, **kwargs) -> None:
     """Search per-layer quantization; write the Pareto front to a run directory."""
     progress = make_progress("json" if json_progress else "quiet" if quiet else "bar", total_generations=generations,
@@ -119,10 +124,13 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
                 "ort_level": os.environ.get("QAEV_ORT_LEVEL", "extended"), "space": space_settings}
     if staged == Finish.END.value:  # the search path depends on it; other runs' settings stay as they were
         settings["staged"] = staged
+        if screen_on != "auto":
+            settings["screen_on"] = screen_on
     out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     out = prepare_run_dir(out, settings, resume=resume, force=force)
     quantizer = Quantizer.calibrated(float_model, calib)
-    staging = Staging(finish=staged) if staged else None
+    simulate = {"auto": None, "simulator": True, "model": False}[screen_on]
+    staging = Staging(finish=staged, simulate=simulate) if staged else None
     recipe = _recipe(model, problem_name, data_kwargs, metric=metric, objectives=csv_list(objectives),
                      constraints=constraints, hardware=hardware, space=space_options, staging=staging)
     (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2, default=list) + "\n")
@@ -137,7 +145,9 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
                    f"{', '.join(prob.objectives)}; pop {pop} x {generations} generations -> {out}"
                    + (f" (resuming: {resumed} evaluations on disk)" if resumed else "")
                    + (f"; preparing {prob.effective_prefetch} candidate(s) ahead on other threads "
-                      "(QAEV_PREFETCH=0: off)" if runner is None and prob.effective_prefetch else ""))
+                      "(QAEV_PREFETCH=0: off)" if runner is None and prob.effective_prefetch else "")
+                   + ("; screening on the simulator, finishing on each candidate's own model"
+                      if prob.simulator is not None else ""))
 
     def on_generation(row, front):
         append_history(out, row.to_dict())

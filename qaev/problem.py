@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, replace
+from functools import cached_property, partial
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -31,13 +32,15 @@ FAILED = 1e9
 @dataclass(frozen=True)
 class _Prepared:
     """A candidate ready to run: its resolved config, QDQ model and session (either may be
-    None when no objective needs it), and the seconds that took."""
+    None when no objective needs it), and the seconds that took; screened on the simulator,
+    its session is the simulator's and ``feed`` the inputs standing for the candidate."""
 
     config: QuantConfig
     proto: object
     session: object
     extra: dict
     seconds: float
+    feed: dict | None = None
 
 
 class QuantizationProblem(Problem):
@@ -152,7 +155,8 @@ class QuantizationProblem(Problem):
             elif key in self.store:
                 self.store.hits += 1
         if self.runner is None:  # one at a time: each candidate races against the latest front
-            for config, prepared in prepared_ahead(list(todo.values()), self._prepare, depth=self.effective_prefetch):
+            prepare = partial(self._prepare, screen=self.screening)
+            for config, prepared in prepared_ahead(list(todo.values()), prepare, depth=self.effective_prefetch):
                 front = self.full_front_matrix() if self._racing() else None
                 self._keep(self.compute(config, front=front, prepared=prepared))
         elif todo:
@@ -212,7 +216,7 @@ class QuantizationProblem(Problem):
         start = time.perf_counter()
         before = 0.0
         try:
-            ready = prepared.result() if prepared is not None else self._prepare(config)
+            ready = prepared.result() if prepared is not None else self._prepare(config, screen=self.screening and front is None)
             before = ready.seconds if prepared is not None else 0.0  # its own time, spent on the other thread
             values, metric, extra = self._measure(ready, front=front, key=key, head=head)
             return Record(key=key, objectives=values, metric=metric, config=ready.config.to_dict(),
@@ -227,12 +231,26 @@ class QuantizationProblem(Problem):
     def _needs(self, name: str) -> bool:
         return name in self.objectives or any(CONSTRAINTS[c] == name for c in self.constraints)
 
-    def _prepare(self, config: QuantConfig) -> _Prepared:
+    @cached_property
+    def simulator(self):
+        """The graph screening runs candidates on instead of their own QDQ models
+        (:class:`~qaev.quantize.simulate.Simulator`), or None (see ``Staging.simulate``)."""
+        return screening.simulator_for(self)
+
+    def _prepare(self, config: QuantConfig, *, screen: bool = False) -> _Prepared:
         """Resolve ``config``, build its QDQ model and open its session (what the
-        objectives need; nothing here depends on a measurement)."""
+        objectives need; nothing here depends on a measurement); to be ``screen``-ed on the
+        :attr:`simulator`, only its inputs there."""
         begin = time.perf_counter()
         resolved = self.quantizer.resolve(config)
         extra: dict = {}
+        simulator = self.simulator if screen else None
+        if simulator is not None and simulator.covers(resolved):
+            start = time.perf_counter()
+            feed = simulator.feed(resolved)
+            extra["feed_s"] = time.perf_counter() - start
+            return _Prepared(config=resolved, proto=None, session=simulator.session, extra=extra,
+                             seconds=time.perf_counter() - begin, feed=feed)
         proto = session = None
         if self._needs("acc_drop") or self._needs("host_latency_ms"):
             start = time.perf_counter()
@@ -252,7 +270,7 @@ class QuantizationProblem(Problem):
         metric = None
         proto, session = ready.proto, ready.session
         if session is not None:
-            if self.screening and front is None and self._screen(session, values, extra, key):
+            if self.screening and front is None and self._screen(session, values, extra, key, feed=ready.feed):
                 return values, None, extra
             if self.staging is not None and front is not None:
                 measured = self._race(session, values, np.asarray(front, float), extra, head=head)
@@ -279,14 +297,19 @@ class QuantizationProblem(Problem):
             values["est_energy_mj"] = report.est_energy_mj
         return values
 
-    def _screen(self, session, values: dict, extra: dict, key: str | None) -> bool:
-        """Measure the first stage only; False when the set has no stage boundary."""
+    def _screen(self, session, values: dict, extra: dict, key: str | None, *, feed: dict | None = None) -> bool:
+        """Measure the first stage only (on the simulator with ``feed``); False when the set
+        has no stage boundary."""
         ev = self.evaluator
         stops = self.staging.stops(len(ev.data), ev.batch_size)
         if not stops:
             return False
         start = time.perf_counter()
-        head = run_batches(session, itertools.islice(ev.data.batches(batch_size=ev.batch_size), stops[0] // ev.batch_size))
+        batches = itertools.islice(ev.data.batches(batch_size=ev.batch_size), stops[0] // ev.batch_size)
+        if feed is not None:
+            batches = ({**batch, **feed} for batch in batches)
+            extra["screen_by"] = "simulation"
+        head = run_batches(session, batches)
         items = ev.item_drops(head)
         drop, stderr = ev.head_drop(head, n_boot=self.staging.n_boot, items=items)
         values["acc_drop"] = drop
@@ -302,21 +325,8 @@ class QuantizationProblem(Problem):
 
     def finish(self) -> int:
         """Race to the full set the screened candidates that can still be on the front
-        (:func:`qaev.screening.promising`), best first-stage drop first, each against the
-        fully measured front so far (at most ``staging.max_finished`` of them, evenly
-        spread). Returns how many were raced."""
-        promising = screening.promising(self)
-        limit = self.staging.max_finished if self.staging is not None else None
-        if limit is not None and len(promising) > limit:  # evenly along the front, both ends kept
-            picks = np.unique(np.round(np.linspace(0, len(promising) - 1, limit)).astype(int)) if limit else []
-            promising = [promising[i] for i in picks]
-        configs = [QuantConfig.from_dict(record.config) for record in promising]
-        for record, (config, prepared) in zip(promising, prepared_ahead(configs, self._prepare, depth=self.effective_prefetch)):
-            front = self.full_front_matrix()
-            done = self.compute(config, front=front, head=self.heads.pop(record.key, None), prepared=prepared)
-            screen = {k: v for k, v in record.extra.items() if k.startswith("screen_")}
-            self._keep(replace(done, key=record.key, seconds=done.seconds + record.seconds, extra={**done.extra, **screen}))
-        return len(promising)
+        (:func:`qaev.screening.finish`). Returns how many were raced."""
+        return screening.finish(self)
 
     def _race(self, session, values: dict, front: np.ndarray, extra: dict,
               head: tuple[np.ndarray, int] | None = None) -> Measurement | None:

@@ -14,10 +14,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from qaev.staging import SCREEN
+from qaev.config import QuantConfig
+from qaev.prefetch import prepared_ahead
+from qaev.staging import SCREEN, SIMULATE_BELOW_MACS
 from qaev.store import Record
 
-__all__ = ["promising", "MAX_HEADS"]
+__all__ = ["promising", "finish", "simulator_for", "MAX_HEADS"]
 
 #: First-stage outputs a problem keeps in memory (for finishing and paired comparisons);
 #: beyond it the oldest are dropped, and such a candidate's finish runs its first stage again.
@@ -42,6 +44,46 @@ def promising(problem) -> list[Record]:
             kept.append(record)
             rows.append(row)
     return [r for r in kept if r.extra.get("stage") == SCREEN]  # the others were finished already
+
+
+def finish(problem) -> int:
+    """Race to the full set the :func:`promising` candidates of ``problem``, best
+    first-stage drop first, each against the fully measured front so far (at most
+    ``staging.max_finished`` of them, evenly spread); each on its own QDQ model, reusing
+    its screen's outputs unless the simulator produced them. Returns how many were raced."""
+    chosen = promising(problem)
+    limit = problem.staging.max_finished if problem.staging is not None else None
+    if limit is not None and len(chosen) > limit:  # evenly along the front, both ends kept
+        picks = np.unique(np.round(np.linspace(0, len(chosen) - 1, limit)).astype(int)) if limit else []
+        chosen = [chosen[i] for i in picks]
+    configs = [QuantConfig.from_dict(record.config) for record in chosen]
+    for record, (config, prepared) in zip(chosen, prepared_ahead(configs, problem._prepare,
+                                                                 depth=problem.effective_prefetch)):
+        head = problem.heads.pop(record.key, None)
+        done = problem.compute(config, front=problem.full_front_matrix(), prepared=prepared,
+                               head=None if record.extra.get("screen_by") == "simulation" else head)
+        screen = {k: v for k, v in record.extra.items() if k.startswith("screen_")}
+        problem._keep(replace(done, key=record.key, seconds=done.seconds + record.seconds,
+                              extra={**done.extra, **screen}))
+    return len(chosen)
+
+
+def simulator_for(problem):
+    """The :class:`~qaev.quantize.simulate.Simulator` ``problem`` screens on, or None:
+    only when screening, with a stage boundary, no objective that needs the QDQ model
+    itself (host latency), and ``staging.simulate`` true or, when None, a first stage
+    under :data:`~qaev.staging.SIMULATE_BELOW_MACS` multiply-accumulates."""
+    staging = problem.staging
+    if not problem.screening or staging.simulate is False or problem._needs("host_latency_ms"):
+        return None
+    ev = problem.evaluator
+    stops = staging.stops(len(ev.data), ev.batch_size)
+    macs = [layer.macs for layer in problem.quantizer.layers]
+    if not stops or (staging.simulate is None and (None in macs or sum(macs) * stops[0] >= SIMULATE_BELOW_MACS)):
+        return None
+    from qaev.quantize.simulate import Simulator
+
+    return Simulator(problem.quantizer, threads=ev.threads)
 
 
 def _optimistic_feasible(problem, record: Record) -> bool:

@@ -23,12 +23,16 @@ from enum import Enum
 
 import numpy as np
 
-__all__ = ["Staging", "Finish", "dominated", "is_final", "SUBSET", "SCREEN"]
+__all__ = ["Staging", "Finish", "dominated", "is_final", "SUBSET", "SCREEN", "SIMULATE_BELOW_MACS"]
 
 #: ``Record.extra["stage"]`` of a candidate stopped early (never on a front).
 SUBSET = "subset"
 #: ``Record.extra["stage"]`` of a candidate measured on the first stage only (``Finish.END``).
 SCREEN = "screen"
+#: ``Staging(simulate=None)`` screens on the simulated graph when a first stage (its items
+#: times the model's multiply-accumulates per item) costs fewer than this: about 50 ms of
+#: float inference on one core of a current CPU, where opening sessions rivals running them.
+SIMULATE_BELOW_MACS = 5e8
 
 
 class Finish(str, Enum):
@@ -63,6 +67,14 @@ class Staging:
             search and finish the promising candidates at its end.
         max_finished: with ``Finish.END``, at most this many promising candidates are
             raced, evenly spread over them in order of first-stage drop (None: all).
+        simulate: with ``Finish.END``, screen candidates on one float graph that stands in
+            for every QDQ model (:mod:`qaev.quantize.simulate`: no graph to build and no
+            session to open per candidate; the values of the QDQ model run in float)
+            instead of each candidate's own QDQ model; finishing always measures the
+            candidate's own model. None: where a first stage costs fewer than
+            :data:`SIMULATE_BELOW_MACS` multiply-accumulates (a small model, where opening
+            a session costs more than running it), as long as no objective needs the
+            QDQ model itself (host latency).
     """
 
     fractions: tuple[float, ...] = (0.125, 0.25, 0.5)
@@ -73,6 +85,7 @@ class Staging:
     eps_rel: float = 0.02
     finish: Finish = Finish.RACE
     max_finished: int | None = None
+    simulate: bool | None = None
 
     def __post_init__(self) -> None:
         fractions = tuple(float(f) for f in self.fractions)
@@ -82,6 +95,8 @@ class Staging:
             raise ValueError(f"staging max_finished must be >= 0, got {self.max_finished}")
         if self.z < 0 or self.min_samples < 1 or self.n_boot < 2 or self.eps_drop < 0 or self.eps_rel < 0:
             raise ValueError("staging needs z >= 0, min_samples >= 1, n_boot >= 2 and eps_* >= 0")
+        if self.simulate not in (None, True, False):
+            raise ValueError(f"staging simulate must be true, false or null, got {self.simulate!r}")
         object.__setattr__(self, "fractions", fractions)
         try:
             object.__setattr__(self, "finish", Finish(self.finish))

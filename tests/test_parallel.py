@@ -58,7 +58,7 @@ def test_staged_front_carries_full_measurements_only():
 def test_screening_search_finishes_few_and_reports_full_values_only():
     """Finish.END: the search runs on first-stage values; the front is fully measured,
     each point equal to a plain evaluation, and far fewer than all were finished."""
-    problem = get_problem("digits", staging=Staging(finish="end"))
+    problem = get_problem("digits", staging=Staging(finish="end", simulate=False))  # screens on its own models
     result = minimize(problem, pop_size=12, n_gen=4, seed=0)
     records = list(problem.store.records())
     screened = [r for r in records if r.extra.get("stage") == "screen"]
@@ -186,10 +186,23 @@ def test_screening_cli_run_resumes_without_new_evaluations(tmp_path):
     subprocess.run(args, check=True, timeout=300, capture_output=True)
     lines = _lines(tmp_path / "run" / "evaluations.jsonl")
     assert any(l["extra"].get("stage") == "screen" for l in lines)
+    assert all(l["extra"].get("screen_by") == "simulation" for l in lines if l["extra"].get("stage") == "screen")
     front = json.loads((tmp_path / "run" / "front.json").read_text())["points"]
     subprocess.run(args + ["--resume"], check=True, timeout=300, capture_output=True)
     assert _lines(tmp_path / "run" / "evaluations.jsonl") == lines
     assert json.loads((tmp_path / "run" / "front.json").read_text())["points"] == front
+
+
+def test_screening_cli_run_on_the_candidates_own_models(tmp_path):
+    args = [sys.executable, "-m", "qaev.cli", "search", "--pop", "10", "--generations", "2", "--quiet",
+            "--staged", "end", "--screen-on", "model", "--out", str(tmp_path / "run")]
+    subprocess.run(args, check=True, timeout=300, capture_output=True)
+    lines = _lines(tmp_path / "run" / "evaluations.jsonl")
+    assert any(l["extra"].get("stage") == "screen" for l in lines)
+    assert not any("screen_by" in l["extra"] for l in lines)
+    other = subprocess.run(args[:-2] + ["--screen-on", "simulator", "--out", str(tmp_path / "run"), "--resume"],
+                           timeout=300, capture_output=True, text=True)
+    assert other.returncode != 0 and "screen_on" in other.stderr  # a resumed run keeps its screen
 
 
 def test_paired_gap_is_zero_for_a_model_against_itself_and_positive_for_a_worse_one():

@@ -19,7 +19,7 @@ from qaev.quantize.layer_inputs import InputStats
 from qaev.quantize.rounding import to_groups
 from qaev.quantize.weights import QuantizedWeight
 
-__all__ = ["output_correction", "apply_correction", "add_after"]
+__all__ = ["output_correction", "apply_correction", "add_after", "fold_scale"]
 
 
 def output_correction(w: np.ndarray, qw: QuantizedWeight, stats: InputStats, *, layer: LayerInfo) -> np.ndarray:
@@ -39,6 +39,25 @@ def add_after(ed: GraphEditor, node: onnx.NodeProto, correction: np.ndarray, *, 
                 name=f"{name}.BiasCorrection")
 
 
+def _alpha_beta(layer: LayerInfo, node: onnx.NodeProto) -> tuple[float, float]:
+    if layer.op_type != "Gemm":
+        return 1.0, 1.0
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    return float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+
+
+def fold_scale(model: FloatModel, layer: LayerInfo, node: onnx.NodeProto) -> float | None:
+    """The factor a correction takes when folded into ``node``'s constant bias (1 for a
+    Conv, ``alpha / beta`` for a Gemm), or None where it cannot be folded (a MatMul, a Gemm
+    with ``beta = 0``, a bias computed by the graph)."""
+    if layer.op_type == "MatMul":
+        return None
+    alpha, beta = _alpha_beta(layer, node)
+    if beta == 0.0 or (len(node.input) > 2 and node.input[2] and node.input[2] not in model.initializers):
+        return None
+    return alpha / beta
+
+
 def apply_correction(ed: GraphEditor, model: FloatModel, layer: LayerInfo, node: onnx.NodeProto,
                      correction: np.ndarray) -> np.ndarray | None:
     """Fold ``correction`` into ``node``'s bias (Conv, Gemm) or a new ``Add`` after it (MatMul).
@@ -46,25 +65,14 @@ def apply_correction(ed: GraphEditor, model: FloatModel, layer: LayerInfo, node:
     Returns:
         The new float bias of a Conv/Gemm (for its int32 version), else None.
     """
-    p = f"{layer.name}.bias_corrected"
-    if layer.op_type == "MatMul":
-        add_after(ed, node, correction, name=layer.name)
+    scale = fold_scale(model, layer, node)
+    if scale is None:
+        add_after(ed, node, correction * _alpha_beta(layer, node)[0], name=layer.name)
         return None
-    scale = 1.0
-    if layer.op_type == "Gemm":
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
-        if beta == 0.0:
-            add_after(ed, node, alpha * correction, name=layer.name)
-            return None
-        scale = alpha / beta
     has_bias = len(node.input) > 2 and node.input[2]
-    if has_bias and node.input[2] not in model.initializers:
-        add_after(ed, node, correction * (1.0 if layer.op_type == "Conv" else scale * beta), name=layer.name)
-        return None
     old = model.weight(node.input[2]).astype(np.float64) if has_bias else np.zeros(1)
     bias = (old + scale * correction).astype(np.float32)
-    name = ed.add_init(p, bias)
+    name = ed.add_init(f"{layer.name}.bias_corrected", bias)
     if has_bias:
         node.input[2] = name
     else:

@@ -25,7 +25,7 @@ from qaev.quantize.plan import activation_plan, validate_config
 from qaev.quantize.rounding import gptq_round
 from qaev.quantize.weights import ActParams, QuantizedWeight, WeightCache, activation_params, quantize_weight
 
-__all__ = ["build_qdq", "quantized_weight", "act_params_of"]
+__all__ = ["build_qdq", "quantized_weight", "act_params_of", "int32_bias"]
 
 
 def _layer_inputs(inputs: LayerInputs | None, layer: LayerInfo, what: str):
@@ -79,22 +79,34 @@ def _dq_weight(ed: GraphEditor, prefix: str, qw: QuantizedWeight) -> str:
     return out
 
 
-def _int32_bias(ed: GraphEditor, model: FloatModel, layer: LayerInfo, node: onnx.NodeProto,
-                qw: QuantizedWeight, s_in: float, bias: np.ndarray | None = None) -> None:
+def int32_bias(model: FloatModel, node: onnx.NodeProto, qw: QuantizedWeight, s_in: float,
+               bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The int32 bias a fused integer Conv/Gemm expects (scale ``s_in * s_w`` per output
+    channel): ``(q, scale)``, or None where the bias stays float (block-wise weights, no
+    constant 1-D bias). ``bias`` overrides the node's own (a corrected one)."""
     if qw.block_size is not None:
-        return
+        return None
     if bias is None:
         if len(node.input) < 3 or node.input[2] not in model.initializers:
-            return
+            return None
         bias = model.weight(node.input[2])
     bias = bias.astype(np.float64)
     if bias.ndim != 1:
-        return
+        return None
     scale = (s_in * qw.scale.astype(np.float64)).reshape(-1)
     scale = np.broadcast_to(scale, bias.shape) if scale.size == 1 else scale
     q = np.clip(np.round(bias / scale), -(2**31), 2**31 - 1).astype(np.int32)
+    return q, scale.astype(np.float32)
+
+
+def _int32_bias(ed: GraphEditor, model: FloatModel, layer: LayerInfo, node: onnx.NodeProto,
+                qw: QuantizedWeight, s_in: float, bias: np.ndarray | None = None) -> None:
+    found = int32_bias(model, node, qw, s_in, bias)
+    if found is None:
+        return
+    q, scale = found
     prefix = f"{layer.name}.bias"
-    inputs = [ed.add_init(f"{prefix}.q", q), ed.add_init(f"{prefix}.scale", scale.astype(np.float32)),
+    inputs = [ed.add_init(f"{prefix}.q", q), ed.add_init(f"{prefix}.scale", scale),
               ed.add_init(f"{prefix}.zp", np.zeros_like(q))]
     out = ed.fresh(f"{prefix}.dq")
     ed.add_node("DequantizeLinear", inputs, [out], name=f"{prefix}.DequantizeLinear", axis=0)
