@@ -15,7 +15,8 @@
 (c) qaev with caches + staged evaluation and the default prefetch of (p) (a race over 1/8,
     1/4, 1/2 of the set; only candidates that can still reach the front finish; with
     ``--finish end`` every candidate is screened on the first stage and the promising ones
-    are raced after);
+    are raced after; on a small model such as digits the screen runs on the simulator, one
+    float graph standing in for every candidate's QDQ model, as qaev does by default);
 (d) qaev with 2 worker processes;
 (e) with ``--rows ...,e``: qaev sequential with every quantized weight GPTQ-rounded and
     bias-corrected: "once: setup" then includes the layer-input statistics those need (or
@@ -150,6 +151,9 @@ def qaev_run(configs, *, staging=None, runner=None, eval_n=None, layer_stats: bo
         records = problem.evaluate_many(configs)
     wall = time.perf_counter() - start
     stages = {key[:-2]: sum(r.extra.get(key, 0.0) for r in records) for key in ("build_s", "session_s", "inference_s")}
+    fed = sum(r.extra.get("feed_s", 0.0) for r in records)  # screens on the simulator: its inputs instead of a build
+    if fed:
+        stages["feed"] = fed
     screened = sum(1 for r in problem.store.records() if not is_final(r))
     return {"wall_s": wall, "setup_s": setup, "stages": stages, "screened": screened, "records": records}
 
