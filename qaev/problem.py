@@ -154,6 +154,8 @@ class QuantizationProblem(Problem):
                 todo[key] = config
             elif key in self.store:
                 self.store.hits += 1
+        if todo and self.screening:  # decided here, before any candidate (a model it cannot run fails now)
+            self.simulator  # noqa: B018
         if self.runner is None:  # one at a time: each candidate races against the latest front
             prepare = partial(self._prepare, screen=self.screening)
             for config, prepared in prepared_ahead(list(todo.values()), prepare, depth=self.effective_prefetch):

@@ -72,7 +72,12 @@ def simulator_for(problem):
     """The :class:`~qaev.quantize.simulate.Simulator` ``problem`` screens on, or None:
     only when screening, with a stage boundary, no objective that needs the QDQ model
     itself (host latency), and ``staging.simulate`` true or, when None, a first stage
-    under :data:`~qaev.staging.SIMULATE_BELOW_MACS` multiply-accumulates."""
+    under :data:`~qaev.staging.SIMULATE_BELOW_MACS` multiply-accumulates and a model the
+    simulator can run.
+
+    Raises:
+        ConfigError: ``staging.simulate`` is true and the simulator cannot run the model.
+    """
     staging = problem.staging
     if not problem.screening or staging.simulate is False or problem._needs("host_latency_ms"):
         return None
@@ -81,9 +86,19 @@ def simulator_for(problem):
     macs = [layer.macs for layer in problem.quantizer.layers]
     if not stops or (staging.simulate is None and (None in macs or sum(macs) * stops[0] >= SIMULATE_BELOW_MACS)):
         return None
+    from qaev.errors import ConfigError
     from qaev.quantize.simulate import Simulator
 
-    return Simulator(problem.quantizer, threads=ev.threads)
+    simulator = Simulator(problem.quantizer, threads=ev.threads)
+    try:
+        simulator.session  # noqa: B018 - a model the simulator cannot stand in for shows here
+    except Exception as exc:
+        if staging.simulate:
+            raise ConfigError(f"staging simulate: the screening simulator cannot run this model "
+                              f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                              "screen on the candidates' own models instead") from None
+        return None  # auto: screen on the candidates' own models
+    return simulator
 
 
 def _optimistic_feasible(problem, record: Record) -> bool:

@@ -5,6 +5,7 @@ import pytest
 from qaev import screening
 from qaev.config import ActMode, CalibMethod, Granularity, LayerConfig, QuantConfig, Rounding, ScaleRule
 from qaev.data import ArrayDataset
+from qaev.errors import ConfigError
 from qaev.graph import load_model
 from qaev.problems import get_problem
 from qaev.quantize import Quantizer, uniform_config
@@ -99,3 +100,20 @@ def test_who_screens_on_the_simulator(monkeypatch):
     assert get_problem("digits", staging=Staging(finish="end", simulate=True)).simulator is not None
     with pytest.raises(ValueError, match="simulate"):
         Staging(simulate="yes")
+
+
+def test_a_model_the_simulator_cannot_run(monkeypatch):
+    """auto falls back to the candidates' own models; asked for explicitly, a clear error
+    before any candidate is evaluated."""
+    def broken(self):
+        raise RuntimeError("no such op")
+
+    monkeypatch.setattr(Simulator, "_graph", broken)
+    problem = get_problem("digits", staging=Staging(finish="end"))
+    assert problem.simulator is None
+    minimize(problem, pop_size=6, n_gen=1, seed=0)
+    assert all(r.ok for r in problem.store.records())
+    explicit = get_problem("digits", staging=Staging(finish="end", simulate=True))
+    with pytest.raises(ConfigError, match="simulator cannot run this model.*no such op"):
+        minimize(explicit, pop_size=6, n_gen=1, seed=0)
+    assert len(explicit.store) == 0
