@@ -1,4 +1,5 @@
-"""Which screened candidates a screening search (``Finish.END``) finishes.
+"""Which screened candidates a screening search (``Finish.END``) finishes, finishing them,
+and whether the screens run on the simulator (:func:`simulator_for`).
 
 After the search, every candidate has a first-stage measurement on the same items. In
 order of first-stage drop, a candidate is set aside when one already kept is at least as
@@ -6,7 +7,8 @@ good on every other objective (within the staging epsilon) and better on the dro
 confidence: by the paired per-item differences on the same items (mean minus ``z``
 standard errors >= -eps_drop) where the metric has per-item scores, else by a paired
 bootstrap of the two first-stage outputs when this process screened both, else by the
-candidate's own margin against the float model.
+candidate's own margin against the float model. Finishing runs each kept candidate's own
+QDQ model over the full set, raced against the fully measured front.
 """
 from __future__ import annotations
 
