@@ -3,10 +3,12 @@ from qaev.quantize.export import export_model
 from qaev.quantize.plan import activation_plan, validate_config
 from qaev.quantize.qdq import build_qdq
 from qaev.quantize.quantizer import Quantizer, activation_tensors, cache_dir, uniform_config
+from qaev.quantize.simulate import Simulator
 from qaev.quantize.weights import QuantizedWeight, WeightCache, activation_params, quantize_weight
 
 __all__ = [
     "Quantizer",
+    "Simulator",
     "build_qdq",
     "export_model",
     "validate_config",
