@@ -56,7 +56,7 @@ from qaev.parallel import make_runner
 from qaev.problems import get_problem, problem_parts
 from qaev.search import minimize
 from qaev.session import make_session, run_batches
-from qaev.staging import Finish, Staging, dominated, is_final
+from qaev.staging import SIMULATED, Finish, Staging, dominated, is_final
 
 
 def candidates(problem, n: int, seed: int) -> list[QuantConfig]:
@@ -222,7 +222,7 @@ def search_comparison(gens: int, pop: int, eval_n, staging: Staging) -> dict:
         improving = _entered_front(problem, records)
         per_candidate = {k: float(np.mean([r.extra.get(f"{k}_s", 0.0) for r in records if r.ok] or [0.0]))
                          for k in ("build", "session", "feed", "inference")}
-        simulated = sum(1 for r in records if r.extra.get("screen_by") == "simulation")
+        simulated = sum(1 for r in records if r.extra.get("screen_by") == SIMULATED)
         out[name] = {"wall_s": wall, "hypervolume": result.history[-1].hypervolume, "screened_on_simulator": simulated,
                      "front": len(result.front), "evaluations": problem.n_evaluated, "stopped_early": len(stopped),
                      "finished": full, "finished_entering_front": improving,

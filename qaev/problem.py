@@ -20,7 +20,7 @@ from qaev.prefetch import prepared_ahead, prefetch_depth
 from qaev.quantize import Quantizer
 from qaev.session import make_session, run_batches
 from qaev.space import SearchSpace
-from qaev.staging import SCREEN, SUBSET, Finish, Staging, dominated, is_final
+from qaev.staging import SCREEN, SIMULATED, SUBSET, Finish, Staging, dominated, is_final
 from qaev.store import EvaluationStore, Record
 
 __all__ = ["QuantizationProblem", "FAILED"]
@@ -310,7 +310,7 @@ class QuantizationProblem(Problem):
         batches = itertools.islice(ev.data.batches(batch_size=ev.batch_size), stops[0] // ev.batch_size)
         if feed is not None:
             batches = ({**batch, **feed} for batch in batches)
-            extra["screen_by"] = "simulation"
+            extra["screen_by"] = SIMULATED
         head = run_batches(session, batches)
         items = ev.item_drops(head)
         drop, stderr = ev.head_drop(head, n_boot=self.staging.n_boot, items=items)

@@ -18,7 +18,7 @@ import numpy as np
 
 from qaev.config import QuantConfig
 from qaev.prefetch import prepared_ahead
-from qaev.staging import SCREEN, SIMULATE_BELOW_MACS
+from qaev.staging import SCREEN, SIMULATE_BELOW_MACS, SIMULATED
 from qaev.store import Record
 
 __all__ = ["promising", "finish", "simulator_for", "MAX_HEADS"]
@@ -63,7 +63,7 @@ def finish(problem) -> int:
                                                                  depth=problem.effective_prefetch)):
         head = problem.heads.pop(record.key, None)
         done = problem.compute(config, front=problem.full_front_matrix(), prepared=prepared,
-                               head=None if record.extra.get("screen_by") == "simulation" else head)
+                               head=None if record.extra.get("screen_by") == SIMULATED else head)
         screen = {k: v for k, v in record.extra.items() if k.startswith("screen_")}
         problem._keep(replace(done, key=record.key, seconds=done.seconds + record.seconds,
                               extra={**done.extra, **screen}))

@@ -23,12 +23,14 @@ from enum import Enum
 
 import numpy as np
 
-__all__ = ["Staging", "Finish", "dominated", "is_final", "SUBSET", "SCREEN", "SIMULATE_BELOW_MACS"]
+__all__ = ["Staging", "Finish", "dominated", "is_final", "SUBSET", "SCREEN", "SIMULATED", "SIMULATE_BELOW_MACS"]
 
 #: ``Record.extra["stage"]`` of a candidate stopped early (never on a front).
 SUBSET = "subset"
 #: ``Record.extra["stage"]`` of a candidate measured on the first stage only (``Finish.END``).
 SCREEN = "screen"
+#: ``Record.extra["screen_by"]`` of a candidate screened on the simulator, not its own model.
+SIMULATED = "simulation"
 #: ``Staging(simulate=None)`` screens on the simulated graph when a first stage (its items
 #: times the model's multiply-accumulates per item) costs fewer than this: about 50 ms of
 #: float inference on one core of a current CPU, where opening sessions rivals running them.
