@@ -24,7 +24,9 @@ import onnxruntime as ort
 
 from qaev.config import QuantConfig
 from qaev.evaluate import Evaluator
-from qaev.problems import get_problem, problem_parts
+from qaev.problem import QuantizationProblem
+from qaev.problems import problem_parts
+from qaev.quantize import Quantizer
 
 
 def candidates(run: Path, max_size_mb: float, top: int) -> list[dict]:
@@ -54,10 +56,11 @@ def main(argv=None) -> dict:
     print(f"command: python benchmarks/reselect.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"onnxruntime {ort.__version__}; run {args.run} (problem {name}, search split {settings['eval']}); "
           f"{len(chosen_from)} candidates within {bound} MB; all figures measured in this run")
-    problem = get_problem(name, calib=settings["calib"], eval=None, seed=settings["seed"])
-    parts = problem_parts(name, calib=settings["calib"], seed=settings["seed"])
-    if getattr(parts, "test", None) is None:
+    parts = problem_parts(name, calib=settings["calib"], eval=None, seed=settings["seed"])  # eval: all but calib
+    if parts.test is None:
         sys.exit(f"problem {name} has no test split of its own")
+    problem = QuantizationProblem(Quantizer.calibrated(parts.model, parts.calib),
+                                  Evaluator(parts.model, parts.eval, metric=parts.metric))
     test = Evaluator(parts.model, parts.test, metric=parts.metric)
     float_mb = problem.float_objectives()["size_mb"]
     print(f"re-measuring on {len(problem.evaluator.data)} search-data items (float {problem.evaluator.float_value:.2f}); "
