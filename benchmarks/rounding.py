@@ -2,7 +2,7 @@
 
     python benchmarks/rounding.py --problem digits|efficientnet-lite0|minilm-l6-stsb
         [--eval N] [--calib N] [--bits 4,2] [--granularity per_channel] [--threads 1]
-        [--layers re:PATTERN,...] [--nearest-only] [--asymmetric]
+        [--layers re:PATTERN,...] [--nearest-only] [--asymmetric] [--input-samples 256,1400]
 
 For every weight width in ``--bits``: uniform W<b>A8 (static 8-bit activations) and W<b>
 weight-only, each with nearest and gptq rounding, without and with bias correction, all
@@ -13,6 +13,9 @@ hash, the ONNX Runtime version and the host. ``stats_s`` is the one-off cost of 
 layer-input statistics; ``build_s`` the build of each config (gptq rounding included).
 ``--layers`` quantizes only the selected layers (names or ``re:`` patterns; the others stay
 float); ``--nearest-only`` leaves out the GPTQ and bias-correction variants.
+``--input-samples`` repeats the table with the layer-input statistics taken from that many
+leading calibration samples each (default: the library's default cap); the ``stats`` column
+gives the samples and the input rows behind them.
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ from qaev.config import ActMode, Granularity, LayerConfig, Rounding
 from qaev.evaluate import Evaluator
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, export_model, uniform_config
+from qaev.quantize.layer_inputs import MAX_SAMPLES, LayerInputs
+from qaev.quantize.weights import WeightCache
 from qaev.space import select_layers
 
 VARIANTS = ((Rounding.NEAREST, False), (Rounding.GPTQ, False), (Rounding.NEAREST, True), (Rounding.GPTQ, True))
@@ -45,6 +50,8 @@ def main(argv=None) -> int:
     parser.add_argument("--acts", default="a8,float", help="Comma list: a8 (W*A8 rows), float (weight-only rows).")
     parser.add_argument("--layers", default=None, help="Comma list of layer names or re: patterns to quantize (default all).")
     parser.add_argument("--nearest-only", action="store_true", help="Only round-to-nearest without bias correction.")
+    parser.add_argument("--input-samples", default=None,
+                        help="Comma list: calibration samples behind the layer-input statistics (default: the library's cap).")
     parser.add_argument("--asymmetric", action="store_true",
                         help="Asymmetric weight grids (all 2^b levels; symmetric ones use 2^b - 1).")
     args = parser.parse_args(argv)
@@ -54,29 +61,40 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     quantizer = Quantizer.calibrated(parts.model, parts.calib, threads=args.threads)
     calib_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    quantizer.inputs.get(next(layer for layer in quantizer.layers if layer.op_type in ("Conv", "Gemm", "MatMul")))
-    stats_s = time.perf_counter() - t0
+    samples = [int(n) for n in args.input_samples.split(",")] if args.input_samples else [MAX_SAMPLES]
+    stats_s = {}
+    probe = next(layer for layer in quantizer.layers if layer.op_type in ("Conv", "Gemm", "MatMul"))
+    for n in samples:
+        t0 = time.perf_counter()
+        inputs = LayerInputs(parts.model, quantizer.layers, parts.calib, max_samples=n, cache=quantizer.inputs.cache,
+                             threads=args.threads)
+        rows = inputs.get(probe).rows
+        stats_s[n] = (inputs, rows, time.perf_counter() - t0)
     evaluator = Evaluator(parts.model, data, metric=parts.metric, threads=args.threads)
     fp = evaluator.float_value
     print(f"command: python benchmarks/rounding.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"model {parts.model.sha256[:16]}  onnxruntime {ort.__version__}  {platform.machine()} "
           f"{platform.processor() or platform.platform()}  calib {len(parts.calib)}  {split} n={len(data)}")
-    print(f"activation calibration {calib_s:.1f} s; layer-input statistics {stats_s:.1f} s "
-          f"({'loaded from ' + str(quantizer.inputs.path) if stats_s < 0.5 and quantizer.inputs.path else 'computed'})")
+    print(f"activation calibration {calib_s:.1f} s; layer-input statistics: " + "; ".join(
+        f"up to {n} samples: {rows} rows of {probe.name}, {t:.1f} s"
+        f"{' (loaded)' if t < 0.5 and inputs.path else ''}" for n, (inputs, rows, t) in stats_s.items()))
     chosen = quantizer.layers
     if args.layers:
         names = select_layers(args.layers.split(","), [layer.name for layer in quantizer.layers], "--layers")
         chosen = [layer for layer in quantizer.layers if layer.name in names]
         print(f"quantized layers: {len(chosen)} of {len(quantizer.layers)} ({args.layers}); the others stay float")
-    print(f"\n| config | range | rounding | bias corr. | {parts.metric} | drop | size MB | build_s |")
-    print("|---|---|---|---|---:|---:|---:|---:|")
-    print(f"| float | - | - | - | {fp:.2f} | 0.00 | {parts.model.proto.ByteSize() / 1e6:.2f} | - |")
+    print(f"\n| config | range | rounding | bias corr. | stats | {parts.metric} | drop | size MB | build_s |")
+    print("|---|---|---|---|---|---:|---:|---:|---:|")
+    print(f"| float | - | - | - | - | {fp:.2f} | 0.00 | {parts.model.proto.ByteSize() / 1e6:.2f} | - |")
     acts = [(ActMode.STATIC, "A8") if a == "a8" else (ActMode.FLOAT, " weight-only") for a in args.acts.split(",")]
-    for bits in (int(b) for b in args.bits.split(",")):
+    for (n, (inputs, rows, _)), bits in itertools.product(stats_s.items(), (int(b) for b in args.bits.split(","))):
+        quantizer.inputs, quantizer.weights = inputs, WeightCache()
         for (act, suffix), weight_range in itertools.product(acts, args.weight_ranges.split(",")):
             label = f"W{bits}{suffix}"
             for rounding, bc in VARIANTS[:1] if args.nearest_only else VARIANTS:
+                data_aware = rounding is not Rounding.NEAREST or bc
+                if not data_aware and n != samples[0]:
+                    continue  # round-to-nearest does not read the statistics: printed once
                 cfg = LayerConfig(w_bits=bits, act=act, granularity=Granularity(args.granularity),
                                   rounding=rounding, bias_correction=bc, weight_range=weight_range,
                                   symmetric=not args.asymmetric)
@@ -86,8 +104,9 @@ def main(argv=None) -> int:
                 build_s = time.perf_counter() - t0
                 size = export_model(quantizer, config).ByteSize() / 1e6
                 value = evaluator.measure(model).value
-                print(f"| {label} | {weight_range} | {rounding.value} | {'yes' if bc else 'no'} | {value:.2f} | {fp - value:.2f} "
-                      f"| {size:.2f} | {build_s:.2f} |", flush=True)
+                stats = f"{rows} rows" if data_aware else "-"
+                print(f"| {label} | {weight_range} | {rounding.value} | {'yes' if bc else 'no'} | {stats} | {value:.2f} "
+                      f"| {fp - value:.2f} | {size:.2f} | {build_s:.2f} |", flush=True)
     print(f"\nmeasured on {len(data)} samples of the {split} split; sizes are exported files (native INT2/INT4).")
     return 0
 

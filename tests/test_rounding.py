@@ -236,3 +236,16 @@ def test_layer_input_statistics_leave_padded_tokens_out():
     assert stats.rows == 8
     np.testing.assert_allclose(stats.mean[0], rows.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(stats.hessian[0], rows.T @ rows / len(rows), rtol=1e-6)
+
+
+def test_layer_input_statistics_use_every_calibration_sample_by_default():
+    """A second-order rounding needs many input rows: the default takes all of a 600-sample
+    calibration set (the old cap of 256 left most of it out), and ``max_samples`` still caps."""
+    from qaev.quantize.layer_inputs import LayerInputs
+
+    model = load_model(attention_like())
+    rng = np.random.default_rng(1)
+    data = ArrayDataset(inputs={"ids": rng.integers(0, 50, size=(600, 4))}, name="many")
+    layer = next(layer for layer in Quantizer(model).layers if layer.op_type == "MatMul" and layer.has_weight)
+    assert LayerInputs(model, [layer], data).get(layer).rows == 600 * 4
+    assert LayerInputs(model, [layer], data, max_samples=100).get(layer).rows == 100 * 4

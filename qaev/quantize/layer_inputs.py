@@ -36,6 +36,12 @@ from qaev.quantize.rounding import supports_data_aware
 __all__ = ["InputStats", "LayerInputs", "collect_layer_inputs", "im2col", "layer_rows"]
 
 _FORMAT_VERSION = 2  # 2: padded token positions left out
+#: Default cap on the calibration samples behind the statistics. It was 256: on MiniLM
+#: (STS-B sentences of ~11 tokens) that gave ~4k input rows for layers of 384 and 1536
+#: inputs, and uniform 2-bit GPTQ weights lost 2.5-7.7 Spearman points depending on which
+#: sentences they were; with 1400 sentences (22k rows) 0.2-0.7 (benchmarks/RESULTS.md,
+#: "How many calibration rows GPTQ needs").
+MAX_SAMPLES = 2048
 _CHUNK = 1 << 22  # values per float64 accumulation step (bounds the temporaries at ~32 MB)
 
 
@@ -232,13 +238,15 @@ class LayerInputs:
         model: the float model.
         layers: its layers.
         calib: calibration dataset (anything with ``batches(batch_size=...)``).
-        max_samples: at most this many leading samples are used.
+        max_samples: at most this many leading samples are used (default: every sample of
+            a calibration set up to 2048; a second-order rounding of a wide layer needs many
+            more input rows than it has inputs, see :data:`MAX_SAMPLES`).
         batch_size: samples per ORT run (the model's fixed batch wins).
         cache: folder for the persisted ``.npz``; None keeps the statistics in memory only.
         threads: ONNX Runtime intra-op threads.
     """
 
-    def __init__(self, model: FloatModel, layers: Sequence[LayerInfo], calib, *, max_samples: int = 256,
+    def __init__(self, model: FloatModel, layers: Sequence[LayerInfo], calib, *, max_samples: int = MAX_SAMPLES,
                  batch_size: int = 8, cache: Path | None = None, threads: int = 1) -> None:
         self.model, self.layers, self.calib = model, list(layers), calib
         self.max_samples, self.threads = max_samples, threads
