@@ -6,7 +6,7 @@
 
 For every weight width in ``--bits``: uniform W<b>A8 (static 8-bit activations) and W<b>
 weight-only, each with nearest and gptq rounding, without and with bias correction, all
-from the same calibration data (layer-input statistics from its first 256 samples). Each
+from the same calibration data (layer-input statistics from up to 2048 of its samples). Each
 config is measured on the problem's test split (``parts.test`` when the problem has one,
 else its evaluation split) and printed as a Markdown table with the command, the model
 hash, the ONNX Runtime version and the host. ``stats_s`` is the one-off cost of the
