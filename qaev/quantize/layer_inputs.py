@@ -37,10 +37,10 @@ __all__ = ["InputStats", "LayerInputs", "collect_layer_inputs", "im2col", "layer
 
 _FORMAT_VERSION = 2  # 2: padded token positions left out
 #: Default cap on the calibration samples behind the statistics. It was 256: on MiniLM
-#: (STS-B sentences of ~11 tokens) that gave ~4k input rows for layers of 384 and 1536
-#: inputs, and uniform 2-bit GPTQ weights lost 2.5-7.7 Spearman points depending on which
-#: sentences they were; with 1400 sentences (22k rows) 0.2-0.7 (benchmarks/RESULTS.md,
-#: "How many calibration rows GPTQ needs").
+#: (STS-B sentences of ~11 tokens) that gave 2.6-4k input rows for layers of 384 and 1536
+#: inputs, and uniform 2-bit GPTQ weights lost 5.49 Spearman points on test from 2647 rows
+#: (more than round-to-nearest), 1.30 from 1400 sentences' 22522 rows
+#: (benchmarks/RESULTS.md, "How many calibration rows GPTQ needs").
 MAX_SAMPLES = 2048
 _CHUNK = 1 << 22  # values per float64 accumulation step (bounds the temporaries at ~32 MB)
 
