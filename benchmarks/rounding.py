@@ -9,13 +9,13 @@ weight-only, each with nearest and gptq rounding, without and with bias correcti
 from the same calibration data (layer-input statistics from up to 2048 of its samples). Each
 config is measured on the problem's test split (``parts.test`` when the problem has one,
 else its evaluation split) and printed as a Markdown table with the command, the model
-hash, the ONNX Runtime version and the host. ``stats_s`` is the one-off cost of the
-layer-input statistics; ``build_s`` the build of each config (gptq rounding included).
+hash, the ONNX Runtime version and the host; its header line gives the one-off cost of the
+layer-input statistics, and ``build_s`` the build of each config (gptq rounding included).
 ``--layers`` quantizes only the selected layers (names or ``re:`` patterns; the others stay
 float); ``--nearest-only`` leaves out the GPTQ and bias-correction variants.
 ``--input-samples`` repeats the table with the layer-input statistics taken from that many
 leading calibration samples each (default: the library's default cap); the ``stats`` column
-gives the samples and the input rows behind them.
+gives the input rows behind each data-aware row.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from qaev.evaluate import Evaluator
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, export_model, uniform_config
 from qaev.quantize.layer_inputs import MAX_SAMPLES, LayerInputs
+from qaev.quantize.rounding import supports_data_aware
 from qaev.quantize.weights import WeightCache
 from qaev.space import select_layers
 
@@ -62,14 +63,14 @@ def main(argv=None) -> int:
     quantizer = Quantizer.calibrated(parts.model, parts.calib, threads=args.threads)
     calib_s = time.perf_counter() - t0
     samples = [int(n) for n in args.input_samples.split(",")] if args.input_samples else [MAX_SAMPLES]
-    stats_s = {}
-    probe = next(layer for layer in quantizer.layers if layer.op_type in ("Conv", "Gemm", "MatMul"))
+    by_cap = {}  # samples -> (statistics, rows behind them, seconds to collect or load)
+    probe = next(layer for layer in quantizer.layers if supports_data_aware(layer))
     for n in samples:
         t0 = time.perf_counter()
         inputs = LayerInputs(parts.model, quantizer.layers, parts.calib, max_samples=n, cache=quantizer.inputs.cache,
                              threads=args.threads)
         rows = inputs.get(probe).rows
-        stats_s[n] = (inputs, rows, time.perf_counter() - t0)
+        by_cap[n] = (inputs, rows, time.perf_counter() - t0)
     evaluator = Evaluator(parts.model, data, metric=parts.metric, threads=args.threads)
     fp = evaluator.float_value
     print(f"command: python benchmarks/rounding.py {' '.join(argv if argv is not None else sys.argv[1:])}")
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
           f"{platform.processor() or platform.platform()}  calib {len(parts.calib)}  {split} n={len(data)}")
     print(f"activation calibration {calib_s:.1f} s; layer-input statistics: " + "; ".join(
         f"up to {n} samples: {rows} rows of {probe.name}, {t:.1f} s"
-        f"{' (loaded)' if t < 0.5 and inputs.path else ''}" for n, (inputs, rows, t) in stats_s.items()))
+        f"{' (loaded)' if t < 0.5 and inputs.path else ''}" for n, (inputs, rows, t) in by_cap.items()))
     chosen = quantizer.layers
     if args.layers:
         names = select_layers(args.layers.split(","), [layer.name for layer in quantizer.layers], "--layers")
@@ -87,9 +88,10 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---:|---:|---:|---:|")
     print(f"| float | - | - | - | - | {fp:.2f} | 0.00 | {parts.model.proto.ByteSize() / 1e6:.2f} | - |")
     acts = [(ActMode.STATIC, "A8") if a == "a8" else (ActMode.FLOAT, " weight-only") for a in args.acts.split(",")]
-    for (n, (inputs, rows, _)), bits in itertools.product(stats_s.items(), (int(b) for b in args.bits.split(","))):
-        quantizer.inputs, quantizer.weights = inputs, WeightCache()
-        for (act, suffix), weight_range in itertools.product(acts, args.weight_ranges.split(",")):
+    for n, (inputs, rows, _) in by_cap.items():
+        quantizer.inputs, quantizer.weights = inputs, WeightCache()  # cached GPTQ weights follow the statistics
+        for bits, (act, suffix), weight_range in itertools.product(
+                (int(b) for b in args.bits.split(",")), acts, args.weight_ranges.split(",")):
             label = f"W{bits}{suffix}"
             for rounding, bc in VARIANTS[:1] if args.nearest_only else VARIANTS:
                 data_aware = rounding is not Rounding.NEAREST or bc

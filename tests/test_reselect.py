@@ -8,9 +8,9 @@ from tests.paths import load_benchmark
 reselect = load_benchmark("reselect")
 
 
-def _run(tmp_path, records, *, constraints=None, problem="digits"):
+def _run(tmp_path, records, *, constraints=None):
     (tmp_path / "settings.json").write_text(json.dumps(
-        {"problem": problem, "constraints": constraints or {}, "calib": None, "eval": 100, "seed": 0}))
+        {"problem": "digits", "constraints": constraints or {}, "calib": None, "eval": 100, "seed": 0}))
     (tmp_path / "evaluations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + "\n")
     return tmp_path
 
@@ -33,7 +33,7 @@ def test_candidates_are_the_best_full_measurements_within_the_bound(tmp_path):
     assert [r["key"] for r in reselect.candidates(run, 0.9, 3)] == ["d"]
 
 
-def test_a_run_without_a_size_bound_or_without_a_test_split_is_refused(tmp_path, capsys):
+def test_a_run_without_a_size_bound_or_without_a_test_split_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="no size bound"):
         reselect.main([str(_run(tmp_path, [_record("a", 0.1, 1.0)]))])
     with pytest.raises(SystemExit, match="no fully measured candidate within 0.5 MB"):
