@@ -4,12 +4,15 @@ Weight bytes are exact bit counts: ``ceil(params * bits / 8)`` for the values, o
 scale (4 bytes) per scale group and one zero point (1 byte) per group when the grid is
 asymmetric. Groups: per-tensor 1, per-channel one per output channel, block-wise one per
 ``block_size`` run along the reduction axis. Float weights take 4 bytes per parameter.
+A codebook table (2 bits per weight) adds one fp32 scale per row and its 256 four-weight
+fp32 vectors.
 """
 from __future__ import annotations
 
 import math
 
-from qaev.config import Granularity, LayerConfig
+from qaev.config import Granularity, LayerConfig, Rounding
+from qaev.quantize.codebook import CODES, VECTOR
 from qaev.layers import LayerInfo
 
 __all__ = ["SCALE_BYTES", "ZERO_POINT_BYTES", "FLOAT_WEIGHT_BYTES", "scale_groups", "weight_bytes", "activation_elements"]
@@ -56,6 +59,9 @@ def weight_bytes(layer: LayerInfo, cfg: LayerConfig | None, *, bits: int | None 
         return layer.params * FLOAT_WEIGHT_BYTES
     eff = cfg.effective()
     width = eff.w_bits if bits is None else bits
+    if eff.rounding is Rounding.CODEBOOK:
+        rows = int(layer.weight_shape[0])
+        return math.ceil(layer.params * width / 8) + rows * SCALE_BYTES + CODES * VECTOR * FLOAT_WEIGHT_BYTES
     groups = scale_groups(layer, eff.granularity)
     zero_points = 0 if eff.symmetric else groups * ZERO_POINT_BYTES
     return math.ceil(layer.params * width / 8) + groups * SCALE_BYTES + zero_points

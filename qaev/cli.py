@@ -58,8 +58,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--asymmetric", is_flag=True, help="Asymmetric weight grids.")
 @click.option("--calibration", type=CALIBRATION_CHOICE, default="minmax", show_default=True)
 @click.option("--pow2-scales", is_flag=True, help="Round scales up to powers of two.")
-@click.option("--rounding", type=click.Choice(["nearest", "gptq"]), default="nearest", show_default=True,
-              help="Weight rounding: nearest, or gptq (second-order, from calibration data).")
+@click.option("--rounding", type=click.Choice(["nearest", "gptq", "codebook"]), default="nearest", show_default=True,
+              help="Weight rounding: nearest, gptq (second-order, from calibration data), or codebook "
+                   "(2-bit embedding tables as 256 learned 4-weight vectors; other layers: nearest).")
 @click.option("--bias-correction", is_flag=True, help="Correct biases for the mean weight-quantization error.")
 @click.option("--weight-range", type=click.Choice(["minmax", "mse"]), default="minmax", show_default=True,
               help="Weight grid range per scale group: min/max, or clipped to the least squared error.")

@@ -73,7 +73,8 @@ def _recipe(model, problem_name, data_kwargs: dict, *, staging, **common) -> Rec
               help="Allowed: per_tensor,per_channel,block32,block64,block128.")
 @click.option("--calibrations", default="minmax", show_default=True, help="Allowed: minmax,percentile,entropy,mse.")
 @click.option("--roundings", default="nearest", show_default=True,
-              help="Allowed weight roundings: nearest,gptq (gptq: second-order, data-aware).")
+              help="Allowed weight roundings: nearest,gptq,codebook (gptq: second-order, data-aware; "
+                   "codebook: 2-bit embedding tables as 256 learned 4-weight vectors).")
 @click.option("--bias-correction", is_flag=True, help="Search bias correction on/off per layer.")
 @click.option("--weight-range", type=click.Choice(["minmax", "mse"]), default="minmax", show_default=True,
               help="Weight grid range per scale group for every layer: min/max, or clipped to the least squared error.")

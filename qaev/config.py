@@ -81,15 +81,19 @@ class ScaleRule(str, Enum):
 
 
 class Rounding(str, Enum):
-    """How weights are rounded onto their grid (the grid itself is the same for both).
+    """How weights are rounded.
 
-    ``gptq`` is second-order, data-aware rounding (Frantar et al., "GPTQ", ICLR 2023;
-    Frantar & Alistarh, "Optimal Brain Compression", NeurIPS 2022): see
-    :mod:`qaev.quantize.rounding`.
+    ``nearest`` and ``gptq`` round onto the same scalar grid: ``gptq`` is second-order,
+    data-aware rounding (Frantar et al., "GPTQ", ICLR 2023; Frantar & Alistarh, "Optimal
+    Brain Compression", NeurIPS 2022): see :mod:`qaev.quantize.rounding`. ``codebook``
+    replaces the grid of a 2-bit embedding table by 256 learned four-weight vectors, one
+    8-bit code per four weights (see :mod:`qaev.quantize.codebook`); granularity, symmetry
+    and weight range do not apply to it.
     """
 
     NEAREST = "nearest"
     GPTQ = "gptq"
+    CODEBOOK = "codebook"
 
 
 class WeightRange(str, Enum):
@@ -135,7 +139,8 @@ class LayerConfig:
         act: static, dynamic (int8, run-time scale) or float activations.
         a_bits: static activation bits from :data:`ACT_BITS` (ignored unless static).
         rounding: round-to-nearest or data-aware ``gptq`` rounding on the same grid
-            (ignored for float and 16-bit weights).
+            (ignored for float and 16-bit weights), or a ``codebook`` (2-bit embedding
+            tables only).
         bias_correction: add the calibration-data mean of the weight quantization error
             to the layer's bias (Nagel et al., "Data-Free Quantization", ICCV 2019;
             ignored for float and 16-bit weights).
@@ -167,6 +172,8 @@ class LayerConfig:
             raise ConfigError(f"symmetric: expected true/false, got {self.symmetric!r}")
         if self.act is ActMode.DYNAMIC and (self.w_bits is None or self.w_bits > 8):
             raise ConfigError("act: dynamic activations need integer weights of at most 8 bits")
+        if self.rounding is Rounding.CODEBOOK and self.w_bits != 2:
+            raise ConfigError(f"rounding: codebook stores 2 bits per weight; w_bits must be 2, got {self.w_bits!r}")
 
     @property
     def is_float(self) -> bool:
@@ -196,6 +203,10 @@ class LayerConfig:
                 changes["bias_correction"] = False
             if self.weight_range is not WeightRange.MINMAX:
                 changes["weight_range"] = WeightRange.MINMAX
+        elif self.rounding is Rounding.CODEBOOK:
+            # one scale per row and a learned codebook: no grid genes apply
+            changes.update(granularity=Granularity.PER_CHANNEL, symmetric=True, weight_range=WeightRange.MINMAX)
+            changes = {k: v for k, v in changes.items() if getattr(self, k) != v}
         return LayerConfig(**{**self.to_dict(), **changes}) if changes else self
 
     def to_dict(self) -> dict:

@@ -27,6 +27,7 @@ from qaev.config import (
 )
 from qaev.errors import ConfigError
 from qaev.layers import LayerInfo
+from qaev.quantize.codebook import supports_codebook
 from qaev.quantize.plan import fit_to_layer
 
 __all__ = ["SearchSpace", "ACT_OPTIONS", "GENES_PER_LAYER", "select_layers"]
@@ -74,7 +75,9 @@ class SearchSpace:
         symmetric: allowed symmetry values.
         calibrations: allowed calibration methods (global gene).
         scale_rules: allowed scale rules (global gene).
-        roundings: allowed weight roundings (``nearest``, ``gptq``).
+        roundings: allowed weight roundings (``nearest``, ``gptq``, ``codebook``). Where
+            ``codebook`` does not apply (not a 2-bit table) it decodes as the first other
+            allowed rounding; where ``gptq`` does not apply, as ``nearest``.
         bias_corrections: allowed bias-correction settings (``False``, ``True``).
         weight_range: the weight grids' range rule for every layer (not a gene).
         exclude: selectors (names or ``re:`` patterns) of layers kept float.
@@ -207,8 +210,12 @@ class SearchSpace:
             w_bits = self.w_bits[w]
             if mode is ActMode.DYNAMIC and (w_bits is None or w_bits > 8):
                 mode = ActMode.FLOAT
+            rounding = self.roundings[r]
+            if rounding is Rounding.CODEBOOK and (w_bits != 2 or not supports_codebook(self.searchable[i])):
+                # a codebook holds 2-bit tables only: elsewhere the gene means the first other option
+                rounding = self.roundings[0] if self.roundings[0] is not Rounding.CODEBOOK else Rounding.NEAREST
             cfg = LayerConfig(w_bits=w_bits, act=mode, a_bits=a_bits, granularity=self.granularities[g],
-                              symmetric=self.symmetric[s], rounding=self.roundings[r],
+                              symmetric=self.symmetric[s], rounding=rounding,
                               bias_correction=self.bias_corrections[b], weight_range=self.weight_range)
             fitted = fit_to_layer(cfg, self.searchable[i])
             memo[(i, genes)] = None if fitted is None else fitted.effective()

@@ -19,7 +19,7 @@ from tests.models import attention_like, conv_mlp, images
 _WIDE = dict(w_bits=(2, 3, 4, 8, 16, None), acts=("a4", "a8", "a16", "float", "dyn8"),
              granularities=(Granularity.PER_TENSOR, Granularity.PER_CHANNEL, Granularity.BLOCK32),
              symmetric=(True, False), calibrations=(CalibMethod.MINMAX, CalibMethod.PERCENTILE),
-             scale_rules=(ScaleRule.FLOAT, ScaleRule.POW2), roundings=(Rounding.NEAREST, Rounding.GPTQ),
+             scale_rules=(ScaleRule.FLOAT, ScaleRule.POW2), roundings=(Rounding.NEAREST, Rounding.GPTQ, Rounding.CODEBOOK),
              bias_corrections=(False, True))
 
 
@@ -35,8 +35,8 @@ def _tiny(name):
 @pytest.mark.parametrize("name", ["conv_mlp", "attention_like"])
 def test_simulated_outputs_equal_the_qdq_model_run_in_float(name, monkeypatch):
     """Every covered config (weights of 2-16 bits, static 4/8/16-bit activations, every
-    granularity, asymmetric grids, GPTQ and bias correction, a quantized graph output):
-    the simulator's outputs are the QDQ model's evaluated without fusion, up to float32
+    granularity, asymmetric grids, GPTQ, codebook tables and bias correction, a quantized
+    graph output): the simulator's outputs are the QDQ model's evaluated without fusion, up to float32
     rounding (the runtime packs constant weights, not inputs, its own way)."""
     monkeypatch.setenv("QAEV_ORT_LEVEL", "disable")
     q, feed = _tiny(name)

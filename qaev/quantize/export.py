@@ -10,6 +10,7 @@
   Conv forms are exact).
 - Weight-only, block-wise MatMuls with at most 4-bit weights become ONNX Runtime's
   ``com.microsoft.MatMulNBits`` (2-bit for 2-bit grids, else 4-bit).
+- Codebook tables are written as evaluated: uint8 codes, float32 vectors and row scales.
 
 Both forms dequantize to exactly the values of the evaluation graph.
 """
@@ -22,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from qaev.config import ActMode, QuantConfig
+from qaev.config import ActMode, QuantConfig, Rounding
 from qaev.graph import converted_to_opset
 from qaev.layers import LayerInfo
 from qaev.quantize.graph_edit import GraphEditor
@@ -116,6 +117,8 @@ def export_model(quantizer: Quantizer, config: QuantConfig) -> onnx.ModelProto:
         cfg = resolved.layer(layer.name)
         if cfg is None or cfg.w_bits is None or cfg.w_bits > 4 or cfg.act is ActMode.DYNAMIC:
             continue  # dynamic layers feed MatMulInteger int8 directly: no DequantizeLinear to narrow
+        if cfg.effective().rounding is Rounding.CODEBOOK:
+            continue  # 8-bit codes already: nothing to narrow
         if _nbits_eligible(layer, cfg):
             node = ed.node(layer.name)
             dq = ed.node(f"{layer.name}.w.DequantizeLinear")

@@ -19,13 +19,14 @@ from qaev.errors import ConfigError
 from qaev.graph import FloatModel
 from qaev.layers import LayerInfo
 from qaev.quantize.bias_correction import add_after, apply_correction, output_correction
+from qaev.quantize.codebook import CodebookWeight, codebook_lookup, codebook_quantize
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.plan import activation_plan, validate_config
 from qaev.quantize.rounding import gptq_round
 from qaev.quantize.weights import ActParams, QuantizedWeight, WeightCache, activation_params, quantize_weight
 
-__all__ = ["build_qdq", "quantized_weight", "act_params_of", "int32_bias"]
+__all__ = ["build_qdq", "quantized_weight", "codebook_weight", "act_params_of", "int32_bias"]
 
 
 def _layer_inputs(inputs: LayerInputs | None, layer: LayerInfo, what: str):
@@ -54,6 +55,16 @@ def quantized_weight(model: FloatModel, layer: LayerInfo, cfg: LayerConfig, conf
             stats = _layer_inputs(inputs, layer, "gptq rounding")
             qw = gptq_round(w, qw, stats.hessian, layer=layer, symmetric=eff.symmetric)
         return qw
+
+    return cache.get(key, compute) if cache is not None else compute()
+
+
+def codebook_weight(model: FloatModel, layer: LayerInfo, cache: WeightCache | None = None) -> CodebookWeight:
+    """The (memoised) codebook of ``layer``'s table."""
+    key = (layer.weight, Rounding.CODEBOOK.value)
+
+    def compute() -> CodebookWeight:
+        return codebook_quantize(model.weight(layer.weight))
 
     return cache.get(key, compute) if cache is not None else compute()
 
@@ -183,6 +194,9 @@ def build_qdq(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfi
         if cfg is None or cfg.w_bits is None:
             continue
         node = ed.node(layer.name)
+        if cfg.effective().rounding is Rounding.CODEBOOK:
+            codebook_lookup(ed, node, codebook_weight(model, layer, cache), name=f"{layer.name}.w")
+            continue
         qw = quantized_weight(model, layer, cfg, config, cache, inputs=inputs)
         correction = None
         if cfg.effective().bias_correction:

@@ -27,11 +27,11 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from qaev.config import ActMode, QuantConfig
+from qaev.config import ActMode, QuantConfig, Rounding
 from qaev.quantize.bias_correction import fold_scale, output_correction
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.plan import activation_plan
-from qaev.quantize.qdq import act_params_of, int32_bias, quantized_weight
+from qaev.quantize.qdq import act_params_of, codebook_weight, int32_bias, quantized_weight
 from qaev.quantize.quantizer import Quantizer, activation_tensors
 from qaev.session import make_session
 
@@ -135,6 +135,9 @@ class Simulator:
         for layer in q.layers:
             cfg = config.layer(layer.name)
             if cfg is None or cfg.w_bits is None:
+                continue
+            if cfg.effective().rounding is Rounding.CODEBOOK:
+                params[self._weights[layer.name]] = self._dequantize(codebook_weight(q.model, layer, q.weights))
                 continue
             qw = quantized_weight(q.model, layer, cfg, config, q.weights, inputs=q.inputs)
             params[self._weights[layer.name]] = self._dequantize(qw)
