@@ -3,6 +3,7 @@
     python benchmarks/rounding.py --problem digits|efficientnet-lite0|minilm-l6-stsb
         [--eval N] [--calib N] [--bits 4,2] [--granularity per_channel] [--threads 1]
         [--layers re:PATTERN,...] [--nearest-only] [--asymmetric] [--input-samples 256,1400]
+        [--codebook]
 
 For every weight width in ``--bits``: uniform W<b>A8 (static 8-bit activations) and W<b>
 weight-only, each with nearest and gptq rounding, without and with bias correction, all
@@ -15,7 +16,9 @@ layer-input statistics, and ``build_s`` the build of each config (gptq rounding 
 float); ``--nearest-only`` leaves out the GPTQ and bias-correction variants.
 ``--input-samples`` repeats the table with the layer-input statistics taken from that many
 leading calibration samples each (default: the library's default cap); the ``stats`` column
-gives the input rows behind each data-aware row.
+gives the input rows behind each data-aware row. ``--codebook`` adds, at 2 bits, a row with
+``codebook`` rounding: embedding tables as learned 4-weight codebooks, every other layer
+round-to-nearest on the row's grid.
 """
 from __future__ import annotations
 
@@ -53,6 +56,7 @@ def main(argv=None) -> int:
     parser.add_argument("--nearest-only", action="store_true", help="Only round-to-nearest without bias correction.")
     parser.add_argument("--input-samples", default=None,
                         help="Comma list: calibration samples behind the layer-input statistics (default: the library's cap).")
+    parser.add_argument("--codebook", action="store_true", help="At 2 bits, also a row with codebook embedding tables.")
     parser.add_argument("--asymmetric", action="store_true",
                         help="Asymmetric weight grids (all 2^b levels; symmetric ones use 2^b - 1).")
     args = parser.parse_args(argv)
@@ -93,8 +97,11 @@ def main(argv=None) -> int:
         for bits, (act, suffix), weight_range in itertools.product(
                 (int(b) for b in args.bits.split(",")), acts, args.weight_ranges.split(",")):
             label = f"W{bits}{suffix}"
-            for rounding, bc in VARIANTS[:1] if args.nearest_only else VARIANTS:
-                data_aware = rounding is not Rounding.NEAREST or bc
+            variants = VARIANTS[:1] if args.nearest_only else VARIANTS
+            if args.codebook and bits == 2:
+                variants += ((Rounding.CODEBOOK, False),)
+            for rounding, bc in variants:
+                data_aware = rounding is Rounding.GPTQ or bc
                 if not data_aware and n != samples[0]:
                     continue  # round-to-nearest does not read the statistics: printed once
                 cfg = LayerConfig(w_bits=bits, act=act, granularity=Granularity(args.granularity),
