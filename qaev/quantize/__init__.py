@@ -1,4 +1,5 @@
 """Turning configs into quantized ONNX models: grids, the QDQ evaluation graph, export."""
+from qaev.quantize.codebook import CodebookWeight, codebook_quantize
 from qaev.quantize.export import export_model
 from qaev.quantize.plan import activation_plan, validate_config
 from qaev.quantize.qdq import build_qdq
@@ -20,4 +21,6 @@ __all__ = [
     "activation_params",
     "QuantizedWeight",
     "WeightCache",
+    "codebook_quantize",
+    "CodebookWeight",
 ]

@@ -45,8 +45,6 @@ class CodebookWeight:
     vectors: np.ndarray
     scale: np.ndarray
 
-    bits = 2
-
     def dequantize(self) -> np.ndarray:
         """Float32 values exactly as the lookup graph computes them."""
         rows = self.vectors[self.codes.astype(np.int64)].reshape(self.codes.shape[0], -1)
