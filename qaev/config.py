@@ -87,8 +87,8 @@ class Rounding(str, Enum):
     data-aware rounding (Frantar et al., "GPTQ", ICLR 2023; Frantar & Alistarh, "Optimal
     Brain Compression", NeurIPS 2022): see :mod:`qaev.quantize.rounding`. ``codebook``
     replaces the grid of a 2-bit embedding table by 256 learned four-weight vectors, one
-    8-bit code per four weights (see :mod:`qaev.quantize.codebook`); granularity, symmetry
-    and weight range do not apply to it.
+    8-bit code per four weights (see :mod:`qaev.quantize.codebook`); granularity, symmetry,
+    weight range and the scale rule do not apply to it.
     """
 
     NEAREST = "nearest"
