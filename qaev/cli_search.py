@@ -11,7 +11,7 @@ import click
 
 from qaev.cli_data import resolve_data
 from qaev.cli_options import bit_list, csv_list, data_options, data_options_from
-from qaev.config_io import load_config
+from qaev.config_io import load_config, load_layer_settings
 from qaev.errors import ConfigError, ModelError, QaevError
 from qaev.evaluate import Evaluator
 from qaev.graph import load_model
@@ -82,6 +82,9 @@ def _recipe(model, problem_name, data_kwargs: dict, *, staging, **common) -> Rec
               show_default=True, help="Weight grids: symmetric (2^b - 1 levels, zero point 0), asymmetric "
                                       "(all 2^b levels and a zero point per scale group), or searched per layer.")
 @click.option("--exclude", multiple=True, help="Keep these layers float (name or re:REGEX); repeatable.")
+@click.option("--freeze", type=click.Path(path_type=Path), default=None,
+              help="YAML/JSON file mapping layer selectors (name or re:REGEX) to fixed settings, e.g. "
+                   "'re:word_embeddings: {w_bits: 2, act: float, rounding: codebook}'; those layers are not searched.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<time>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (settings must match).")
 @click.option("--force", is_flag=True, help="Overwrite a non-empty --out.")
@@ -101,7 +104,8 @@ def _recipe(model, problem_name, data_kwargs: dict, *, staging, **common) -> Rec
 @click.option("--quiet", is_flag=True, help="Print only the final summary line.")
 @click.option("--json-progress", is_flag=True, help="One JSON object per generation on stdout instead of the bar.")
 def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_latency_ms, algorithm, pop, generations,
-           w_bits, acts, granularity, calibrations, roundings, bias_correction, weight_range, symmetry, exclude, out, resume,
+           w_bits, acts, granularity, calibrations, roundings, bias_correction, weight_range, symmetry, exclude, freeze, out,
+           resume,
            force, workers, dask_address, timeout, staged, screen_on, quiet,
            json_progress, **kwargs) -> None:
     """Search per-layer quantization; write the Pareto front to a run directory."""
@@ -118,7 +122,7 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
                                      ("max_latency_ms", max_latency_ms)) if v is not None}
     space_options, space_settings = _space(w_bits=w_bits, acts=acts, granularity=granularity, calibrations=calibrations,
                                            exclude=exclude, roundings=roundings, bias_correction=bias_correction,
-                                           weight_range=weight_range, symmetry=symmetry)
+                                           weight_range=weight_range, symmetry=symmetry, freeze=freeze)
     settings = {"model_sha256": float_model.sha256, "problem": problem_name, "metric": metric,
                 "calib": len(calib), "eval": len(evaluation), "hardware": hardware, "objectives": csv_list(objectives),
                 "constraints": constraints, "algorithm": algorithm, "pop": pop, "seed": seed,
@@ -177,7 +181,7 @@ SYMMETRY = {"symmetric": [True], "asymmetric": [False], "both": [True, False]}
 
 
 def _space(*, w_bits, acts, granularity, calibrations, exclude, roundings, bias_correction, weight_range,
-           symmetry="symmetric"):
+           symmetry="symmetric", freeze=None):
     """:class:`SearchSpace` options from the CLI's text, and their record for settings.json
     (genes at their old defaults are left out, so older run directories still resume)."""
     options = {"w_bits": bit_list(w_bits), "acts": csv_list(acts), "granularities": csv_list(granularity),
@@ -192,6 +196,9 @@ def _space(*, w_bits, acts, granularity, calibrations, exclude, roundings, bias_
     if symmetry != "symmetric":
         extra["symmetric"] = SYMMETRY[symmetry]
         recorded["symmetry"] = symmetry
+    if freeze is not None:
+        frozen = {selector: cfg.to_dict() for selector, cfg in load_layer_settings(freeze).items()}
+        extra["frozen"] = recorded["frozen"] = frozen
     return {**options, **extra}, recorded
 
 

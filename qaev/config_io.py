@@ -8,10 +8,10 @@ from pathlib import Path
 import yaml
 
 from qaev.files import write_atomic
-from qaev.config import QuantConfig
+from qaev.config import LayerConfig, QuantConfig
 from qaev.errors import ConfigError
 
-__all__ = ["load_config", "save_config", "dumps_config"]
+__all__ = ["load_config", "save_config", "dumps_config", "load_layer_settings"]
 
 
 def _is_json(path: Path) -> bool:
@@ -42,6 +42,33 @@ def save_config(config: QuantConfig, path: str | os.PathLike) -> Path:
     return write_atomic(path, text)
 
 
+def _read(path: Path, what: str):
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such {what} file")
+    try:
+        text = path.read_text()
+        return json.loads(text) if _is_json(path) else yaml.safe_load(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid {'JSON' if _is_json(path) else 'YAML'} ({first})") from None
+
+
+def load_layer_settings(path: str | os.PathLike) -> dict[str, LayerConfig]:
+    """Read a file mapping layer selectors (names or ``re:<regex>``) to layer settings,
+    e.g. ``"re:word_embeddings": {w_bits: 2, act: float, rounding: codebook}``.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, not such a mapping, or a setting
+            is invalid; the message names the file and the selector.
+    """
+    path = Path(path)
+    data = _read(path, "layer settings")
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{path.name}: expected a mapping of layer selector to settings, got {type(data).__name__}")
+    return {str(selector): LayerConfig.from_dict(settings, where=f"{path.name}: {selector}")
+            for selector, settings in data.items()}
+
+
 def load_config(path: str | os.PathLike) -> QuantConfig:
     """Read and validate a config file (safe YAML, or JSON).
 
@@ -50,14 +77,7 @@ def load_config(path: str | os.PathLike) -> QuantConfig:
             the message names the file and the field.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        text = path.read_text()
-        data = json.loads(text) if _is_json(path) else yaml.safe_load(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not valid {'JSON' if _is_json(path) else 'YAML'} ({first})") from None
+    data = _read(path, "config")
     try:
         return QuantConfig.from_dict(data, where=path.name)
     except ConfigError:

@@ -28,7 +28,7 @@ from qaev.config import (
 from qaev.errors import ConfigError
 from qaev.layers import LayerInfo
 from qaev.quantize.codebook import supports_codebook
-from qaev.quantize.plan import fit_to_layer
+from qaev.quantize.plan import fit_to_layer, layer_problem
 
 __all__ = ["SearchSpace", "ACT_OPTIONS", "GENES_PER_LAYER", "select_layers"]
 
@@ -128,11 +128,15 @@ class SearchSpace:
             if not values:
                 raise ConfigError(f"{label}: the search space needs at least one option")
         names_all = [layer.name for layer in self.layers]
+        by_name = {layer.name: layer for layer in self.layers}
         excluded = select_layers(self.exclude, names_all, "exclude")
         frozen = {}
         for pattern, cfg in dict(self.frozen).items():
             cfg = cfg if isinstance(cfg, LayerConfig) else LayerConfig.from_dict(cfg, where=f"frozen.{pattern}")
             for name in select_layers([pattern], names_all, "frozen"):
+                problem = layer_problem(by_name[name], cfg)
+                if problem is not None:
+                    raise ConfigError(f"frozen.{pattern}: layer {name} {problem}")
                 frozen[name] = cfg
         object.__setattr__(self, "w_bits", tuple(bits))
         object.__setattr__(self, "acts", tuple(acts))

@@ -1,5 +1,6 @@
 """The Problem under plain pymoo, qaev.minimize, determinism, and the search CLI."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -136,3 +137,31 @@ def test_fidelity_search_on_an_unlabelled_third_party_model(tmp_path, capsys):
     doc = json.loads((out / "front.json").read_text())
     assert doc["metric"] == "agreement" and len(doc["points"]) >= 2
     assert all(0 <= p["metric"] <= 100 for p in doc["points"])
+
+
+def test_frozen_layers_keep_their_settings_in_every_candidate(tmp_path):
+    frozen = tmp_path / "frozen.yaml"
+    frozen.write_text("re:Gemm$: {w_bits: 8, act: float}\n")
+    out = tmp_path / "run"
+    args = ["search", "--w-bits", "2,4", "--pop", "6", "--generations", "2", "--freeze", str(frozen),
+            "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    records = [json.loads(line) for line in (out / "evaluations.jsonl").read_text().splitlines() if line.strip()]
+    gemms = [cfg for r in records for name, cfg in r["config"]["layers"].items() if name.endswith("Gemm")]
+    assert len(gemms) == 2 * len(records) and all(cfg["w_bits"] == 8 and cfg["act"] == "float" for cfg in gemms)
+    assert json.loads((out / "settings.json").read_text())["space"]["frozen"] == {
+        "re:Gemm$": {"w_bits": 8, "granularity": "per_channel", "symmetric": True, "act": "float", "a_bits": 8}}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("re:Gemm$: {w_bits: 5}\n", "frozen.yaml: re:Gemm\\$: w_bits"),
+    ("re:nothing: {w_bits: 8}\n", "matches no layer"),
+    ("/0/Conv: {w_bits: 2, act: float, rounding: codebook}\n", "frozen./0/Conv: layer /0/Conv is a Conv: codebook"),
+    ("- 8\n", "expected a mapping of layer selector"),
+])
+def test_a_bad_freeze_file_is_refused_by_file_and_selector(tmp_path, capsys, text, message):
+    frozen = tmp_path / "frozen.yaml"
+    frozen.write_text(text)
+    assert main(["search", "--pop", "6", "--generations", "1", "--freeze", str(frozen), "--out",
+                 str(tmp_path / "run"), "--quiet"]) == 2
+    assert re.search(message, capsys.readouterr().err)
