@@ -221,3 +221,26 @@ def test_two_bit_layers_next_to_static_activations_keep_int4_and_export_exactly(
     feed = next(iter(problem.evaluator.data.batches(batch_size=32)))
     np.testing.assert_allclose(run_batches(make_session(exported), [feed]), run_batches(make_session(q.build(cfg)), [feed]),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("trans_b", [0, 1])
+def test_dynamic_gemm_keeps_alpha_beta_and_trans_b(trans_b):
+    from onnx import helper as h, numpy_helper as nh
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(16, 8)).astype(np.float32)  # (K, N)
+    bias = rng.normal(size=(8,)).astype(np.float32)
+    node = h.make_node("Gemm", ["x", "w", "b"], ["y"], name="gemm", alpha=0.5, beta=2.0, transB=trans_b)
+    graph = h.make_graph([node], "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 16])],
+                         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 8])],
+                         [nh.from_array(np.ascontiguousarray(w.T) if trans_b else w, "w"), nh.from_array(bias, "b")])
+    model = load_model(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]))
+    x = rng.normal(size=(32, 16)).astype(np.float32)
+    q = Quantizer.calibrated(model, ArrayDataset(inputs={"x": x}, name="x"), persist=False)
+    # 6-bit weights: with 8-bit ones, u8 x s8 MatMulInteger saturates on x86 without VNNI
+    # (pairs of products overflow int16), whatever the graph around it
+    built = q.build(uniform_config(q.layers, LayerConfig(w_bits=6, act=ActMode.DYNAMIC)))
+    assert "MatMulInteger" in {n.op_type for n in built.graph.node}
+    expected = 0.5 * x @ w + 2.0 * bias
+    got = run_batches(make_session(built), [{"x": x}])
+    np.testing.assert_allclose(got, expected, atol=0.05 * float(np.abs(expected).max()))

@@ -19,7 +19,7 @@ from qaev.quantize.layer_inputs import InputStats
 from qaev.quantize.rounding import to_groups
 from qaev.quantize.weights import QuantizedWeight
 
-__all__ = ["output_correction", "apply_correction", "add_after", "fold_scale"]
+__all__ = ["output_correction", "apply_correction", "add_after", "fold_scale", "alpha_beta"]
 
 
 def output_correction(w: np.ndarray, qw: QuantizedWeight, stats: InputStats, *, layer: LayerInfo) -> np.ndarray:
@@ -39,7 +39,8 @@ def add_after(ed: GraphEditor, node: onnx.NodeProto, correction: np.ndarray, *, 
                 name=f"{name}.BiasCorrection")
 
 
-def _alpha_beta(layer: LayerInfo, node: onnx.NodeProto) -> tuple[float, float]:
+def alpha_beta(layer: LayerInfo, node: onnx.NodeProto) -> tuple[float, float]:
+    """A Gemm's ``alpha`` and ``beta`` (1 and 1 for any other layer)."""
     if layer.op_type != "Gemm":
         return 1.0, 1.0
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -52,7 +53,7 @@ def fold_scale(model: FloatModel, layer: LayerInfo, node: onnx.NodeProto) -> flo
     with ``beta = 0``, a bias computed by the graph)."""
     if layer.op_type == "MatMul":
         return None
-    alpha, beta = _alpha_beta(layer, node)
+    alpha, beta = alpha_beta(layer, node)
     if beta == 0.0 or (len(node.input) > 2 and node.input[2] and node.input[2] not in model.initializers):
         return None
     return alpha / beta
@@ -67,7 +68,7 @@ def apply_correction(ed: GraphEditor, model: FloatModel, layer: LayerInfo, node:
     """
     scale = fold_scale(model, layer, node)
     if scale is None:
-        add_after(ed, node, correction * _alpha_beta(layer, node)[0], name=layer.name)
+        add_after(ed, node, correction * alpha_beta(layer, node)[0], name=layer.name)
         return None
     has_bias = len(node.input) > 2 and node.input[2]
     old = model.weight(node.input[2]).astype(np.float64) if has_bias else np.zeros(1)

@@ -18,7 +18,7 @@ from qaev.config import ActMode, LayerConfig, QuantConfig, Rounding, WeightRange
 from qaev.errors import ConfigError
 from qaev.graph import FloatModel
 from qaev.layers import LayerInfo
-from qaev.quantize.bias_correction import add_after, apply_correction, output_correction
+from qaev.quantize.bias_correction import add_after, alpha_beta, apply_correction, output_correction
 from qaev.quantize.codebook import CodebookWeight, codebook_lookup, codebook_quantize
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.layer_inputs import LayerInputs
@@ -128,13 +128,9 @@ def _dynamic_matmul(ed: GraphEditor, model: FloatModel, layer: LayerInfo, node: 
                     qw: QuantizedWeight) -> None:
     """Replace a MatMul/Gemm by DynamicQuantizeLinear -> MatMulInteger -> scale (-> bias)."""
     q, scale, zp = qw.q, qw.scale, qw.zero_point
-    if node.op_type == "Gemm":
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if attrs.get("transB", 0):
-            q = q.T
-        alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
-    else:
-        alpha, beta = 1.0, 1.0
+    if node.op_type == "Gemm" and any(a.name == "transB" and helper.get_attribute_value(a) for a in node.attribute):
+        q = q.T
+    alpha, beta = alpha_beta(layer, node)
     p = layer.name
     xq, xs, xzp = ed.fresh(f"{p}.xq"), ed.fresh(f"{p}.xs"), ed.fresh(f"{p}.xzp")
     ed.add_node("DynamicQuantizeLinear", [node.input[0]], [xq, xs, xzp], name=f"{p}.DynamicQuantizeLinear")
