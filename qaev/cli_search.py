@@ -105,9 +105,7 @@ def _recipe(model, problem_name, data_kwargs: dict, *, staging, **common) -> Rec
 @click.option("--json-progress", is_flag=True, help="One JSON object per generation on stdout instead of the bar.")
 def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_latency_ms, algorithm, pop, generations,
            w_bits, acts, granularity, calibrations, roundings, bias_correction, weight_range, symmetry, exclude, freeze, out,
-           resume,
-           force, workers, dask_address, timeout, staged, screen_on, quiet,
-           json_progress, **kwargs) -> None:
+           resume, force, workers, dask_address, timeout, staged, screen_on, quiet, json_progress, **kwargs) -> None:
     """Search per-layer quantization; write the Pareto front to a run directory."""
     progress = make_progress("json" if json_progress else "quiet" if quiet else "bar", total_generations=generations,
                              objectives=csv_list(objectives))
