@@ -5,7 +5,8 @@ scale (4 bytes) per scale group and one zero point (1 byte) per group when the g
 asymmetric. Groups: per-tensor 1, per-channel one per output channel, block-wise one per
 ``block_size`` run along the reduction axis. Float weights take 4 bytes per parameter.
 A codebook table (2 bits per weight) adds one fp32 scale per row and its 256 four-weight
-fp32 vectors.
+fp32 vectors; a packed lookup table (at most 4 bits, :mod:`qaev.quantize.lookup`) its
+256-row int8 decoding table.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import math
 
 from qaev.config import Granularity, LayerConfig, Rounding
 from qaev.quantize.codebook import CODES, VECTOR
+from qaev.quantize.lookup import DECODE_ROWS, gathers_first, packed_bits
 from qaev.layers import LayerInfo
 
 __all__ = ["SCALE_BYTES", "ZERO_POINT_BYTES", "FLOAT_WEIGHT_BYTES", "scale_groups", "weight_bytes", "activation_elements"]
@@ -64,7 +66,9 @@ def weight_bytes(layer: LayerInfo, cfg: LayerConfig | None, *, bits: int | None 
         return math.ceil(layer.params * width / 8) + rows * SCALE_BYTES + CODES * VECTOR * FLOAT_WEIGHT_BYTES
     groups = scale_groups(layer, eff.granularity)
     zero_points = 0 if eff.symmetric else groups * ZERO_POINT_BYTES
-    return math.ceil(layer.params * width / 8) + groups * SCALE_BYTES + zero_points
+    packed = packed_bits(width) if gathers_first(layer, eff.granularity.block_size) else None
+    decoding = DECODE_ROWS * (8 // packed) if packed else 0  # int8 values
+    return math.ceil(layer.params * width / 8) + groups * SCALE_BYTES + zero_points + decoding
 
 
 def activation_elements(layer: LayerInfo) -> tuple[int, int]:

@@ -151,7 +151,8 @@ def test_two_bit_embeddings_and_matmuls_export_natively_and_exactly():
     feed = [{"ids": ids[:4]}]
     np.testing.assert_allclose(run_batches(make_session(exported), feed), run_batches(make_session(q.build(cfg)), feed),
                                rtol=1e-5, atol=1e-5)
-    assert onnx.TensorProto.INT2 in {i.data_type for i in exported.graph.initializer}  # the Gather's table
+    table = {i.name: i for i in exported.graph.initializer}["embed.w.packed"]  # four 2-bit values a byte
+    assert table.data_type == onnx.TensorProto.UINT8 and list(table.dims) == [50, 16]
     assert "MatMulNBits" in _ops(exported)
     four = export_model(q, uniform_config(q.layers, LayerConfig(w_bits=4, act=ActMode.FLOAT,
                                                                 granularity=Granularity.BLOCK32)))

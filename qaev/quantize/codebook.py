@@ -20,6 +20,7 @@ import onnx
 from qaev.errors import ConfigError
 from qaev.layers import LayerInfo
 from qaev.quantize.graph_edit import GraphEditor
+from qaev.quantize.lookup import lookup_shape
 
 __all__ = ["CodebookWeight", "VECTOR", "CODES", "supports_codebook", "codebook_quantize", "codebook_lookup"]
 
@@ -112,10 +113,7 @@ def codebook_lookup(ed: GraphEditor, node: onnx.NodeProto, cw: CodebookWeight, *
     ed.add_node("Cast", [codes], [index], name=f"{name}.CastCodes", to=onnx.TensorProto.INT32)
     runs = ed.fresh(f"{name}.runs")
     ed.add_node("Gather", [ed.add_init(f"{name}.vectors", cw.vectors), index], [runs], name=f"{name}.GatherVectors")
-    ids_shape, row_shape = ed.fresh(f"{name}.ids_shape"), ed.fresh(f"{name}.row_shape")
-    ed.add_node("Shape", [ids], [ids_shape], name=f"{name}.Shape")
-    width = np.array([cw.codes.shape[1] * VECTOR], np.int64)
-    ed.add_node("Concat", [ids_shape, ed.add_init(f"{name}.width", width)], [row_shape], name=f"{name}.Concat", axis=0)
+    row_shape = lookup_shape(ed, ids, [cw.codes.shape[1] * VECTOR], name=f"{name}.joined")
     rows = ed.fresh(f"{name}.rows")
     ed.add_node("Reshape", [runs, row_shape], [rows], name=f"{name}.Reshape")
     scales = ed.fresh(f"{name}.scales")

@@ -6,11 +6,12 @@
   ONNX Runtime 1.32 mishandles INT2: next to static activations (its own or a neighbour's)
   it fuses the layer into integer kernels that reject INT2, and a block-wise
   ``DequantizeLinear`` feeding a ``MatMul`` becomes a kernel that returns wrong values for
-  it (those MatMuls are written as MatMulNBits instead, below; Gather, per-axis MatMul and
-  Conv forms are exact).
+  it (those MatMuls are written as MatMulNBits instead, below; the per-axis MatMul, Conv
+  and whole-table Gather forms are exact).
 - Weight-only, block-wise MatMuls with at most 4-bit weights become ONNX Runtime's
   ``com.microsoft.MatMulNBits`` (2-bit for 2-bit grids, else 4-bit).
-- Codebook tables are written as evaluated: uint8 codes, float32 vectors and row scales.
+- Lookup tables are written as evaluated: packed quantized rows gathered before they are
+  dequantized (:mod:`qaev.quantize.lookup`), or codebook codes, vectors and row scales.
 
 Both forms dequantize to exactly the values of the evaluation graph.
 """
@@ -27,6 +28,7 @@ from qaev.config import ActMode, QuantConfig, Rounding
 from qaev.graph import converted_to_opset
 from qaev.layers import LayerInfo
 from qaev.quantize.graph_edit import GraphEditor
+from qaev.quantize.lookup import gathers_first, pack_bits
 from qaev.quantize.plan import activation_plan
 from qaev.quantize.qdq import quantized_weight
 from qaev.quantize.quantizer import Quantizer
@@ -46,19 +48,6 @@ def _narrowed(tensor: onnx.TensorProto, bits: int) -> onnx.TensorProto:
     return numpy_helper.from_array(values.astype(np.int8).astype(_NARROW[bits]), tensor.name)
 
 
-def _pack(values: np.ndarray, bits: int) -> np.ndarray:
-    """Pack unsigned ``bits``-bit values along the last axis, lowest bits first."""
-    per_byte = 8 // bits
-    tail = -values.shape[-1] % per_byte
-    if tail:
-        values = np.concatenate([values, np.zeros((*values.shape[:-1], tail), values.dtype)], axis=-1)
-    v = values.astype(np.uint8)
-    out = np.zeros(v[..., 0::per_byte].shape, np.uint8)
-    for i in range(per_byte):
-        out |= v[..., i::per_byte] << (bits * i)
-    return out
-
-
 def _matmulnbits(ed: GraphEditor, layer: LayerInfo, node: onnx.NodeProto, qw: QuantizedWeight) -> None:
     bits = 2 if qw.bits <= 2 else 4
     k, n = qw.q.shape
@@ -71,10 +60,10 @@ def _matmulnbits(ed: GraphEditor, layer: LayerInfo, node: onnx.NodeProto, qw: Qu
     if pad:
         u = np.concatenate([u, np.repeat(zp[-1:], pad, axis=0)], axis=0)  # padding dequantizes to 0
     blocks = u.T.reshape(n, n_blocks, block)  # [N, n_blocks, block]
-    inputs = [node.input[0], ed.add_init(f"{layer.name}.B", _pack(blocks, bits)),
+    inputs = [node.input[0], ed.add_init(f"{layer.name}.B", pack_bits(blocks, bits)),
               ed.add_init(f"{layer.name}.scales", np.ascontiguousarray(qw.scale.T).astype(np.float32))]
     if np.any(qw.zero_point != 0):
-        inputs.append(ed.add_init(f"{layer.name}.zero_points", _pack(zp.T, bits)))
+        inputs.append(ed.add_init(f"{layer.name}.zero_points", pack_bits(zp.T, bits)))
     ed.add_node("MatMulNBits", inputs, [node.output[0]], name=f"{layer.name}.MatMulNBits", domain=_MS_DOMAIN,
                 K=k, N=n, bits=bits, block_size=block)
     ed.remove(node)
@@ -119,6 +108,8 @@ def export_model(quantizer: Quantizer, config: QuantConfig) -> onnx.ModelProto:
             continue  # dynamic layers feed MatMulInteger int8 directly: no DequantizeLinear to narrow
         if cfg.effective().rounding is Rounding.CODEBOOK:
             continue  # 8-bit codes already: nothing to narrow
+        if gathers_first(layer, cfg.effective().granularity.block_size):
+            continue  # packed lookup table already (qaev.quantize.lookup)
         if _nbits_eligible(layer, cfg):
             node = ed.node(layer.name)
             dq = ed.node(f"{layer.name}.w.DequantizeLinear")

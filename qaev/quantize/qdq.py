@@ -22,6 +22,7 @@ from qaev.quantize.bias_correction import add_after, alpha_beta, apply_correctio
 from qaev.quantize.codebook import CodebookWeight, codebook_lookup, codebook_quantize
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.layer_inputs import LayerInputs
+from qaev.quantize.lookup import gathered_lookup, gathers_first
 from qaev.quantize.plan import activation_plan, validate_config
 from qaev.quantize.rounding import gptq_round
 from qaev.quantize.weights import ActParams, QuantizedWeight, WeightCache, activation_params, quantize_weight
@@ -194,6 +195,9 @@ def build_qdq(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfi
             codebook_lookup(ed, node, codebook_weight(model, layer, cache), name=f"{layer.name}.w")
             continue
         qw = quantized_weight(model, layer, cfg, config, cache, inputs=inputs)
+        if gathers_first(layer, qw.block_size):
+            gathered_lookup(ed, node, qw, name=f"{layer.name}.w")
+            continue
         correction = None
         if cfg.effective().bias_correction:
             stats = _layer_inputs(inputs, layer, "bias correction")

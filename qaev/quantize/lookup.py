@@ -1,0 +1,142 @@
+"""Quantized lookup tables, dequantized after the lookup.
+
+Written as ``DequantizeLinear(table) -> Gather``, a quantized embedding table is
+dequantized whole on every run: all-MiniLM-L6-v2's word table is 11.7 M values, which made
+its dynamic-int8 model slower than float at batch 1. :func:`gathered_lookup` gathers the
+integer rows of the ids first and dequantizes only those, to the values
+``DequantizeLinear`` gives: ``(q - zero_point) * scale`` in float32 (the difference of two
+small integers is exact, so only the product rounds, as in ``DequantizeLinear``).
+
+Storage: grids of at most 4 bits are packed, four 2-bit or two 4-bit values per byte,
+lowest bits first; the gathered bytes index a 256-row table of the values each byte holds,
+so the file holds the bits and the graph needs no bit operations. Wider grids gather their
+int8/int16 rows and cast them. The graph is the same evaluated and exported.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from qaev.layers import LayerInfo
+from qaev.quantize.graph_edit import GraphEditor
+from qaev.quantize.weights import QuantizedWeight
+
+__all__ = ["DECODE_ROWS", "pack_bits", "packed_bits", "gathers_first", "decode_table", "gathered_lookup", "lookup_shape"]
+
+#: Rows of a decoding table: one per byte value.
+DECODE_ROWS = 256
+
+
+def pack_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """Pack unsigned ``bits``-bit values along the last axis, lowest bits first (the last
+    byte padded with zeros)."""
+    per_byte = 8 // bits
+    tail = -values.shape[-1] % per_byte
+    if tail:
+        values = np.concatenate([values, np.zeros((*values.shape[:-1], tail), values.dtype)], axis=-1)
+    v = values.astype(np.uint8)
+    out = np.zeros(v[..., 0::per_byte].shape, np.uint8)
+    for i in range(per_byte):
+        out |= v[..., i::per_byte] << (bits * i)
+    return out
+
+
+def packed_bits(bits: int) -> int | None:
+    """Bits per packed value of a ``bits``-bit table (2 or 4), or None: stored whole."""
+    return 2 if bits <= 2 else 4 if bits <= 4 else None
+
+
+def gathers_first(layer: LayerInfo, block: int | None) -> bool:
+    """Whether ``layer`` is a lookup whose quantized table (``block``: its block size, if
+    block-wise) :func:`gathered_lookup` can write: blocks must split the rows whole."""
+    if layer.op_type != "Gather" or len(layer.weight_shape) != 2:
+        return False
+    return block is None or int(layer.weight_shape[1]) % block == 0
+
+
+def decode_table(bits: int) -> np.ndarray:
+    """``(256, 8 // bits)`` int8: the signed values a packed byte holds (stored as
+    ``q + 2^(bits-1)``)."""
+    per_byte, offset = 8 // bits, 1 << (bits - 1)
+    byte = np.arange(DECODE_ROWS)[:, None]
+    fields = (byte >> (bits * np.arange(per_byte))[None, :]) & ((1 << bits) - 1)
+    return (fields - offset).astype(np.int8)
+
+
+def lookup_shape(ed: GraphEditor, ids: str, tail: list[int], *, name: str) -> str:
+    """A shape tensor: the shape of ``ids`` followed by ``tail``."""
+    ids_shape, shape = ed.fresh(f"{name}.ids_shape"), ed.fresh(f"{name}.shape")
+    ed.add_node("Shape", [ids], [ids_shape], name=f"{name}.Shape")
+    ed.add_node("Concat", [ids_shape, ed.add_init(f"{name}.tail", np.array(tail, np.int64))], [shape],
+                name=f"{name}.Concat", axis=0)
+    return shape
+
+
+def _values(ed: GraphEditor, ids: str, qw: QuantizedWeight, *, name: str) -> str:
+    """Float32 integer values of the ids' rows, ``ids.shape + (D,)``."""
+    width = qw.q.shape[1]
+    bits = packed_bits(qw.bits)
+    gathered, values = ed.fresh(f"{name}.rows"), ed.fresh(f"{name}.values")
+    if bits is None:
+        ed.add_node("Gather", [ed.add_init(f"{name}.q", qw.q), ids], [gathered], name=f"{name}.GatherRows")
+        ed.add_node("Cast", [gathered], [values], name=f"{name}.Cast", to=onnx.TensorProto.FLOAT)
+        return values
+    packed = pack_bits(qw.q.astype(np.int16) + (1 << (bits - 1)), bits)
+    ed.add_node("Gather", [ed.add_init(f"{name}.packed", packed), ids], [gathered], name=f"{name}.GatherRows")
+    index, runs, unpacked = ed.fresh(f"{name}.index"), ed.fresh(f"{name}.runs"), ed.fresh(f"{name}.unpacked")
+    ed.add_node("Cast", [gathered], [index], name=f"{name}.CastBytes", to=onnx.TensorProto.INT32)
+    ed.add_node("Gather", [ed.add_init(f"{name}.decode", decode_table(bits)), index], [runs], name=f"{name}.Decode")
+    full = packed.shape[1] * (8 // bits)
+    ed.add_node("Reshape", [runs, lookup_shape(ed, ids, [full], name=f"{name}.unpacked")], [unpacked],
+                name=f"{name}.Unpack")
+    ed.add_node("Cast", [unpacked], [values], name=f"{name}.Cast", to=onnx.TensorProto.FLOAT)
+    if full == width:
+        return values
+    trimmed = ed.fresh(f"{name}.trimmed")
+    ed.add_node("Slice", [values, ed.add_init(f"{name}.start", np.array([0], np.int64)),
+                          ed.add_init(f"{name}.end", np.array([width], np.int64)),
+                          ed.add_init(f"{name}.axis", np.array([-1], np.int64))], [trimmed], name=f"{name}.Trim")
+    return trimmed
+
+
+def gathered_lookup(ed: GraphEditor, node: onnx.NodeProto, qw: QuantizedWeight, *, name: str) -> None:
+    """Replace lookup ``node`` (``Gather(table, ids)``, axis 0) by a lookup into the
+    quantized table ``qw`` that dequantizes only the gathered rows.
+
+    ``qw`` is per-tensor, per-row (``axis`` 0) or block-wise along the row (``axis`` 1,
+    the row length a multiple of the block: :func:`gathers_first`).
+    """
+    ids, out = node.input[1], node.output[0]
+    rows, width = qw.q.shape
+    block = qw.block_size
+    values = _values(ed, ids, qw, name=name)
+    if block is not None:
+        grouped = ed.fresh(f"{name}.blocks")
+        ed.add_node("Reshape", [values, lookup_shape(ed, ids, [width // block, block], name=f"{name}.blocked")],
+                    [grouped], name=f"{name}.Blocks")
+        values = grouped
+    group_shape = () if qw.axis is None else (rows, 1) if block is None else (rows, width // block, 1)
+
+    def per_id(array: np.ndarray, what: str, dtype) -> str:
+        table = ed.add_init(f"{name}.{what}", array.reshape(group_shape).astype(dtype))
+        if qw.axis is None:
+            return table
+        picked = ed.fresh(f"{name}.{what}.rows")
+        ed.add_node("Gather", [table, ids], [picked], name=f"{name}.Gather_{what}")
+        return picked
+
+    if np.any(qw.zero_point != 0):
+        zero, centred = ed.fresh(f"{name}.zero"), ed.fresh(f"{name}.centred")
+        ed.add_node("Cast", [per_id(qw.zero_point, "zp", qw.zero_point.dtype)], [zero], name=f"{name}.CastZero",
+                    to=onnx.TensorProto.FLOAT)
+        ed.add_node("Sub", [values, zero], [centred], name=f"{name}.Sub")
+        values = centred
+    ed.remove(node)
+    scale = per_id(qw.scale, "scale", np.float32)
+    if block is None:
+        ed.add_node("Mul", [values, scale], [out], name=f"{name}.Mul")
+        return
+    scaled = ed.fresh(f"{name}.scaled")
+    ed.add_node("Mul", [values, scale], [scaled], name=f"{name}.Mul")
+    ed.add_node("Reshape", [scaled, lookup_shape(ed, ids, [width], name=f"{name}.joined")], [out],
+                name=f"{name}.Join")
