@@ -1,0 +1,91 @@
+"""Host latency of dynamic-int8 models against the float model, side by side in one run.
+
+    python benchmarks/host_latency.py [--problem minilm-l6-stsb] [--w-bits 8,6] [--batches 1,8]
+        [--rounds 5] [--repeats 20] [--model FILE.onnx ...]
+
+Builds the uniform dynamic-int8 config (per-channel weights of each ``--w-bits`` width,
+activations quantized at run time: the fastest kind of model qaev builds for CPUs) and
+measures it, the float model and any ``--model`` files on the first B samples of the
+problem's test split (its evaluation split if it has none): one ORT thread, median of
+``--repeats`` runs, the rounds interleaved (float, then each model, again) and the median
+round kept, so drift in the machine's load hits all alike. Prints milliseconds, the
+speed-up over float, and each model's metric on the whole split.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+
+from qaev.config import ActMode, Granularity, LayerConfig
+from qaev.evaluate import Evaluator
+from qaev.objectives import host_latency_ms
+from qaev.problems import problem_parts
+from qaev.quantize import Quantizer, uniform_config
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problem", default="minilm-l6-stsb")
+    parser.add_argument("--calib", type=int, default=None, help="calibration samples (default: the problem's)")
+    parser.add_argument("--w-bits", default="8,6", help="weight widths of the dynamic-int8 models")
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--model", type=Path, action="append", default=[], help="also measure this file")
+    args = parser.parse_args(argv)
+    print(f"command: python benchmarks/host_latency.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(f"onnxruntime {ort.__version__}; {cpu_name()}, {os.cpu_count()} logical CPUs; one ORT thread; "
+          f"all figures measured in this run")
+    parts = problem_parts(args.problem, **({"calib": args.calib} if args.calib else {}))
+    data, split = (parts.test, "test split") if parts.test is not None else (parts.eval, "evaluation split")
+    quantizer = Quantizer.calibrated(parts.model, parts.calib)
+    models: dict[str, onnx.ModelProto] = {"float": parts.model.proto}
+    for bits in (int(b) for b in args.w_bits.split(",") if b):
+        cfg = uniform_config(quantizer.layers, LayerConfig(w_bits=bits, act=ActMode.DYNAMIC,
+                                                           granularity=Granularity.PER_CHANNEL))
+        models[f"dynamic int8, {bits}-bit weights"] = quantizer.build(cfg)
+    for path in args.model:
+        models[path.name] = onnx.load(str(path))
+    test = Evaluator(parts.model, data, metric=parts.metric)
+    print(f"metric and samples from the problem's {split} ({len(data)} items)")
+    result = {"problem": args.problem, "split": split, "onnxruntime": ort.__version__, "models": {}}
+    for name, model in models.items():
+        value = test.measure(model).value
+        result["models"][name] = {"metric": value, "drop": test.float_value - value, "latency_ms": {}}
+    for batch in (int(b) for b in args.batches.split(",") if b):
+        feed = next(iter(test.data.batches(batch_size=batch)))
+        rounds = {name: [] for name in models}
+        for _ in range(args.rounds):
+            for name, model in models.items():
+                rounds[name].append(host_latency_ms(model, feed, repeats=args.repeats, warmup=3))
+        for name in models:
+            result["models"][name]["latency_ms"][batch] = statistics.median(rounds[name])
+    batches = list(result["models"]["float"]["latency_ms"])
+    print(f"{'model':34s} {parts.metric:>9s} {'drop':>6s}" + "".join(f"  batch {b}: ms  speed-up" for b in batches))
+    base = result["models"]["float"]["latency_ms"]
+    for name, row in result["models"].items():
+        cells = "".join(f"  {row['latency_ms'][b]:12.2f}  {base[b] / row['latency_ms'][b]:7.2f}x" for b in batches)
+        print(f"{name:34s} {row['metric']:9.2f} {row['drop']:+6.2f}{cells}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

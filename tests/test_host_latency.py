@@ -1,0 +1,18 @@
+"""benchmarks/host_latency.py: every model measured at every batch, float as the reference."""
+from tests.paths import load_benchmark
+
+host_latency = load_benchmark("host_latency")
+
+
+def test_every_model_is_measured_at_every_batch(capsys):
+    result = host_latency.main(["--problem", "digits", "--w-bits", "8,6", "--batches", "1,4",
+                                "--rounds", "2", "--repeats", "2"])
+    assert result["split"] == "evaluation split"  # digits has no test split of its own
+    models = result["models"]
+    assert list(models) == ["float", "dynamic int8, 8-bit weights", "dynamic int8, 6-bit weights"]
+    assert models["float"]["drop"] == 0.0
+    for row in models.values():
+        assert set(row["latency_ms"]) == {1, 4} and all(ms > 0 for ms in row["latency_ms"].values())
+        assert 0.0 <= row["metric"] <= 100.0
+    out = capsys.readouterr().out
+    assert "dynamic int8, 6-bit weights" in out and "1.00x" in out
