@@ -1,6 +1,6 @@
 """Choose a search's point again on more data than the search measured it on.
 
-    python benchmarks/reselect.py RUN_DIR [--max-size-mb S] [--top K] [--test-all] [--json FILE]
+    python benchmarks/reselect.py RUN_DIR [--max-size-mb S] [--top K] [--test-all] [--export FILE.onnx] [--json FILE]
 
 A search measures its candidates on its evaluation split (``qaev search --eval N`` of the
 problem's search data); among many close candidates the best there is partly luck (the
@@ -10,7 +10,8 @@ search data that calibration does not use (for MiniLM: every STS-B dev pair outs
 calibration pairs, the search's own included), chooses the best there, and measures that
 one on the problem's test split, which neither the search nor the choice saw. With
 ``--test-all`` the other candidates' test figures are printed too, below the choice and
-for information only. Every figure is measured in this run.
+for information only. ``--export`` writes the chosen point's deployable file and measures
+that file on test again. Every figure is measured in this run.
 """
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ import sys
 import time
 from pathlib import Path
 
+import onnx
 import onnxruntime as ort
 
 from qaev.config import QuantConfig
 from qaev.evaluate import Evaluator
 from qaev.problem import QuantizationProblem
 from qaev.problems import problem_parts
-from qaev.quantize import Quantizer
+from qaev.quantize import Quantizer, export_model
 
 
 def candidates(run: Path, max_size_mb: float, top: int) -> list[dict]:
@@ -43,6 +45,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-size-mb", type=float, default=None, help="size bound (default: the run's own)")
     parser.add_argument("--top", type=int, default=10, help="candidates to re-measure")
     parser.add_argument("--test-all", action="store_true", help="also measure the others on test (information only)")
+    parser.add_argument("--export", type=Path, default=None, help="write the chosen point's file and measure it on test")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     settings = json.loads((args.run / "settings.json").read_text())
@@ -72,13 +75,20 @@ def main(argv=None) -> dict:
         wide = problem.evaluator.drop(problem.evaluator.measure(model).value)
         rows.append({"key": record["key"], "size_mb": record["objectives"]["size_mb"],
                      "compression": float_mb / record["objectives"]["size_mb"],
-                     "search_drop": record["objectives"]["acc_drop"], "wide_drop": wide, "model": model})
+                     "search_drop": record["objectives"]["acc_drop"], "wide_drop": wide, "model": model,
+                     "config": record["config"]})
         print(f"  {record['key'][:12]}  {rows[-1]['compression']:6.2f}x  search drop {rows[-1]['search_drop']:+.2f}  "
               f"on all {len(problem.evaluator.data)}: {wide:+.2f}  ({time.perf_counter() - start:.0f} s)")
     best = min(rows, key=lambda r: r["wide_drop"])
     best["test_drop"] = test.drop(test.measure(best["model"]).value)
     print(f"chosen: {best['key'][:12]}  {best['compression']:.2f}x  drop on the search data {best['wide_drop']:+.2f}, "
           f"on test {best['test_drop']:+.2f}")
+    if args.export:
+        onnx.save(export_model(problem.quantizer, QuantConfig.from_dict(best["config"])), str(args.export))
+        best["file_mb"] = args.export.stat().st_size / 1e6
+        best["file_test_drop"] = test.drop(test.measure(args.export.read_bytes()).value)
+        print(f"exported {args.export} ({best['file_mb']:.2f} MB): drop on test measured on the file "
+              f"{best['file_test_drop']:+.2f}")
     by_search = rows[0]
     if args.test_all:
         print("for information only (not used to choose): test drops of every candidate")
@@ -89,7 +99,7 @@ def main(argv=None) -> dict:
     doc = {"run": str(args.run), "problem": name, "bound_mb": bound, "onnxruntime": ort.__version__,
            "search_items": settings["eval"], "wide_items": len(problem.evaluator.data), "test_items": len(test.data),
            "chosen": best["key"], "chosen_by_search": by_search["key"],
-           "rows": [{k: v for k, v in r.items() if k != "model"} for r in rows]}
+           "rows": [{k: v for k, v in r.items() if k not in ("model", "config")} for r in rows]}
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
     return doc
