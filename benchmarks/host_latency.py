@@ -1,7 +1,7 @@
 """Host latency of dynamic-int8 models against the float model, side by side in one run.
 
     python benchmarks/host_latency.py [--problem minilm-l6-stsb] [--w-bits 8,6] [--batches 1,8]
-        [--rounds 5] [--repeats 20] [--model FILE.onnx ...]
+        [--rounds 5] [--repeats 20] [--model FILE.onnx ...] [--profile]
 
 Builds the uniform dynamic-int8 config (per-channel weights of each ``--w-bits`` width,
 activations quantized at run time: the fastest kind of model qaev builds for CPUs) and
@@ -9,15 +9,19 @@ measures it, the float model and any ``--model`` files on the first B samples of
 problem's test split (its evaluation split if it has none): one ORT thread, median of
 ``--repeats`` runs, the rounds interleaved (float, then each model, again) and the median
 round kept, so drift in the machine's load hits all alike. Prints milliseconds, the
-speed-up over float, and each model's metric on the whole split.
+speed-up over float, and each model's metric on the whole split. ``--profile`` adds, per
+model at the largest batch, the share of kernel time of each operator type (ORT's
+profiler), which shows what bounds the speed-up.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 
 import onnx
@@ -28,6 +32,7 @@ from qaev.evaluate import Evaluator
 from qaev.objectives import host_latency_ms
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
+from qaev.session import make_session
 
 
 def cpu_name() -> str:
@@ -50,6 +55,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--model", type=Path, action="append", default=[], help="also measure this file")
+    parser.add_argument("--profile", action="store_true", help="kernel time per operator type, largest batch")
     args = parser.parse_args(argv)
     print(f"command: python benchmarks/host_latency.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"onnxruntime {ort.__version__}; {cpu_name()}, {os.cpu_count()} logical CPUs; one ORT thread; "
@@ -84,7 +90,31 @@ def main(argv=None) -> dict:
     for name, row in result["models"].items():
         cells = "".join(f"  {row['latency_ms'][b]:12.2f}  {base[b] / row['latency_ms'][b]:7.2f}x" for b in batches)
         print(f"{name:34s} {row['metric']:9.2f} {row['drop']:+6.2f}{cells}")
+    if args.profile:
+        feed = next(iter(test.data.batches(batch_size=batches[-1])))
+        print(f"kernel time per operator type at batch {batches[-1]} (ORT profiler, {args.repeats} runs; top 6)")
+        for name, model in models.items():
+            shares = op_shares(model, feed, runs=args.repeats)
+            result["models"][name]["kernel_ms_by_op"] = shares
+            total = sum(shares.values())
+            top = sorted(shares.items(), key=lambda kv: -kv[1])[:6]
+            print(f"  {name:32s} {total:7.2f} ms: " + ", ".join(f"{op} {100 * ms / total:.0f}%" for op, ms in top))
     return result
+
+
+def op_shares(model: onnx.ModelProto, feed: dict, *, runs: int) -> dict[str, float]:
+    """Mean kernel milliseconds per run of each operator type (ORT's profiler)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        session = make_session(model, profile_prefix=str(Path(tmp) / "profile"))
+        for _ in range(runs):
+            session.run(None, dict(feed))
+        events = json.loads(Path(session.end_profiling()).read_text())
+    totals: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            totals[op] = totals.get(op, 0.0) + event["dur"] / 1000.0 / runs
+    return totals
 
 
 if __name__ == "__main__":

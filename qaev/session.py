@@ -34,13 +34,15 @@ OPT_LEVEL = _LEVELS["extended"]
 
 
 def make_session(model: onnx.ModelProto | bytes, *, threads: int = 1,
-                 optimized_path: str | None = None) -> ort.InferenceSession:
+                 optimized_path: str | None = None, profile_prefix: str | None = None) -> ort.InferenceSession:
     """An ORT CPU session.
 
     Args:
         model: the model or its serialised bytes.
         threads: intra-op threads (1 per worker when evaluating in parallel).
         optimized_path: where to write the optimised graph (for inspection), if given.
+        profile_prefix: record ORT's per-node profile into files starting so, if given
+            (``session.end_profiling()`` names the file).
     """
     data = model if isinstance(model, bytes) else model.SerializeToString()
     options = ort.SessionOptions()
@@ -53,6 +55,9 @@ def make_session(model: onnx.ModelProto | bytes, *, threads: int = 1,
     options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
     if optimized_path:
         options.optimized_model_filepath = optimized_path
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     try:
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:

@@ -6,7 +6,7 @@ host_latency = load_benchmark("host_latency")
 
 def test_every_model_is_measured_at_every_batch(capsys):
     result = host_latency.main(["--problem", "digits", "--w-bits", "8,6", "--batches", "1,4",
-                                "--rounds", "2", "--repeats", "2"])
+                                "--rounds", "2", "--repeats", "2", "--profile"])
     assert result["split"] == "evaluation split"  # digits has no test split of its own
     models = result["models"]
     assert list(models) == ["float", "dynamic int8, 8-bit weights", "dynamic int8, 6-bit weights"]
@@ -16,3 +16,6 @@ def test_every_model_is_measured_at_every_batch(capsys):
         assert 0.0 <= row["metric"] <= 100.0
     out = capsys.readouterr().out
     assert "dynamic int8, 6-bit weights" in out and "1.00x" in out
+    assert "kernel time per operator type at batch 4" in out
+    assert any(op in models["float"]["kernel_ms_by_op"] for op in ("Conv", "FusedConv"))
+    assert any(op.startswith("DynamicQuantize") for op in models["dynamic int8, 8-bit weights"]["kernel_ms_by_op"])
