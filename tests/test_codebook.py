@@ -19,6 +19,14 @@ from tests.models import attention_like
 _CODEBOOK = LayerConfig(w_bits=2, act=ActMode.FLOAT, rounding=Rounding.CODEBOOK)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _own_cache(tmp_path_factory):
+    """Codebooks are kept on disk: keep this module's out of the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("QAEV_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def lookup():
     model = load_model(attention_like())
@@ -112,3 +120,21 @@ def test_the_codebook_gene_applies_to_two_bit_tables_only(lookup):
     assert seen[(0, 1)] == (Rounding.CODEBOOK, Rounding.GPTQ)  # 2 bits, codebook gene
     assert seen[(0, 0)] == (Rounding.NEAREST, Rounding.GPTQ)   # gptq does not apply to a lookup
     assert seen[(1, 1)] == (Rounding.NEAREST, Rounding.GPTQ)   # 4 bits: no codebook
+
+
+def test_codebooks_are_kept_on_disk_and_a_corrupt_file_is_recomputed(tmp_path, monkeypatch):
+    from qaev.quantize import codebook
+
+    monkeypatch.setenv("QAEV_CACHE", str(tmp_path))
+    w = np.random.default_rng(0).standard_t(3, size=(300, 16)).astype(np.float32)
+    first = codebook.cached_codebook(w)
+    files = list((tmp_path / "codebook").glob("*.npz"))
+    assert len(files) == 1
+    with monkeypatch.context() as patch:
+        patch.setattr(codebook, "codebook_quantize", lambda *a, **k: pytest.fail("recomputed a cached codebook"))
+        again = codebook.cached_codebook(w)
+    for field in ("codes", "vectors", "scale"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(first, field))
+    assert codebook.cached_codebook(w, seed=1) is not None and len(list((tmp_path / "codebook").glob("*.npz"))) == 2
+    files[0].write_bytes(b"not a zip file")
+    np.testing.assert_array_equal(codebook.cached_codebook(w).codes, first.codes)

@@ -12,17 +12,22 @@ the exported graph are the same.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx
 
+from qaev.data._cache import cache_dir
 from qaev.errors import ConfigError
 from qaev.layers import LayerInfo
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.lookup import lookup_shape
 
-__all__ = ["CodebookWeight", "VECTOR", "CODES", "supports_codebook", "codebook_quantize", "codebook_lookup"]
+__all__ = ["CodebookWeight", "VECTOR", "CODES", "supports_codebook", "codebook_quantize", "cached_codebook",
+           "codebook_lookup"]
 
 #: Weights per code and codebook entries (8-bit codes: 2 bits per weight).
 VECTOR = 4
@@ -101,6 +106,30 @@ def codebook_quantize(w: np.ndarray, *, seed: int = 0) -> CodebookWeight:
     vectors = _kmeans(runs, np.random.default_rng(seed))
     codes = _nearest(runs, vectors).astype(np.uint8).reshape(w.shape[0], -1)
     return CodebookWeight(codes=codes, vectors=vectors, scale=scale)
+
+
+def _cache_path(w: np.ndarray, seed: int) -> Path:
+    digest = hashlib.sha256()
+    digest.update(repr((w.shape, seed, VECTOR, CODES, _FIT_VECTORS, _ITERATIONS)).encode())
+    digest.update(np.ascontiguousarray(w, dtype=np.float32).tobytes())
+    return cache_dir("codebook") / f"{digest.hexdigest()[:32]}.npz"
+
+
+def cached_codebook(w: np.ndarray, *, seed: int = 0) -> CodebookWeight:
+    """:func:`codebook_quantize`, kept on disk under ``$QAEV_CACHE/codebook`` by the table's
+    contents and the fit's settings (k-means takes seconds on a large table; every search
+    worker would repeat it). A file that cannot be read is recomputed and replaced."""
+    path = _cache_path(w, seed)
+    try:
+        with np.load(path) as data:
+            return CodebookWeight(codes=data["codes"], vectors=data["vectors"], scale=data["scale"])
+    except Exception:  # missing or unreadable: recomputed, never trusted
+        pass
+    cw = codebook_quantize(w, seed=seed)
+    part = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(part, codes=cw.codes, vectors=cw.vectors, scale=cw.scale)
+    os.replace(part, path)  # whole files only, even with several workers writing
+    return cw
 
 
 def codebook_lookup(ed: GraphEditor, node: onnx.NodeProto, cw: CodebookWeight, *, name: str) -> None:

@@ -19,7 +19,7 @@ from qaev.errors import ConfigError
 from qaev.graph import FloatModel
 from qaev.layers import LayerInfo
 from qaev.quantize.bias_correction import add_after, alpha_beta, apply_correction, output_correction
-from qaev.quantize.codebook import CodebookWeight, codebook_lookup, codebook_quantize
+from qaev.quantize.codebook import CodebookWeight, cached_codebook, codebook_lookup
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.lookup import gathered_lookup, gathers_first
@@ -61,11 +61,11 @@ def quantized_weight(model: FloatModel, layer: LayerInfo, cfg: LayerConfig, conf
 
 
 def codebook_weight(model: FloatModel, layer: LayerInfo, cache: WeightCache | None = None) -> CodebookWeight:
-    """The (memoised) codebook of ``layer``'s table."""
+    """The codebook of ``layer``'s table (memoised, and kept on disk)."""
     key = (layer.weight, Rounding.CODEBOOK.value)
 
     def compute() -> CodebookWeight:
-        return codebook_quantize(model.weight(layer.weight))
+        return cached_codebook(model.weight(layer.weight))
 
     return cache.get(key, compute) if cache is not None else compute()
 
