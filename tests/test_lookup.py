@@ -27,7 +27,7 @@ def _lookup_model(width: int) -> onnx.ModelProto:
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
 
 
-@pytest.mark.parametrize("bits", [2, 3, 4, 6, 8])
+@pytest.mark.parametrize("bits", [2, 3, 4, 6, 8, 16])
 @pytest.mark.parametrize("granularity", [Granularity.PER_TENSOR, Granularity.PER_CHANNEL, Granularity.BLOCK32])
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_gathered_rows_equal_the_dequantized_table_bit_for_bit(bits, granularity, symmetric):
