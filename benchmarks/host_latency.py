@@ -57,6 +57,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--model", type=Path, action="append", default=[], help="also measure this file")
     parser.add_argument("--profile", action="store_true", help="kernel time per operator type, largest batch")
     args = parser.parse_args(argv)
+    try:
+        widths = [int(b) for b in args.w_bits.split(",") if b]
+        batch_sizes = [int(b) for b in args.batches.split(",") if b]
+    except ValueError:
+        parser.error(f"--w-bits and --batches take comma-separated integers, got {args.w_bits!r} and {args.batches!r}")
+    if not batch_sizes or min(batch_sizes) < 1:
+        parser.error(f"--batches: expected positive batch sizes, got {args.batches!r}")
+    for path in args.model:
+        if not path.is_file():
+            parser.error(f"--model: {path}: no such file")
     print(f"command: python benchmarks/host_latency.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"onnxruntime {ort.__version__}; {cpu_name()}, {os.cpu_count()} logical CPUs; one ORT thread; "
           f"all figures measured in this run")
@@ -64,7 +74,7 @@ def main(argv=None) -> dict:
     data, split = (parts.test, "test split") if parts.test is not None else (parts.eval, "evaluation split")
     quantizer = Quantizer.calibrated(parts.model, parts.calib)
     models: dict[str, onnx.ModelProto] = {"float": parts.model.proto}
-    for bits in (int(b) for b in args.w_bits.split(",") if b):
+    for bits in widths:
         cfg = uniform_config(quantizer.layers, LayerConfig(w_bits=bits, act=ActMode.DYNAMIC,
                                                            granularity=Granularity.PER_CHANNEL))
         models[f"dynamic int8, {bits}-bit weights"] = quantizer.build(cfg)
@@ -76,7 +86,7 @@ def main(argv=None) -> dict:
     for name, model in models.items():
         value = test.measure(model).value
         result["models"][name] = {"metric": value, "drop": test.float_value - value, "latency_ms": {}}
-    for batch in (int(b) for b in args.batches.split(",") if b):
+    for batch in batch_sizes:
         feed = next(iter(test.data.batches(batch_size=batch)))
         rounds = {name: [] for name in models}
         for _ in range(args.rounds):

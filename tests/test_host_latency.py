@@ -19,3 +19,13 @@ def test_every_model_is_measured_at_every_batch(capsys):
     assert "kernel time per operator type at batch 4" in out
     assert any(op in models["float"]["kernel_ms_by_op"] for op in ("Conv", "FusedConv"))
     assert any(op.startswith("DynamicQuantize") for op in models["dynamic int8, 8-bit weights"]["kernel_ms_by_op"])
+
+
+def test_bad_options_are_refused_by_name(tmp_path, capsys):
+    import pytest
+
+    for argv, words in ((["--batches", "0"], "--batches"), (["--w-bits", "eight"], "--w-bits"),
+                        (["--model", str(tmp_path / "missing.onnx")], "no such file")):
+        with pytest.raises(SystemExit):
+            host_latency.main(["--problem", "digits", *argv])
+        assert words in capsys.readouterr().err
