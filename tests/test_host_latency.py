@@ -1,4 +1,6 @@
 """benchmarks/host_latency.py: every model measured at every batch, float as the reference."""
+import pytest
+
 from tests.paths import load_benchmark
 
 host_latency = load_benchmark("host_latency")
@@ -22,8 +24,6 @@ def test_every_model_is_measured_at_every_batch(capsys):
 
 
 def test_bad_options_are_refused_by_name(tmp_path, capsys):
-    import pytest
-
     for argv, words in ((["--batches", "0"], "--batches"), (["--w-bits", "eight"], "--w-bits"),
                         (["--model", str(tmp_path / "missing.onnx")], "no such file")):
         with pytest.raises(SystemExit):

@@ -24,7 +24,7 @@ from qaev.data._cache import cache_dir
 from qaev.errors import ConfigError
 from qaev.layers import LayerInfo
 from qaev.quantize.graph_edit import GraphEditor
-from qaev.quantize.lookup import lookup_shape
+from qaev.quantize.lookup import decoded_rows
 
 __all__ = ["CodebookWeight", "VECTOR", "CODES", "supports_codebook", "codebook_quantize", "cached_codebook",
            "codebook_lookup"]
@@ -136,15 +136,8 @@ def codebook_lookup(ed: GraphEditor, node: onnx.NodeProto, cw: CodebookWeight, *
     """Replace lookup ``node`` (``Gather(table, ids)``) by lookups into ``cw``: the codes of
     the ids' rows, their vectors, joined into rows and multiplied by the rows' scales."""
     ids, out = node.input[1], node.output[0]
-    codes = ed.fresh(f"{name}.codes")
-    ed.add_node("Gather", [ed.add_init(f"{name}.codes", cw.codes), ids], [codes], name=f"{name}.GatherCodes")
-    index = ed.fresh(f"{name}.index")
-    ed.add_node("Cast", [codes], [index], name=f"{name}.CastCodes", to=onnx.TensorProto.INT32)
-    runs = ed.fresh(f"{name}.runs")
-    ed.add_node("Gather", [ed.add_init(f"{name}.vectors", cw.vectors), index], [runs], name=f"{name}.GatherVectors")
-    row_shape = lookup_shape(ed, ids, [cw.codes.shape[1] * VECTOR], name=f"{name}.joined")
-    rows = ed.fresh(f"{name}.rows")
-    ed.add_node("Reshape", [runs, row_shape], [rows], name=f"{name}.Reshape")
+    rows = decoded_rows(ed, ids, ed.add_init(f"{name}.codes", cw.codes), ed.add_init(f"{name}.vectors", cw.vectors),
+                        cw.codes.shape[1] * VECTOR, name=name)
     scales = ed.fresh(f"{name}.scales")
     ed.add_node("Gather", [ed.add_init(f"{name}.scale", cw.scale), ids], [scales], name=f"{name}.GatherScales")
     ed.remove(node)

@@ -21,7 +21,8 @@ from qaev.layers import LayerInfo
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.weights import QuantizedWeight
 
-__all__ = ["DECODE_ROWS", "pack_bits", "packed_bits", "gathers_first", "decode_table", "gathered_lookup", "lookup_shape"]
+__all__ = ["DECODE_ROWS", "pack_bits", "packed_bits", "gathers_first", "decode_table", "gathered_lookup", "lookup_shape",
+           "decoded_rows"]
 
 #: Rows of a decoding table: one per byte value.
 DECODE_ROWS = 256
@@ -72,23 +73,32 @@ def lookup_shape(ed: GraphEditor, ids: str, tail: list[int], *, name: str) -> st
     return shape
 
 
+def decoded_rows(ed: GraphEditor, ids: str, codes: str, table: str, width: int, *, name: str) -> str:
+    """The ids' rows of a lookup stored as 8-bit codes: row ``ids`` of initializer ``codes``
+    (uint8), each code replaced by its row of ``table`` (256 rows), joined into rows of
+    ``width`` values, shape ``ids.shape + (width,)``."""
+    gathered, index, runs, rows = (ed.fresh(f"{name}.{part}") for part in ("codes", "index", "runs", "decoded"))
+    ed.add_node("Gather", [codes, ids], [gathered], name=f"{name}.GatherCodes")
+    ed.add_node("Cast", [gathered], [index], name=f"{name}.CastCodes", to=onnx.TensorProto.INT32)
+    ed.add_node("Gather", [table, index], [runs], name=f"{name}.Decode")
+    ed.add_node("Reshape", [runs, lookup_shape(ed, ids, [width], name=f"{name}.joined")], [rows], name=f"{name}.Join")
+    return rows
+
+
 def _values(ed: GraphEditor, ids: str, qw: QuantizedWeight, *, name: str) -> str:
     """Float32 integer values of the ids' rows, ``ids.shape + (D,)``."""
     width = qw.q.shape[1]
     bits = packed_bits(qw.bits)
-    gathered, values = ed.fresh(f"{name}.rows"), ed.fresh(f"{name}.values")
+    values = ed.fresh(f"{name}.values")
     if bits is None:
+        gathered = ed.fresh(f"{name}.rows")
         ed.add_node("Gather", [ed.add_init(f"{name}.q", qw.q), ids], [gathered], name=f"{name}.GatherRows")
         ed.add_node("Cast", [gathered], [values], name=f"{name}.Cast", to=onnx.TensorProto.FLOAT)
         return values
     packed = pack_bits(qw.q.astype(np.int16) + (1 << (bits - 1)), bits)
-    ed.add_node("Gather", [ed.add_init(f"{name}.packed", packed), ids], [gathered], name=f"{name}.GatherRows")
-    index, runs, unpacked = ed.fresh(f"{name}.index"), ed.fresh(f"{name}.runs"), ed.fresh(f"{name}.unpacked")
-    ed.add_node("Cast", [gathered], [index], name=f"{name}.CastBytes", to=onnx.TensorProto.INT32)
-    ed.add_node("Gather", [ed.add_init(f"{name}.decode", decode_table(bits)), index], [runs], name=f"{name}.Decode")
     full = packed.shape[1] * (8 // bits)
-    ed.add_node("Reshape", [runs, lookup_shape(ed, ids, [full], name=f"{name}.unpacked")], [unpacked],
-                name=f"{name}.Unpack")
+    unpacked = decoded_rows(ed, ids, ed.add_init(f"{name}.packed", packed),
+                            ed.add_init(f"{name}.decode", decode_table(bits)), full, name=name)
     ed.add_node("Cast", [unpacked], [values], name=f"{name}.Cast", to=onnx.TensorProto.FLOAT)
     if full == width:
         return values
