@@ -14,13 +14,14 @@ import onnx
 from qaev.files import write_atomic
 from qaev.cli_data import resolve_data
 from qaev.cli_options import CALIBRATION_CHOICE, data_options, data_options_from, layer_config_from
-from qaev.config import CalibMethod, ScaleRule
-from qaev.config_io import load_config, save_config
+from qaev.config import CalibMethod, QuantConfig, ScaleRule
+from qaev.config_io import load_config, load_layer_settings, save_config
 from qaev.data import digits_model_path
 from qaev.errors import DataError, ModelError, QaevError
 from qaev.evaluate import Evaluator
 from qaev.graph import FloatModel, load_model
 from qaev.quantize import Quantizer, export_model, uniform_config
+from qaev.space import frozen_layers, select_layers
 from qaev.tasks import load_task
 
 __all__ = ["main", "cli"]
@@ -64,6 +65,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--bias-correction", is_flag=True, help="Correct biases for the mean weight-quantization error.")
 @click.option("--weight-range", type=click.Choice(["minmax", "mse"]), default="minmax", show_default=True,
               help="Weight grid range per scale group: min/max, or clipped to the least squared error.")
+@click.option("--exclude", multiple=True, help="Keep these layers float (name or re:REGEX); repeatable.")
+@click.option("--freeze", type=click.Path(path_type=Path), default=None,
+              help="YAML/JSON file mapping layer selectors (name or re:REGEX) to their own settings, e.g. "
+                   "'re:word_embeddings: {w_bits: 2, act: float, rounding: codebook}'; the rest take the uniform one.")
 @data_options
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output .onnx.")
 @click.option("--save-config", "save_to", type=click.Path(path_type=Path), default=None,
@@ -71,8 +76,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--no-eval", is_flag=True, help="Skip measuring the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, calibration, pow2_scales, rounding, bias_correction,
-             weight_range, out, save_to, no_eval, as_json, **kwargs) -> None:
-    """Uniform quantization of every layer (the one-shot baseline)."""
+             weight_range, exclude, freeze, out, save_to, no_eval, as_json, **kwargs) -> None:
+    """Uniform quantization of every layer (the one-shot baseline); --exclude and --freeze
+    set some layers apart."""
     resolved = resolve_data(model, problem, kwargs)
     float_model = resolved.model
     path = float_model.path
@@ -82,6 +88,7 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     quantizer = Quantizer.calibrated(float_model, resolved.calib)
     config = uniform_config(quantizer.layers, layer_cfg, calibration=CalibMethod(calibration),
                             scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)
+    config = _set_apart(config, quantizer.layers, exclude=exclude, freeze=freeze)
     config = quantizer.resolve(config)
     size = _write_model(export_model(quantizer, config), out)
     summary = {"model": str(path), "out": str(out), "bytes": size, "layers": len(config.layers)}
@@ -104,6 +111,16 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     if "value" in summary:
         click.echo(f"{resolved.metric}: {summary['value']:.2f} (float {summary['float']:.2f}, drop {summary['drop']:.2f}, "
                    f"n={summary['n']}, measured)")
+
+
+def _set_apart(config: QuantConfig, layers, *, exclude, freeze) -> QuantConfig:
+    """``config`` with the ``exclude`` selectors' layers float and the ``freeze`` file's
+    layers on their own settings."""
+    names = [layer.name for layer in layers]
+    excluded = select_layers(exclude, names, "exclude")
+    frozen = frozen_layers(load_layer_settings(freeze), layers) if freeze is not None else {}
+    kept = {name: cfg for name, cfg in config.layers.items() if name not in excluded}
+    return replace(config, layers={**kept, **{k: v for k, v in frozen.items() if k not in excluded}})
 
 
 @cli.command()

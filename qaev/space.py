@@ -30,7 +30,7 @@ from qaev.layers import LayerInfo
 from qaev.quantize.codebook import supports_codebook
 from qaev.quantize.plan import fit_to_layer, layer_problem
 
-__all__ = ["SearchSpace", "ACT_OPTIONS", "GENES_PER_LAYER", "select_layers"]
+__all__ = ["SearchSpace", "ACT_OPTIONS", "GENES_PER_LAYER", "select_layers", "frozen_layers"]
 
 #: Activation options in precision order: (mode, bits).
 ACT_OPTIONS: tuple[tuple[ActMode, int], ...] = (
@@ -61,6 +61,27 @@ def select_layers(patterns: Sequence[str], names: Sequence[str], what: str) -> s
             raise ConfigError(f"{what}: selector {pattern!r} matches no layer (use a layer name or 're:<regex>')")
         chosen |= hits
     return chosen
+
+
+def frozen_layers(frozen, layers: Sequence[LayerInfo]) -> dict[str, LayerConfig]:
+    """Layer name -> fixed setting for a mapping of selectors (names or ``re:`` patterns)
+    to settings (:class:`LayerConfig` or its dict).
+
+    Raises:
+        ConfigError: a selector matches no layer, a setting is invalid, or a layer cannot
+            take its setting; the message names the selector and the layer.
+    """
+    names = [layer.name for layer in layers]
+    by_name = {layer.name: layer for layer in layers}
+    out: dict[str, LayerConfig] = {}
+    for pattern, cfg in dict(frozen).items():
+        cfg = cfg if isinstance(cfg, LayerConfig) else LayerConfig.from_dict(cfg, where=f"frozen.{pattern}")
+        for name in select_layers([pattern], names, "frozen"):
+            problem = layer_problem(by_name[name], cfg)
+            if problem is not None:
+                raise ConfigError(f"frozen.{pattern}: layer {name} {problem}")
+            out[name] = cfg
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,16 +149,8 @@ class SearchSpace:
             if not values:
                 raise ConfigError(f"{label}: the search space needs at least one option")
         names_all = [layer.name for layer in self.layers]
-        by_name = {layer.name: layer for layer in self.layers}
         excluded = select_layers(self.exclude, names_all, "exclude")
-        frozen = {}
-        for pattern, cfg in dict(self.frozen).items():
-            cfg = cfg if isinstance(cfg, LayerConfig) else LayerConfig.from_dict(cfg, where=f"frozen.{pattern}")
-            for name in select_layers([pattern], names_all, "frozen"):
-                problem = layer_problem(by_name[name], cfg)
-                if problem is not None:
-                    raise ConfigError(f"frozen.{pattern}: layer {name} {problem}")
-                frozen[name] = cfg
+        frozen = frozen_layers(self.frozen, self.layers)
         object.__setattr__(self, "w_bits", tuple(bits))
         object.__setattr__(self, "acts", tuple(acts))
         object.__setattr__(self, "granularities", tuple(grans))

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from qaev.cli import main
 from qaev.data import digits_model_path
@@ -28,6 +29,22 @@ def test_quantize_then_apply_reproduces_evaluate_exactly(tmp_path, capsys):
     second = json.loads(run(capsys, "evaluate", rebuilt, "--task", "digits", "--json")[1])
     assert second["value"] == first["value"]
     assert rebuilt.read_bytes() == out.read_bytes()
+
+
+def test_quantize_sets_excluded_and_frozen_layers_apart(tmp_path, capsys):
+    frozen, cfg = tmp_path / "frozen.yaml", tmp_path / "cfg.yaml"
+    frozen.write_text("re:Gemm$: {w_bits: 8, act: float}\n")
+    code, _, _ = run(capsys, "quantize", "--w-bits", "4", "--per-channel", "--freeze", frozen, "--exclude", "/0/Conv",
+                     "--no-eval", "-o", tmp_path / "m.onnx", "--save-config", cfg)
+    assert code == 0
+    layers = yaml.safe_load(cfg.read_text())["layers"]
+    assert "/0/Conv" not in layers
+    gemms = {name: c for name, c in layers.items() if name.endswith("Gemm")}
+    assert gemms and all(c["w_bits"] == 8 and c["act"] == "float" for c in gemms.values())
+    others = [c for name, c in layers.items() if name not in gemms]
+    assert others and all(c["w_bits"] == 4 for c in others)
+    code, _, err = run(capsys, "quantize", "--exclude", "re:nothing", "--no-eval", "-o", tmp_path / "x.onnx")
+    _one_line_error(code, err, "re:nothing", "matches no layer")
 
 
 def test_four_bit_file_is_at_most_0_6_of_eight_bit(tmp_path, capsys):
