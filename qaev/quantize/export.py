@@ -10,6 +10,9 @@
   and whole-table Gather forms are exact).
 - Weight-only, block-wise MatMuls with at most 4-bit weights become ONNX Runtime's
   ``com.microsoft.MatMulNBits`` (2-bit for 2-bit grids, else 4-bit).
+- Other 3- and 6-bit weights of layers without quantized activations around them are
+  stored as bit planes (:mod:`qaev.quantize.bitplanes`): 3 or 6 bits a weight, rebuilt
+  to int8 by a constant subgraph that ONNX Runtime folds when the session loads.
 - Lookup tables are written as evaluated: packed quantized rows gathered before they are
   dequantized (:mod:`qaev.quantize.lookup`), or codebook codes, vectors and row scales.
 
@@ -27,6 +30,7 @@ from onnx import helper, numpy_helper
 from qaev.config import ActMode, QuantConfig, Rounding
 from qaev.graph import converted_to_opset
 from qaev.layers import LayerInfo
+from qaev.quantize.bitplanes import PLANE_BITS, planes_tensor
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.lookup import gathers_first, pack_bits
 from qaev.quantize.plan import activation_plan
@@ -69,14 +73,27 @@ def _matmulnbits(ed: GraphEditor, layer: LayerInfo, node: onnx.NodeProto, qw: Qu
     ed.remove(node)
 
 
+def _isolated(layer: LayerInfo, quantized: set[str]) -> bool:
+    """Whether ``layer``'s inputs and output stay float (no neighbour's static activations
+    either: ``quantized`` are the tensors that get Q/DQ)."""
+    return not ({*layer.act_inputs, layer.output} & quantized)
+
+
 def _storage_bits(layer: LayerInfo, cfg, quantized: set[str]) -> int:
-    """INT2 for grids of at most 2 bits in layers whose inputs and output stay float (no
-    neighbour's static activations either: ``quantized`` are the tensors that get Q/DQ),
-    except block-wise ones feeding a MatMul/Gemm (see the module notes); INT4 otherwise."""
-    isolated = not ({*layer.act_inputs, layer.output} & quantized)
-    if cfg.w_bits <= 2 and isolated and (cfg.granularity.block_size is None or layer.op_type == "Gather"):
+    """INT2 for grids of at most 2 bits in isolated layers (:func:`_isolated`), except
+    block-wise ones feeding a MatMul/Gemm (see the module notes); INT4 otherwise."""
+    if cfg.w_bits <= 2 and _isolated(layer, quantized) and (cfg.granularity.block_size is None
+                                                            or layer.op_type == "Gather"):
         return 2
     return 4
+
+
+def _planes_apply(layer: LayerInfo, cfg, quantized: set[str], weight: onnx.TensorProto) -> bool:
+    """3- and 6-bit int8 weights of isolated layers are stored as bit planes
+    (:mod:`qaev.quantize.bitplanes`); beside static activations they stay INT4/INT8, where
+    ONNX Runtime's integer kernels take them as they are."""
+    return (cfg.w_bits in PLANE_BITS and _isolated(layer, quantized)
+            and weight.data_type == onnx.TensorProto.INT8)
 
 
 def _nbits_eligible(layer: LayerInfo, cfg) -> bool:
@@ -101,11 +118,14 @@ def export_model(quantizer: Quantizer, config: QuantConfig) -> onnx.ModelProto:
     ed = GraphEditor(proto)
     inits = {i.name: i for i in ed.model.graph.initializer}
     converted = set()
+    planed: dict[str, str] = {}  # weight initializer -> its tensor rebuilt from bit planes
     quantized = set(activation_plan(resolved, quantizer.layers).bits)
     for layer in quantizer.layers:
         cfg = resolved.layer(layer.name)
-        if cfg is None or cfg.w_bits is None or cfg.w_bits > 4 or cfg.act is ActMode.DYNAMIC:
+        if cfg is None or cfg.w_bits is None or cfg.act is ActMode.DYNAMIC:
             continue  # dynamic layers feed MatMulInteger int8 directly: no DequantizeLinear to narrow
+        if cfg.w_bits > 4 and cfg.w_bits not in PLANE_BITS:
+            continue
         if cfg.effective().rounding is Rounding.CODEBOOK:
             continue  # 8-bit codes already: nothing to narrow
         if gathers_first(layer, cfg.effective().granularity.block_size):
@@ -118,6 +138,14 @@ def export_model(quantizer: Quantizer, config: QuantConfig) -> onnx.ModelProto:
             ed.remove(dq)
             continue
         dq = ed.node(f"{layer.name}.w.DequantizeLinear")
+        if _planes_apply(layer, cfg, quantized, inits[dq.input[0]]):
+            if dq.input[0] not in planed:
+                planed[dq.input[0]] = planes_tensor(ed, numpy_helper.to_array(inits[dq.input[0]]), cfg.w_bits,
+                                                    name=f"{layer.name}.w")
+            dq.input[0] = planed[dq.input[0]]
+            continue
+        if cfg.w_bits > 4:
+            continue
         bits = _storage_bits(layer, cfg, quantized)
         for name in (dq.input[0], dq.input[2]):
             if name not in converted:

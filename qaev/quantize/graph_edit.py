@@ -39,6 +39,7 @@ class GraphEditor:
         self._names |= {i.name for i in g.initializer} | {v.name for v in g.input}
         self._new_inits: list[onnx.TensorProto] = []
         self._rewire: dict[str, tuple[str, str]] = {}  # tensor -> (new name, skip prefix), applied in one pass
+        self._shared: dict[str, str] = {}  # key -> initializer name
 
     def fresh(self, base: str) -> str:
         """A tensor name not used yet."""
@@ -53,6 +54,13 @@ class GraphEditor:
         name = self.fresh(base)
         self._new_inits.append(_tensor(name, np.asarray(array)))
         return name
+
+    def shared_init(self, key: str, make) -> str:
+        """The initializer for ``key``, added (from ``make()``) the first time only, so
+        several nodes read one copy."""
+        if key not in self._shared:
+            self._shared[key] = self.add_init(key, make())
+        return self._shared[key]
 
     def add_node(self, op_type: str, inputs, outputs, *, name: str, domain: str = "", **attrs) -> onnx.NodeProto:
         """Append a node (order is fixed by :meth:`finish`)."""
