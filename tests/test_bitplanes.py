@@ -60,3 +60,20 @@ def test_layers_beside_static_activations_keep_their_storage(quantizer):
     exported = export_model(quantizer, uniform_config(quantizer.layers, LayerConfig(w_bits=3)))
     assert not _planes(exported)
     assert onnx.TensorProto.INT4 in {i.data_type for i in exported.graph.initializer}
+
+
+def test_a_weight_that_ends_inside_a_byte_is_rebuilt_exactly():
+    rng = np.random.default_rng(3)
+    w = onnx.numpy_helper.from_array(rng.normal(size=(3, 5)).astype(np.float32), "w")  # 15 weights: 7 bits of padding
+    graph = onnx.helper.make_graph([onnx.helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "odd",
+                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 5])], [w])
+    model = load_model(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]))
+    x = rng.normal(size=(16, 3)).astype(np.float32)
+    q = Quantizer.calibrated(model, ArrayDataset(inputs={"x": x}, name="odd"), persist=False)
+    cfg = uniform_config(q.layers, LayerConfig(w_bits=3, act=ActMode.FLOAT, symmetric=False))
+    exported = export_model(q, cfg)
+    assert [p.dims for p in _planes(exported)] == [[3, 2]]
+    assert "Slice" in {n.op_type for n in exported.graph.node}
+    feed = [{"x": x}]
+    np.testing.assert_array_equal(run_batches(make_session(exported), feed), run_batches(make_session(q.build(cfg)), feed))
