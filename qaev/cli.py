@@ -20,6 +20,7 @@ from qaev.data import digits_model_path
 from qaev.errors import DataError, ModelError, QaevError
 from qaev.evaluate import Evaluator
 from qaev.graph import FloatModel, load_model
+from qaev.objectives import model_bytes, other_bytes
 from qaev.quantize import Quantizer, export_model, uniform_config
 from qaev.space import frozen_layers, select_layers
 from qaev.tasks import load_task
@@ -91,7 +92,9 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     config = _set_apart(config, quantizer.layers, exclude=exclude, freeze=freeze)
     config = quantizer.resolve(config)
     size = _write_model(export_model(quantizer, config), out)
-    summary = {"model": str(path), "out": str(out), "bytes": size, "layers": len(config.layers)}
+    exact = model_bytes(quantizer.layers, config, other_bytes(float_model.proto, quantizer.layers))
+    summary = {"model": str(path), "out": str(out), "bytes": size, "size_mb": exact / 1e6,
+               "float_bytes": path.stat().st_size if path else None, "layers": len(config.layers)}
     if save_to:
         save_config(config, save_to)
         summary["config"] = str(save_to)
@@ -105,7 +108,8 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
         return
     weightless = sum(1 for layer in quantizer.layers if not layer.has_weight and layer.name not in config.layers)
     note = f"; {weightless} layers without weights keep float activations" if weightless else ""
-    click.echo(f"wrote {out} ({size / 1e6:.3f} MB, {len(config.layers)} of {len(quantizer.layers)} layers quantized{note})")
+    click.echo(f"wrote {out} ({size / 1e6:.3f} MB; weights by bit count {exact / 1e6:.3f} MB; "
+               f"{len(config.layers)} of {len(quantizer.layers)} layers quantized{note})")
     if save_to:
         click.echo(f"wrote config {save_to}")
     if "value" in summary:

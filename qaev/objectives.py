@@ -13,7 +13,7 @@ from qaev.config import QuantConfig
 from qaev.errors import ConfigError
 from qaev.layers import LayerInfo
 
-__all__ = ["Objective", "OBJECTIVES", "CONSTRAINTS", "check_objectives", "model_bytes", "host_latency_ms"]
+__all__ = ["Objective", "OBJECTIVES", "CONSTRAINTS", "check_objectives", "model_bytes", "other_bytes", "host_latency_ms"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,12 @@ def check_objectives(names, constraints: Mapping[str, float], *, has_hardware: b
             raise ConfigError(f"constraints: {name!r} is not one of {', '.join(CONSTRAINTS)}")
         if OBJECTIVES[CONSTRAINTS[name]].needs_hardware and not has_hardware:
             raise ConfigError(f"constraints: {name!r} bounds an estimate; pass --hardware TARGET")
+
+
+def other_bytes(proto: onnx.ModelProto, layers: list[LayerInfo]) -> int:
+    """Bytes of the initializers of ``proto`` that are no layer's weight (biases, norms)."""
+    weights = {layer.weight for layer in layers if layer.weight}
+    return sum(onnx.numpy_helper.to_array(init).nbytes for init in proto.graph.initializer if init.name not in weights)
 
 
 def model_bytes(layers: list[LayerInfo], config: QuantConfig, other_bytes: int) -> int:

@@ -8,14 +8,13 @@ from functools import cached_property, partial
 from typing import Mapping, Sequence
 
 import numpy as np
-from onnx import numpy_helper
 from pymoo.core.problem import Problem
 
 from qaev import screening
 from qaev.config import QuantConfig
 from qaev.errors import QaevError
 from qaev.evaluate import Evaluator, Measurement
-from qaev.objectives import CONSTRAINTS, OBJECTIVES, check_objectives, host_latency_ms, model_bytes
+from qaev.objectives import CONSTRAINTS, OBJECTIVES, check_objectives, host_latency_ms, model_bytes, other_bytes
 from qaev.prefetch import prepared_ahead, prefetch_depth
 from qaev.quantize import Quantizer
 from qaev.session import make_session, run_batches
@@ -104,9 +103,7 @@ class QuantizationProblem(Problem):
         self.n_evaluated = 0
         #: screened key -> (first-stage outputs, items): reused by finishing and paired comparisons
         self.heads: dict[str, tuple[np.ndarray, int]] = {}
-        weights = {layer.weight for layer in quantizer.layers if layer.weight}
-        self._other_bytes = sum(numpy_helper.to_array(init).nbytes for init in quantizer.model.proto.graph.initializer
-                                if init.name not in weights)
+        self._other_bytes = other_bytes(quantizer.model.proto, quantizer.layers)
         super().__init__(n_var=self.space.n_var, n_obj=len(self.objectives), n_ieq_constr=len(self.constraints),
                          xl=np.zeros(self.space.n_var), xu=self.space.upper().astype(float), vtype=int)
 

@@ -21,6 +21,7 @@ def test_quantize_then_apply_reproduces_evaluate_exactly(tmp_path, capsys):
     code, text, _ = run(capsys, "quantize", "--w-bits", "4", "--per-channel", "-o", out, "--save-config", cfg, "--json")
     assert code == 0
     summary = json.loads(text)
+    assert 0 < summary["size_mb"] * 1e6 <= summary["bytes"] < summary["float_bytes"]  # bits <= file (graph, names)
     code, text, _ = run(capsys, "evaluate", out, "--task", "digits", "--json")
     first = json.loads(text)
     assert first["metric"] == "top1" and first["n"] == 497 and first["value"] == summary["value"]
