@@ -125,7 +125,7 @@ def export_model(quantizer: Quantizer, config: QuantConfig) -> onnx.ModelProto:
         if cfg is None or cfg.w_bits is None or cfg.act is ActMode.DYNAMIC:
             continue  # dynamic layers feed MatMulInteger int8 directly: no DequantizeLinear to narrow
         if cfg.w_bits > 4 and cfg.w_bits not in PLANE_BITS:
-            continue
+            continue  # 8/16-bit weights are stored as evaluated
         if cfg.effective().rounding is Rounding.CODEBOOK:
             continue  # 8-bit codes already: nothing to narrow
         if gathers_first(layer, cfg.effective().granularity.block_size):
@@ -145,7 +145,7 @@ def export_model(quantizer: Quantizer, config: QuantConfig) -> onnx.ModelProto:
             dq.input[0] = planed[dq.input[0]]
             continue
         if cfg.w_bits > 4:
-            continue
+            continue  # 6-bit beside static activations: INT8, as evaluated
         bits = _storage_bits(layer, cfg, quantized)
         for name in (dq.input[0], dq.input[2]):
             if name not in converted:
