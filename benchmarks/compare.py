@@ -16,6 +16,12 @@ again on a held-out *test split* no method saw, and every figure printed comes f
 test split: hypervolume with one reference point and normalisation for all methods
 (:func:`qaev.front.hypervolume`, float model = 1, reference 1.1), and the best metric under
 size and estimated-latency budgets, where the point is *chosen* on the search split.
+Beside the hypervolume it prints its ceiling in this run (the hypervolume of the ideal point
+of all methods' test points: with float = 1 and reference 1.1 the accuracy axis spans 110 %
+of the float metric, so fronts that differ only within a point or two of float differ by
+little, and this says how large a ratio was possible at all) and a within-tolerance
+hypervolume (:func:`qaev.front.tolerance_hypervolume`: drop 0..``--tolerance`` points x
+every cost 0..float, the mean saving over the tolerances), both recomputed by ``--from-json``.
 Writes ``DIR/compare.json`` (every figure, model sha256, versions, hardware table, seed,
 which numbers are measured, exact or estimated) and ``DIR/fronts.png``.
 """
@@ -42,7 +48,8 @@ from qaev.cli_options import bit_list, csv_list  # noqa: E402
 from qaev.cli_search import SYMMETRY  # noqa: E402
 from qaev.config import QuantConfig  # noqa: E402
 from qaev.evaluate import Evaluator  # noqa: E402
-from qaev.front import REF_POINT, hypervolume, non_dominated  # noqa: E402
+from qaev.front import (REF_POINT, hypervolume, hypervolume_ceiling, non_dominated,  # noqa: E402
+                        tolerance_hypervolume)
 from qaev.objectives import OBJECTIVES  # noqa: E402
 from qaev.problem import QuantizationProblem  # noqa: E402
 from qaev.problems import problem_parts  # noqa: E402
@@ -298,6 +305,40 @@ def print_table(doc: dict) -> None:
         print(f"qaev_screened HV (test) / best baseline HV (test): {screened:.3f} (budget in passes of the search split)")
 
 
+def tolerance_figures(doc: dict, tolerance: float) -> dict:
+    """Two readings of the test-split fronts beside the hypervolume, recomputed from the
+    reported points (so any compare.json can be read again): the hypervolume of the ideal
+    point of every method's points together (what no ratio in this run could exceed), and
+    :func:`qaev.front.tolerance_hypervolume` per method (drop 0..``tolerance`` points)."""
+    names = list(doc["env"]["objectives"])
+    scale = doc["hypervolume"]["scale_test"]
+    fronts = {m["method"]: np.array([[r["test"][n] for n in names] for r in m["points"]]).reshape(-1, len(names))
+              for m in doc["methods"]}
+    within = {k: tolerance_hypervolume(F, scale, drop=names.index("acc_drop"), tolerance=tolerance)
+              for k, F in fronts.items()}
+    baselines = [m for m in doc["methods"] if not m["method"].startswith("qaev")]
+    best_hv = max((m["hv_test"] for m in baselines), default=0.0)
+    best_within = max((within[m["method"]] for m in baselines), default=0.0)
+    ceiling = hypervolume_ceiling(np.vstack(list(fronts.values())), scale) if fronts else 0.0
+    return {"tolerance": tolerance, "ceiling": ceiling,
+            "ceiling_over_best_baseline": ceiling / best_hv if best_hv else None,
+            "within_tolerance": within,
+            "within_over_best_baseline": {k: v / best_within for k, v in within.items()
+                                          if k.startswith("qaev") and best_within}}
+
+
+def print_tolerance(figures: dict) -> None:
+    """The :func:`tolerance_figures` lines."""
+    ratio = figures["ceiling_over_best_baseline"]
+    print(f"\nHV ceiling: the ideal point of all methods' test points together has HV {figures['ceiling']:.4f}"
+          + ("" if ratio is None else f", {ratio:.3f}x the best baseline's: no method's ratio could exceed that"))
+    print(f"within-tolerance HV (test; drop 0..{figures['tolerance']:g} points, clipped at 0, x each cost 0..float; "
+          "1 = every tolerance met at zero size):")
+    print("  " + "  ".join(f"{k} {v:.4f}" for k, v in figures["within_tolerance"].items()))
+    for k, v in figures["within_over_best_baseline"].items():
+        print(f"  {k} / best baseline: {v:.3f}")
+
+
 def smallest_within(doc: dict, limit: float, cost: str = "size_mb") -> list[dict]:
     """Per method, its lowest-``cost`` reported point within ``limit`` metric points of
     float on the *search* split (chosen there), with that point's test-split drop."""
@@ -373,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/compare"))
     parser.add_argument("--within", default="0.5,1", help="drop limits of the smallest-point tables")
+    parser.add_argument("--tolerance", type=float, default=1.0,
+                        help="accuracy drop (metric points) bounding the within-tolerance hypervolume")
     parser.add_argument("--from-json", type=Path, default=None,
                         help="print the tables of an existing compare.json instead of running")
     parser.add_argument("--w-bits", default="2,4,8", help="weight bits every method may choose (float allowed)")
@@ -392,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json is not None:
         doc = json.loads(args.from_json.read_text())
         print_table(doc)
+        print_tolerance(tolerance_figures(doc, args.tolerance))
         if "size_mb" in doc["env"]["objectives"]:
             print_within(doc, _floats(args.within))
         return 0
@@ -420,10 +464,12 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
     doc = {"schema": "qaev.compare/1", "env": environment(setup, args, argv),
            **summarise(setup, results, size_x=_floats(args.size_x), latency_x=_floats(args.latency_x))}
+    doc["hypervolume"]["tolerance"] = tolerance_figures(doc, args.tolerance)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(doc, indent=1, default=str))
     plot(doc, args.out / "fronts.png")
     print_table(doc)
+    print_tolerance(doc["hypervolume"]["tolerance"])
     if "size_mb" in objectives:
         print_within(doc, _floats(args.within))
     print(f"wrote {args.out / 'compare.json'} and {args.out / 'fronts.png'}")

@@ -56,6 +56,19 @@ def test_hypervolume_is_recomputable_from_the_reported_points(run):
         assert hypervolume(F, doc["hypervolume"]["scale_test"]) == pytest.approx(m["hv_test"])
 
 
+def test_ceiling_bounds_every_method_and_within_tolerance_is_recomputable(compare, run):
+    doc, _ = run
+    figures = doc["hypervolume"]["tolerance"]
+    assert figures["tolerance"] == 1.0
+    assert all(m["hv_test"] <= figures["ceiling"] + 1e-12 for m in doc["methods"])
+    assert all(0.0 <= v <= 1.0 for v in figures["within_tolerance"].values())
+    assert set(figures["within_tolerance"]) == {m["method"] for m in doc["methods"]}
+    again = compare.tolerance_figures(doc, 1.0)
+    assert again["ceiling"] == pytest.approx(figures["ceiling"])
+    assert again["within_tolerance"] == pytest.approx(figures["within_tolerance"])
+    assert compare.tolerance_figures(doc, 3.0)["within_tolerance"]["qaev"] >= figures["within_tolerance"]["qaev"]
+
+
 def test_budgets_provenance_and_plot(run):
     doc, out = run
     for m in doc["methods"]:
