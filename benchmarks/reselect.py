@@ -46,6 +46,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--top", type=int, default=10, help="candidates to re-measure")
     parser.add_argument("--test-all", action="store_true", help="also measure the others on test (information only)")
     parser.add_argument("--export", type=Path, default=None, help="write the chosen point's file and measure it on test")
+    parser.add_argument("--compact-names", action="store_true", help="with --export: short internal names in the file")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     settings = json.loads((args.run / "settings.json").read_text())
@@ -84,7 +85,8 @@ def main(argv=None) -> dict:
     print(f"chosen: {best['key'][:12]}  {best['compression']:.2f}x  drop on the search data {best['wide_drop']:+.2f}, "
           f"on test {best['test_drop']:+.2f}")
     if args.export:
-        onnx.save(export_model(problem.quantizer, QuantConfig.from_dict(best["config"])), str(args.export))
+        onnx.save(export_model(problem.quantizer, QuantConfig.from_dict(best["config"]), compact=args.compact_names),
+                  str(args.export))
         best["file_mb"] = args.export.stat().st_size / 1e6
         best["file_test_drop"] = test.drop(test.measure(args.export.read_bytes()).value)
         print(f"exported {args.export} ({best['file_mb']:.2f} MB): drop on test measured on the file "

@@ -72,12 +72,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
                    "'re:word_embeddings: {w_bits: 2, act: float, rounding: codebook}'; the rest take the uniform one.")
 @data_options
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output .onnx.")
+@click.option("--compact-names", is_flag=True,
+              help="Short internal tensor names and blank node names in the written file (smaller; same outputs).")
 @click.option("--save-config", "save_to", type=click.Path(path_type=Path), default=None,
               help="Write the config (YAML/JSON).")
 @click.option("--no-eval", is_flag=True, help="Skip measuring the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, calibration, pow2_scales, rounding, bias_correction,
-             weight_range, exclude, freeze, out, save_to, no_eval, as_json, **kwargs) -> None:
+             weight_range, exclude, freeze, out, compact_names, save_to, no_eval, as_json, **kwargs) -> None:
     """Uniform quantization of every layer (the one-shot baseline); --exclude and --freeze
     set some layers apart."""
     resolved = resolve_data(model, problem, kwargs)
@@ -91,7 +93,7 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
                             scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)
     config = _set_apart(config, quantizer.layers, exclude=exclude, freeze=freeze)
     config = quantizer.resolve(config)
-    size = _write_model(export_model(quantizer, config), out)
+    size = _write_model(export_model(quantizer, config, compact=compact_names), out)
     exact = model_bytes(quantizer.layers, config, other_bytes(float_model.proto, quantizer.layers))
     summary = {"model": str(path), "out": str(out), "bytes": size, "size_mb": exact / 1e6,
                "float_bytes": path.stat().st_size if path else None, "layers": len(config.layers)}
@@ -131,11 +133,13 @@ def _set_apart(config: QuantConfig, layers, *, exclude, freeze) -> QuantConfig:
 @click.argument("config", type=click.Path(path_type=Path))
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output .onnx.")
-def apply(config: Path, model: Path, out: Path) -> None:
+@click.option("--compact-names", is_flag=True,
+              help="Short internal tensor names and blank node names in the written file (smaller; same outputs).")
+def apply(config: Path, model: Path, out: Path, compact_names: bool) -> None:
     """Rebuild the quantized model a CONFIG describes (no data needed)."""
     cfg = load_config(config)
     quantizer = Quantizer(load_model(model))
-    size = _write_model(export_model(quantizer, cfg), out)
+    size = _write_model(export_model(quantizer, cfg, compact=compact_names), out)
     click.echo(f"wrote {out} ({size / 1e6:.3f} MB)")
 
 

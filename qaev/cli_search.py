@@ -267,7 +267,9 @@ def _model_for(doc: dict, model: Path | None) -> Path:
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="Float model, if it moved.")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "ort-overrides"]), default="onnx", show_default=True,
               help="onnx: the quantized model; ort-overrides: ONNX Runtime TensorQuantOverrides JSON.")
-def export(run_dir, point_id, all_points, out, model, fmt) -> None:
+@click.option("--compact-names", is_flag=True,
+              help="Short internal tensor names and blank node names in the written file (smaller; same outputs).")
+def export(run_dir, point_id, all_points, out, model, fmt, compact_names) -> None:
     """Write the deployable ONNX model (or ORT overrides) of front points."""
     doc = read_front(run_dir)
     points = {p["id"]: p for p in doc["points"]}
@@ -288,7 +290,7 @@ def export(run_dir, point_id, all_points, out, model, fmt) -> None:
         if fmt == "ort-overrides":
             _write_overrides(quantizer, configs[pid], pid, target)
             continue
-        proto = export_model(quantizer, configs[pid])
+        proto = export_model(quantizer, configs[pid], compact=compact_names)
         target.write_bytes(proto.SerializeToString())
         click.echo(f"wrote {target} ({target.stat().st_size / 1e6:.3f} MB)")
 

@@ -57,6 +57,18 @@ def test_four_bit_file_is_at_most_0_6_of_eight_bit(tmp_path, capsys):
     assert sizes[4] <= 0.6 * sizes[8]
 
 
+def test_compact_names_write_a_smaller_file_that_measures_the_same(tmp_path, capsys):
+    summaries = {}
+    for flag in ((), ("--compact-names",)):
+        path = tmp_path / f"m{len(flag)}.onnx"
+        assert run(capsys, "quantize", "--w-bits", "3", "--a-bits", "float", "--per-channel", *flag, "-o", path,
+                   "--json")[0] == 0
+        evaluated = json.loads(run(capsys, "evaluate", path, "--task", "digits", "--json")[1])
+        summaries[flag] = (path.stat().st_size, evaluated["value"])
+    (plain, plain_value), (compact, compact_value) = summaries.values()
+    assert compact < plain and compact_value == plain_value
+
+
 def _one_line_error(code, err, *needles):
     assert code == 2
     lines = [l for l in err.strip().splitlines() if l]

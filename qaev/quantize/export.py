@@ -33,6 +33,7 @@ from qaev.layers import LayerInfo
 from qaev.quantize.bitplanes import PLANE_BITS, planes_tensor
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.lookup import gathers_first, pack_bits
+from qaev.quantize.names import compact_names
 from qaev.quantize.plan import activation_plan
 from qaev.quantize.qdq import quantized_weight
 from qaev.quantize.quantizer import Quantizer
@@ -101,13 +102,15 @@ def _nbits_eligible(layer: LayerInfo, cfg) -> bool:
             and cfg.w_bits is not None and cfg.w_bits <= 4 and cfg.granularity.block_size is not None)
 
 
-def export_model(quantizer: Quantizer, config: QuantConfig) -> onnx.ModelProto:
+def export_model(quantizer: Quantizer, config: QuantConfig, *, compact: bool = False) -> onnx.ModelProto:
     """The deployable model of ``config``.
 
     Args:
         quantizer: the engine of the float model (statistics needed only when the config
             carries no ranges).
         config: the config to export.
+        compact: name internal tensors by short counters and blank node names
+            (:func:`qaev.quantize.names.compact_names`): a smaller file, harder to read.
 
     Returns:
         A model whose outputs equal the evaluation graph's, with native INT2/INT4 weights
@@ -156,4 +159,4 @@ def export_model(quantizer: Quantizer, config: QuantConfig) -> onnx.ModelProto:
         out.opset_import.append(helper.make_opsetid(_MS_DOMAIN, 1))
     if any(i.data_type == onnx.TensorProto.INT2 for i in out.graph.initializer):
         out = converted_to_opset(out, _INT2_OPSET, where="export (INT2 weights)")
-    return out
+    return compact_names(out) if compact else out
