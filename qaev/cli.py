@@ -13,7 +13,8 @@ import onnx
 
 from qaev.files import write_atomic
 from qaev.cli_data import resolve_data
-from qaev.cli_options import CALIBRATION_CHOICE, data_options, data_options_from, layer_config_from
+from qaev.cli_options import (CALIBRATION_CHOICE, compact_names_option, data_options, data_options_from,
+                              layer_config_from)
 from qaev.config import CalibMethod, QuantConfig, ScaleRule
 from qaev.config_io import load_config, load_layer_settings, save_config
 from qaev.data import digits_model_path
@@ -72,8 +73,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
                    "'re:word_embeddings: {w_bits: 2, act: float, rounding: codebook}'; the rest take the uniform one.")
 @data_options
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output .onnx.")
-@click.option("--compact-names", is_flag=True,
-              help="Short internal tensor names and blank node names in the written file (smaller; same outputs).")
+@compact_names_option
 @click.option("--save-config", "save_to", type=click.Path(path_type=Path), default=None,
               help="Write the config (YAML/JSON).")
 @click.option("--no-eval", is_flag=True, help="Skip measuring the result.")
@@ -133,8 +133,7 @@ def _set_apart(config: QuantConfig, layers, *, exclude, freeze) -> QuantConfig:
 @click.argument("config", type=click.Path(path_type=Path))
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output .onnx.")
-@click.option("--compact-names", is_flag=True,
-              help="Short internal tensor names and blank node names in the written file (smaller; same outputs).")
+@compact_names_option
 def apply(config: Path, model: Path, out: Path, compact_names: bool) -> None:
     """Rebuild the quantized model a CONFIG describes (no data needed)."""
     cfg = load_config(config)

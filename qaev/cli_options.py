@@ -10,7 +10,8 @@ from qaev.config import WEIGHT_BITS, ActMode, CalibMethod, Granularity, LayerCon
 from qaev.errors import ConfigError
 from qaev.tasks import TASKS, DataOptions
 
-__all__ = ["data_options", "data_options_from", "parse_shape", "layer_config_from", "csv_list", "bit_list"]
+__all__ = ["data_options", "data_options_from", "parse_shape", "layer_config_from", "csv_list", "bit_list",
+           "compact_names_option"]
 
 
 def csv_list(text: str | None) -> list[str]:
@@ -117,3 +118,8 @@ def layer_config_from(*, w_bits: str, a_bits: str, per_channel: bool, block: int
 
 
 CALIBRATION_CHOICE = click.Choice([m.value for m in CalibMethod])
+
+#: ``--compact-names`` of every command that writes a model.
+compact_names_option = click.option(
+    "--compact-names", is_flag=True,
+    help="Short internal tensor names and blank node names in the written file (smaller; same outputs).")

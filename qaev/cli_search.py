@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from qaev.cli_data import resolve_data
-from qaev.cli_options import bit_list, csv_list, data_options, data_options_from
+from qaev.cli_options import bit_list, compact_names_option, csv_list, data_options, data_options_from
 from qaev.config_io import load_config, load_layer_settings
 from qaev.errors import ConfigError, ModelError, QaevError
 from qaev.evaluate import Evaluator
@@ -267,8 +267,7 @@ def _model_for(doc: dict, model: Path | None) -> Path:
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="Float model, if it moved.")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "ort-overrides"]), default="onnx", show_default=True,
               help="onnx: the quantized model; ort-overrides: ONNX Runtime TensorQuantOverrides JSON.")
-@click.option("--compact-names", is_flag=True,
-              help="Short internal tensor names and blank node names in the written file (smaller; same outputs).")
+@compact_names_option
 def export(run_dir, point_id, all_points, out, model, fmt, compact_names) -> None:
     """Write the deployable ONNX model (or ORT overrides) of front points."""
     doc = read_front(run_dir)
