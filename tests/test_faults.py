@@ -41,8 +41,11 @@ def test_a_run_where_everything_fails_stops_with_a_summary(tmp_path, capsys):
 
 def test_sigint_writes_the_front_of_finished_work(tmp_path):
     out = tmp_path / "run"
+    # A shell's background job ignores SIGINT and its children inherit that, Python included:
+    # restore the default so the search gets the interrupt however the tests were started.
     proc = subprocess.Popen([sys.executable, "-m", "qaev.cli", "search", "--pop", "16", "--generations", "200",
-                             "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     log = out / "evaluations.jsonl"
     while (not log.exists() or len(log.read_text().splitlines()) < 40) and time.time() < deadline:
