@@ -18,7 +18,7 @@ from qaev.cli_options import (CALIBRATION_CHOICE, compact_names_option, data_opt
 from qaev.config import CalibMethod, QuantConfig, ScaleRule
 from qaev.config_io import load_config, load_layer_settings, save_config
 from qaev.data import digits_model_path
-from qaev.errors import DataError, ModelError, QaevError
+from qaev.errors import ConfigError, DataError, ModelError, QaevError
 from qaev.evaluate import Evaluator
 from qaev.graph import FloatModel, load_model
 from qaev.objectives import model_bytes, other_bytes
@@ -131,13 +131,29 @@ def _set_apart(config: QuantConfig, layers, *, exclude, freeze) -> QuantConfig:
 
 @cli.command()
 @click.argument("config", type=click.Path(path_type=Path))
-@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.option("--problem", default=None, help="The ready-made problem whose model (and data) the config is for.")
+@data_options
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output .onnx.")
 @compact_names_option
-def apply(config: Path, model: Path, out: Path, compact_names: bool) -> None:
-    """Rebuild the quantized model a CONFIG describes (no data needed)."""
+def apply(config: Path, model: Path | None, problem: str | None, out: Path, compact_names: bool, **kwargs) -> None:
+    """Rebuild the quantized model a CONFIG describes for MODEL (or --problem's model).
+
+    No data is needed unless the config rounds weights with GPTQ or corrects biases: then
+    give the calibration data it was built with (--problem with the same --calib and --seed,
+    or --task/--data)."""
     cfg = load_config(config)
-    quantizer = Quantizer(load_model(model))
+    if (model is None) == (problem is None):
+        raise ConfigError("give exactly one of MODEL or --problem")
+    if not cfg.needs_data:
+        float_model = load_model(model) if model is not None else resolve_data(None, problem, kwargs).model
+        quantizer = Quantizer(float_model)
+    elif problem is None and kwargs["task"] is None and kwargs["data"] is None:
+        raise ConfigError(f"{config}: its layers round weights with calibration data (gptq or bias correction); "
+                          "give the data it was built with: --problem NAME (same --calib/--seed) or --task/--data")
+    else:
+        resolved = resolve_data(model, problem, kwargs)
+        quantizer = Quantizer.calibrated(resolved.model, resolved.calib)
     size = _write_model(export_model(quantizer, cfg, compact=compact_names), out)
     click.echo(f"wrote {out} ({size / 1e6:.3f} MB)")
 

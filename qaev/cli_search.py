@@ -242,9 +242,7 @@ def _failure_summary(prob) -> str:
 def _quantizer_for(run_dir: Path, float_model, configs) -> Quantizer:
     """A bare quantizer, or, when a config rounds weights with calibration data (gptq, bias
     correction), the calibrated one the run's recipe rebuilds."""
-    needs_data = any(cfg.rounding.value != "nearest" or cfg.bias_correction
-                     for config in configs for cfg in config.layers.values())
-    if not needs_data:
+    if not any(config.needs_data for config in configs):
         return Quantizer(float_model)
     path = Path(run_dir) / "recipe.json"
     if not path.is_file():

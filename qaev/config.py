@@ -301,6 +301,13 @@ class QuantConfig:
         cfg = self.layers.get(name)
         return None if cfg is None or cfg.is_float else cfg
 
+    @property
+    def needs_data(self) -> bool:
+        """Whether rebuilding the model takes calibration data beyond the stored ranges: a
+        quantized layer rounds its weights with GPTQ or corrects its bias."""
+        effective = [cfg.effective() for cfg in self.layers.values() if not cfg.is_float]
+        return any(cfg.rounding is Rounding.GPTQ or cfg.bias_correction for cfg in effective)
+
     def with_ranges(self, ranges: Mapping[str, tuple[float, float]]) -> "QuantConfig":
         """A copy carrying calibrated activation ranges."""
         return QuantConfig(**{**self._fields(), "ranges": ranges})

@@ -32,6 +32,19 @@ def test_quantize_then_apply_reproduces_evaluate_exactly(tmp_path, capsys):
     assert rebuilt.read_bytes() == out.read_bytes()
 
 
+def test_apply_rebuilds_a_gptq_config_from_the_data_it_was_built_with(tmp_path, capsys):
+    out, cfg = tmp_path / "gptq.onnx", tmp_path / "gptq.yaml"
+    assert run(capsys, "quantize", "--w-bits", "3", "--a-bits", "float", "--per-channel", "--rounding", "gptq",
+               "--bias-correction", "--no-eval", "-o", out, "--save-config", cfg)[0] == 0
+    rebuilt = tmp_path / "again.onnx"
+    assert run(capsys, "apply", cfg, "--problem", "digits", "-o", rebuilt)[0] == 0
+    assert rebuilt.read_bytes() == out.read_bytes()
+    code, _, err = run(capsys, "apply", cfg, digits_model_path(), "-o", tmp_path / "x.onnx")
+    _one_line_error(code, err, "gptq.yaml", "calibration data", "--problem")
+    code, _, err = run(capsys, "apply", cfg, "-o", tmp_path / "x.onnx")
+    _one_line_error(code, err, "exactly one of MODEL or --problem")
+
+
 def test_quantize_sets_excluded_and_frozen_layers_apart(tmp_path, capsys):
     frozen, cfg = tmp_path / "frozen.yaml", tmp_path / "cfg.yaml"
     frozen.write_text("re:Gemm$: {w_bits: 8, act: float}\n")
