@@ -31,9 +31,11 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import platform
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -177,21 +179,53 @@ def reported(result: MethodResult, names) -> list[Point]:
 
 
 class TestSplit:
-    """Re-measures points on the test split (memoised by config key)."""
+    """Re-measures points on the test split (memoised by config key).
 
-    def __init__(self, setup: Setup) -> None:
-        self.setup, self.memo, self.count = setup, {}, 0
+    :meth:`measure_all` measures many points on ``workers`` threads at once (one ORT thread
+    each; ORT releases the GIL while it runs), building each model in the calling thread, so
+    at most ``workers + 1`` models are alive at a time; the values are the same as one by one.
+    """
+
+    def __init__(self, setup: Setup, *, workers: int = 1) -> None:
+        self.setup, self.memo, self.count, self.workers = setup, {}, 0, max(1, workers)
+
+    @staticmethod
+    def _key(point: Point) -> str:
+        return point.key or f"model:{hashlib.sha256(point.model).hexdigest()}"
+
+    def _model(self, point: Point):
+        return self.setup.quantizer.build(QuantConfig.from_dict(point.config)) if point.config is not None else point.model
 
     def measure(self, point: Point) -> float:
-        key = point.key or f"model:{hashlib.sha256(point.model).hexdigest()}"
+        key = self._key(point)
         if key not in self.memo:
-            if point.config is not None:
-                model = self.setup.quantizer.build(QuantConfig.from_dict(point.config))
-            else:
-                model = point.model
-            self.memo[key] = self.setup.test.measure(model).value
+            self.memo[key] = self.setup.test.measure(self._model(point)).value
             self.count += 1
         return self.memo[key]
+
+    def measure_all(self, points: list[Point]) -> None:
+        """Measure every point not measured yet, ``workers`` at a time."""
+        todo = {}
+        for point in points:
+            todo.setdefault(self._key(point), point)
+        todo = {k: p for k, p in todo.items() if k not in self.memo}
+        if self.workers == 1 or len(todo) < 2:
+            for point in todo.values():
+                self.measure(point)
+            return
+        _ = self.setup.test.reference  # the float outputs, once, before the threads start
+        running: dict = {}
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            for key, point in todo.items():
+                while len(running) >= self.workers:
+                    self._collect(running, wait(running, return_when=FIRST_COMPLETED).done)
+                running[pool.submit(self.setup.test.measure, self._model(point))] = key
+            self._collect(running, wait(running).done)
+
+    def _collect(self, running: dict, done) -> None:
+        for future in done:
+            self.memo[running.pop(future)] = future.result().value
+            self.count += 1
 
 
 def _best_under(rows: list[dict], objective: str, limit: float) -> dict | None:
@@ -204,13 +238,14 @@ def _best_under(rows: list[dict], objective: str, limit: float) -> dict | None:
             "test_metric": best["test_metric"]}
 
 
-def summarise(setup: Setup, results: list[MethodResult], *, size_x, latency_x) -> dict:
+def summarise(setup: Setup, results: list[MethodResult], *, size_x, latency_x, test_workers: int = 1) -> dict:
     """Every figure of the comparison, test-split figures first."""
     names = list(setup.objectives)
     floats = setup.problem().float_objectives()
     scale_search = [setup.search.float_value if n == "acc_drop" else floats[n] for n in names]
     scale_test = [setup.test.float_value if n == "acc_drop" else floats[n] for n in names]
-    split = TestSplit(setup)
+    split = TestSplit(setup, workers=test_workers)
+    split.measure_all([p for result in results for p in reported(result, names)])
     budgets = [("size_mb", floats.get("size_mb"), x) for x in size_x]
     if setup.hardware is not None:
         from qaev.hardware import estimate
@@ -414,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/compare"))
     parser.add_argument("--within", default="0.5,1", help="drop limits of the smallest-point tables")
+    parser.add_argument("--test-workers", type=int, default=os.cpu_count() or 1,
+                        help="points re-measured on the test split at once (threads; default: the cores)")
     parser.add_argument("--tolerance", type=float, default=1.0,
                         help="accuracy drop (metric points) bounding the within-tolerance hypervolume")
     parser.add_argument("--from-json", type=Path, default=None,
@@ -463,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
               + (f"  ({'; '.join(result.notes)})" if result.notes else ""), flush=True)
         results.append(result)
     doc = {"schema": "qaev.compare/1", "env": environment(setup, args, argv),
-           **summarise(setup, results, size_x=_floats(args.size_x), latency_x=_floats(args.latency_x))}
+           **summarise(setup, results, size_x=_floats(args.size_x), latency_x=_floats(args.latency_x),
+                       test_workers=args.test_workers)}
     doc["hypervolume"]["tolerance"] = tolerance_figures(doc, args.tolerance)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(doc, indent=1, default=str))

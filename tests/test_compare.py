@@ -105,3 +105,13 @@ def test_smallest_point_within_a_limit_is_chosen_on_the_search_split(compare, ru
             continue
         assert row["point"]["size_mb"] == min(r["search"]["size_mb"] for r in inside)
         assert row["point"]["x_smaller"] == pytest.approx(doc["float"]["size_mb"] / row["point"]["size_mb"])
+
+
+def test_test_split_measures_the_same_on_several_threads(compare):
+    setup = compare.build_setup("digits", objectives=("acc_drop", "size_mb"), hardware=None, seed=0)
+    points = [p for p in compare.run_method(setup, "random", budget=8, seed=0, pop=None).points if p.ok]
+    points += compare.run_method(setup, "ort_tools", budget=8, seed=0, pop=None).points  # models, not configs
+    one, two = compare.TestSplit(setup), compare.TestSplit(setup, workers=2)
+    two.measure_all(points + points[:3])  # repeats measured once
+    assert two.count == len({one._key(p) for p in points}) and two.count >= 8
+    assert {one._key(p): one.measure(p) for p in points} == two.memo
