@@ -207,8 +207,8 @@ class TestSplit:
         """Measure every point not measured yet, ``workers`` at a time."""
         todo = {}
         for point in points:
-            todo.setdefault(self._key(point), point)
-        todo = {k: p for k, p in todo.items() if k not in self.memo}
+            if (key := self._key(point)) not in self.memo:
+                todo.setdefault(key, point)
         if self.workers == 1 or len(todo) < 2:
             for point in todo.values():
                 self.measure(point)
@@ -244,8 +244,9 @@ def summarise(setup: Setup, results: list[MethodResult], *, size_x, latency_x, t
     floats = setup.problem().float_objectives()
     scale_search = [setup.search.float_value if n == "acc_drop" else floats[n] for n in names]
     scale_test = [setup.test.float_value if n == "acc_drop" else floats[n] for n in names]
+    fronts = [reported(result, names) for result in results]
     split = TestSplit(setup, workers=test_workers)
-    split.measure_all([p for result in results for p in reported(result, names)])
+    split.measure_all([p for front in fronts for p in front])
     budgets = [("size_mb", floats.get("size_mb"), x) for x in size_x]
     if setup.hardware is not None:
         from qaev.hardware import estimate
@@ -254,9 +255,9 @@ def summarise(setup: Setup, results: list[MethodResult], *, size_x, latency_x, t
         budgets += [("est_latency_ms", est, x) for x in latency_x]
         floats = {**floats, "est_latency_ms": est}
     methods = []
-    for result in results:
+    for result, front in zip(results, fronts):
         rows = []
-        for p in reported(result, names):
+        for p in front:
             value = split.measure(p)
             test = {**p.objectives, "acc_drop": setup.test.drop(value)}
             rows.append({"label": p.label, "key": p.key, "search": p.objectives, "search_metric": p.metric,
