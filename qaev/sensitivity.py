@@ -27,7 +27,8 @@ from qaev.errors import ConfigError, QaevError
 from qaev.quantize.plan import fit_to_layer
 from qaev.store import Record
 
-__all__ = ["SensitivityEntry", "SensitivityTable", "layer_sensitivity", "ACT_CHOICES", "SENSITIVITY_VERSION"]
+__all__ = ["SensitivityEntry", "SensitivityTable", "layer_sensitivity", "output_sqnr", "ACT_CHOICES",
+           "SENSITIVITY_VERSION"]
 
 SENSITIVITY_VERSION = 1
 #: Activation settings of a probe, by name.
@@ -217,7 +218,8 @@ def _probe(layer, bits, act: str, space) -> LayerConfig | None:
     if mode is ActMode.DYNAMIC and (bits is None or bits > 8):
         mode = ActMode.FLOAT
     cfg = LayerConfig(w_bits=bits, act=mode, a_bits=a_bits, granularity=space.granularities[0],
-                      symmetric=space.symmetric[0])
+                      symmetric=space.symmetric[0], rounding=space.roundings[0],
+                      bias_correction=space.bias_corrections[0], weight_range=space.weight_range)
     fitted = fit_to_layer(cfg, layer)
     return None if fitted is None else fitted.effective()
 
@@ -232,7 +234,10 @@ def _with_layer(base: QuantConfig | None, name: str, cfg: LayerConfig | None, sp
     return QuantConfig(layers=layers, calibration=base.calibration, scale_rule=base.scale_rule)
 
 
-def _output_sqnr(problem, config: QuantConfig, n: int | None) -> float:
+def output_sqnr(problem, config: QuantConfig, n: int | None) -> float:
+    """First-output SQNR in dB of ``config`` against the float model on the first ``n``
+    evaluation samples (None: all; 0: NaN; ``inf`` when nothing is quantized; NaN when the
+    model cannot be built or run)."""
     from qaev.session import make_session, run_batches
 
     if n == 0:
@@ -259,7 +264,8 @@ def layer_sensitivity(problem, *, bits: Sequence[int | None] = (2, 4, 8), act: s
         problem: a :class:`~qaev.problem.QuantizationProblem` measuring ``acc_drop``.
         bits: weight widths to probe (None: float weight, activations per ``act``).
         act: activation setting of the probed layer: ``float`` (weight-only) or ``a8``
-            (also ``a4``, ``a16``, ``dyn8``). Granularity and symmetry are the space's first.
+            (also ``a4``, ``a16``, ``dyn8``). Granularity, symmetry, rounding and bias
+            correction are the space's first; the weight range is the space's.
         base: the setting of every other layer (default: float, the usual definition).
         layers: names of the layers to probe (default: every searchable layer).
         evaluate: how a config is measured (default ``problem.evaluate_config``; the
@@ -307,7 +313,7 @@ def layer_sensitivity(problem, *, bits: Sequence[int | None] = (2, 4, 8), act: s
             ok = record.ok and record.objectives.get("acc_drop") is not None
             entries.append(SensitivityEntry(
                 layer=name, op_type=layer.op_type, bits=b, drop=float(record.objectives["acc_drop"]) if ok else lost,
-                metric=record.metric, sqnr_db=_output_sqnr(problem, config, sqnr_samples) if ok else math.nan,
+                metric=record.metric, sqnr_db=output_sqnr(problem, config, sqnr_samples) if ok else math.nan,
                 key=record.key, error=record.error))
     n_eval = len(problem.evaluator.data)
     return SensitivityTable(metric=problem.evaluator.metric.name, float_value=problem.evaluator.float_value, act=act,
