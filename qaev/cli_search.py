@@ -21,7 +21,8 @@ from qaev.progress import make_progress
 from qaev.quantize import Quantizer, export_model
 from qaev.rundir import append_history, prepare_run_dir, read_front, write_front
 from qaev.parallel import Recipe, make_runner
-from qaev.search import SearchResult, feasible_front, measure_exported, minimize
+from qaev.search import SearchResult, feasible_front, make_algorithm, measure_exported, minimize
+from qaev.seeding import INFORMED_SHARE, load_sensitivity, sensitivity_settings
 from qaev.staging import Finish, Staging
 from qaev.space import SearchSpace
 from qaev.store import EvaluationStore
@@ -101,11 +102,17 @@ def _recipe(model, problem_name, data_kwargs: dict, *, staging, **common) -> Rec
                    "(simulator: no graph build or session per candidate), on each candidate's own QDQ model, or "
                    "auto: the simulator for small models, where opening a session costs more than the screen. "
                    "Finishing always measures each candidate's own model.")
+@click.option("--sensitivity", "sensitivity_spec", default=None, metavar="noise[:N] | FILE",
+              help="Seed half of the first population along the greedy lowering path over a per-layer "
+                   "sensitivity: `noise` probes each layer alone at each lower width on N (default 32) "
+                   "unlabelled samples and measures the output noise; FILE is a `qaev sensitivity --out` "
+                   "table of measured drops. Default: the free weight-error proxy seeds 30%.")
 @click.option("--quiet", is_flag=True, help="Print only the final summary line.")
 @click.option("--json-progress", is_flag=True, help="One JSON object per generation on stdout instead of the bar.")
 def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_latency_ms, algorithm, pop, generations,
            w_bits, acts, granularity, calibrations, roundings, bias_correction, weight_range, symmetry, exclude, freeze, out,
-           resume, force, workers, dask_address, timeout, staged, screen_on, quiet, json_progress, **kwargs) -> None:
+           resume, force, workers, dask_address, timeout, staged, screen_on, sensitivity_spec, quiet, json_progress,
+           **kwargs) -> None:
     """Search per-layer quantization; write the Pareto front to a run directory."""
     progress = make_progress("json" if json_progress else "quiet" if quiet else "bar", total_generations=generations,
                              objectives=csv_list(objectives))
@@ -125,6 +132,8 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
                 "calib": len(calib), "eval": len(evaluation), "hardware": hardware, "objectives": csv_list(objectives),
                 "constraints": constraints, "algorithm": algorithm, "pop": pop, "seed": seed,
                 "ort_level": os.environ.get("QAEV_ORT_LEVEL", "extended"), "space": space_settings}
+    if sensitivity_spec is not None:  # likewise
+        settings["sensitivity"] = sensitivity_settings(sensitivity_spec)
     if staged == Finish.END.value:  # the search path depends on it; other runs' settings stay as they were
         settings["staged"] = staged
         if screen_on != "auto":
@@ -143,6 +152,12 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
                                objectives=csv_list(objectives), constraints=constraints, hardware=hardware,
                                store=EvaluationStore(out / "evaluations.jsonl"), staging=staging, runner=runner,
                                recipe=recipe)
+    informed = {}
+    if sensitivity_spec is not None:
+        progress.message(f"reading or measuring the per-layer sensitivity that seeds the search ({sensitivity_spec}) ...")
+        prob.sensitivity = load_sensitivity(prob, sensitivity_spec, progress=lambda done, total: (
+            progress.message(f"  sensitivity probes: {done}/{total}") if done % max(1, total // 5) == 0 else None))
+        informed = {"informed": INFORMED_SHARE}
     resumed = len(prob.store)
     progress.begin(f"searching {len(prob.space.searchable)} layers of {float_model.path or 'model'}: "
                    f"{', '.join(prob.objectives)}; pop {pop} x {generations} generations -> {out}"
@@ -159,7 +174,8 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
     (out / "history.jsonl").unlink(missing_ok=True)
     interrupted = False
     try:
-        result = minimize(prob, algorithm=algorithm, pop_size=pop, n_gen=generations, seed=seed, callback=on_generation)
+        algo = make_algorithm(prob, name=algorithm, pop_size=pop, **informed) if informed else algorithm
+        result = minimize(prob, algorithm=algo, pop_size=pop, n_gen=generations, seed=seed, callback=on_generation)
     except KeyboardInterrupt:  # stop cleanly: every finished evaluation is on disk; write their front
         interrupted = True
         result = SearchResult(front=feasible_front(prob), history=[], float_objectives=prob.float_objectives())

@@ -101,6 +101,10 @@ class QuantizationProblem(Problem):
         self.recipe = recipe
         self.prefetch = prefetch_depth(evaluator.threads) if prefetch is None else max(0, int(prefetch))
         self.n_evaluated = 0
+        #: ``[searchable layer, w_bits index]`` -> measured harm (larger = worse), or None.
+        #: When set, the search's sampling seeds its informed share from the greedy
+        #: lowering path over it (:class:`qaev.operators.QuantSampling`).
+        self.sensitivity: np.ndarray | None = None
         #: screened key -> (first-stage outputs, items): reused by finishing and paired comparisons
         self.heads: dict[str, tuple[np.ndarray, int]] = {}
         self._other_bytes = other_bytes(quantizer.model.proto, quantizer.layers)

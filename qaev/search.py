@@ -57,11 +57,13 @@ class SearchResult:
     pymoo_result: object = field(repr=False, default=None)
 
 
-def make_algorithm(problem: QuantizationProblem, *, name: str = "auto", pop_size: int = 20):
-    """NSGA-II (up to 3 objectives) or NSGA-III (more) with qaev's operators."""
+def make_algorithm(problem: QuantizationProblem, *, name: str = "auto", pop_size: int = 20, informed: float = 0.3):
+    """NSGA-II (up to 3 objectives) or NSGA-III (more) with qaev's operators
+    (``informed``: share of the first population :class:`QuantSampling` seeds from
+    sensitivity)."""
     if name == "auto":
         name = "nsga2" if problem.n_obj <= 3 else "nsga3"
-    common = dict(sampling=QuantSampling(), crossover=LayerCrossover(), mutation=NeighbourMutation(),
+    common = dict(sampling=QuantSampling(informed=informed), crossover=LayerCrossover(), mutation=NeighbourMutation(),
                   repair=HardwareRepair(), eliminate_duplicates=EffectiveDuplicateElimination(problem.space))
     if name == "nsga2":
         return NSGA2(pop_size=pop_size, **common)

@@ -8,6 +8,7 @@ import pytest
 from qaev.config import QuantConfig
 from qaev.errors import ConfigError
 from qaev.operators import QuantSampling
+from qaev.operators.sampling import path_rows
 from qaev.problems import get_problem
 from qaev.sensitivity import SensitivityTable, layer_sensitivity
 from qaev.space import GENES_PER_LAYER
@@ -75,20 +76,25 @@ def test_bad_options_are_refused(measured):
         layer_sensitivity(problem, layers=["nope"])
 
 
-def test_sampler_reads_the_matrix(measured):
+def test_sampler_seeds_along_the_lowering_path_over_the_matrix(measured):
     problem, table = measured
-    problem.sensitivity = table.matrix(problem.space.w_bits, layers=[l.name for l in problem.space.searchable])
+    names = [l.name for l in problem.space.searchable]
+    problem.sensitivity = table.matrix(problem.space.w_bits, layers=names)
     try:
         X = QuantSampling(informed=0.5)._do(problem, 10, random_state=np.random.default_rng(0))
+        expected = path_rows(problem, problem.sensitivity, 5)
     finally:
-        del problem.sensitivity
+        problem.sensitivity = None
     assert X.shape == (10, problem.space.n_var)
-    fragile = int(np.argmax(table.matrix((2,), layers=[l.name for l in problem.space.searchable])[:, 0]))
-    informed = X[4:9]  # after the uniform anchors: the threshold sweep
+    informed = X[4:9]  # after the uniform anchors
+    assert np.array_equal(informed, np.array(expected))
+    widths = informed[:, 0:GENES_PER_LAYER * len(names):GENES_PER_LAYER]
+    assert (np.diff(widths, axis=0) <= 0).all(), "each row lies further down one path: no layer is raised again"
+    assert (widths[-1] == 0).all(), "the path ends with every layer at the fewest bits"
+    fragile = int(np.argmax(table.matrix((2,), layers=names)[:, 0]))
     w2 = problem.space.w_bits.index(2)
-    # the most fragile layer gets 2 bits in no more informed rows than any other layer
-    counts = [(informed[:, GENES_PER_LAYER * i] == w2).sum() for i in range(len(problem.space.searchable))]
-    assert counts[fragile] == min(counts)
+    counts = [(widths[:, i] == w2).sum() for i in range(len(names))]
+    assert counts[fragile] == min(counts), "the layer that loses most at 2 bits is lowered last"
 
 
 def test_cli_writes_json_and_reuses_its_store(tmp_path, capsys):

@@ -17,42 +17,10 @@ from qaev.baselines.costs import layer_costs
 from qaev.baselines.genes import check_act, uniform_row, with_widths
 from qaev.baselines.result import MethodResult, Point
 from qaev.errors import ConfigError
+from qaev.lowering import greedy_path
 from qaev.sensitivity import layer_sensitivity
 
 __all__ = ["greedy_baseline", "greedy_path"]
-
-
-def greedy_path(sens: np.ndarray, costs: np.ndarray) -> list[np.ndarray]:
-    """The greedy lowering path over width indices.
-
-    Args:
-        sens: ``[layer, width index]`` -> drop with that layer at that width, others at
-            the highest (column ``-1`` is the all-highest drop).
-        costs: ``[layer, width index]`` -> the layer's cost at that width.
-
-    Returns:
-        Width-index vectors from all-highest down, each one step (one layer, one index)
-        below the previous; only steps that save cost are taken.
-    """
-    n_layers, n_widths = sens.shape
-    current = np.full(n_layers, n_widths - 1)
-    path = [current.copy()]
-    while True:
-        best, best_key = None, None
-        for i in range(n_layers):
-            j = current[i]
-            if j == 0:
-                continue
-            saved = costs[i, j] - costs[i, j - 1]
-            if saved <= 1e-12:
-                continue
-            key = ((sens[i, j - 1] - sens[i, j]) / saved, -saved, i)
-            if best_key is None or key < best_key:
-                best, best_key = i, key
-        if best is None:
-            return path
-        current[best] -= 1
-        path.append(current.copy())
 
 
 def greedy_baseline(problem, *, budget: int, cost: str = "size_mb", act: str = "a8",

@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 from pymoo.core.sampling import Sampling
 
-from qaev.operators.sensitivity_proxy import weight_error_table
+from qaev.lowering import greedy_path
+from qaev.operators.sensitivity_proxy import weight_only_act, weight_error_table
 from qaev.space import GENES_PER_LAYER
 
-__all__ = ["QuantSampling"]
+__all__ = ["QuantSampling", "path_rows"]
 
 
 class QuantSampling(Sampling):
@@ -15,9 +16,14 @@ class QuantSampling(Sampling):
     mixes, then random genomes.
 
     1. Uniform W8A8 and W4A8 (and weight-only 8/4-bit where the space allows).
-    2. Sensitivity-informed: for a sweep of error thresholds, each layer takes the fewest
-       weight bits whose relative weight error (or measured sensitivity, when the problem
-       carries one) stays under the threshold.
+    2. Sensitivity-informed. When the problem carries a measured sensitivity
+       (``problem.sensitivity``: a drop table from ``qaev sensitivity`` or the output
+       noise of :func:`~qaev.operators.sensitivity_proxy.output_noise_table`), points
+       evenly spread along the greedy lowering path over it (:func:`qaev.lowering.greedy_path`:
+       from every layer at the highest width, lower the layer that costs least harm per
+       unit of the problem's first cost objective saved), weight-only where the space
+       allows it. Otherwise, for a sweep of thresholds, each layer takes the fewest weight
+       bits whose relative weight error (free, no data) stays under the threshold.
     3. Uniformly random genes for the rest.
 
     Args:
@@ -38,9 +44,11 @@ class QuantSampling(Sampling):
                 rows.append(row)
         rows = rows[:n_samples]
         n_informed = min(int(round(self.informed * n_samples)), n_samples - len(rows))
-        if n_informed > 0:
-            errors = getattr(problem, "sensitivity", None)
-            errors = weight_error_table(problem) if errors is None else np.asarray(errors, float)
+        measured = getattr(problem, "sensitivity", None)
+        if n_informed > 0 and measured is not None:
+            rows.extend(path_rows(problem, np.asarray(measured, float), n_informed))
+        elif n_informed > 0:
+            errors = weight_error_table(problem)
             for t in np.quantile(errors[np.isfinite(errors)], np.linspace(0.05, 0.95, n_informed)):
                 row = random_state.integers(0, upper + 1)
                 for i in range(len(space.searchable)):
@@ -50,3 +58,30 @@ class QuantSampling(Sampling):
         while len(rows) < n_samples:
             rows.append(random_state.integers(0, upper + 1))
         return np.array(rows[:n_samples], dtype=int)
+
+
+def path_rows(problem, sensitivity: np.ndarray, n: int) -> list[np.ndarray]:
+    """``n`` genomes evenly spread along the greedy lowering path over ``sensitivity``
+    (``[searchable layer, w_bits index]``, larger = worse), the all-highest start left
+    out, the all-lowest end kept; every other gene at the all-highest uniform setting.
+
+    Raises:
+        ConfigError: ``sensitivity`` does not have one row per searchable layer and one
+            column per allowed width.
+    """
+    from qaev.baselines.budget import spread
+    from qaev.baselines.costs import COSTS, layer_costs
+    from qaev.baselines.genes import uniform_row, with_widths
+    from qaev.errors import ConfigError
+
+    space = problem.space
+    shape = (len(space.searchable), len(space.w_bits))
+    if sensitivity.shape != shape:
+        raise ConfigError(f"sensitivity: expected a {shape[0]} x {shape[1]} table (searchable layers x widths "
+                          f"{list(space.w_bits)}), got {sensitivity.shape[0]} x "
+                          f"{sensitivity.shape[1] if sensitivity.ndim > 1 else 1}")
+    act = weight_only_act(space)
+    cost = next((o for o in problem.objectives if o in COSTS), "size_mb")
+    path = greedy_path(sensitivity, layer_costs(problem, cost=cost, act=act))
+    base = uniform_row(space, w_index=shape[1] - 1, act=act)
+    return [with_widths(base, w) for w in spread(path[1:], n)]
