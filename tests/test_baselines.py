@@ -99,6 +99,10 @@ def test_ilp_respects_every_budget_and_the_evaluation_budget():
     problem = _digits()
     result = ilp_baseline(problem, budget=30)
     assert result.evaluations <= 30 and len(result.points) >= 4
+    n_set = len(problem.evaluator.data)
+    sqnr = len(problem.space.w_bits) * len(problem.space.searchable) * 32 / n_set  # every layer fits this budget
+    assert result.passes == pytest.approx(problem.n_evaluated + sqnr), "SQNR inferences are charged"
+    assert result.evaluations == problem.n_evaluated + int(np.ceil(sqnr)) and result.passes <= 30
     offsets = []
     for p in result.points:
         assert p.extra["predicted_cost"] <= p.extra["limit"] * (1 + 1e-9)

@@ -58,7 +58,7 @@ def sensitivity_scores(table, w_bits, layers) -> np.ndarray:
 
 
 def ilp_baseline(problem, *, budget: int, cost: str = "size_mb", act: str = "a8", sweep_share: float = 1 / 3,
-                 sqnr_samples: int | None = 256) -> MethodResult:
+                 sqnr_samples: int | None = 32) -> MethodResult:
     """HAWQ-style allocation over a sweep of cost budgets within ``budget`` evaluations.
 
     Probes each searchable layer alone at each allowed width (others float), then solves
@@ -75,7 +75,10 @@ def ilp_baseline(problem, *, budget: int, cost: str = "size_mb", act: str = "a8"
             ``est_energy_mj`` (hardware-table estimates, additive approximation).
         act: activation setting of every layer (``a8`` when the space allows it).
         sweep_share: fraction of the budget kept for measuring solutions.
-        sqnr_samples: samples behind each probe's SQNR (the tie-breaker).
+        sqnr_samples: samples behind each probe's SQNR (the tie-breaker; None: every
+            sample, 0: none). Those inferences are charged to ``budget`` in passes of the
+            evaluation data, rounded up to whole evaluations (``MethodResult.passes``
+            holds the exact count).
 
     Returns:
         One point per measured solution, ``extra`` holding its cost ``limit`` and the
@@ -87,11 +90,14 @@ def ilp_baseline(problem, *, budget: int, cost: str = "size_mb", act: str = "a8"
     if budget < 2:
         raise ConfigError(f"ilp: a budget of {budget} evaluations is too small (at least 2)")
     check_act(space, act)
-    counter = EvaluationBudget(problem, budget)
     costs = layer_costs(problem, cost=cost, act=act)
     per_layer = len(space.w_bits) - (1 if act == "float" and None in space.w_bits else 0)
     reserve = max(2, int(budget * sweep_share))
-    n_probed = max(0, min(len(names), (budget - reserve) // max(per_layer, 1)))
+    n_set = len(problem.evaluator.data)
+    share = (n_set if sqnr_samples is None else min(sqnr_samples, n_set)) / n_set  # one SQNR, in passes
+    n_probed = max(0, min(len(names), int((budget - reserve) // (max(per_layer, 1) * (1 + share)))))
+    sqnr_passes = n_probed * per_layer * share
+    counter = EvaluationBudget(problem, budget - int(np.ceil(sqnr_passes - 1e-9)))
     order = np.argsort(-(costs.max(axis=1) - costs.min(axis=1)), kind="stable")[:n_probed]
     probed = [names[i] for i in sorted(order)]
     notes = [] if n_probed == len(names) else [
@@ -123,5 +129,8 @@ def ilp_baseline(problem, *, budget: int, cost: str = "size_mb", act: str = "a8"
             counter.evaluate(configs[k]), f"{cost} <= {limit:.4g}", limit=limit, cost=cost,
             predicted_cost=predicted, predicted_score=float(sum(scores[i, j] for i, j in enumerate(choice))),
             w_bits=[space.w_bits[j] for j in choice]))
-    return MethodResult(method="ilp", points=tuple(points), evaluations=counter.used,
-                        wall_s=time.perf_counter() - start, notes=tuple(notes))
+    if sqnr_passes:
+        notes.append(f"SQNR tie-breakers on {share * n_set:.0f} samples per probe: {sqnr_passes:.1f} passes "
+                     "charged to the budget")
+    return MethodResult(method="ilp", points=tuple(points), evaluations=counter.used + int(np.ceil(sqnr_passes - 1e-9)),
+                        wall_s=time.perf_counter() - start, passes=counter.used + sqnr_passes, notes=tuple(notes))
