@@ -5,6 +5,6 @@ Like pymoo's ``get_problem``: ``get_problem("digits")`` returns a ready
 """
 from __future__ import annotations
 
-from qaev.problems.registry import PROBLEMS, get_problem, list_problems, problem_parts
+from qaev.problems.registry import PROBLEMS, get_problem, list_problems, problem_model_path, problem_parts
 
-__all__ = ["PROBLEMS", "get_problem", "list_problems", "problem_parts"]
+__all__ = ["PROBLEMS", "get_problem", "list_problems", "problem_model_path", "problem_parts"]

@@ -6,7 +6,7 @@ from typing import Callable, Mapping, Sequence
 
 from qaev.errors import ConfigError
 
-__all__ = ["ProblemSpec", "PROBLEMS", "get_problem", "list_problems", "problem_parts", "Parts"]
+__all__ = ["ProblemSpec", "PROBLEMS", "get_problem", "list_problems", "problem_model_path", "problem_parts", "Parts"]
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,13 @@ class Parts:
 
 @dataclass(frozen=True)
 class ProblemSpec:
-    """A registered problem: a description and a builder of its :class:`Parts`."""
+    """A registered problem: a description, a builder of its :class:`Parts`, and where its
+    float model file is (without loading any data)."""
 
     name: str
     description: str
     build: Callable[..., Parts]
+    model_path: Callable[[], object]
 
 
 def _digits(*, calib: int | None = None, eval: int | None = None, **_) -> Parts:
@@ -46,6 +48,24 @@ def _digits(*, calib: int | None = None, eval: int | None = None, **_) -> Parts:
     c, e = load_digits_split("calib"), load_digits_split("test")
     return Parts(load_model(digits_model_path()), c.head(calib) if calib else c, e.head(eval) if eval else e, "top1",
                  full=e)
+
+
+def _digits_model():
+    from qaev.data import digits_model_path
+
+    return digits_model_path()
+
+
+def _lite0_model():
+    from qaev.problems.efficientnet_lite import lite0_model_path
+
+    return lite0_model_path()
+
+
+def _minilm_model():
+    from qaev.problems.minilm import minilm_model_path
+
+    return minilm_model_path()
 
 
 def _lite0(**options) -> Parts:
@@ -61,13 +81,13 @@ def _minilm(**options) -> Parts:
 
 
 PROBLEMS: dict[str, ProblemSpec] = {
-    "digits": ProblemSpec("digits", "bundled CNN on scikit-learn digits (300 calib / 497 test), top-1", _digits),
+    "digits": ProblemSpec("digits", "bundled CNN on scikit-learn digits (300 calib / 497 test), top-1", _digits, _digits_model),
     "efficientnet-lite0": ProblemSpec(
         "efficientnet-lite0", "EfficientNet-Lite0 (ImageNet weights) on an ImageNet folder (default "
-        "imagenet-val-1300: 200 calib / 1100 eval), top-1", _lite0),
+        "imagenet-val-1300: 200 calib / 1100 eval), top-1", _lite0, _lite0_model),
     "minilm-l6-stsb": ProblemSpec(
         "minilm-l6-stsb", "all-MiniLM-L6-v2 sentence embeddings on STS-B: calib + search on dev, "
-        "held-out test (1379 pairs), Spearman x100", _minilm),
+        "held-out test (1379 pairs), Spearman x100", _minilm, _minilm_model),
 }
 
 
@@ -76,11 +96,20 @@ def list_problems() -> list[tuple[str, str]]:
     return [(p.name, p.description) for p in PROBLEMS.values()]
 
 
-def problem_parts(name: str, **options) -> Parts:
-    """Model, data and metric of problem ``name``."""
+def _spec(name: str) -> ProblemSpec:
     if name not in PROBLEMS:
         raise ConfigError(f"problem {name!r} is not one of {', '.join(PROBLEMS)}")
-    return PROBLEMS[name].build(**options)
+    return PROBLEMS[name]
+
+
+def problem_parts(name: str, **options) -> Parts:
+    """Model, data and metric of problem ``name``."""
+    return _spec(name).build(**options)
+
+
+def problem_model_path(name: str):
+    """The float model file of problem ``name`` (exported on first use), no data loaded."""
+    return _spec(name).model_path()
 
 
 def get_problem(name: str, *, objectives: Sequence[str] = ("acc_drop", "size_mb"), hardware=None,

@@ -146,7 +146,11 @@ def apply(config: Path, model: Path | None, problem: str | None, out: Path, comp
     if (model is None) == (problem is None):
         raise ConfigError("give exactly one of MODEL or --problem")
     if not cfg.needs_data:
-        float_model = load_model(model) if model is not None else resolve_data(None, problem, kwargs).model
+        if model is None:
+            from qaev.problems import problem_model_path
+
+            model = problem_model_path(problem)
+        float_model = load_model(model)
         quantizer = Quantizer(float_model)
     elif problem is None and kwargs["task"] is None and kwargs["data"] is None:
         raise ConfigError(f"{config}: its layers round weights with calibration data (gptq or bias correction); "

@@ -45,6 +45,23 @@ def test_apply_rebuilds_a_gptq_config_from_the_data_it_was_built_with(tmp_path, 
     _one_line_error(code, err, "exactly one of MODEL or --problem")
 
 
+def test_apply_with_a_problem_reads_no_data_when_the_config_needs_none(tmp_path, capsys, monkeypatch):
+    from qaev import problems
+    from qaev.problems import registry
+
+    out, cfg = tmp_path / "w4.onnx", tmp_path / "w4.yaml"
+    assert run(capsys, "quantize", "--w-bits", "4", "--per-channel", "--no-eval", "-o", out, "--save-config", cfg)[0] == 0
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("apply loaded the problem's data")
+
+    monkeypatch.setattr(registry, "problem_parts", no_data)
+    monkeypatch.setattr(problems, "problem_parts", no_data)
+    rebuilt = tmp_path / "again.onnx"
+    assert run(capsys, "apply", cfg, "--problem", "digits", "-o", rebuilt)[0] == 0
+    assert rebuilt.read_bytes() == out.read_bytes()
+
+
 def test_quantize_sets_excluded_and_frozen_layers_apart(tmp_path, capsys):
     frozen, cfg = tmp_path / "frozen.yaml", tmp_path / "cfg.yaml"
     frozen.write_text("re:Gemm$: {w_bits: 8, act: float}\n")
