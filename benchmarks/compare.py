@@ -49,6 +49,7 @@ logging.basicConfig(level=logging.WARNING)  # before ORT's tools configure the r
 
 from qaev.baselines import (greedy_baseline, ilp_baseline, ort_baseline, random_baseline,  # noqa: E402
                             uniform_baseline)
+from qaev.baselines.budget import charged_evaluations  # noqa: E402
 from qaev.baselines.result import MethodResult, Point  # noqa: E402
 from qaev.cli_options import bit_list, csv_list  # noqa: E402
 from qaev.cli_search import SYMMETRY  # noqa: E402
@@ -111,12 +112,20 @@ def build_setup(name: str, *, objectives, hardware, seed: int, calib=None, eval=
                  hardware=load_table(hardware) if hardware else None)
 
 
-def qaev_search(problem, *, budget: int, seed: int, pop: int | None = None) -> MethodResult:
-    """qaev's NSGA-II with ``pop * generations <= budget`` (cache hits make it spend less)."""
-    pop = min(budget, pop or int(np.clip(int(np.sqrt(2 * budget)), 8, 40)))
-    n_gen = max(1, budget // pop)
+def _population(evaluations: int, pop: int | None) -> tuple[int, int]:
+    """NSGA-II's population (``pop``, default ~sqrt(2 evaluations) within 8..40) and
+    generations for at most ``evaluations`` candidates."""
+    pop = min(evaluations, pop or int(np.clip(int(np.sqrt(2 * evaluations)), 8, 40)))
+    return pop, max(1, evaluations // pop)
+
+
+def qaev_search(problem, *, budget: int, seed: int, pop: int | None = None, informed: float = 0.3) -> MethodResult:
+    """qaev's NSGA-II with ``pop * generations <= budget`` (cache hits make it spend less);
+    ``informed``: the share of the first population seeded from sensitivity."""
+    pop, n_gen = _population(budget, pop)
     start = time.perf_counter()
-    result = minimize(problem, pop_size=pop, n_gen=n_gen, seed=seed)
+    result = minimize(problem, algorithm=make_algorithm(problem, pop_size=pop, informed=informed), n_gen=n_gen,
+                      seed=seed)
     points = tuple(Point.from_record(r, f"front {i}") for i, r in enumerate(result.front))
     return MethodResult(method="qaev", points=points, evaluations=problem.n_evaluated,
                         wall_s=time.perf_counter() - start, notes=(f"NSGA-II, pop {pop} x {n_gen} generations",))
@@ -133,8 +142,7 @@ def qaev_screened(setup: Setup, *, budget: int, seed: int, pop: int | None = Non
     stops = probe.stops(n_set, setup.search.batch_size)
     share = stops[0] / n_set if stops else 1.0
     n_screens = max(1, int(budget * (1 - finish_share) / share))
-    pop = min(n_screens, pop or int(np.clip(int(np.sqrt(2 * n_screens)), 8, 40)))
-    n_gen = max(1, n_screens // pop)
+    pop, n_gen = _population(n_screens, pop)
     finishes = int(max(0.0, budget - pop * n_gen * share) / max(1e-9, 1 - share))
     problem = setup.problem(staging=replace(probe, max_finished=finishes))
     start = time.perf_counter()
@@ -160,25 +168,20 @@ def qaev_informed(setup: Setup, *, budget: int, seed: int, pop: int | None = Non
     inferences are charged to the budget in passes of the split, rounded up to whole
     evaluations; NSGA-II spends the rest."""
     problem = setup.problem()
-    n_set = len(setup.search.data)
-    probe_passes = noise_probe_count(problem) * min(samples, n_set) / n_set
-    left = budget - int(np.ceil(probe_passes))
+    n_set, n_probes = len(setup.search.data), noise_probe_count(problem)
+    probe_passes = n_probes * min(samples, n_set) / n_set
+    left = budget - charged_evaluations(probe_passes)
     start = time.perf_counter()
     if left < 1:
         raise ConfigError(f"qaev_informed: a budget of {budget} evaluations cannot pay for "
-                          f"{noise_probe_count(problem)} probes of {samples} samples ({probe_passes:.1f} passes)")
+                          f"{n_probes} probes of {samples} samples ({probe_passes:.1f} passes)")
     problem.sensitivity = output_noise_table(problem, samples=samples)
     probe_s = time.perf_counter() - start
-    pop = min(left, pop or int(np.clip(int(np.sqrt(2 * left)), 8, 40)))
-    n_gen = max(1, left // pop)
-    result = minimize(problem, algorithm=make_algorithm(problem, pop_size=pop, informed=informed), n_gen=n_gen,
-                      seed=seed)
-    points = tuple(Point.from_record(r, f"front {i}") for i, r in enumerate(result.front))
-    return MethodResult(method="qaev_informed", points=points, evaluations=problem.n_evaluated + budget - left,
-                        wall_s=time.perf_counter() - start, passes=problem.n_evaluated + probe_passes,
-                        notes=(f"{noise_probe_count(problem)} noise probes on {min(samples, n_set)} samples "
-                               f"({probe_passes:.1f} passes, {probe_s:.0f} s); NSGA-II, pop {pop} x {n_gen} "
-                               f"generations, {informed:.0%} of the first from the lowering path",))
+    result = qaev_search(problem, budget=left, seed=seed, pop=pop, informed=informed)
+    return replace(result, method="qaev_informed", evaluations=result.evaluations + budget - left,
+                   wall_s=time.perf_counter() - start, passes=result.evaluations + probe_passes,
+                   notes=(f"{n_probes} noise probes on {min(samples, n_set)} samples ({probe_passes:.1f} passes, "
+                          f"{probe_s:.0f} s); {result.notes[0]}, {informed:.0%} of the first from the lowering path",))
 
 
 def run_method(setup: Setup, method: str, *, budget: int, seed: int, pop: int | None,

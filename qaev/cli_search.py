@@ -152,12 +152,10 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
                                objectives=csv_list(objectives), constraints=constraints, hardware=hardware,
                                store=EvaluationStore(out / "evaluations.jsonl"), staging=staging, runner=runner,
                                recipe=recipe)
-    informed = {}
     if sensitivity_spec is not None:
         progress.message(f"reading or measuring the per-layer sensitivity that seeds the search ({sensitivity_spec}) ...")
         prob.sensitivity = load_sensitivity(prob, sensitivity_spec, progress=lambda done, total: (
             progress.message(f"  sensitivity probes: {done}/{total}") if done % max(1, total // 5) == 0 else None))
-        informed = {"informed": INFORMED_SHARE}
     resumed = len(prob.store)
     progress.begin(f"searching {len(prob.space.searchable)} layers of {float_model.path or 'model'}: "
                    f"{', '.join(prob.objectives)}; pop {pop} x {generations} generations -> {out}"
@@ -174,7 +172,8 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
     (out / "history.jsonl").unlink(missing_ok=True)
     interrupted = False
     try:
-        algo = make_algorithm(prob, name=algorithm, pop_size=pop, **informed) if informed else algorithm
+        algo = (algorithm if prob.sensitivity is None
+                else make_algorithm(prob, name=algorithm, pop_size=pop, informed=INFORMED_SHARE))
         result = minimize(prob, algorithm=algo, pop_size=pop, n_gen=generations, seed=seed, callback=on_generation)
     except KeyboardInterrupt:  # stop cleanly: every finished evaluation is on disk; write their front
         interrupted = True

@@ -6,7 +6,7 @@ import numpy as np
 from qaev.config import QuantConfig
 from qaev.store import Record
 
-__all__ = ["EvaluationBudget", "BudgetExhausted", "spread"]
+__all__ = ["EvaluationBudget", "BudgetExhausted", "spread", "charged_evaluations"]
 
 
 class BudgetExhausted(Exception):
@@ -64,6 +64,12 @@ class EvaluationBudget:
                 raise BudgetExhausted(f"budget of {self.limit} evaluations spent")
             self._keys[key] = None
         return self.problem.evaluate_config(config)
+
+
+def charged_evaluations(passes: float) -> int:
+    """Whole evaluations charged for ``passes`` of the evaluation data spent outside full
+    evaluations (probes on a few samples), rounded up."""
+    return int(np.ceil(passes - 1e-9))
 
 
 def spread(candidates: list, n: int) -> list:

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from qaev.baselines.budget import EvaluationBudget, spread
+from qaev.baselines.budget import EvaluationBudget, charged_evaluations, spread
 from qaev.baselines.costs import layer_costs
 from qaev.baselines.genes import check_act, uniform_row, with_widths
 from qaev.baselines.result import MethodResult, Point
@@ -97,7 +97,8 @@ def ilp_baseline(problem, *, budget: int, cost: str = "size_mb", act: str = "a8"
     share = (n_set if sqnr_samples is None else min(sqnr_samples, n_set)) / n_set  # one SQNR, in passes
     n_probed = max(0, min(len(names), int((budget - reserve) // (max(per_layer, 1) * (1 + share)))))
     sqnr_passes = n_probed * per_layer * share
-    counter = EvaluationBudget(problem, budget - int(np.ceil(sqnr_passes - 1e-9)))
+    sqnr_charge = charged_evaluations(sqnr_passes)
+    counter = EvaluationBudget(problem, budget - sqnr_charge)
     order = np.argsort(-(costs.max(axis=1) - costs.min(axis=1)), kind="stable")[:n_probed]
     probed = [names[i] for i in sorted(order)]
     notes = [] if n_probed == len(names) else [
@@ -132,5 +133,5 @@ def ilp_baseline(problem, *, budget: int, cost: str = "size_mb", act: str = "a8"
     if sqnr_passes:
         notes.append(f"SQNR tie-breakers on {share * n_set:.0f} samples per probe: {sqnr_passes:.1f} passes "
                      "charged to the budget")
-    return MethodResult(method="ilp", points=tuple(points), evaluations=counter.used + int(np.ceil(sqnr_passes - 1e-9)),
+    return MethodResult(method="ilp", points=tuple(points), evaluations=counter.used + sqnr_charge,
                         wall_s=time.perf_counter() - start, passes=counter.used + sqnr_passes, notes=tuple(notes))
