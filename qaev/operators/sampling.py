@@ -4,18 +4,27 @@ from __future__ import annotations
 import numpy as np
 from pymoo.core.sampling import Sampling
 
+from qaev.config import ActMode
 from qaev.lowering import greedy_path
 from qaev.operators.sensitivity_proxy import weight_only_act, weight_error_table
 from qaev.space import GENES_PER_LAYER
 
 __all__ = ["QuantSampling", "path_rows"]
 
+# (weight bits, activation) of the uniform rows every first population starts with; an
+# activation the space lacks becomes its nearest allowed one (duplicates dropped), except
+# dynamic int8, seeded only where allowed and last, so other spaces seed as they did.
+_ANCHORS = ((8, "a8"), (4, "a8"), (8, "float"), (4, "float"))
+_DYNAMIC_ANCHOR = (8, "dyn8")
+
 
 class QuantSampling(Sampling):
     """Seeds the population with the configurations people try by hand, then informed
     mixes, then random genomes.
 
-    1. Uniform W8A8 and W4A8 (and weight-only 8/4-bit where the space allows).
+    1. Uniform W8A8 and W4A8, weight-only 8/4-bit and dynamic int8 with 8-bit weights,
+       those the space allows (dynamic int8 is the fastest model ONNX Runtime runs on
+       many CPUs, so a latency search starts from it).
     2. Sensitivity-informed. When the problem carries a measured sensitivity
        (``problem.sensitivity``: a drop table from ``qaev sensitivity`` or the output
        noise of :func:`~qaev.operators.sensitivity_proxy.output_noise_table`), points
@@ -37,7 +46,8 @@ class QuantSampling(Sampling):
     def _do(self, problem, n_samples, *args, random_state=None, **kwargs):
         space = problem.space
         upper = space.upper()
-        anchors = [space.encode_uniform(w_bits=b, act=a) for b, a in ((8, "a8"), (4, "a8"), (8, "float"), (4, "float"))]
+        dynamic = any(mode is ActMode.DYNAMIC for mode, _ in space.acts)
+        anchors = [space.encode_uniform(w_bits=b, act=a) for b, a in _ANCHORS + ((_DYNAMIC_ANCHOR,) if dynamic else ())]
         rows = []
         for row in anchors:
             if not any(np.array_equal(row, r) for r in rows):
