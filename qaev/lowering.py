@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["greedy_path"]
+__all__ = ["greedy_path", "spread"]
 
 
 def greedy_path(sens: np.ndarray, costs: np.ndarray) -> list[np.ndarray]:
@@ -43,3 +43,13 @@ def greedy_path(sens: np.ndarray, costs: np.ndarray) -> list[np.ndarray]:
         current[best] -= 1
         path.append(current.copy())
 
+
+def spread(candidates: list, n: int) -> list:
+    """``n`` of ``candidates`` evenly spread, always keeping the last one (all when ``n``
+    covers them): the points of a path, or of a budget sweep, that a budget can afford."""
+    if n >= len(candidates):
+        return list(candidates)
+    if n <= 0:
+        return []
+    picks = np.unique(np.round(np.linspace(len(candidates) - 1, 0, n)).astype(int))
+    return [candidates[k] for k in sorted(picks)]

@@ -7,7 +7,7 @@ import pytest
 
 from qaev.baselines import (BudgetExhausted, EvaluationBudget, greedy_baseline, greedy_path, ilp_baseline,
                             ort_baseline, random_baseline, solve_allocation, uniform_baseline)
-from qaev.baselines.costs import layer_costs
+from qaev.layer_costs import layer_costs
 from qaev.config import ActMode, Granularity, LayerConfig
 from qaev.data import ArrayDataset
 from qaev.errors import ConfigError

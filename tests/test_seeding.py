@@ -46,7 +46,7 @@ def test_fewer_bits_make_more_output_noise(noise):
 
 def test_a_noise_entry_is_the_sqnr_of_that_one_config(problem, noise):
     table, _ = noise
-    from qaev.baselines.genes import uniform_row, with_widths
+    from qaev.width_rows import uniform_row, with_widths
 
     space = problem.space
     widths = np.full(len(space.searchable), len(space.w_bits) - 1)

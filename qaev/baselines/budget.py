@@ -6,7 +6,7 @@ import numpy as np
 from qaev.config import QuantConfig
 from qaev.store import Record
 
-__all__ = ["EvaluationBudget", "BudgetExhausted", "spread", "charged_evaluations"]
+__all__ = ["EvaluationBudget", "BudgetExhausted", "charged_evaluations"]
 
 
 class BudgetExhausted(Exception):
@@ -71,13 +71,3 @@ def charged_evaluations(passes: float) -> int:
     evaluations (probes on a few samples), rounded up."""
     return int(np.ceil(passes - 1e-9))
 
-
-def spread(candidates: list, n: int) -> list:
-    """``n`` of ``candidates`` evenly spread, always keeping the last one (all when ``n``
-    covers them)."""
-    if n >= len(candidates):
-        return list(candidates)
-    if n <= 0:
-        return []
-    picks = np.unique(np.round(np.linspace(len(candidates) - 1, 0, n)).astype(int))
-    return [candidates[k] for k in sorted(picks)]

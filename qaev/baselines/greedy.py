@@ -12,13 +12,13 @@ import time
 
 import numpy as np
 
-from qaev.baselines.budget import EvaluationBudget, spread
-from qaev.baselines.costs import layer_costs
-from qaev.baselines.genes import check_act, uniform_row, with_widths
+from qaev.baselines.budget import EvaluationBudget
 from qaev.baselines.result import MethodResult, Point
 from qaev.errors import ConfigError
-from qaev.lowering import greedy_path
+from qaev.layer_costs import layer_costs
+from qaev.lowering import greedy_path, spread
 from qaev.sensitivity import layer_sensitivity
+from qaev.width_rows import check_act, uniform_row, with_widths
 
 __all__ = ["greedy_baseline", "greedy_path"]
 

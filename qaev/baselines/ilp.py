@@ -15,12 +15,13 @@ import time
 
 import numpy as np
 
-from qaev.baselines.budget import EvaluationBudget, charged_evaluations, spread
-from qaev.baselines.costs import layer_costs
-from qaev.baselines.genes import check_act, uniform_row, with_widths
+from qaev.baselines.budget import EvaluationBudget, charged_evaluations
 from qaev.baselines.result import MethodResult, Point
 from qaev.errors import ConfigError
+from qaev.layer_costs import layer_costs
+from qaev.lowering import spread
 from qaev.sensitivity import layer_sensitivity
+from qaev.width_rows import check_act, uniform_row, with_widths
 
 __all__ = ["ilp_baseline", "solve_allocation", "sensitivity_scores"]
 

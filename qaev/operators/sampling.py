@@ -5,9 +5,11 @@ import numpy as np
 from pymoo.core.sampling import Sampling
 
 from qaev.config import ActMode
-from qaev.lowering import greedy_path
-from qaev.operators.sensitivity_proxy import weight_only_act, weight_error_table
+from qaev.layer_costs import COSTS, layer_costs
+from qaev.lowering import greedy_path, spread
+from qaev.operators.sensitivity_proxy import weight_error_table
 from qaev.space import GENES_PER_LAYER
+from qaev.width_rows import uniform_row, weight_only_act, with_widths
 
 __all__ = ["QuantSampling", "path_rows"]
 
@@ -79,9 +81,6 @@ def path_rows(problem, sensitivity: np.ndarray, n: int) -> list[np.ndarray]:
         ConfigError: ``sensitivity`` does not have one row per searchable layer and one
             column per allowed width.
     """
-    from qaev.baselines.budget import spread
-    from qaev.baselines.costs import COSTS, layer_costs
-    from qaev.baselines.genes import uniform_row, with_widths
     from qaev.errors import ConfigError
 
     space = problem.space

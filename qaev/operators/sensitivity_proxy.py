@@ -6,7 +6,7 @@ import numpy as np
 
 from qaev.config import Granularity, ScaleRule
 
-__all__ = ["weight_error_table", "output_noise_table", "noise_probe_count", "weight_only_act"]
+__all__ = ["weight_error_table", "output_noise_table", "noise_probe_count"]
 
 
 def weight_error_table(problem) -> np.ndarray:
@@ -30,14 +30,6 @@ def weight_error_table(problem) -> np.ndarray:
                                     channel_axis=layer.channel_axis, reduce_axis=layer.reduce_axis)
                 table[i, j] = float(np.linalg.norm(w - q.dequantize())) / norm
     return table
-
-
-def weight_only_act(space) -> str:
-    """``float`` where the space allows float activations (weight-only), else its first setting."""
-    from qaev.sensitivity import ACT_CHOICES
-
-    allowed = [name for name, option in ACT_CHOICES.items() if option in space.acts]
-    return "float" if "float" in allowed else allowed[0]
 
 
 def noise_probe_count(problem) -> int:
@@ -65,7 +57,7 @@ def output_noise_table(problem, *, samples: int = 32, act: str | None = None, pr
             space allows it, i.e. the weights' noise alone).
         progress: called with (done, total) after each probe.
     """
-    from qaev.baselines.genes import uniform_row, with_widths
+    from qaev.width_rows import uniform_row, weight_only_act, with_widths
     from qaev.sensitivity import output_sqnr
 
     space = problem.space

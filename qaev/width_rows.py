@@ -1,4 +1,8 @@
-"""Gene rows the allocation baselines build: one weight-bit index per searchable layer."""
+"""Gene rows that give each searchable layer one weight width, every other gene uniform.
+
+The greedy lowering path's points (:mod:`qaev.lowering`), the allocation baselines'
+candidates and the search's sensitivity seeding are all rows of this kind.
+"""
 from __future__ import annotations
 
 from typing import Sequence
@@ -9,7 +13,7 @@ from qaev.errors import ConfigError
 from qaev.sensitivity import ACT_CHOICES
 from qaev.space import GENES_PER_LAYER
 
-__all__ = ["uniform_row", "with_widths", "widths_of", "check_act"]
+__all__ = ["uniform_row", "with_widths", "allowed_acts", "check_act", "weight_only_act"]
 
 
 def uniform_row(space, *, w_index: int, act: str) -> np.ndarray:
@@ -27,13 +31,20 @@ def with_widths(row: np.ndarray, w_index: Sequence[int]) -> np.ndarray:
     return out
 
 
-def widths_of(row: np.ndarray, n_layers: int) -> np.ndarray:
-    """The width index of each of the ``n_layers`` searchable layers in ``row``."""
-    return np.asarray(row[0:GENES_PER_LAYER * n_layers:GENES_PER_LAYER], dtype=int)
+def allowed_acts(space) -> list[str]:
+    """The activation settings (keys of :data:`qaev.sensitivity.ACT_CHOICES`, in its
+    order) that ``space`` allows."""
+    return [name for name, option in ACT_CHOICES.items() if option in space.acts]
 
 
 def check_act(space, act: str) -> None:
     """Raise :class:`ConfigError` unless the space allows activation setting ``act``."""
-    allowed = [name for name, option in ACT_CHOICES.items() if option in space.acts]
+    allowed = allowed_acts(space)
     if act not in allowed:
         raise ConfigError(f"act: {act!r} is not allowed by the search space (allowed: {', '.join(allowed)})")
+
+
+def weight_only_act(space) -> str:
+    """``float`` where the space allows float activations (weight-only), else its first setting."""
+    allowed = allowed_acts(space)
+    return "float" if "float" in allowed else allowed[0]

@@ -1,14 +1,15 @@
-"""Per-layer cost of each allowed weight width: exact size or a hardware-table estimate."""
+"""Per-layer cost of each allowed weight width: exact size or a hardware-table estimate
+(what the greedy lowering path and the ILP allocation trade accuracy against)."""
 from __future__ import annotations
 
 import numpy as np
 
-from qaev.baselines.genes import uniform_row
 from qaev.errors import ConfigError
+from qaev.width_rows import uniform_row
 
 __all__ = ["layer_costs", "COSTS"]
 
-#: Cost names the allocation baselines accept, and whether each is exact or estimated.
+#: Cost names a per-layer allocation can trade, and whether each is exact or estimated.
 COSTS = {"size_mb": "exact", "est_latency_ms": "estimated", "est_energy_mj": "estimated"}
 
 
