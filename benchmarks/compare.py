@@ -237,8 +237,9 @@ class TestSplit:
     def _model(self, point: Point):
         return self.setup.quantizer.build(QuantConfig.from_dict(point.config)) if point.config is not None else point.model
 
-    def measure(self, point: Point) -> float:
-        key = self._key(point)
+    def measure(self, point: Point, key: str | None = None) -> float:
+        """The test metric of ``point`` (``key``: its memo key, when the caller has it)."""
+        key = key or self._key(point)
         if key not in self.memo:
             self.memo[key] = self.setup.test.measure(self._model(point)).value
             self.count += 1
@@ -251,8 +252,8 @@ class TestSplit:
             if (key := self._key(point)) not in self.memo:
                 todo.setdefault(key, point)
         if self.workers == 1 or len(todo) < 2:
-            for point in todo.values():
-                self.measure(point)
+            for key, point in todo.items():
+                self.measure(point, key)
             return
         _ = self.setup.test.reference  # the float outputs, once, before the threads start
         running: dict = {}
