@@ -70,4 +70,3 @@ def charged_evaluations(passes: float) -> int:
     """Whole evaluations charged for ``passes`` of the evaluation data spent outside full
     evaluations (probes on a few samples), rounded up."""
     return int(np.ceil(passes - 1e-9))
-

@@ -4,12 +4,11 @@ from __future__ import annotations
 import numpy as np
 from pymoo.core.sampling import Sampling
 
-from qaev.config import ActMode
 from qaev.layer_costs import COSTS, layer_costs
 from qaev.lowering import greedy_path, spread
 from qaev.operators.sensitivity_proxy import weight_error_table
 from qaev.space import GENES_PER_LAYER
-from qaev.width_rows import uniform_row, weight_only_act, with_widths
+from qaev.width_rows import allowed_acts, uniform_row, weight_only_act, with_widths
 
 __all__ = ["QuantSampling", "path_rows"]
 
@@ -48,8 +47,8 @@ class QuantSampling(Sampling):
     def _do(self, problem, n_samples, *args, random_state=None, **kwargs):
         space = problem.space
         upper = space.upper()
-        dynamic = any(mode is ActMode.DYNAMIC for mode, _ in space.acts)
-        anchors = [space.encode_uniform(w_bits=b, act=a) for b, a in _ANCHORS + ((_DYNAMIC_ANCHOR,) if dynamic else ())]
+        dynamic = (_DYNAMIC_ANCHOR,) if _DYNAMIC_ANCHOR[1] in allowed_acts(space) else ()
+        anchors = [space.encode_uniform(w_bits=b, act=a) for b, a in _ANCHORS + dynamic]
         rows = []
         for row in anchors:
             if not any(np.array_equal(row, r) for r in rows):
