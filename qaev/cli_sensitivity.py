@@ -9,11 +9,12 @@ import numpy as np
 
 from qaev.cli_data import resolve_data
 from qaev.cli_options import bit_list, data_options
+from qaev.config import ACT_SETTINGS
 from qaev.errors import ConfigError
 from qaev.evaluate import Evaluator
 from qaev.problem import QuantizationProblem
 from qaev.quantize import Quantizer, cache_dir
-from qaev.sensitivity import ACT_CHOICES, layer_sensitivity
+from qaev.sensitivity import layer_sensitivity
 from qaev.store import EvaluationStore
 
 __all__ = ["sensitivity", "store_path"]
@@ -42,7 +43,7 @@ def store_path(quantizer: Quantizer, evaluator: Evaluator) -> Path:
 @click.option("--problem", default=None, help="A ready-made problem (see `qaev problems`); default digits.")
 @data_options
 @click.option("--bits", default="2,4,8", show_default=True, help="Weight widths to probe (comma list; float allowed).")
-@click.option("--act", type=click.Choice(list(ACT_CHOICES)), default="float", show_default=True,
+@click.option("--act", type=click.Choice(list(ACT_SETTINGS)), default="float", show_default=True,
               help="Activations of the probed layer: float (weight-only) or a8 (also a4, a16, dyn8).")
 @click.option("--sqnr-samples", type=int, default=256, show_default=True, help="Samples behind each SQNR.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the table as JSON here.")

@@ -19,6 +19,8 @@ from qaev.errors import ConfigError
 __all__ = [
     "WEIGHT_BITS",
     "ACT_BITS",
+    "ACT_SETTINGS",
+    "act_name",
     "CONFIG_VERSION",
     "Granularity",
     "ActMode",
@@ -58,6 +60,19 @@ class ActMode(str, Enum):
     STATIC = "static"    # calibrated scale, ``a_bits`` wide
     DYNAMIC = "dynamic"  # int8 with the scale computed at run time
     FLOAT = "float"      # weight-only quantization
+
+
+#: Activation settings by short name, in precision order: (mode, bits); ``float`` is
+#: weight-only (its bits unused).
+ACT_SETTINGS: Mapping[str, tuple[ActMode, int]] = MappingProxyType({
+    "a4": (ActMode.STATIC, 4), "a8": (ActMode.STATIC, 8), "dyn8": (ActMode.DYNAMIC, 8),
+    "a16": (ActMode.STATIC, 16), "float": (ActMode.FLOAT, 8),
+})
+
+
+def act_name(mode: ActMode, bits: int) -> str:
+    """Short name of an activation setting: ``a8``, ``dyn8``, ``float``, ... (see :data:`ACT_SETTINGS`)."""
+    return "float" if mode is ActMode.FLOAT else ("dyn8" if mode is ActMode.DYNAMIC else f"a{bits}")
 
 
 class CalibMethod(str, Enum):

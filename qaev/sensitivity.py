@@ -22,20 +22,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from qaev import metrics
-from qaev.config import ActMode, LayerConfig, QuantConfig
+from qaev.config import ACT_SETTINGS, ActMode, LayerConfig, QuantConfig
 from qaev.errors import ConfigError, QaevError
 from qaev.quantize.plan import fit_to_layer
 from qaev.store import Record
 
-__all__ = ["SensitivityEntry", "SensitivityTable", "layer_sensitivity", "output_sqnr", "ACT_CHOICES",
-           "SENSITIVITY_VERSION"]
+__all__ = ["SensitivityEntry", "SensitivityTable", "layer_sensitivity", "output_sqnr", "SENSITIVITY_VERSION"]
 
 SENSITIVITY_VERSION = 1
-#: Activation settings of a probe, by name.
-ACT_CHOICES: dict[str, tuple[ActMode, int]] = {
-    "float": (ActMode.FLOAT, 8), "a4": (ActMode.STATIC, 4), "a8": (ActMode.STATIC, 8),
-    "a16": (ActMode.STATIC, 16), "dyn8": (ActMode.DYNAMIC, 8),
-}
 
 
 def _bits_order(bits: int | None) -> int:
@@ -85,7 +79,7 @@ class SensitivityTable:
 
     Attributes:
         metric: the metric name; float_value: the float model's value of it.
-        act: activation setting of the probed layer (a key of :data:`ACT_CHOICES`).
+        act: activation setting of the probed layer (a key of :data:`ACT_SETTINGS`).
         context: ``float`` when the other layers stay float, else a description.
         layers: probed layers in graph order; bits: probed widths.
         entries: one :class:`SensitivityEntry` per (layer, bits).
@@ -214,7 +208,7 @@ class SensitivityTable:
 
 
 def _probe(layer, bits, act: str, space) -> LayerConfig | None:
-    mode, a_bits = ACT_CHOICES[act]
+    mode, a_bits = ACT_SETTINGS[act]
     if mode is ActMode.DYNAMIC and (bits is None or bits > 8):
         mode = ActMode.FLOAT
     cfg = LayerConfig(w_bits=bits, act=mode, a_bits=a_bits, granularity=space.granularities[0],
@@ -286,8 +280,8 @@ def layer_sensitivity(problem, *, bits: Sequence[int | None] = (2, 4, 8), act: s
         >>> table.matrix(problem.space.w_bits).shape
         (5, 3)
     """
-    if act not in ACT_CHOICES:
-        raise ConfigError(f"act: {act!r} is not one of {', '.join(ACT_CHOICES)}")
+    if act not in ACT_SETTINGS:
+        raise ConfigError(f"act: {act!r} is not one of {', '.join(ACT_SETTINGS)}")
     if "acc_drop" not in problem.objectives and "max_drop" not in problem.constraints:
         raise ConfigError("sensitivity needs a problem that measures acc_drop")
     space = problem.space

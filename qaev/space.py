@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from qaev.config import (
+    ACT_SETTINGS,
     WEIGHT_BITS,
     ActMode,
     CalibMethod,
@@ -24,6 +25,7 @@ from qaev.config import (
     Rounding,
     ScaleRule,
     WeightRange,
+    act_name,
 )
 from qaev.errors import ConfigError
 from qaev.layers import LayerInfo
@@ -33,16 +35,9 @@ from qaev.quantize.plan import fit_to_layer, layer_problem
 __all__ = ["SearchSpace", "ACT_OPTIONS", "GENES_PER_LAYER", "select_layers", "frozen_layers"]
 
 #: Activation options in precision order: (mode, bits).
-ACT_OPTIONS: tuple[tuple[ActMode, int], ...] = (
-    (ActMode.STATIC, 4), (ActMode.STATIC, 8), (ActMode.DYNAMIC, 8), (ActMode.STATIC, 16), (ActMode.FLOAT, 8),
-)
+ACT_OPTIONS: tuple[tuple[ActMode, int], ...] = tuple(ACT_SETTINGS.values())
 GENES_PER_LAYER = 6
 _W, _A, _G, _S, _R, _B = range(GENES_PER_LAYER)
-
-
-def _act_name(option: tuple[ActMode, int]) -> str:
-    mode, bits = option
-    return f"a{bits}" if mode is ActMode.STATIC else ("dyn8" if mode is ActMode.DYNAMIC else "float")
 
 
 def _matches(pattern: str, name: str) -> bool:
@@ -123,11 +118,10 @@ class SearchSpace:
         for b in bits:
             if b not in WEIGHT_BITS:
                 raise ConfigError(f"w_bits: {b!r} is not one of {WEIGHT_BITS}")
-        names = {_act_name(o): o for o in ACT_OPTIONS}
-        unknown = [a for a in self.acts if a not in names]
+        unknown = [a for a in self.acts if a not in ACT_SETTINGS]
         if unknown:
-            raise ConfigError(f"acts: {unknown[0]!r} is not one of {', '.join(names)}")
-        acts = [o for o in ACT_OPTIONS if _act_name(o) in set(self.acts)]
+            raise ConfigError(f"acts: {unknown[0]!r} is not one of {', '.join(ACT_SETTINGS)}")
+        acts = [o for name, o in ACT_SETTINGS.items() if name in set(self.acts)]
         grans = [g for g in Granularity if g in {Granularity(x) for x in self.granularities}]
         cals = [c for c in CalibMethod if c in {CalibMethod(x) for x in self.calibrations}]
         rules = [r for r in ScaleRule if r in {ScaleRule(x) for x in self.scale_rules}]
@@ -241,7 +235,7 @@ class SearchSpace:
     def encode_uniform(self, *, w_bits: int | None, act: str, granularity: Granularity | None = None) -> np.ndarray:
         """Genes giving every searchable layer the same setting (nearest allowed options)."""
         w = _nearest_index([99 if b is None else b for b in self.w_bits], 99 if w_bits is None else w_bits)
-        names = [_act_name(o) for o in self.acts]
+        names = [act_name(*o) for o in self.acts]
         a = names.index(act) if act in names else len(names) - 1
         g = self.granularities.index(granularity) if granularity in self.granularities else 0
         return np.array([w, a, g, 0, 0, 0] * len(self.searchable) + [0, 0])

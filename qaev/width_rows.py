@@ -9,8 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
+from qaev.config import ACT_SETTINGS
 from qaev.errors import ConfigError
-from qaev.sensitivity import ACT_CHOICES
 from qaev.space import GENES_PER_LAYER
 
 __all__ = ["uniform_row", "with_widths", "allowed_acts", "check_act", "weight_only_act"]
@@ -32,9 +32,9 @@ def with_widths(row: np.ndarray, w_index: Sequence[int]) -> np.ndarray:
 
 
 def allowed_acts(space) -> list[str]:
-    """The activation settings (keys of :data:`qaev.sensitivity.ACT_CHOICES`, in its
+    """The activation settings (keys of :data:`qaev.config.ACT_SETTINGS`, in its
     order) that ``space`` allows."""
-    return [name for name, option in ACT_CHOICES.items() if option in space.acts]
+    return [name for name, option in ACT_SETTINGS.items() if option in space.acts]
 
 
 def check_act(space, act: str) -> None:

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from qaev.config import Granularity
+from qaev.config import ACT_SETTINGS, ActMode, Granularity, act_name
 from qaev.data import ArrayDataset
+from qaev.errors import ConfigError
 from qaev.evaluate import Evaluator
 from qaev.graph import load_model
 from qaev.hardware import load_table, repair
@@ -59,6 +60,24 @@ def test_dynamic_anchor_only_where_the_space_allows_it(problem):
     assert np.array_equal(X[:4], np.array(expected))
     X = QuantSampling(informed=0.0)._do(problem, 6, random_state=np.random.default_rng(0))
     assert np.array_equal(X[4], problem.space.encode_uniform(w_bits=8, act="dyn8"))
+
+
+def test_activation_names_round_trip_through_the_space(problem):
+    """Each short name decodes to its (mode, bits) setting and is named back the same way;
+    the sensitivity probes and the report use the same names."""
+    from qaev.report.gather import act_label
+    from qaev.width_rows import allowed_acts
+
+    assert allowed_acts(problem.space) == list(ACT_SETTINGS)
+    for name, (mode, bits) in ACT_SETTINGS.items():
+        config = problem.space.decode(problem.space.encode_uniform(w_bits=8, act=name))
+        layers = [c for c in config.layers.values() if c is not None and act_label(c) == name]
+        assert layers, name  # some layer takes the setting (dynamic int8 fits only some op types)
+        for layer in layers:
+            assert (layer.act, act_name(layer.act, layer.a_bits)) == (mode, name)
+            assert mode is ActMode.FLOAT or layer.a_bits == bits
+    with pytest.raises(ConfigError, match="'a32' is not one of a4, a8, dyn8, a16, float"):
+        SearchSpace(layers=problem.quantizer.layers, acts=("a8", "a32"))
 
 
 @pytest.mark.parametrize("op", [LayerUniformCrossover(), LayerTwoPointCrossover(), LayerCrossover()])

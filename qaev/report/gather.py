@@ -7,7 +7,7 @@ from pathlib import Path
 
 from onnx import numpy_helper
 
-from qaev.config import ActMode, QuantConfig
+from qaev.config import QuantConfig, act_name
 from qaev.config_io import dumps_config, load_config
 from qaev.errors import ConfigError, ModelError, QaevError
 from qaev.layers import LayerInfo, find_layers
@@ -18,9 +18,7 @@ __all__ = ["LayerRow", "Point", "ReportData", "gather", "act_label"]
 
 def act_label(cfg) -> str:
     """Short activation label of a layer config: ``a8``, ``dyn8``, or ``float``."""
-    if cfg is None or cfg.act is ActMode.FLOAT:
-        return "float"
-    return "dyn8" if cfg.act is ActMode.DYNAMIC else f"a{cfg.a_bits}"
+    return "float" if cfg is None else act_name(cfg.act, cfg.a_bits)
 
 
 @dataclass(frozen=True)
