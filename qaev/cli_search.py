@@ -22,7 +22,7 @@ from qaev.quantize import Quantizer, export_model
 from qaev.rundir import append_history, prepare_run_dir, read_front, write_front
 from qaev.parallel import Recipe, make_runner
 from qaev.search import SearchResult, feasible_front, make_algorithm, measure_exported, minimize
-from qaev.seeding import INFORMED_SHARE, load_sensitivity, sensitivity_settings
+from qaev.seeding import INFORMED_SHARE, SensitivitySource, load_sensitivity
 from qaev.staging import Finish, Staging
 from qaev.space import SearchSpace
 from qaev.store import EvaluationStore
@@ -132,8 +132,9 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
                 "calib": len(calib), "eval": len(evaluation), "hardware": hardware, "objectives": csv_list(objectives),
                 "constraints": constraints, "algorithm": algorithm, "pop": pop, "seed": seed,
                 "ort_level": os.environ.get("QAEV_ORT_LEVEL", "extended"), "space": space_settings}
-    if sensitivity_spec is not None:  # likewise
-        settings["sensitivity"] = sensitivity_settings(sensitivity_spec)
+    sensitivity = None if sensitivity_spec is None else SensitivitySource.parse(sensitivity_spec)
+    if sensitivity is not None:  # likewise
+        settings["sensitivity"] = sensitivity.settings
     if staged == Finish.END.value:  # the search path depends on it; other runs' settings stay as they were
         settings["staged"] = staged
         if screen_on != "auto":
@@ -152,9 +153,9 @@ def search(model, problem, hardware, objectives, max_drop, max_size_mb, max_late
                                objectives=csv_list(objectives), constraints=constraints, hardware=hardware,
                                store=EvaluationStore(out / "evaluations.jsonl"), staging=staging, runner=runner,
                                recipe=recipe)
-    if sensitivity_spec is not None:
+    if sensitivity is not None:
         progress.message(f"reading or measuring the per-layer sensitivity that seeds the search ({sensitivity_spec}) ...")
-        prob.sensitivity = load_sensitivity(prob, sensitivity_spec, progress=lambda done, total: (
+        prob.sensitivity = load_sensitivity(prob, sensitivity, progress=lambda done, total: (
             progress.message(f"  sensitivity probes: {done}/{total}") if done % max(1, total // 5) == 0 else None))
     resumed = len(prob.store)
     progress.begin(f"searching {len(prob.space.searchable)} layers of {float_model.path or 'model'}: "

@@ -10,13 +10,14 @@ Two sources, both giving ``[searchable layer, w_bits index]`` -> harm (larger = 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from qaev.errors import ConfigError
 
-__all__ = ["load_sensitivity", "sensitivity_settings", "DEFAULT_NOISE_SAMPLES", "INFORMED_SHARE"]
+__all__ = ["SensitivitySource", "load_sensitivity", "DEFAULT_NOISE_SAMPLES", "INFORMED_SHARE"]
 
 #: Samples per noise probe when ``noise`` names no count.
 DEFAULT_NOISE_SAMPLES = 32
@@ -38,33 +39,47 @@ def _noise_samples(spec: str) -> int | None:
     return n
 
 
-def _read(spec: str) -> bytes:
-    try:
-        return Path(spec).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"--sensitivity: cannot read {spec} ({exc.strerror or exc}); give a file written by "
-                          "`qaev sensitivity --out`, or noise[:N]") from None
+@dataclass(frozen=True)
+class SensitivitySource:
+    """A parsed ``--sensitivity`` value: ``noise_samples`` for ``noise[:N]``, else the table
+    file's bytes, read once (the run's settings hash the same bytes the search loads).
 
-
-def sensitivity_settings(spec: str) -> dict:
-    """What a run records of ``spec`` in its settings (a resume must seed the same way);
-    checks ``spec`` before any model is loaded.
-
-    Raises:
+    Raises (from :meth:`parse`):
         ConfigError: a bad ``noise:N`` or an unreadable file.
     """
-    samples = _noise_samples(spec)
-    if samples is not None:
-        return {"noise_samples": samples}
-    return {"file_sha256": hashlib.sha256(_read(spec)).hexdigest()}
+
+    spec: str
+    noise_samples: int | None = None
+    data: bytes | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> "SensitivitySource":
+        """Checks ``spec`` (before any model is loaded) and reads its file, if it names one."""
+        samples = _noise_samples(spec)
+        if samples is not None:
+            return cls(spec, noise_samples=samples)
+        try:
+            data = Path(spec).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"--sensitivity: cannot read {spec} ({exc.strerror or exc}); give a file written by "
+                              "`qaev sensitivity --out`, or noise[:N]") from None
+        return cls(spec, data=data)
+
+    @property
+    def settings(self) -> dict:
+        """What a run records of the source (a resume must seed the same way)."""
+        if self.noise_samples is not None:
+            return {"noise_samples": self.noise_samples}
+        return {"file_sha256": hashlib.sha256(self.data).hexdigest()}
 
 
-def load_sensitivity(problem, spec: str, *, progress=None) -> np.ndarray:
-    """The harm table ``spec`` names, for ``problem``'s searchable layers and widths.
+def load_sensitivity(problem, source: SensitivitySource | str, *, progress=None) -> np.ndarray:
+    """The harm table ``source`` names, for ``problem``'s searchable layers and widths.
 
     Args:
         problem: the :class:`~qaev.problem.QuantizationProblem` to seed.
-        spec: ``noise``, ``noise:N``, or a ``qaev sensitivity --out`` JSON file.
+        source: a :class:`SensitivitySource`, or its spec: ``noise``, ``noise:N``, or a
+            ``qaev sensitivity --out`` JSON file.
         progress: called with (done, total) after each noise probe.
 
     Raises:
@@ -74,11 +89,13 @@ def load_sensitivity(problem, spec: str, *, progress=None) -> np.ndarray:
     from qaev.operators.sensitivity_proxy import output_noise_table
     from qaev.sensitivity import SensitivityTable
 
-    samples = _noise_samples(spec)
-    if samples is not None:
-        return output_noise_table(problem, samples=samples, progress=progress)
+    if isinstance(source, str):
+        source = SensitivitySource.parse(source)
+    spec = source.spec
+    if source.noise_samples is not None:
+        return output_noise_table(problem, samples=source.noise_samples, progress=progress)
     try:
-        table = SensitivityTable.from_json(_read(spec).decode("utf-8", errors="replace"))
+        table = SensitivityTable.from_json(source.data.decode("utf-8", errors="replace"))
     except ConfigError as exc:
         raise ConfigError(f"--sensitivity: {spec}: {exc}") from None
     sha = problem.quantizer.model.sha256

@@ -1,4 +1,5 @@
 """Seeding a search from sensitivity: the output-noise probes, the file source, the CLI."""
+import hashlib
 import json
 import math
 
@@ -11,7 +12,7 @@ from qaev.errors import ConfigError
 from qaev.operators.sensitivity_proxy import noise_probe_count, output_noise_table
 from qaev.problem import QuantizationProblem
 from qaev.problems import get_problem
-from qaev.seeding import load_sensitivity, sensitivity_settings
+from qaev.seeding import SensitivitySource, load_sensitivity
 from qaev.sensitivity import SensitivityTable, layer_sensitivity, output_sqnr
 from qaev.space import SearchSpace
 
@@ -62,7 +63,11 @@ def test_file_source_reads_a_sensitivity_table(problem, tmp_path):
     path.write_text(table.to_json())
     matrix = load_sensitivity(problem, str(path))
     assert np.array_equal(matrix, table.matrix(problem.space.w_bits, layers=names))
-    assert sensitivity_settings(str(path))["file_sha256"] and sensitivity_settings("noise:8") == {"noise_samples": 8}
+    source = SensitivitySource.parse(str(path))
+    assert source.settings == {"file_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    assert SensitivitySource.parse("noise:8").settings == {"noise_samples": 8}
+    path.write_text("changed after parsing")  # the source keeps the bytes it read and hashed
+    assert np.array_equal(load_sensitivity(problem, source), matrix)
 
     foreign = SensitivityTable(**{**table.__dict__, "model_sha256": "0" * 64})
     path.write_text(foreign.to_json())
@@ -79,7 +84,7 @@ def test_file_source_reads_a_sensitivity_table(problem, tmp_path):
                                          ("/no/such/file.json", "cannot read")])
 def test_bad_specs_name_the_option(spec, match):
     with pytest.raises(ConfigError, match=f"--sensitivity: .*{match}"):
-        sensitivity_settings(spec)
+        SensitivitySource.parse(spec)
 
 
 def test_probes_use_the_spaces_rounding_and_range(problem):
