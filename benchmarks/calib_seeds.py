@@ -1,0 +1,85 @@
+"""How far one uniform recipe's figure moves with the calibration subset and with the
+images it is measured on.
+
+    python benchmarks/calib_seeds.py --problem efficientnet-lite0 --seeds 0,1 --w-bits 4 --a-bits float --rounding gptq --bias-correction
+
+For each seed the problem's data is split as ``qaev quantize --problem NAME --seed S`` splits
+it: the recipe is calibrated on that seed's calibration samples and measured on that seed's
+held-out samples (the figure that command prints). Then every seed's model is measured again
+on one common set: the problem's test split where it has one, else the samples that no
+seed's calibration used. On the common set the seeds differ only in their calibration; the
+gap between the two readings is the share of the measuring samples. Every figure is
+measured in this run.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from dataclasses import replace
+
+from qaev.cli_options import layer_config_from
+from qaev.evaluate import Evaluator
+from qaev.problems import problem_parts
+from qaev.quantize import Quantizer, uniform_config
+
+
+def _keys(dataset) -> list[bytes]:
+    """One digest per sample of an array dataset (its input rows)."""
+    arrays = [dataset.inputs[name] for name in sorted(dataset.inputs)]
+    return [hashlib.sha1(b"".join(a[i].tobytes() for a in arrays)).digest() for i in range(len(dataset))]
+
+
+def common_set(problem: str, parts_by_seed: dict):
+    """The problem's test split, else the samples of its whole set no seed calibrated on."""
+    first = next(iter(parts_by_seed.values()))
+    if first.test is not None:
+        return first.test
+    if first.full is None or not hasattr(first.full, "inputs"):
+        sys.exit(f"{problem}: no test split and no whole set of arrays to take a common set from")
+    used = {key for parts in parts_by_seed.values() for key in _keys(parts.calib)}
+    keep = [i for i, key in enumerate(_keys(first.full)) if key not in used]
+    if not keep:
+        sys.exit(f"{problem}: every sample is used by some seed's calibration")
+    return first.full.subset(keep)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problem", default="efficientnet-lite0")
+    parser.add_argument("--seeds", default="0,1", help="data-split seeds (comma list)")
+    parser.add_argument("--calib", type=int, default=None, help="calibration samples (default: the problem's)")
+    parser.add_argument("--w-bits", default="4")
+    parser.add_argument("--a-bits", default="float", help="4, 8, 16, dynamic or float")
+    parser.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per-channel)")
+    parser.add_argument("--rounding", choices=("nearest", "gptq"), default="nearest")
+    parser.add_argument("--bias-correction", action="store_true")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    layer = replace(layer_config_from(w_bits=args.w_bits, a_bits=args.a_bits, per_channel=not args.per_tensor,
+                                      block=None, asymmetric=False),
+                    rounding=args.rounding, bias_correction=args.bias_correction)
+    print(f"command: python benchmarks/calib_seeds.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    parts = {s: problem_parts(args.problem, seed=s, calib=args.calib) for s in seeds}
+    common = Evaluator(parts[seeds[0]].model, common_set(args.problem, parts), metric=parts[seeds[0]].metric)
+    print(f"{args.problem}: recipe {layer.to_dict()}")
+    print(f"common set: {len(common.data)} samples, float {common.float_value:.2f}")
+    print(f"{'seed':>4s} {'calib':>5s} {'own n':>6s} {'own float':>9s} {'own drop':>8s} {'common drop':>11s}")
+    rows = []
+    for s in seeds:
+        quantizer = Quantizer.calibrated(parts[s].model, parts[s].calib)
+        model = quantizer.build(quantizer.resolve(uniform_config(quantizer.layers, layer)))
+        own = Evaluator(parts[s].model, parts[s].test or parts[s].eval, metric=parts[s].metric)
+        own_value = own.measure(model).value
+        common_value = common.measure(model).value
+        rows.append({"seed": s, "calib": len(parts[s].calib), "own_n": len(own.data), "own_float": own.float_value,
+                     "own_drop": own.drop(own_value), "common_drop": common.drop(common_value)})
+        r = rows[-1]
+        print(f"{s:4d} {r['calib']:5d} {r['own_n']:6d} {r['own_float']:9.2f} {r['own_drop']:+8.2f} {r['common_drop']:+11.2f}")
+    return {"common_n": len(common.data), "common_float": common.float_value, "rows": rows}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""benchmarks/calib_seeds.py: the common set leaves out every seed's calibration samples."""
+import numpy as np
+
+from qaev.data import ArrayDataset
+from qaev.problems.registry import Parts
+from tests.paths import load_benchmark
+
+calib_seeds = load_benchmark("calib_seeds")
+
+
+def _parts(full, calib_rows, test=None):
+    return Parts(model=None, calib=full.subset(calib_rows), eval=full, metric="top1", test=test, full=full)
+
+
+def test_common_set_is_the_samples_no_seed_calibrated_on():
+    full = ArrayDataset({"x": np.arange(20, dtype=np.float32).reshape(10, 2)}, labels=np.arange(10))
+    common = calib_seeds.common_set("toy", {0: _parts(full, [0, 3, 4]), 1: _parts(full, [4, 7])})
+    assert list(common.labels) == [1, 2, 5, 6, 8, 9]
+
+
+def test_common_set_is_the_test_split_where_there_is_one():
+    full = ArrayDataset({"x": np.zeros((4, 1), np.float32)})
+    test = ArrayDataset({"x": np.ones((3, 1), np.float32)})
+    assert calib_seeds.common_set("toy", {0: _parts(full, [0], test), 1: _parts(full, [1], test)}) is test
+
+
+def test_digits_seeds_measure_on_their_own_split_and_the_common_set(capsys):
+    out = calib_seeds.main(["--problem", "digits", "--seeds", "0,1", "--w-bits", "8", "--a-bits", "8"])
+    assert [r["seed"] for r in out["rows"]] == [0, 1] and out["common_n"] == 497
+    assert all(abs(r["own_drop"]) < 2 and r["own_n"] == 497 for r in out["rows"])
+    assert "common set: 497 samples" in capsys.readouterr().out
