@@ -8,8 +8,10 @@ it: the recipe is calibrated on that seed's calibration samples and measured on 
 held-out samples (the figure that command prints). Then every seed's model is measured again
 on one common set: the problem's test split where it has one, else the samples that no
 seed's calibration used. On the common set the seeds differ only in their calibration; the
-gap between the two readings is the share of the measuring samples. Every figure is
-measured in this run.
+gap between the two readings is the share of the measuring samples. Each drop comes with
+its paired standard error (``Evaluator.head_drop``), and ``changed`` counts the common-set
+samples whose per-sample score differs from float's (for top-1: right <-> wrong). Every
+figure is measured in this run.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import hashlib
 import sys
 import time
 from dataclasses import replace
+
+import numpy as np
 
 from qaev.cli_options import layer_config_from
 from qaev.evaluate import Evaluator
@@ -66,18 +70,23 @@ def main(argv=None) -> dict:
     common = Evaluator(parts[seeds[0]].model, common_set(args.problem, parts), metric=parts[seeds[0]].metric)
     print(f"{args.problem}: recipe {layer.to_dict()}")
     print(f"common set: {len(common.data)} samples, float {common.float_value:.2f}")
-    print(f"{'seed':>4s} {'calib':>5s} {'own n':>6s} {'own float':>9s} {'own drop':>8s} {'common drop':>11s}")
+    print(f"{'seed':>4s} {'calib':>5s} {'own n':>6s} {'own float':>9s} {'own drop':>14s} {'common drop':>14s} {'changed':>7s}")
     rows = []
     for s in seeds:
         quantizer = Quantizer.calibrated(parts[s].model, parts[s].calib)
         model = quantizer.build(quantizer.resolve(uniform_config(quantizer.layers, layer)))
         own = Evaluator(parts[s].model, parts[s].test or parts[s].eval, metric=parts[s].metric)
-        own_value = own.measure(model).value
-        common_value = common.measure(model).value
+        own_drop, own_se = own.head_drop(own.measure(model, keep_outputs=True).outputs)
+        outputs = common.measure(model, keep_outputs=True).outputs
+        common_drop, common_se = common.head_drop(outputs)
+        items = common.item_drops(outputs)
         rows.append({"seed": s, "calib": len(parts[s].calib), "own_n": len(own.data), "own_float": own.float_value,
-                     "own_drop": own.drop(own_value), "common_drop": common.drop(common_value)})
+                     "own_drop": own_drop, "own_se": own_se, "common_drop": common_drop, "common_se": common_se,
+                     "changed": None if items is None else int(np.count_nonzero(items))})
         r = rows[-1]
-        print(f"{s:4d} {r['calib']:5d} {r['own_n']:6d} {r['own_float']:9.2f} {r['own_drop']:+8.2f} {r['common_drop']:+11.2f}")
+        changed = "-" if r["changed"] is None else str(r["changed"])
+        print(f"{s:4d} {r['calib']:5d} {r['own_n']:6d} {r['own_float']:9.2f} {own_drop:+8.2f} +-{own_se:4.2f} "
+              f"{common_drop:+8.2f} +-{common_se:4.2f} {changed:>7s}")
     return {"common_n": len(common.data), "common_float": common.float_value, "rows": rows}
 
 

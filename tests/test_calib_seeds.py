@@ -28,4 +28,6 @@ def test_digits_seeds_measure_on_their_own_split_and_the_common_set(capsys):
     out = calib_seeds.main(["--problem", "digits", "--seeds", "0,1", "--w-bits", "8", "--a-bits", "8"])
     assert [r["seed"] for r in out["rows"]] == [0, 1] and out["common_n"] == 497
     assert all(abs(r["own_drop"]) < 2 and r["own_n"] == 497 for r in out["rows"])
+    # top-1 changes in steps of one sample: the drop is (lost - gained) of the changed samples
+    assert all(r["changed"] >= abs(r["common_drop"]) * 497 / 100 - 1e-6 and r["common_se"] >= 0 for r in out["rows"])
     assert "common set: 497 samples" in capsys.readouterr().out
