@@ -26,6 +26,8 @@ of the float metric, so fronts that differ only within a point or two of float d
 little, and this says how large a ratio was possible at all) and a within-tolerance
 hypervolume (:func:`qaev.front.tolerance_hypervolume`: drop 0..``--tolerance`` points x
 every cost 0..float, the mean saving over the tolerances), both recomputed by ``--from-json``.
+Each test drop is stored with its paired standard error against float on the same samples
+(``test_se``; printed beside the smallest points within each ``--within`` limit).
 Writes ``DIR/compare.json`` (every figure, model sha256, versions, hardware table, seed,
 which numbers are measured, exact or estimated) and ``DIR/fronts.png``.
 """
@@ -229,6 +231,7 @@ class TestSplit:
 
     def __init__(self, setup: Setup, *, workers: int = 1) -> None:
         self.setup, self.memo, self.count, self.workers = setup, {}, 0, max(1, workers)
+        self.errors: dict[str, float] = {}  # key -> paired standard error of the test drop
 
     @staticmethod
     def _key(point: Point) -> str:
@@ -241,9 +244,20 @@ class TestSplit:
         """The test metric of ``point`` (``key``: its memo key, when the caller has it)."""
         key = key or self._key(point)
         if key not in self.memo:
-            self.memo[key] = self.setup.test.measure(self._model(point)).value
-            self.count += 1
+            self._store(key, self._measure(self._model(point)))
         return self.memo[key]
+
+    def error(self, point: Point) -> float | None:
+        """The paired standard error of ``point``'s test drop (after :meth:`measure`)."""
+        return self.errors.get(self._key(point))
+
+    def _measure(self, model):
+        return self.setup.test.measure(model, keep_outputs=True)
+
+    def _store(self, key: str, measured) -> None:
+        self.memo[key] = measured.value
+        self.errors[key] = self.setup.test.head_drop(measured.outputs)[1]
+        self.count += 1
 
     def measure_all(self, points: list[Point]) -> None:
         """Measure every point not measured yet, ``workers`` at a time."""
@@ -261,13 +275,12 @@ class TestSplit:
             for key, point in todo.items():
                 while len(running) >= self.workers:
                     self._collect(running, wait(running, return_when=FIRST_COMPLETED).done)
-                running[pool.submit(self.setup.test.measure, self._model(point))] = key
+                running[pool.submit(self._measure, self._model(point))] = key
             self._collect(running, wait(running).done)
 
     def _collect(self, running: dict, done) -> None:
         for future in done:
-            self.memo[running.pop(future)] = future.result().value
-            self.count += 1
+            self._store(running.pop(future), future.result())
 
 
 def _best_under(rows: list[dict], objective: str, limit: float) -> dict | None:
@@ -303,7 +316,7 @@ def summarise(setup: Setup, results: list[MethodResult], *, size_x, latency_x, t
             value = split.measure(p)
             test = {**p.objectives, "acc_drop": setup.test.drop(value)}
             rows.append({"label": p.label, "key": p.key, "search": p.objectives, "search_metric": p.metric,
-                         "test": test, "test_metric": value, "extra": p.extra})
+                         "test": test, "test_metric": value, "test_se": split.error(p), "extra": p.extra})
         F_test = np.array([_vector(r["test"], names) for r in rows]).reshape(-1, len(names))
         F_search = np.array([_vector(r["search"], names) for r in rows]).reshape(-1, len(names))
         best = {f"{obj} <= float/{x:g}": _best_under(rows, obj, ref / x) for obj, ref, x in budgets if ref}
@@ -429,7 +442,8 @@ def smallest_within(doc: dict, limit: float, cost: str = "size_mb") -> list[dict
         best = min(ok, key=lambda r: (r["search"][cost], r["search"]["acc_drop"])) if ok else None
         rows.append({"method": m["method"], "limit": limit, "cost": cost, "point": None if best is None else {
             cost: best["search"][cost], "x_smaller": ref / best["search"][cost] if ref else None,
-            "search_drop": best["search"]["acc_drop"], "test_drop": best["test"]["acc_drop"]}})
+            "search_drop": best["search"]["acc_drop"], "test_drop": best["test"]["acc_drop"],
+            "test_se": best.get("test_se")}})
     return rows
 
 
@@ -442,7 +456,7 @@ def print_within(doc: dict, limits) -> None:
             p = row["point"]
             print(f"  {row['method']:13s} " + ("-" if p is None else
                   f"{p['x_smaller']:5.2f}x  {p['size_mb']:8.3f} MB  search drop {p['search_drop']:+.2f}  "
-                  f"test drop {p['test_drop']:+.2f}"))
+                  f"test drop {p['test_drop']:+.2f}" + ("" if p.get("test_se") is None else f" +-{p['test_se']:.2f}")))
 
 
 def plot(doc: dict, path: Path) -> None:

@@ -47,6 +47,8 @@ def test_figures_come_from_a_disjoint_test_split(run):
     rows = [r for m in doc["methods"] for r in m["points"]]
     assert all("acc_drop" in r["test"] and r["test_metric"] is not None for r in rows)
     assert any(r["test"]["acc_drop"] != r["search"]["acc_drop"] for r in rows)
+    # each test drop carries its paired standard error; a drop of zero from no change has none
+    assert all(r["test_se"] >= 0 and (r["test_se"] > 0 or r["test"]["acc_drop"] == 0) for r in rows)
     assert doc["test_measurements"] > 0
 
 
@@ -117,3 +119,4 @@ def test_test_split_measures_the_same_on_several_threads(compare):
     two.measure_all(points + points[:3])  # repeats measured once
     assert two.count == len({one._key(p) for p in points}) and two.count >= 8
     assert {one._key(p): one.measure(p) for p in points} == two.memo
+    assert one.errors == two.errors and one.error(points[0]) == two.errors[one._key(points[0])]
