@@ -10,7 +10,7 @@ Two sources, both giving ``[searchable layer, w_bits index]`` -> harm (larger = 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +50,10 @@ class SensitivitySource:
 
     spec: str
     noise_samples: int | None = None
-    data: bytes | None = None
+    data: bytes | None = field(default=None, repr=False)
 
     @classmethod
-    def parse(cls, spec: str) -> "SensitivitySource":
+    def parse(cls, spec: str) -> SensitivitySource:
         """Checks ``spec`` (before any model is loaded) and reads its file, if it names one."""
         samples = _noise_samples(spec)
         if samples is not None:
