@@ -27,6 +27,7 @@ from qaev.cli_options import layer_config_from
 from qaev.evaluate import Evaluator
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
+from qaev.space import select_layers
 
 
 def _keys(dataset) -> list[bytes]:
@@ -59,6 +60,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per-channel)")
     parser.add_argument("--rounding", choices=("nearest", "gptq"), default="nearest")
     parser.add_argument("--bias-correction", action="store_true")
+    parser.add_argument("--exclude", action="append", default=[],
+                        help="keep these layers float (name or re:REGEX, as `qaev quantize --exclude`); repeatable")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     layer = replace(layer_config_from(w_bits=args.w_bits, a_bits=args.a_bits, per_channel=not args.per_tensor,
@@ -68,13 +71,16 @@ def main(argv=None) -> dict:
     print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     parts = {s: problem_parts(args.problem, seed=s, calib=args.calib) for s in seeds}
     common = Evaluator(parts[seeds[0]].model, common_set(args.problem, parts), metric=parts[seeds[0]].metric)
-    print(f"{args.problem}: recipe {layer.to_dict()}")
+    print(f"{args.problem}: recipe {layer.to_dict()}" + (f"; float: {', '.join(args.exclude)}" if args.exclude else ""))
     print(f"common set: {len(common.data)} samples, float {common.float_value:.2f}")
     print(f"{'seed':>4s} {'calib':>5s} {'own n':>6s} {'own float':>9s} {'own drop':>14s} {'common drop':>14s} {'changed':>7s}")
     rows = []
     for s in seeds:
         quantizer = Quantizer.calibrated(parts[s].model, parts[s].calib)
-        model = quantizer.build(quantizer.resolve(uniform_config(quantizer.layers, layer)))
+        config = uniform_config(quantizer.layers, layer)
+        excluded = select_layers(args.exclude, [entry.name for entry in quantizer.layers], "--exclude")
+        config = replace(config, layers={k: v for k, v in config.layers.items() if k not in excluded})
+        model = quantizer.build(quantizer.resolve(config))
         own = Evaluator(parts[s].model, parts[s].test or parts[s].eval, metric=parts[s].metric)
         own_drop, own_se = own.head_drop(own.measure(model, keep_outputs=True).outputs)
         outputs = common.measure(model, keep_outputs=True).outputs

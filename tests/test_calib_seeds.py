@@ -31,3 +31,11 @@ def test_digits_seeds_measure_on_their_own_split_and_the_common_set(capsys):
     # top-1 changes in steps of one sample: the drop is (lost - gained) of the changed samples
     assert all(r["changed"] >= abs(r["common_drop"]) * 497 / 100 - 1e-6 and r["common_se"] >= 0 for r in out["rows"])
     assert "common set: 497 samples" in capsys.readouterr().out
+
+
+def test_excluded_layers_stay_float(capsys):
+    out = calib_seeds.main(["--problem", "digits", "--seeds", "0", "--w-bits", "2", "--a-bits", "8"])
+    kept = calib_seeds.main(["--problem", "digits", "--seeds", "0", "--w-bits", "2", "--a-bits", "8",
+                             "--exclude", "re:.*"])
+    assert kept["rows"][0]["common_drop"] == 0 and out["rows"][0]["common_drop"] != 0
+    assert "; float: re:.*" in capsys.readouterr().out
