@@ -60,13 +60,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per-channel)")
     parser.add_argument("--rounding", choices=("nearest", "gptq"), default="nearest")
     parser.add_argument("--bias-correction", action="store_true")
+    parser.add_argument("--weight-range", choices=("minmax", "mse"), default="minmax", help="weight grid range rule")
+    parser.add_argument("--asymmetric", action="store_true", help="asymmetric weight grids")
     parser.add_argument("--exclude", action="append", default=[],
                         help="keep these layers float (name or re:REGEX, as `qaev quantize --exclude`); repeatable")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     layer = replace(layer_config_from(w_bits=args.w_bits, a_bits=args.a_bits, per_channel=not args.per_tensor,
-                                      block=None, asymmetric=False),
-                    rounding=args.rounding, bias_correction=args.bias_correction)
+                                      block=None, asymmetric=args.asymmetric),
+                    rounding=args.rounding, bias_correction=args.bias_correction, weight_range=args.weight_range)
     print(f"command: python benchmarks/calib_seeds.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     parts = {s: problem_parts(args.problem, seed=s, calib=args.calib) for s in seeds}

@@ -39,3 +39,10 @@ def test_excluded_layers_stay_float(capsys):
                              "--exclude", "re:.*"])
     assert kept["rows"][0]["common_drop"] == 0 and out["rows"][0]["common_drop"] != 0
     assert "; float: re:.*" in capsys.readouterr().out
+
+
+def test_grid_options_reach_the_recipe(capsys):
+    calib_seeds.main(["--problem", "digits", "--seeds", "0", "--w-bits", "3", "--a-bits", "float",
+                      "--weight-range", "mse", "--asymmetric"])
+    printed = capsys.readouterr().out
+    assert "'symmetric': False" in printed and "'weight_range': 'mse'" in printed
