@@ -27,7 +27,7 @@ from qaev.cli_options import layer_config_from
 from qaev.evaluate import Evaluator
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
-from qaev.space import select_layers
+from qaev.space import set_apart
 
 
 def _keys(dataset) -> list[bytes]:
@@ -79,9 +79,7 @@ def main(argv=None) -> dict:
     rows = []
     for s in seeds:
         quantizer = Quantizer.calibrated(parts[s].model, parts[s].calib)
-        config = uniform_config(quantizer.layers, layer)
-        excluded = select_layers(args.exclude, [entry.name for entry in quantizer.layers], "--exclude")
-        config = replace(config, layers={k: v for k, v in config.layers.items() if k not in excluded})
+        config = set_apart(uniform_config(quantizer.layers, layer), quantizer.layers, exclude=args.exclude)
         model = quantizer.build(quantizer.resolve(config))
         own = Evaluator(parts[s].model, parts[s].test or parts[s].eval, metric=parts[s].metric)
         own_drop, own_se = own.head_drop(own.measure(model, keep_outputs=True).outputs)

@@ -15,7 +15,7 @@ from qaev.files import write_atomic
 from qaev.cli_data import resolve_data
 from qaev.cli_options import (CALIBRATION_CHOICE, compact_names_option, data_options, data_options_from,
                               layer_config_from)
-from qaev.config import CalibMethod, QuantConfig, ScaleRule
+from qaev.config import CalibMethod, ScaleRule
 from qaev.config_io import load_config, load_layer_settings, save_config
 from qaev.data import digits_model_path
 from qaev.errors import ConfigError, DataError, ModelError, QaevError
@@ -23,7 +23,7 @@ from qaev.evaluate import Evaluator
 from qaev.graph import FloatModel, load_model
 from qaev.objectives import model_bytes, other_bytes
 from qaev.quantize import Quantizer, export_model, uniform_config
-from qaev.space import frozen_layers, select_layers
+from qaev.space import set_apart
 from qaev.tasks import load_task
 
 __all__ = ["main", "cli"]
@@ -91,7 +91,8 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     quantizer = Quantizer.calibrated(float_model, resolved.calib)
     config = uniform_config(quantizer.layers, layer_cfg, calibration=CalibMethod(calibration),
                             scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)
-    config = _set_apart(config, quantizer.layers, exclude=exclude, freeze=freeze)
+    config = set_apart(config, quantizer.layers, exclude=exclude,
+                       frozen=load_layer_settings(freeze) if freeze is not None else None)
     config = quantizer.resolve(config)
     size = _write_model(export_model(quantizer, config, compact=compact_names), out)
     exact = model_bytes(quantizer.layers, config, other_bytes(float_model.proto, quantizer.layers))
@@ -117,16 +118,6 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     if "value" in summary:
         click.echo(f"{resolved.metric}: {summary['value']:.2f} (float {summary['float']:.2f}, drop {summary['drop']:.2f}, "
                    f"n={summary['n']}, measured)")
-
-
-def _set_apart(config: QuantConfig, layers, *, exclude, freeze) -> QuantConfig:
-    """``config`` with the ``exclude`` selectors' layers float and the ``freeze`` file's
-    layers on their own settings."""
-    names = [layer.name for layer in layers]
-    excluded = select_layers(exclude, names, "exclude")
-    frozen = frozen_layers(load_layer_settings(freeze), layers) if freeze is not None else {}
-    kept = {name: cfg for name, cfg in config.layers.items() if name not in excluded}
-    return replace(config, layers={**kept, **{k: v for k, v in frozen.items() if k not in excluded}})
 
 
 @cli.command()

@@ -9,7 +9,7 @@ effective config (and its hash) is what identifies a candidate.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -32,7 +32,7 @@ from qaev.layers import LayerInfo
 from qaev.quantize.codebook import supports_codebook
 from qaev.quantize.plan import fit_to_layer, layer_problem
 
-__all__ = ["SearchSpace", "ACT_OPTIONS", "GENES_PER_LAYER", "select_layers", "frozen_layers"]
+__all__ = ["SearchSpace", "ACT_OPTIONS", "GENES_PER_LAYER", "select_layers", "frozen_layers", "set_apart"]
 
 #: Activation options in precision order: (mode, bits).
 ACT_OPTIONS: tuple[tuple[ActMode, int], ...] = tuple(ACT_SETTINGS.values())
@@ -77,6 +77,21 @@ def frozen_layers(frozen, layers: Sequence[LayerInfo]) -> dict[str, LayerConfig]
                 raise ConfigError(f"frozen.{pattern}: layer {name} {problem}")
             out[name] = cfg
     return out
+
+
+def set_apart(config: QuantConfig, layers: Sequence[LayerInfo], *, exclude: Sequence[str] = (),
+              frozen=None) -> QuantConfig:
+    """``config`` with the ``exclude`` selectors' layers float and the ``frozen`` mapping's
+    layers (selector -> setting, as :func:`frozen_layers`) on their own settings.
+
+    Raises:
+        ConfigError: a selector matches no layer, or a frozen setting does not fit its layer.
+    """
+    names = [layer.name for layer in layers]
+    excluded = select_layers(exclude, names, "exclude")
+    fixed = frozen_layers(frozen, layers) if frozen is not None else {}
+    kept = {name: cfg for name, cfg in config.layers.items() if name not in excluded}
+    return replace(config, layers={**kept, **{k: v for k, v in fixed.items() if k not in excluded}})
 
 
 @dataclass(frozen=True, kw_only=True)
