@@ -15,7 +15,7 @@ from qaev.files import write_atomic
 from qaev.cli_data import resolve_data
 from qaev.cli_options import (CALIBRATION_CHOICE, compact_names_option, data_options, data_options_from,
                               layer_config_from)
-from qaev.config import CalibMethod, ScaleRule
+from qaev.config import CalibMethod, RoundingInputs, ScaleRule
 from qaev.config_io import load_config, load_layer_settings, save_config
 from qaev.data import digits_model_path
 from qaev.errors import ConfigError, DataError, ModelError, QaevError
@@ -67,6 +67,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--bias-correction", is_flag=True, help="Correct biases for the mean weight-quantization error.")
 @click.option("--weight-range", type=click.Choice(["minmax", "mse"]), default="minmax", show_default=True,
               help="Weight grid range per scale group: min/max, or clipped to the least squared error.")
+@click.option("--rounding-inputs", type=click.Choice(["float", "quantized"]), default="float", show_default=True,
+              help="Fit weights to the float model's layer inputs, or (quantized) fit each layer in graph order "
+                   "to the float outputs from the inputs the quantized layers before it produce; one pass over "
+                   "the calibration data per layer.")
 @click.option("--exclude", multiple=True, help="Keep these layers float (name or re:REGEX); repeatable.")
 @click.option("--freeze", type=click.Path(path_type=Path), default=None,
               help="YAML/JSON file mapping layer selectors (name or re:REGEX) to their own settings, e.g. "
@@ -79,7 +83,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--no-eval", is_flag=True, help="Skip measuring the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, calibration, pow2_scales, rounding, bias_correction,
-             weight_range, exclude, freeze, out, compact_names, save_to, no_eval, as_json, **kwargs) -> None:
+             weight_range, rounding_inputs, exclude, freeze, out, compact_names, save_to, no_eval, as_json, **kwargs) -> None:
     """Uniform quantization of every layer (the one-shot baseline); --exclude and --freeze
     set some layers apart."""
     resolved = resolve_data(model, problem, kwargs)
@@ -91,6 +95,7 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     quantizer = Quantizer.calibrated(float_model, resolved.calib)
     config = uniform_config(quantizer.layers, layer_cfg, calibration=CalibMethod(calibration),
                             scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)
+    config = replace(config, rounding_inputs=RoundingInputs(rounding_inputs))
     config = set_apart(config, quantizer.layers, exclude=exclude,
                        frozen=load_layer_settings(freeze) if freeze is not None else None)
     config = quantizer.resolve(config)

@@ -27,6 +27,7 @@ __all__ = [
     "CalibMethod",
     "ScaleRule",
     "Rounding",
+    "RoundingInputs",
     "LayerConfig",
     "QuantConfig",
     "WeightRange",
@@ -109,6 +110,23 @@ class Rounding(str, Enum):
     NEAREST = "nearest"
     GPTQ = "gptq"
     CODEBOOK = "codebook"
+
+
+class RoundingInputs(str, Enum):
+    """Which layer inputs data-aware rounding and bias correction fit to.
+
+    ``float``: each layer's inputs in the float model, so a layer's rounding is independent
+    of every other layer's settings (what a search needs: each layer's weights are computed
+    once and shared). ``quantized``: in graph order, each layer sees the inputs the layers
+    before it, already quantized, produce, and is fitted to the float model's outputs: its
+    float weight is first refitted (least squares) to map those inputs to the float outputs,
+    then rounded, and bias correction matches the float output mean. Upstream error is thus
+    compensated rather than compounded, at the price of one pass over the calibration data
+    per layer when the model is built (see :mod:`qaev.quantize.sequential`).
+    """
+
+    FLOAT = "float"
+    QUANTIZED = "quantized"
 
 
 class WeightRange(str, Enum):
@@ -280,11 +298,14 @@ class QuantConfig:
             :func:`qaev.quantize.resolve_ranges` so the config rebuilds without data.
         model_sha256: hash of the float model the config belongs to (checked on apply).
         version: schema version of the config file.
+        rounding_inputs: which inputs GPTQ rounding and bias correction fit to
+            (:class:`RoundingInputs`; written to files only when not ``float``).
     """
 
     layers: Mapping[str, LayerConfig] = field(default_factory=dict)
     calibration: CalibMethod = CalibMethod.MINMAX
     scale_rule: ScaleRule = ScaleRule.FLOAT
+    rounding_inputs: RoundingInputs = RoundingInputs.FLOAT
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     model_sha256: str | None = None
     version: int = CONFIG_VERSION
@@ -296,6 +317,7 @@ class QuantConfig:
             raise ConfigError(f"model_sha256: expected a hex string, got {self.model_sha256!r}")
         object.__setattr__(self, "calibration", _enum(CalibMethod, self.calibration, "calibration"))
         object.__setattr__(self, "scale_rule", _enum(ScaleRule, self.scale_rule, "scale_rule"))
+        object.__setattr__(self, "rounding_inputs", _enum(RoundingInputs, self.rounding_inputs, "rounding_inputs"))
         layers = {}
         for name, cfg in dict(self.layers).items():
             if not isinstance(cfg, LayerConfig):
@@ -319,8 +341,11 @@ class QuantConfig:
     @property
     def needs_data(self) -> bool:
         """Whether rebuilding the model takes calibration data beyond the stored ranges: a
-        quantized layer rounds its weights with GPTQ or corrects its bias."""
+        quantized layer rounds its weights with GPTQ or corrects its bias, or layers are
+        fitted to the quantized inputs of the layers before them."""
         effective = [cfg.effective() for cfg in self.layers.values() if not cfg.is_float]
+        if effective and self.rounding_inputs is RoundingInputs.QUANTIZED:
+            return True
         return any(cfg.rounding is Rounding.GPTQ or cfg.bias_correction for cfg in effective)
 
     def with_ranges(self, ranges: Mapping[str, tuple[float, float]]) -> "QuantConfig":
@@ -343,7 +368,8 @@ class QuantConfig:
             "scale_rule": self.scale_rule.value,
             "layers": {name: cfg.to_dict() for name, cfg in self.layers.items()},
             "ranges": {name: [lo, hi] for name, (lo, hi) in self.ranges.items()},
-        }
+        } | ({"rounding_inputs": self.rounding_inputs.value}
+             if self.rounding_inputs is not RoundingInputs.FLOAT else {})
 
     def key(self) -> str:
         """Hash of the *effective* config: genes that do not change the model share it
@@ -367,6 +393,8 @@ class QuantConfig:
             "scale_rule": self.scale_rule.value if layers else None,
             "ranges": {k: list(v) for k, v in self.ranges.items()},
         }
+        if layers and self.rounding_inputs is not RoundingInputs.FLOAT:
+            payload["rounding_inputs"] = self.rounding_inputs.value
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -33,7 +33,7 @@ from qaev.graph import FloatModel
 from qaev.layers import LayerInfo
 from qaev.quantize.rounding import supports_data_aware
 
-__all__ = ["InputStats", "LayerInputs", "collect_layer_inputs", "im2col", "layer_rows"]
+__all__ = ["InputStats", "LayerInputs", "collect_layer_inputs", "im2col", "layer_rows", "batch_rows"]
 
 _FORMAT_VERSION = 2  # 2: padded token positions left out
 #: Default cap on the calibration samples behind the statistics. It was 256: on MiniLM
@@ -120,6 +120,16 @@ def layer_rows(x: np.ndarray, layer: LayerInfo, node: onnx.NodeProto) -> np.ndar
     return x.reshape(1, -1, n)
 
 
+def batch_rows(x: np.ndarray, layer: LayerInfo, node: onnx.NodeProto, feed: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The input rows ``(G, rows, n)`` of ``layer`` for its input ``x`` on ``feed``, without
+    the rows of padded token positions where ``feed`` has an ``attention_mask``."""
+    x = np.asarray(x, np.float32)
+    mask = _token_mask(feed)
+    if mask is not None and layer.op_type != "Conv" and x.ndim == 3 and x.shape[:2] == mask.shape:
+        x = x[mask]
+    return layer_rows(x, layer, node)
+
+
 class _Accumulator:
     def __init__(self) -> None:
         self.h: np.ndarray | None = None
@@ -176,12 +186,8 @@ def collect_layer_inputs(model: FloatModel, layers: Sequence[LayerInfo], batches
         except Exception as exc:
             raise DataError(f"layer-input batch {done}: the model rejected it: {exc}") from None
         values.update({t: np.asarray(batch[t]) for t in from_feed})
-        mask = _token_mask(batch)
         for layer in chosen:
-            x = np.asarray(values[layer.act_inputs[0]], np.float32)
-            if mask is not None and layer.op_type != "Conv" and x.ndim == 3 and x.shape[:2] == mask.shape:
-                x = x[mask]
-            acc[layer.name].add(layer_rows(x, layer, nodes[layer.name]))
+            acc[layer.name].add(batch_rows(values[layer.act_inputs[0]], layer, nodes[layer.name], batch))
         done += 1
     if done == 0:
         raise DataError("layer-input statistics: calibration data is empty")
@@ -255,7 +261,8 @@ class LayerInputs:
         self.path: Path | None = None
         self._stats: dict[str, InputStats] | None = None
 
-    def _batches(self) -> list[dict[str, np.ndarray]]:
+    def batches(self) -> list[dict[str, np.ndarray]]:
+        """The calibration batches the statistics come from (at most ``max_samples`` samples)."""
         out, seen = [], 0
         for batch in self.calib.batches(batch_size=self.batch_size):
             if seen >= self.max_samples:
@@ -267,7 +274,7 @@ class LayerInputs:
         return out
 
     def _load_or_collect(self) -> dict[str, InputStats]:
-        batches = self._batches()
+        batches = self.batches()
         if self.cache is not None:
             self.path = self.cache / f"{self.model.sha256[:16]}-{_data_key(batches)}.inputs.npz"
             if self.path.is_file():

@@ -8,7 +8,7 @@ scale ``s_in * s_w`` as the runtime's integer kernels expect.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -25,6 +25,7 @@ from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.lookup import gathered_lookup, gathers_first
 from qaev.quantize.plan import activation_plan, validate_config
 from qaev.quantize.rounding import gptq_round
+from qaev.quantize.sequential import Fitted
 from qaev.quantize.weights import ActParams, QuantizedWeight, WeightCache, activation_params, quantize_weight
 
 __all__ = ["build_qdq", "quantized_weight", "codebook_weight", "act_params_of", "int32_bias"]
@@ -174,9 +175,11 @@ def _quantize_activation(ed: GraphEditor, tensor: str, params: ActParams, name: 
 
 
 def build_qdq(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfig, *,
-              cache: WeightCache | None = None, inputs: LayerInputs | None = None) -> onnx.ModelProto:
+              cache: WeightCache | None = None, inputs: LayerInputs | None = None,
+              fitted: Mapping[str, Fitted] | None = None) -> onnx.ModelProto:
     """The QDQ model of ``config`` (with calibrated ranges) applied to ``model``; layers
-    with data-aware rounding or bias correction take their statistics from ``inputs``.
+    with data-aware rounding or bias correction take their statistics from ``inputs``, and
+    layers in ``fitted`` (:mod:`qaev.quantize.sequential`) their weight and correction from it.
 
     Raises:
         ConfigError: an unknown layer, a setting that does not apply to its layer, or a
@@ -194,12 +197,15 @@ def build_qdq(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfi
         if cfg.effective().rounding is Rounding.CODEBOOK:
             codebook_lookup(ed, node, codebook_weight(model, layer, cache), name=f"{layer.name}.w")
             continue
-        qw = quantized_weight(model, layer, cfg, config, cache, inputs=inputs)
+        fit = fitted.get(layer.name) if fitted is not None else None
+        qw = fit.weight if fit is not None else quantized_weight(model, layer, cfg, config, cache, inputs=inputs)
         if gathers_first(layer, qw.block_size):
             gathered_lookup(ed, node, qw, name=f"{layer.name}.w")
             continue
         correction = None
-        if cfg.effective().bias_correction:
+        if fit is not None:
+            correction = fit.correction
+        elif cfg.effective().bias_correction:
             stats = _layer_inputs(inputs, layer, "bias correction")
             correction = output_correction(model.weight(layer.weight), qw, stats, layer=layer)
         if cfg.act is ActMode.DYNAMIC:

@@ -11,13 +11,14 @@ import onnx
 
 from qaev.calibrate import ActivationStats
 from qaev.data._cache import cache_dir
-from qaev.config import CalibMethod, LayerConfig, QuantConfig, ScaleRule
+from qaev.config import CalibMethod, LayerConfig, QuantConfig, RoundingInputs, ScaleRule
 from qaev.errors import ConfigError
 from qaev.graph import FloatModel
 from qaev.layers import LayerInfo, find_layers
 from qaev.quantize.plan import activation_plan, fit_to_layer
 from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.qdq import build_qdq
+from qaev.quantize.sequential import Fitted, fit_sequential
 from qaev.quantize.weights import WeightCache
 
 __all__ = ["Quantizer", "cache_dir", "activation_tensors", "uniform_config"]
@@ -61,6 +62,7 @@ class Quantizer:
         self.inputs = inputs
         self.weights = WeightCache()
         self.stats_path: Path | None = None
+        self._fits: dict[str, dict[str, Fitted]] = {}
 
     @classmethod
     def calibrated(cls, model: FloatModel, calib, *, batch_size: int = 64, threads: int = 1,
@@ -123,7 +125,30 @@ class Quantizer:
         """The QDQ evaluation model of ``config`` (ranges resolved first, unless ``resolved``
         says ``config`` came from :meth:`resolve` already)."""
         config = config if resolved else self.resolve(config)
-        return build_qdq(self.model, self.layers, config, cache=self.weights, inputs=self.inputs)
+        fitted = self.fitted(config) if config.rounding_inputs is RoundingInputs.QUANTIZED else None
+        return build_qdq(self.model, self.layers, config, cache=self.weights, inputs=self.inputs, fitted=fitted)
+
+    def fitted(self, config: QuantConfig) -> dict[str, Fitted]:
+        """The layers of a resolved ``config`` fitted to quantized inputs
+        (:mod:`qaev.quantize.sequential`; the last few configs' fits are kept).
+
+        Raises:
+            ConfigError: the quantizer has no calibration data.
+        """
+        key = config.key()
+        if key not in self._fits:
+            if self.inputs is None:
+                raise ConfigError("rounding_inputs: fitting layers to quantized inputs needs calibration data "
+                                  "(build with Quantizer.calibrated)")
+
+            def build(partial: QuantConfig, done: Mapping[str, Fitted]) -> onnx.ModelProto:
+                return build_qdq(self.model, self.layers, partial, cache=self.weights, inputs=self.inputs, fitted=done)
+
+            if len(self._fits) >= 4:
+                self._fits.pop(next(iter(self._fits)))
+            self._fits[key] = fit_sequential(self.model, self.layers, config, self.inputs, build=build,
+                                             threads=self.inputs.threads)
+        return self._fits[key]
 
 
 def activation_tensors(layers: Sequence[LayerInfo]) -> list[str]:

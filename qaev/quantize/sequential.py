@@ -1,0 +1,190 @@
+"""Fitting each weight layer to the float model's outputs from quantized inputs.
+
+With ``rounding_inputs: quantized`` (:class:`~qaev.config.RoundingInputs`) the layers are
+fitted one at a time in graph order. For layer ``k``, with ``x`` its input rows in the float
+model and ``x~`` its input rows in the model whose earlier layers are already quantized as
+the config says (their weights fitted here, their activations quantized), over the
+calibration data:
+
+1. Refit: ``W* = argmin E||W x - W* x~||^2 + lam ||W* - W||^2``, i.e. per output row
+   ``w* = (H~ + lam I)^-1 (C w + lam w)`` with ``H~ = E[x~ x~^T]``, ``C = E[x~ x^T]`` and
+   ``lam`` GPTQ's dampening (1 % of the mean diagonal of ``H~``). The first layer, whose
+   inputs are the model's, keeps ``W* = W``.
+2. Round ``W*`` onto its grid (the layer's bits, granularity, symmetry and range rule, taken
+   from ``W*``): with GPTQ and ``H~`` where the layer's rounding is ``gptq``, else to nearest.
+3. Where the layer corrects its bias, add ``W E[x] - W_q E[x~]``: its mean output over the
+   calibration data is then the float layer's.
+
+Error made upstream is compensated downstream instead of compounding, the idea behind
+fitting to quantized inputs in sequential post-training quantization (e.g. Nagel et al.,
+"Up or Down? Adaptive Rounding", ICML 2020, section 4; Li et al., "BRECQ", ICLR 2021).
+Layers data-aware rounding does not apply to (lookups, ConvTranspose, codebooks, activation
+MatMuls) are quantized as usual and the layers after them see their effect. The cost: one
+pass over the calibration samples per fitted layer, when the model is built, and the
+weights depend on every earlier layer's settings, so nothing is shared between configs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from qaev.config import QuantConfig, Rounding
+from qaev.errors import DataError, ModelError
+from qaev.graph import FloatModel
+from qaev.layers import LayerInfo
+from qaev.quantize.layer_inputs import _CHUNK, LayerInputs, batch_rows
+from qaev.quantize.rounding import from_groups, gptq_round, supports_data_aware, to_groups
+from qaev.quantize.weights import QuantizedWeight, quantize_weight
+
+__all__ = ["Fitted", "fit_sequential", "fitted_layers"]
+
+#: Ridge weight of the refit, a fraction of the mean diagonal of the quantized-input moment.
+DAMP = 0.01
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """One layer fitted to quantized inputs.
+
+    Attributes:
+        weight: the rounded weight (on the grid of the refitted weight).
+        correction: what to add to the layer's output (per output channel), or None where
+            the layer does not correct its bias.
+    """
+
+    weight: QuantizedWeight
+    correction: np.ndarray | None
+
+
+def fitted_layers(config: QuantConfig, layers: Sequence[LayerInfo]) -> list[LayerInfo]:
+    """The layers of ``config`` that are fitted to quantized inputs, in graph order: quantized
+    Conv/Gemm/MatMul weight layers on a scalar grid (not a codebook)."""
+    out = []
+    for layer in layers:
+        cfg = config.layer(layer.name)
+        if cfg is not None and cfg.w_bits is not None and supports_data_aware(layer) \
+                and cfg.effective().rounding is not Rounding.CODEBOOK:
+            out.append(layer)
+    return out
+
+
+class _Moments:
+    """``E[x~ x~^T]``, ``E[x~ x^T]``, ``E[x]`` and ``E[x~]`` over paired input rows."""
+
+    def __init__(self) -> None:
+        self.hh = self.hc = self.sx = self.sq = None
+        self.rows = 0
+
+    def add(self, rows: np.ndarray, qrows: np.ndarray) -> None:
+        g, r, n = rows.shape
+        if self.hh is None:
+            self.hh, self.hc = np.zeros((g, n, n)), np.zeros((g, n, n))
+            self.sx, self.sq = np.zeros((g, n)), np.zeros((g, n))
+        step = max(1, _CHUNK // (g * n))
+        for start in range(0, r, step):
+            x = rows[:, start:start + step].astype(np.float64)
+            xq = qrows[:, start:start + step].astype(np.float64)
+            xq_t = np.swapaxes(xq, 1, 2)
+            self.hh += xq_t @ xq
+            self.hc += xq_t @ x
+            self.sx += x.sum(axis=1)
+            self.sq += xq.sum(axis=1)
+        self.rows += r
+
+
+def _refit(w: np.ndarray, hh: np.ndarray, hc: np.ndarray) -> np.ndarray:
+    """Rows of ``w`` ``(G, R, n)`` refitted to map quantized inputs to the float outputs."""
+    n = hh.shape[-1]
+    lam = DAMP * np.maximum(np.einsum("gii->g", hh) / n, 1e-12)
+    a = hh + lam[:, None, None] * np.eye(n)
+    rhs = np.einsum("gnm,grm->gnr", hc, w) + lam[:, None, None] * np.swapaxes(w, 1, 2)
+    return np.swapaxes(np.linalg.solve(a, rhs), 1, 2)
+
+
+def _fit_layer(model: FloatModel, layer: LayerInfo, config: QuantConfig, m: _Moments) -> Fitted:
+    eff = config.layer(layer.name).effective()
+    w = np.asarray(model.weight(layer.weight), np.float64)
+    groups = m.hh.shape[0]
+    hh, hc = m.hh / m.rows, m.hc / m.rows
+    w_groups = to_groups(w, layer, groups)
+    refit = from_groups(_refit(w_groups, hh, hc), layer, w.shape).astype(np.float32)
+    qw = quantize_weight(refit, bits=eff.w_bits, granularity=eff.granularity, symmetric=eff.symmetric,
+                         scale_rule=config.scale_rule, channel_axis=layer.channel_axis,
+                         reduce_axis=layer.reduce_axis, weight_range=eff.weight_range)
+    if eff.rounding is Rounding.GPTQ:
+        qw = gptq_round(refit, qw, hh, layer=layer, symmetric=eff.symmetric)
+    correction = None
+    if eff.bias_correction:
+        wq = to_groups(qw.dequantize().astype(np.float64), layer, groups)
+        correction = (np.einsum("grn,gn->gr", w_groups, m.sx / m.rows)
+                      - np.einsum("grn,gn->gr", wq, m.sq / m.rows)).reshape(-1)
+    return Fitted(qw, correction)
+
+
+def _session(proto: onnx.ModelProto, tensors: Sequence[str], threads: int):
+    import onnxruntime as ort
+
+    from qaev.calibrate import _augment
+
+    augmented, from_feed = _augment(proto, list(tensors))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    try:
+        return ort.InferenceSession(augmented.SerializeToString(), opts, providers=["CPUExecutionProvider"]), from_feed
+    except Exception as exc:  # ORT raises several unrelated types
+        raise ModelError(f"cannot create an ONNX Runtime session: {exc}") from None
+
+
+def _fetch(session, from_feed: set[str], tensor: str, batch: Mapping[str, np.ndarray], where: str) -> np.ndarray:
+    if tensor in from_feed:
+        return np.asarray(batch[tensor])
+    try:
+        return session.run([tensor], dict(batch))[0]
+    except Exception as exc:
+        raise DataError(f"{where}: the model rejected a calibration batch: {exc}") from None
+
+
+def fit_sequential(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfig, inputs: LayerInputs, *,
+                   build: Callable[[QuantConfig, Mapping[str, Fitted]], onnx.ModelProto],
+                   threads: int = 1) -> dict[str, Fitted]:
+    """Fit every layer of :func:`fitted_layers` in graph order (see the module docstring).
+
+    Args:
+        model: the float model.
+        layers: its layers, in graph order.
+        config: a resolved config (static activations carry their ranges).
+        inputs: the calibration data behind the layer-input statistics (its
+            :meth:`~qaev.quantize.layer_inputs.LayerInputs.batches`).
+        build: builds the QDQ model of a partial config with the layers fitted so far.
+        threads: ONNX Runtime intra-op threads.
+
+    Returns:
+        Layer name -> :class:`Fitted`.
+    """
+    from tqdm import tqdm
+
+    chosen = fitted_layers(config, layers)
+    batches = inputs.batches()
+    if chosen and not batches:
+        raise DataError("fitting layers to quantized inputs: calibration data is empty")
+    nodes = {n.name: n for n in model.proto.graph.node}
+    float_session, float_feed = _session(model.proto, [layer.act_inputs[0] for layer in chosen], threads)
+    order = {layer.name: i for i, layer in enumerate(layers)}
+    fitted: dict[str, Fitted] = {}
+    for layer in tqdm(chosen, desc="fitting layers to quantized inputs", unit="layer", disable=None, leave=False):
+        tensor = layer.act_inputs[0]
+        before = {name: cfg for name, cfg in config.layers.items() if order.get(name, len(layers)) < order[layer.name]}
+        partial = build(replace(config, layers=before), fitted)
+        session, feed = _session(partial, [tensor], threads)
+        moments = _Moments()
+        for batch in batches:
+            x = _fetch(float_session, float_feed, tensor, batch, layer.name)
+            xq = _fetch(session, feed, tensor, batch, layer.name)
+            node = nodes[layer.name]
+            moments.add(batch_rows(x, layer, node, batch), batch_rows(xq, layer, node, batch))
+        fitted[layer.name] = _fit_layer(model, layer, config, moments)
+    return fitted
