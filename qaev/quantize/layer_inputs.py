@@ -33,7 +33,7 @@ from qaev.graph import FloatModel
 from qaev.layers import LayerInfo
 from qaev.quantize.rounding import supports_data_aware
 
-__all__ = ["InputStats", "LayerInputs", "collect_layer_inputs", "im2col", "layer_rows", "batch_rows"]
+__all__ = ["InputStats", "LayerInputs", "collect_layer_inputs", "im2col", "layer_rows", "batch_rows", "fetch_session"]
 
 _FORMAT_VERSION = 2  # 2: padded token positions left out
 #: Default cap on the calibration samples behind the statistics. It was 256: on MiniLM
@@ -151,6 +151,28 @@ class _Accumulator:
         return InputStats(hessian=self.h / self.rows, mean=self.s / self.rows, rows=self.rows)
 
 
+def fetch_session(proto: onnx.ModelProto, tensors: Sequence[str], *, threads: int = 1):
+    """An ONNX Runtime session of ``proto`` that can fetch ``tensors``, and the set of those
+    that are model inputs (read from the feed instead).
+
+    Raises:
+        ModelError: a name is not an activation of the graph, or the session cannot be created.
+    """
+    import onnxruntime as ort
+
+    from qaev.calibrate import _augment
+
+    augmented, from_feed = _augment(proto, list(tensors))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    try:
+        sess = ort.InferenceSession(augmented.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises several unrelated types
+        raise ModelError(f"cannot create an ONNX Runtime session: {exc}") from None
+    return sess, from_feed
+
+
 def collect_layer_inputs(model: FloatModel, layers: Sequence[LayerInfo], batches: Iterable[Mapping[str, np.ndarray]],
                          *, threads: int = 1) -> dict[str, InputStats]:
     """One ORT pass over ``batches``: :class:`InputStats` of every layer in ``layers`` that
@@ -160,24 +182,13 @@ def collect_layer_inputs(model: FloatModel, layers: Sequence[LayerInfo], batches
         DataError: no batches, or a batch the model rejects.
         ModelError: the session cannot be created.
     """
-    import onnxruntime as ort
-
-    from qaev.calibrate import _augment
-
     chosen = [layer for layer in layers if supports_data_aware(layer)]
     nodes = {n.name: n for n in model.proto.graph.node}
     tensors = list(dict.fromkeys(layer.act_inputs[0] for layer in chosen))
     if not tensors:
         return {}
-    augmented, from_feed = _augment(model.proto, tensors)
+    sess, from_feed = fetch_session(model.proto, tensors, threads=threads)
     fetch = [t for t in tensors if t not in from_feed]
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    try:
-        sess = ort.InferenceSession(augmented.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises several unrelated types
-        raise ModelError(f"cannot create an ONNX Runtime session: {exc}") from None
     acc = {layer.name: _Accumulator() for layer in chosen}
     done = 0
     for batch in batches:

@@ -19,7 +19,9 @@ Error made upstream is compensated downstream instead of compounding, the idea b
 fitting to quantized inputs in sequential post-training quantization (e.g. Nagel et al.,
 "Up or Down? Adaptive Rounding", ICML 2020, section 4; Li et al., "BRECQ", ICLR 2021).
 Layers data-aware rounding does not apply to (lookups, ConvTranspose, codebooks, activation
-MatMuls) are quantized as usual and the layers after them see their effect. The cost: one
+MatMuls) are quantized as usual and the layers after them see their effect. ``x~`` is read
+where the layer's input tensor is produced, before any quantization of the layer's own
+input activation. The cost: one
 pass over the calibration samples per fitted layer, when the model is built, and the
 weights depend on every earlier layer's settings, so nothing is shared between configs.
 """
@@ -32,10 +34,10 @@ import numpy as np
 import onnx
 
 from qaev.config import QuantConfig, Rounding
-from qaev.errors import DataError, ModelError
+from qaev.errors import DataError
 from qaev.graph import FloatModel
 from qaev.layers import LayerInfo
-from qaev.quantize.layer_inputs import _CHUNK, LayerInputs, batch_rows
+from qaev.quantize.layer_inputs import _CHUNK, LayerInputs, batch_rows, fetch_session
 from qaev.quantize.rounding import from_groups, gptq_round, supports_data_aware, to_groups
 from qaev.quantize.weights import QuantizedWeight, quantize_weight
 
@@ -124,21 +126,6 @@ def _fit_layer(model: FloatModel, layer: LayerInfo, config: QuantConfig, m: _Mom
     return Fitted(qw, correction)
 
 
-def _session(proto: onnx.ModelProto, tensors: Sequence[str], threads: int):
-    import onnxruntime as ort
-
-    from qaev.calibrate import _augment
-
-    augmented, from_feed = _augment(proto, list(tensors))
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    try:
-        return ort.InferenceSession(augmented.SerializeToString(), opts, providers=["CPUExecutionProvider"]), from_feed
-    except Exception as exc:  # ORT raises several unrelated types
-        raise ModelError(f"cannot create an ONNX Runtime session: {exc}") from None
-
-
 def _fetch(session, from_feed: set[str], tensor: str, batch: Mapping[str, np.ndarray], where: str) -> np.ndarray:
     if tensor in from_feed:
         return np.asarray(batch[tensor])
@@ -172,19 +159,18 @@ def fit_sequential(model: FloatModel, layers: Sequence[LayerInfo], config: Quant
     if chosen and not batches:
         raise DataError("fitting layers to quantized inputs: calibration data is empty")
     nodes = {n.name: n for n in model.proto.graph.node}
-    float_session, float_feed = _session(model.proto, [layer.act_inputs[0] for layer in chosen], threads)
+    float_session, float_feed = fetch_session(model.proto, [layer.act_inputs[0] for layer in chosen], threads=threads)
     order = {layer.name: i for i, layer in enumerate(layers)}
     fitted: dict[str, Fitted] = {}
     for layer in tqdm(chosen, desc="fitting layers to quantized inputs", unit="layer", disable=None, leave=False):
         tensor = layer.act_inputs[0]
         before = {name: cfg for name, cfg in config.layers.items() if order.get(name, len(layers)) < order[layer.name]}
         partial = build(replace(config, layers=before), fitted)
-        session, feed = _session(partial, [tensor], threads)
-        moments = _Moments()
+        session, feed = fetch_session(partial, [tensor], threads=threads)
+        moments, node = _Moments(), nodes[layer.name]
         for batch in batches:
             x = _fetch(float_session, float_feed, tensor, batch, layer.name)
             xq = _fetch(session, feed, tensor, batch, layer.name)
-            node = nodes[layer.name]
             moments.add(batch_rows(x, layer, node, batch), batch_rows(xq, layer, node, batch))
         fitted[layer.name] = _fit_layer(model, layer, config, moments)
     return fitted
