@@ -20,11 +20,14 @@ import hashlib
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from qaev.cli_options import layer_config_from
+from qaev.config_io import load_layer_settings
 from qaev.evaluate import Evaluator
+from qaev.objectives import model_bytes, other_bytes
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
 from qaev.space import set_apart
@@ -54,6 +57,9 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problem", default="efficientnet-lite0")
     parser.add_argument("--seeds", default="0,1", help="data-split seeds (comma list)")
+    parser.add_argument("--common-seeds", default=None,
+                        help="take the common set from these seeds' splits (default: --seeds), so runs of "
+                             "different seeds measure on the same samples")
     parser.add_argument("--calib", type=int, default=None, help="calibration samples (default: the problem's)")
     parser.add_argument("--w-bits", default="4")
     parser.add_argument("--a-bits", default="float", help="4, 8, 16, dynamic or float")
@@ -64,23 +70,39 @@ def main(argv=None) -> dict:
     parser.add_argument("--asymmetric", action="store_true", help="asymmetric weight grids")
     parser.add_argument("--exclude", action="append", default=[],
                         help="keep these layers float (name or re:REGEX, as `qaev quantize --exclude`); repeatable")
+    parser.add_argument("--rounding-inputs", choices=("float", "quantized"), default="float",
+                        help="fit rounding and bias correction to float inputs (per layer) or to the quantized "
+                             "inputs of the layers before (in graph order)")
+    parser.add_argument("--freeze", type=Path, default=None,
+                        help="a YAML of layer settings that replace the recipe's (as `qaev quantize --freeze`)")
     args = parser.parse_args(argv)
+    frozen = load_layer_settings(args.freeze) if args.freeze is not None else None
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     layer = replace(layer_config_from(w_bits=args.w_bits, a_bits=args.a_bits, per_channel=not args.per_tensor,
                                       block=None, asymmetric=args.asymmetric),
                     rounding=args.rounding, bias_correction=args.bias_correction, weight_range=args.weight_range)
     print(f"command: python benchmarks/calib_seeds.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    parts = {s: problem_parts(args.problem, seed=s, calib=args.calib) for s in seeds}
-    common = Evaluator(parts[seeds[0]].model, common_set(args.problem, parts), metric=parts[seeds[0]].metric)
-    print(f"{args.problem}: recipe {layer.to_dict()}" + (f"; float: {', '.join(args.exclude)}" if args.exclude else ""))
+    common_seeds = [int(s) for s in args.common_seeds.split(",") if s.strip()] if args.common_seeds else seeds
+    parts = {s: problem_parts(args.problem, seed=s, calib=args.calib) for s in dict.fromkeys(seeds + common_seeds)}
+    common = Evaluator(parts[seeds[0]].model, common_set(args.problem, {s: parts[s] for s in common_seeds}),
+                       metric=parts[seeds[0]].metric)
+    print(f"{args.problem}: recipe {layer.to_dict()}" + (f"; float: {', '.join(args.exclude)}" if args.exclude else "")
+          + (f"; frozen: {args.freeze}" if args.freeze is not None else "")
+          + f"; rounding inputs: {args.rounding_inputs}")
     print(f"common set: {len(common.data)} samples, float {common.float_value:.2f}")
     print(f"{'seed':>4s} {'calib':>5s} {'own n':>6s} {'own float':>9s} {'own drop':>14s} {'common drop':>14s} {'changed':>7s}")
     rows = []
     for s in seeds:
         quantizer = Quantizer.calibrated(parts[s].model, parts[s].calib)
-        config = set_apart(uniform_config(quantizer.layers, layer), quantizer.layers, exclude=args.exclude)
-        model = quantizer.build(quantizer.resolve(config))
+        config = set_apart(uniform_config(quantizer.layers, layer), quantizer.layers, exclude=args.exclude,
+                           frozen=frozen)
+        config = quantizer.resolve(replace(config, rounding_inputs=args.rounding_inputs))
+        if s == seeds[0]:
+            other = other_bytes(parts[s].model.proto, quantizer.layers)
+            ratio = model_bytes(quantizer.layers, replace(config, layers={}), other) / model_bytes(quantizer.layers, config, other)
+            print(f"size by bit count: {ratio:.2f}x smaller than float")
+        model = quantizer.build(config)
         own = Evaluator(parts[s].model, parts[s].test or parts[s].eval, metric=parts[s].metric)
         own_drop, own_se = own.head_drop(own.measure(model, keep_outputs=True).outputs)
         outputs = common.measure(model, keep_outputs=True).outputs
@@ -93,7 +115,7 @@ def main(argv=None) -> dict:
         changed = "-" if r["changed"] is None else str(r["changed"])
         print(f"{s:4d} {r['calib']:5d} {r['own_n']:6d} {r['own_float']:9.2f} {own_drop:+8.2f} +-{own_se:4.2f} "
               f"{common_drop:+8.2f} +-{common_se:4.2f} {changed:>7s}")
-    return {"common_n": len(common.data), "common_float": common.float_value, "rows": rows}
+    return {"common_n": len(common.data), "common_float": common.float_value, "ratio": ratio, "rows": rows}
 
 
 if __name__ == "__main__":

@@ -46,3 +46,22 @@ def test_grid_options_reach_the_recipe(capsys):
                       "--weight-range", "mse", "--asymmetric"])
     printed = capsys.readouterr().out
     assert "'symmetric': False" in printed and "'weight_range': 'mse'" in printed
+
+
+def test_frozen_layers_take_their_settings_and_the_size_follows(tmp_path, capsys):
+    plain = calib_seeds.main(["--problem", "digits", "--seeds", "0", "--w-bits", "4", "--a-bits", "float"])
+    freeze = tmp_path / "freeze.yaml"
+    freeze.write_text("re:.*: {w_bits: 8, act: float}\n")
+    frozen = calib_seeds.main(["--problem", "digits", "--seeds", "0", "--w-bits", "4", "--a-bits", "float",
+                               "--freeze", str(freeze)])
+    eight = calib_seeds.main(["--problem", "digits", "--seeds", "0", "--w-bits", "8", "--a-bits", "float"])
+    assert frozen["ratio"] == eight["ratio"] < plain["ratio"]
+    assert frozen["rows"][0]["common_drop"] == eight["rows"][0]["common_drop"]
+    assert f"frozen: {freeze}" in capsys.readouterr().out
+
+
+def test_one_seed_measured_against_the_common_set_of_several(capsys):
+    both = calib_seeds.main(["--problem", "digits", "--seeds", "0,1", "--w-bits", "3", "--a-bits", "float"])
+    alone = calib_seeds.main(["--problem", "digits", "--seeds", "1", "--common-seeds", "0,1", "--w-bits", "3",
+                              "--a-bits", "float"])
+    assert alone["rows"] == both["rows"][1:] and alone["common_n"] == both["common_n"]
