@@ -113,3 +113,8 @@ def test_quantize_and_apply_rebuild_the_same_fitted_model(tmp_path, capsys):
     rebuilt = tmp_path / "again.onnx"
     assert run(capsys, "apply", cfg, "--problem", "digits", "-o", rebuilt) == 0
     assert rebuilt.read_bytes() == out.read_bytes()
+
+
+def test_a_config_without_weight_layers_fits_nothing(digits):
+    _, q = digits
+    assert q.fitted(q.resolve(QuantConfig(rounding_inputs="quantized"))) == {}

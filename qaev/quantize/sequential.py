@@ -155,8 +155,10 @@ def fit_sequential(model: FloatModel, layers: Sequence[LayerInfo], config: Quant
     from tqdm import tqdm
 
     chosen = fitted_layers(config, layers)
+    if not chosen:
+        return {}
     batches = inputs.batches()
-    if chosen and not batches:
+    if not batches:
         raise DataError("fitting layers to quantized inputs: calibration data is empty")
     nodes = {n.name: n for n in model.proto.graph.node}
     float_session, float_feed = fetch_session(model.proto, [layer.act_inputs[0] for layer in chosen], threads=threads)
