@@ -15,7 +15,9 @@ live. What a qaev config becomes:
 Not expressible, so rejected with :class:`~qaev.errors.ConfigError` naming the layer:
 2-, 3- and 6-bit weights (no ORT type), block-wise scales, dynamic activations (that is
 ``quantize_dynamic``), weight-only layers and float weights under quantized activations
-(``quantize_static`` quantizes both of a node it quantizes). Layers a config leaves float
+(``quantize_static`` quantizes both of a node it quantizes), data-aware rounding, bias
+correction and weights fitted to quantized inputs (``quantize_static`` rounds every weight
+to nearest and keeps the float biases). Layers a config leaves float
 must be passed to ``quantize_static`` as ``nodes_to_exclude``
 (see :func:`quantize_static_options`).
 
@@ -29,7 +31,7 @@ from typing import Mapping
 
 import numpy as np
 
-from qaev.config import ActMode, Granularity, LayerConfig, QuantConfig, ScaleRule
+from qaev.config import ActMode, Granularity, LayerConfig, QuantConfig, Rounding, RoundingInputs, ScaleRule
 from qaev.errors import ConfigError
 from qaev.quantize import Quantizer, activation_params, activation_plan, validate_config
 from qaev.quantize.qdq import quantized_weight
@@ -79,6 +81,10 @@ def _unsupported(layer, cfg: LayerConfig) -> str | None:
         return f"{cfg.w_bits}-bit weights: ONNX Runtime has only {', '.join(map(str, WEIGHT_TYPES))}-bit types"
     if cfg.w_bits is not None and cfg.granularity.block_size:
         return "block-wise scales: TensorQuantOverrides has per-tensor and per-channel only"
+    eff = cfg.effective()
+    if cfg.w_bits is not None and (eff.rounding is not Rounding.NEAREST or eff.bias_correction):
+        return (f"{eff.rounding.value} rounding" if eff.rounding is not Rounding.NEAREST else "bias correction") + (
+            ": quantize_static rounds weights to nearest and keeps the float biases")
     return None
 
 
@@ -121,6 +127,9 @@ def to_tensor_quant_overrides(config: QuantConfig, quantizer: Quantizer) -> dict
         ['quant_type', 'rmax', 'rmin']
     """
     validate_config(config, quantizer.layers)
+    if config.rounding_inputs is not RoundingInputs.FLOAT:
+        raise ConfigError("rounding_inputs: weights fitted to quantized inputs have no TensorQuantOverrides form "
+                          "(quantize_static rounds each weight on its own)")
     resolved = quantizer.resolve(config)
     out: dict[str, list[dict]] = {}
     for layer in quantizer.layers:

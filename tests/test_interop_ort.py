@@ -1,6 +1,7 @@
 """ONNX Runtime TensorQuantOverrides: ORT's quantize_static fed qaev's overrides builds the
 same model as qaev; configs round-trip through YAML, JSON and the overrides."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -87,6 +88,15 @@ def test_unexpressible_settings_and_unknown_tensors_are_named(setup):
     two_bit = uniform_config(quantizer.layers, LayerConfig(w_bits=2))
     with pytest.raises(ConfigError, match="2-bit"):
         to_tensor_quant_overrides(two_bit, quantizer)
+    gptq = uniform_config(quantizer.layers, LayerConfig(w_bits=8, rounding="gptq"))
+    with pytest.raises(ConfigError, match="/0/Conv: gptq rounding: quantize_static rounds weights to nearest"):
+        to_tensor_quant_overrides(gptq, quantizer)
+    corrected = uniform_config(quantizer.layers, LayerConfig(w_bits=8, bias_correction=True))
+    with pytest.raises(ConfigError, match="/0/Conv: bias correction: .*keeps the float biases"):
+        to_tensor_quant_overrides(corrected, quantizer)
+    fitted = replace(uniform_config(quantizer.layers, LayerConfig(w_bits=8)), rounding_inputs="quantized")
+    with pytest.raises(ConfigError, match="rounding_inputs: .*no TensorQuantOverrides form"):
+        to_tensor_quant_overrides(fitted, quantizer)
     with pytest.raises(ConfigError, match="'no_such_tensor' is not in the model"):
         from_tensor_quant_overrides({"no_such_tensor": [{"quant_type": "QUInt8"}]}, quantizer)
     with pytest.raises(ConfigError, match="unknown key.*'colour'"):
