@@ -33,7 +33,7 @@ from qaev.graph import FloatModel
 from qaev.layers import LayerInfo
 from qaev.quantize.rounding import supports_data_aware
 
-__all__ = ["InputStats", "LayerInputs", "collect_layer_inputs", "im2col", "layer_rows", "batch_rows", "fetch_session"]
+__all__ = ["InputStats", "LayerInputs", "collect_layer_inputs", "im2col", "layer_rows", "batch_rows", "fetch_session", "RowMoments"]
 
 _FORMAT_VERSION = 2  # 2: padded token positions left out
 #: Default cap on the calibration samples behind the statistics. It was 256: on MiniLM
@@ -130,21 +130,30 @@ def batch_rows(x: np.ndarray, layer: LayerInfo, node: onnx.NodeProto, feed: Mapp
     return layer_rows(x, layer, node)
 
 
-class _Accumulator:
+class RowMoments:
+    """Running sums over input rows ``(G, rows, n)``: ``x x^T`` and ``x``, and with paired
+    rows ``y`` (the same positions seen by another model) also ``x y^T`` and ``y``."""
+
     def __init__(self) -> None:
-        self.h: np.ndarray | None = None
-        self.s: np.ndarray | None = None
+        self.h = self.s = self.cross = self.s_paired = None
         self.rows = 0
 
-    def add(self, rows: np.ndarray) -> None:
+    def add(self, rows: np.ndarray, paired: np.ndarray | None = None) -> None:
         g, r, n = rows.shape
         if self.h is None:
             self.h, self.s = np.zeros((g, n, n)), np.zeros((g, n))
+            if paired is not None:
+                self.cross, self.s_paired = np.zeros((g, n, n)), np.zeros((g, n))
         step = max(1, _CHUNK // (g * n))
         for start in range(0, r, step):
             part = rows[:, start:start + step].astype(np.float64)
-            self.h += np.swapaxes(part, 1, 2) @ part
+            part_t = np.swapaxes(part, 1, 2)
+            self.h += part_t @ part
             self.s += part.sum(axis=1)
+            if paired is not None:
+                other = paired[:, start:start + step].astype(np.float64)
+                self.cross += part_t @ other
+                self.s_paired += other.sum(axis=1)
         self.rows += r
 
     def stats(self) -> InputStats:
@@ -189,7 +198,7 @@ def collect_layer_inputs(model: FloatModel, layers: Sequence[LayerInfo], batches
         return {}
     sess, from_feed = fetch_session(model.proto, tensors, threads=threads)
     fetch = [t for t in tensors if t not in from_feed]
-    acc = {layer.name: _Accumulator() for layer in chosen}
+    acc = {layer.name: RowMoments() for layer in chosen}
     done = 0
     for batch in batches:
         try:

@@ -24,9 +24,9 @@ from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.lookup import gathered_lookup, gathers_first
 from qaev.quantize.plan import activation_plan, validate_config
-from qaev.quantize.rounding import gptq_round
+from qaev.quantize.rounding import round_weight
 from qaev.quantize.sequential import Fitted
-from qaev.quantize.weights import ActParams, QuantizedWeight, WeightCache, activation_params, quantize_weight
+from qaev.quantize.weights import ActParams, QuantizedWeight, WeightCache, activation_params
 
 __all__ = ["build_qdq", "quantized_weight", "codebook_weight", "act_params_of", "int32_bias"]
 
@@ -47,16 +47,8 @@ def quantized_weight(model: FloatModel, layer: LayerInfo, cfg: LayerConfig, conf
                (eff.weight_range.value,) if eff.weight_range is not WeightRange.MINMAX else ())
 
     def compute() -> QuantizedWeight:
-        w = model.weight(layer.weight)
-        qw = quantize_weight(
-            w, bits=eff.w_bits, granularity=eff.granularity, symmetric=eff.symmetric,
-            scale_rule=config.scale_rule, channel_axis=layer.channel_axis, reduce_axis=layer.reduce_axis,
-            weight_range=eff.weight_range,
-        )
-        if eff.rounding is Rounding.GPTQ:
-            stats = _layer_inputs(inputs, layer, "gptq rounding")
-            qw = gptq_round(w, qw, stats.hessian, layer=layer, symmetric=eff.symmetric)
-        return qw
+        return round_weight(model.weight(layer.weight), layer, eff, scale_rule=config.scale_rule,
+                            hessian=lambda: _layer_inputs(inputs, layer, "gptq rounding").hessian)
 
     return cache.get(key, compute) if cache is not None else compute()
 

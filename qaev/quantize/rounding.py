@@ -16,12 +16,15 @@ are thus per-channel problems with ``k*k`` inputs each.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
+from qaev.config import LayerConfig, Rounding, ScaleRule
 from qaev.layers import LayerInfo
-from qaev.quantize.weights import QuantizedWeight, _expand, signed_limits
+from qaev.quantize.weights import QuantizedWeight, _expand, quantize_weight, signed_limits
 
-__all__ = ["gptq_round", "to_groups", "from_groups", "supports_data_aware", "reconstruction_error"]
+__all__ = ["round_weight", "gptq_round", "to_groups", "from_groups", "supports_data_aware", "reconstruction_error"]
 
 
 def supports_data_aware(layer: LayerInfo) -> bool:
@@ -141,3 +144,16 @@ def gptq_round(w: np.ndarray, nearest: QuantizedWeight, hessian: np.ndarray, *, 
     qm = np.where((err_gptq <= err_near)[:, :, None], qm, q_near)
     q = from_groups(qm, layer, shape).astype(nearest.q.dtype)
     return QuantizedWeight(q, nearest.scale, nearest.zero_point, nearest.axis, nearest.block_size, nearest.bits)
+
+
+def round_weight(w: np.ndarray, layer: LayerInfo, eff: LayerConfig, *, scale_rule: ScaleRule,
+                 hessian: Callable[[], np.ndarray]) -> QuantizedWeight:
+    """``w`` on the grid an effective layer config describes (bits, granularity, symmetry,
+    range rule), rounded to nearest, or by :func:`gptq_round` with ``hessian()`` (called only
+    then) where the config's rounding is ``gptq``."""
+    qw = quantize_weight(w, bits=eff.w_bits, granularity=eff.granularity, symmetric=eff.symmetric,
+                         scale_rule=scale_rule, channel_axis=layer.channel_axis, reduce_axis=layer.reduce_axis,
+                         weight_range=eff.weight_range)
+    if eff.rounding is Rounding.GPTQ:
+        qw = gptq_round(w, qw, hessian(), layer=layer, symmetric=eff.symmetric)
+    return qw

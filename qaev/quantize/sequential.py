@@ -21,9 +21,9 @@ fitting to quantized inputs in sequential post-training quantization (e.g. Nagel
 Layers data-aware rounding does not apply to (lookups, ConvTranspose, codebooks, activation
 MatMuls) are quantized as usual and the layers after them see their effect. ``x~`` is read
 where the layer's input tensor is produced, before any quantization of the layer's own
-input activation. The cost: one
-pass over the calibration samples per fitted layer, when the model is built, and the
-weights depend on every earlier layer's settings, so nothing is shared between configs.
+input activation. The cost: one pass over the calibration samples per fitted layer, when
+the model is built, and the weights depend on every earlier layer's settings, so nothing is
+shared between configs.
 """
 from __future__ import annotations
 
@@ -37,9 +37,9 @@ from qaev.config import QuantConfig, Rounding
 from qaev.errors import DataError
 from qaev.graph import FloatModel
 from qaev.layers import LayerInfo
-from qaev.quantize.layer_inputs import _CHUNK, LayerInputs, batch_rows, fetch_session
-from qaev.quantize.rounding import from_groups, gptq_round, supports_data_aware, to_groups
-from qaev.quantize.weights import QuantizedWeight, quantize_weight
+from qaev.quantize.layer_inputs import LayerInputs, RowMoments, batch_rows, fetch_session
+from qaev.quantize.rounding import from_groups, round_weight, supports_data_aware, to_groups
+from qaev.quantize.weights import QuantizedWeight
 
 __all__ = ["Fitted", "fit_sequential", "fitted_layers"]
 
@@ -73,32 +73,9 @@ def fitted_layers(config: QuantConfig, layers: Sequence[LayerInfo]) -> list[Laye
     return out
 
 
-class _Moments:
-    """``E[x~ x~^T]``, ``E[x~ x^T]``, ``E[x]`` and ``E[x~]`` over paired input rows."""
-
-    def __init__(self) -> None:
-        self.hh = self.hc = self.sx = self.sq = None
-        self.rows = 0
-
-    def add(self, rows: np.ndarray, qrows: np.ndarray) -> None:
-        g, r, n = rows.shape
-        if self.hh is None:
-            self.hh, self.hc = np.zeros((g, n, n)), np.zeros((g, n, n))
-            self.sx, self.sq = np.zeros((g, n)), np.zeros((g, n))
-        step = max(1, _CHUNK // (g * n))
-        for start in range(0, r, step):
-            x = rows[:, start:start + step].astype(np.float64)
-            xq = qrows[:, start:start + step].astype(np.float64)
-            xq_t = np.swapaxes(xq, 1, 2)
-            self.hh += xq_t @ xq
-            self.hc += xq_t @ x
-            self.sx += x.sum(axis=1)
-            self.sq += xq.sum(axis=1)
-        self.rows += r
-
-
 def _refit(w: np.ndarray, hh: np.ndarray, hc: np.ndarray) -> np.ndarray:
-    """Rows of ``w`` ``(G, R, n)`` refitted to map quantized inputs to the float outputs."""
+    """Rows of ``w`` ``(G, R, n)`` refitted to map quantized inputs to the float outputs
+    (``hh = E[x~ x~^T]``, ``hc = E[x~ x^T]``)."""
     n = hh.shape[-1]
     lam = DAMP * np.maximum(np.einsum("gii->g", hh) / n, 1e-12)
     a = hh + lam[:, None, None] * np.eye(n)
@@ -106,23 +83,20 @@ def _refit(w: np.ndarray, hh: np.ndarray, hc: np.ndarray) -> np.ndarray:
     return np.swapaxes(np.linalg.solve(a, rhs), 1, 2)
 
 
-def _fit_layer(model: FloatModel, layer: LayerInfo, config: QuantConfig, m: _Moments) -> Fitted:
+def _fit_layer(model: FloatModel, layer: LayerInfo, config: QuantConfig, m: RowMoments) -> Fitted:
+    """``m``: moments of the quantized-input rows, paired with the float-input rows."""
     eff = config.layer(layer.name).effective()
     w = np.asarray(model.weight(layer.weight), np.float64)
-    groups = m.hh.shape[0]
-    hh, hc = m.hh / m.rows, m.hc / m.rows
+    groups = m.h.shape[0]
+    hh, hc = m.h / m.rows, m.cross / m.rows
     w_groups = to_groups(w, layer, groups)
     refit = from_groups(_refit(w_groups, hh, hc), layer, w.shape).astype(np.float32)
-    qw = quantize_weight(refit, bits=eff.w_bits, granularity=eff.granularity, symmetric=eff.symmetric,
-                         scale_rule=config.scale_rule, channel_axis=layer.channel_axis,
-                         reduce_axis=layer.reduce_axis, weight_range=eff.weight_range)
-    if eff.rounding is Rounding.GPTQ:
-        qw = gptq_round(refit, qw, hh, layer=layer, symmetric=eff.symmetric)
+    qw = round_weight(refit, layer, eff, scale_rule=config.scale_rule, hessian=lambda: hh)
     correction = None
     if eff.bias_correction:
         wq = to_groups(qw.dequantize().astype(np.float64), layer, groups)
-        correction = (np.einsum("grn,gn->gr", w_groups, m.sx / m.rows)
-                      - np.einsum("grn,gn->gr", wq, m.sq / m.rows)).reshape(-1)
+        correction = (np.einsum("grn,gn->gr", w_groups, m.s_paired / m.rows)
+                      - np.einsum("grn,gn->gr", wq, m.s / m.rows)).reshape(-1)
     return Fitted(qw, correction)
 
 
@@ -169,10 +143,10 @@ def fit_sequential(model: FloatModel, layers: Sequence[LayerInfo], config: Quant
         before = {name: cfg for name, cfg in config.layers.items() if order.get(name, len(layers)) < order[layer.name]}
         partial = build(replace(config, layers=before), fitted)
         session, feed = fetch_session(partial, [tensor], threads=threads)
-        moments, node = _Moments(), nodes[layer.name]
+        moments, node = RowMoments(), nodes[layer.name]
         for batch in batches:
             x = _fetch(float_session, float_feed, tensor, batch, layer.name)
             xq = _fetch(session, feed, tensor, batch, layer.name)
-            moments.add(batch_rows(x, layer, node, batch), batch_rows(xq, layer, node, batch))
+            moments.add(batch_rows(xq, layer, node, batch), paired=batch_rows(x, layer, node, batch))
         fitted[layer.name] = _fit_layer(model, layer, config, moments)
     return fitted
