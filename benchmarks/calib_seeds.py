@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from qaev.cli_options import layer_config_from
+from qaev.cli.options import layer_config_from
 from qaev.config_io import load_layer_settings
-from qaev.evaluate import Evaluator
-from qaev.objectives import model_bytes, other_bytes
+from qaev.evaluation.evaluator import Evaluator
+from qaev.search.objectives import model_bytes, other_bytes
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
-from qaev.space import set_apart
+from qaev.search.space import set_apart
 
 
 def _keys(dataset) -> list[bytes]:

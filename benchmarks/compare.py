@@ -18,13 +18,13 @@ path over that noise table. Every point a method reports (its
 non-dominated set on the search split; all points of the fixed recipes) is then measured
 again on a held-out *test split* no method saw, and every figure printed comes from the
 test split: hypervolume with one reference point and normalisation for all methods
-(:func:`qaev.front.hypervolume`, float model = 1, reference 1.1), and the best metric under
+(:func:`qaev.search.front.hypervolume`, float model = 1, reference 1.1), and the best metric under
 size and estimated-latency budgets, where the point is *chosen* on the search split.
 Beside the hypervolume it prints its ceiling in this run (the hypervolume of the ideal point
 of all methods' test points: with float = 1 and reference 1.1 the accuracy axis spans 110 %
 of the float metric, so fronts that differ only within a point or two of float differ by
 little, and this says how large a ratio was possible at all) and a within-tolerance
-hypervolume (:func:`qaev.front.tolerance_hypervolume`: drop 0..``--tolerance`` points x
+hypervolume (:func:`qaev.search.front.tolerance_hypervolume`: drop 0..``--tolerance`` points x
 every cost 0..float, the mean saving over the tolerances), both recomputed by ``--from-json``.
 Each test drop is stored with its paired standard error against float on the same samples
 (``test_se``; printed beside the smallest points within each ``--within`` limit).
@@ -53,22 +53,22 @@ from qaev.baselines import (greedy_baseline, ilp_baseline, ort_baseline, random_
                             uniform_baseline)
 from qaev.baselines.budget import charged_evaluations  # noqa: E402
 from qaev.baselines.result import MethodResult, Point  # noqa: E402
-from qaev.cli_options import bit_list, csv_list  # noqa: E402
-from qaev.cli_search import SYMMETRY  # noqa: E402
+from qaev.cli.options import bit_list, csv_list  # noqa: E402
+from qaev.cli.search import SYMMETRY  # noqa: E402
 from qaev.config import QuantConfig  # noqa: E402
 from qaev.errors import ConfigError  # noqa: E402
-from qaev.evaluate import Evaluator  # noqa: E402
-from qaev.front import (REF_POINT, hypervolume, hypervolume_ceiling, non_dominated,  # noqa: E402
+from qaev.evaluation.evaluator import Evaluator  # noqa: E402
+from qaev.search.front import (REF_POINT, hypervolume, hypervolume_ceiling, non_dominated,  # noqa: E402
                         tolerance_hypervolume)
-from qaev.objectives import OBJECTIVES  # noqa: E402
-from qaev.problem import QuantizationProblem  # noqa: E402
+from qaev.search.objectives import OBJECTIVES  # noqa: E402
+from qaev.search.problem import QuantizationProblem  # noqa: E402
 from qaev.problems import problem_parts  # noqa: E402
 from qaev.quantize import Quantizer  # noqa: E402
-from qaev.operators.sensitivity_proxy import noise_probe_count, output_noise_table  # noqa: E402
-from qaev.search import make_algorithm, minimize  # noqa: E402
-from qaev.space import SearchSpace  # noqa: E402
-from qaev.staging import Finish, Staging, is_final  # noqa: E402
-from qaev.store import EvaluationStore  # noqa: E402
+from qaev.sensitivity.proxy import noise_probe_count, output_noise_table  # noqa: E402
+from qaev.search.minimize import make_algorithm, minimize  # noqa: E402
+from qaev.search.space import SearchSpace  # noqa: E402
+from qaev.evaluation.staging import Finish, Staging, is_final  # noqa: E402
+from qaev.runtime.store import EvaluationStore  # noqa: E402
 
 METHODS = ("qaev", "qaev_screened", "qaev_informed", "uniform", "ort_tools", "greedy", "ilp", "random")
 FIXED = {"uniform", "ort_tools"}  # recipes: every point is reported
@@ -164,7 +164,7 @@ def qaev_screened(setup: Setup, *, budget: int, seed: int, pop: int | None = Non
 def qaev_informed(setup: Setup, *, budget: int, seed: int, pop: int | None = None, samples: int = 32,
                   informed: float = 0.5) -> MethodResult:
     """qaev's NSGA-II seeded from measured output noise: every searchable layer is probed
-    alone at every lower width (:func:`~qaev.operators.sensitivity_proxy.output_noise_table`
+    alone at every lower width (:func:`~qaev.sensitivity.proxy.output_noise_table`
     on the first ``samples`` of the search split, no labels), ``informed`` of the first
     population is spread along the greedy lowering path over that table, and the probes'
     inferences are charged to the budget in passes of the split, rounded up to whole
@@ -304,9 +304,9 @@ def summarise(setup: Setup, results: list[MethodResult], *, size_x, latency_x, t
     split.measure_all([p for front in fronts for p in front])
     budgets = [("size_mb", floats.get("size_mb"), x) for x in size_x]
     if setup.hardware is not None:
-        from qaev.hardware import estimate
+        from qaev.quantize.sizes import estimate_cost
 
-        est = estimate(setup.quantizer.layers, QuantConfig(), setup.hardware).est_latency_ms
+        est = estimate_cost(setup.quantizer.layers, QuantConfig(), setup.hardware).est_latency_ms
         budgets += [("est_latency_ms", est, x) for x in latency_x]
         floats = {**floats, "est_latency_ms": est}
     methods = []
@@ -402,7 +402,7 @@ def tolerance_figures(doc: dict, tolerance: float) -> dict:
     """Two readings of the test-split fronts beside the hypervolume, recomputed from the
     reported points (so any compare.json can be read again): the hypervolume of the ideal
     point of every method's points together (what no ratio in this run could exceed), and
-    :func:`qaev.front.tolerance_hypervolume` per method (drop 0..``tolerance`` points)."""
+    :func:`qaev.search.front.tolerance_hypervolume` per method (drop 0..``tolerance`` points)."""
     names = list(doc["env"]["objectives"])
     scale = doc["hypervolume"]["scale_test"]
     fronts = {m["method"]: np.array([[r["test"][n] for n in names] for r in m["points"]]).reshape(-1, len(names))

@@ -8,7 +8,7 @@ Builds ``--configs`` distinct configs of one model (uniform float, W8A8, W4A8, w
 8/4, dynamic int8, 8- and 16-bit weights with 16-bit activations, 2-bit weights, then
 seeded random per-layer mixes over w_bits 2/4/8/16/float and activations a8/a16/dyn8/float,
 each with its own share of W8A8 layers so that the set spans float to all-integer latency:
-see :func:`qaev.hardware.fit_host.fidelity_configs`),
+see :func:`qaev.hostfit.fit.fidelity_configs`),
 measures each one's host latency with ONNX Runtime (median of ``--repeats`` rounds after
 warm-up; the configs are interleaved within every round, in a shuffled order, so background
 load biases all of them alike; one fixed input batch and thread count) and computes the
@@ -16,7 +16,7 @@ load biases all of them alike; one fixed input batch and thread count) and compu
 rank correlation between the two columns (and, with ``--compare``, that of other tables on
 the same measurements), with the command, machine, ONNX Runtime version and date. Every
 figure printed is measured (or estimated) in that run. The ``host`` table's whole-model
-refit (``python -m qaev.hardware.fit_host --whole-model``) uses mixes of another seed and
+refit (``python -m qaev.hostfit.fit --whole-model``) uses mixes of another seed and
 leaves out every config of this set.
 
 The measured model is, by default, the exported file a user ships (``--graph export``:
@@ -45,8 +45,9 @@ import numpy as np
 import onnxruntime as ort
 from scipy.stats import spearmanr
 
-from qaev.hardware import estimate, load_table
-from qaev.hardware.host_timing import (
+from qaev.hardware import load_table
+from qaev.quantize.sizes import estimate_cost
+from qaev.hostfit.timing import (
     fidelity_configs,
     noise_quantizer,
     random_feed,
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> dict:
     samples = time_interleaved(models, feed, repeats=args.repeats, warmup=3, threads=args.threads, seed=args.seed)
     rows = []
     for (label, config), graph, times in zip(configs, graphs, samples):
-        report = estimate(layers, config, table, batch=args.batch)
+        report = estimate_cost(layers, config, table, batch=args.batch)
         q1, q3 = np.percentile(times, [25, 75])
         rows.append({"label": label, "key": config.key(), "graph": graph, "measured_ms": statistics.median(times),
                      "measured_iqr_ms": float(q3 - q1), "est_latency_ms": report.est_latency_ms,
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> dict:
     rho = float(spearmanr(measured, estimated).statistic) if len(rows) > 2 else float("nan")
     others = {}
     for other in args.compare:
-        est = [estimate(layers, config, load_table(other), batch=args.batch).est_latency_ms for _, config in configs]
+        est = [estimate_cost(layers, config, load_table(other), batch=args.batch).est_latency_ms for _, config in configs]
         others[str(other)] = float(spearmanr(measured, est).statistic)
     return {
         "command": args.command,

@@ -28,11 +28,11 @@ import onnx
 import onnxruntime as ort
 
 from qaev.config import ActMode, Granularity, LayerConfig
-from qaev.evaluate import Evaluator
-from qaev.objectives import host_latency_ms
+from qaev.evaluation.evaluator import Evaluator
+from qaev.search.objectives import host_latency_ms
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
-from qaev.session import make_session
+from qaev.model.session import make_session
 
 
 def cpu_name() -> str:

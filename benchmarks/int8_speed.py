@@ -21,10 +21,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from qaev.config import LayerConfig
 from qaev.data import ArrayDataset
-from qaev.graph import load_model
-from qaev.objectives import host_latency_ms
+from qaev.model.graph import load_model
+from qaev.search.objectives import host_latency_ms
 from qaev.quantize import Quantizer, uniform_config
-from qaev.session import make_session
+from qaev.model.session import make_session
 
 
 def resnet_like(*, width: int = 64, blocks: int = 6, size: int = 64, seed: int = 0) -> onnx.ModelProto:

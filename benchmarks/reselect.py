@@ -25,8 +25,8 @@ import onnx
 import onnxruntime as ort
 
 from qaev.config import QuantConfig
-from qaev.evaluate import Evaluator
-from qaev.problem import QuantizationProblem
+from qaev.evaluation.evaluator import Evaluator
+from qaev.search.problem import QuantizationProblem
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, export_model
 

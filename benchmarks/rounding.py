@@ -31,13 +31,13 @@ import time
 import onnxruntime as ort
 
 from qaev.config import ActMode, Granularity, LayerConfig, Rounding
-from qaev.evaluate import Evaluator
+from qaev.evaluation.evaluator import Evaluator
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, export_model, uniform_config
 from qaev.quantize.layer_inputs import MAX_SAMPLES, LayerInputs
-from qaev.quantize.rounding import supports_data_aware
+from qaev.quantize.rounding.gptq import supports_data_aware
 from qaev.quantize.weights import WeightCache
-from qaev.space import select_layers
+from qaev.search.space import select_layers
 
 VARIANTS = ((Rounding.NEAREST, False), (Rounding.GPTQ, False), (Rounding.NEAREST, True), (Rounding.GPTQ, True))
 

@@ -49,14 +49,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from qaev.cli_options import csv_list
+from qaev.cli.options import csv_list
 from qaev.config import QuantConfig, Rounding
-from qaev.evaluate import Evaluator
-from qaev.parallel import make_runner
+from qaev.evaluation.evaluator import Evaluator
+from qaev.runtime.parallel import make_runner
 from qaev.problems import get_problem, problem_parts
-from qaev.search import minimize
-from qaev.session import make_session, run_batches
-from qaev.staging import SIMULATED, Finish, Staging, dominated, is_final
+from qaev.search.minimize import minimize
+from qaev.model.session import make_session, run_batches
+from qaev.evaluation.staging import SIMULATED, Finish, Staging, dominated, is_final
 
 
 def candidates(problem, n: int, seed: int) -> list[QuantConfig]:
@@ -194,7 +194,7 @@ def _row(name, result, n, pure):
 
 def _entered_front(problem, records) -> int:
     """How many fully measured candidates were non-dominated by those measured before them."""
-    from qaev.front import non_dominated
+    from qaev.search.front import non_dominated
 
     front, count = np.zeros((0, problem.n_obj)), 0
     for record in records:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from qaev.hardware.cost import CostReport, LayerCost, estimate
 from qaev.hardware.legality import legal_pairs, repair
 from qaev.hardware.pairs import A_TOKENS, W_TOKENS, Pair
-from qaev.hardware.sizes import activation_elements, weight_bytes
+from qaev.hardware.activations import activation_elements
 from qaev.hardware.table import HardwareTable, Quantity, list_tables, load_table
 
 __all__ = [
@@ -25,5 +25,4 @@ __all__ = [
     "list_tables",
     "load_table",
     "repair",
-    "weight_bytes",
 ]

@@ -10,19 +10,22 @@ energy problem", ISSCC 2014), with the coefficients of a :class:`HardwareTable`:
 ``pair`` is the *executed* pair after the table's fallbacks. A layer that asks for static
 activations but executes as a float op still runs its QuantizeLinear/DequantizeLinear pairs
 (fake quantization), and those conversions are counted. Sizes are exact bit counts
-(:mod:`qaev.hardware.sizes`); activation sizes are derived from MACs and the weight shape.
+(:mod:`qaev.quantize.sizes`); activation sizes are derived from MACs and the weight shape.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from qaev.config import QuantConfig
 from qaev.errors import ConfigError
 from qaev.hardware.pairs import Pair
-from qaev.hardware.sizes import activation_elements, weight_bytes
+from qaev.hardware.activations import activation_elements
 from qaev.hardware.table import HardwareTable, list_tables, load_table
-from qaev.layers import LayerInfo
+from qaev.model.layers import LayerInfo
+
+#: ``(layer, cfg, bits=None) -> bytes`` of a layer's stored weight.
+WeightBytes = Callable[..., int]
 
 __all__ = ["LayerCost", "CostReport", "estimate", "load_table", "list_tables"]
 
@@ -106,7 +109,8 @@ class CostReport:
         return out
 
 
-def _moved_weight_bytes(layer, cfg, wanted: Pair, executed: Pair, table, elements: int) -> tuple[float, int]:
+def _moved_weight_bytes(layer, cfg, wanted: Pair, executed: Pair, table, elements: int,
+                        sizes: WeightBytes) -> tuple[float, int]:
     """Weight bytes read per run and weight elements dequantized per run.
 
     Rules (hardware/README.md): float weights and integer weights dequantized when the
@@ -122,9 +126,9 @@ def _moved_weight_bytes(layer, cfg, wanted: Pair, executed: Pair, table, element
     if executed.w == "float":
         if wanted.w == "float" or table.weight_decompression == "load":
             return float(elements * table.float_bytes), 0
-        return weight_bytes(layer, cfg) * scale, elements
+        return sizes(layer, cfg) * scale, elements
     bits = None if wanted.w == executed.w else int(executed.w)
-    return weight_bytes(layer, cfg, bits=bits) * scale, 0
+    return sizes(layer, cfg, bits=bits) * scale, 0
 
 
 def _act_conversions(store: str, fake: bool, dynamic: bool, before: str, n_in: int, n_out: int, last: bool) -> int:
@@ -153,7 +157,8 @@ def _act_conversions(store: str, fake: bool, dynamic: bool, before: str, n_in: i
     return convert
 
 
-def _layer_cost(layer: LayerInfo, cfg, table: HardwareTable, batch: int, before: str, last: bool):
+def _layer_cost(layer: LayerInfo, cfg, table: HardwareTable, batch: int, before: str, last: bool,
+                sizes: WeightBytes):
     wanted = Pair.of(cfg, layer)
     executed = table.executed(wanted)
     per_sample = layer.macs or 0
@@ -162,7 +167,7 @@ def _layer_cost(layer: LayerInfo, cfg, table: HardwareTable, batch: int, before:
     n_in, n_out = n_in * batch, n_out * batch
     store = "float" if layer.op_type == "Gather" else executed.a_storage
     act_bytes = (n_in + n_out) * _ACT_BYTES.get(store, table.float_bytes)
-    w_moved, w_convert = _moved_weight_bytes(layer, cfg, wanted, executed, table, n_out)
+    w_moved, w_convert = _moved_weight_bytes(layer, cfg, wanted, executed, table, n_out, sizes)
     fake = store == "float" and wanted.a in _ACT_BYTES and layer.op_type != "Gather"
     a_convert = _act_conversions(store, fake, executed.a == "dyn8", before, n_in, n_out, last)
     after = _FAKE if fake else store
@@ -186,7 +191,7 @@ def _layer_cost(layer: LayerInfo, cfg, table: HardwareTable, batch: int, before:
         executed=str(executed),
         native=table.is_native(wanted),
         macs=macs,
-        weight_bytes=weight_bytes(layer, cfg),
+        weight_bytes=sizes(layer, cfg),
         weight_bytes_moved=w_moved,
         act_bytes=act_bytes,
         compute_s=compute_s,
@@ -205,6 +210,7 @@ def estimate(
     config: QuantConfig,
     table: HardwareTable | str,
     *,
+    weight_bytes: WeightBytes,
     batch: int = 1,
 ) -> CostReport:
     """Estimate latency, energy, size and peak memory of ``config`` on a target.
@@ -214,9 +220,12 @@ def estimate(
     run as ``wfloatafloat``.
 
     Args:
-        layers: the model's quantizable layers (:func:`qaev.layers.find_layers`).
+        layers: the model's quantizable layers (:func:`qaev.model.layers.find_layers`).
         config: the quantization config.
         table: a :class:`HardwareTable` or a bundled name / YAML path.
+        weight_bytes: ``(layer, cfg, bits=None) -> int``, the exact stored bytes of a layer's
+            weight under its config (the engine's count: :func:`qaev.quantize.sizes.weight_bytes`;
+            :func:`qaev.quantize.sizes.estimate_cost` passes it).
         batch: samples per run (MACs and activations scale, weights are read once).
 
     Returns:
@@ -239,7 +248,8 @@ def estimate(
             warnings.append(f"{layer.name}: MACs unknown (unresolved shapes); counted as 0")
         if layer.op_type == "MatMulAct" and layer.macs:
             warnings.append(f"{layer.name}: activation sizes of a MatMul of two activations assumed cubic")
-        row, before = _layer_cost(layer, config.layer(layer.name), table, batch, before, i == len(layers) - 1)
+        row, before = _layer_cost(layer, config.layer(layer.name), table, batch, before, i == len(layers) - 1,
+                                  weight_bytes)
         rows.append(row)
     peak = max((r.weight_bytes_moved + r.act_bytes for r in rows), default=0.0)
     return CostReport(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from qaev.config import ActMode, LayerConfig
 from qaev.hardware.pairs import Pair, all_pairs
 from qaev.hardware.table import HardwareTable
-from qaev.layers import LayerInfo
+from qaev.model.layers import LayerInfo
 
 __all__ = ["legal_pairs", "repair"]
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from qaev.config import ActMode, LayerConfig
-from qaev.layers import LayerInfo
+from qaev.model.layers import LayerInfo
 
 __all__ = ["W_TOKENS", "A_TOKENS", "Pair", "FLOAT_PAIR", "all_pairs"]
 

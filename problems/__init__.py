@@ -1,7 +1,7 @@
 """Ready-made quantization problems on real models and data (installed as ``qaev.problems``).
 
 Like pymoo's ``get_problem``: ``get_problem("digits")`` returns a ready
-:class:`~qaev.problem.QuantizationProblem`.
+:class:`~qaev.search.problem.QuantizationProblem`.
 """
 from __future__ import annotations
 

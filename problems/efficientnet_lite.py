@@ -11,8 +11,8 @@ returns ``logits`` ``[N, 1000]``; :func:`load_lite0_images` preprocesses an imag
 for it.
 
 Example:
-    >>> from qaev.evaluate import Evaluator
-    >>> from qaev.graph import load_model
+    >>> from qaev.evaluation.evaluator import Evaluator
+    >>> from qaev.model.graph import load_model
     >>> data = load_lite0_images("shared/data/imagenet-samples")  # doctest: +SKIP
     >>> Evaluator(load_model(lite0_model_path()), data).float_value  # doctest: +SKIP
     87.2

@@ -28,7 +28,7 @@ def _folder(data, default: str) -> Path:
 def lite0_parts(*, data=None, calib: int | None = None, eval: int | None = None, seed: int = 0, **_):
     """Lite0; ``data`` is an ImageNet-style folder (default ``imagenet-val-1300``), split
     into ``calib`` (default 200) and evaluation images with ``seed``; ``full`` is every image."""
-    from qaev.graph import load_model
+    from qaev.model.graph import load_model
     from qaev.problems.efficientnet_lite import lite0_model_path, load_lite0_images
     from qaev.problems.registry import Parts
 
@@ -43,7 +43,7 @@ def lite0_heldout_parts(*, data=None, test_data=None, calib: int | None = None, 
     ``imagenet-samples``, 1000 train-split images, one per class) is split into ``calib``
     (default 200) and search images with ``seed``; the held-out ``test`` split is every image
     of ``test_data`` (default ``imagenet-val-1300``), which neither calibration nor search sees."""
-    from qaev.graph import load_model
+    from qaev.model.graph import load_model
     from qaev.problems.efficientnet_lite import lite0_model_path, load_lite0_images
     from qaev.problems.registry import Parts
 
@@ -56,7 +56,7 @@ def lite0_heldout_parts(*, data=None, test_data=None, calib: int | None = None, 
 def minilm_parts(*, data=None, calib: int | None = None, eval: int | None = None, seed: int = 0, **_):
     """MiniLM; calibration and search pairs from STS-B dev (seeded split; ``calib``
     default 200), and the held-out ``test`` split is STS-B test (1379 pairs)."""
-    from qaev.graph import load_model
+    from qaev.model.graph import load_model
     from qaev.problems.minilm import load_minilm_stsb, minilm_model_path
     from qaev.problems.registry import Parts
 

@@ -43,7 +43,7 @@ class ProblemSpec:
 
 def _digits(*, calib: int | None = None, eval: int | None = None, **_) -> Parts:
     from qaev.data import digits_model_path, load_digits_split
-    from qaev.graph import load_model
+    from qaev.model.graph import load_model
 
     c, e = load_digits_split("calib"), load_digits_split("test")
     return Parts(load_model(digits_model_path()), c.head(calib) if calib else c, e.head(eval) if eval else e, "top1",
@@ -126,19 +126,19 @@ def get_problem(name: str, *, objectives: Sequence[str] = ("acc_drop", "size_mb"
                 constraints: Mapping[str, float] | None = None, space: Mapping | None = None,
                 calib: int | None = None, eval: int | None = None, store=None, threads: int = 1,
                 staging=None, runner=None, **options):
-    """A ready :class:`~qaev.problem.QuantizationProblem`.
+    """A ready :class:`~qaev.search.problem.QuantizationProblem`.
 
     Args:
         name: a key of :data:`PROBLEMS` (``qaev problems`` lists them).
         objectives: objective names.
         hardware: target table for estimated objectives.
         constraints: e.g. ``{"max_drop": 1.0}``.
-        space: keyword options of :class:`~qaev.space.SearchSpace` (``w_bits``, ``acts``, ...).
+        space: keyword options of :class:`~qaev.search.space.SearchSpace` (``w_bits``, ``acts``, ...).
         calib, eval: subset sizes.
-        store: an :class:`~qaev.store.EvaluationStore` (persist to resume).
+        store: an :class:`~qaev.runtime.store.EvaluationStore` (persist to resume).
         threads: ORT threads per evaluation.
-        staging: a :class:`~qaev.staging.Staging` (subset first, finish promising ones).
-        runner: a pymoo runner from :func:`qaev.parallel.make_runner`.
+        staging: a :class:`~qaev.evaluation.staging.Staging` (subset first, finish promising ones).
+        runner: a pymoo runner from :func:`qaev.runtime.parallel.make_runner`.
 
     Example:
         >>> problem = get_problem("digits")
@@ -147,11 +147,11 @@ def get_problem(name: str, *, objectives: Sequence[str] = ("acc_drop", "size_mb"
     """
     from dataclasses import asdict
 
-    from qaev.evaluate import Evaluator
-    from qaev.parallel import Recipe
-    from qaev.problem import QuantizationProblem
+    from qaev.evaluation.evaluator import Evaluator
+    from qaev.runtime.parallel import Recipe
+    from qaev.search.problem import QuantizationProblem
     from qaev.quantize import Quantizer
-    from qaev.space import SearchSpace
+    from qaev.search.space import SearchSpace
 
     parts = problem_parts(name, calib=calib, eval=eval, **options)
     quantizer = Quantizer.calibrated(parts.model, parts.calib, threads=threads)

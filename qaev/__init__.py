@@ -4,13 +4,13 @@ The flow: :func:`load_model` -> :func:`find_layers` -> a :class:`QuantConfig` pe
 candidate -> :class:`Quantizer` (calibration statistics, QDQ graph) -> :class:`Evaluator`
 (measured metric) -> :func:`export_model` (the file you ship).
 """
-from qaev.calibrate import ActivationStats
+from qaev.quantize.calibration.stats import ActivationStats
 from qaev.config import ActMode, CalibMethod, Granularity, LayerConfig, QuantConfig, ScaleRule
 from qaev.config_io import load_config, save_config
 from qaev.errors import ConfigError, DataError, ModelError, QaevError
-from qaev.evaluate import Evaluator, Measurement
-from qaev.graph import FloatModel, load_model
-from qaev.layers import LayerInfo, find_layers
+from qaev.evaluation.evaluator import Evaluator, Measurement
+from qaev.model.graph import FloatModel, load_model
+from qaev.model.layers import LayerInfo, find_layers
 from qaev.quantize import Quantizer, export_model, uniform_config
 
 __version__ = "0.1.0"

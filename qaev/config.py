@@ -101,7 +101,7 @@ class Rounding(str, Enum):
 
     ``nearest`` and ``gptq`` round onto the same scalar grid: ``gptq`` is second-order,
     data-aware rounding (Frantar et al., "GPTQ", ICLR 2023; Frantar & Alistarh, "Optimal
-    Brain Compression", NeurIPS 2022): see :mod:`qaev.quantize.rounding`. ``codebook``
+    Brain Compression", NeurIPS 2022): see :mod:`qaev.quantize.rounding.gptq`. ``codebook``
     replaces the grid of a 2-bit embedding table by 256 learned four-weight vectors, one
     8-bit code per four weights (see :mod:`qaev.quantize.codebook`); granularity, symmetry,
     weight range and the scale rule do not apply to it.

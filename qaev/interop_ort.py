@@ -118,7 +118,7 @@ def to_tensor_quant_overrides(config: QuantConfig, quantizer: Quantizer) -> dict
 
     Example:
         >>> from qaev.data import digits_model_path, load_digits_split
-        >>> from qaev.graph import load_model
+        >>> from qaev.model.graph import load_model
         >>> q = Quantizer.calibrated(load_model(digits_model_path()), load_digits_split("calib"))
         >>> overrides = to_tensor_quant_overrides(QuantConfig.uniform(q.layer_names), q)
         >>> overrides["0.weight"]

@@ -3,7 +3,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from qaev.parallel import Recipe
+from qaev.runtime.parallel import Recipe
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,13 @@ import pytest
 
 from qaev.baselines import (BudgetExhausted, EvaluationBudget, greedy_baseline, greedy_path, ilp_baseline,
                             ort_baseline, random_baseline, solve_allocation, uniform_baseline)
-from qaev.layer_costs import layer_costs
+from qaev.sensitivity.layer_costs import layer_costs
 from qaev.config import ActMode, Granularity, LayerConfig
 from qaev.data import ArrayDataset
 from qaev.errors import ConfigError
-from qaev.evaluate import Evaluator
-from qaev.graph import load_model
-from qaev.problem import QuantizationProblem
+from qaev.evaluation.evaluator import Evaluator
+from qaev.model.graph import load_model
+from qaev.search.problem import QuantizationProblem
 from qaev.problems import get_problem, problem_parts
 from qaev.quantize import Quantizer, uniform_config
 from tests.models import conv_mlp, images

@@ -5,10 +5,10 @@ import pytest
 
 from qaev.config import ActMode, Granularity, LayerConfig
 from qaev.data import ArrayDataset
-from qaev.graph import load_model
+from qaev.model.graph import load_model
 from qaev.quantize import Quantizer, export_model, uniform_config
 from qaev.quantize.bitplanes import pack_planes, unpack_planes
-from qaev.session import make_session, run_batches
+from qaev.model.session import make_session, run_batches
 from tests.models import conv_mlp, images
 
 

@@ -1,4 +1,4 @@
-"""Tests for qaev.calibrate: single-pass histograms and the range methods derived from them."""
+"""Tests for qaev.quantize.calibration.stats: single-pass histograms and the range methods derived from them."""
 from __future__ import annotations
 
 
@@ -7,8 +7,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from qaev import calibrate
-from qaev.calibrate import ActivationStats
+from qaev.quantize.calibration import stats as calibrate
+from qaev.quantize.calibration.stats import ActivationStats
 from qaev.config import CalibMethod
 from qaev.errors import ConfigError, DataError, ModelError
 

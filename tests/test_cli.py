@@ -5,7 +5,7 @@ import sys
 import pytest
 import yaml
 
-from qaev.cli import main
+from qaev.cli.main import main
 from qaev.data import digits_model_path
 from tests.models import conv_mlp
 

@@ -4,16 +4,16 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from hardware.sizes import weight_bytes
+from qaev.quantize.sizes import weight_bytes
 from qaev.config import ActMode, Granularity, LayerConfig, QuantConfig, Rounding, ScaleRule, WeightRange
 from qaev.data import ArrayDataset
 from qaev.errors import ConfigError
-from qaev.graph import load_model
+from qaev.model.graph import load_model
 from qaev.quantize import Quantizer, export_model, uniform_config
 from qaev.quantize.codebook import codebook_quantize
 from qaev.quantize.weights import quantize_weight
-from qaev.session import make_session, run_batches
-from qaev.space import GENES_PER_LAYER, SearchSpace
+from qaev.model.session import make_session, run_batches
+from qaev.search.space import GENES_PER_LAYER, SearchSpace
 from tests.models import attention_like
 
 _CODEBOOK = LayerConfig(w_bits=2, act=ActMode.FLOAT, rounding=Rounding.CODEBOOK)

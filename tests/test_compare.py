@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from qaev.data import digits_model_path
-from qaev.front import hypervolume
-from qaev.graph import load_model
+from qaev.search.front import hypervolume
+from qaev.model.graph import load_model
 from tests.paths import load_benchmark
 
 

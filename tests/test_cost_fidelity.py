@@ -4,9 +4,10 @@ import math
 
 import pytest
 
-from qaev.hardware import estimate, load_table
-from qaev.hardware.host_refit import fit_whole_model, with_values
-from qaev.hardware.host_timing import fidelity_configs, noise_quantizer, resolve_model
+from qaev.hardware import load_table
+from qaev.quantize.sizes import estimate_cost
+from qaev.hostfit.refit import fit_whole_model, with_values
+from qaev.hostfit.timing import fidelity_configs, noise_quantizer, resolve_model
 from tests.paths import load_benchmark
 
 
@@ -41,11 +42,11 @@ def test_fit_config_set_is_disjoint_and_refit_recovers_known_rates():
     assert len(fit_set) == 12 and not held_out & {c.key() for _, c in fit_set}
     # Latencies made by a known table are refitted exactly (rates, conversions) from a wrong start.
     truth = load_table("host")
-    samples = [("digits", layers, c, 1, estimate(layers, c, truth).est_latency_ms / 1e3) for _, c in fit_set]
+    samples = [("digits", layers, c, 1, estimate_cost(layers, c, truth).est_latency_ms / 1e3) for _, c in fit_set]
     start = with_values(truth, rates={"w8a8": 2 * truth.peak_macs_per_s["w8a8"].value},
                         act_conversion_time=3 * truth.act_conversion_time.value)
     table, info = fit_whole_model(samples, start, min_share=0.0)
     assert info["relative_rms"] < 1e-6
     for _, c in fit_set:
-        assert estimate(layers, c, table).est_latency_ms == pytest.approx(estimate(layers, c, truth).est_latency_ms,
+        assert estimate_cost(layers, c, table).est_latency_ms == pytest.approx(estimate_cost(layers, c, truth).est_latency_ms,
                                                                           rel=1e-6)

@@ -124,7 +124,7 @@ def test_bundled_digits_model_reaches_97_percent_in_ort():
     ort = pytest.importorskip("onnxruntime")
     import onnx
 
-    from qaev.metrics import top_k
+    from qaev.evaluation.metrics import top_k
 
     path = digits_model_path()
     model = onnx.load(str(path))

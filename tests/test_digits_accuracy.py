@@ -5,8 +5,8 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantiz
 
 from qaev.config import ActMode, Granularity, LayerConfig
 from qaev.data import digits_model_path, load_digits_split
-from qaev.evaluate import Evaluator
-from qaev.graph import load_model
+from qaev.evaluation.evaluator import Evaluator
+from qaev.model.graph import load_model
 from qaev.quantize import Quantizer, uniform_config
 
 

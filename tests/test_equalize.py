@@ -5,7 +5,7 @@ from onnx import helper as h
 from onnx import numpy_helper as nh
 
 from qaev.quantize.equalize import equalize_pairs
-from qaev.session import make_session, run_batches
+from qaev.model.session import make_session, run_batches
 
 
 def _model(*, clip_second: bool = False):

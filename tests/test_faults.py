@@ -5,9 +5,9 @@ import sys
 import time
 
 from qaev.config import ActMode, LayerConfig, QuantConfig
-from qaev.isolation import IsolatedRunner
+from qaev.runtime.isolation import IsolatedRunner
 from qaev.problems import get_problem
-from qaev.search import minimize
+from qaev.search.minimize import minimize
 from tests.faults import FaultyRecipe
 
 
@@ -31,7 +31,7 @@ def test_crash_and_hang_are_recorded_and_the_search_continues():
 
 
 def test_a_run_where_everything_fails_stops_with_a_summary(tmp_path, capsys):
-    from qaev.cli import main
+    from qaev.cli.main import main
 
     code = main(["search", "--objectives", "acc_drop,host_latency_ms", "--max-drop", "-1000", "--pop", "4",
                  "--generations", "1", "--out", str(tmp_path / "r")])

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from qaev.front import hypervolume, hypervolume_ceiling, tolerance_hypervolume
+from qaev.search.front import hypervolume, hypervolume_ceiling, tolerance_hypervolume
 
 FLOAT = [82.0, 100.0]  # float metric (scales acc_drop) and float size
 

@@ -7,7 +7,7 @@ import onnx
 import pytest
 import yaml
 
-from qaev.cli import main
+from qaev.cli.main import main
 from tests.models import conv_mlp
 
 

@@ -3,11 +3,11 @@ import onnx
 import pytest
 
 from qaev.errors import ModelError
-from qaev.graph import load_model
-from qaev.layers import find_layers
+from qaev.model.graph import load_model
+from qaev.model.layers import find_layers
 from qaev.quantize import Quantizer, uniform_config
 from qaev.config import LayerConfig
-from qaev.session import make_session, run_batches
+from qaev.model.session import make_session, run_batches
 from tests.models import attention_like, conv_mlp, images
 
 

@@ -14,11 +14,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 from qaev.config import ActMode, Granularity, LayerConfig, QuantConfig
 from qaev.errors import ConfigError
-from qaev.hardware import Pair, estimate, legal_pairs, list_tables, load_table, repair, weight_bytes
+from qaev.hardware import Pair, legal_pairs, list_tables, load_table, repair
+from qaev.quantize.sizes import estimate_cost, weight_bytes
 from qaev.hardware.pairs import W_TOKENS, all_pairs
 from qaev.hardware.table import MAX_HOPS
-from qaev.cli_hardware import hardware
-from qaev.layers import LayerInfo
+from qaev.cli.hardware import hardware
+from qaev.model.layers import LayerInfo
 
 TABLES = list_tables()
 UNITS = {
@@ -45,7 +46,7 @@ def cfg_for(pair: Pair, **kw) -> LayerConfig:
 
 def one(layer: LayerInfo, pair: Pair, table, *, batch=1, **kw):
     config = QuantConfig(layers={layer.name: cfg_for(pair, **kw)})
-    return estimate([layer], config, table, batch=batch)
+    return estimate_cost([layer], config, table, batch=batch)
 
 
 # ---------------------------------------------------------------- contract: every table
@@ -225,7 +226,7 @@ def test_estimate_matches_hand_computed_roofline(tmp_path):
     # fc1: float MatMul 10x64 @ 64x32 (not in the config); fc2: Gemm 10x32 @ 32x16, W8A8 per-channel.
     fc1 = LayerInfo("fc1", "MatMul", "w1", (64, 32), 1, 0, ("x",), "h", 10 * 64 * 32, 64 * 32)
     fc2 = LayerInfo("fc2", "Gemm", "w2", (32, 16), 1, 0, ("h",), "y", 10 * 32 * 16, 32 * 16)
-    report = estimate([fc1, fc2], QuantConfig(layers={"fc2": LayerConfig(w_bits=8, a_bits=8)}), toy)
+    report = estimate_cost([fc1, fc2], QuantConfig(layers={"fc2": LayerConfig(w_bits=8, a_bits=8)}), toy)
     r1, r2 = report.rows
     # fc1: 20480 MACs / 5e8 = 4.096e-5 s; bytes 2048*4 + (640 + 320)*4 = 12032 -> 1.2032e-5 s.
     assert r1.weight_bytes == 8192 and r1.act_bytes == 3840
@@ -241,11 +242,11 @@ def test_estimate_matches_hand_computed_roofline(tmp_path):
     assert report.peak_memory_mb == pytest.approx(12032 / 1e6)
     assert report.fallbacks == () and report.warnings == ()
     # W4A8 falls back to W8A8 (repacked): moves 8-bit bytes but its size counts 4 bits.
-    w4 = estimate([fc2], QuantConfig(layers={"fc2": LayerConfig(w_bits=4, a_bits=8)}), toy, batch=4)
+    w4 = estimate_cost([fc2], QuantConfig(layers={"fc2": LayerConfig(w_bits=4, a_bits=8)}), toy, batch=4)
     assert w4.rows[0].weight_bytes == 256 + 64 and w4.rows[0].weight_bytes_moved == 576
     assert w4.rows[0].macs == 4 * 5120 and w4.fallbacks == (("fc2", "w4a8", "w8a8"),)
     # Weight-only INT4 runs as float with a per-run dequantization of 512 weights.
-    wo = estimate([fc2], QuantConfig(layers={"fc2": LayerConfig(w_bits=4, act="float")}), toy).rows[0]
+    wo = estimate_cost([fc2], QuantConfig(layers={"fc2": LayerConfig(w_bits=4, act="float")}), toy).rows[0]
     assert wo.weight_bytes_moved == 320 and wo.conversion_s == pytest.approx(512 * 3e-9)
 
 
@@ -265,14 +266,14 @@ def test_unknown_macs_activation_matmul_and_gather():
     attn = LayerInfo("qk", "MatMulAct", None, (), 0, None, ("q", "k"), "s", 64 ** 3, 0)
     emb = LayerInfo("emb", "Gather", "table", (1000, 64), 0, 1, (), "e", 0, 64000)
     cfg = QuantConfig(layers={"c": LayerConfig(), "qk": LayerConfig(), "emb": LayerConfig(w_bits=4, act="float")})
-    report = estimate([emb, unknown, attn], cfg, host)
+    report = estimate_cost([emb, unknown, attn], cfg, host)
     assert any("c: MACs unknown" in w for w in report.warnings)
     e, c, a = report.rows
     assert c.macs == 0 and a.wanted == "w8a8" and a.weight_bytes == 0 and a.act_bytes == 3 * 64 * 64
     assert e.macs == 0 and e.wanted == "w4afloat" and e.weight_bytes == 32000 + 1000 * 4 + 256 * 2  # + decoding table
     assert e.weight_bytes_moved < e.weight_bytes  # only the gathered row is read
     with pytest.raises(ConfigError, match="not in the model: nope"):
-        estimate([emb], QuantConfig(layers={"nope": LayerConfig()}), host)
+        estimate_cost([emb], QuantConfig(layers={"nope": LayerConfig()}), host)
 
 
 # ---------------------------------------------------------------- CLI

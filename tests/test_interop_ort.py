@@ -8,13 +8,13 @@ import onnx
 import pytest
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
-from qaev.cli import main
+from qaev.cli.main import main
 from qaev.config import ActMode, Granularity, LayerConfig, QuantConfig
 from qaev.config_io import load_config, save_config
 from qaev.data import digits_model_path, load_digits_split
 from qaev.errors import ConfigError
-from qaev.evaluate import Evaluator
-from qaev.graph import load_model
+from qaev.evaluation.evaluator import Evaluator
+from qaev.model.graph import load_model
 from qaev.interop_ort import from_tensor_quant_overrides, quantize_static_options, to_tensor_quant_overrides
 from qaev.quantize import Quantizer, uniform_config
 

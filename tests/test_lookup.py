@@ -7,13 +7,13 @@ from onnx import numpy_helper as nh
 
 from qaev.config import ActMode, Granularity, LayerConfig, ScaleRule
 from qaev.data import ArrayDataset
-from qaev.graph import load_model
-from qaev.layers import LayerInfo
+from qaev.model.graph import load_model
+from qaev.model.layers import LayerInfo
 from qaev.quantize import Quantizer, export_model, uniform_config
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.lookup import decode_table, gathered_lookup, gathers_first, pack_bits
 from qaev.quantize.weights import quantize_weight
-from qaev.session import make_session
+from qaev.model.session import make_session
 from tests.models import attention_like
 
 _T = onnx.TensorProto

@@ -1,4 +1,4 @@
-"""Tests for qaev.metrics; scipy serves only as an independent reference here."""
+"""Tests for qaev.evaluation.metrics; scipy serves only as an independent reference here."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from qaev import metrics
+from qaev.evaluation import metrics
 from qaev.errors import DataError
 
 stats = pytest.importorskip("scipy.stats", reason="scipy is the reference for rank statistics")

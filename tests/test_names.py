@@ -6,10 +6,10 @@ from onnx import TensorProto, helper
 
 from qaev.config import ActMode, LayerConfig
 from qaev.data import ArrayDataset
-from qaev.graph import load_model
+from qaev.model.graph import load_model
 from qaev.quantize import Quantizer, export_model, uniform_config
 from qaev.quantize.names import compact_names
-from qaev.session import make_session, run_batches
+from qaev.model.session import make_session, run_batches
 from tests.models import conv_mlp, images
 
 

@@ -5,10 +5,10 @@ import pytest
 from qaev.config import ACT_SETTINGS, ActMode, Granularity, act_name
 from qaev.data import ArrayDataset
 from qaev.errors import ConfigError
-from qaev.evaluate import Evaluator
-from qaev.graph import load_model
+from qaev.evaluation.evaluator import Evaluator
+from qaev.model.graph import load_model
 from qaev.hardware import load_table, repair
-from qaev.operators import (
+from qaev.search.operators import (
     BitAverageCrossover,
     EffectiveDuplicateElimination,
     HardwareRepair,
@@ -18,9 +18,9 @@ from qaev.operators import (
     NeighbourMutation,
     QuantSampling,
 )
-from qaev.problem import QuantizationProblem
+from qaev.search.problem import QuantizationProblem
 from qaev.quantize import Quantizer
-from qaev.space import GENES_PER_LAYER, SearchSpace
+from qaev.search.space import GENES_PER_LAYER, SearchSpace
 from tests.models import conv_mlp, images
 
 
@@ -66,7 +66,7 @@ def test_activation_names_round_trip_through_the_space(problem):
     """Each short name decodes to its (mode, bits) setting and is named back the same way;
     the sensitivity probes and the report use the same names."""
     from qaev.report.gather import act_label
-    from qaev.width_rows import allowed_acts
+    from qaev.search.width_rows import allowed_acts
 
     assert allowed_acts(problem.space) == list(ACT_SETTINGS)
     for name, (mode, bits) in ACT_SETTINGS.items():

@@ -10,8 +10,8 @@ import pytest
 
 from qaev.config import QuantConfig
 from qaev.problems import get_problem
-from qaev.search import minimize
-from qaev.staging import Staging
+from qaev.search.minimize import minimize
+from qaev.evaluation.staging import Staging
 
 
 def _front(problem, **kw):
@@ -21,7 +21,7 @@ def _front(problem, **kw):
 
 def test_dask_local_cluster_gives_the_sequential_front():
     distributed = pytest.importorskip("dask.distributed")
-    from qaev.parallel import make_runner
+    from qaev.runtime.parallel import make_runner
 
     sequential = _front(get_problem("digits", eval=150))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
@@ -31,7 +31,7 @@ def test_dask_local_cluster_gives_the_sequential_front():
 
 
 def test_process_workers_give_the_sequential_front():
-    from qaev.parallel import make_runner
+    from qaev.runtime.parallel import make_runner
 
     runner = make_runner(workers=2)
     try:
@@ -83,7 +83,7 @@ def test_screening_search_finishes_few_and_reports_full_values_only():
 def test_screening_sets_aside_a_candidate_only_on_paired_evidence():
     problem = get_problem("digits", staging=Staging(finish="end"))
     def screened(key, items, size=1.0):
-        from qaev.store import Record
+        from qaev.runtime.store import Record
 
         drop = sum(items) / len(items)
         return Record(key=key, objectives={"size_mb": size, "acc_drop": drop}, metric=None, config={},
@@ -95,7 +95,7 @@ def test_screening_sets_aside_a_candidate_only_on_paired_evidence():
     smaller = screened("d", [0.0] * 20 + [100.0] * 12, size=0.5)
     for record in (better, worse, noisy, smaller):
         problem.store.put(record)
-    from qaev.screening import promising
+    from qaev.evaluation.screening import promising
 
     kept = [r.key for r in promising(problem)]
     assert kept == ["a", "c", "d"]  # b: worse than a on the same items; c: not distinguishable from a
@@ -111,7 +111,7 @@ def test_screening_finishes_at_most_max_finished_spread_over_the_promising():
 
 
 def test_screening_bounds_the_outputs_it_keeps_and_still_finishes_exactly(monkeypatch):
-    from qaev import screening
+    from qaev.evaluation import screening
 
     monkeypatch.setattr(screening, "MAX_HEADS", 3)
     problem = get_problem("digits", staging=Staging(finish="end"))
@@ -218,7 +218,7 @@ def test_paired_gap_is_zero_for_a_model_against_itself_and_positive_for_a_worse_
 
 
 def test_prepared_ahead_keeps_order_and_raises_a_failed_preparation_at_its_item():
-    from qaev.prefetch import prepared_ahead
+    from qaev.runtime.prefetch import prepared_ahead
 
     def prepare(i):
         if i == 2:
@@ -267,7 +267,7 @@ def test_a_candidate_that_fails_to_build_under_prefetch_marks_only_itself():
 
 
 def test_leaving_prepared_ahead_early_does_not_wait_for_unused_work():
-    from qaev.prefetch import prepared_ahead
+    from qaev.runtime.prefetch import prepared_ahead
 
     def prepare(i):
         time.sleep(0.0 if i == 0 else 2.0)

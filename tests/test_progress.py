@@ -3,10 +3,10 @@ generation, ``--quiet`` prints only the final line, ``--json-progress`` prints J
 import io
 import json
 
-from qaev.cli import main
-from qaev.progress import best_tradeoffs, make_progress
-from qaev.search import Generation
-from qaev.store import Record
+from qaev.cli.main import main
+from qaev.cli.progress import best_tradeoffs, make_progress
+from qaev.search.minimize import Generation
+from qaev.runtime.store import Record
 
 
 def _search(tmp_path, *extra):
@@ -14,7 +14,7 @@ def _search(tmp_path, *extra):
 
 
 def test_start_line_is_printed_before_calibration(tmp_path, capsys, monkeypatch):
-    import qaev.cli_search as cli_search
+    import qaev.cli.search as cli_search
 
     seen = {}
     original = cli_search.Quantizer.calibrated

@@ -5,10 +5,10 @@ import pytest
 from qaev.config import ActMode, CalibMethod, Granularity, LayerConfig, QuantConfig, ScaleRule, WeightRange
 from qaev.data import ArrayDataset
 from qaev.errors import ConfigError
-from qaev.graph import load_model
+from qaev.model.graph import load_model
 from qaev.quantize import Quantizer, export_model, uniform_config
 from qaev.quantize.weights import quantize_weight
-from qaev.session import make_session, run_batches
+from qaev.model.session import make_session, run_batches
 from tests.models import conv_mlp, images
 
 

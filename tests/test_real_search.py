@@ -3,7 +3,7 @@ import pytest
 
 from qaev.config import QuantConfig
 from qaev.quantize import Quantizer, export_model
-from qaev.search import measure_exported, minimize
+from qaev.search.minimize import measure_exported, minimize
 from tests.test_real_models import _data, _need
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from qaev.cli import main
+from qaev.cli.main import main
 from tests.models import attention_like, conv_mlp
 
 

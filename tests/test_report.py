@@ -4,8 +4,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from qaev.cli import main
-from qaev.cli_report import report
+from qaev.cli.main import main
+from qaev.cli.report import report
 from qaev.errors import ConfigError
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -78,9 +78,9 @@ def test_report_table_matches_front_and_images_are_png(run_dir, capsys):
 
 
 def test_report_of_a_directory_without_front_is_a_one_line_error(tmp_path, capsys):
-    from qaev.cli import cli
+    from qaev.cli.main import cli
 
-    if "report" not in cli.commands:  # registered by qaev.cli; until then call the command itself
+    if "report" not in cli.commands:  # registered by qaev.cli.main; until then call the command itself
         with pytest.raises(ConfigError, match="front.json"):
             report.main([str(tmp_path)], standalone_mode=False)
         return

@@ -8,15 +8,15 @@ from onnx import numpy_helper as nh
 from qaev.config import ActMode, Granularity, LayerConfig, QuantConfig, Rounding, ScaleRule
 from qaev.data import ArrayDataset
 from qaev.errors import ConfigError
-from qaev.graph import load_model
-from qaev.layers import LayerInfo
+from qaev.model.graph import load_model
+from qaev.model.layers import LayerInfo
 from qaev.quantize import Quantizer, uniform_config
 from qaev.quantize.bias_correction import output_correction
 from qaev.quantize.layer_inputs import InputStats, layer_rows
-from qaev.quantize.rounding import gptq_round, reconstruction_error, to_groups
+from qaev.quantize.rounding.gptq import gptq_round, reconstruction_error, to_groups
 from qaev.quantize.weights import quantize_weight, signed_limits
-from qaev.session import make_session, run_batches
-from qaev.space import GENES_PER_LAYER, SearchSpace
+from qaev.model.session import make_session, run_batches
+from qaev.search.space import GENES_PER_LAYER, SearchSpace
 from tests.models import attention_like, conv_mlp, images
 
 CONVS = {  # name: (weight shape, attributes, input shape)
@@ -215,7 +215,7 @@ def test_space_searches_rounding_and_bias_correction(quantizer):
 def test_layer_input_statistics_leave_padded_tokens_out():
     """Rows of token positions whose attention_mask is 0 do not enter the Hessian or mean."""
     from qaev.quantize.layer_inputs import collect_layer_inputs
-    from qaev.layers import find_layers
+    from qaev.model.layers import find_layers
 
     rng = np.random.default_rng(0)
     w = rng.normal(size=(4, 3)).astype(np.float32)

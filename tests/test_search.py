@@ -11,10 +11,10 @@ from pymoo.algorithms.moo.sms import SMSEMOA
 from pymoo.optimize import minimize as pymoo_minimize
 from pymoo.util.ref_dirs import get_reference_directions
 
-from qaev.cli import main
+from qaev.cli.main import main
 from qaev.errors import ConfigError
 from qaev.problems import get_problem
-from qaev.search import minimize
+from qaev.search.minimize import minimize
 
 
 @pytest.mark.parametrize("algorithm", [

@@ -6,15 +6,15 @@ import math
 import numpy as np
 import pytest
 
-from qaev.cli import main
+from qaev.cli.main import main
 from qaev.config import Rounding
 from qaev.errors import ConfigError
-from qaev.operators.sensitivity_proxy import noise_probe_count, output_noise_table
-from qaev.problem import QuantizationProblem
+from qaev.sensitivity.proxy import noise_probe_count, output_noise_table
+from qaev.search.problem import QuantizationProblem
 from qaev.problems import get_problem
-from qaev.seeding import SensitivitySource, load_sensitivity
-from qaev.sensitivity import SensitivityTable, layer_sensitivity, output_sqnr
-from qaev.space import SearchSpace
+from qaev.sensitivity.seeding import SensitivitySource, load_sensitivity
+from qaev.sensitivity.probes import SensitivityTable, layer_sensitivity, output_sqnr
+from qaev.search.space import SearchSpace
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_fewer_bits_make_more_output_noise(noise):
 
 def test_a_noise_entry_is_the_sqnr_of_that_one_config(problem, noise):
     table, _ = noise
-    from qaev.width_rows import uniform_row, with_widths
+    from qaev.search.width_rows import uniform_row, with_widths
 
     space = problem.space
     widths = np.full(len(space.searchable), len(space.w_bits) - 1)

@@ -7,11 +7,11 @@ import pytest
 
 from qaev.config import QuantConfig
 from qaev.errors import ConfigError
-from qaev.operators import QuantSampling
-from qaev.operators.sampling import path_rows
+from qaev.search.operators import QuantSampling
+from qaev.search.operators.sampling import path_rows
 from qaev.problems import get_problem
-from qaev.sensitivity import SensitivityTable, layer_sensitivity
-from qaev.space import GENES_PER_LAYER
+from qaev.sensitivity.probes import SensitivityTable, layer_sensitivity
+from qaev.search.space import GENES_PER_LAYER
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_sampler_seeds_along_the_lowering_path_over_the_matrix(measured):
 
 
 def test_cli_writes_json_and_reuses_its_store(tmp_path, capsys):
-    from qaev.cli_sensitivity import sensitivity
+    from qaev.cli.sensitivity import sensitivity
 
     args = ["--eval", "120", "--bits", "2,8", "--out", str(tmp_path / "s.json"), "--store", str(tmp_path / "m.jsonl")]
     sensitivity.main(args=args, standalone_mode=False)

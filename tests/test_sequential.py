@@ -5,16 +5,16 @@ import numpy as np
 import onnx
 import pytest
 
-from qaev.cli import main
+from qaev.cli.main import main
 from qaev.config import ActMode, LayerConfig, QuantConfig, RoundingInputs
 from qaev.data import digits_model_path, load_digits_split
 from qaev.errors import ConfigError
-from qaev.evaluate import Evaluator
-from qaev.graph import load_model
+from qaev.evaluation.evaluator import Evaluator
+from qaev.model.graph import load_model
 from qaev.quantize import Quantizer, uniform_config
 from qaev.quantize.qdq import quantized_weight
 from qaev.quantize.sequential import fitted_layers
-from qaev.session import make_session
+from qaev.model.session import make_session
 
 
 def run(capsys, *args):

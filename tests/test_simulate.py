@@ -2,18 +2,18 @@
 import numpy as np
 import pytest
 
-from qaev import screening
+from qaev.evaluation import screening
 from qaev.config import ActMode, CalibMethod, Granularity, LayerConfig, QuantConfig, Rounding, ScaleRule
 from qaev.data import ArrayDataset
 from qaev.errors import ConfigError
-from qaev.graph import load_model
+from qaev.model.graph import load_model
 from qaev.problems import get_problem
 from qaev.quantize import Quantizer, uniform_config
 from qaev.quantize.simulate import Simulator
-from qaev.search import minimize
-from qaev.session import make_session, run_batches
-from qaev.space import SearchSpace
-from qaev.staging import Staging
+from qaev.search.minimize import minimize
+from qaev.model.session import make_session, run_batches
+from qaev.search.space import SearchSpace
+from qaev.evaluation.staging import Staging
 from tests.models import attention_like, conv_mlp, images
 
 _WIDE = dict(w_bits=(2, 3, 4, 8, 16, None), acts=("a4", "a8", "a16", "float", "dyn8"),

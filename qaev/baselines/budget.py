@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from qaev.config import QuantConfig
-from qaev.store import Record
+from qaev.runtime.store import Record
 
 __all__ = ["EvaluationBudget", "BudgetExhausted", "charged_evaluations"]
 
@@ -19,7 +19,7 @@ class EvaluationBudget:
     method cheaper than another.
 
     Args:
-        problem: the :class:`~qaev.problem.QuantizationProblem`.
+        problem: the :class:`~qaev.search.problem.QuantizationProblem`.
         limit: most distinct configs (None: unlimited).
 
     Example:

@@ -15,10 +15,10 @@ import numpy as np
 from qaev.baselines.budget import EvaluationBudget
 from qaev.baselines.result import MethodResult, Point
 from qaev.errors import ConfigError
-from qaev.layer_costs import layer_costs
-from qaev.lowering import greedy_path, spread
-from qaev.sensitivity import layer_sensitivity
-from qaev.width_rows import check_act, uniform_row, with_widths
+from qaev.sensitivity.layer_costs import layer_costs
+from qaev.sensitivity.lowering import greedy_path, spread
+from qaev.sensitivity.probes import layer_sensitivity
+from qaev.search.width_rows import check_act, uniform_row, with_widths
 
 __all__ = ["greedy_baseline", "greedy_path"]
 
@@ -35,7 +35,7 @@ def greedy_baseline(problem, *, budget: int, cost: str = "size_mb", act: str = "
     count as sensitive as the worst probed layer.
 
     Args:
-        problem: the :class:`~qaev.problem.QuantizationProblem`.
+        problem: the :class:`~qaev.search.problem.QuantizationProblem`.
         budget: full evaluations.
         cost: what a step saves: ``size_mb`` (exact), ``est_latency_ms`` or
             ``est_energy_mj`` (hardware-table estimates).

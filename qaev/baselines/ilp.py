@@ -4,7 +4,7 @@ Yao et al., "HAWQ-V3: Dyadic Neural Network Quantization" (ICML 2021) choose eac
 bits with an integer linear program: minimise the summed per-layer sensitivity subject to
 a size, BOPs or latency budget, solved once per budget. HAWQ's sensitivity is a Hessian
 trace times the weight perturbation; here it is the *measured* metric drop of quantizing
-the layer alone (:func:`qaev.sensitivity.layer_sensitivity`), with the output noise power
+the layer alone (:func:`qaev.sensitivity.probes.layer_sensitivity`), with the output noise power
 as a tie-breaker. The program assumes drops add up across layers; every solution is then
 measured, so the assumption is checked, not trusted. One point per budget, no front of its
 own beyond the sweep.
@@ -18,10 +18,10 @@ import numpy as np
 from qaev.baselines.budget import EvaluationBudget, charged_evaluations
 from qaev.baselines.result import MethodResult, Point
 from qaev.errors import ConfigError
-from qaev.layer_costs import layer_costs
-from qaev.lowering import spread
-from qaev.sensitivity import layer_sensitivity
-from qaev.width_rows import check_act, uniform_row, with_widths
+from qaev.sensitivity.layer_costs import layer_costs
+from qaev.sensitivity.lowering import spread
+from qaev.sensitivity.probes import layer_sensitivity
+from qaev.search.width_rows import check_act, uniform_row, with_widths
 
 __all__ = ["ilp_baseline", "solve_allocation", "sensitivity_scores"]
 
@@ -70,7 +70,7 @@ def ilp_baseline(problem, *, budget: int, cost: str = "size_mb", act: str = "a8"
     count as sensitive as the worst probed layer.
 
     Args:
-        problem: the :class:`~qaev.problem.QuantizationProblem`.
+        problem: the :class:`~qaev.search.problem.QuantizationProblem`.
         budget: full evaluations (probes and solutions together).
         cost: the budgeted cost: ``size_mb`` (exact), ``est_latency_ms`` or
             ``est_energy_mj`` (hardware-table estimates, additive approximation).

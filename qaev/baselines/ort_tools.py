@@ -118,14 +118,14 @@ def _point(problem, name: str, data: bytes, options: dict) -> Point:
     layers = [layer for layer in problem.quantizer.layers if ORT_TOOLS[name][2](layer)]
     nearest = uniform_config(layers, ORT_TOOLS[name][1])
     if problem.table is not None:
-        from qaev.hardware import estimate
+        from qaev.quantize.sizes import estimate_cost
 
-        report = estimate(problem.quantizer.layers, QuantConfig(layers=nearest.layers), problem.table)
+        report = estimate_cost(problem.quantizer.layers, QuantConfig(layers=nearest.layers), problem.table)
         values.update(est_latency_ms=report.est_latency_ms, est_energy_mj=report.est_energy_mj)
         extra["estimated_from"] = "the nearest qaev config: " + ", ".join(
             sorted({f"{cfg.w_bits}-bit {cfg.granularity.value} {cfg.act.value}" for cfg in nearest.layers.values()}))
     if "host_latency_ms" in problem.objectives:
-        from qaev.objectives import host_latency_ms
+        from qaev.search.objectives import host_latency_ms
 
         values["host_latency_ms"] = host_latency_ms(proto, next(iter(evaluator.data.batches(batch_size=8))))
     return Point(label=name, objectives=values, metric=measured.value, model=data, extra=extra)
@@ -135,7 +135,7 @@ def ort_baseline(problem, calib, *, tools=None, budget: int | None = None) -> Me
     """Run ONNX Runtime's tools on the float model file and measure each output.
 
     Args:
-        problem: the :class:`~qaev.problem.QuantizationProblem` (its evaluator and model).
+        problem: the :class:`~qaev.search.problem.QuantizationProblem` (its evaluator and model).
         calib: the calibration dataset (``quantize_static`` reads it, as the search did).
         tools: names from :data:`ORT_TOOLS` (default: all that apply).
         budget: most full evaluations (one per tool).

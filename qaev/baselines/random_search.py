@@ -17,7 +17,7 @@ def random_baseline(problem, *, budget: int, seed: int = 0, max_draws: int | Non
     Bergstra and Bengio ("Random Search for Hyper-Parameter Optimization", JMLR 2012).
 
     Args:
-        problem: the :class:`~qaev.problem.QuantizationProblem`.
+        problem: the :class:`~qaev.search.problem.QuantizationProblem`.
         budget: full evaluations.
         seed: seed of the generator (same seed, same points).
         max_draws: give up after this many draws (default ``50 * budget``), for spaces

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from qaev.store import Record
+from qaev.runtime.store import Record
 
 __all__ = ["Point", "MethodResult"]
 
@@ -41,7 +41,7 @@ class Point:
 
     @classmethod
     def from_record(cls, record: Record, label: str, **extra) -> "Point":
-        """A point of an evaluated :class:`~qaev.store.Record`."""
+        """A point of an evaluated :class:`~qaev.runtime.store.Record`."""
         return cls(label=label, objectives=dict(record.objectives), metric=record.metric, config=record.config,
                    key=record.key, error=record.error, extra=dict(extra))
 

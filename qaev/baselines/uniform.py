@@ -26,7 +26,7 @@ def uniform_baseline(problem, *, settings: Mapping[str, LayerConfig] | None = No
     symmetric weights, minmax calibration), whatever the search space allows.
 
     Args:
-        problem: the :class:`~qaev.problem.QuantizationProblem` (its evaluator and store).
+        problem: the :class:`~qaev.search.problem.QuantizationProblem` (its evaluator and store).
         settings: label -> :class:`LayerConfig` (default :data:`UNIFORM_SETTINGS`).
         budget: most full evaluations (None: one per setting).
 

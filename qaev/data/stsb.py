@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from qaev import metrics
+from qaev.evaluation import metrics
 from qaev.data.indexing import Indexed, readonly
 from qaev.errors import ConfigError, DataError
 
@@ -218,11 +218,11 @@ def sts_spearman(outputs, labels, float_outputs=None) -> float:
         outputs: Embeddings ``[2 * pairs, dim]`` in the order ``[s1_0, s2_0, s1_1, ...]``
             (what a :class:`SentencePairDataset` feeds).
         labels: Gold scores ``[pairs]``.
-        float_outputs: Unused (the signature of :class:`qaev.evaluate.Metric`).
+        float_outputs: Unused (the signature of :class:`qaev.evaluation.evaluator.Metric`).
 
     Returns:
         The correlation in -100..100 (a pair whose embedding holds NaN gets cosine 0,
-        as :func:`qaev.metrics.cosine_rows` defines).
+        as :func:`qaev.evaluation.metrics.cosine_rows` defines).
 
     Raises:
         DataError: The number of rows is not twice the number of labels.

@@ -22,7 +22,7 @@ import onnx
 
 from qaev.data._cache import cache_dir
 from qaev.errors import ConfigError
-from qaev.layers import LayerInfo
+from qaev.model.layers import LayerInfo
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.lookup import decoded_rows
 

@@ -28,8 +28,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from qaev.config import ActMode, QuantConfig, Rounding
-from qaev.graph import converted_to_opset
-from qaev.layers import LayerInfo
+from qaev.model.graph import converted_to_opset
+from qaev.model.layers import LayerInfo
 from qaev.quantize.bitplanes import PLANE_BITS, planes_tensor
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.lookup import gathers_first, pack_bits

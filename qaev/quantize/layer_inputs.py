@@ -3,7 +3,7 @@
 One ONNX Runtime pass over (a prefix of) the calibration data fetches every weight
 layer's input and accumulates, per layer and convolution group, the second moment
 ``E[x x^T]`` of its input rows (the Hessian of the layer's squared output error up to a
-factor 2, used by :mod:`qaev.quantize.rounding`) and the mean ``E[x]`` (used by
+factor 2, used by :mod:`qaev.quantize.rounding.gptq`) and the mean ``E[x]`` (used by
 :mod:`qaev.quantize.bias_correction`). Rows are the input vectors each output is a dot
 product with: the rows of a Gemm/MatMul input, the im2col patches of a Conv (padding
 zeros included, so the statistics match what the convolution sees). Where the feed carries
@@ -29,9 +29,9 @@ import onnx
 from numpy.lib.stride_tricks import sliding_window_view
 
 from qaev.errors import ConfigError, DataError, ModelError
-from qaev.graph import FloatModel
-from qaev.layers import LayerInfo
-from qaev.quantize.rounding import supports_data_aware
+from qaev.model.graph import FloatModel
+from qaev.model.layers import LayerInfo
+from qaev.quantize.rounding.gptq import supports_data_aware
 
 __all__ = ["InputStats", "LayerInputs", "collect_layer_inputs", "im2col", "layer_rows", "batch_rows", "fetch_session", "RowMoments"]
 
@@ -169,7 +169,7 @@ def fetch_session(proto: onnx.ModelProto, tensors: Sequence[str], *, threads: in
     """
     import onnxruntime as ort
 
-    from qaev.calibrate import _augment
+    from qaev.quantize.calibration.stats import _augment
 
     augmented, from_feed = _augment(proto, list(tensors))
     opts = ort.SessionOptions()
@@ -185,7 +185,7 @@ def fetch_session(proto: onnx.ModelProto, tensors: Sequence[str], *, threads: in
 def collect_layer_inputs(model: FloatModel, layers: Sequence[LayerInfo], batches: Iterable[Mapping[str, np.ndarray]],
                          *, threads: int = 1) -> dict[str, InputStats]:
     """One ORT pass over ``batches``: :class:`InputStats` of every layer in ``layers`` that
-    :func:`~qaev.quantize.rounding.supports_data_aware`.
+    :func:`~qaev.quantize.rounding.gptq.supports_data_aware`.
 
     Raises:
         DataError: no batches, or a batch the model rejects.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from qaev.layers import LayerInfo
+from qaev.model.layers import LayerInfo
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.weights import QuantizedWeight
 

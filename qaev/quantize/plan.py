@@ -7,9 +7,9 @@ from typing import Sequence
 
 from qaev.config import ActMode, Granularity, LayerConfig, QuantConfig, Rounding
 from qaev.errors import ConfigError
-from qaev.layers import LayerInfo
+from qaev.model.layers import LayerInfo
 from qaev.quantize.codebook import supports_codebook
-from qaev.quantize.rounding import supports_data_aware
+from qaev.quantize.rounding.gptq import supports_data_aware
 
 __all__ = ["validate_config", "activation_plan", "ActivationPlan", "layer_problem", "fit_to_layer"]
 

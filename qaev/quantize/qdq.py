@@ -16,15 +16,15 @@ from onnx import helper
 
 from qaev.config import ActMode, LayerConfig, QuantConfig, Rounding, WeightRange
 from qaev.errors import ConfigError
-from qaev.graph import FloatModel
-from qaev.layers import LayerInfo
+from qaev.model.graph import FloatModel
+from qaev.model.layers import LayerInfo
 from qaev.quantize.bias_correction import add_after, alpha_beta, apply_correction, output_correction
 from qaev.quantize.codebook import CodebookWeight, cached_codebook, codebook_lookup
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.lookup import gathered_lookup, gathers_first
 from qaev.quantize.plan import activation_plan, validate_config
-from qaev.quantize.rounding import round_weight
+from qaev.quantize.rounding.gptq import round_weight
 from qaev.quantize.sequential import Fitted
 from qaev.quantize.weights import ActParams, QuantizedWeight, WeightCache, activation_params
 

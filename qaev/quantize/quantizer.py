@@ -9,12 +9,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import onnx
 
-from qaev.calibrate import ActivationStats
+from qaev.quantize.calibration.stats import ActivationStats
 from qaev.data._cache import cache_dir
 from qaev.config import CalibMethod, LayerConfig, QuantConfig, RoundingInputs, ScaleRule
 from qaev.errors import ConfigError
-from qaev.graph import FloatModel
-from qaev.layers import LayerInfo, find_layers
+from qaev.model.graph import FloatModel
+from qaev.model.layers import LayerInfo, find_layers
 from qaev.quantize.plan import activation_plan, fit_to_layer
 from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.qdq import build_qdq
@@ -47,7 +47,7 @@ class Quantizer:
 
     Example:
         >>> from qaev.data import digits_model_path, load_digits_split
-        >>> from qaev.graph import load_model
+        >>> from qaev.model.graph import load_model
         >>> q = Quantizer.calibrated(load_model(digits_model_path()), load_digits_split("calib"))
         >>> cfg = q.resolve(QuantConfig.uniform(q.layer_names, w_bits=4))
         >>> len(cfg.ranges) > 0 and cfg.model_sha256 == q.model.sha256

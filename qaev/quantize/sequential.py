@@ -35,10 +35,10 @@ import onnx
 
 from qaev.config import QuantConfig, Rounding
 from qaev.errors import DataError
-from qaev.graph import FloatModel
-from qaev.layers import LayerInfo
+from qaev.model.graph import FloatModel
+from qaev.model.layers import LayerInfo
 from qaev.quantize.layer_inputs import LayerInputs, RowMoments, batch_rows, fetch_session
-from qaev.quantize.rounding import from_groups, round_weight, supports_data_aware, to_groups
+from qaev.quantize.rounding.gptq import from_groups, round_weight, supports_data_aware, to_groups
 from qaev.quantize.weights import QuantizedWeight
 
 __all__ = ["Fitted", "fit_sequential", "fitted_layers"]

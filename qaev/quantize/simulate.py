@@ -33,7 +33,7 @@ from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.plan import activation_plan
 from qaev.quantize.qdq import act_params_of, codebook_weight, int32_bias, quantized_weight
 from qaev.quantize.quantizer import Quantizer, activation_tensors
-from qaev.session import make_session
+from qaev.model.session import make_session
 
 __all__ = ["Simulator", "PASS_SCALE"]
 

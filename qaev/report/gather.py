@@ -10,8 +10,8 @@ from onnx import numpy_helper
 from qaev.config import QuantConfig, act_name
 from qaev.config_io import dumps_config, load_config
 from qaev.errors import ConfigError, ModelError, QaevError
-from qaev.layers import LayerInfo, find_layers
-from qaev.rundir import read_front
+from qaev.model.layers import LayerInfo, find_layers
+from qaev.runtime.rundir import read_front
 
 __all__ = ["LayerRow", "Point", "ReportData", "gather", "act_label"]
 
@@ -115,7 +115,7 @@ def _baselines(run_dir: Path, names: list[str]) -> list[dict]:
 
 def _layers(doc: dict, model: Path | None, notes: list[str]):
     """The float model's layers and other-initializer bytes, or (None, None) with a note."""
-    from qaev.graph import load_model
+    from qaev.model.graph import load_model
 
     path = Path(model) if model is not None else (Path(doc["model"]["path"]) if doc["model"].get("path") else None)
     if path is None or not path.is_file():
@@ -134,11 +134,11 @@ def _layers(doc: dict, model: Path | None, notes: list[str]):
 
 
 def _rows(layers: list[LayerInfo], config: QuantConfig, table) -> list[LayerRow]:
-    from qaev.hardware import estimate, weight_bytes
+    from qaev.quantize.sizes import estimate_cost, weight_bytes
 
     latency = {}
     if table is not None:
-        latency = {r.name: r.est_latency_s * 1e3 for r in estimate(layers, config, table).rows}
+        latency = {r.name: r.est_latency_s * 1e3 for r in estimate_cost(layers, config, table).rows}
     rows = []
     for layer in layers:
         cfg = config.layer(layer.name)

@@ -1,0 +1,274 @@
+"""The ``qaev`` command line."""
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import click
+import onnx
+
+from qaev.files import write_atomic
+from qaev.cli.data import resolve_data
+from qaev.cli.options import (CALIBRATION_CHOICE, compact_names_option, data_options, data_options_from,
+                              layer_config_from)
+from qaev.config import CalibMethod, RoundingInputs, ScaleRule
+from qaev.config_io import load_config, load_layer_settings, save_config
+from qaev.data import digits_model_path
+from qaev.errors import ConfigError, DataError, ModelError, QaevError
+from qaev.evaluation.evaluator import Evaluator
+from qaev.model.graph import FloatModel, load_model
+from qaev.search.objectives import model_bytes, other_bytes
+from qaev.quantize import Quantizer, export_model, uniform_config
+from qaev.search.space import set_apart
+from qaev.data.tasks import load_task
+
+__all__ = ["main", "cli"]
+
+
+def _model_or_default(model: Path | None) -> tuple[Path, bool]:
+    if model is None:
+        return digits_model_path(), True
+    return model, False
+
+
+def _write_model(proto: onnx.ModelProto, out: Path) -> int:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = proto.SerializeToString()
+    write_atomic(out, data)
+    return len(data)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """qaev: per-layer mixed-precision quantization of ONNX models, measured with ONNX Runtime."""
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+@cli.command()
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.option("--problem", default=None, help="A ready-made problem instead of MODEL (see `qaev problems`).")
+@click.option("--w-bits", default="8", show_default=True, help="Weight bits: 2, 3, 4, 6, 8, 16 or float.")
+@click.option("--a-bits", default="8", show_default=True, help="Activations: 4, 8, 16, dynamic or float.")
+@click.option("--per-channel/--per-tensor", default=False, show_default=True, help="Weight scale granularity.")
+@click.option("--block", type=click.Choice(["32", "64", "128"]), default=None,
+              help="Block-wise weight scales (MatMul/Gemm/Gather; others per-channel).")
+@click.option("--asymmetric", is_flag=True, help="Asymmetric weight grids.")
+@click.option("--calibration", type=CALIBRATION_CHOICE, default="minmax", show_default=True)
+@click.option("--pow2-scales", is_flag=True, help="Round scales up to powers of two.")
+@click.option("--rounding", type=click.Choice(["nearest", "gptq", "codebook"]), default="nearest", show_default=True,
+              help="Weight rounding: nearest, gptq (second-order, from calibration data), or codebook "
+                   "(2-bit embedding tables as 256 learned 4-weight vectors; other layers: nearest).")
+@click.option("--bias-correction", is_flag=True, help="Correct biases for the mean weight-quantization error.")
+@click.option("--weight-range", type=click.Choice(["minmax", "mse"]), default="minmax", show_default=True,
+              help="Weight grid range per scale group: min/max, or clipped to the least squared error.")
+@click.option("--rounding-inputs", type=click.Choice(["float", "quantized"]), default="float", show_default=True,
+              help="Fit weights to the float model's layer inputs, or (quantized) fit each layer in graph order "
+                   "to the float outputs from the inputs the quantized layers before it produce; one pass over "
+                   "the calibration data per layer.")
+@click.option("--exclude", multiple=True, help="Keep these layers float (name or re:REGEX); repeatable.")
+@click.option("--freeze", type=click.Path(path_type=Path), default=None,
+              help="YAML/JSON file mapping layer selectors (name or re:REGEX) to their own settings, e.g. "
+                   "'re:word_embeddings: {w_bits: 2, act: float, rounding: codebook}'; the rest take the uniform one.")
+@data_options
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output .onnx.")
+@compact_names_option
+@click.option("--save-config", "save_to", type=click.Path(path_type=Path), default=None,
+              help="Write the config (YAML/JSON).")
+@click.option("--no-eval", is_flag=True, help="Skip measuring the result.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, calibration, pow2_scales, rounding, bias_correction,
+             weight_range, rounding_inputs, exclude, freeze, out, compact_names, save_to, no_eval, as_json, **kwargs) -> None:
+    """Uniform quantization of every layer (the one-shot baseline); --exclude and --freeze
+    set some layers apart."""
+    resolved = resolve_data(model, problem, kwargs)
+    float_model = resolved.model
+    path = float_model.path
+    layer_cfg = layer_config_from(w_bits=w_bits, a_bits=a_bits, per_channel=per_channel,
+                                  block=int(block) if block else None, asymmetric=asymmetric)
+    layer_cfg = replace(layer_cfg, rounding=rounding, bias_correction=bias_correction, weight_range=weight_range)
+    quantizer = Quantizer.calibrated(float_model, resolved.calib)
+    config = uniform_config(quantizer.layers, layer_cfg, calibration=CalibMethod(calibration),
+                            scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)
+    config = replace(config, rounding_inputs=RoundingInputs(rounding_inputs))
+    config = set_apart(config, quantizer.layers, exclude=exclude,
+                       frozen=load_layer_settings(freeze) if freeze is not None else None)
+    config = quantizer.resolve(config)
+    size = _write_model(export_model(quantizer, config, compact=compact_names), out)
+    exact = model_bytes(quantizer.layers, config, other_bytes(float_model.proto, quantizer.layers))
+    summary = {"model": str(path), "out": str(out), "bytes": size, "size_mb": exact / 1e6,
+               "float_bytes": path.stat().st_size if path else None, "layers": len(config.layers)}
+    if save_to:
+        save_config(config, save_to)
+        summary["config"] = str(save_to)
+    if not no_eval:
+        evaluator = Evaluator(float_model, resolved.held_out, metric=resolved.metric)
+        measured = evaluator.measure(quantizer.build(config))
+        summary.update(metric=resolved.metric, value=measured.value, float=evaluator.float_value, n=measured.n,
+                       drop=evaluator.drop(measured.value))
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    weightless = sum(1 for layer in quantizer.layers if not layer.has_weight and layer.name not in config.layers)
+    note = f"; {weightless} layers without weights keep float activations" if weightless else ""
+    click.echo(f"wrote {out} ({size / 1e6:.3f} MB; weights by bit count {exact / 1e6:.3f} MB; "
+               f"{len(config.layers)} of {len(quantizer.layers)} layers quantized{note})")
+    if save_to:
+        click.echo(f"wrote config {save_to}")
+    if "value" in summary:
+        click.echo(f"{resolved.metric}: {summary['value']:.2f} (float {summary['float']:.2f}, drop {summary['drop']:.2f}, "
+                   f"n={summary['n']}, measured)")
+
+
+@cli.command()
+@click.argument("config", type=click.Path(path_type=Path))
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.option("--problem", default=None, help="The ready-made problem whose model (and data) the config is for.")
+@data_options
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output .onnx.")
+@compact_names_option
+def apply(config: Path, model: Path | None, problem: str | None, out: Path, compact_names: bool, **kwargs) -> None:
+    """Rebuild the quantized model a CONFIG describes for MODEL (or --problem's model).
+
+    No data is needed unless the config rounds weights with GPTQ or corrects biases: then
+    give the calibration data it was built with (--problem with the same --calib and --seed,
+    or --task/--data)."""
+    cfg = load_config(config)
+    if (model is None) == (problem is None):
+        raise ConfigError("give exactly one of MODEL or --problem")
+    if not cfg.needs_data:
+        if model is None:
+            from qaev.problems import problem_model_path
+
+            model = problem_model_path(problem)
+        float_model = load_model(model)
+        quantizer = Quantizer(float_model)
+    elif problem is None and kwargs["task"] is None and kwargs["data"] is None:
+        raise ConfigError(f"{config}: its layers round weights with calibration data (gptq or bias correction); "
+                          "give the data it was built with: --problem NAME (same --calib/--seed) or --task/--data")
+    else:
+        resolved = resolve_data(model, problem, kwargs)
+        quantizer = Quantizer.calibrated(resolved.model, resolved.calib)
+    size = _write_model(export_model(quantizer, cfg, compact=compact_names), out)
+    click.echo(f"wrote {out} ({size / 1e6:.3f} MB)")
+
+
+def _raw_model(path: Path) -> onnx.ModelProto:
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    try:
+        return onnx.load_model_from_string(path.read_bytes())
+    except Exception:
+        raise ModelError(f"{path}: not a valid ONNX model (protobuf parse failed; truncated or wrong file?)") from None
+
+
+@cli.command()
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.option("--problem", default=None, help="Measure on this problem's data (MODEL defaults to its float model).")
+@data_options
+@click.option("--reference", type=click.Path(path_type=Path), default=None,
+              help="Float model for label-free metrics (default: MODEL itself).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--latency", "latency_batch", type=int, default=None, metavar="B",
+              help="Also measure host latency: median ms of one run on the first B samples (1 ORT thread).")
+def evaluate(model, problem, reference, as_json, latency_batch, **kwargs) -> None:
+    """Measure MODEL (float or quantized) on the evaluation split (with --problem: on the
+    problem's held-out test split, or its whole data set when it has none)."""
+    if problem is not None:
+        resolved = resolve_data(None, problem, kwargs)
+        path = model or resolved.model.path
+        evaluator = Evaluator(load_model(reference) if reference else resolved.model, resolved.reference_data,
+                              metric=resolved.metric)
+        _report_measure(evaluator, _raw_model(path), path, as_json, latency_batch)
+        return
+    path, bundled = _model_or_default(model)
+    bundled = bundled or path.resolve() == digits_model_path().resolve()
+    options = data_options_from(kwargs, bundled=bundled)
+    raw = _raw_model(path)
+    if reference is not None:
+        ref = load_model(reference)
+    elif bundled:
+        ref = load_model(digits_model_path())
+    else:  # labelled metrics need no float reference: use MODEL itself for its input names
+        ref = FloatModel(proto=raw, path=path, sha256="", opset=0)
+    task = load_task(options, ref)
+    if reference is None and not bundled and task.metric in ("agreement", "kl", "sqnr_db"):
+        raise DataError(f"metric {task.metric!r} compares against the float model: give --reference FLOAT.onnx")
+    _report_measure(Evaluator(ref, task.eval, metric=task.metric), raw, path, as_json, latency_batch)
+
+
+def _report_measure(evaluator: Evaluator, raw: onnx.ModelProto, path: Path, as_json: bool,
+                    latency_batch: int | None = None) -> None:
+    measured = evaluator.measure(raw.SerializeToString())
+    metric = evaluator.metric.name
+    result = {"metric": metric, "value": measured.value, "n": measured.n, "model": str(path),
+              "inference_s": round(measured.inference_s, 4)}
+    if latency_batch is not None:
+        from qaev.search.objectives import host_latency_ms
+
+        if latency_batch < 1:
+            raise click.BadParameter(f"expected a batch of at least 1, got {latency_batch}", param_hint="--latency")
+        feed = next(iter(evaluator.data.batches(batch_size=latency_batch)))
+        result["host_latency_ms"] = host_latency_ms(raw, feed, repeats=30, warmup=3)
+        result["latency_batch"] = latency_batch
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        latency = (f"; host latency {result['host_latency_ms']:.2f} ms (batch {latency_batch}, measured)"
+                   if latency_batch is not None else "")
+        click.echo(f"{metric}: {measured.value:.4f}  (n={measured.n}, measured on {path}){latency}")
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"qaev: warning: {message}", err=True)
+
+
+def _register() -> None:
+    from qaev.cli.hardware import hardware
+    from qaev.cli.report import report
+    from qaev.cli.search import export, problems, search
+    from qaev.cli.sensitivity import sensitivity
+
+    for command in (search, export, report, sensitivity, problems, hardware):
+        cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors print one line and exit 2; ``--debug`` shows tracebacks."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if not debug:
+        warnings.showwarning = _one_line_warning
+    try:
+        code = cli.main(args=args, prog_name="qaev", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("qaev: interrupted", err=True)
+        return 130
+    except QaevError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"qaev: error: {' '.join(str(exc).split())}", err=True)
+        return exc.exit_code
+    except Exception as exc:  # a bug, not bad input: say so in one line unless --debug
+        if debug:
+            raise
+        click.echo(f"qaev: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

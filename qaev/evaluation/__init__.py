@@ -1,0 +1,2 @@
+"""Measuring candidates: the evaluator and its metrics, the staged race and the screen
+(:mod:`.staging`, :mod:`.screening`)."""

@@ -1,0 +1,187 @@
+"""Measuring a model on data: ORT session, batched inference, a metric, and the drop
+relative to the float model on the same data."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from qaev.evaluation import metrics
+from qaev.errors import DataError
+from qaev.model.graph import FloatModel
+from qaev.model.session import make_session, run_batches
+
+__all__ = ["Metric", "METRICS", "Evaluator", "Measurement", "get_metric", "SQNR_CAP_DB"]
+
+#: SQNR is reported up to this value: identical outputs (the float model itself) score it
+#: instead of infinity, so drops stay finite. float32 rounding alone sits near 140 dB.
+SQNR_CAP_DB = 100.0
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A scalar score of model outputs.
+
+    Attributes:
+        name: registry key.
+        higher_is_better: direction of the score.
+        needs_labels: False for label-free fidelity metrics (scored against the float model).
+        compute: ``(outputs, labels, float_outputs) -> value``.
+        per_item: for a metric that is the mean of per-item scores, ``(outputs, labels,
+            float_outputs) -> scores [N]`` (same units); lets a bootstrap resample cheaply.
+    """
+
+    name: str
+    higher_is_better: bool
+    needs_labels: bool
+    compute: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], float]
+    per_item: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray] | None = None
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("top1", True, True, lambda out, y, ref: metrics.top_k(out, y, k=1),
+               lambda out, y, ref: 100.0 * metrics.top_k_hits(out, y, k=1)),
+        Metric("top5", True, True, lambda out, y, ref: metrics.top_k(out, y, k=5),
+               lambda out, y, ref: 100.0 * metrics.top_k_hits(out, y, k=5)),
+        Metric("agreement", True, False, lambda out, y, ref: metrics.top1_agreement(out, ref),
+               lambda out, y, ref: 100.0 * metrics.agreement_hits(out, ref)),
+        Metric("kl", False, False, lambda out, y, ref: metrics.kl_divergence(out, ref)),
+        Metric("sqnr_db", True, False, lambda out, y, ref: min(metrics.sqnr_db(out, ref), SQNR_CAP_DB)),
+        Metric("spearman", True, True, lambda out, y, ref: _sts_spearman(out, y, ref)),
+    )
+}
+
+
+def _sts_spearman(out, labels, ref) -> float:
+    from qaev.data.stsb import sts_spearman
+
+    return sts_spearman(out, labels, ref)
+
+
+def get_metric(name: str) -> Metric:
+    """The registered metric ``name``."""
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise DataError(f"metric {name!r} is not one of {', '.join(METRICS)}") from None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured value with its sample count and where the time went (seconds)."""
+
+    value: float
+    n: int
+    session_s: float
+    inference_s: float
+    outputs: np.ndarray | None = None
+
+
+class Evaluator:
+    """Scores models on one dataset with one metric.
+
+    Args:
+        model: the float model (the reference for drops and fidelity metrics).
+        data: an :class:`~qaev.data.ArrayDataset` (labels needed for labelled metrics).
+        metric: a key of :data:`METRICS`.
+        batch_size: inference batch size.
+        threads: ORT intra-op threads.
+    """
+
+    def __init__(self, model: FloatModel, data, *, metric: str = "top1", batch_size: int = 64,
+                 threads: int = 1) -> None:
+        self.model = model
+        self.data = data
+        self.metric = get_metric(metric)
+        self.batch_size = model.fixed_batch or batch_size
+        self.threads = threads
+        if self.metric.needs_labels and data.labels is None:
+            raise DataError(f"metric {metric!r} needs labels, and dataset {data.name!r} has none")
+
+    def outputs(self, model) -> tuple[np.ndarray, float, float]:
+        """First-output array of ``model`` (a model, its bytes, or a ready ORT session) on
+        the data, session seconds, inference seconds."""
+        start = time.perf_counter()
+        session = model if isinstance(model, ort.InferenceSession) else make_session(model, threads=self.threads)
+        built = time.perf_counter()
+        out = run_batches(session, self.data.batches(batch_size=self.batch_size))
+        return out, built - start, time.perf_counter() - built
+
+    @cached_property
+    def reference(self) -> np.ndarray:
+        """Float-model outputs on the data."""
+        return self.outputs(self.model.proto)[0]
+
+    @cached_property
+    def float_value(self) -> float:
+        """The metric of the float model."""
+        return float(self.metric.compute(self.reference, self.data.labels, self.reference))
+
+    def measure(self, model: onnx.ModelProto | bytes, *, keep_outputs: bool = False) -> Measurement:
+        """Run ``model`` over the data and score it."""
+        out, session_s, inference_s = self.outputs(model)
+        value = self.score(out)
+        return Measurement(value=value, n=len(self.data), session_s=session_s, inference_s=inference_s,
+                           outputs=out if keep_outputs else None)
+
+    def score(self, outputs: np.ndarray) -> float:
+        """The metric of ``outputs`` (rows of the whole set, in order)."""
+        ref = None if self.metric.needs_labels else self.reference
+        return float(self.metric.compute(outputs, self.data.labels, ref))
+
+    def head_drop(self, outputs: np.ndarray, *, n_boot: int = 50, seed: int = 0,
+                  items: np.ndarray | None = None) -> tuple[float, float]:
+        """Drop and its standard error on the first items of the set, those ``outputs``
+        cover, paired with the float model's outputs on the same items. For a mean of
+        per-item scores (``items``: their :meth:`item_drops`, when already at hand) that is
+        the standard error of the mean of the paired differences, the value the bootstrap
+        converges to; otherwise a paired bootstrap of ``n_boot`` resamples (Efron &
+        Tibshirani, "An Introduction to the Bootstrap", 1993)."""
+        diff = self.item_drops(outputs) if items is None else items
+        if diff is not None:
+            return float(diff.mean()), float(np.std(diff) / np.sqrt(len(diff)))
+        return self.paired_gap(self.reference[:len(outputs)], outputs, n_boot=n_boot, seed=seed)
+
+    def paired_gap(self, a: np.ndarray, b: np.ndarray, *, n_boot: int = 50, seed: int = 0) -> tuple[float, float]:
+        """How many more points ``b`` loses than ``a`` on the first items both cover, and
+        its bootstrap standard error (the same resampled items for both)."""
+        per_item, n, labels, ref = self._head(min(len(a), len(b)))
+
+        def gap_on(items: np.ndarray) -> float:
+            rows = (items[:, None] * per_item + np.arange(per_item)).ravel()
+            lab = None if labels is None else labels[items]
+            diff = self.metric.compute(a[rows], lab, ref[rows]) - self.metric.compute(b[rows], lab, ref[rows])
+            return float(diff if self.metric.higher_is_better else -diff)
+
+        rng = np.random.default_rng(seed)
+        gaps = [gap_on(rng.integers(0, n, n)) for _ in range(n_boot)]
+        return gap_on(np.arange(n)), float(np.std(gaps, ddof=1))
+
+    def item_drops(self, outputs: np.ndarray) -> np.ndarray | None:
+        """Per-item points lost against the float model on the first items ``outputs``
+        cover (their mean is the drop), or None for a metric that is not a mean of
+        per-item scores (a rank correlation)."""
+        if self.metric.per_item is None:
+            return None
+        _, _, labels, ref = self._head(len(outputs))
+        sign = 1.0 if self.metric.higher_is_better else -1.0
+        return sign * (self.metric.per_item(ref, labels, ref) - self.metric.per_item(outputs, labels, ref))
+
+    def _head(self, n_rows: int) -> tuple[int, int, np.ndarray | None, np.ndarray]:
+        """For the first ``n_rows`` output rows: rows per item (two for sentence pairs), the
+        items they cover, those items' labels and the float model's rows."""
+        per_item = len(self.reference) // len(self.data)
+        n = n_rows // per_item
+        return per_item, n, None if self.data.labels is None else self.data.labels[:n], self.reference[:n * per_item]
+
+    def drop(self, value: float) -> float:
+        """Points lost relative to the float model (positive is worse)."""
+        diff = self.float_value - value
+        return diff if self.metric.higher_is_better else -diff

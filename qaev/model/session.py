@@ -1,0 +1,100 @@
+"""ONNX Runtime sessions built from bytes with one fixed optimisation level, and batched runs."""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Mapping
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from qaev.errors import DataError, ModelError
+from qaev.model.graph import check_inputs
+
+__all__ = ["make_session", "run_batches", "OPT_LEVEL"]
+
+_LEVELS = {"extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+           "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+           "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
+
+
+def _level() -> ort.GraphOptimizationLevel:
+    """Every fitness evaluation uses one level: accuracy shifts by tenths between levels,
+    and EXTENDED (the default) is where the runtime fuses QDQ groups into integer kernels.
+    ``QAEV_ORT_LEVEL=disable`` evaluates Q/DQ in float instead (the integer model's
+    arithmetic without a host kernel's quirks, e.g. the 16-bit saturation of u8 x s8
+    kernels on x86 CPUs without VNNI)."""
+    name = os.environ.get("QAEV_ORT_LEVEL", "extended").lower()
+    if name not in _LEVELS:
+        raise ModelError(f"QAEV_ORT_LEVEL: {name!r} is not one of {', '.join(_LEVELS)}")
+    return _LEVELS[name]
+
+
+OPT_LEVEL = _LEVELS["extended"]
+
+
+def make_session(model: onnx.ModelProto | bytes, *, threads: int = 1,
+                 optimized_path: str | None = None, profile_prefix: str | None = None) -> ort.InferenceSession:
+    """An ORT CPU session.
+
+    Args:
+        model: the model or its serialised bytes.
+        threads: intra-op threads (1 per worker when evaluating in parallel).
+        optimized_path: where to write the optimised graph (for inspection), if given.
+        profile_prefix: record ORT's per-node profile into files starting so, if given
+            (``session.end_profiling()`` names the file).
+    """
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = _level()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # Weight-only block-wise MatMuls fuse to MatMulNBits; keep their arithmetic in fp32 so
+    # the measured model is the weight-only model the config describes.
+    options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
+    if optimized_path:
+        options.optimized_model_filepath = optimized_path
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    try:
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"ONNX Runtime cannot load the model: {first}") from None
+
+
+_ORT_TYPES = {"tensor(float)": np.dtype(np.float32), "tensor(double)": np.dtype(np.float64),
+              "tensor(int64)": np.dtype(np.int64), "tensor(int32)": np.dtype(np.int32),
+              "tensor(float16)": np.dtype(np.float16), "tensor(uint8)": np.dtype(np.uint8),
+              "tensor(int8)": np.dtype(np.int8), "tensor(bool)": np.dtype(np.bool_)}
+
+
+def _check_feed(session: ort.InferenceSession, feed: Mapping[str, np.ndarray]) -> None:
+    check_inputs(feed, {i.name: (_ORT_TYPES.get(i.type), list(i.shape)) for i in session.get_inputs()})
+
+
+def run_batches(session: ort.InferenceSession, batches: Iterable[Mapping[str, np.ndarray]], *,
+                output: str | None = None) -> np.ndarray:
+    """Run every batch and concatenate one output along the first axis.
+
+    Raises:
+        DataError: inputs do not match the model, there is no data, or outputs are NaN/Inf.
+    """
+    name = output or session.get_outputs()[0].name
+    parts = []
+    for i, feed in enumerate(batches):
+        if i == 0:
+            _check_feed(session, feed)
+        try:
+            parts.append(session.run([name], dict(feed))[0])
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise DataError(f"running the model failed on batch {i}: {first}") from None
+    if not parts:
+        raise DataError("the dataset is empty")
+    out = np.concatenate(parts, axis=0)
+    if not np.all(np.isfinite(out)):
+        raise DataError(f"model output {name!r} contains NaN or Inf")
+    return out

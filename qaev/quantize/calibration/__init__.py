@@ -1,0 +1,1 @@
+"""Activation calibration: statistics collected once (:mod:`.stats`), ranges per method."""

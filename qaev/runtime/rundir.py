@@ -1,0 +1,133 @@
+"""A search's run directory: settings, the evaluation memo, history, front and configs.
+
+    DIR/settings.json       what the run was asked to do (a resume must match it)
+    DIR/evaluations.jsonl   every evaluated candidate, appended as it finishes
+    DIR/history.jsonl       one line per generation
+    DIR/front.json          the Pareto front (schema ``qaev.front/1``)
+    DIR/configs/<id>.yaml   one self-contained config per front point
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from qaev.files import write_atomic
+from qaev.config import QuantConfig
+from qaev.config_io import save_config
+from qaev.errors import ConfigError
+from qaev.search.objectives import OBJECTIVES
+from qaev.runtime.store import Record
+
+__all__ = ["prepare_run_dir", "write_front", "append_history", "read_front", "versions", "FRONT_SCHEMA"]
+
+FRONT_SCHEMA = "qaev.front/1"
+
+
+def versions() -> dict:
+    """Versions of the pieces that decide the numbers."""
+    import onnx
+    import onnxruntime
+    import pymoo
+
+    from qaev import __version__
+
+    return {"qaev": __version__, "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__,
+            "pymoo": pymoo.__version__, "numpy": np.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "ort_level": os.environ.get("QAEV_ORT_LEVEL", "extended")}
+
+
+def _write_json(path: Path, data) -> None:
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def prepare_run_dir(out: Path, settings: dict, *, resume: bool, force: bool) -> Path:
+    """Create or reopen ``out``.
+
+    Raises:
+        ConfigError: ``out`` is not empty and neither ``resume`` nor ``force`` is given,
+            it is not writable, or ``resume`` finds different settings.
+    """
+    out = Path(out)
+    existing = out.exists() and any(out.iterdir()) if out.is_dir() else out.exists()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} exists and is not a directory")
+    saved = out / "settings.json"
+    if existing and resume:
+        if not saved.is_file():
+            raise ConfigError(f"--resume: {out} holds no settings.json; it is not a qaev run directory")
+        before = json.loads(saved.read_text())
+        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        if changed:
+            raise ConfigError(f"--resume: settings differ from the run in {out}: {', '.join(changed)}")
+        return out
+    if existing and not force:
+        raise ConfigError(f"--out: {out} is not empty; pass --resume to continue that run or --force to overwrite")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if existing and force:
+            for name in ("evaluations.jsonl", "history.jsonl", "front.json", "settings.json"):
+                (out / name).unlink(missing_ok=True)
+        _write_json(saved, settings)
+    except OSError as exc:
+        raise ConfigError(f"--out: cannot write to {out} ({exc.strerror or exc})") from None
+    return out
+
+
+def append_history(out: Path, row: dict) -> None:
+    """Append one generation line to ``history.jsonl``."""
+    with open(out / "history.jsonl", "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _order(front: Sequence[Record], objectives: Sequence[str]) -> list[Record]:
+    return sorted(front, key=lambda r: tuple(r.objectives[n] for n in reversed(objectives)))
+
+
+def write_front(out: Path, front: Sequence[Record], *, objectives: Sequence[str], model_path: Path | None,
+                model_sha256: str, float_values: dict, metric: str, evaluations: int, seed: int,
+                extra: dict | None = None) -> dict:
+    """Write ``front.json`` and ``configs/<id>.yaml``; returns the front document."""
+    configs = out / "configs"
+    configs.mkdir(parents=True, exist_ok=True)
+    points = []
+    for i, record in enumerate(_order(front, objectives)):
+        point_id = f"p{i:02d}"
+        save_config(QuantConfig.from_dict(record.config), configs / f"{point_id}.yaml")
+        points.append({"id": point_id, "key": record.key,
+                       "objectives": {n: record.objectives[n] for n in objectives},
+                       "metric": record.metric, "config": f"configs/{point_id}.yaml"})
+    doc = {
+        "schema": FRONT_SCHEMA,
+        "model": {"path": str(model_path) if model_path else None, "sha256": model_sha256},
+        "metric": metric,
+        "objectives": [{"name": n, "kind": OBJECTIVES[n].kind, "unit": OBJECTIVES[n].unit} for n in objectives],
+        "float": float_values,
+        "points": points,
+        "evaluations": evaluations,
+        "seed": seed,
+        "versions": versions(),
+        **(extra or {}),
+    }
+    _write_json(out / "front.json", doc)
+    return doc
+
+
+def read_front(out: Path) -> dict:
+    """Read and check ``DIR/front.json``."""
+    path = Path(out) / "front.json"
+    if not path.is_file():
+        raise ConfigError(f"{out}: no front.json (is it a finished qaev search directory?)")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    if doc.get("schema") != FRONT_SCHEMA:
+        raise ConfigError(f"{path}: schema {doc.get('schema')!r} is not {FRONT_SCHEMA}")
+    return doc

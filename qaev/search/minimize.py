@@ -1,0 +1,166 @@
+"""``minimize``: a thin wrapper over pymoo's, with qaev's operators and a history."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.algorithms.moo.nsga3 import NSGA3
+from pymoo.core.callback import Callback
+from pymoo.optimize import minimize as pymoo_minimize
+from pymoo.util.ref_dirs import get_reference_directions
+
+from qaev.errors import ConfigError
+from qaev.search.front import hypervolume, non_dominated
+from qaev.search.operators import EffectiveDuplicateElimination, HardwareRepair, LayerCrossover, NeighbourMutation, QuantSampling
+from qaev.search.problem import QuantizationProblem
+from qaev.evaluation.staging import is_final
+from qaev.runtime.store import Record
+
+__all__ = ["minimize", "SearchResult", "make_algorithm", "Generation", "feasible_front", "measure_exported"]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One line of the search history (``provisional``: the front of first-stage values of
+    a screening search, before :meth:`QuantizationProblem.finish`)."""
+
+    gen: int
+    evaluations: int
+    cache_hits: int
+    front_size: int
+    hypervolume: float
+    elapsed_s: float
+    provisional: bool = False
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class SearchResult:
+    """What a search found.
+
+    Attributes:
+        front: non-dominated feasible records over *every* evaluated candidate.
+        history: one :class:`Generation` per generation.
+        float_objectives: the float model's objective values (normalisation reference).
+        pymoo_result: the raw ``pymoo`` result.
+    """
+
+    front: list[Record]
+    history: list[Generation]
+    float_objectives: dict
+    pymoo_result: object = field(repr=False, default=None)
+
+
+def make_algorithm(problem: QuantizationProblem, *, name: str = "auto", pop_size: int = 20, informed: float = 0.3):
+    """NSGA-II (up to 3 objectives) or NSGA-III (more) with qaev's operators
+    (``informed``: share of the first population :class:`QuantSampling` seeds from
+    sensitivity)."""
+    if name == "auto":
+        name = "nsga2" if problem.n_obj <= 3 else "nsga3"
+    common = dict(sampling=QuantSampling(informed=informed), crossover=LayerCrossover(), mutation=NeighbourMutation(),
+                  repair=HardwareRepair(), eliminate_duplicates=EffectiveDuplicateElimination(problem.space))
+    if name == "nsga2":
+        return NSGA2(pop_size=pop_size, **common)
+    if name == "nsga3":
+        partitions = {2: 12, 3: 6, 4: 4}.get(problem.n_obj, 3)
+        ref_dirs = get_reference_directions("das-dennis", problem.n_obj, n_partitions=partitions)
+        return NSGA3(ref_dirs=ref_dirs, pop_size=max(pop_size, len(ref_dirs)), **common)
+    raise ConfigError(f"--algorithm: {name!r} is not one of nsga2, nsga3")
+
+
+def feasible_front(problem: QuantizationProblem, *, provisional: bool = False) -> list[Record]:
+    """Non-dominated, feasible, successful records among everything evaluated (fully
+    measured ones only, unless ``provisional``: screened ones too, by first-stage values)."""
+    records = [r for r in problem.store.records()
+               if r.ok and (provisional or is_final(r)) and all(r.objectives.get(n) is not None for n in problem.objectives)]
+    if problem.constraints:
+        records = [r for r in records if max(problem.constraint_vector(r)) <= 0]
+    if not records:
+        return []
+    F = np.array([problem.objective_vector(r) for r in records])
+    return [records[i] for i in non_dominated(F)]
+
+
+class _History(Callback):
+    def __init__(self, problem, scale, user: Callable | None) -> None:
+        super().__init__()
+        self.problem, self.scale, self.user = problem, scale, user
+        self.rows: list[Generation] = []
+        self.start = time.perf_counter()
+
+    def notify(self, algorithm) -> None:
+        self.record(algorithm.n_gen, provisional=self.problem.screening)
+
+    def record(self, gen: int, *, provisional: bool) -> None:
+        front = feasible_front(self.problem, provisional=provisional)
+        F = np.array([self.problem.objective_vector(r) for r in front]).reshape(-1, self.problem.n_obj)
+        row = Generation(gen=gen, evaluations=self.problem.n_evaluated, cache_hits=self.problem.store.hits,
+                         front_size=len(front), hypervolume=hypervolume(F, self.scale),
+                         elapsed_s=time.perf_counter() - self.start, provisional=provisional)
+        self.rows.append(row)
+        if self.user is not None:
+            self.user(row, front)
+
+
+def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 20, n_gen: int = 10, seed: int = 0,
+             callback: Callable[[Generation, list[Record]], None] | None = None, verbose: bool = False) -> SearchResult:
+    """Search ``problem`` with pymoo and return the front over every evaluated candidate.
+
+    Args:
+        problem: the :class:`QuantizationProblem`.
+        algorithm: ``"auto"``, ``"nsga2"``, ``"nsga3"`` or a pymoo algorithm instance.
+        pop_size: population size.
+        n_gen: generations.
+        seed: pymoo's seed (same seed, same front).
+        callback: called after every generation with the history row and the current front
+            (and, for a screening search, once more with the fully measured front).
+        verbose: pymoo's own per-generation printout.
+
+    Example:
+        >>> from qaev.problems import get_problem
+        >>> result = minimize(get_problem("digits"), pop_size=6, n_gen=2, seed=1)
+        >>> len(result.front) >= 1 and result.history[-1].gen == 2
+        True
+    """
+    algo = make_algorithm(problem, name=algorithm, pop_size=pop_size) if isinstance(algorithm, str) else algorithm
+    floats = problem.float_objectives()
+    scale = [problem.evaluator.float_value if n == "acc_drop" else floats[n] for n in problem.objectives]
+    history = _History(problem, scale, callback)
+    res = pymoo_minimize(problem, algo, ("n_gen", n_gen), seed=seed, callback=history, verbose=verbose,
+                         copy_algorithm=True)
+    if problem.screening:  # the search ran on first-stage values: measure its promising candidates fully
+        problem.finish()
+        history.record(history.rows[-1].gen if history.rows else n_gen, provisional=False)
+    return SearchResult(front=feasible_front(problem), history=history.rows, float_objectives=floats, pymoo_result=res)
+
+
+def measure_exported(problem: QuantizationProblem, front: list[Record]) -> list[Record]:
+    """Re-measure every front point on the file a user ships (:func:`qaev.quantize.export_model`).
+
+    Where a layer's weights are stored as native INT4 with static activations, ONNX Runtime
+    computes the exported layer in float while the evaluation graph runs a fused int8
+    kernel, so the two can round a few outputs differently. The reported ``metric`` and
+    ``acc_drop`` are those of the exported model (what ``qaev apply`` + ``qaev evaluate``
+    reproduce exactly); the search-time value stays in ``extra["search_metric"]``.
+    """
+    from dataclasses import replace
+
+    from qaev.config import QuantConfig
+    from qaev.quantize import export_model
+
+    if "acc_drop" not in problem.objectives:
+        return list(front)
+    out = []
+    for record in front:
+        proto = export_model(problem.quantizer, QuantConfig.from_dict(record.config))
+        value = problem.evaluator.measure(proto).value
+        objectives = {**record.objectives, "acc_drop": problem.evaluator.drop(value)}
+        out.append(replace(record, metric=value, objectives=objectives,
+                           extra={**record.extra, "search_metric": record.metric}))
+    return out

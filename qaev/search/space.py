@@ -1,0 +1,286 @@
+"""The search space: integer genes <-> :class:`~qaev.config.QuantConfig`.
+
+Each searchable layer owns six consecutive genes (weight bits, activation mode, weight
+granularity, symmetry, weight rounding, bias correction), each an index into an ordered
+option list, so "neighbouring" indices are neighbouring precisions. Two global genes follow: calibration method and
+scale rule. Decoding fits every layer's setting to what the layer supports, so the
+effective config (and its hash) is what identifies a candidate.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+import numpy as np
+
+from qaev.config import (
+    ACT_SETTINGS,
+    WEIGHT_BITS,
+    ActMode,
+    CalibMethod,
+    Granularity,
+    LayerConfig,
+    QuantConfig,
+    Rounding,
+    ScaleRule,
+    WeightRange,
+    act_name,
+)
+from qaev.errors import ConfigError
+from qaev.model.layers import LayerInfo
+from qaev.quantize.codebook import supports_codebook
+from qaev.quantize.plan import fit_to_layer, layer_problem
+
+__all__ = ["SearchSpace", "ACT_OPTIONS", "GENES_PER_LAYER", "select_layers", "frozen_layers", "set_apart"]
+
+#: Activation options in precision order: (mode, bits).
+ACT_OPTIONS: tuple[tuple[ActMode, int], ...] = tuple(ACT_SETTINGS.values())
+GENES_PER_LAYER = 6
+_W, _A, _G, _S, _R, _B = range(GENES_PER_LAYER)
+
+
+def _matches(pattern: str, name: str) -> bool:
+    if pattern.startswith("re:"):
+        return re.search(pattern[3:], name) is not None
+    return pattern == name
+
+
+def select_layers(patterns: Sequence[str], names: Sequence[str], what: str) -> set[str]:
+    """The ``names`` that ``patterns`` select (exact names or ``re:<regex>``); a pattern
+    selecting nothing is a :class:`ConfigError` naming ``what``."""
+    chosen: set[str] = set()
+    for pattern in patterns:
+        hits = {n for n in names if _matches(pattern, n)}
+        if not hits:
+            raise ConfigError(f"{what}: selector {pattern!r} matches no layer (use a layer name or 're:<regex>')")
+        chosen |= hits
+    return chosen
+
+
+def frozen_layers(frozen, layers: Sequence[LayerInfo]) -> dict[str, LayerConfig]:
+    """Layer name -> fixed setting for a mapping of selectors (names or ``re:`` patterns)
+    to settings (:class:`LayerConfig` or its dict).
+
+    Raises:
+        ConfigError: a selector matches no layer, a setting is invalid, or a layer cannot
+            take its setting; the message names the selector and the layer.
+    """
+    names = [layer.name for layer in layers]
+    by_name = {layer.name: layer for layer in layers}
+    out: dict[str, LayerConfig] = {}
+    for pattern, cfg in dict(frozen).items():
+        cfg = cfg if isinstance(cfg, LayerConfig) else LayerConfig.from_dict(cfg, where=f"frozen.{pattern}")
+        for name in select_layers([pattern], names, "frozen"):
+            problem = layer_problem(by_name[name], cfg)
+            if problem is not None:
+                raise ConfigError(f"frozen.{pattern}: layer {name} {problem}")
+            out[name] = cfg
+    return out
+
+
+def set_apart(config: QuantConfig, layers: Sequence[LayerInfo], *, exclude: Sequence[str] = (),
+              frozen=None) -> QuantConfig:
+    """``config`` with the ``exclude`` selectors' layers float and the ``frozen`` mapping's
+    layers (selector -> setting, as :func:`frozen_layers`) on their own settings.
+
+    Raises:
+        ConfigError: a selector matches no layer, or a frozen setting does not fit its layer.
+    """
+    names = [layer.name for layer in layers]
+    excluded = select_layers(exclude, names, "exclude")
+    fixed = frozen_layers(frozen, layers) if frozen is not None else {}
+    kept = {name: cfg for name, cfg in config.layers.items() if name not in excluded}
+    return replace(config, layers={**kept, **{k: v for k, v in fixed.items() if k not in excluded}})
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSpace:
+    """What the search may choose.
+
+    Args:
+        layers: the model's quantizable layers.
+        w_bits: allowed weight bits (``None`` = float), in any order.
+        acts: allowed activation options, by name: ``a4``, ``a8``, ``a16``, ``dyn8``, ``float``.
+        granularities: allowed weight granularities.
+        symmetric: allowed symmetry values.
+        calibrations: allowed calibration methods (global gene).
+        scale_rules: allowed scale rules (global gene).
+        roundings: allowed weight roundings (``nearest``, ``gptq``, ``codebook``). Where
+            ``codebook`` does not apply (not a 2-bit table) it decodes as the first other
+            allowed rounding; where ``gptq`` does not apply, as ``nearest``.
+        bias_corrections: allowed bias-correction settings (``False``, ``True``).
+        weight_range: the weight grids' range rule for every layer (not a gene).
+        exclude: selectors (names or ``re:`` patterns) of layers kept float.
+        frozen: selector -> fixed :class:`LayerConfig` (not searched).
+    """
+
+    layers: Sequence[LayerInfo]
+    w_bits: Sequence[int | None] = (2, 4, 8)
+    acts: Sequence[str] = ("a8", "float")
+    granularities: Sequence[Granularity] = (Granularity.PER_CHANNEL,)
+    symmetric: Sequence[bool] = (True,)
+    calibrations: Sequence[CalibMethod] = (CalibMethod.MINMAX,)
+    scale_rules: Sequence[ScaleRule] = (ScaleRule.FLOAT,)
+    roundings: Sequence[Rounding] = (Rounding.NEAREST,)
+    bias_corrections: Sequence[bool] = (False,)
+    weight_range: WeightRange = WeightRange.MINMAX
+    exclude: Sequence[str] = ()
+    frozen: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bits = sorted(set(self.w_bits), key=lambda b: 99 if b is None else b)
+        for b in bits:
+            if b not in WEIGHT_BITS:
+                raise ConfigError(f"w_bits: {b!r} is not one of {WEIGHT_BITS}")
+        unknown = [a for a in self.acts if a not in ACT_SETTINGS]
+        if unknown:
+            raise ConfigError(f"acts: {unknown[0]!r} is not one of {', '.join(ACT_SETTINGS)}")
+        acts = [o for name, o in ACT_SETTINGS.items() if name in set(self.acts)]
+        grans = [g for g in Granularity if g in {Granularity(x) for x in self.granularities}]
+        cals = [c for c in CalibMethod if c in {CalibMethod(x) for x in self.calibrations}]
+        rules = [r for r in ScaleRule if r in {ScaleRule(x) for x in self.scale_rules}]
+        sym = sorted(set(bool(s) for s in self.symmetric), reverse=True)
+        try:
+            rounds = [r for r in Rounding if r in {Rounding(x) for x in self.roundings}]
+        except ValueError:
+            raise ConfigError(f"roundings: expected some of {', '.join(r.value for r in Rounding)}, "
+                              f"got {list(self.roundings)!r}") from None
+        corrections = sorted(set(bool(b) for b in self.bias_corrections))
+        try:
+            object.__setattr__(self, "weight_range", WeightRange(self.weight_range))
+        except ValueError:
+            raise ConfigError(f"weight_range: {self.weight_range!r} is not one of "
+                              f"{', '.join(r.value for r in WeightRange)}") from None
+        for label, values in (("w_bits", bits), ("acts", acts), ("granularities", grans), ("symmetric", sym),
+                              ("calibrations", cals), ("scale_rules", rules), ("roundings", rounds),
+                              ("bias_corrections", corrections)):
+            if not values:
+                raise ConfigError(f"{label}: the search space needs at least one option")
+        names_all = [layer.name for layer in self.layers]
+        excluded = select_layers(self.exclude, names_all, "exclude")
+        frozen = frozen_layers(self.frozen, self.layers)
+        object.__setattr__(self, "w_bits", tuple(bits))
+        object.__setattr__(self, "acts", tuple(acts))
+        object.__setattr__(self, "granularities", tuple(grans))
+        object.__setattr__(self, "symmetric", tuple(sym))
+        object.__setattr__(self, "calibrations", tuple(cals))
+        object.__setattr__(self, "scale_rules", tuple(rules))
+        object.__setattr__(self, "roundings", tuple(rounds))
+        object.__setattr__(self, "bias_corrections", tuple(corrections))
+        object.__setattr__(self, "frozen", frozen)
+        searchable = [l for l in self.layers if l.name not in excluded and l.name not in frozen]
+        if not searchable:
+            raise ConfigError("search space: every layer is excluded or frozen; nothing to search")
+        object.__setattr__(self, "_searchable", tuple(searchable))
+        object.__setattr__(self, "_decoded", {})  # genome bytes -> QuantConfig
+        object.__setattr__(self, "_layer_memo", {})  # (layer index, genes) -> LayerConfig
+
+    def __getstate__(self) -> dict:
+        # copies and pickles leave the decoding memos behind
+        return {k: v for k, v in self.__dict__.items() if k not in ("_decoded", "_layer_memo")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _decoded={}, _layer_memo={})
+
+    @property
+    def searchable(self) -> tuple[LayerInfo, ...]:
+        """Layers with genes, in graph order."""
+        return self._searchable  # type: ignore[attr-defined]
+
+    @property
+    def n_var(self) -> int:
+        """Number of genes."""
+        return GENES_PER_LAYER * len(self.searchable) + 2
+
+    def upper(self) -> np.ndarray:
+        """Largest index of every gene (lower bounds are all 0)."""
+        per_layer = [len(self.w_bits) - 1, len(self.acts) - 1, len(self.granularities) - 1, len(self.symmetric) - 1,
+                     len(self.roundings) - 1, len(self.bias_corrections) - 1]
+        return np.array(per_layer * len(self.searchable) + [len(self.calibrations) - 1, len(self.scale_rules) - 1])
+
+    def clip(self, x) -> np.ndarray:
+        """Round and clip any real vector into valid integer genes."""
+        return np.clip(np.rint(np.asarray(x, dtype=float)), 0, self.upper()).astype(int)
+
+    def layer_genes(self, x: np.ndarray, i: int) -> np.ndarray:
+        """The genes of searchable layer ``i``."""
+        return x[GENES_PER_LAYER * i:GENES_PER_LAYER * (i + 1)]
+
+    def decode(self, x) -> QuantConfig:
+        """The effective config of genes ``x`` (each layer fitted to what it supports)."""
+        x = self.clip(x)
+        memo = self._decoded  # type: ignore[attr-defined]
+        whole = x.tobytes()
+        if whole not in memo:
+            if len(memo) > 100_000:  # bound the memo on very long runs
+                memo.clear()
+            memo[whole] = self._decode(x)
+        return memo[whole]
+
+    def _decode(self, x: np.ndarray) -> QuantConfig:
+        layers = {name: cfg for name, cfg in self.frozen.items()}
+        for i, layer in enumerate(self.searchable):
+            fitted = self._layer_config(i, tuple(int(v) for v in self.layer_genes(x, i)))
+            if fitted is not None:
+                layers[layer.name] = fitted
+        return QuantConfig(layers=layers, calibration=self.calibrations[x[-2]], scale_rule=self.scale_rules[x[-1]])
+
+    def _layer_config(self, i: int, genes: tuple[int, ...]) -> LayerConfig | None:
+        """The effective, fitted config of searchable layer ``i`` under its ``genes``
+        (memoised: there are few distinct gene tuples per layer)."""
+        memo = self._layer_memo  # type: ignore[attr-defined]
+        if (i, genes) not in memo:
+            w, a, g, s, r, b = genes
+            mode, a_bits = self.acts[a]
+            w_bits = self.w_bits[w]
+            if mode is ActMode.DYNAMIC and (w_bits is None or w_bits > 8):
+                mode = ActMode.FLOAT
+            rounding = self.roundings[r]
+            if rounding is Rounding.CODEBOOK and (w_bits != 2 or not supports_codebook(self.searchable[i])):
+                # a codebook holds 2-bit tables only: elsewhere the gene means the first other option
+                rounding = self.roundings[0] if self.roundings[0] is not Rounding.CODEBOOK else Rounding.NEAREST
+            cfg = LayerConfig(w_bits=w_bits, act=mode, a_bits=a_bits, granularity=self.granularities[g],
+                              symmetric=self.symmetric[s], rounding=rounding,
+                              bias_correction=self.bias_corrections[b], weight_range=self.weight_range)
+            fitted = fit_to_layer(cfg, self.searchable[i])
+            memo[(i, genes)] = None if fitted is None else fitted.effective()
+        return memo[(i, genes)]
+
+    def encode_uniform(self, *, w_bits: int | None, act: str, granularity: Granularity | None = None) -> np.ndarray:
+        """Genes giving every searchable layer the same setting (nearest allowed options)."""
+        w = _nearest_index([99 if b is None else b for b in self.w_bits], 99 if w_bits is None else w_bits)
+        names = [act_name(*o) for o in self.acts]
+        a = names.index(act) if act in names else len(names) - 1
+        g = self.granularities.index(granularity) if granularity in self.granularities else 0
+        return np.array([w, a, g, 0, 0, 0] * len(self.searchable) + [0, 0])
+
+    def encode_layer(self, cfg: LayerConfig, row: np.ndarray, i: int) -> np.ndarray:
+        """Genes of searchable layer ``i`` for ``cfg`` (nearest allowed option per gene;
+        genes ``cfg`` leaves open keep their value in ``row``)."""
+        genes = self.layer_genes(row, i).copy()
+        genes[_W] = _nearest_index([99 if b is None else b for b in self.w_bits], 99 if cfg.w_bits is None else cfg.w_bits)
+        option = (cfg.act, cfg.a_bits if cfg.act is ActMode.STATIC else 8)
+        if option in self.acts:
+            genes[_A] = self.acts.index(option)
+        elif cfg.act is ActMode.STATIC:
+            static = [j for j, (mode, _) in enumerate(self.acts) if mode is ActMode.STATIC]
+            if static:
+                genes[_A] = min(static, key=lambda j: abs(self.acts[j][1] - cfg.a_bits))
+        if cfg.granularity in self.granularities:
+            genes[_G] = self.granularities.index(cfg.granularity)
+        if cfg.symmetric in self.symmetric:
+            genes[_S] = self.symmetric.index(cfg.symmetric)
+        if cfg.rounding in self.roundings:
+            genes[_R] = self.roundings.index(cfg.rounding)
+        if cfg.bias_correction in self.bias_corrections:
+            genes[_B] = self.bias_corrections.index(cfg.bias_correction)
+        return genes
+
+    def key(self, x) -> str:
+        """Hash of the effective config of ``x``."""
+        return self.decode(x).key()
+
+
+def _nearest_index(values: Sequence[int], target: int) -> int:
+    return int(np.argmin([abs(v - target) for v in values]))
