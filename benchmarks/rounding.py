@@ -35,7 +35,7 @@ from qaev.evaluation.evaluator import Evaluator
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, export_model, uniform_config
 from qaev.quantize.layer_inputs import MAX_SAMPLES, LayerInputs
-from qaev.quantize.rounding.gptq import supports_data_aware
+from qaev.quantize.rounding.groups import supports_data_aware
 from qaev.quantize.weights import WeightCache
 from qaev.search.space import select_layers
 

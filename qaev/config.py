@@ -15,6 +15,8 @@ from types import MappingProxyType
 from typing import Mapping
 
 from qaev.errors import ConfigError
+from qaev.quantize.calibration.registry import CALIBRATIONS
+from qaev.quantize.rounding.registry import ROUNDINGS, rounding_entry
 
 __all__ = [
     "WEIGHT_BITS",
@@ -76,17 +78,11 @@ def act_name(mode: ActMode, bits: int) -> str:
     return "float" if mode is ActMode.FLOAT else ("dyn8" if mode is ActMode.DYNAMIC else f"a{bits}")
 
 
-class CalibMethod(str, Enum):
-    """How a static activation range is derived from calibration statistics.
-
-    ``Distribution`` (ORT's FP8 calibrator) is deliberately absent: with integer types it
-    yields meaningless ranges.
-    """
-
-    MINMAX = "minmax"
-    PERCENTILE = "percentile"
-    ENTROPY = "entropy"
-    MSE = "mse"
+#: How a static activation range is derived from calibration statistics: one member per
+#: method of the calibration registry (:data:`qaev.quantize.calibration.registry.CALIBRATIONS`):
+#: ``minmax``, ``percentile``, ``entropy``, ``mse``. ``Distribution`` (ORT's FP8 calibrator)
+#: is deliberately absent: with integer types it yields meaningless ranges.
+CalibMethod = Enum("CalibMethod", {name.upper(): name for name in CALIBRATIONS}, type=str, module=__name__)
 
 
 class ScaleRule(str, Enum):
@@ -96,20 +92,11 @@ class ScaleRule(str, Enum):
     POW2 = "pow2"
 
 
-class Rounding(str, Enum):
-    """How weights are rounded.
-
-    ``nearest`` and ``gptq`` round onto the same scalar grid: ``gptq`` is second-order,
-    data-aware rounding (Frantar et al., "GPTQ", ICLR 2023; Frantar & Alistarh, "Optimal
-    Brain Compression", NeurIPS 2022): see :mod:`qaev.quantize.rounding.gptq`. ``codebook``
-    replaces the grid of a 2-bit embedding table by 256 learned four-weight vectors, one
-    8-bit code per four weights (see :mod:`qaev.quantize.codebook`); granularity, symmetry,
-    weight range and the scale rule do not apply to it.
-    """
-
-    NEAREST = "nearest"
-    GPTQ = "gptq"
-    CODEBOOK = "codebook"
+#: How weights are rounded: one member per method of the rounding registry
+#: (:data:`qaev.quantize.rounding.registry.ROUNDINGS`): ``nearest``, ``gptq`` (second-order,
+#: data-aware rounding on the same grid; Frantar et al., "GPTQ", ICLR 2023), ``codebook``
+#: (a 2-bit embedding table as 256 learned four-weight vectors), ...
+Rounding = Enum("Rounding", {name.upper(): name for name in ROUNDINGS}, type=str, module=__name__)
 
 
 class RoundingInputs(str, Enum):
@@ -171,9 +158,9 @@ class LayerConfig:
         symmetric: symmetric weight grid (zero point 0) or asymmetric.
         act: static, dynamic (int8, run-time scale) or float activations.
         a_bits: static activation bits from :data:`ACT_BITS` (ignored unless static).
-        rounding: round-to-nearest or data-aware ``gptq`` rounding on the same grid
-            (ignored for float and 16-bit weights), or a ``codebook`` (2-bit embedding
-            tables only).
+        rounding: the weight rounding method (:data:`Rounding`, from the rounding
+            registry; ignored for float and 16-bit weights). A method that does not round
+            onto the scalar grid (a codebook) ignores granularity, symmetry and weight range.
         bias_correction: add the calibration-data mean of the weight quantization error
             to the layer's bias (Nagel et al., "Data-Free Quantization", ICCV 2019;
             ignored for float and 16-bit weights).
@@ -205,8 +192,10 @@ class LayerConfig:
             raise ConfigError(f"symmetric: expected true/false, got {self.symmetric!r}")
         if self.act is ActMode.DYNAMIC and (self.w_bits is None or self.w_bits > 8):
             raise ConfigError("act: dynamic activations need integer weights of at most 8 bits")
-        if self.rounding is Rounding.CODEBOOK and self.w_bits != 2:
-            raise ConfigError(f"rounding: codebook stores 2 bits per weight; w_bits must be 2, got {self.w_bits!r}")
+        widths = rounding_entry(self.rounding).widths
+        if widths is not None and self.w_bits not in widths:
+            raise ConfigError(f"rounding: {self.rounding.value} stores {'/'.join(map(str, widths))}-bit weights; "
+                              f"w_bits must be {' or '.join(map(str, widths))}, got {self.w_bits!r}")
 
     @property
     def is_float(self) -> bool:
@@ -236,8 +225,8 @@ class LayerConfig:
                 changes["bias_correction"] = False
             if self.weight_range is not WeightRange.MINMAX:
                 changes["weight_range"] = WeightRange.MINMAX
-        elif self.rounding is Rounding.CODEBOOK:
-            # one scale per row and a learned codebook: no grid genes apply
+        elif not rounding_entry(self.rounding).on_grid:
+            # a representation of its own (e.g. a codebook): no grid genes apply
             changes.update(granularity=Granularity.PER_CHANNEL, symmetric=True, weight_range=WeightRange.MINMAX)
             changes = {k: v for k, v in changes.items() if getattr(self, k) != v}
         return LayerConfig(**{**self.to_dict(), **changes}) if changes else self
@@ -341,12 +330,12 @@ class QuantConfig:
     @property
     def needs_data(self) -> bool:
         """Whether rebuilding the model takes calibration data beyond the stored ranges: a
-        quantized layer rounds its weights with GPTQ or corrects its bias, or layers are
+        quantized layer rounds its weights with a data-aware method (GPTQ) or corrects its bias, or layers are
         fitted to the quantized inputs of the layers before them."""
         effective = [cfg.effective() for cfg in self.layers.values() if not cfg.is_float]
         if effective and self.rounding_inputs is RoundingInputs.QUANTIZED:
             return True
-        return any(cfg.rounding is Rounding.GPTQ or cfg.bias_correction for cfg in effective)
+        return any(rounding_entry(cfg.rounding).needs_data or cfg.bias_correction for cfg in effective)
 
     def with_ranges(self, ranges: Mapping[str, tuple[float, float]]) -> "QuantConfig":
         """A copy carrying calibrated activation ranges."""

@@ -82,7 +82,7 @@ def _unsupported(layer, cfg: LayerConfig) -> str | None:
     if cfg.w_bits is not None and cfg.granularity.block_size:
         return "block-wise scales: TensorQuantOverrides has per-tensor and per-channel only"
     eff = cfg.effective()
-    if cfg.w_bits is not None and (eff.rounding is not Rounding.NEAREST or eff.bias_correction):
+    if cfg.w_bits is not None and (eff.rounding is not Rounding.NEAREST or eff.bias_correction):  # ORT rounds to nearest
         return (f"{eff.rounding.value} rounding" if eff.rounding is not Rounding.NEAREST else "bias correction") + (
             ": quantize_static rounds weights to nearest and keeps the float biases")
     return None

@@ -13,7 +13,8 @@ from qaev.model.layers import LayerInfo
 from qaev.quantize import Quantizer, uniform_config
 from qaev.quantize.bias_correction import output_correction
 from qaev.quantize.layer_inputs import InputStats, layer_rows
-from qaev.quantize.rounding.gptq import gptq_round, reconstruction_error, to_groups
+from qaev.quantize.rounding.gptq import gptq_round
+from qaev.quantize.rounding.groups import reconstruction_error, to_groups
 from qaev.quantize.weights import quantize_weight, signed_limits
 from qaev.model.session import make_session, run_batches
 from qaev.search.space import GENES_PER_LAYER, SearchSpace

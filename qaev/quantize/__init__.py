@@ -1,26 +1,32 @@
-"""Turning configs into quantized ONNX models: grids, the QDQ evaluation graph, export."""
-from qaev.quantize.codebook import CodebookWeight, codebook_quantize
-from qaev.quantize.export import export_model
-from qaev.quantize.plan import activation_plan, validate_config
-from qaev.quantize.qdq import build_qdq
-from qaev.quantize.quantizer import Quantizer, activation_tensors, cache_dir, uniform_config
-from qaev.quantize.simulate import Simulator
-from qaev.quantize.weights import QuantizedWeight, WeightCache, activation_params, quantize_weight
+"""Turning configs into quantized ONNX models: grids, the QDQ evaluation graph, export.
 
-__all__ = [
-    "Quantizer",
-    "Simulator",
-    "build_qdq",
-    "export_model",
-    "validate_config",
-    "activation_plan",
-    "activation_tensors",
-    "cache_dir",
-    "uniform_config",
-    "quantize_weight",
-    "activation_params",
-    "QuantizedWeight",
-    "WeightCache",
-    "codebook_quantize",
-    "CodebookWeight",
-]
+The names below are loaded on first use, so importing one submodule (e.g. the rounding
+registry, which the config schema reads) does not import the whole engine.
+"""
+from importlib import import_module
+
+_EXPORTS = {
+    "Quantizer": "qaev.quantize.quantizer",
+    "activation_tensors": "qaev.quantize.quantizer",
+    "cache_dir": "qaev.quantize.quantizer",
+    "uniform_config": "qaev.quantize.quantizer",
+    "Simulator": "qaev.quantize.simulate",
+    "build_qdq": "qaev.quantize.qdq",
+    "export_model": "qaev.quantize.export",
+    "validate_config": "qaev.quantize.plan",
+    "activation_plan": "qaev.quantize.plan",
+    "quantize_weight": "qaev.quantize.weights",
+    "activation_params": "qaev.quantize.weights",
+    "QuantizedWeight": "qaev.quantize.weights",
+    "WeightCache": "qaev.quantize.weights",
+    "codebook_quantize": "qaev.quantize.codebook",
+    "CodebookWeight": "qaev.quantize.codebook",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'qaev.quantize' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

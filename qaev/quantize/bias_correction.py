@@ -16,7 +16,7 @@ from qaev.model.graph import FloatModel
 from qaev.model.layers import LayerInfo
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.layer_inputs import InputStats
-from qaev.quantize.rounding.gptq import to_groups
+from qaev.quantize.rounding.groups import to_groups
 from qaev.quantize.weights import QuantizedWeight
 
 __all__ = ["output_correction", "apply_correction", "add_after", "fold_scale", "alpha_beta"]

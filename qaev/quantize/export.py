@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from qaev.config import ActMode, QuantConfig, Rounding
+from qaev.config import ActMode, QuantConfig
 from qaev.model.graph import converted_to_opset
 from qaev.model.layers import LayerInfo
 from qaev.quantize.bitplanes import PLANE_BITS, planes_tensor
@@ -36,6 +36,7 @@ from qaev.quantize.lookup import gathers_first, pack_bits
 from qaev.quantize.names import compact_names
 from qaev.quantize.plan import activation_plan
 from qaev.quantize.qdq import quantized_weight
+from qaev.quantize.rounding.registry import rounding_entry
 from qaev.quantize.quantizer import Quantizer
 from qaev.quantize.weights import QuantizedWeight
 
@@ -129,8 +130,8 @@ def export_model(quantizer: Quantizer, config: QuantConfig, *, compact: bool = F
             continue  # dynamic layers feed MatMulInteger int8 directly: no DequantizeLinear to narrow
         if cfg.w_bits > 4 and cfg.w_bits not in PLANE_BITS:
             continue  # 8/16-bit weights are stored as evaluated
-        if cfg.effective().rounding is Rounding.CODEBOOK:
-            continue  # 8-bit codes already: nothing to narrow
+        if not rounding_entry(cfg.effective().rounding).on_grid:
+            continue  # a table method's own representation (8-bit codes): written as evaluated
         if gathers_first(layer, cfg.effective().granularity.block_size):
             continue  # packed lookup table already (qaev.quantize.lookup)
         if _nbits_eligible(layer, cfg):

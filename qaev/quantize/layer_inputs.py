@@ -31,7 +31,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from qaev.errors import ConfigError, DataError, ModelError
 from qaev.model.graph import FloatModel
 from qaev.model.layers import LayerInfo
-from qaev.quantize.rounding.gptq import supports_data_aware
+from qaev.quantize.rounding.groups import supports_data_aware
 
 __all__ = ["InputStats", "LayerInputs", "collect_layer_inputs", "im2col", "layer_rows", "batch_rows", "fetch_session", "RowMoments"]
 

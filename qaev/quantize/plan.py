@@ -8,8 +8,8 @@ from typing import Sequence
 from qaev.config import ActMode, Granularity, LayerConfig, QuantConfig, Rounding
 from qaev.errors import ConfigError
 from qaev.model.layers import LayerInfo
-from qaev.quantize.codebook import supports_codebook
-from qaev.quantize.rounding.gptq import supports_data_aware
+from qaev.quantize.rounding.groups import supports_data_aware
+from qaev.quantize.rounding.registry import get_rounding
 
 __all__ = ["validate_config", "activation_plan", "ActivationPlan", "layer_problem", "fit_to_layer"]
 
@@ -23,11 +23,11 @@ def layer_problem(layer: LayerInfo, cfg: LayerConfig) -> str | None:
     if cfg.granularity.block_size and cfg.w_bits not in (None, 16) and not layer.supports_blocks:
         return f"is a {layer.op_type}: block-wise scales apply to MatMul/Gemm/Gather weights only"
     eff = cfg.effective()
-    if eff.rounding is Rounding.CODEBOOK and not supports_codebook(layer):
-        return (f"is a {layer.op_type}: codebook rounding applies to lookups (Gather) into 2-D tables "
-                "whose rows are a multiple of 4 long")
-    if (eff.rounding is Rounding.GPTQ or eff.bias_correction) and not supports_data_aware(layer):
-        return f"is a {layer.op_type}: gptq rounding and bias correction apply to Conv/Gemm/MatMul (2-D) weights only"
+    why = get_rounding(eff.rounding).problem(layer)
+    if why is not None:
+        return why
+    if eff.bias_correction and not supports_data_aware(layer):
+        return f"is a {layer.op_type}: bias correction applies to Conv/Gemm/MatMul (2-D) weights only"
     if eff.bias_correction and layer.op_type == "MatMul" and cfg.act is ActMode.STATIC:
         return ("is a MatMul with static activations: its bias correction would make ONNX Runtime fuse "
                 "MatMulIntegerToFloat, which rejects per-column scales on batched inputs")
@@ -97,17 +97,14 @@ def fit_to_layer(cfg: LayerConfig, layer: LayerInfo) -> LayerConfig | None:
 
     Activation-only layers drop the weight bits; embedding lookups drop activations;
     block-wise scales fall back to per-channel where blocks do not apply; dynamic
-    activations fall back to weight-only outside MatMul/Gemm; gptq and codebook rounding and
-    bias correction fall back to nearest / off where they do not apply.
+    activations fall back to weight-only outside MatMul/Gemm; a rounding method falls back to
+    nearest, and bias correction to off, where they do not apply.
     """
     changes: dict = {}
-    if cfg.rounding is Rounding.CODEBOOK and not supports_codebook(layer):
+    if get_rounding(cfg.rounding).problem(layer) is not None:
         changes["rounding"] = Rounding.NEAREST
-    if not supports_data_aware(layer):
-        if cfg.rounding is Rounding.GPTQ:
-            changes["rounding"] = Rounding.NEAREST
-        if cfg.bias_correction:
-            changes["bias_correction"] = False
+    if cfg.bias_correction and not supports_data_aware(layer):
+        changes["bias_correction"] = False
     if cfg.bias_correction and layer.op_type == "MatMul" and cfg.act is ActMode.STATIC:
         changes["bias_correction"] = False  # see layer_problem: the runtime's fused kernel rejects it
     if not layer.has_weight:

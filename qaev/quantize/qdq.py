@@ -19,16 +19,16 @@ from qaev.errors import ConfigError
 from qaev.model.graph import FloatModel
 from qaev.model.layers import LayerInfo
 from qaev.quantize.bias_correction import add_after, alpha_beta, apply_correction, output_correction
-from qaev.quantize.codebook import CodebookWeight, cached_codebook, codebook_lookup
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.lookup import gathered_lookup, gathers_first
 from qaev.quantize.plan import activation_plan, validate_config
-from qaev.quantize.rounding.gptq import round_weight
+from qaev.quantize.rounding.grid import round_weight
+from qaev.quantize.rounding.registry import get_rounding, rounding_entry
 from qaev.quantize.sequential import Fitted
 from qaev.quantize.weights import ActParams, QuantizedWeight, WeightCache, activation_params
 
-__all__ = ["build_qdq", "quantized_weight", "codebook_weight", "act_params_of", "int32_bias"]
+__all__ = ["build_qdq", "quantized_weight", "table_weight", "act_params_of", "int32_bias"]
 
 
 def _layer_inputs(inputs: LayerInputs | None, layer: LayerInfo, what: str):
@@ -48,17 +48,19 @@ def quantized_weight(model: FloatModel, layer: LayerInfo, cfg: LayerConfig, conf
 
     def compute() -> QuantizedWeight:
         return round_weight(model.weight(layer.weight), layer, eff, scale_rule=config.scale_rule,
-                            hessian=lambda: _layer_inputs(inputs, layer, "gptq rounding").hessian)
+                            stats=lambda: _layer_inputs(inputs, layer, f"{eff.rounding.value} rounding"))
 
     return cache.get(key, compute) if cache is not None else compute()
 
 
-def codebook_weight(model: FloatModel, layer: LayerInfo, cache: WeightCache | None = None) -> CodebookWeight:
-    """The codebook of ``layer``'s table (memoised, and kept on disk)."""
-    key = (layer.weight, Rounding.CODEBOOK.value)
+def table_weight(model: FloatModel, layer: LayerInfo, cfg: LayerConfig, cache: WeightCache | None = None):
+    """The weight of ``layer`` in the representation of ``cfg``'s table rounding method (a
+    codebook; memoised)."""
+    method = get_rounding(cfg.effective().rounding)
+    key = (layer.weight, method.name)
 
-    def compute() -> CodebookWeight:
-        return cached_codebook(model.weight(layer.weight))
+    def compute():
+        return method.weight(model.weight(layer.weight))
 
     return cache.get(key, compute) if cache is not None else compute()
 
@@ -186,8 +188,9 @@ def build_qdq(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfi
         if cfg is None or cfg.w_bits is None:
             continue
         node = ed.node(layer.name)
-        if cfg.effective().rounding is Rounding.CODEBOOK:
-            codebook_lookup(ed, node, codebook_weight(model, layer, cache), name=f"{layer.name}.w")
+        if not rounding_entry(cfg.effective().rounding).on_grid:
+            get_rounding(cfg.effective().rounding).insert(ed, node, table_weight(model, layer, cfg, cache),
+                                                          name=f"{layer.name}.w")
             continue
         fit = fitted.get(layer.name) if fitted is not None else None
         qw = fit.weight if fit is not None else quantized_weight(model, layer, cfg, config, cache, inputs=inputs)

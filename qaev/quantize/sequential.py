@@ -33,12 +33,15 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import onnx
 
-from qaev.config import QuantConfig, Rounding
+from qaev.config import QuantConfig
 from qaev.errors import DataError
 from qaev.model.graph import FloatModel
 from qaev.model.layers import LayerInfo
 from qaev.quantize.layer_inputs import LayerInputs, RowMoments, batch_rows, fetch_session
-from qaev.quantize.rounding.gptq import from_groups, round_weight, supports_data_aware, to_groups
+from qaev.quantize.layer_inputs import InputStats
+from qaev.quantize.rounding.grid import round_weight
+from qaev.quantize.rounding.groups import from_groups, supports_data_aware, to_groups
+from qaev.quantize.rounding.registry import rounding_entry
 from qaev.quantize.weights import QuantizedWeight
 
 __all__ = ["Fitted", "fit_sequential", "fitted_layers"]
@@ -68,7 +71,7 @@ def fitted_layers(config: QuantConfig, layers: Sequence[LayerInfo]) -> list[Laye
     for layer in layers:
         cfg = config.layer(layer.name)
         if cfg is not None and cfg.w_bits is not None and supports_data_aware(layer) \
-                and cfg.effective().rounding is not Rounding.CODEBOOK:
+                and rounding_entry(cfg.effective().rounding).on_grid:
             out.append(layer)
     return out
 
@@ -91,7 +94,8 @@ def _fit_layer(model: FloatModel, layer: LayerInfo, config: QuantConfig, m: RowM
     hh, hc = m.h / m.rows, m.cross / m.rows
     w_groups = to_groups(w, layer, groups)
     refit = from_groups(_refit(w_groups, hh, hc), layer, w.shape).astype(np.float32)
-    qw = round_weight(refit, layer, eff, scale_rule=config.scale_rule, hessian=lambda: hh)
+    qw = round_weight(refit, layer, eff, scale_rule=config.scale_rule,
+                      stats=lambda: InputStats(hessian=hh, mean=m.s / m.rows, rows=m.rows))
     correction = None
     if eff.bias_correction:
         wq = to_groups(qw.dequantize().astype(np.float64), layer, groups)

@@ -27,12 +27,13 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from qaev.config import ActMode, QuantConfig, Rounding
+from qaev.config import ActMode, QuantConfig
 from qaev.quantize.bias_correction import fold_scale, output_correction
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.plan import activation_plan
-from qaev.quantize.qdq import act_params_of, codebook_weight, int32_bias, quantized_weight
+from qaev.quantize.qdq import act_params_of, int32_bias, quantized_weight, table_weight
 from qaev.quantize.quantizer import Quantizer, activation_tensors
+from qaev.quantize.rounding.registry import get_rounding, rounding_entry
 from qaev.model.session import make_session
 
 __all__ = ["Simulator", "PASS_SCALE"]
@@ -136,8 +137,10 @@ class Simulator:
             cfg = config.layer(layer.name)
             if cfg is None or cfg.w_bits is None:
                 continue
-            if cfg.effective().rounding is Rounding.CODEBOOK:
-                params[self._weights[layer.name]] = self._dequantize(codebook_weight(q.model, layer, q.weights))
+            if not rounding_entry(cfg.effective().rounding).on_grid:
+                method = get_rounding(cfg.effective().rounding)
+                params[self._weights[layer.name]] = self._dequantize(table_weight(q.model, layer, cfg, q.weights),
+                                                                     method.dequantize)
                 continue
             qw = quantized_weight(q.model, layer, cfg, config, q.weights, inputs=q.inputs)
             params[self._weights[layer.name]] = self._dequantize(qw)
@@ -160,9 +163,9 @@ class Simulator:
             params[hi] = np.array(2**grid.bits - 1 - grid.zero_point, np.float32)
         return params
 
-    def _dequantize(self, qw) -> np.ndarray:
-        """``qw.dequantize()``, memoised per cached quantized weight (kept alive here)."""
+    def _dequantize(self, qw, dequantize=None) -> np.ndarray:
+        """``qw.dequantize()`` (or ``dequantize(qw)``), memoised per cached weight (kept alive here)."""
         found = self._dequantized.get(id(qw))
         if found is None or found[0] is not qw:
-            found = self._dequantized[id(qw)] = (qw, qw.dequantize())
+            found = self._dequantized[id(qw)] = (qw, qw.dequantize() if dequantize is None else dequantize(qw))
         return found[1]

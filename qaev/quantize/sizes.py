@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from qaev.config import Granularity, LayerConfig, QuantConfig, Rounding
-from qaev.quantize.codebook import CODES, VECTOR
+from qaev.config import Granularity, LayerConfig, QuantConfig
 from qaev.quantize.lookup import DECODE_ROWS, gathers_first, packed_bits
+from qaev.quantize.rounding.registry import get_rounding, rounding_entry
 from qaev.model.layers import LayerInfo
 
 __all__ = ["SCALE_BYTES", "ZERO_POINT_BYTES", "FLOAT_WEIGHT_BYTES", "scale_groups", "weight_bytes", "estimate_cost"]
@@ -62,9 +62,8 @@ def weight_bytes(layer: LayerInfo, cfg: LayerConfig | None, *, bits: int | None 
         return layer.params * FLOAT_WEIGHT_BYTES
     eff = cfg.effective()
     width = eff.w_bits if bits is None else bits
-    if eff.rounding is Rounding.CODEBOOK:
-        rows = int(layer.weight_shape[0])
-        return math.ceil(layer.params * width / 8) + rows * SCALE_BYTES + CODES * VECTOR * FLOAT_WEIGHT_BYTES
+    if not rounding_entry(eff.rounding).on_grid:
+        return get_rounding(eff.rounding).weight_bytes(layer, eff)
     groups = scale_groups(layer, eff.granularity)
     zero_points = 0 if eff.symmetric else groups * ZERO_POINT_BYTES
     packed = packed_bits(width) if gathers_first(layer, eff.granularity.block_size) else None

@@ -29,8 +29,8 @@ from qaev.config import (
 )
 from qaev.errors import ConfigError
 from qaev.model.layers import LayerInfo
-from qaev.quantize.codebook import supports_codebook
 from qaev.quantize.plan import fit_to_layer, layer_problem
+from qaev.quantize.rounding.registry import get_rounding, rounding_entry
 
 __all__ = ["SearchSpace", "ACT_OPTIONS", "GENES_PER_LAYER", "select_layers", "frozen_layers", "set_apart"]
 
@@ -106,9 +106,11 @@ class SearchSpace:
         symmetric: allowed symmetry values.
         calibrations: allowed calibration methods (global gene).
         scale_rules: allowed scale rules (global gene).
-        roundings: allowed weight roundings (``nearest``, ``gptq``, ``codebook``). Where
-            ``codebook`` does not apply (not a 2-bit table) it decodes as the first other
-            allowed rounding; where ``gptq`` does not apply, as ``nearest``.
+        roundings: allowed weight roundings (names from the rounding registry: ``nearest``,
+            ``gptq``, ``codebook``, ...). Where a method does not apply to a layer or width
+            (a codebook off 2-bit tables) it decodes as the first allowed option when that
+            rounds onto the grid, else as ``nearest``; a grid method that does not apply to
+            the layer, as ``nearest``.
         bias_corrections: allowed bias-correction settings (``False``, ``True``).
         weight_range: the weight grids' range rule for every layer (not a gene).
         exclude: selectors (names or ``re:`` patterns) of layers kept float.
@@ -237,9 +239,11 @@ class SearchSpace:
             if mode is ActMode.DYNAMIC and (w_bits is None or w_bits > 8):
                 mode = ActMode.FLOAT
             rounding = self.roundings[r]
-            if rounding is Rounding.CODEBOOK and (w_bits != 2 or not supports_codebook(self.searchable[i])):
-                # a codebook holds 2-bit tables only: elsewhere the gene means the first other option
-                rounding = self.roundings[0] if self.roundings[0] is not Rounding.CODEBOOK else Rounding.NEAREST
+            if not _rounding_applies(rounding, w_bits, self.searchable[i]):
+                # where a method does not apply (a codebook off 2-bit tables) the gene means the
+                # first option, if it rounds onto the grid (fit_to_layer settles the rest)
+                first = self.roundings[0]
+                rounding = first if rounding_entry(first).on_grid else Rounding.NEAREST
             cfg = LayerConfig(w_bits=w_bits, act=mode, a_bits=a_bits, granularity=self.granularities[g],
                               symmetric=self.symmetric[s], rounding=rounding,
                               bias_correction=self.bias_corrections[b], weight_range=self.weight_range)
@@ -280,6 +284,11 @@ class SearchSpace:
     def key(self, x) -> str:
         """Hash of the effective config of ``x``."""
         return self.decode(x).key()
+
+
+def _rounding_applies(rounding: Rounding, w_bits: int | None, layer: LayerInfo) -> bool:
+    widths = rounding_entry(rounding).widths
+    return (widths is None or w_bits in widths) and get_rounding(rounding).problem(layer) is None
 
 
 def _nearest_index(values: Sequence[int], target: int) -> int:

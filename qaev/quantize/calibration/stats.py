@@ -22,13 +22,13 @@ import numpy as np
 import onnx
 
 from qaev.config import CalibMethod
+from qaev.quantize.calibration.registry import calibration_entry, get_calibration
 from qaev.errors import ConfigError, DataError, ModelError
 
 __all__ = ["ActivationStats"]
 
 _FORMAT_VERSION = 1
 _CHUNK = 1 << 20  # values binned per vectorised step (bounds the float64 temporaries)
-_GRID = 1 << 22  # candidate cells per vectorised range search (bounds memory at large bins)
 
 
 class _Hist:
@@ -98,10 +98,7 @@ class ActivationStats:
             DataError: no batches, a batch the model rejects, or non-finite values.
             ConfigError: bad ``bins``/``threads`` or an empty tensor list.
         """
-        import onnxruntime as ort
-
-        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 16 or bins % 4:
-            raise ConfigError(f"bins: expected a multiple of 4 of at least 16, got {bins!r}")
+        _check_bins(bins)
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ConfigError(f"threads: expected a positive integer, got {threads!r}")
         names = list(dict.fromkeys(tensors))
@@ -109,14 +106,7 @@ class ActivationStats:
             raise ConfigError("tensors: no activation tensors to calibrate")
         augmented, from_feed = _augment(model, names)
         fetch = [n for n in names if n not in from_feed]
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        try:
-            blob = augmented.SerializeToString()
-            sess = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises several unrelated types
-            raise ModelError(f"cannot create an ONNX Runtime session: {exc}") from None
+        sess = _session(augmented, threads)
         hists = {n: _Hist(bins) for n in names}
         done = 0
         for batch in batches:
@@ -135,6 +125,19 @@ class ActivationStats:
                 progress(done)
         if done == 0:
             raise DataError("calibration data is empty")
+        return cls._finished(hists, bins)
+
+    @classmethod
+    def from_arrays(cls, values: Mapping[str, np.ndarray], *, bins: int = 2048) -> "ActivationStats":
+        """Statistics of arrays already at hand (tensor name -> all its values)."""
+        _check_bins(bins)
+        hists = {name: _Hist(bins) for name in values}
+        for name, x in values.items():
+            hists[name].add(np.asarray(x), name, 0)
+        return cls._finished(hists, bins)
+
+    @classmethod
+    def _finished(cls, hists: Mapping[str, _Hist], bins: int) -> "ActivationStats":
         empty = [n for n, h in hists.items() if h.radius == 0.0]
         if empty:
             raise DataError(f"tensor {empty[0]!r} produced no values over the calibration data")
@@ -258,11 +261,30 @@ class ActivationStats:
             raise ConfigError(f"method: {method!r} is not one of {allowed}") from None
         if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 16:
             raise ConfigError(f"bits: expected an integer in 2..16, got {bits!r}")
-        if method is CalibMethod.PERCENTILE and not 0.0 < float(percentile) <= 100.0:
+        if calibration_entry(method).uses_percentile and not 0.0 < float(percentile) <= 100.0:
             raise ConfigError(f"percentile: expected a value in (0, 100], got {percentile!r}")
-        bits = int(bits) if method in (CalibMethod.ENTROPY, CalibMethod.MSE) else None
-        pct = float(percentile) if method is CalibMethod.PERCENTILE else None
+        entry = calibration_entry(method)
+        bits = int(bits) if entry.uses_bits else None
+        pct = float(percentile) if entry.uses_percentile else None
         return (tensor, method.value, bits, bool(symmetric), pct)
+
+
+def _check_bins(bins) -> None:
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 16 or bins % 4:
+        raise ConfigError(f"bins: expected a multiple of 4 of at least 16, got {bins!r}")
+
+
+def _session(model: onnx.ModelProto, threads: int):
+    """A float session at the basic optimisation level (fetched tensors keep their names)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    try:
+        return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises several unrelated types
+        raise ModelError(f"cannot create an ONNX Runtime session: {exc}") from None
 
 
 def _augment(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.ModelProto, set[str]]:
@@ -287,109 +309,5 @@ def _augment(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.ModelProto,
 
 
 def _compute(h: _Hist, method: str, bits, symmetric: bool, pct) -> tuple[float, float]:
-    lo, hi, w = float(h.lo), float(h.hi), 2.0 * h.radius / h.counts.size
-    amax = max(-lo, hi)
-    if method == "minmax":
-        out = (-amax, amax) if symmetric else (lo, hi)
-    elif method == "percentile" and symmetric:
-        t = min(_quantile(h.folded(), 0.0, w, pct / 100.0), amax)
-        out = (-t, t)
-    elif method == "percentile":
-        tail = (100.0 - pct) / 200.0
-        out = [float(np.clip(_quantile(h.counts, -h.radius, w, p), lo, hi)) for p in (tail, 1.0 - tail)]
-    else:
-        search = _entropy if method == "entropy" else _mse
-        if symmetric or lo >= 0.0 or hi <= 0.0:  # one threshold t on |x|
-            levels, steps = (2 ** (bits - 1), (2**bits - 1) / 2) if symmetric else (2**bits, 2**bits - 1)
-            t = search(h.folded(), 0.0, w, 0.0, amax, levels, steps)[1]
-            out = (-t, t) if symmetric else ((0.0, t) if lo >= 0.0 else (-t, 0.0))
-        else:
-            out = search(h.counts, -h.radius, w, lo, hi, 2**bits, 2**bits - 1)
+    out = get_calibration(method).range(h, bits=bits, symmetric=symmetric, percentile=pct)
     return min(float(out[0]), 0.0), max(float(out[1]), 0.0)
-
-
-def _quantile(counts: np.ndarray, start: float, width: float, q: float) -> float:
-    """Inverse CDF of a histogram, linear within the bin (q = 0 gives its start)."""
-    cdf = np.cumsum(counts)
-    target = q * cdf[-1]
-    if target <= 0:
-        return start
-    i = min(int(np.searchsorted(cdf, target, side="left")), counts.size - 1)
-    return start + (i + (target - (cdf[i - 1] if i else 0)) / counts[i]) * width
-
-
-def _span(counts: np.ndarray, start: float, width: float) -> tuple[int, int, int]:
-    """Edge indices: first occupied, zero, one past the last occupied (zero included)."""
-    nz = np.flatnonzero(counts)
-    zero = int(round(-start / width))
-    return min(int(nz[0]), zero), zero, max(int(nz[-1]) + 1, zero)
-
-
-def _xlogx(x: np.ndarray) -> np.ndarray:
-    return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0)
-
-
-def _kl(h: np.ndarray, a: np.ndarray, b: np.ndarray, levels: int) -> np.ndarray:
-    """KL(P || Q) for each window ``[a[k], b[k])`` of bins, vectorised over windows.
-
-    P is the window with the mass left of it added to its first bin and the mass right of
-    it added to its last; Q splits the window into ``levels`` groups of (almost) equal bin
-    count and spreads each group's unclipped mass evenly over the group's bins where P is
-    non-zero. Needs ``b - a >= levels``. Computed from prefix sums in O(levels) per window.
-    """
-    c, nzc, cl = (np.concatenate([[0.0], np.cumsum(v)]) for v in (h, h > 0, _xlogx(h)))
-    total = c[-1]
-    e = a[:, None] + (np.arange(levels + 1)[None, :] * (b - a)[:, None]) // levels
-    grp = c[e[:, 1:]] - c[e[:, :-1]]
-    cnt = nzc[e[:, 1:]] - nzc[e[:, :-1]]
-    left, right = c[a], total - c[b]
-    ha, hb, inside = h[a], h[b - 1], c[b] - c[a]
-    cnt[:, 0] += (ha == 0) & (left > 0)  # an empty edge bin that receives clipped mass
-    cnt[:, -1] += (hb == 0) & (right > 0)
-    pg = grp.copy()  # P summed per group
-    pg[:, 0] += left
-    pg[:, -1] += right
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = np.where(grp > 0, grp / np.maximum(cnt, 1), 1e-12 * inside[:, None])
-        cross = np.where(pg > 0, pg * np.log(np.where(pg > 0, q, 1.0)), 0.0).sum(axis=1)
-        plogp = cl[b] - cl[a] - _xlogx(ha) + _xlogx(ha + left) - _xlogx(hb) + _xlogx(hb + right)
-        kl = (plogp - cross) / total + np.log(inside / total)
-    return np.where(inside > 0, kl, np.inf)
-
-
-def _entropy(counts, start, width, lo, hi, levels, steps) -> tuple[float, float]:
-    """KL search over windows containing zero: two alternating passes over hi, then lo."""
-    a0, zero, b0 = _span(counts, start, width)
-    if b0 - a0 <= levels:  # every bin gets its own level: nothing to resolve
-        return lo, hi
-    h, a, b = counts.astype(np.float64), a0, b0
-
-    def best(lo_edges, hi_edges):  # chunks keep the (windows, levels) arrays near 32 MB
-        n = max(1, _GRID // levels)
-        kl = [_kl(h, lo_edges[i:i + n], hi_edges[i:i + n], levels) for i in range(0, lo_edges.size, n)]
-        return int(np.argmin(np.concatenate(kl)))
-
-    for _ in range(2):
-        cand = np.arange(max(a + levels, zero), b0 + 1)
-        b = int(cand[best(np.full_like(cand, a), cand)])
-        cand = np.arange(a0, min(b - levels, zero) + 1)
-        a = int(cand[best(cand, np.full_like(cand, b))])
-    return max(start + a * width, lo), min(start + b * width, hi)
-
-
-def _mse(counts, start, width, lo, hi, levels, steps) -> tuple[float, float]:
-    """Full search over (lo, hi) bin edges around zero; ``step = (hi - lo) / steps``."""
-    a0, zero, b0 = _span(counts, start, width)
-    centre = start + (np.arange(counts.size) + 0.5) * width
-    pre = [np.concatenate([[0.0], np.cumsum(counts * centre**p)]) for p in (0, 1, 2)]
-    stride = max(1, int(np.ceil(np.sqrt((zero - a0 + 1) * (b0 - zero + 1) / _GRID))))  # bound memory
-    a = np.unique(np.r_[a0, np.arange(zero, a0 - 1, -stride)])[:, None]
-    b = np.unique(np.r_[np.arange(zero, b0 + 1, stride), b0])[None, :]
-    lo_c = np.maximum(start + a * width, lo)
-    hi_c = np.minimum(start + b * width, hi)
-    below = pre[2][a] - 2.0 * lo_c * pre[1][a] + lo_c**2 * pre[0][a]
-    post = [p[-1] - p[b] for p in pre]
-    above = post[2] - 2.0 * hi_c * post[1] + hi_c**2 * post[0]
-    err = (pre[0][b] - pre[0][a]) * ((hi_c - lo_c) / steps) ** 2 / 12.0 + below + above
-    i, j = np.unravel_index(int(np.argmin(err)), err.shape)
-    return float(lo_c[i, 0]), float(hi_c[0, j])

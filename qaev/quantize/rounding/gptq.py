@@ -9,50 +9,19 @@ Alistarh, "Optimal Brain Compression", NeurIPS 2022; Frantar et al., "GPTQ", ICL
 in lazily-updated blocks of columns and in order of decreasing ``diag(H)``
 ("act-order"; free here because the grid is fixed before rounding starts).
 
-A weight is viewed as ``(G, R, n)``: ``G`` independent groups (convolution groups; one
-for Gemm/MatMul), ``R`` output channels per group, ``n`` inputs per output (``Cin/G * k``
-for a Conv, matching :func:`qaev.quantize.layer_inputs.im2col`). Depthwise convolutions
-are thus per-channel problems with ``k*k`` inputs each.
+Weights are rounded in the grouped view of :mod:`qaev.quantize.rounding.groups`.
 """
 from __future__ import annotations
 
-from typing import Callable
 
 import numpy as np
 
-from qaev.config import LayerConfig, Rounding, ScaleRule
 from qaev.model.layers import LayerInfo
-from qaev.quantize.weights import QuantizedWeight, _expand, quantize_weight, signed_limits
+from qaev.quantize.rounding.base import GridRounding
+from qaev.quantize.rounding.groups import from_groups, reconstruction_error, supports_data_aware, to_groups
+from qaev.quantize.weights import QuantizedWeight, _expand, signed_limits
 
-__all__ = ["round_weight", "gptq_round", "to_groups", "from_groups", "supports_data_aware", "reconstruction_error"]
-
-
-def supports_data_aware(layer: LayerInfo) -> bool:
-    """Whether data-aware rounding and bias correction apply to ``layer``: Conv, Gemm and
-    MatMul with a 2-D weight (ConvTranspose, lookups and activation MatMuls do not)."""
-    if not layer.has_weight or layer.op_type not in ("Conv", "Gemm", "MatMul"):
-        return False
-    return layer.op_type == "Conv" or len(layer.weight_shape) == 2
-
-
-def to_groups(w: np.ndarray, layer: LayerInfo, groups: int) -> np.ndarray:
-    """View weight ``w`` of ``layer`` as ``(G, R, n)`` (output channels x inputs per group)."""
-    if layer.op_type == "Conv":
-        return w.reshape(groups, w.shape[0] // groups, -1)
-    return (w if layer.reduce_axis == 1 else w.T)[None]
-
-
-def from_groups(m: np.ndarray, layer: LayerInfo, shape: tuple[int, ...]) -> np.ndarray:
-    """Inverse of :func:`to_groups`."""
-    if layer.op_type == "Conv":
-        return m.reshape(shape)
-    return np.ascontiguousarray(m[0] if layer.reduce_axis == 1 else m[0].T)
-
-
-def reconstruction_error(delta: np.ndarray, hessian: np.ndarray) -> np.ndarray:
-    """Per output channel ``d H d^T`` for grouped weight differences ``delta`` ``(G, R, n)``:
-    proportional to ``||X w - X w_q||^2`` over the calibration rows when ``H = X^T X``."""
-    return np.einsum("grn,gnm,grm->gr", delta, hessian, delta, optimize=True)
+__all__ = ["GPTQ", "METHOD", "gptq_round"]
 
 
 def _upper_inverse_cholesky(h: np.ndarray, damp: float) -> np.ndarray:
@@ -146,14 +115,18 @@ def gptq_round(w: np.ndarray, nearest: QuantizedWeight, hessian: np.ndarray, *, 
     return QuantizedWeight(q, nearest.scale, nearest.zero_point, nearest.axis, nearest.block_size, nearest.bits)
 
 
-def round_weight(w: np.ndarray, layer: LayerInfo, eff: LayerConfig, *, scale_rule: ScaleRule,
-                 hessian: Callable[[], np.ndarray]) -> QuantizedWeight:
-    """``w`` on the grid an effective layer config describes (bits, granularity, symmetry,
-    range rule), rounded to nearest, or by :func:`gptq_round` with ``hessian()`` (called only
-    then) where the config's rounding is ``gptq``."""
-    qw = quantize_weight(w, bits=eff.w_bits, granularity=eff.granularity, symmetric=eff.symmetric,
-                         scale_rule=scale_rule, channel_axis=layer.channel_axis, reduce_axis=layer.reduce_axis,
-                         weight_range=eff.weight_range)
-    if eff.rounding is Rounding.GPTQ:
-        qw = gptq_round(w, qw, hessian(), layer=layer, symmetric=eff.symmetric)
-    return qw
+class GPTQ(GridRounding):
+    """:func:`gptq_round` with the layer-input Hessian of the calibration data."""
+
+    name = "gptq"
+
+    def problem(self, layer):
+        if supports_data_aware(layer):
+            return None
+        return f"is a {layer.op_type}: gptq rounding applies to Conv/Gemm/MatMul (2-D) weights only"
+
+    def round(self, w, layer, eff, *, grid, stats):
+        return gptq_round(w, grid, stats().hessian, layer=layer, symmetric=eff.symmetric)
+
+
+METHOD = GPTQ()
