@@ -27,7 +27,7 @@ import numpy as np
 from qaev.cli.options import layer_config_from
 from qaev.config_io import load_layer_settings
 from qaev.evaluation.evaluator import Evaluator
-from qaev.search.objectives import model_bytes, other_bytes
+from qaev.quantize.sizes import model_bytes, other_bytes
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
 from qaev.search.space import set_apart

@@ -60,12 +60,12 @@ from qaev.errors import ConfigError  # noqa: E402
 from qaev.evaluation.evaluator import Evaluator  # noqa: E402
 from qaev.search.front import (REF_POINT, hypervolume, hypervolume_ceiling, non_dominated,  # noqa: E402
                         tolerance_hypervolume)
-from qaev.search.objectives import OBJECTIVES  # noqa: E402
+from qaev.search.objectives import get_objective  # noqa: E402
 from qaev.search.problem import QuantizationProblem  # noqa: E402
 from qaev.problems import problem_parts  # noqa: E402
 from qaev.quantize import Quantizer  # noqa: E402
 from qaev.sensitivity.proxy import noise_probe_count, output_noise_table  # noqa: E402
-from qaev.search.minimize import make_algorithm, minimize  # noqa: E402
+from qaev.search.optimize import make_algorithm, minimize  # noqa: E402
 from qaev.search.space import SearchSpace  # noqa: E402
 from qaev.evaluation.staging import Finish, Staging, is_final  # noqa: E402
 from qaev.runtime.store import EvaluationStore  # noqa: E402
@@ -151,7 +151,7 @@ def qaev_screened(setup: Setup, *, budget: int, seed: int, pop: int | None = Non
     result = minimize(problem, pop_size=pop, n_gen=n_gen, seed=seed)
     wall = time.perf_counter() - start
     records = [r for r in problem.store.records() if r.ok]
-    items = sum(n_set if is_final(r) else r.extra["n"] for r in records)
+    items = sum(n_set if is_final(r) else r.stage.n for r in records)
     finished = sum(1 for r in records if is_final(r))
     points = tuple(Point.from_record(r, f"front {i}") for i, r in enumerate(result.front))
     return MethodResult(method="qaev_screened", points=points, evaluations=problem.n_evaluated, wall_s=wall,
@@ -352,7 +352,7 @@ def environment(setup: Setup, args, argv) -> dict:
                   "roundings": args.roundings, "bias_correction": args.bias_correction,
                   "weight_range": args.weight_range, "symmetry": args.symmetry,
                   "baseline_act": args.baseline_act},
-        "objectives": {n: OBJECTIVES[n].kind for n in setup.objectives},
+        "objectives": {n: get_objective(n).kind.value for n in setup.objectives},
         "model_sha256": setup.quantizer.model.sha256,
         "split": {"search": len(setup.search.data), "test": len(setup.test.data), "calib": len(setup.parts.calib),
                   "how": "problem's test split" if getattr(setup.parts, "test", None) is not None

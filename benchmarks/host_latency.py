@@ -29,7 +29,7 @@ import onnxruntime as ort
 
 from qaev.config import ActMode, Granularity, LayerConfig
 from qaev.evaluation.evaluator import Evaluator
-from qaev.search.objectives import host_latency_ms
+from qaev.evaluation.latency import host_latency_ms
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
 from qaev.model.session import make_session

@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 from qaev.config import LayerConfig
 from qaev.data import ArrayDataset
 from qaev.model.graph import load_model
-from qaev.search.objectives import host_latency_ms
+from qaev.evaluation.latency import host_latency_ms
 from qaev.quantize import Quantizer, uniform_config
 from qaev.model.session import make_session
 

@@ -35,7 +35,7 @@ def candidates(run: Path, max_size_mb: float, top: int) -> list[dict]:
     """The ``top`` best fully measured records of ``run`` within ``max_size_mb``."""
     rows = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines() if line.strip()]
     ok = [r for r in rows if not r.get("error") and r.get("objectives", {}).get("acc_drop") is not None
-          and "stage" not in r.get("extra", {}) and r["objectives"]["size_mb"] <= max_size_mb]
+          and not r.get("stage") and r["objectives"]["size_mb"] <= max_size_mb]
     return sorted(ok, key=lambda r: r["objectives"]["acc_drop"])[:top]
 
 

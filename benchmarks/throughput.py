@@ -54,9 +54,9 @@ from qaev.config import QuantConfig, Rounding
 from qaev.evaluation.evaluator import Evaluator
 from qaev.runtime.parallel import make_runner
 from qaev.problems import get_problem, problem_parts
-from qaev.search.minimize import minimize
+from qaev.search.optimize import minimize
 from qaev.model.session import make_session, run_batches
-from qaev.evaluation.staging import SIMULATED, Finish, Staging, dominated, is_final
+from qaev.evaluation.staging import Finish, Staging, dominated, is_final
 
 
 def candidates(problem, n: int, seed: int) -> list[QuantConfig]:
@@ -150,8 +150,8 @@ def qaev_run(configs, *, staging=None, runner=None, eval_n=None, layer_stats: bo
     else:
         records = problem.evaluate_many(configs)
     wall = time.perf_counter() - start
-    stages = {key[:-2]: sum(r.extra.get(key, 0.0) for r in records) for key in ("build_s", "session_s", "inference_s")}
-    fed = sum(r.extra.get("feed_s", 0.0) for r in records)  # screens on the simulator: its inputs instead of a build
+    stages = {key[:-2]: sum(getattr(r.timings, key) for r in records) for key in ("build_s", "session_s", "inference_s")}
+    fed = sum(r.timings.feed_s for r in records)  # screens on the simulator: its inputs instead of a build
     if fed:
         stages["feed"] = fed
     screened = sum(1 for r in problem.store.records() if not is_final(r))
@@ -215,14 +215,14 @@ def search_comparison(gens: int, pop: int, eval_n, staging: Staging) -> dict:
         result = minimize(problem, pop_size=pop, n_gen=gens, seed=ARGS.seed)
         wall = time.perf_counter() - start
         records = list(problem.store.records())
-        stopped = [r.extra["n"] for r in records if not is_final(r)]
+        stopped = [r.stage.n for r in records if not is_final(r)]
         n_set = len(problem.evaluator.data)
         full = sum(1 for r in records if r.ok and is_final(r))
         items = sum(stopped) + n_set * full
         improving = _entered_front(problem, records)
-        per_candidate = {k: float(np.mean([r.extra.get(f"{k}_s", 0.0) for r in records if r.ok] or [0.0]))
+        per_candidate = {k: float(np.mean([getattr(r.timings, f"{k}_s") for r in records if r.ok] or [0.0]))
                          for k in ("build", "session", "feed", "inference")}
-        simulated = sum(1 for r in records if r.extra.get("screen_by") == SIMULATED)
+        simulated = sum(1 for r in records if r.screen is not None and r.screen.simulated)
         out[name] = {"wall_s": wall, "hypervolume": result.history[-1].hypervolume, "screened_on_simulator": simulated,
                      "front": len(result.front), "evaluations": problem.n_evaluated, "stopped_early": len(stopped),
                      "finished": full, "finished_entering_front": improving,

@@ -5,13 +5,13 @@ import importlib
 import pytest
 
 MODULES = [
-    "qaev.search.problem",             # QuantizationProblem
-    "qaev.search.minimize",              # minimize
-    "qaev.problems.registry",   # get_problem
+    "qaev.search.problem",      # QuantizationProblem
+    "qaev.search.optimize",     # minimize
+    "qaev.problems",            # get_problem
     "qaev.config_io",           # save_config / load_config
-    "qaev.model.graph",               # load_model
+    "qaev.model.graph",         # load_model
     "qaev.quantize.quantizer",  # Quantizer
-    "qaev.cli.progress",            # make_progress
+    "qaev.cli.progress",        # make_progress
     "qaev.interop_ort",         # to_tensor_quant_overrides
 ]
 

@@ -7,13 +7,14 @@ import time
 from qaev.config import ActMode, LayerConfig, QuantConfig
 from qaev.runtime.isolation import IsolatedRunner
 from qaev.problems import get_problem
-from qaev.search.minimize import minimize
-from tests.faults import FaultyRecipe
+from qaev.search.optimize import minimize
+from qaev.runtime.parallel import RemoteEvaluation
+from tests.faults import build_faulty
 
 
 def test_crash_and_hang_are_recorded_and_the_search_continues():
     problem = get_problem("digits", eval=150)
-    problem.recipe = FaultyRecipe(problem="digits", problem_options={"eval": 150}, metric="top1")
+    problem.remote = RemoteEvaluation(problem.spec, build=build_faulty)
     problem.runner = IsolatedRunner(workers=2, timeout=8)
     first = problem.space.searchable[0].name
     try:

@@ -10,7 +10,7 @@ import pytest
 
 from qaev.config import QuantConfig
 from qaev.problems import get_problem
-from qaev.search.minimize import minimize
+from qaev.search.optimize import minimize
 from qaev.evaluation.staging import Staging
 
 
@@ -44,11 +44,11 @@ def test_process_workers_give_the_sequential_front():
 def test_staged_front_carries_full_measurements_only():
     problem = get_problem("digits", staging=Staging())
     result = minimize(problem, pop_size=12, n_gen=4, seed=0)
-    screened = [r for r in problem.store.records() if r.extra.get("stage") == "subset"]
+    screened = [r for r in problem.store.records() if r.stage is not None and r.stage.kind == "subset"]
     assert screened, "staging never screened a candidate: the test shows nothing"
     keys = {r.key for r in screened}
     assert result.front and not any(r.key in keys for r in result.front)
-    assert all(r.extra["n"] < len(problem.evaluator.data) for r in screened)
+    assert all(r.stage.n < len(problem.evaluator.data) for r in screened)
     full = get_problem("digits")
     for record in result.front[:3]:  # re-measured on the full set: the same value
         config = QuantConfig.from_dict(record.config)
@@ -61,13 +61,13 @@ def test_screening_search_finishes_few_and_reports_full_values_only():
     problem = get_problem("digits", staging=Staging(finish="end", simulate=False))  # screens on its own models
     result = minimize(problem, pop_size=12, n_gen=4, seed=0)
     records = list(problem.store.records())
-    screened = [r for r in records if r.extra.get("stage") == "screen"]
-    finished = [r for r in records if r.ok and "stage" not in r.extra]
+    screened = [r for r in records if r.stage is not None and r.stage.kind == "screen"]
+    finished = [r for r in records if r.ok and r.final]
     assert screened and finished and len(finished) < len(records) / 2
     assert result.history[-1].provisional is False and result.history[0].provisional is True
     assert {r.key for r in result.front} <= {r.key for r in finished}
     first_stage = problem.staging.stops(len(problem.evaluator.data), problem.evaluator.batch_size)[0]
-    assert all(r.extra.get("head_n") == first_stage for r in finished), "a finish ran its screen's items again"
+    assert all(r.reused == first_stage for r in finished), "a finish ran its screen's items again"
     plain = get_problem("digits")
     for record in result.front[:3]:
         config = QuantConfig.from_dict(record.config)
@@ -83,11 +83,11 @@ def test_screening_search_finishes_few_and_reports_full_values_only():
 def test_screening_sets_aside_a_candidate_only_on_paired_evidence():
     problem = get_problem("digits", staging=Staging(finish="end"))
     def screened(key, items, size=1.0):
-        from qaev.runtime.store import Record
+        from qaev.runtime.store import Record, Screen, Stage
 
         drop = sum(items) / len(items)
         return Record(key=key, objectives={"size_mb": size, "acc_drop": drop}, metric=None, config={},
-                      extra={"stage": "screen", "screen_drop": drop, "screen_margin": 50.0, "screen_items": items})
+                      stage=Stage(kind="screen", n=len(items)), screen=Screen(drop=drop, margin=50.0, items=items))
 
     better = screened("a", [0.0] * 30 + [100.0] * 2)
     worse = screened("b", [0.0] * 26 + [100.0] * 6)  # loses a's two items and four more
@@ -97,23 +97,23 @@ def test_screening_sets_aside_a_candidate_only_on_paired_evidence():
         problem.store.put(record)
     from qaev.evaluation.screening import promising
 
-    kept = [r.key for r in promising(problem)]
+    kept = [r.key for r in promising(problem.engine, problem.store)]
     assert kept == ["a", "c", "d"]  # b: worse than a on the same items; c: not distinguishable from a
 
 
 def test_screening_finishes_at_most_max_finished_spread_over_the_promising():
     problem = get_problem("digits", staging=Staging(finish="end", max_finished=3))
     result = minimize(problem, pop_size=12, n_gen=3, seed=0)
-    finished = [r for r in problem.store.records() if r.ok and "stage" not in r.extra]
+    finished = [r for r in problem.store.records() if r.ok and r.final]
     assert 1 <= len(finished) <= 3 and result.front
     with pytest.raises(ValueError, match="max_finished"):
         Staging(max_finished=-1)
 
 
 def test_screening_bounds_the_outputs_it_keeps_and_still_finishes_exactly(monkeypatch):
-    from qaev.evaluation import screening
+    from qaev.evaluation import candidates
 
-    monkeypatch.setattr(screening, "MAX_HEADS", 3)
+    monkeypatch.setattr(candidates, "MAX_HEADS", 3)
     problem = get_problem("digits", staging=Staging(finish="end"))
     result = minimize(problem, pop_size=10, n_gen=3, seed=0)
     assert len(problem.heads) <= 3
@@ -144,7 +144,7 @@ def test_race_finishes_with_the_plain_measurement():
     configs = [staged.space.decode(staged.space.encode_uniform(w_bits=b, act="a8")) for b in (8, 4, 2)]
     for config in configs:
         a = staged.evaluate_config(config)
-        assert a.extra.get("stage") != "subset"
+        assert a.final
         assert a.objectives["acc_drop"] == plain.evaluate_config(config).objectives["acc_drop"]
 
 
@@ -185,8 +185,8 @@ def test_screening_cli_run_resumes_without_new_evaluations(tmp_path):
             "--staged", "end", "--out", str(tmp_path / "run")]
     subprocess.run(args, check=True, timeout=300, capture_output=True)
     lines = _lines(tmp_path / "run" / "evaluations.jsonl")
-    assert any(l["extra"].get("stage") == "screen" for l in lines)
-    assert all(l["extra"].get("screen_by") == "simulation" for l in lines if l["extra"].get("stage") == "screen")
+    assert any((l["stage"] or {}).get("kind") == "screen" for l in lines)
+    assert all(l["screen"]["simulated"] for l in lines if (l["stage"] or {}).get("kind") == "screen")
     front = json.loads((tmp_path / "run" / "front.json").read_text())["points"]
     subprocess.run(args + ["--resume"], check=True, timeout=300, capture_output=True)
     assert _lines(tmp_path / "run" / "evaluations.jsonl") == lines
@@ -198,11 +198,11 @@ def test_screening_cli_run_on_the_candidates_own_models(tmp_path):
             "--staged", "end", "--screen-on", "model", "--out", str(tmp_path / "run")]
     subprocess.run(args, check=True, timeout=300, capture_output=True)
     lines = _lines(tmp_path / "run" / "evaluations.jsonl")
-    assert any(l["extra"].get("stage") == "screen" for l in lines)
-    assert not any("screen_by" in l["extra"] for l in lines)
+    assert any((l["stage"] or {}).get("kind") == "screen" for l in lines)
+    assert not any(l["screen"] and l["screen"]["simulated"] for l in lines)
     other = subprocess.run(args[:-2] + ["--screen-on", "simulator", "--out", str(tmp_path / "run"), "--resume"],
                            timeout=300, capture_output=True, text=True)
-    assert other.returncode != 0 and "screen_on" in other.stderr  # a resumed run keeps its screen
+    assert other.returncode != 0 and "staging.simulate" in other.stderr  # a resumed run keeps its screen
 
 
 def test_paired_gap_is_zero_for_a_model_against_itself_and_positive_for_a_worse_one():
@@ -247,7 +247,7 @@ def test_prefetch_gives_the_records_of_preparing_in_turn():
             problem = get_problem("digits", eval=150, staging=staging)
             problem.prefetch = depth
             minimize(problem, pop_size=10, n_gen=3, seed=5)
-            rows = sorted((r.key, r.error, tuple(sorted(r.objectives.items())), r.extra.get("stage"))
+            rows = sorted((r.key, r.error, tuple(sorted(r.objectives.items())), r.stage)
                           for r in problem.store.records())
             records.setdefault(str(staging), []).append(rows)
     for runs in records.values():

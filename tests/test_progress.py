@@ -5,7 +5,7 @@ import json
 
 from qaev.cli.main import main
 from qaev.cli.progress import best_tradeoffs, make_progress
-from qaev.search.minimize import Generation
+from qaev.search.optimize import Generation
 from qaev.runtime.store import Record
 
 
@@ -14,16 +14,16 @@ def _search(tmp_path, *extra):
 
 
 def test_start_line_is_printed_before_calibration(tmp_path, capsys, monkeypatch):
-    import qaev.cli.search as cli_search
+    from qaev.quantize import quantizer
 
     seen = {}
-    original = cli_search.Quantizer.calibrated
+    original = quantizer.Quantizer.calibrated
 
     def spy(*args, **kwargs):
         seen["err"] = capsys.readouterr().err
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(cli_search.Quantizer, "calibrated", spy)
+    monkeypatch.setattr(quantizer.Quantizer, "calibrated", spy)
     assert _search(tmp_path) == 0
     assert seen["err"].startswith("qaev search:") and "calibrating" in seen["err"]
 

@@ -3,7 +3,7 @@ import pytest
 
 from qaev.config import QuantConfig
 from qaev.quantize import Quantizer, export_model
-from qaev.search.minimize import measure_exported, minimize
+from qaev.search.optimize import measure_exported, minimize
 from tests.test_real_models import _data, _need
 
 
@@ -25,4 +25,4 @@ def test_small_search_front_reapplies_exactly(name, folder, modules):
     for record in front:
         exported = export_model(bare, QuantConfig.from_dict(record.config))
         assert problem.evaluator.measure(exported).value == record.metric
-        assert abs(record.metric - record.extra["search_metric"]) < 1.0  # evaluation graph vs shipped file
+        assert abs(record.metric - record.search_metric) < 1.0  # evaluation graph vs shipped file

@@ -24,7 +24,7 @@ def test_candidates_are_the_best_full_measurements_within_the_bound(tmp_path):
         _record("a", 0.3, 1.0),
         _record("b", 0.1, 1.0),
         _record("big", 0.0, 2.5),  # over the bound
-        _record("screened", 0.05, 1.0, extra={"stage": 32}),  # a partial measurement
+        _record("screened", 0.05, 1.0, stage={"kind": "screen", "n": 32}),  # a partial measurement
         _record("broken", None, 1.0, error="session failed"),
         _record("c", 0.2, 2.0),
         _record("d", 0.4, 0.5),

@@ -14,7 +14,7 @@ from pymoo.util.ref_dirs import get_reference_directions
 from qaev.cli.main import main
 from qaev.errors import ConfigError
 from qaev.problems import get_problem
-from qaev.search.minimize import minimize
+from qaev.search.optimize import minimize
 
 
 @pytest.mark.parametrize("algorithm", [
@@ -115,7 +115,7 @@ def test_asymmetric_search_keeps_its_setting_and_its_points_are_asymmetric(tmp_p
     args = ["search", "--symmetry", "asymmetric", "--w-bits", "2,4", "--pop", "6", "--generations", "2",
             "--out", str(out), "--quiet"]
     assert main(args) == 0
-    assert json.loads((out / "settings.json").read_text())["space"]["symmetry"] == "asymmetric"
+    assert json.loads((out / "settings.json").read_text())["spec"]["space"]["symmetric"] == [False]
     doc = json.loads((out / "front.json").read_text())
     layers = [cfg for p in doc["points"] for cfg in yaml.safe_load((out / p["config"]).read_text())["layers"].values()
               if cfg.get("w_bits")]
@@ -149,7 +149,7 @@ def test_frozen_layers_keep_their_settings_in_every_candidate(tmp_path):
     records = [json.loads(line) for line in (out / "evaluations.jsonl").read_text().splitlines() if line.strip()]
     gemms = [cfg for r in records for name, cfg in r["config"]["layers"].items() if name.endswith("Gemm")]
     assert len(gemms) == 2 * len(records) and all(cfg["w_bits"] == 8 and cfg["act"] == "float" for cfg in gemms)
-    assert json.loads((out / "settings.json").read_text())["space"]["frozen"] == {
+    assert json.loads((out / "settings.json").read_text())["spec"]["space"]["frozen"] == {
         "re:Gemm$": {"w_bits": 8, "granularity": "per_channel", "symmetric": True, "act": "float", "a_bits": 8}}
 
 

@@ -102,7 +102,7 @@ def test_cli_search_seeded_by_noise_records_it_and_resume_must_match(tmp_path, c
     args = ["search", "--problem", "digits", "--eval", "120", "--pop", "6", "--generations", "1", "--out", str(out),
             "--quiet"]
     assert main(args + ["--sensitivity", "noise:8"]) == 0
-    assert json.loads((out / "settings.json").read_text())["sensitivity"] == {"noise_samples": 8}
+    assert json.loads((out / "settings.json").read_text())["spec"]["search"]["sensitivity"] == "noise:8"
     assert not math.isnan(json.loads((out / "front.json").read_text())["points"][0]["objectives"]["acc_drop"])
     capsys.readouterr()
     assert main(args + ["--resume", "--sensitivity", "noise:16"]) != 0

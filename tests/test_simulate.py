@@ -10,7 +10,7 @@ from qaev.model.graph import load_model
 from qaev.problems import get_problem
 from qaev.quantize import Quantizer, uniform_config
 from qaev.quantize.simulate import Simulator
-from qaev.search.minimize import minimize
+from qaev.search.optimize import minimize
 from qaev.model.session import make_session, run_batches
 from qaev.search.space import SearchSpace
 from qaev.evaluation.staging import Staging
@@ -33,15 +33,14 @@ def _tiny(name):
 
 
 @pytest.mark.parametrize("name", ["conv_mlp", "attention_like"])
-def test_simulated_outputs_equal_the_qdq_model_run_in_float(name, monkeypatch):
+def test_simulated_outputs_equal_the_qdq_model_run_in_float(name):
     """Every covered config (weights of 2-16 bits, static 4/8/16-bit activations, every
     granularity, asymmetric grids, GPTQ, codebook tables and bias correction, a quantized
     graph output): the simulator's outputs are the QDQ model's evaluated without fusion, up to float32
     rounding (the runtime packs constant weights, not inputs, its own way)."""
-    monkeypatch.setenv("QAEV_ORT_LEVEL", "disable")
     q, feed = _tiny(name)
     space = SearchSpace(layers=q.layers, **_WIDE)
-    sim = Simulator(q)
+    sim = Simulator(q, level="disable")
     rng = np.random.default_rng(3)
     batch = [{k: v[:16] for k, v in feed.items()}]
     covered = 0
@@ -51,7 +50,7 @@ def test_simulated_outputs_equal_the_qdq_model_run_in_float(name, monkeypatch):
             continue
         covered += 1
         simulated = run_batches(sim.session, [{**batch[0], **sim.feed(config)}])
-        real = run_batches(make_session(q.build(config, resolved=True)), batch)
+        real = run_batches(make_session(q.build(config, resolved=True), level="disable"), batch)
         np.testing.assert_allclose(simulated, real, rtol=1e-5, atol=1e-5 * float(np.abs(real).max()))
     assert covered >= 10, f"only {covered} configs were covered: the test shows little"
 
@@ -79,11 +78,11 @@ def test_screening_on_the_simulator_finishes_on_the_candidates_own_models():
     assert problem.simulator is not None
     result = minimize(problem, pop_size=12, n_gen=3, seed=0)
     records = list(problem.store.records())
-    screened = [r for r in records if r.extra.get("stage") == "screen"]
-    assert screened and all(r.extra.get("screen_by") == "simulation" for r in screened)
-    assert all("build_s" not in r.extra and "feed_s" in r.extra for r in screened)
-    finished = [r for r in records if r.ok and "stage" not in r.extra]
-    assert finished and all("head_n" not in r.extra for r in finished), "a finish reused simulated outputs"
+    screened = [r for r in records if r.stage is not None and r.stage.kind == "screen"]
+    assert screened and all(r.screen.simulated for r in screened)
+    assert all(r.timings.build_s == 0 and r.timings.feed_s > 0 for r in screened)
+    finished = [r for r in records if r.ok and r.final]
+    assert finished and all(r.reused == 0 for r in finished), "a finish reused simulated outputs"
     plain = get_problem("digits")
     for record in result.front[:3]:
         config = QuantConfig.from_dict(record.config)

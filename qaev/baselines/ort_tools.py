@@ -125,7 +125,7 @@ def _point(problem, name: str, data: bytes, options: dict) -> Point:
         extra["estimated_from"] = "the nearest qaev config: " + ", ".join(
             sorted({f"{cfg.w_bits}-bit {cfg.granularity.value} {cfg.act.value}" for cfg in nearest.layers.values()}))
     if "host_latency_ms" in problem.objectives:
-        from qaev.search.objectives import host_latency_ms
+        from qaev.evaluation.latency import host_latency_ms
 
         values["host_latency_ms"] = host_latency_ms(proto, next(iter(evaluator.data.batches(batch_size=8))))
     return Point(label=name, objectives=values, metric=measured.value, model=data, extra=extra)

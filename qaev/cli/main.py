@@ -21,7 +21,7 @@ from qaev.data import digits_model_path
 from qaev.errors import ConfigError, DataError, ModelError, QaevError
 from qaev.evaluation.evaluator import Evaluator
 from qaev.model.graph import FloatModel, load_model
-from qaev.search.objectives import model_bytes, other_bytes
+from qaev.quantize.sizes import model_bytes, other_bytes
 from qaev.quantize import Quantizer, export_model, uniform_config
 from qaev.search.space import set_apart
 from qaev.data.tasks import load_task
@@ -209,7 +209,7 @@ def _report_measure(evaluator: Evaluator, raw: onnx.ModelProto, path: Path, as_j
     result = {"metric": metric, "value": measured.value, "n": measured.n, "model": str(path),
               "inference_s": round(measured.inference_s, 4)}
     if latency_batch is not None:
-        from qaev.search.objectives import host_latency_ms
+        from qaev.evaluation.latency import host_latency_ms
 
         if latency_batch < 1:
             raise click.BadParameter(f"expected a batch of at least 1, got {latency_batch}", param_hint="--latency")
@@ -231,7 +231,8 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def _register() -> None:
     from qaev.cli.hardware import hardware
     from qaev.cli.report import report
-    from qaev.cli.search import export, problems, search
+    from qaev.cli.export import export, problems
+    from qaev.cli.search import search
     from qaev.cli.sensitivity import sensitivity
 
     for command in (search, export, report, sensitivity, problems, hardware):

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from qaev.errors import ConfigError
 
 if TYPE_CHECKING:
-    from qaev.search.minimize import Generation
+    from qaev.search.optimize import Generation
     from qaev.runtime.store import Record
 
 __all__ = ["Progress", "make_progress", "best_tradeoffs", "MODES"]
@@ -82,7 +82,7 @@ def _eta(row: Generation, total: int) -> float | None:
 
 
 class Progress:
-    """Reports a search as it runs; call it with each :class:`~qaev.search.minimize.Generation`.
+    """Reports a search as it runs; call it with each :class:`~qaev.search.optimize.Generation`.
 
     Args:
         mode: ``bar``, ``quiet`` or ``json`` (see the module docstring).
@@ -210,7 +210,7 @@ def make_progress(mode: str, *, total_generations: int, objectives: Sequence[str
 
     Example:
         >>> import io
-        >>> from qaev.search.minimize import Generation
+        >>> from qaev.search.optimize import Generation
         >>> buf = io.StringIO()
         >>> p = make_progress("json", total_generations=2, out=buf, err=io.StringIO())
         >>> p(Generation(gen=1, evaluations=6, cache_hits=0, front_size=2, hypervolume=0.5, elapsed_s=1.0), [])

@@ -93,15 +93,18 @@ class Evaluator:
         metric: a key of :data:`METRICS`.
         batch_size: inference batch size.
         threads: ORT intra-op threads.
+        ort_level: ORT optimisation level of every session it opens (one per run:
+            :data:`qaev.model.session.ORT_LEVELS`).
     """
 
     def __init__(self, model: FloatModel, data, *, metric: str = "top1", batch_size: int = 64,
-                 threads: int = 1) -> None:
+                 threads: int = 1, ort_level: str = "extended") -> None:
         self.model = model
         self.data = data
         self.metric = get_metric(metric)
         self.batch_size = model.fixed_batch or batch_size
         self.threads = threads
+        self.ort_level = ort_level
         if self.metric.needs_labels and data.labels is None:
             raise DataError(f"metric {metric!r} needs labels, and dataset {data.name!r} has none")
 
@@ -109,7 +112,7 @@ class Evaluator:
         """First-output array of ``model`` (a model, its bytes, or a ready ORT session) on
         the data, session seconds, inference seconds."""
         start = time.perf_counter()
-        session = model if isinstance(model, ort.InferenceSession) else make_session(model, threads=self.threads)
+        session = model if isinstance(model, ort.InferenceSession) else make_session(model, threads=self.threads, level=self.ort_level)
         built = time.perf_counter()
         out = run_batches(session, self.data.batches(batch_size=self.batch_size))
         return out, built - start, time.perf_counter() - built

@@ -2,8 +2,8 @@
 
 A candidate runs batch by batch; at each stage boundary (a growing share of the data) its
 metric drop so far, minus a margin of ``z`` bootstrap standard errors, is compared with
-the fully measured front. A candidate that is dominated even so stops there (its record
-says ``stage: subset``); one that survives every boundary finishes the set in the same
+the fully measured front. A candidate that is dominated even so stops there (its record's
+stage is ``subset``); one that survives every boundary finishes the set in the same
 batches a plain evaluation uses, so its full measurement is identical to an unstaged one.
 Racing in the spirit of Maron & Moore, "Hoeffding Races" (NIPS 1993), with growing
 samples as in successive halving (Jamieson & Talwalkar, AISTATS 2016) and a paired
@@ -11,7 +11,7 @@ bootstrap margin instead of a Hoeffding bound.
 
 With ``finish=Finish.END`` the search itself runs on the first stage only (every candidate
 is measured on the same first share of the set, so they compare like with like; records
-say ``stage: screen``), and after the search the screened candidates that no screened
+have stage ``screen``), and after the search the screened candidates that no screened
 rival beats with paired confidence (:func:`qaev.evaluation.screening.promising`) are raced to the
 full set. Only the fully measured records form the final front, as in the default
 mode; the search's own trajectory never sees a full-set value.
@@ -23,14 +23,8 @@ from enum import Enum
 
 import numpy as np
 
-__all__ = ["Staging", "Finish", "dominated", "is_final", "SUBSET", "SCREEN", "SIMULATED", "SIMULATE_BELOW_MACS"]
+__all__ = ["Staging", "Finish", "dominated", "is_final", "SIMULATE_BELOW_MACS"]
 
-#: ``Record.extra["stage"]`` of a candidate stopped early (never on a front).
-SUBSET = "subset"
-#: ``Record.extra["stage"]`` of a candidate measured on the first stage only (``Finish.END``).
-SCREEN = "screen"
-#: ``Record.extra["screen_by"]`` of a candidate screened on the simulator, not its own model.
-SIMULATED = "simulation"
 #: ``Staging(simulate=None)`` screens on the simulated graph when a first stage (its items
 #: times the model's multiply-accumulates per item) costs fewer than this: about 50 ms of
 #: float inference on one core of a current CPU, where opening sessions rivals running them.
@@ -45,8 +39,8 @@ class Finish(str, Enum):
 
 
 def is_final(record) -> bool:
-    """Whether ``record`` carries a full-set measurement (no stage mark)."""
-    return record.extra.get("stage") is None
+    """Whether ``record`` carries a full-set measurement (no :class:`~qaev.runtime.store.Stage`)."""
+    return record.stage is None
 
 
 @dataclass(frozen=True, kw_only=True)

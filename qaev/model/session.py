@@ -1,7 +1,6 @@
 """ONNX Runtime sessions built from bytes with one fixed optimisation level, and batched runs."""
 from __future__ import annotations
 
-import os
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -11,42 +10,45 @@ import onnxruntime as ort
 from qaev.errors import DataError, ModelError
 from qaev.model.graph import check_inputs
 
-__all__ = ["make_session", "run_batches", "OPT_LEVEL"]
+__all__ = ["make_session", "run_batches", "OPT_LEVEL", "ORT_LEVELS"]
 
 _LEVELS = {"extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
 
 
-def _level() -> ort.GraphOptimizationLevel:
-    """Every fitness evaluation uses one level: accuracy shifts by tenths between levels,
-    and EXTENDED (the default) is where the runtime fuses QDQ groups into integer kernels.
-    ``QAEV_ORT_LEVEL=disable`` evaluates Q/DQ in float instead (the integer model's
-    arithmetic without a host kernel's quirks, e.g. the 16-bit saturation of u8 x s8
-    kernels on x86 CPUs without VNNI)."""
-    name = os.environ.get("QAEV_ORT_LEVEL", "extended").lower()
-    if name not in _LEVELS:
-        raise ModelError(f"QAEV_ORT_LEVEL: {name!r} is not one of {', '.join(_LEVELS)}")
+#: ONNX Runtime optimisation levels by name. Every fitness evaluation of a run uses one
+#: (accuracy shifts by tenths between levels): ``extended`` (the default) is where the
+#: runtime fuses QDQ groups into integer kernels; ``disable`` evaluates Q/DQ in float (the
+#: integer model's arithmetic without a host kernel's quirks, e.g. the 16-bit saturation of
+#: u8 x s8 kernels on x86 CPUs without VNNI).
+ORT_LEVELS = ("extended", "basic", "disable")
+
+
+def _level(name: str) -> ort.GraphOptimizationLevel:
+    if name not in ORT_LEVELS:
+        raise ModelError(f"ORT optimisation level: {name!r} is not one of {', '.join(ORT_LEVELS)}")
     return _LEVELS[name]
 
 
 OPT_LEVEL = _LEVELS["extended"]
 
 
-def make_session(model: onnx.ModelProto | bytes, *, threads: int = 1,
+def make_session(model: onnx.ModelProto | bytes, *, threads: int = 1, level: str = "extended",
                  optimized_path: str | None = None, profile_prefix: str | None = None) -> ort.InferenceSession:
     """An ORT CPU session.
 
     Args:
         model: the model or its serialised bytes.
         threads: intra-op threads (1 per worker when evaluating in parallel).
+        level: optimisation level, one of :data:`ORT_LEVELS`.
         optimized_path: where to write the optimised graph (for inspection), if given.
         profile_prefix: record ORT's per-node profile into files starting so, if given
             (``session.end_profiling()`` names the file).
     """
     data = model if isinstance(model, bytes) else model.SerializeToString()
     options = ort.SessionOptions()
-    options.graph_optimization_level = _level()
+    options.graph_optimization_level = _level(level)
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3

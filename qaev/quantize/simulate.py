@@ -12,7 +12,7 @@ zero_point``); a tensor it leaves float gets ``s = 2^-64`` and infinite bounds, 
 passes every value above 2^-41 in magnitude through unchanged (scaling by a power of two
 is exact, and such values are integers once scaled).
 
-The outputs equal the QDQ model's evaluated in float (``QAEV_ORT_LEVEL=disable``) up to
+The outputs equal the QDQ model's evaluated in float (ONNX Runtime optimisation level ``disable``) up to
 float32 rounding (the runtime packs constant weights, not inputs, its own way; tested).
 At the default optimisation level the runtime fuses QDQ groups into integer kernels whose
 arithmetic differs slightly, so simulated values serve screening only: a candidate worth
@@ -48,11 +48,13 @@ class Simulator:
     Args:
         quantizer: the engine whose QDQ models the graph stands in for.
         threads: ORT intra-op threads of the session.
+        level: ORT optimisation level of the session (the run's).
     """
 
-    def __init__(self, quantizer: Quantizer, *, threads: int = 1) -> None:
+    def __init__(self, quantizer: Quantizer, *, threads: int = 1, level: str = "extended") -> None:
         self.quantizer = quantizer
         self.threads = threads
+        self.level = level
         self._session = None
         self._base: dict[str, np.ndarray] = {}  # input name -> value standing for the float model
         self._weights: dict[str, str] = {}  # layer -> its weight input
@@ -66,7 +68,7 @@ class Simulator:
         """The ORT session of the screening graph."""
         with self._lock:  # candidates are prepared on more than one thread
             if self._session is None:
-                self._session = make_session(self._graph(), threads=self.threads)
+                self._session = make_session(self._graph(), threads=self.threads, level=self.level)
         return self._session
 
     def _graph(self) -> onnx.ModelProto:

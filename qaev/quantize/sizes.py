@@ -11,6 +11,9 @@ fp32 vectors; a packed lookup table (at most 4 bits, :mod:`qaev.quantize.lookup`
 from __future__ import annotations
 
 import math
+
+import onnx
+from onnx import numpy_helper
 from typing import Sequence
 
 from qaev.config import Granularity, LayerConfig, QuantConfig
@@ -18,7 +21,7 @@ from qaev.quantize.lookup import DECODE_ROWS, gathers_first, packed_bits
 from qaev.quantize.rounding.registry import get_rounding, rounding_entry
 from qaev.model.layers import LayerInfo
 
-__all__ = ["SCALE_BYTES", "ZERO_POINT_BYTES", "FLOAT_WEIGHT_BYTES", "scale_groups", "weight_bytes", "estimate_cost"]
+__all__ = ["SCALE_BYTES", "ZERO_POINT_BYTES", "FLOAT_WEIGHT_BYTES", "scale_groups", "weight_bytes", "estimate_cost", "model_bytes", "other_bytes"]
 
 SCALE_BYTES = 4  # fp32 scale
 ZERO_POINT_BYTES = 1  # int8/uint8 zero point, asymmetric grids only
@@ -77,3 +80,15 @@ def estimate_cost(layers: Sequence[LayerInfo], config: QuantConfig, table, *, ba
     from qaev.hardware.cost import estimate
 
     return estimate(layers, config, table, batch=batch, weight_bytes=weight_bytes)
+
+
+def other_bytes(proto: onnx.ModelProto, layers: Sequence[LayerInfo]) -> int:
+    """Bytes of the initializers of ``proto`` that are no layer's weight (biases, norms)."""
+    weights = {layer.weight for layer in layers if layer.weight}
+    return sum(numpy_helper.to_array(init).nbytes for init in proto.graph.initializer if init.name not in weights)
+
+
+def model_bytes(layers: Sequence[LayerInfo], config: QuantConfig, other: int) -> int:
+    """Exact weight storage: every layer's weight at its bits (with scales and zero points)
+    plus ``other`` bytes (every other initializer, as :func:`other_bytes` counts them)."""
+    return other + sum(weight_bytes(layer, config.layer(layer.name)) for layer in layers)

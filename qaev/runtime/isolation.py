@@ -8,6 +8,7 @@ replaced, and the other candidates carry on.
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import queue
 import time
 from typing import Callable, Sequence
@@ -23,9 +24,10 @@ def _worker_loop(tasks, results, worker_id: int) -> None:
         item = tasks.get()
         if item is None:
             return
-        index, f, x = item
         try:
-            results.put((worker_id, index, True, f(x)))
+            index, f, x = pickle.loads(item)
+            value = pickle.dumps(f(x))  # a result that cannot be sent back fails here too
+            results.put((worker_id, index, True, value))
         except BaseException as exc:  # reported as this candidate's failure, never fatal
             results.put((worker_id, index, False, f"{type(exc).__name__}: {exc}"))
 
@@ -75,13 +77,19 @@ class IsolatedRunner:
             for wid in list(self._procs):
                 if wid not in running and pending:
                     index = pending.pop(0)
-                    self._procs[wid][1].put((index, f, X[index]))
+                    try:  # a task that cannot be sent fails here, not silently in the queue's thread
+                        task = pickle.dumps((index, f, X[index]))
+                    except Exception as exc:
+                        out[index] = f.failure(X[index], f"cannot send the candidate to a worker: {exc}")
+                        done += 1
+                        continue
+                    self._procs[wid][1].put(task)
                     running[wid] = (index, time.monotonic())
             try:
                 wid, index, ok, value = self._results.get(timeout=0.05)
                 if running.get(wid, (None,))[0] == index:
                     del running[wid]
-                    out[index] = value if ok else f.failure(X[index], value)
+                    out[index] = pickle.loads(value) if ok else f.failure(X[index], value)
                     done += 1
             except queue.Empty:
                 pass

@@ -1,102 +1,55 @@
 """Parallel evaluation through pymoo's runners (local processes or a Dask cluster).
 
-Workers never receive the model, data or sessions: they receive a small
-:class:`Recipe`, rebuild the problem once per process (calibration statistics come from
-the on-disk cache), and return plain record dicts. Results are deterministic per config,
-so the same seed gives the same front whatever the runner.
+Workers never receive the model, data or sessions: they receive the run's
+:class:`~qaev.search.spec.RunSpec` and the function that builds a problem from it, rebuild
+the problem once per process (calibration statistics come from the on-disk cache), and
+return plain record dicts. Results are deterministic per config, so the same seed gives the
+same front whatever the runner.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 
-__all__ = ["Recipe", "RemoteEvaluation", "make_runner"]
+from qaev.config import QuantConfig
+from qaev.runtime.store import Record
+
+__all__ = ["RemoteEvaluation", "make_runner"]
 
 _WORKER_PROBLEMS: dict = {}
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """How to rebuild a :class:`~qaev.search.problem.QuantizationProblem` in a worker.
+class RemoteEvaluation:
+    """The picklable callable a pymoo runner maps over payloads ``{"config", "front"}``.
 
-    Attributes:
-        problem: a registered problem name, or None with ``model_path``.
-        problem_options: options of :func:`qaev.problems.problem_parts`.
-        model_path: a float ONNX model (with ``data_options``).
-        data_options: fields of :class:`qaev.data.tasks.DataOptions`.
-        metric: the metric to score with.
-        objectives, constraints, hardware, space, staging: as in the problem.
+    Args:
+        spec: the run's :class:`~qaev.search.spec.RunSpec`.
+        build: ``spec -> problem`` evaluating locally (:func:`qaev.search.build.build_local`;
+            pickled by reference, so a worker imports it).
     """
 
-    problem: str | None = None
-    problem_options: dict = field(default_factory=dict)
-    model_path: str | None = None
-    data_options: dict = field(default_factory=dict)
-    metric: str | None = None
-    objectives: tuple = ("acc_drop", "size_mb")
-    constraints: dict = field(default_factory=dict)
-    hardware: str | None = None
-    space: dict = field(default_factory=dict)
-    staging: dict | None = None
+    def __init__(self, spec, *, build: Callable) -> None:
+        self.spec = spec
+        self.build = build
 
-    def key(self) -> str:
-        """Identity of the recipe within a worker process."""
-        import json
-
-        return json.dumps(asdict(self), sort_keys=True, default=str)
-
-    def build(self):
-        """Build the problem (no store, no runner: it evaluates locally)."""
-        from qaev.evaluation.evaluator import Evaluator
-        from qaev.model.graph import load_model
-        from qaev.search.problem import QuantizationProblem
-        from qaev.problems import problem_parts
-        from qaev.quantize import Quantizer
-        from qaev.search.space import SearchSpace
-        from qaev.evaluation.staging import Staging
-        from qaev.data.tasks import DataOptions, load_task
-
-        if self.problem is not None:
-            parts = problem_parts(self.problem, **self.problem_options)
-            model, calib, evaluation, metric = parts.model, parts.calib, parts.eval, parts.metric
-        else:
-            model = load_model(self.model_path)
-            task = load_task(DataOptions(**self.data_options), model)
-            calib, evaluation, metric = task.calib, task.eval, task.metric
-        quantizer = Quantizer.calibrated(model, calib)
-        return QuantizationProblem(
-            quantizer, Evaluator(model, evaluation, metric=self.metric or metric),
-            space=SearchSpace(layers=quantizer.layers, **self.space), objectives=self.objectives,
-            constraints=self.constraints, hardware=self.hardware,
-            staging=Staging(**self.staging) if self.staging is not None else None)
-
-
-class RemoteEvaluation:
-    """The picklable callable a pymoo runner maps over payloads ``{"config", "front"}``."""
-
-    def __init__(self, recipe: Recipe) -> None:
-        if recipe is None:
-            raise ValueError("parallel evaluation needs the problem's recipe (see qaev.runtime.parallel.Recipe)")
-        self.recipe = recipe
-
-    def __call__(self, payload: dict) -> dict:
-        from qaev.config import QuantConfig
-
-        key = self.recipe.key()
+    def problem(self):
+        """This process's problem of the spec (built on first use)."""
+        key = self.spec.key()
         problem = _WORKER_PROBLEMS.get(key)
         if problem is None:
-            problem = _WORKER_PROBLEMS[key] = self.recipe.build()
+            problem = _WORKER_PROBLEMS[key] = self.build(self.spec)
+        return problem
+
+    def __call__(self, payload: dict) -> dict:
+        problem = self.problem()
         front = None if payload.get("front") is None else np.asarray(payload["front"], float).reshape(-1, problem.n_obj)
-        return asdict(problem.compute(QuantConfig.from_dict(payload["config"]), front=front))
+        return problem.compute(QuantConfig.from_dict(payload["config"]), front=front).to_dict()
 
     def failure(self, payload: dict, reason: str) -> dict:
         """The record of a candidate whose evaluation crashed its worker or timed out."""
-        from qaev.config import QuantConfig
-        from qaev.runtime.store import Record
-
         config = QuantConfig.from_dict(payload["config"])
-        return asdict(Record(key=config.key(), objectives={}, metric=None, config=payload["config"], error=reason))
+        return Record(key=config.key(), objectives={}, metric=None, config=payload["config"], error=reason).to_dict()
 
 
 class _SafeDask:

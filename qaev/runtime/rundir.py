@@ -1,6 +1,7 @@
 """A search's run directory: settings, the evaluation memo, history, front and configs.
 
-    DIR/settings.json       what the run was asked to do (a resume must match it)
+    DIR/settings.json       the run's spec (qaev.search.spec.RunSpec), the model's hash and the
+                            data sizes (a resume must match them)
     DIR/evaluations.jsonl   every evaluated candidate, appended as it finishes
     DIR/history.jsonl       one line per generation
     DIR/front.json          the Pareto front (schema ``qaev.front/1``)
@@ -20,7 +21,7 @@ from qaev.files import write_atomic
 from qaev.config import QuantConfig
 from qaev.config_io import save_config
 from qaev.errors import ConfigError
-from qaev.search.objectives import OBJECTIVES
+from qaev.search.objectives import get_objective
 from qaev.runtime.store import Record
 
 __all__ = ["prepare_run_dir", "write_front", "append_history", "read_front", "versions", "FRONT_SCHEMA"]
@@ -38,7 +39,7 @@ def versions() -> dict:
 
     return {"qaev": __version__, "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__,
             "pymoo": pymoo.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "machine": platform.machine(), "ort_level": os.environ.get("QAEV_ORT_LEVEL", "extended")}
+            "machine": platform.machine()}
 
 
 def _write_json(path: Path, data) -> None:
@@ -61,7 +62,8 @@ def prepare_run_dir(out: Path, settings: dict, *, resume: bool, force: bool) -> 
         if not saved.is_file():
             raise ConfigError(f"--resume: {out} holds no settings.json; it is not a qaev run directory")
         before = json.loads(saved.read_text())
-        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        old, new = _flat(before), _flat(settings)
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE)
         if changed:
             raise ConfigError(f"--resume: settings differ from the run in {out}: {', '.join(changed)}")
         return out
@@ -75,6 +77,21 @@ def prepare_run_dir(out: Path, settings: dict, *, resume: bool, force: bool) -> 
         _write_json(saved, settings)
     except OSError as exc:
         raise ConfigError(f"--out: cannot write to {out} ({exc.strerror or exc})") from None
+    return out
+
+
+#: Settings a resumed run may change (a longer search).
+RESUMABLE = ("spec.search.generations",)
+
+
+def _flat(data, prefix: str = "") -> dict:
+    """Dotted path -> JSON text of every leaf of nested mappings."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = json.dumps(value, sort_keys=True)
     return out
 
 
@@ -107,7 +124,7 @@ def write_front(out: Path, front: Sequence[Record], *, objectives: Sequence[str]
         "schema": FRONT_SCHEMA,
         "model": {"path": str(model_path) if model_path else None, "sha256": model_sha256},
         "metric": metric,
-        "objectives": [{"name": n, "kind": OBJECTIVES[n].kind, "unit": OBJECTIVES[n].unit} for n in objectives],
+        "objectives": [{"name": n, "kind": get_objective(n).kind.value, "unit": get_objective(n).unit} for n in objectives],
         "float": float_values,
         "points": points,
         "evaluations": evaluations,

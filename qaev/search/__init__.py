@@ -7,11 +7,11 @@ whole search.
 from importlib import import_module
 
 _EXPORTS = {
-    "Generation": "qaev.search.minimize",
-    "SearchResult": "qaev.search.minimize",
-    "feasible_front": "qaev.search.minimize",
-    "make_algorithm": "qaev.search.minimize",
-    "minimize": "qaev.search.minimize",
+    "Generation": "qaev.search.optimize",
+    "SearchResult": "qaev.search.optimize",
+    "feasible_front": "qaev.search.optimize",
+    "make_algorithm": "qaev.search.optimize",
+    "minimize": "qaev.search.optimize",
     "QuantizationProblem": "qaev.search.problem",
     "SearchSpace": "qaev.search.space",
 }

@@ -13,10 +13,9 @@ from pymoo.optimize import minimize as pymoo_minimize
 from pymoo.util.ref_dirs import get_reference_directions
 
 from qaev.errors import ConfigError
-from qaev.search.front import hypervolume, non_dominated
+from qaev.search.front import hypervolume
 from qaev.search.operators import EffectiveDuplicateElimination, HardwareRepair, LayerCrossover, NeighbourMutation, QuantSampling
 from qaev.search.problem import QuantizationProblem
-from qaev.evaluation.staging import is_final
 from qaev.runtime.store import Record
 
 __all__ = ["minimize", "SearchResult", "make_algorithm", "Generation", "feasible_front", "measure_exported"]
@@ -77,14 +76,7 @@ def make_algorithm(problem: QuantizationProblem, *, name: str = "auto", pop_size
 def feasible_front(problem: QuantizationProblem, *, provisional: bool = False) -> list[Record]:
     """Non-dominated, feasible, successful records among everything evaluated (fully
     measured ones only, unless ``provisional``: screened ones too, by first-stage values)."""
-    records = [r for r in problem.store.records()
-               if r.ok and (provisional or is_final(r)) and all(r.objectives.get(n) is not None for n in problem.objectives)]
-    if problem.constraints:
-        records = [r for r in records if max(problem.constraint_vector(r)) <= 0]
-    if not records:
-        return []
-    F = np.array([problem.objective_vector(r) for r in records])
-    return [records[i] for i in non_dominated(F)]
+    return problem.scoring.front(list(problem.store.records()), provisional=provisional)
 
 
 class _History(Callback):
@@ -147,7 +139,7 @@ def measure_exported(problem: QuantizationProblem, front: list[Record]) -> list[
     computes the exported layer in float while the evaluation graph runs a fused int8
     kernel, so the two can round a few outputs differently. The reported ``metric`` and
     ``acc_drop`` are those of the exported model (what ``qaev apply`` + ``qaev evaluate``
-    reproduce exactly); the search-time value stays in ``extra["search_metric"]``.
+    reproduce exactly); the search-time value stays in ``search_metric``.
     """
     from dataclasses import replace
 
@@ -161,6 +153,5 @@ def measure_exported(problem: QuantizationProblem, front: list[Record]) -> list[
         proto = export_model(problem.quantizer, QuantConfig.from_dict(record.config))
         value = problem.evaluator.measure(proto).value
         objectives = {**record.objectives, "acc_drop": problem.evaluator.drop(value)}
-        out.append(replace(record, metric=value, objectives=objectives,
-                           extra={**record.extra, "search_metric": record.metric}))
+        out.append(replace(record, metric=value, objectives=objectives, search_metric=record.metric))
     return out

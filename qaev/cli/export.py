@@ -1,0 +1,96 @@
+"""``qaev export`` and ``qaev problems``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from qaev.cli.options import compact_names_option
+from qaev.config_io import load_config
+from qaev.errors import ConfigError, ModelError
+from qaev.files import write_atomic
+from qaev.model.graph import load_model
+from qaev.quantize import Quantizer, export_model
+from qaev.runtime.rundir import read_front
+
+__all__ = ["export", "problems", "quantizer_for"]
+
+
+def quantizer_for(run_dir: Path, float_model, configs) -> Quantizer:
+    """A bare quantizer, or, when a config needs calibration data (data-aware rounding, bias
+    correction), the calibrated one the run's recorded spec rebuilds."""
+    if not any(config.needs_data for config in configs):
+        return Quantizer(float_model)
+    from qaev.search.spec import RunSpec
+
+    path = Path(run_dir) / "settings.json"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: these points need calibration data and the run holds no settings.json")
+    spec = RunSpec.from_dict(json.loads(path.read_text())["spec"], where=f"{path}: spec")
+    parts = spec.source.load()
+    if parts.model.sha256 != float_model.sha256:
+        raise ModelError(f"{path}: the run's model is not {float_model.path}")
+    return Quantizer.calibrated(float_model, parts.calib, threads=spec.evaluation.threads)
+
+
+def _model_for(doc: dict, model: Path | None) -> Path:
+    path = model or (Path(doc["model"]["path"]) if doc["model"].get("path") else None)
+    if path is None:
+        raise ConfigError("front.json names no model path; pass --model")
+    return path
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--point", "point_id", default=None, help="Point id from front.json.")
+@click.option("--all", "all_points", is_flag=True, help="Export every point to RUN_DIR/models/.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None, help="Output .onnx (with --point).")
+@click.option("--model", type=click.Path(path_type=Path), default=None, help="Float model, if it moved.")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "ort-overrides"]), default="onnx", show_default=True,
+              help="onnx: the quantized model; ort-overrides: ONNX Runtime TensorQuantOverrides JSON.")
+@compact_names_option
+def export(run_dir, point_id, all_points, out, model, fmt, compact_names) -> None:
+    """Write the deployable ONNX model (or ORT overrides) of front points."""
+    doc = read_front(run_dir)
+    points = {p["id"]: p for p in doc["points"]}
+    if all_points == (point_id is not None):
+        raise ConfigError("give exactly one of --point ID or --all")
+    if point_id is not None and point_id not in points:
+        raise ConfigError(f"--point: {point_id!r} is not in the front (ids: {', '.join(points) or 'none'})")
+    float_model = load_model(_model_for(doc, model))
+    if float_model.sha256 != doc["model"]["sha256"]:
+        raise ModelError(f"{float_model.path}: sha256 differs from the model this front was searched on")
+    chosen = list(points) if all_points else [point_id]
+    configs = {pid: load_config(Path(run_dir) / points[pid]["config"]) for pid in chosen}
+    quantizer = quantizer_for(run_dir, float_model, configs.values())
+    for pid in chosen:
+        suffix = ".onnx" if fmt == "onnx" else ".ort-overrides.json"
+        target = out if (out and not all_points) else Path(run_dir) / "models" / f"{pid}{suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "ort-overrides":
+            _write_overrides(quantizer, configs[pid], pid, target)
+            continue
+        data = export_model(quantizer, configs[pid], compact=compact_names).SerializeToString()
+        write_atomic(target, data)
+        click.echo(f"wrote {target} ({len(data) / 1e6:.3f} MB)")
+
+
+def _write_overrides(quantizer, config, pid: str, target: Path) -> None:
+    from qaev.interop_ort import to_tensor_quant_overrides
+
+    try:
+        overrides = to_tensor_quant_overrides(config, quantizer)
+    except ConfigError as exc:
+        raise ConfigError(f"--point {pid}: {exc}") from None
+    write_atomic(target, json.dumps(overrides, indent=2) + "\n")
+    click.echo(f"wrote {target} (TensorQuantOverrides for {len(overrides)} tensors)")
+
+
+@click.command()
+def problems() -> None:
+    """List the ready-made problems."""
+    from qaev.problems import list_problems
+
+    for name, description in list_problems():
+        click.echo(f"{name:26s} {description}")

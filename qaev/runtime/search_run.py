@@ -1,0 +1,141 @@
+"""A search run from its spec to its run directory: prepare (or reopen) the directory, build
+the problem, seed it, search, and write the front, keeping everything finished when the
+run is interrupted."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from qaev.errors import QaevError
+from qaev.runtime.parallel import make_runner
+from qaev.runtime.rundir import append_history, prepare_run_dir, write_front
+from qaev.runtime.store import EvaluationStore
+from qaev.search.build import build_problem
+from qaev.search.optimize import SearchResult, feasible_front, make_algorithm, measure_exported, minimize
+from qaev.search.spec import RunSpec
+from qaev.sensitivity.seeding import INFORMED_SHARE, SensitivitySource, load_sensitivity
+
+__all__ = ["RunOutcome", "run_search"]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a run wrote: the front document, the problem, and whether it was interrupted."""
+
+    doc: dict
+    problem: object
+    interrupted: bool
+
+
+def _with_sensitivity_hash(spec: RunSpec) -> tuple[RunSpec, SensitivitySource | None]:
+    if spec.search.sensitivity is None:
+        return spec, None
+    source = SensitivitySource.parse(spec.search.sensitivity)
+    digest = source.settings.get("file_sha256")
+    return replace(spec, search=replace(spec.search, sensitivity_sha256=digest)), source
+
+
+def _settings(spec: RunSpec, parts) -> dict:
+    return {"spec": spec.to_dict(), "model_sha256": parts.model.sha256,
+            "data": {"calib": len(parts.calib), "eval": len(parts.eval)}}
+
+
+def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, force: bool = False, workers: int = 1,
+               dask: str | None = None, timeout: float | None = None) -> RunOutcome:
+    """Run the search ``spec`` describes into ``out``.
+
+    Args:
+        spec: the run.
+        out: the run directory (``settings.json``, ``evaluations.jsonl``, ``history.jsonl``,
+            ``front.json``, ``configs/``).
+        progress: a :class:`qaev.cli.progress.Progress` (or anything with its methods).
+        resume: continue the run in ``out`` (its settings must match).
+        force: overwrite a non-empty ``out``.
+        workers, dask, timeout: how candidates are evaluated (:func:`qaev.runtime.parallel.make_runner`).
+
+    Raises:
+        QaevError: the search produced no front (the message says why).
+    """
+    spec, sensitivity = _with_sensitivity_hash(spec)
+    parts = spec.source.load()
+    out = prepare_run_dir(out, _settings(spec, parts), resume=resume, force=force)
+    runner = make_runner(workers=workers, dask=dask, timeout=timeout)
+    try:
+        problem = build_problem(spec, store=EvaluationStore(out / "evaluations.jsonl"), runner=runner, parts=parts)
+        if sensitivity is not None:
+            progress.message(f"reading or measuring the per-layer sensitivity that seeds the search ({sensitivity.spec}) ...")
+            problem.sensitivity = load_sensitivity(problem, sensitivity, progress=lambda done, total: (
+                progress.message(f"  sensitivity probes: {done}/{total}") if done % max(1, total // 5) == 0 else None))
+        progress.begin(_begin_text(problem, spec, out, parallel=runner is not None))
+        result, interrupted = _search(problem, spec, out, progress)
+    finally:
+        if hasattr(runner, "close"):
+            runner.close()
+    if not result.front and interrupted and problem.screening:
+        raise QaevError(f"interrupted before the promising candidates were measured on the full set; "
+                        f"rerun with --out {out} --resume to finish them (nothing evaluated is lost)")
+    if not result.front:
+        raise QaevError(_failure_summary(problem))
+    return RunOutcome(_write_result(out, problem, result, progress, interrupted=interrupted, spec=spec),
+                      problem, interrupted)
+
+
+def _begin_text(problem, spec: RunSpec, out: Path, *, parallel: bool) -> str:
+    resumed = len(problem.store)
+    search = spec.search
+    return (f"searching {len(problem.space.searchable)} layers of {problem.quantizer.model.path or 'model'}: "
+            f"{', '.join(problem.objectives)}; pop {search.pop} x {search.generations} generations -> {out}"
+            + (f" (resuming: {resumed} evaluations on disk)" if resumed else "")
+            + (f"; preparing {problem.effective_prefetch} candidate(s) ahead on other threads "
+               "(QAEV_PREFETCH=0: off)" if not parallel and problem.effective_prefetch else "")
+            + ("; screening on the simulator, finishing on each candidate's own model"
+               if problem.simulator is not None else ""))
+
+
+def _search(problem, spec: RunSpec, out: Path, progress) -> tuple[SearchResult, bool]:
+    def on_generation(row, front):
+        append_history(out, row.to_dict())
+        progress(row, front)
+
+    (out / "history.jsonl").unlink(missing_ok=True)
+    search = spec.search
+    try:
+        algo = (search.algorithm if problem.sensitivity is None
+                else make_algorithm(problem, name=search.algorithm, pop_size=search.pop, informed=INFORMED_SHARE))
+        result = minimize(problem, algorithm=algo, pop_size=search.pop, n_gen=search.generations, seed=search.seed,
+                          callback=on_generation)
+        return result, False
+    except KeyboardInterrupt:  # stop cleanly: every finished evaluation is on disk; write their front
+        return SearchResult(front=feasible_front(problem), history=[], float_objectives=problem.float_objectives()), True
+
+
+def _write_result(out: Path, problem, result: SearchResult, progress, *, interrupted: bool, spec: RunSpec) -> dict:
+    """Re-measure the front on exported models (unless interrupted), write front.json."""
+    if not interrupted:
+        progress.message(f"re-measuring the {len(result.front)} front points on their exported models ...")
+        result.front = measure_exported(problem, result.front)
+    model = problem.quantizer.model
+    floats = {"metric": problem.evaluator.float_value, "n": len(problem.evaluator.data), **result.float_objectives}
+    source = spec.source.to_dict()
+    return write_front(out, result.front, objectives=problem.objectives, model_path=model.path,
+                       model_sha256=model.sha256, float_values=floats, metric=problem.evaluator.metric.name,
+                       evaluations=len(problem.store), seed=spec.search.seed,
+                       extra={"problem": source.get("problem"), "hardware": spec.hardware,
+                              "ort_level": spec.evaluation.ort_level,
+                              "history": result.history[-1].to_dict() if result.history else None})
+
+
+def _failure_summary(problem) -> str:
+    """Why a search produced no front: failures grouped by reason."""
+    records = list(problem.store.records())
+    failed = [r for r in records if not r.ok]
+    if not records:
+        return "the search stopped before any candidate was evaluated"
+    if len(failed) < len(records):
+        return f"no candidate met the constraints ({len(records)} evaluated, {len(failed)} failed)"
+    reasons: dict[str, int] = {}
+    for record in failed:
+        reason = record.error.split(":")[0]
+        reasons[reason] = reasons.get(reason, 0) + 1
+    top = ", ".join(f"{n}x {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+    return f"every one of {len(records)} candidates failed ({top}); first: {failed[0].error}"

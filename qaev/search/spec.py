@@ -1,0 +1,273 @@
+"""The one description of a run: model and data, search space, objectives, constraints,
+hardware, evaluation settings and search settings, as frozen dataclasses.
+
+The CLI parses its options into a :class:`RunSpec`; :func:`qaev.search.build.build_problem`
+turns one into a ready problem; workers (processes, Dask) and ``--resume`` rebuild from
+it; a run directory records it (``settings.json``). Dicts exist only at the JSON edge
+(:meth:`RunSpec.to_dict`, :meth:`RunSpec.from_dict`, which rejects unknown keys by path).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+from qaev.config import CalibMethod, Granularity, Rounding, ScaleRule, WeightRange
+from qaev.data.parts import Parts
+from qaev.data.tasks import DataOptions
+from qaev.errors import ConfigError
+from qaev.evaluation.staging import Staging
+from qaev.model.session import ORT_LEVELS
+
+__all__ = ["ProblemSource", "ModelSource", "SpaceSpec", "EvalSettings", "SearchSettings", "RunSpec", "SPEC_VERSION"]
+
+SPEC_VERSION = 1
+
+
+def _check_keys(cls, data, where: str) -> None:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    unknown = sorted(set(data) - {f.name for f in fields(cls)}, key=str)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}")
+
+
+def _build(cls, data, where: str, **convert):
+    _check_keys(cls, data, where)
+    values = {k: (convert[k](v) if k in convert and v is not None else v) for k, v in data.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProblemSource:
+    """A registered problem (``qaev problems``) and its options (``calib``, ``eval``,
+    ``seed``, ``data``, ...: those of :func:`qaev.problems.problem_parts`)."""
+
+    problem: str
+    options: Mapping = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", MappingProxyType({k: v for k, v in dict(self.options).items()
+                                                              if v is not None}))
+
+    def load(self) -> Parts:
+        """The problem's model, data splits and metric."""
+        from qaev.problems.registry import problem_parts
+
+        return problem_parts(self.problem, **self.options)
+
+    def to_dict(self) -> dict:
+        return {"problem": self.problem, "options": {k: (str(v) if isinstance(v, Path) else v)
+                                                     for k, v in self.options.items()}}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSource:
+    """A float ONNX model file and the data options that split its data."""
+
+    model: str
+    data: DataOptions = field(default_factory=DataOptions)
+
+    def load(self) -> Parts:
+        """The model, its calibration and evaluation splits and the metric."""
+        from qaev.data.tasks import load_task
+        from qaev.model.graph import load_model
+
+        model = load_model(self.model)
+        task = load_task(self.data, model)
+        return Parts(model, task.calib, task.eval, task.metric)
+
+    def to_dict(self) -> dict:
+        data = {k: (str(v) if isinstance(v, Path) else (list(v) if isinstance(v, tuple) else v))
+                for k, v in asdict(self.data).items()}
+        return {"model": self.model, "data": data}
+
+
+def _source(data) -> ProblemSource | ModelSource:
+    if isinstance(data, Mapping) and "problem" in data:
+        return _build(ProblemSource, data, "source")
+    if isinstance(data, Mapping) and "model" in data:
+        convert = {"data": lambda d: _build(DataOptions, d, "source.data", data=Path,
+                                            mean=tuple, std=tuple)}
+        return _build(ModelSource, data, "source", **convert)
+    raise ConfigError("source: expected {problem: NAME, options: {...}} or {model: PATH, data: {...}}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpaceSpec:
+    """What the search may choose (the options of :class:`~qaev.search.space.SearchSpace`
+    without the model's layers)."""
+
+    w_bits: tuple = (2, 4, 8)
+    acts: tuple = ("a8", "float")
+    granularities: tuple = (Granularity.PER_CHANNEL.value,)
+    symmetric: tuple = (True,)
+    calibrations: tuple = (CalibMethod.MINMAX.value,)
+    scale_rules: tuple = (ScaleRule.FLOAT.value,)
+    roundings: tuple = (Rounding.NEAREST.value,)
+    bias_corrections: tuple = (False,)
+    weight_range: str = WeightRange.MINMAX.value
+    exclude: tuple = ()
+    frozen: Mapping = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "frozen":
+                object.__setattr__(self, f.name, MappingProxyType(dict(value)))
+            elif f.name != "weight_range":
+                object.__setattr__(self, f.name, tuple(getattr(v, "value", v) for v in value))
+        object.__setattr__(self, "weight_range", getattr(self.weight_range, "value", self.weight_range))
+
+    def options(self) -> dict:
+        """Keyword options of :class:`~qaev.search.space.SearchSpace`."""
+        return {f.name: (dict(getattr(self, f.name)) if f.name == "frozen" else getattr(self, f.name))
+                for f in fields(self)}
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.options().items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalSettings:
+    """How candidates are measured.
+
+    Attributes:
+        metric: the metric (None: the source's).
+        ort_level: ONNX Runtime optimisation level of every session (accuracy shifts by
+            tenths between levels; one per run).
+        threads: ORT intra-op threads per evaluation.
+        staging: race or screen on subsets (:class:`~qaev.evaluation.staging.Staging`).
+    """
+
+    metric: str | None = None
+    ort_level: str = "extended"
+    threads: int = 1
+    staging: Staging | None = None
+
+    def __post_init__(self) -> None:
+        if self.ort_level not in ORT_LEVELS:
+            raise ConfigError(f"ort_level: {self.ort_level!r} is not one of {', '.join(ORT_LEVELS)}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise ConfigError(f"threads: expected a positive integer, got {self.threads!r}")
+
+    def to_dict(self) -> dict:
+        staging = None if self.staging is None else {k: (v.value if hasattr(v, "value") else
+                                                         (list(v) if isinstance(v, tuple) else v))
+                                                     for k, v in asdict(self.staging).items()}
+        return {"metric": self.metric, "ort_level": self.ort_level, "threads": self.threads, "staging": staging}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSettings:
+    """The algorithm and its budget.
+
+    Attributes:
+        algorithm: ``auto`` (NSGA-II up to three objectives, NSGA-III beyond), ``nsga2``, ``nsga3``.
+        pop: population size.
+        generations: generations to run (a resumed run may ask for more).
+        seed: the search's seed.
+        sensitivity: ``noise[:N]`` or a ``qaev sensitivity --out`` file seeding half of the
+            first population along the greedy lowering path (None: the free weight-error proxy).
+        sensitivity_sha256: the file's hash, recorded so a resume seeds the same way.
+    """
+
+    algorithm: str = "auto"
+    pop: int = 20
+    generations: int = 10
+    seed: int = 0
+    sensitivity: str | None = None
+    sensitivity_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ("auto", "nsga2", "nsga3"):
+            raise ConfigError(f"algorithm: {self.algorithm!r} is not one of auto, nsga2, nsga3")
+        for name in ("pop", "generations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed: expected a non-negative integer, got {self.seed!r}")
+
+
+#: Fields a resumed run may change (everything else must match the recorded run).
+RESUMABLE = ("search.generations",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSpec:
+    """Everything that decides a run's numbers.
+
+    Attributes:
+        source: the model and data (:class:`ProblemSource` or :class:`ModelSource`).
+        space: what may be chosen.
+        objectives: objective names (:mod:`qaev.search.objectives`).
+        constraints: bound name (``max_drop``, ...) -> bound.
+        hardware: a hardware table name or YAML path, or None.
+        evaluation: how candidates are measured.
+        search: the algorithm and its budget.
+        version: schema version.
+    """
+
+    source: ProblemSource | ModelSource
+    space: SpaceSpec = field(default_factory=SpaceSpec)
+    objectives: tuple = ("acc_drop", "size_mb")
+    constraints: Mapping = field(default_factory=dict)
+    hardware: str | None = None
+    evaluation: EvalSettings = field(default_factory=EvalSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    version: int = SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        if self.version != SPEC_VERSION:
+            raise ConfigError(f"version: {self.version!r} is not supported (expected {SPEC_VERSION})")
+        object.__setattr__(self, "objectives", tuple(self.objectives))
+        object.__setattr__(self, "constraints", MappingProxyType(dict(self.constraints)))
+
+    def __reduce__(self):
+        # pickled (to workers) through the JSON form: the read-only mappings do not pickle
+        return RunSpec.from_dict, (self.to_dict(),)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict (``settings.json``)."""
+        return {"version": self.version, "source": self.source.to_dict(), "space": self.space.to_dict(),
+                "objectives": list(self.objectives), "constraints": dict(self.constraints), "hardware": self.hardware,
+                "evaluation": self.evaluation.to_dict(), "search": asdict(self.search)}
+
+    def key(self) -> str:
+        """Identity of the spec (a worker builds one problem per key)."""
+        return json.dumps(self.to_dict(), sort_keys=True, default=str)
+
+    @classmethod
+    def from_dict(cls, data: Mapping, *, where: str = "settings") -> "RunSpec":
+        """Build from :meth:`to_dict`'s form; unknown keys are rejected by path."""
+        _check_keys(cls, data, where)
+        staging = lambda d: _build(Staging, d, f"{where}.evaluation.staging", fractions=tuple)  # noqa: E731
+        converters = {
+            "source": _source,
+            "space": lambda d: _build(SpaceSpec, d, f"{where}.space"),
+            "evaluation": lambda d: _build(EvalSettings, d, f"{where}.evaluation", staging=staging),
+            "search": lambda d: _build(SearchSettings, d, f"{where}.search"),
+        }
+        return _build(cls, data, where, **converters)
+
+    def differences(self, other: "RunSpec") -> list[str]:
+        """Dotted paths where ``other`` differs, leaving out what a resume may change."""
+        a, b = _flat(self.to_dict()), _flat(other.to_dict())
+        return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE)
+
+
+def _flat(data: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and key not in ("frozen", "options", "constraints"):
+            out.update(_flat(value, path + "."))
+        else:
+            out[path] = json.dumps(value, sort_keys=True, default=str)
+    return out
