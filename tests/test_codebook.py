@@ -13,7 +13,7 @@ from qaev.quantize import Quantizer, export_model, uniform_config
 from qaev.quantize.codebook import codebook_quantize
 from qaev.quantize.weights import quantize_weight
 from qaev.model.session import make_session, run_batches
-from qaev.search.space import GENES_PER_LAYER, SearchSpace
+from qaev.search.space import SearchSpace
 from tests.models import attention_like
 
 _CODEBOOK = LayerConfig(w_bits=2, act=ActMode.FLOAT, rounding=Rounding.CODEBOOK)
@@ -114,7 +114,7 @@ def test_the_codebook_gene_applies_to_two_bit_tables_only(lookup):
         for r in (0, 1):
             row = space.encode_uniform(w_bits=2, act="float")
             for i in (e, p):
-                row[GENES_PER_LAYER * i], row[GENES_PER_LAYER * i + 4] = w, r  # weight bits, rounding
+                row[space.genome.index(i, "w_bits")], row[space.genome.index(i, "rounding")] = w, r
             config = space.decode(row)
             seen[(w, r)] = (config.layers["embed"].rounding, config.layers["proj"].rounding)
     assert seen[(0, 1)] == (Rounding.CODEBOOK, Rounding.GPTQ)  # 2 bits, codebook gene

@@ -20,7 +20,7 @@ from qaev.search.operators import (
 )
 from qaev.search.problem import QuantizationProblem
 from qaev.quantize import Quantizer
-from qaev.search.space import GENES_PER_LAYER, SearchSpace
+from qaev.search.space import SearchSpace
 from tests.models import conv_mlp, images
 
 
@@ -88,7 +88,7 @@ def test_crossover_children_only_mix_whole_parent_layers(problem, op):
     for k in range(2):
         for m in range(30):
             for i in range(n_layers):
-                block = slice(GENES_PER_LAYER * i, GENES_PER_LAYER * (i + 1))
+                block = problem.space.genome.layer(i)
                 child = children[k, m, block]
                 if isinstance(op, LayerCrossover):  # may average bits: other genes still whole-layer
                     child = child[1:]
@@ -101,7 +101,7 @@ def test_crossover_children_only_mix_whole_parent_layers(problem, op):
 def test_bit_average_lies_between_parents(problem):
     parents = np.stack([_random(problem, 40, 4), _random(problem, 40, 5)])
     children = BitAverageCrossover()._do(problem, parents, random_state=np.random.default_rng(6))
-    w = np.arange(0, problem.n_var - 2, GENES_PER_LAYER)
+    w = problem.space.genome.column("w_bits")
     low = np.minimum(parents[0][:, w], parents[1][:, w])
     high = np.maximum(parents[0][:, w], parents[1][:, w])
     for child in children:
@@ -112,8 +112,8 @@ def test_mutation_steps_bits_to_neighbours(problem):
     X = _random(problem, 200, 7)
     Y = NeighbourMutation(rate=0.5)._do(problem, X, random_state=np.random.default_rng(8))
     assert (Y >= 0).all() and (Y <= problem.space.upper()).all()
-    stepped = np.arange(0, problem.n_var - 2, GENES_PER_LAYER)
-    stepped = np.concatenate([stepped, stepped + 1])  # weight bits and activation genes
+    genome = problem.space.genome
+    stepped = np.concatenate([genome.column("w_bits"), genome.column("act")])  # the ordinal genes
     diff = np.abs(Y[:, stepped] - X[:, stepped])
     assert diff.max() == 1 and (diff > 0).any()
     assert (Y != X).any(axis=1).mean() > 0.5

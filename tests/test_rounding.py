@@ -17,7 +17,7 @@ from qaev.quantize.rounding.gptq import gptq_round
 from qaev.quantize.rounding.groups import reconstruction_error, to_groups
 from qaev.quantize.weights import quantize_weight, signed_limits
 from qaev.model.session import make_session, run_batches
-from qaev.search.space import GENES_PER_LAYER, SearchSpace
+from qaev.search.space import SearchSpace
 from tests.models import attention_like, conv_mlp, images
 
 CONVS = {  # name: (weight shape, attributes, input shape)
@@ -196,11 +196,12 @@ def test_default_genes_keep_old_files_and_hashes():
 def test_space_searches_rounding_and_bias_correction(quantizer):
     space = SearchSpace(layers=quantizer.layers, roundings=("nearest", "gptq"), bias_corrections=(False, True))
     n = len(space.searchable)
-    assert space.n_var == GENES_PER_LAYER * n + 2
-    assert list(space.upper()[4:GENES_PER_LAYER * n:GENES_PER_LAYER]) == [1] * n
+    genome = space.genome
+    assert space.n_var == genome.per_layer * n + 2
+    assert list(space.upper()[genome.column("rounding")]) == [1] * n
     row = space.encode_uniform(w_bits=4, act="a8")
-    row[4::GENES_PER_LAYER][:n] = 1
-    row[5::GENES_PER_LAYER][:n] = 1
+    row[genome.column("rounding")] = 1
+    row[genome.column("bias_correction")] = 1
     cfg = space.decode(row)
     assert all(c.rounding is Rounding.GPTQ for c in cfg.layers.values())
     # a MatMul with static activations cannot take bias correction (ORT's fused kernel rejects it)

@@ -52,7 +52,7 @@ def test_a_noise_entry_is_the_sqnr_of_that_one_config(problem, noise):
     space = problem.space
     widths = np.full(len(space.searchable), len(space.w_bits) - 1)
     widths[2] = 0
-    config = space.decode(with_widths(uniform_row(space, w_index=len(space.w_bits) - 1, act="float"), widths))
+    config = space.decode(with_widths(uniform_row(space, w_index=len(space.w_bits) - 1, act="float"), widths, space.genome))
     assert table[2, 0] == pytest.approx(10 ** (-output_sqnr(problem, config, 16) / 10))
 
 

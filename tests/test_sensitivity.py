@@ -11,7 +11,6 @@ from qaev.search.operators import QuantSampling
 from qaev.search.operators.sampling import path_rows
 from qaev.problems import get_problem
 from qaev.sensitivity.probes import SensitivityTable, layer_sensitivity
-from qaev.search.space import GENES_PER_LAYER
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +87,7 @@ def test_sampler_seeds_along_the_lowering_path_over_the_matrix(measured):
     assert X.shape == (10, problem.space.n_var)
     informed = X[4:9]  # after the uniform anchors
     assert np.array_equal(informed, np.array(expected))
-    widths = informed[:, 0:GENES_PER_LAYER * len(names):GENES_PER_LAYER]
+    widths = informed[:, problem.space.genome.column("w_bits")]
     assert (np.diff(widths, axis=0) <= 0).all(), "each row lies further down one path: no layer is raised again"
     assert (widths[-1] == 0).all(), "the path ends with every layer at the fewest bits"
     fragile = int(np.argmax(table.matrix((2,), layers=names)[:, 0]))

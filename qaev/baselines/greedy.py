@@ -75,7 +75,7 @@ def greedy_baseline(problem, *, budget: int, cost: str = "size_mb", act: str = "
     else:
         notes.append("no layer probed: the path follows cost alone")
     path = greedy_path(sens, costs)
-    configs = [space.decode(with_widths(base_row, w)) for w in path]
+    configs = [space.decode(with_widths(base_row, w, space.genome)) for w in path]
     free = [k for k, c in enumerate(configs) if counter.seen(c)]
     rest = [k for k in range(len(configs)) if k not in set(free)]
     chosen = sorted(free + spread(rest, counter.remaining or 0))

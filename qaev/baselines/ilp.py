@@ -118,7 +118,7 @@ def ilp_baseline(problem, *, budget: int, cost: str = "size_mb", act: str = "a8"
             solutions.setdefault(tuple(int(j) for j in choice), float(limit))
     base_row = uniform_row(space, w_index=len(space.w_bits) - 1, act=act)
     found = sorted(solutions.items(), key=lambda kv: -kv[1])  # dearest first
-    configs = [space.decode(with_widths(base_row, choice)) for choice, _ in found]
+    configs = [space.decode(with_widths(base_row, choice, space.genome)) for choice, _ in found]
     free = [k for k, c in enumerate(configs) if counter.seen(c)]
     chosen = sorted(free + spread([k for k in range(len(found)) if k not in set(free)], counter.remaining or 0))
     if len(chosen) < len(found):

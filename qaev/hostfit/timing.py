@@ -123,7 +123,7 @@ def fidelity_configs(layers, count: int, *, seed: int, uniform: bool = True, exc
     """
     from qaev.config import ActMode, LayerConfig
     from qaev.quantize import uniform_config
-    from qaev.search.space import GENES_PER_LAYER, SearchSpace
+    from qaev.search.space import SearchSpace
 
     seen, out = set(exclude), []
 
@@ -158,7 +158,7 @@ def fidelity_configs(layers, count: int, *, seed: int, uniform: bool = True, exc
             if mode is ActMode.DYNAMIC and (w_bits is None or w_bits > 8):
                 mode = ActMode.FLOAT  # as SearchSpace.decode does
             cfg = LayerConfig(w_bits=w_bits, act=mode, a_bits=a_bits)
-            genes[GENES_PER_LAYER * i:GENES_PER_LAYER * (i + 1)] = space.encode_layer(cfg, genes, i)
+            genes[space.genome.layer(i)] = space.encode_layer(cfg, genes, i)
         add(f"mix{attempt:03d}", space.decode(genes))
     return out
 

@@ -1,10 +1,11 @@
 """The search space: integer genes <-> :class:`~qaev.config.QuantConfig`.
 
-Each searchable layer owns six consecutive genes (weight bits, activation mode, weight
-granularity, symmetry, weight rounding, bias correction), each an index into an ordered
-option list, so "neighbouring" indices are neighbouring precisions. Two global genes follow: calibration method and
-scale rule. Decoding fits every layer's setting to what the layer supports, so the
-effective config (and its hash) is what identifies a candidate.
+Each searchable layer owns the genes of :data:`qaev.search.genome.LAYER_GENES` (weight bits,
+activation mode, weight granularity, symmetry, weight rounding, bias correction), each an
+index into an ordered option list (:meth:`SearchSpace.options`), so "neighbouring" indices
+are neighbouring precisions; the global genes (calibration method, scale rule) follow. The
+layout is :attr:`SearchSpace.genome`. Decoding fits every layer's setting to what the layer
+supports, so the effective config (and its hash) is what identifies a candidate.
 """
 from __future__ import annotations
 
@@ -28,16 +29,21 @@ from qaev.config import (
     act_name,
 )
 from qaev.errors import ConfigError
+from qaev.search.genome import GLOBAL_GENES, LAYER_GENES, Genome
 from qaev.model.layers import LayerInfo
 from qaev.quantize.plan import fit_to_layer, layer_problem
 from qaev.quantize.rounding.registry import get_rounding, rounding_entry
 
-__all__ = ["SearchSpace", "ACT_OPTIONS", "GENES_PER_LAYER", "select_layers", "frozen_layers", "set_apart"]
+__all__ = ["SearchSpace", "ACT_OPTIONS", "select_layers", "frozen_layers", "set_apart"]
 
 #: Activation options in precision order: (mode, bits).
 ACT_OPTIONS: tuple[tuple[ActMode, int], ...] = tuple(ACT_SETTINGS.values())
-GENES_PER_LAYER = 6
-_W, _A, _G, _S, _R, _B = range(GENES_PER_LAYER)
+#: Layer gene name -> its position within a layer's genes.
+_GENE = {g.name: k for k, g in enumerate(LAYER_GENES)}
+#: Gene name -> the SearchSpace attribute holding its option list.
+_OPTIONS = {"w_bits": "w_bits", "act": "acts", "granularity": "granularities", "symmetric": "symmetric",
+            "rounding": "roundings", "bias_correction": "bias_corrections", "calibration": "calibrations",
+            "scale_rule": "scale_rules"}
 
 
 def _matches(pattern: str, name: str) -> bool:
@@ -175,6 +181,7 @@ class SearchSpace:
         if not searchable:
             raise ConfigError("search space: every layer is excluded or frozen; nothing to search")
         object.__setattr__(self, "_searchable", tuple(searchable))
+        object.__setattr__(self, "genome", Genome(len(searchable)))
         object.__setattr__(self, "_decoded", {})  # genome bytes -> QuantConfig
         object.__setattr__(self, "_layer_memo", {})  # (layer index, genes) -> LayerConfig
 
@@ -193,13 +200,17 @@ class SearchSpace:
     @property
     def n_var(self) -> int:
         """Number of genes."""
-        return GENES_PER_LAYER * len(self.searchable) + 2
+        return self.genome.n_var
+
+    def options(self, gene: str) -> tuple:
+        """The ordered option list of ``gene`` (a name of :data:`~qaev.search.genome.LAYER_GENES`
+        or :data:`~qaev.search.genome.GLOBAL_GENES`)."""
+        return getattr(self, _OPTIONS[gene])
 
     def upper(self) -> np.ndarray:
         """Largest index of every gene (lower bounds are all 0)."""
-        per_layer = [len(self.w_bits) - 1, len(self.acts) - 1, len(self.granularities) - 1, len(self.symmetric) - 1,
-                     len(self.roundings) - 1, len(self.bias_corrections) - 1]
-        return np.array(per_layer * len(self.searchable) + [len(self.calibrations) - 1, len(self.scale_rules) - 1])
+        per_layer = [len(self.options(g.name)) - 1 for g in LAYER_GENES]
+        return np.array(per_layer * len(self.searchable) + [len(self.options(g.name)) - 1 for g in GLOBAL_GENES])
 
     def clip(self, x) -> np.ndarray:
         """Round and clip any real vector into valid integer genes."""
@@ -207,7 +218,7 @@ class SearchSpace:
 
     def layer_genes(self, x: np.ndarray, i: int) -> np.ndarray:
         """The genes of searchable layer ``i``."""
-        return x[GENES_PER_LAYER * i:GENES_PER_LAYER * (i + 1)]
+        return x[self.genome.layer(i)]
 
     def decode(self, x) -> QuantConfig:
         """The effective config of genes ``x`` (each layer fitted to what it supports)."""
@@ -226,14 +237,17 @@ class SearchSpace:
             fitted = self._layer_config(i, tuple(int(v) for v in self.layer_genes(x, i)))
             if fitted is not None:
                 layers[layer.name] = fitted
-        return QuantConfig(layers=layers, calibration=self.calibrations[x[-2]], scale_rule=self.scale_rules[x[-1]])
+        genome = self.genome
+        return QuantConfig(layers=layers, calibration=self.calibrations[x[genome.global_index("calibration")]],
+                           scale_rule=self.scale_rules[x[genome.global_index("scale_rule")]])
 
     def _layer_config(self, i: int, genes: tuple[int, ...]) -> LayerConfig | None:
         """The effective, fitted config of searchable layer ``i`` under its ``genes``
         (memoised: there are few distinct gene tuples per layer)."""
         memo = self._layer_memo  # type: ignore[attr-defined]
         if (i, genes) not in memo:
-            w, a, g, s, r, b = genes
+            w, a, g, s, r, b = (genes[_GENE[name]] for name in
+                                ("w_bits", "act", "granularity", "symmetric", "rounding", "bias_correction"))
             mode, a_bits = self.acts[a]
             w_bits = self.w_bits[w]
             if mode is ActMode.DYNAMIC and (w_bits is None or w_bits > 8):
@@ -257,12 +271,17 @@ class SearchSpace:
         names = [act_name(*o) for o in self.acts]
         a = names.index(act) if act in names else len(names) - 1
         g = self.granularities.index(granularity) if granularity in self.granularities else 0
-        return np.array([w, a, g, 0, 0, 0] * len(self.searchable) + [0, 0])
+        row = np.zeros(self.n_var, dtype=int)
+        genome = self.genome
+        row[genome.column("w_bits")], row[genome.column("act")], row[genome.column("granularity")] = w, a, g
+        return row
 
     def encode_layer(self, cfg: LayerConfig, row: np.ndarray, i: int) -> np.ndarray:
         """Genes of searchable layer ``i`` for ``cfg`` (nearest allowed option per gene;
         genes ``cfg`` leaves open keep their value in ``row``)."""
         genes = self.layer_genes(row, i).copy()
+        _W, _A, _G, _S, _R, _B = (_GENE[name] for name in
+                                  ("w_bits", "act", "granularity", "symmetric", "rounding", "bias_correction"))
         genes[_W] = _nearest_index([99 if b is None else b for b in self.w_bits], 99 if cfg.w_bits is None else cfg.w_bits)
         option = (cfg.act, cfg.a_bits if cfg.act is ActMode.STATIC else 8)
         if option in self.acts:

@@ -11,7 +11,6 @@ import numpy as np
 
 from qaev.config import ACT_SETTINGS
 from qaev.errors import ConfigError
-from qaev.search.space import GENES_PER_LAYER
 
 __all__ = ["uniform_row", "with_widths", "allowed_acts", "check_act", "weight_only_act"]
 
@@ -20,14 +19,15 @@ def uniform_row(space, *, w_index: int, act: str) -> np.ndarray:
     """Genes giving every searchable layer ``space.w_bits[w_index]`` and activation ``act``
     (the space's nearest option when ``act`` is not allowed)."""
     row = space.encode_uniform(w_bits=space.w_bits[0], act=act)
-    row[0:GENES_PER_LAYER * len(space.searchable):GENES_PER_LAYER] = w_index
+    row[space.genome.column("w_bits")] = w_index
     return row
 
 
-def with_widths(row: np.ndarray, w_index: Sequence[int]) -> np.ndarray:
-    """A copy of ``row`` with searchable layer ``i`` at width index ``w_index[i]``."""
+def with_widths(row: np.ndarray, w_index: Sequence[int], genome) -> np.ndarray:
+    """A copy of ``row`` (of ``genome``'s layout) with searchable layer ``i`` at width index
+    ``w_index[i]``."""
     out = np.array(row, copy=True)
-    out[0:GENES_PER_LAYER * len(w_index):GENES_PER_LAYER] = np.asarray(w_index, dtype=int)
+    out[genome.column("w_bits")] = np.asarray(w_index, dtype=int)
     return out
 
 

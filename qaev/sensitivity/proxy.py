@@ -67,7 +67,7 @@ def output_noise_table(problem, *, samples: int = 32, act: str | None = None, pr
 
     def noise(widths) -> float:
         nonlocal done
-        sqnr = output_sqnr(problem, space.decode(with_widths(base_row, widths)), samples)
+        sqnr = output_sqnr(problem, space.decode(with_widths(base_row, widths, space.genome)), samples)
         done += 1
         if progress is not None:
             progress(done, total)

@@ -1,14 +1,12 @@
 """Crossovers that respect layer structure: genes travel as whole layers.
 
-Every operator takes two parents and makes two children. Genes are laid out as blocks of
-:data:`~qaev.search.space.GENES_PER_LAYER` per layer followed by the global genes.
+Every operator takes two parents and makes two children; the genome's layout comes from
+the problem's :attr:`~qaev.search.space.SearchSpace.genome`.
 """
 from __future__ import annotations
 
 import numpy as np
 from pymoo.core.crossover import Crossover
-
-from qaev.search.space import GENES_PER_LAYER
 
 __all__ = ["LayerUniformCrossover", "LayerTwoPointCrossover", "BitAverageCrossover", "LayerCrossover"]
 
@@ -26,11 +24,9 @@ class LayerUniformCrossover(Crossover):
         super().__init__(2, 2, **kwargs)
 
     def _do(self, problem, X, *args, random_state=None, **kwargs):
-        n_layers = (problem.n_var - 2) // GENES_PER_LAYER
-        mask = random_state.random((X.shape[1], n_layers + 1)) < 0.5
-        genes = np.repeat(mask[:, :-1], GENES_PER_LAYER, axis=1)
-        full = np.concatenate([genes, np.repeat(mask[:, -1:], problem.n_var - genes.shape[1], axis=1)], axis=1)
-        return _swap(X, full)
+        genome = problem.space.genome
+        mask = random_state.random((X.shape[1], genome.n_layers + 1)) < 0.5
+        return _swap(X, genome.expand(mask[:, :-1], mask[:, -1]))
 
 
 class LayerTwoPointCrossover(Crossover):
@@ -41,14 +37,10 @@ class LayerTwoPointCrossover(Crossover):
         super().__init__(2, 2, **kwargs)
 
     def _do(self, problem, X, *args, random_state=None, **kwargs):
-        n_layers = (problem.n_var - 2) // GENES_PER_LAYER
-        n_matings = X.shape[1]
-        cuts = np.sort(random_state.integers(0, n_layers + 1, size=(n_matings, 2)), axis=1)
-        idx = np.arange(n_layers)
-        layer_mask = (idx >= cuts[:, :1]) & (idx < cuts[:, 1:])
-        genes = np.repeat(layer_mask, GENES_PER_LAYER, axis=1)
-        full = np.concatenate([genes, np.zeros((n_matings, problem.n_var - genes.shape[1]), bool)], axis=1)
-        return _swap(X, full)
+        genome = problem.space.genome
+        cuts = np.sort(random_state.integers(0, genome.n_layers + 1, size=(X.shape[1], 2)), axis=1)
+        idx = np.arange(genome.n_layers)
+        return _swap(X, genome.expand((idx >= cuts[:, :1]) & (idx < cuts[:, 1:])))
 
 
 class BitAverageCrossover(Crossover):
@@ -62,7 +54,7 @@ class BitAverageCrossover(Crossover):
 
     def _do(self, problem, X, *args, random_state=None, **kwargs):
         children = self._uniform._do(problem, X, random_state=random_state)
-        w = np.arange(0, problem.n_var - 2, GENES_PER_LAYER)
+        w = problem.space.genome.column("w_bits")
         mean = (X[0][:, w] + X[1][:, w]) / 2.0
         children[0][:, w] = np.floor(mean)
         children[1][:, w] = np.ceil(mean)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 from pymoo.core.mutation import Mutation
 
-from qaev.search.space import GENES_PER_LAYER
 
 __all__ = ["NeighbourMutation"]
 
@@ -46,18 +45,18 @@ class NeighbourMutation(Mutation):
     def _do(self, problem, X, *args, random_state=None, algorithm=None, **kwargs):
         X = np.asarray(X).astype(int).copy()
         upper = problem.space.upper()
-        n_layers = len(problem.space.searchable)
-        rate = self._adapt(n_layers, algorithm)
+        genome = problem.space.genome
+        rate = self._adapt(genome.n_layers, algorithm)
         for row in X:
-            for i in np.flatnonzero(random_state.random(n_layers) < rate):
-                free = [GENES_PER_LAYER * i + g for g in range(GENES_PER_LAYER) if upper[GENES_PER_LAYER * i + g] > 0]
+            for i in np.flatnonzero(random_state.random(genome.n_layers) < rate):
+                free = [p for p in range(genome.n_var)[genome.layer(i)] if upper[p] > 0]
                 if not free:
                     continue
                 gene = free[random_state.integers(len(free))]
-                row[gene] = _step(row[gene], upper[gene], stepwise=gene % GENES_PER_LAYER < 2, rng=random_state)
-            for gene in (len(row) - 2, len(row) - 1):
+                row[gene] = _step(row[gene], upper[gene], stepwise=genome.ordinal(gene), rng=random_state)
+            for gene in range(genome.n_var)[genome.globals]:
                 if random_state.random() < rate:
-                    row[gene] = _step(row[gene], upper[gene], stepwise=False, rng=random_state)
+                    row[gene] = _step(row[gene], upper[gene], stepwise=genome.ordinal(gene), rng=random_state)
         return X
 
 

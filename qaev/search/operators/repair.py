@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pymoo.core.repair import Repair
 
-from qaev.search.space import GENES_PER_LAYER
 
 __all__ = ["HardwareRepair"]
 
@@ -29,5 +28,5 @@ class HardwareRepair(Repair):
                     continue
                 fixed = repair(cfg, layer, table)
                 if fixed != cfg:
-                    row[GENES_PER_LAYER * i:GENES_PER_LAYER * (i + 1)] = space.encode_layer(fixed, row, i)
+                    row[space.genome.layer(i)] = space.encode_layer(fixed, row, i)
         return X

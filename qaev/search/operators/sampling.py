@@ -7,7 +7,6 @@ from pymoo.core.sampling import Sampling
 from qaev.sensitivity.layer_costs import COSTS, layer_costs
 from qaev.sensitivity.lowering import greedy_path, spread
 from qaev.sensitivity.proxy import weight_error_table
-from qaev.search.space import GENES_PER_LAYER
 from qaev.search.width_rows import allowed_acts, uniform_row, weight_only_act, with_widths
 
 __all__ = ["QuantSampling", "path_rows"]
@@ -64,7 +63,7 @@ class QuantSampling(Sampling):
                 row = random_state.integers(0, upper + 1)
                 for i in range(len(space.searchable)):
                     ok = np.flatnonzero(errors[i] <= t)
-                    row[GENES_PER_LAYER * i] = ok.min() if len(ok) else len(space.w_bits) - 1
+                    row[space.genome.index(i, "w_bits")] = ok.min() if len(ok) else len(space.w_bits) - 1
                 rows.append(row)
         while len(rows) < n_samples:
             rows.append(random_state.integers(0, upper + 1))
@@ -92,4 +91,4 @@ def path_rows(problem, sensitivity: np.ndarray, n: int) -> list[np.ndarray]:
     cost = next((o for o in problem.objectives if o in COSTS), "size_mb")
     path = greedy_path(sensitivity, layer_costs(problem, cost=cost, act=act))
     base = uniform_row(space, w_index=shape[1] - 1, act=act)
-    return [with_widths(base, w) for w in spread(path[1:], n)]
+    return [with_widths(base, w, space.genome) for w in spread(path[1:], n)]
