@@ -177,9 +177,6 @@ def fold_pads_into_convs(model) -> int:
     Returns:
         The number of Pad nodes removed.
     """
-    import numpy as np
-    from onnx import helper
-
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     producers = {o: n for n in graph.node for o in n.output}
@@ -192,35 +189,66 @@ def fold_pads_into_convs(model) -> int:
     removed = []
     for pad in [n for n in graph.node if n.op_type == "Pad"]:
         users = consumers.get(pad.output[0], [])
-        mode = next((helper.get_attribute_value(a) for a in pad.attribute if a.name == "mode"), b"constant")
-        if len(users) != 1 or users[0].op_type != "Conv" or pad.output[0] in outputs or mode != b"constant":
+        found = _foldable_pad(pad, users, graph=graph, outputs=outputs, producers=producers, inits=inits)
+        if found is None:
             continue
-        if len(pad.input) < 2 or (len(pad.input) > 3 and pad.input[3]):
-            continue
-        pads = _constant(graph, pad.input[1], producers, inits)
-        has_fill = len(pad.input) > 2 and pad.input[2]
-        fill = _constant(graph, pad.input[2], producers, inits) if has_fill else np.zeros(())
-        if pads is None or fill is None or np.any(fill != 0):
-            continue
-        pads = np.asarray(pads, dtype=np.int64).reshape(-1)
-        rank = len(pads) // 2
-        begins, ends = pads[:rank], pads[rank:]
-        if rank < 3 or np.any(pads < 0) or np.any(begins[:2]) or np.any(ends[:2]):
-            continue
-        conv = users[0]
-        attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
-        if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-            continue
-        spatial = rank - 2
-        old = list(attrs.get("pads", [0] * (2 * spatial)))
-        new = [int(old[i] + begins[2 + i]) for i in range(spatial)]
-        new += [int(old[spatial + i] + ends[2 + i]) for i in range(spatial)]
-        kept = [a for a in conv.attribute if a.name != "pads"]
-        del conv.attribute[:]
-        conv.attribute.extend(kept + [helper.make_attribute("pads", new)])
-        conv.input[0] = pad.input[0]
+        _merge_pad(users[0], pad, *found)
         removed.append(pad)
     for pad in removed:
         graph.node.remove(pad)
     _drop_dead_nodes(graph)
     return len(removed)
+
+
+def _foldable_pad(pad, users: list, *, graph, outputs: set, producers: dict, inits: dict):
+    """The padding that ``pad`` adds before its one user, when it can be folded into it.
+
+    Args:
+        pad: a ``Pad`` node.
+        users: the nodes reading its output.
+        graph: the graph holding it; outputs: the graph's output names.
+        producers, inits: output name -> node, initializer name -> tensor.
+
+    Returns:
+        ``(begins, ends)`` (per axis, batch and channel zero), or None when ``pad`` does not
+        feed a single ``Conv`` without ``auto_pad`` with a constant, non-negative, spatial-only
+        zero padding.
+    """
+    import numpy as np
+    from onnx import helper
+
+    mode = next((helper.get_attribute_value(a) for a in pad.attribute if a.name == "mode"), b"constant")
+    if len(users) != 1 or users[0].op_type != "Conv" or pad.output[0] in outputs or mode != b"constant":
+        return None
+    if len(pad.input) < 2 or (len(pad.input) > 3 and pad.input[3]):
+        return None
+    pads = _constant(graph, pad.input[1], producers, inits)
+    has_fill = len(pad.input) > 2 and pad.input[2]
+    fill = _constant(graph, pad.input[2], producers, inits) if has_fill else np.zeros(())
+    if pads is None or fill is None or np.any(fill != 0):
+        return None
+    pads = np.asarray(pads, dtype=np.int64).reshape(-1)
+    rank = len(pads) // 2
+    begins, ends = pads[:rank], pads[rank:]
+    if rank < 3 or np.any(pads < 0) or np.any(begins[:2]) or np.any(ends[:2]):
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in users[0].attribute}
+    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        return None
+    return begins, ends
+
+
+def _merge_pad(conv, pad, begins, ends) -> None:
+    """Adds the spatial part of ``begins``/``ends`` to ``conv``'s ``pads`` and feeds it
+    ``pad``'s input instead of its output."""
+    from onnx import helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+    spatial = len(begins) - 2
+    old = list(attrs.get("pads", [0] * (2 * spatial)))
+    new = [int(old[i] + begins[2 + i]) for i in range(spatial)]
+    new += [int(old[spatial + i] + ends[2 + i]) for i in range(spatial)]
+    kept = [a for a in conv.attribute if a.name != "pads"]
+    del conv.attribute[:]
+    conv.attribute.extend(kept + [helper.make_attribute("pads", new)])
+    conv.input[0] = pad.input[0]

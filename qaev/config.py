@@ -15,8 +15,9 @@ from types import MappingProxyType
 from typing import Mapping
 
 from qaev.errors import ConfigError
-from qaev.quantize.calibration.registry import CALIBRATIONS
-from qaev.quantize.rounding.registry import ROUNDINGS, rounding_entry
+from qaev.options import (ACT_BITS, ACT_SETTINGS, WEIGHT_BITS, ActMode, CalibMethod, Granularity, Rounding,
+                          RoundingInputs, ScaleRule, WeightRange, act_name)
+from qaev.quantize.rounding.registry import rounding_entry
 
 __all__ = [
     "WEIGHT_BITS",
@@ -36,98 +37,6 @@ __all__ = [
 ]
 
 CONFIG_VERSION = 1
-#: Weight bit widths; ``None`` means the weight stays float.
-WEIGHT_BITS: tuple[int | None, ...] = (2, 3, 4, 6, 8, 16, None)
-#: Static activation bit widths.
-ACT_BITS: tuple[int, ...] = (4, 8, 16)
-
-
-class Granularity(str, Enum):
-    """How many scales a weight tensor gets."""
-
-    PER_TENSOR = "per_tensor"
-    PER_CHANNEL = "per_channel"
-    BLOCK32 = "block32"
-    BLOCK64 = "block64"
-    BLOCK128 = "block128"
-
-    @property
-    def block_size(self) -> int | None:
-        """Block length along the reduction axis, or None when not block-wise."""
-        return int(self.value[5:]) if self.value.startswith("block") else None
-
-
-class ActMode(str, Enum):
-    """How a layer's input activations are quantized."""
-
-    STATIC = "static"    # calibrated scale, ``a_bits`` wide
-    DYNAMIC = "dynamic"  # int8 with the scale computed at run time
-    FLOAT = "float"      # weight-only quantization
-
-
-#: Activation settings by short name, in precision order: (mode, bits); ``float`` is
-#: weight-only (its bits unused).
-ACT_SETTINGS: Mapping[str, tuple[ActMode, int]] = MappingProxyType({
-    "a4": (ActMode.STATIC, 4), "a8": (ActMode.STATIC, 8), "dyn8": (ActMode.DYNAMIC, 8),
-    "a16": (ActMode.STATIC, 16), "float": (ActMode.FLOAT, 8),
-})
-
-
-def act_name(mode: ActMode, bits: int) -> str:
-    """Short name of an activation setting: ``a8``, ``dyn8``, ``float``, ... (see :data:`ACT_SETTINGS`)."""
-    return "float" if mode is ActMode.FLOAT else ("dyn8" if mode is ActMode.DYNAMIC else f"a{bits}")
-
-
-#: How a static activation range is derived from calibration statistics: one member per
-#: method of the calibration registry (:data:`qaev.quantize.calibration.registry.CALIBRATIONS`):
-#: ``minmax``, ``percentile``, ``entropy``, ``mse``. ``Distribution`` (ORT's FP8 calibrator)
-#: is deliberately absent: with integer types it yields meaningless ranges.
-CalibMethod = Enum("CalibMethod", {name.upper(): name for name in CALIBRATIONS}, type=str, module=__name__)
-
-
-class ScaleRule(str, Enum):
-    """Whether scales are arbitrary floats or rounded up to powers of two."""
-
-    FLOAT = "float"
-    POW2 = "pow2"
-
-
-#: How weights are rounded: one member per method of the rounding registry
-#: (:data:`qaev.quantize.rounding.registry.ROUNDINGS`): ``nearest``, ``gptq`` (second-order,
-#: data-aware rounding on the same grid; Frantar et al., "GPTQ", ICLR 2023), ``codebook``
-#: (a 2-bit embedding table as 256 learned four-weight vectors), ...
-Rounding = Enum("Rounding", {name.upper(): name for name in ROUNDINGS}, type=str, module=__name__)
-
-
-class RoundingInputs(str, Enum):
-    """Which layer inputs data-aware rounding and bias correction fit to.
-
-    ``float``: each layer's inputs in the float model, so a layer's rounding is independent
-    of every other layer's settings (what a search needs: each layer's weights are computed
-    once and shared). ``quantized``: in graph order, each layer sees the inputs the layers
-    before it, already quantized, produce, and is fitted to the float model's outputs: its
-    float weight is first refitted (least squares) to map those inputs to the float outputs,
-    then rounded, and bias correction matches the float output mean. Upstream error is thus
-    compensated rather than compounded, at the price of one pass over the calibration data
-    per layer when the model is built (see :mod:`qaev.quantize.sequential`).
-    """
-
-    FLOAT = "float"
-    QUANTIZED = "quantized"
-
-
-class WeightRange(str, Enum):
-    """Which range a weight grid covers, per scale group.
-
-    ``mse`` shrinks the min/max range by the factor (0.3 to 1.0) that minimises the
-    group's squared rounding error, as the MSE option of GPTQ's reference quantizer does
-    (Frantar et al., ICLR 2023): at 2 and 3 bits this clips a few outliers to give the
-    many small weights finer steps.
-    """
-
-    MINMAX = "minmax"
-    MSE = "mse"
-
 
 def _check_keys(cls, data, where: str) -> None:
     """``data`` must be a mapping whose keys are fields of dataclass ``cls``."""

@@ -290,6 +290,23 @@ def from_tensor_quant_overrides(data: Mapping, quantizer: Quantizer) -> QuantCon
             represent (the message names the tensor).
     """
     entries = _entries(data, quantizer)
+    weights = _check_known(entries, quantizer)
+    ranges, act_bits, rules = _activation_overrides(entries, weights)
+    layers = _layer_configs(entries, quantizer, act_bits=act_bits, rules=rules)
+    if len(rules) > 1:
+        raise ConfigError("TensorQuantOverrides: explicit scales mix power-of-two and other scales")
+    config = QuantConfig(layers=layers, scale_rule=rules.pop() if rules else ScaleRule.FLOAT)
+    validate_config(config, quantizer.layers)
+    return _with_all_ranges(config, quantizer, ranges)
+
+
+def _check_known(entries: Mapping[str, list[dict]], quantizer: Quantizer) -> set[str]:
+    """The weights of the quantizable layers, after checking that every overridden tensor
+    is a weight, input or output of one.
+
+    Raises:
+        ConfigError: a tensor qaev has no setting for.
+    """
     weights = {layer.weight for layer in quantizer.layers if layer.weight}
     known = weights | {t for layer in quantizer.layers if layer.supports_activations
                        for t in (*layer.act_inputs, layer.output)}
@@ -297,7 +314,16 @@ def from_tensor_quant_overrides(data: Mapping, quantizer: Quantizer) -> QuantCon
     if stray:
         raise ConfigError(f"TensorQuantOverrides.{stray[0]}: not a weight, input or output of a quantizable layer "
                           "(qaev has no setting for it)")
-    layers: dict[str, LayerConfig] = {}
+    return weights
+
+
+def _activation_overrides(entries: Mapping[str, list[dict]], weights: set[str]):
+    """What the overrides of the activation tensors (those not in ``weights``) set.
+
+    Returns:
+        ``(ranges, act_bits, rules)``: tensor -> range where one is given, tensor -> bits,
+        and the scale rules that explicit scales imply.
+    """
     ranges: dict[str, tuple[float, float]] = {}
     rules: set[ScaleRule] = set()
     act_bits: dict[str, int] = {}
@@ -312,6 +338,15 @@ def from_tensor_quant_overrides(data: Mapping, quantizer: Quantizer) -> QuantCon
             if explicit:
                 scale = float(items[0]["scale"])
                 rules.add(ScaleRule.POW2 if _is_pow2(scale) else ScaleRule.FLOAT)
+    return ranges, act_bits, rules
+
+
+def _layer_configs(entries: Mapping[str, list[dict]], quantizer: Quantizer, *, act_bits: Mapping[str, int],
+                   rules: set[ScaleRule]) -> dict[str, LayerConfig]:
+    """Layer name -> setting of every layer whose weight or activations have overrides
+    (``quantize_static``'s defaults for what they leave out); the weights' scale rules
+    are added to ``rules``."""
+    layers: dict[str, LayerConfig] = {}
     for layer in quantizer.layers:
         tensors = (*layer.act_inputs, layer.output) if layer.supports_activations else ()
         in_weight = layer.weight is not None and layer.weight in entries
@@ -325,10 +360,16 @@ def from_tensor_quant_overrides(data: Mapping, quantizer: Quantizer) -> QuantCon
                 rules.add(rule)
         a_bits = min((act_bits.get(t, 8) for t in tensors), default=8)
         layers[layer.name] = LayerConfig(**settings, act=ActMode.STATIC, a_bits=a_bits)
-    if len(rules) > 1:
-        raise ConfigError("TensorQuantOverrides: explicit scales mix power-of-two and other scales")
-    config = QuantConfig(layers=layers, scale_rule=rules.pop() if rules else ScaleRule.FLOAT)
-    validate_config(config, quantizer.layers)
+    return layers
+
+
+def _with_all_ranges(config: QuantConfig, quantizer: Quantizer, ranges: dict[str, tuple[float, float]]) -> QuantConfig:
+    """``config`` with a range for each activation it quantizes (from ``ranges``, else
+    calibrated by ``quantizer``), tied to the model.
+
+    Raises:
+        ConfigError: a range is missing and ``quantizer`` has no calibration data.
+    """
     plan = activation_plan(config, quantizer.layers)
     missing = [t for t in plan.tensors() if t not in ranges]
     if missing and quantizer.stats is None:

@@ -58,6 +58,65 @@ def sensitivity_scores(table, w_bits, layers) -> np.ndarray:
     return drops + _TIE * np.minimum(noise, 1.0)
 
 
+def _probe_plan(problem, *, budget: int, act: str, sweep_share: float,
+                sqnr_samples: int | None) -> tuple[int, float, float]:
+    """How many layers the budget can probe, and what their SQNR tie-breakers cost.
+
+    Returns:
+        ``(n_probed, sqnr_size, sqnr_passes)``: the layers probed, the samples behind one
+        probe's SQNR and the passes of the evaluation data all those SQNRs take.
+    """
+    space = problem.space
+    per_layer = len(space.w_bits) - (1 if act == "float" and None in space.w_bits else 0)
+    reserve = max(2, int(budget * sweep_share))
+    n_set = len(problem.evaluator.data)
+    share = (n_set if sqnr_samples is None else min(sqnr_samples, n_set)) / n_set  # one SQNR, in passes
+    n_probed = max(0, min(len(space.searchable), int((budget - reserve) // (max(per_layer, 1) * (1 + share)))))
+    return n_probed, share * n_set, n_probed * per_layer * share
+
+
+def _sweep_solutions(scores: np.ndarray, costs: np.ndarray, *, n_grid: int) -> list[tuple[tuple, float]]:
+    """The distinct knapsack solutions over ``n_grid`` evenly spaced cost limits.
+
+    Returns:
+        ``(choice, limit)`` pairs, the dearest limit first; each choice keeps the first
+        (lowest) limit that produced it.
+    """
+    lo, hi = float(costs.min(axis=1).sum()), float(costs.max(axis=1).sum())
+    solutions: dict[tuple, float] = {}
+    for limit in np.linspace(lo, hi, n_grid):
+        choice = solve_allocation(scores, costs, float(limit) * (1 + 1e-12))
+        if choice is not None:
+            solutions.setdefault(tuple(int(j) for j in choice), float(limit))
+    return sorted(solutions.items(), key=lambda kv: -kv[1])  # dearest first
+
+
+def _measure_solutions(space, counter: EvaluationBudget, found: list[tuple[tuple, float]], *, scores: np.ndarray,
+                       costs: np.ndarray, cost: str, act: str) -> tuple[list[Point], list[str]]:
+    """Measure the solutions already counted plus as many others, evenly spread, as the
+    budget has left.
+
+    Returns:
+        The points, in solution order, and the notes (one when some go unmeasured).
+    """
+    base_row = uniform_row(space, w_index=len(space.w_bits) - 1, act=act)
+    configs = [space.decode(with_widths(base_row, choice, space.genome)) for choice, _ in found]
+    free = [k for k, c in enumerate(configs) if counter.seen(c)]
+    chosen = sorted(free + spread([k for k in range(len(found)) if k not in set(free)], counter.remaining or 0))
+    notes = []
+    if len(chosen) < len(found):
+        notes.append(f"measured {len(chosen)} of {len(found)} distinct solutions")
+    points = []
+    for k in chosen:
+        choice, limit = found[k]
+        predicted = float(sum(costs[i, j] for i, j in enumerate(choice)))
+        points.append(Point.from_record(
+            counter.evaluate(configs[k]), f"{cost} <= {limit:.4g}", limit=limit, cost=cost,
+            predicted_cost=predicted, predicted_score=float(sum(scores[i, j] for i, j in enumerate(choice))),
+            w_bits=[space.w_bits[j] for j in choice]))
+    return points, notes
+
+
 def ilp_baseline(problem, *, budget: int, cost: str = "size_mb", act: str = "a8", sweep_share: float = 1 / 3,
                  sqnr_samples: int | None = 32) -> MethodResult:
     """HAWQ-style allocation over a sweep of cost budgets within ``budget`` evaluations.
@@ -92,12 +151,8 @@ def ilp_baseline(problem, *, budget: int, cost: str = "size_mb", act: str = "a8"
         raise ConfigError(f"ilp: a budget of {budget} evaluations is too small (at least 2)")
     check_act(space, act)
     costs = layer_costs(problem, cost=cost, act=act)
-    per_layer = len(space.w_bits) - (1 if act == "float" and None in space.w_bits else 0)
-    reserve = max(2, int(budget * sweep_share))
-    n_set = len(problem.evaluator.data)
-    share = (n_set if sqnr_samples is None else min(sqnr_samples, n_set)) / n_set  # one SQNR, in passes
-    n_probed = max(0, min(len(names), int((budget - reserve) // (max(per_layer, 1) * (1 + share)))))
-    sqnr_passes = n_probed * per_layer * share
+    n_probed, sqnr_size, sqnr_passes = _probe_plan(problem, budget=budget, act=act,
+                                                   sweep_share=sweep_share, sqnr_samples=sqnr_samples)
     sqnr_charge = charged_evaluations(sqnr_passes)
     counter = EvaluationBudget(problem, budget - sqnr_charge)
     order = np.argsort(-(costs.max(axis=1) - costs.min(axis=1)), kind="stable")[:n_probed]
@@ -109,30 +164,11 @@ def ilp_baseline(problem, *, budget: int, cost: str = "size_mb", act: str = "a8"
     table = layer_sensitivity(problem, bits=space.w_bits, act=act, layers=probed, evaluate=counter.evaluate,
                               sqnr_samples=sqnr_samples)
     scores = sensitivity_scores(table, space.w_bits, names)
-    lo, hi = float(costs.min(axis=1).sum()), float(costs.max(axis=1).sum())
-    n_grid = int(min(100, max(16, 2 * (counter.remaining or 0))))
-    solutions: dict[tuple, float] = {}
-    for limit in np.linspace(lo, hi, n_grid):
-        choice = solve_allocation(scores, costs, float(limit) * (1 + 1e-12))
-        if choice is not None:
-            solutions.setdefault(tuple(int(j) for j in choice), float(limit))
-    base_row = uniform_row(space, w_index=len(space.w_bits) - 1, act=act)
-    found = sorted(solutions.items(), key=lambda kv: -kv[1])  # dearest first
-    configs = [space.decode(with_widths(base_row, choice, space.genome)) for choice, _ in found]
-    free = [k for k, c in enumerate(configs) if counter.seen(c)]
-    chosen = sorted(free + spread([k for k in range(len(found)) if k not in set(free)], counter.remaining or 0))
-    if len(chosen) < len(found):
-        notes.append(f"measured {len(chosen)} of {len(found)} distinct solutions")
-    points = []
-    for k in chosen:
-        choice, limit = found[k]
-        predicted = float(sum(costs[i, j] for i, j in enumerate(choice)))
-        points.append(Point.from_record(
-            counter.evaluate(configs[k]), f"{cost} <= {limit:.4g}", limit=limit, cost=cost,
-            predicted_cost=predicted, predicted_score=float(sum(scores[i, j] for i, j in enumerate(choice))),
-            w_bits=[space.w_bits[j] for j in choice]))
+    found = _sweep_solutions(scores, costs, n_grid=int(min(100, max(16, 2 * (counter.remaining or 0)))))
+    points, measure_notes = _measure_solutions(space, counter, found, scores=scores, costs=costs, cost=cost, act=act)
+    notes += measure_notes
     if sqnr_passes:
-        notes.append(f"SQNR tie-breakers on {share * n_set:.0f} samples per probe: {sqnr_passes:.1f} passes "
+        notes.append(f"SQNR tie-breakers on {sqnr_size:.0f} samples per probe: {sqnr_passes:.1f} passes "
                      "charged to the budget")
     return MethodResult(method="ilp", points=tuple(points), evaluations=counter.used + sqnr_charge,
                         wall_s=time.perf_counter() - start, passes=counter.used + sqnr_passes, notes=tuple(notes))

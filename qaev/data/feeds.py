@@ -60,6 +60,31 @@ def load_feed_folder(path: str | os.PathLike, *, input_names: Sequence[str],
     """
     folder = pathlib.Path(path).expanduser()
     names = [str(name) for name in input_names]
+    files = _feed_files(folder, names)
+    parts: dict[str, list[np.ndarray]] = {}
+    first: dict[str, tuple[pathlib.Path, np.ndarray]] = {}
+    for file in files:
+        arrays = _read(file, names)
+        if (LABELS_KEY in arrays) != (LABELS_KEY in first) and first:
+            raise DataError(f"{file}: '{LABELS_KEY}' must be present in all files or in none")
+        for key, array in arrays.items():
+            if per_sample:
+                array = array[None]
+            _check_array(file, key, array, dtypes=dtypes, first=first)
+            first.setdefault(key, (file, array))
+            parts.setdefault(key, []).append(array)
+    arrays = {key: np.concatenate(chunks, axis=0) for key, chunks in parts.items()}
+    labels = arrays.pop(LABELS_KEY, None)
+    return ArrayDataset({name: arrays[name] for name in names}, labels=labels, name=folder.name)
+
+
+def _feed_files(folder: pathlib.Path, names: list[str]) -> list[pathlib.Path]:
+    """The ``.npy`` or ``.npz`` files of ``folder``, in filename order.
+
+    Raises:
+        DataError: No input names, no folder or files, mixed file types, or ``.npy``
+            files for a multi-input model.
+    """
     if not names:
         raise DataError(f"{folder}: no input names given")
     if not folder.is_dir():
@@ -72,34 +97,30 @@ def load_feed_folder(path: str | os.PathLike, *, input_names: Sequence[str],
         raise DataError(f"{folder}: mixes .npy and .npz files")
     if ".npy" in suffixes and len(names) != 1:
         raise DataError(f"{folder}: .npy files need a single-input model, inputs are {names}")
+    return files
 
-    parts: dict[str, list[np.ndarray]] = {}
-    first: dict[str, tuple[pathlib.Path, np.ndarray]] = {}
-    for file in files:
-        arrays = _read(file, names)
-        if (LABELS_KEY in arrays) != (LABELS_KEY in first) and first:
-            raise DataError(f"{file}: '{LABELS_KEY}' must be present in all files or in none")
-        for key, array in arrays.items():
-            if per_sample:
-                array = array[None]
-            if array.ndim == 0:
-                raise DataError(f"{file}: {key!r} is a scalar; use per_sample=True")
-            expected = None if dtypes is None or key == LABELS_KEY else dtypes.get(key)
-            if expected is not None and array.dtype != np.dtype(expected):
-                raise DataError(f"{file}: {key!r} has dtype {array.dtype}, "
-                                f"the model expects {np.dtype(expected)}")
-            if key in first:
-                ref_file, ref = first[key]
-                if array.dtype != ref.dtype or array.shape[1:] != ref.shape[1:]:
-                    raise DataError(
-                        f"{file}: {key!r} is {array.dtype}{list(array.shape[1:])} per sample, "
-                        f"but {ref_file.name} has {ref.dtype}{list(ref.shape[1:])}")
-            else:
-                first[key] = (file, array)
-            parts.setdefault(key, []).append(array)
-    arrays = {key: np.concatenate(chunks, axis=0) for key, chunks in parts.items()}
-    labels = arrays.pop(LABELS_KEY, None)
-    return ArrayDataset({name: arrays[name] for name in names}, labels=labels, name=folder.name)
+
+def _check_array(file: pathlib.Path, key: str, array: np.ndarray, *, dtypes: Mapping[str, np.dtype] | None,
+                 first: Mapping[str, tuple[pathlib.Path, np.ndarray]]) -> None:
+    """Checks one array of ``file`` (batch axis already added) against the expected dtype
+    and the first file's array of the same ``key``.
+
+    Raises:
+        DataError: A scalar, a dtype other than ``dtypes[key]``, or a dtype or per-sample
+            shape other than the first file's.
+    """
+    if array.ndim == 0:
+        raise DataError(f"{file}: {key!r} is a scalar; use per_sample=True")
+    expected = None if dtypes is None or key == LABELS_KEY else dtypes.get(key)
+    if expected is not None and array.dtype != np.dtype(expected):
+        raise DataError(f"{file}: {key!r} has dtype {array.dtype}, "
+                        f"the model expects {np.dtype(expected)}")
+    if key in first:
+        ref_file, ref = first[key]
+        if array.dtype != ref.dtype or array.shape[1:] != ref.shape[1:]:
+            raise DataError(
+                f"{file}: {key!r} is {array.dtype}{list(array.shape[1:])} per sample, "
+                f"but {ref_file.name} has {ref.dtype}{list(ref.shape[1:])}")
 
 
 def synthetic_dataset(input_specs: Mapping[str, tuple[tuple[int, ...], np.dtype]], *,

@@ -220,34 +220,40 @@ def load_imagenet_folder(path: str | os.PathLike, *, input_name: str, size: int 
               "std": [float(s) for s in std], "resample": resample, "layout": layout,
               "names": hashlib.sha256("\n".join(names).encode()).hexdigest()}
     shape = (len(paths), 3, size, size) if layout == "NCHW" else (len(paths), size, size, 3)
+
+    def fill(out: np.ndarray) -> None:
+        _fill(out, paths, size=size, crop_pct=crop_pct, mean=mean, std=std, resample=resample, layout=layout)
+
     store = _cache_stem(folder, paths, labels, params) if cache else None
-    if store is not None:
-        cached = _load_cached(store.with_suffix(".x.npy"), shape)
-        if cached is not None:
-            return ArrayDataset({input_name: cached}, labels=labels, name=folder.name)
-        partial = store.with_name(f"{store.name}.{os.getpid()}.partial.npy")
-        try:
-            # Fill the cache file in place: no second copy in memory, no separate write.
-            out = open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
-        except OSError as exc:
-            warnings.warn(f"qaev: image cache not written ({exc})", stacklevel=2)
-            store = None
+    x = _cached_array(store, shape, fill, {"folder": str(folder), "n": len(names), **params})
+    return ArrayDataset({input_name: x}, labels=labels, name=folder.name)
+
+
+def _cached_array(store: pathlib.Path | None, shape: tuple, fill, record: dict) -> np.ndarray:
+    """The array ``fill`` writes, read from (or written to) the cache file ``store`` when
+    given: filled in place in a memory map, renamed into place whole, then mapped read-only."""
     if store is None:
         out = np.empty(shape, dtype=np.float32)
-        _fill(out, paths, size=size, crop_pct=crop_pct, mean=mean, std=std,
-              resample=resample, layout=layout)
-        return ArrayDataset({input_name: out}, labels=labels, name=folder.name)
+        fill(out)
+        return out
+    final = store.with_suffix(".x.npy")
+    cached = _load_cached(final, shape)
+    if cached is not None:
+        return cached
+    partial = store.with_name(f"{store.name}.{os.getpid()}.partial.npy")
     try:
-        _fill(out, paths, size=size, crop_pct=crop_pct, mean=mean, std=std,
-              resample=resample, layout=layout)
+        # Fill the cache file in place: no second copy in memory, no separate write.
+        out = open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
+    except OSError as exc:
+        warnings.warn(f"qaev: image cache not written ({exc})", stacklevel=3)
+        return _cached_array(None, shape, fill, record)
+    try:
+        fill(out)
         out.flush()
         del out  # close the map before renaming the file
-        final = store.with_suffix(".x.npy")
         os.replace(partial, final)
-        store.with_suffix(".json").write_text(json.dumps(
-            {"folder": str(folder), "n": len(names), **params}, indent=1) + "\n")
+        store.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     finally:
         if partial.exists():
             partial.unlink()
-    return ArrayDataset({input_name: np.load(final, mmap_mode="r", allow_pickle=False)},
-                        labels=labels, name=folder.name)
+    return np.load(final, mmap_mode="r", allow_pickle=False)

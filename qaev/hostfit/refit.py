@@ -111,8 +111,6 @@ def fit_whole_model(samples, table, *, tied=None, min_share: float = 0.02, itera
         ``(table, info)``: the refitted table and a dict with the fitted fields (MAC/s, B/s,
         s/element), the kept fields and the fit's relative RMS error.
     """
-    from scipy.optimize import nnls
-
     tied = dict(tied or {})
     measured = np.array([s[4] for s in samples], dtype=float)
     weights = 1.0 / measured
@@ -123,24 +121,10 @@ def fit_whole_model(samples, table, *, tied=None, min_share: float = 0.02, itera
         total = sum(f["est_s"] for f in feats)
         free = [name for name, parts in terms
                 if sum(f[k] * c for f in feats for k, c in parts.items()) >= min_share * total]
-        while True:
-            base = np.array([f["layers"] * table.layer_overhead.value
-                             + sum(f[k] * c for name, parts in terms if name not in free for k, c in parts.items())
-                             for f in feats])
-            x = np.array([[sum(f[k] for k in parts) for name, parts in terms if name in free] for f in feats])
-            coef = nnls(x * weights[:, None], (measured - base) * weights)[0] if free else np.zeros(0)
-            names = [name for name, _ in terms if name in free]
-            zero = [name for name, k in zip(names, coef) if k <= 0.0]
-            if not zero:
-                break
-            free = [name for name in free if name not in zero]
+        names, coef, fitted_s = _fit_free_terms(feats, terms, free, table=table, measured=measured,
+                                                weights=weights)
         values = dict(zip(names, coef))
-        rates = {pair: 1.0 / values[f"peak_macs_per_s.{tied.get(pair, pair)}"] for pair in table.peak_macs_per_s
-                 if f"peak_macs_per_s.{tied.get(pair, pair)}" in values}
-        scalars = {name: (1.0 / k if name == "memory_bandwidth" else k) for name, k in values.items()
-                   if not name.startswith("peak_macs_per_s.")}
-        table = with_values(table, rates=rates, **scalars)
-        fitted_s = (x @ coef if len(coef) else 0.0) + base
+        table, rates, scalars = _apply_fit(table, values, tied=tied)
         info = {
             "fitted": {**{f"peak_macs_per_s.{p}": r for p, r in rates.items()}, **scalars},
             "kept": [name for name, _ in terms if name not in values],
@@ -153,6 +137,53 @@ def fit_whole_model(samples, table, *, tied=None, min_share: float = 0.02, itera
             break
         previous_bounds = bounds
     return table, info
+
+
+def _fit_free_terms(feats, terms, free, *, table, measured: np.ndarray, weights: np.ndarray):
+    """Weighted non-negative least squares over the ``free`` terms, the others held at
+    their current values; a term fitted to zero is held too and the fit repeated.
+
+    Args:
+        feats: :func:`cost_features` of each sample.
+        terms: :func:`_terms` of ``table``.
+        free: names of the terms to fit.
+        table: the current table (its ``layer_overhead`` is never fitted).
+        measured: measured latency of each sample, seconds.
+        weights: weight of each sample's residual (the inverse of ``measured``: relative error).
+
+    Returns:
+        ``(names, coef, fitted_s)``: the fitted terms, their coefficients and the fitted
+        latency of each sample.
+    """
+    from scipy.optimize import nnls
+
+    while True:
+        base = np.array([f["layers"] * table.layer_overhead.value
+                         + sum(f[k] * c for name, parts in terms if name not in free for k, c in parts.items())
+                         for f in feats])
+        x = np.array([[sum(f[k] for k in parts) for name, parts in terms if name in free] for f in feats])
+        coef = nnls(x * weights[:, None], (measured - base) * weights)[0] if free else np.zeros(0)
+        names = [name for name, _ in terms if name in free]
+        zero = [name for name, k in zip(names, coef) if k <= 0.0]
+        if not zero:
+            break
+        free = [name for name in free if name not in zero]
+    return names, coef, (x @ coef if len(coef) else 0.0) + base
+
+
+def _apply_fit(table, values: dict, *, tied: dict):
+    """``table`` with the fitted term coefficients ``values`` (inverse rates, s/element)
+    written back as rates and times.
+
+    Returns:
+        ``(table, rates, scalars)``: the new table, the MAC/s set per native pair (tied
+        pairs included) and the scalar fields set.
+    """
+    rates = {pair: 1.0 / values[f"peak_macs_per_s.{tied.get(pair, pair)}"] for pair in table.peak_macs_per_s
+             if f"peak_macs_per_s.{tied.get(pair, pair)}" in values}
+    scalars = {name: (1.0 / k if name == "memory_bandwidth" else k) for name, k in values.items()
+               if not name.startswith("peak_macs_per_s.")}
+    return with_values(table, rates=rates, **scalars), rates, scalars
 
 
 def estimate_rows(layers, config, table, batch: int):

@@ -121,7 +121,7 @@ def fidelity_configs(layers, count: int, *, seed: int, uniform: bool = True, exc
     Returns:
         Up to ``count`` pairs of a label and a config, distinct by effective config key.
     """
-    from qaev.config import ActMode, LayerConfig
+    from qaev.config import LayerConfig
     from qaev.quantize import uniform_config
     from qaev.search.space import SearchSpace
 
@@ -137,30 +137,39 @@ def fidelity_configs(layers, count: int, *, seed: int, uniform: bool = True, exc
         for label, kwargs in UNIFORM_SETTINGS:
             add(label, uniform_config(layers, LayerConfig(**kwargs)))
     space = SearchSpace(layers=layers, w_bits=MIX_W_BITS, acts=MIX_ACTS)
-    w_options = list(space.w_bits)
-    a_options = list(space.acts)
     rng = np.random.default_rng(seed)
-    n_w, n_a, n_layers = len(w_options), len(a_options), len(space.searchable)
-    w8 = w_options.index(8)
-    a8 = a_options.index((ActMode.STATIC, 8))
     for attempt in range(50 * max(count, 1)):
         if len(out) >= count:
             break
-        fraction = rng.uniform()
-        p_w, p_a = rng.dirichlet(np.full(n_w, 0.6)), rng.dirichlet(np.full(n_a, 0.6))
-        w = rng.choice(n_w, size=n_layers, p=p_w)
-        a = rng.choice(n_a, size=n_layers, p=p_a)
-        int8 = rng.uniform(size=n_layers) < fraction
-        w[int8], a[int8] = w8, a8
-        genes = np.zeros(space.n_var, dtype=int)
-        for i in range(n_layers):
-            w_bits, (mode, a_bits) = w_options[w[i]], a_options[a[i]]
-            if mode is ActMode.DYNAMIC and (w_bits is None or w_bits > 8):
-                mode = ActMode.FLOAT  # as SearchSpace.decode does
-            cfg = LayerConfig(w_bits=w_bits, act=mode, a_bits=a_bits)
-            genes[space.genome.layer(i)] = space.encode_layer(cfg, genes, i)
-        add(f"mix{attempt:03d}", space.decode(genes))
+        add(f"mix{attempt:03d}", space.decode(_mix_genes(space, rng)))
     return out
+
+
+def _mix_genes(space, rng: np.random.Generator) -> np.ndarray:
+    """The genes of one random per-layer mix of ``space`` (see :func:`fidelity_configs`):
+    a fraction of the layers at W8A8, the others drawn from the mix's own Dirichlet(0.6)
+    preference over the weight and activation options."""
+    from qaev.config import ActMode, LayerConfig
+
+    w_options = list(space.w_bits)
+    a_options = list(space.acts)
+    n_w, n_a, n_layers = len(w_options), len(a_options), len(space.searchable)
+    w8 = w_options.index(8)
+    a8 = a_options.index((ActMode.STATIC, 8))
+    fraction = rng.uniform()
+    p_w, p_a = rng.dirichlet(np.full(n_w, 0.6)), rng.dirichlet(np.full(n_a, 0.6))
+    w = rng.choice(n_w, size=n_layers, p=p_w)
+    a = rng.choice(n_a, size=n_layers, p=p_a)
+    int8 = rng.uniform(size=n_layers) < fraction
+    w[int8], a[int8] = w8, a8
+    genes = np.zeros(space.n_var, dtype=int)
+    for i in range(n_layers):
+        w_bits, (mode, a_bits) = w_options[w[i]], a_options[a[i]]
+        if mode is ActMode.DYNAMIC and (w_bits is None or w_bits > 8):
+            mode = ActMode.FLOAT  # as SearchSpace.decode does
+        cfg = LayerConfig(w_bits=w_bits, act=mode, a_bits=a_bits)
+        genes[space.genome.layer(i)] = space.encode_layer(cfg, genes, i)
+    return genes
 
 
 def time_interleaved(models, feed, *, repeats: int, warmup: int = 3, threads: int = 1, seed: int = 0,

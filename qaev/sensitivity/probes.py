@@ -248,6 +248,49 @@ def output_sqnr(problem, config: QuantConfig, n: int | None) -> float:
     return metrics.sqnr_db(out, evaluator.reference[:len(out)])
 
 
+def _probe_targets(problem, *, act: str, layers: Sequence[str] | None) -> tuple[dict, list[str]]:
+    """The searchable layers by name and the names to probe, after checking the request.
+
+    Raises:
+        ConfigError: unknown ``act``, a problem that does not measure ``acc_drop``, or a
+            layer that is not searchable.
+    """
+    if act not in ACT_SETTINGS:
+        raise ConfigError(f"act: {act!r} is not one of {', '.join(ACT_SETTINGS)}")
+    if "acc_drop" not in problem.objectives and "max_drop" not in problem.constraints:
+        raise ConfigError("sensitivity needs a problem that measures acc_drop")
+    by_name = {layer.name: layer for layer in problem.space.searchable}
+    chosen = list(by_name) if layers is None else list(layers)
+    for name in chosen:
+        if name not in by_name:
+            raise ConfigError(f"layers: {name!r} is not a searchable layer")
+    return by_name, chosen
+
+
+def _probe_entry(problem, layer, bits: int | None, *, act: str, base: QuantConfig | None,
+                 run: Callable[[QuantConfig], Record], lost: float, sqnr_samples: int | None) -> SensitivityEntry:
+    """Measure ``layer`` alone at ``bits``, the other layers per ``base``.
+
+    Args:
+        lost: the drop charged when the probe fails.
+        run: how the probe's config is measured.
+
+    Returns:
+        The entry; with ``base`` None and nothing to quantize, the float model's (no run).
+    """
+    cfg = _probe(layer, bits, act, problem.space)
+    config = _with_layer(base, layer.name, cfg, problem.space)
+    if base is None and cfg is None:  # nothing quantized: the float model itself
+        return SensitivityEntry(layer=layer.name, op_type=layer.op_type, bits=bits, drop=0.0,
+                                metric=problem.evaluator.float_value, sqnr_db=math.inf)
+    record = run(config)
+    ok = record.ok and record.objectives.get("acc_drop") is not None
+    return SensitivityEntry(
+        layer=layer.name, op_type=layer.op_type, bits=bits, drop=float(record.objectives["acc_drop"]) if ok else lost,
+        metric=record.metric, sqnr_db=output_sqnr(problem, config, sqnr_samples) if ok else math.nan,
+        key=record.key, error=record.error)
+
+
 def layer_sensitivity(problem, *, bits: Sequence[int | None] = (2, 4, 8), act: str = "float",
                       base: QuantConfig | None = None, layers: Sequence[str] | None = None,
                       evaluate: Callable[[QuantConfig], Record] | None = None,
@@ -280,35 +323,13 @@ def layer_sensitivity(problem, *, bits: Sequence[int | None] = (2, 4, 8), act: s
         >>> table.matrix(problem.space.w_bits).shape
         (5, 3)
     """
-    if act not in ACT_SETTINGS:
-        raise ConfigError(f"act: {act!r} is not one of {', '.join(ACT_SETTINGS)}")
-    if "acc_drop" not in problem.objectives and "max_drop" not in problem.constraints:
-        raise ConfigError("sensitivity needs a problem that measures acc_drop")
-    space = problem.space
-    by_name = {layer.name: layer for layer in space.searchable}
-    chosen = list(by_name) if layers is None else list(layers)
-    for name in chosen:
-        if name not in by_name:
-            raise ConfigError(f"layers: {name!r} is not a searchable layer")
+    by_name, chosen = _probe_targets(problem, act=act, layers=layers)
     run = evaluate or problem.evaluate_config
     widths = tuple(sorted(dict.fromkeys(bits), key=_bits_order))
     lost = abs(problem.evaluator.float_value) or 100.0
-    entries = []
-    for name in chosen:
-        layer = by_name[name]
-        for b in widths:
-            cfg = _probe(layer, b, act, space)
-            config = _with_layer(base, name, cfg, space)
-            if base is None and cfg is None:  # nothing quantized: the float model itself
-                entries.append(SensitivityEntry(layer=name, op_type=layer.op_type, bits=b, drop=0.0,
-                                                metric=problem.evaluator.float_value, sqnr_db=math.inf))
-                continue
-            record = run(config)
-            ok = record.ok and record.objectives.get("acc_drop") is not None
-            entries.append(SensitivityEntry(
-                layer=name, op_type=layer.op_type, bits=b, drop=float(record.objectives["acc_drop"]) if ok else lost,
-                metric=record.metric, sqnr_db=output_sqnr(problem, config, sqnr_samples) if ok else math.nan,
-                key=record.key, error=record.error))
+    entries = [_probe_entry(problem, by_name[name], b, act=act, base=base, run=run, lost=lost,
+                            sqnr_samples=sqnr_samples)
+               for name in chosen for b in widths]
     n_eval = len(problem.evaluator.data)
     return SensitivityTable(metric=problem.evaluator.metric.name, float_value=problem.evaluator.float_value, act=act,
                             context="float" if base is None else "base config", layers=tuple(chosen), bits=widths,

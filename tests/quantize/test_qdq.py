@@ -131,7 +131,7 @@ def test_export_matches_evaluation_model(quantizer, layer_cfg):
     exported = export_model(quantizer, cfg)
     np.testing.assert_allclose(_out(exported), _out(quantizer.build(cfg)), rtol=1e-5, atol=1e-5)
     types = {i.data_type for i in exported.graph.initializer}
-    planes = layer_cfg.w_bits == 3 and layer_cfg.act is ActMode.FLOAT  # bit planes: tests/test_bitplanes.py
+    planes = layer_cfg.w_bits == 3 and layer_cfg.act is ActMode.FLOAT  # bit planes: tests/quantize/test_bitplanes.py
     if (layer_cfg.w_bits <= 4 and layer_cfg.granularity.block_size is None and layer_cfg.act is not ActMode.DYNAMIC
             and not planes):
         weight_only_2bit = layer_cfg.w_bits <= 2 and layer_cfg.act is ActMode.FLOAT

@@ -258,7 +258,7 @@ def test_minilm_matches_sentence_transformers(model_cache):
 
 
 def _recipes() -> list[pathlib.Path]:
-    return sorted((pathlib.Path(__file__).parent.parent / "problems" / "recipes").glob("*.yaml"))
+    return sorted((pathlib.Path(__file__).resolve().parents[2] / "problems" / "recipes").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("recipe", _recipes(), ids=lambda p: p.name)

@@ -4,7 +4,7 @@ import pytest
 from qaev.config import QuantConfig
 from qaev.quantize import Quantizer, export_model
 from qaev.search.optimize import measure_exported, minimize
-from tests.test_real_models import _data, _need
+from tests.problems.test_real_models import _data, _need
 
 
 @pytest.mark.slow
