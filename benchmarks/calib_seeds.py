@@ -12,7 +12,7 @@ gap between the two readings is the share of the measuring samples. Each drop co
 its paired standard error (``Evaluator.head_drop``), and ``changed`` counts the common-set
 samples whose per-sample score differs from float's (for top-1: right <-> wrong). Every
 figure is measured in this run.
-"""
+"""  # noqa: E501 - the example command stays on one line, ready to copy
 from __future__ import annotations
 
 import argparse
@@ -91,7 +91,8 @@ def main(argv=None) -> dict:
           + (f"; frozen: {args.freeze}" if args.freeze is not None else "")
           + f"; rounding inputs: {args.rounding_inputs}")
     print(f"common set: {len(common.data)} samples, float {common.float_value:.2f}")
-    print(f"{'seed':>4s} {'calib':>5s} {'own n':>6s} {'own float':>9s} {'own drop':>14s} {'common drop':>14s} {'changed':>7s}")
+    print(f"{'seed':>4s} {'calib':>5s} {'own n':>6s} {'own float':>9s} {'own drop':>14s} "
+          f"{'common drop':>14s} {'changed':>7s}")
     rows = []
     for s in seeds:
         quantizer = Quantizer.calibrated(parts[s].model, parts[s].calib)
@@ -100,7 +101,8 @@ def main(argv=None) -> dict:
         config = quantizer.resolve(replace(config, rounding_inputs=args.rounding_inputs))
         if s == seeds[0]:
             other = other_bytes(parts[s].model.proto, quantizer.layers)
-            ratio = model_bytes(quantizer.layers, replace(config, layers={}), other) / model_bytes(quantizer.layers, config, other)
+            ratio = (model_bytes(quantizer.layers, replace(config, layers={}), other)
+                     / model_bytes(quantizer.layers, config, other))
             print(f"size by bit count: {ratio:.2f}x smaller than float")
         model = quantizer.build(config)
         own = Evaluator(parts[s].model, parts[s].test or parts[s].eval, metric=parts[s].metric)

@@ -108,7 +108,8 @@ def build_setup(name: str, *, objectives, hardware, seed: int, calib=None, eval=
     else:
         search_data, test_data = parts.eval, test
     quantizer = Quantizer.calibrated(parts.model, parts.calib)
-    return Setup(name=name, parts=parts, quantizer=quantizer, space=SearchSpace(layers=quantizer.layers, **(space or {})),
+    return Setup(name=name, parts=parts, quantizer=quantizer,
+                 space=SearchSpace(layers=quantizer.layers, **(space or {})),
                  search=Evaluator(parts.model, search_data, metric=parts.metric, batch_size=SEARCH_BATCH),
                  test=Evaluator(parts.model, test_data, metric=parts.metric), objectives=tuple(objectives),
                  hardware=load_table(hardware) if hardware else None)
@@ -238,7 +239,8 @@ class TestSplit:
         return point.key or f"model:{hashlib.sha256(point.model).hexdigest()}"
 
     def _model(self, point: Point):
-        return self.setup.quantizer.build(QuantConfig.from_dict(point.config)) if point.config is not None else point.model
+        return (self.setup.quantizer.build(QuantConfig.from_dict(point.config)) if point.config is not None
+                else point.model)
 
     def measure(self, point: Point, key: str | None = None) -> float:
         """The test metric of ``point`` (``key``: its memo key, when the caller has it)."""
@@ -386,8 +388,8 @@ def print_table(doc: dict) -> None:
             b = m["best_under"][k]
             cells += "  " + ("-" if b is None else f"{b['test_metric']:.2f} (drop {b['test_drop']:+.2f})").rjust(26)
         passes = m.get("passes", m["evaluations"])  # compare.json files written before passes were recorded
-        print(f"{m['method']:13s} {m['evaluations']:5d} {passes:6.1f} {m['wall_s']:7.2f} {m['hv_test']:8.4f} {m['hv_search']:9.4f}"
-              + cells)
+        print(f"{m['method']:13s} {m['evaluations']:5d} {passes:6.1f} {m['wall_s']:7.2f} {m['hv_test']:8.4f} "
+              f"{m['hv_search']:9.4f}" + cells)
     ratio = doc["hypervolume"]["qaev_over_best_baseline"]
     if ratio is not None:
         print(f"qaev HV (test) / best baseline HV (test): {ratio:.3f}")
@@ -474,7 +476,8 @@ def plot(doc: dict, path: Path) -> None:
             pts = sorted((r["test"][name], r["test"]["acc_drop"]) for r in m["points"])
             if pts:
                 x, y = zip(*pts)
-                ax.plot(x, y, marker=markers.get(m["method"].split("[")[0], "o"), linestyle="", label=m["method"], alpha=0.75)
+                ax.plot(x, y, marker=markers.get(m["method"].split("[")[0], "o"), linestyle="", label=m["method"],
+                        alpha=0.75)
         kind = doc["env"]["objectives"].get(name, "")
         ax.set_xlabel(f"{name} ({kind})")
         ax.set_ylabel(f"acc_drop on the test split ({doc['env']['metric']} points)")
@@ -555,7 +558,8 @@ def main(argv: list[str] | None = None) -> int:
         result = run_method(setup, method, budget=args.budget, seed=args.seed, pop=args.pop, act=act)
         if method in ("greedy", "ilp") and len(acts) > 1:
             result = replace(result, method=f"{method}[{act}]")
-        print(f"{result.method:13s} {result.evaluations:4d} evaluations  {result.wall_s:6.2f}s  {len(result.points)} points"
+        print(f"{result.method:13s} {result.evaluations:4d} evaluations  {result.wall_s:6.2f}s  "
+              f"{len(result.points)} points"
               + (f"  ({'; '.join(result.notes)})" if result.notes else ""), flush=True)
         results.append(result)
     doc = {"schema": "qaev.compare/1", "env": environment(setup, args, argv),

@@ -71,7 +71,8 @@ def machine_description() -> str:
             cpu = f"{names[0]} ({platform.machine()})"
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return (f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}")
 
 
 def _pairs_summary(report) -> str:
@@ -106,7 +107,8 @@ def run(args: argparse.Namespace) -> dict:
     rho = float(spearmanr(measured, estimated).statistic) if len(rows) > 2 else float("nan")
     others = {}
     for other in args.compare:
-        est = [estimate_cost(layers, config, load_table(other), batch=args.batch).est_latency_ms for _, config in configs]
+        est = [estimate_cost(layers, config, load_table(other), batch=args.batch).est_latency_ms
+               for _, config in configs]
         others[str(other)] = float(spearmanr(measured, est).statistic)
     return {
         "command": args.command,
@@ -137,12 +139,13 @@ def _print(result: dict) -> None:
           f"estimate: '{result['hardware']}' table")
     print()
     width = max(len(r["label"]) for r in result["rows"])
-    print(f"{'config':<{width + 1}}  {'measured ms':>11}  {'IQR ms':>7}  {'est ms':>8}  {'est/meas':>8}  {'size MB':>8}  executed pairs (layers)")
+    print(f"{'config':<{width + 1}}  {'measured ms':>11}  {'IQR ms':>7}  {'est ms':>8}  {'est/meas':>8}  "
+          f"{'size MB':>8}  executed pairs (layers)")
     for r in result["rows"]:
         ratio = r["est_latency_ms"] / r["measured_ms"] if r["measured_ms"] > 0 else math.nan
         flag = "" if r["graph"] == result["graph"] else "*"
-        print(f"{r['label'] + flag:<{width + 1}}  {r['measured_ms']:11.3f}  {r['measured_iqr_ms']:7.3f}  {r['est_latency_ms']:8.3f}  "
-              f"{ratio:8.2f}  {r['size_mb']:8.4f}  {r['executed']}")
+        print(f"{r['label'] + flag:<{width + 1}}  {r['measured_ms']:11.3f}  {r['measured_iqr_ms']:7.3f}  "
+              f"{r['est_latency_ms']:8.3f}  {ratio:8.2f}  {r['size_mb']:8.4f}  {r['executed']}")
     flagged = [r for r in result["rows"] if r["graph"] != result["graph"]]
     if flagged:
         print(f"* {len(flagged)} config(s) measured on another graph: {flagged[0]['graph']}")

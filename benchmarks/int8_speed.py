@@ -42,7 +42,8 @@ def resnet_like(*, width: int = 64, blocks: int = 6, size: int = 64, seed: int =
     nodes += [helper.make_node("GlobalAveragePool", [prev], ["g"], name="pool"),
               helper.make_node("Flatten", ["g"], ["f"], name="flat"),
               helper.make_node("MatMul", ["f", "wf"], ["y"], name="fc")]
-    graph = helper.make_graph(nodes, "resnet_like", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, size, size])],
+    graph = helper.make_graph(nodes, "resnet_like",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, size, size])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 

@@ -45,7 +45,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-size-mb", type=float, default=None, help="size bound (default: the run's own)")
     parser.add_argument("--top", type=int, default=10, help="candidates to re-measure")
     parser.add_argument("--test-all", action="store_true", help="also measure the others on test (information only)")
-    parser.add_argument("--export", type=Path, default=None, help="write the chosen point's file and measure it on test")
+    parser.add_argument("--export", type=Path, default=None,
+                        help="write the chosen point's file and measure it on test")
     parser.add_argument("--compact-names", action="store_true", help="with --export: short internal names in the file")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -67,7 +68,8 @@ def main(argv=None) -> dict:
                                   Evaluator(parts.model, parts.eval, metric=parts.metric))
     test = Evaluator(parts.model, parts.test, metric=parts.metric)
     float_mb = problem.float_objectives()["size_mb"]
-    print(f"re-measuring on {len(problem.evaluator.data)} search-data items (float {problem.evaluator.float_value:.2f}); "
+    print(f"re-measuring on {len(problem.evaluator.data)} search-data items "
+          f"(float {problem.evaluator.float_value:.2f}); "
           f"test split {len(test.data)} items (float {test.float_value:.2f})")
     rows = []
     for record in chosen_from:

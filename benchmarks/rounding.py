@@ -52,10 +52,12 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads.")
     parser.add_argument("--weight-ranges", default="minmax", help="Comma list of weight range rules (minmax,mse).")
     parser.add_argument("--acts", default="a8,float", help="Comma list: a8 (W*A8 rows), float (weight-only rows).")
-    parser.add_argument("--layers", default=None, help="Comma list of layer names or re: patterns to quantize (default all).")
+    parser.add_argument("--layers", default=None,
+                        help="Comma list of layer names or re: patterns to quantize (default all).")
     parser.add_argument("--nearest-only", action="store_true", help="Only round-to-nearest without bias correction.")
     parser.add_argument("--input-samples", default=None,
-                        help="Comma list: calibration samples behind the layer-input statistics (default: the library's cap).")
+                        help="Comma list: calibration samples behind the layer-input statistics "
+                             "(default: the library's cap).")
     parser.add_argument("--codebook", action="store_true", help="At 2 bits, also a row with codebook embedding tables.")
     parser.add_argument("--asymmetric", action="store_true",
                         help="Asymmetric weight grids (all 2^b levels; symmetric ones use 2^b - 1).")
@@ -114,8 +116,8 @@ def main(argv=None) -> int:
                 size = export_model(quantizer, config).ByteSize() / 1e6
                 value = evaluator.measure(model).value
                 stats = f"{rows} rows" if data_aware else "-"
-                print(f"| {label} | {weight_range} | {rounding.value} | {'yes' if bc else 'no'} | {stats} | {value:.2f} "
-                      f"| {fp - value:.2f} | {size:.2f} | {build_s:.2f} |", flush=True)
+                print(f"| {label} | {weight_range} | {rounding.value} | {'yes' if bc else 'no'} | {stats} "
+                      f"| {value:.2f} | {fp - value:.2f} | {size:.2f} | {build_s:.2f} |", flush=True)
     print(f"\nmeasured on {len(data)} samples of the {split} split; sizes are exported files (native INT2/INT4).")
     return 0
 

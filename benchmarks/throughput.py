@@ -91,7 +91,7 @@ def naive(parts, evaluator: Evaluator, configs, quantizer) -> dict:
     by_name = {layer.name: layer for layer in quantizer.layers}
     times = {"quantize_static": 0.0, "session": 0.0, "inference": 0.0}
     start = time.perf_counter()
-    evaluator.float_value  # once: the float model's metric, which every drop needs
+    evaluator.float_value  # noqa: B018 - once: the float model's metric, which every drop needs
     setup = time.perf_counter() - start
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,7 +129,7 @@ def qaev_run(configs, *, staging=None, runner=None, eval_n=None, layer_stats: bo
     problem = get_problem(ARGS.problem, eval=eval_n, staging=staging, runner=runner)
     if prefetch is not None:
         problem.prefetch = prefetch
-    problem.evaluator.float_value  # once: the float model's metric, which every drop needs
+    problem.evaluator.float_value  # noqa: B018 - once: the float model's metric, which every drop needs
     if layer_stats:
         quantizer = problem.quantizer
         t0 = time.perf_counter()
@@ -150,7 +150,8 @@ def qaev_run(configs, *, staging=None, runner=None, eval_n=None, layer_stats: bo
     else:
         records = problem.evaluate_many(configs)
     wall = time.perf_counter() - start
-    stages = {key[:-2]: sum(getattr(r.timings, key) for r in records) for key in ("build_s", "session_s", "inference_s")}
+    stages = {key[:-2]: sum(getattr(r.timings, key) for r in records)
+              for key in ("build_s", "session_s", "inference_s")}
     fed = sum(r.timings.feed_s for r in records)  # screens on the simulator: its inputs instead of a build
     if fed:
         stages["feed"] = fed
@@ -210,7 +211,7 @@ def search_comparison(gens: int, pop: int, eval_n, staging: Staging) -> dict:
     out = {}
     for name, stage in (("full", None), ("caches+staged", staging)):
         problem = get_problem(ARGS.problem, eval=eval_n, staging=stage)
-        problem.evaluator.float_value  # once: the float model's metric, as in the rows above
+        problem.evaluator.float_value  # noqa: B018 - once: the float model's metric, as in the rows above
         start = time.perf_counter()
         result = minimize(problem, pop_size=pop, n_gen=gens, seed=ARGS.seed)
         wall = time.perf_counter() - start
@@ -232,7 +233,8 @@ def search_comparison(gens: int, pop: int, eval_n, staging: Staging) -> dict:
               f"evaluations {out[name]['evaluations']:4d}  wall {wall:7.1f} s  "
               f"stopped early {len(stopped)} {out[name]['stopped_at']}  finished {full} (of which entered the front "
               f"on arrival {improving})  share of items run {out[name]['items_run_share']:.2f}"
-              + (f"  screened on the simulator {simulated}" if stage is not None and stage.finish is Finish.END else ""))
+              + (f"  screened on the simulator {simulated}"
+                 if stage is not None and stage.finish is Finish.END else ""))
     full, staged = out["full"]["per_candidate_s"], out["caches+staged"]["per_candidate_s"]
     fixed = staged["build"] + staged["session"] + staged["feed"]
     floor = (fixed + staged["inference"]) / max(1e-12, full["build"] + full["session"] + full["inference"])
@@ -253,30 +255,35 @@ def throughput_rows(staging: Staging) -> dict:
     configs = candidates(base, ARGS.candidates, ARGS.seed)
     n = len(configs)
     pure = pure_inference_s(base, configs)
-    print(f"{n} candidates; evaluation set {len(base.evaluator.data)} samples; pure inference {pure / n * 1000:.1f} ms per candidate")
+    print(f"{n} candidates; evaluation set {len(base.evaluator.data)} samples; "
+          f"pure inference {pure / n * 1000:.1f} ms per candidate")
     results = {}
     rows = set(csv_list(ARGS.rows)) - ({"a"} if ARGS.skip_naive else set())
     if "a" in rows:
         parts = problem_parts(ARGS.problem, eval=ARGS.eval)
         evaluator = Evaluator(parts.model, base.evaluator.data, metric=parts.metric)
-        results["naive quantize_static"] = _row("(a) naive quantize_static", naive(parts, evaluator, configs, base.quantizer), n, pure)
+        results["naive quantize_static"] = _row("(a) naive quantize_static",
+                                                naive(parts, evaluator, configs, base.quantizer), n, pure)
     if "b" in rows:
         results["qaev sequential"] = _row("(b) qaev sequential", qaev_run(configs, eval_n=ARGS.eval), n, pure)
     if "p" in rows:
-        results["qaev prefetch"] = _row(f"(p) qaev, {base.prefetch} ahead", qaev_run(configs, eval_n=ARGS.eval, prefetch=None),
-                                        n, pure)
+        results["qaev prefetch"] = _row(f"(p) qaev, {base.prefetch} ahead",
+                                        qaev_run(configs, eval_n=ARGS.eval, prefetch=None), n, pure)
     if "c" in rows:
         results["qaev caches+staged"] = _row("(c) qaev caches + staged",
-                                             qaev_run(configs, staging=staging, eval_n=ARGS.eval, prefetch=None), n, pure)
+                                             qaev_run(configs, staging=staging, eval_n=ARGS.eval, prefetch=None),
+                                             n, pure)
     if "d" in rows:
         runner = make_runner(workers=2)
         try:
-            results["qaev 2 workers"] = _row("(d) qaev 2 workers", qaev_run(configs, runner=runner, eval_n=ARGS.eval), n, pure)
+            results["qaev 2 workers"] = _row("(d) qaev 2 workers",
+                                             qaev_run(configs, runner=runner, eval_n=ARGS.eval), n, pure)
         finally:
             runner.close()
     if "e" in rows:
         gptq = with_gptq(configs)
-        results["qaev gptq+bc"] = _row("(e) qaev sequential, GPTQ+BC", qaev_run(gptq, eval_n=ARGS.eval, layer_stats=True), n,
+        results["qaev gptq+bc"] = _row("(e) qaev sequential, GPTQ+BC",
+                                       qaev_run(gptq, eval_n=ARGS.eval, layer_stats=True), n,
                                        pure_inference_s(base, gptq))
     if "naive quantize_static" in results and "qaev sequential" in results:
         ratio = results["qaev sequential"]["evals_per_min"] / results["naive quantize_static"]["evals_per_min"]
@@ -299,7 +306,8 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-rows", action="store_true", help="only the search comparison")
     parser.add_argument("--z", type=float, default=Staging().z, help="staging margin in standard errors")
     parser.add_argument("--eps-drop", type=float, default=Staging().eps_drop, help="staging epsilon on the drop")
-    parser.add_argument("--eps-rel", type=float, default=Staging().eps_rel, help="staging relative epsilon, other objectives")
+    parser.add_argument("--eps-rel", type=float, default=Staging().eps_rel,
+                        help="staging relative epsilon, other objectives")
     parser.add_argument("--finish", default=Staging().finish.value, choices=[f.value for f in Finish],
                         help="staging: race on arrival, or screen during the search and finish at its end")
     parser.add_argument("--repeat", type=int, default=1, help="run the search comparison this many times")

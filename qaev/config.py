@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, fields
-from enum import Enum
 from types import MappingProxyType
 from typing import Mapping
 

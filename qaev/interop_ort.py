@@ -82,7 +82,8 @@ def _unsupported(layer, cfg: LayerConfig) -> str | None:
     if cfg.w_bits is not None and cfg.granularity.block_size:
         return "block-wise scales: TensorQuantOverrides has per-tensor and per-channel only"
     eff = cfg.effective()
-    if cfg.w_bits is not None and (eff.rounding is not Rounding.NEAREST or eff.bias_correction):  # ORT rounds to nearest
+    # ORT rounds to nearest
+    if cfg.w_bits is not None and (eff.rounding is not Rounding.NEAREST or eff.bias_correction):
         return (f"{eff.rounding.value} rounding" if eff.rounding is not Rounding.NEAREST else "bias correction") + (
             ": quantize_static rounds weights to nearest and keeps the float biases")
     return None
@@ -355,7 +356,8 @@ def _layer_configs(entries: Mapping[str, list[dict]], quantizer: Quantizer, *, a
         settings = {"w_bits": 8, "granularity": Granularity.PER_TENSOR, "symmetric": True} if layer.has_weight \
             else {"w_bits": None}
         if in_weight:
-            settings, rule = _weight_config(layer, entries[layer.weight], quantizer, f"TensorQuantOverrides.{layer.weight}")
+            settings, rule = _weight_config(layer, entries[layer.weight], quantizer,
+                                            f"TensorQuantOverrides.{layer.weight}")
             if rule is not None:
                 rules.add(rule)
         a_bits = min((act_bits.get(t, 8) for t in tensors), default=8)

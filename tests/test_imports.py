@@ -2,6 +2,8 @@
 import ast
 import pathlib
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = {"qaev": ROOT / "qaev", "qaev.problems": ROOT / "problems", "qaev.hardware": ROOT / "hardware"}
 
@@ -84,3 +86,11 @@ def test_the_hardware_tables_import_nothing_of_the_engine():
         if name.startswith("qaev.hardware"):
             bad = [m for m in _imports(name, path, modules) if m.startswith(engine)]
             assert not bad, f"{name} imports {bad}"
+
+
+def test_every_package_folder_is_listed_for_installation():
+    tomllib = pytest.importorskip("tomllib")
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {name for name, path in _modules().items() if path.name == "__init__.py"}
+    assert found == listed, f"pyproject.toml packages: missing {sorted(found - listed)}, stale {sorted(listed - found)}"

@@ -13,7 +13,8 @@ from qaev.search.spec import ModelSource, ProblemSource
 __all__ = ["data_source", "resolve_data"]
 
 
-def data_source(model: Path | None, problem: str | None, kwargs: dict) -> tuple[ProblemSource | ModelSource, str | None]:
+def data_source(model: Path | None, problem: str | None,
+                kwargs: dict) -> tuple[ProblemSource | ModelSource, str | None]:
     """Pop the data options from ``kwargs``: the source they describe (default: the bundled
     digits problem) and the metric they ask for instead of a problem's own (None)."""
     options = data_options_from(kwargs, bundled=model is None)

@@ -52,7 +52,8 @@ def show_command(target: str) -> None:
     t = _table(target)
     click.echo(f"{t.name} ({t.kind}): {t.device}")
     click.echo(t.description)
-    click.echo(f"float format: {t.float_format}; integer weights run as float are dequantized at {t.weight_decompression}")
+    click.echo(f"float format: {t.float_format}; "
+               f"integer weights run as float are dequantized at {t.weight_decompression}")
     click.echo("\nnative pairs:")
     for key, rate in t.peak_macs_per_s.items():
         energy = t.energy_per_mac[key]
@@ -109,8 +110,10 @@ def estimate_command(config_path: str, model_path: str, target: str, batch: int,
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
-    click.echo(f"ESTIMATED cost on {report.target} ({report.device}), batch {batch}: analytic estimates, not measurements")
-    head = f"{'layer':28s} {'op':9s} {'wanted':13s} {'executed':13s} {'MMAC':>9s} {'weight kB':>10s} {'moved kB':>10s} {'bound':7s} {'est us':>9s} {'est uJ':>9s}"
+    click.echo(f"ESTIMATED cost on {report.target} ({report.device}), batch {batch}: "
+               "analytic estimates, not measurements")
+    head = (f"{'layer':28s} {'op':9s} {'wanted':13s} {'executed':13s} {'MMAC':>9s} {'weight kB':>10s} "
+            f"{'moved kB':>10s} {'bound':7s} {'est us':>9s} {'est uJ':>9s}")
     click.echo(head)
     click.echo("-" * len(head))
     for r in report.rows:

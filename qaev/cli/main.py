@@ -82,8 +82,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Write the config (YAML/JSON).")
 @click.option("--no-eval", is_flag=True, help="Skip measuring the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, calibration, pow2_scales, rounding, bias_correction,
-             weight_range, rounding_inputs, exclude, freeze, out, compact_names, save_to, no_eval, as_json, **kwargs) -> None:
+def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, calibration, pow2_scales, rounding,
+             bias_correction, weight_range, rounding_inputs, exclude, freeze, out, compact_names, save_to, no_eval,
+             as_json, **kwargs) -> None:
     """Uniform quantization of every layer (the one-shot baseline); --exclude and --freeze
     set some layers apart."""
     resolved = resolve_data(model, problem, kwargs)
@@ -121,8 +122,8 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     if save_to:
         click.echo(f"wrote config {save_to}")
     if "value" in summary:
-        click.echo(f"{resolved.metric}: {summary['value']:.2f} (float {summary['float']:.2f}, drop {summary['drop']:.2f}, "
-                   f"n={summary['n']}, measured)")
+        click.echo(f"{resolved.metric}: {summary['value']:.2f} (float {summary['float']:.2f}, "
+                   f"drop {summary['drop']:.2f}, n={summary['n']}, measured)")
 
 
 @cli.command()
@@ -267,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, not bad input: say so in one line unless --debug
         if debug:
             raise
-        click.echo(f"qaev: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        click.echo(f"qaev: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                   err=True)
         return 1
 
 

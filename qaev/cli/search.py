@@ -27,7 +27,8 @@ def _print_front(doc: dict) -> None:
     names = [o["name"] for o in doc["objectives"]]
     kinds = {o["name"]: o["kind"] for o in doc["objectives"]}
     header = "  ".join(f"{n + (' (est.)' if kinds[n] == 'estimated' else ''):>18}" for n in names)
-    click.echo(f"\nPareto front: {len(doc['points'])} points ({doc['metric']} measured on {doc['float'].get('n', '?')} samples; "
+    click.echo(f"\nPareto front: {len(doc['points'])} points "
+               f"({doc['metric']} measured on {doc['float'].get('n', '?')} samples; "
                f"float {doc['float']['metric']:.2f})")
     click.echo(f"  id  {header}  {doc['metric']:>8}")
     for p in doc["points"]:
@@ -48,19 +49,23 @@ def space_spec(*, w_bits, acts, granularity, calibrations, exclude, roundings, b
     """The search space of the CLI's text options."""
     frozen = ({selector: cfg.to_dict() for selector, cfg in load_layer_settings(freeze).items()}
               if freeze is not None else {})
-    return SpaceSpec(w_bits=tuple(bit_list(w_bits)), acts=tuple(csv_list(acts)), granularities=tuple(csv_list(granularity)),
-                     calibrations=tuple(csv_list(calibrations)), exclude=tuple(exclude), roundings=tuple(csv_list(roundings)),
+    return SpaceSpec(w_bits=tuple(bit_list(w_bits)), acts=tuple(csv_list(acts)),
+                     granularities=tuple(csv_list(granularity)), calibrations=tuple(csv_list(calibrations)),
+                     exclude=tuple(exclude), roundings=tuple(csv_list(roundings)),
                      bias_corrections=(False, True) if bias_correction else (False,), weight_range=weight_range,
                      symmetric=tuple(SYMMETRY[symmetry]), frozen=frozen)
 
 
 def _space_options(func):
     options = [
-        click.option("--w-bits", default="2,4,8", show_default=True, help="Allowed weight bits (comma list; float allowed)."),
-        click.option("--acts", default="a8,float", show_default=True, help="Allowed activations: a4,a8,a16,dyn8,float."),
+        click.option("--w-bits", default="2,4,8", show_default=True,
+                     help="Allowed weight bits (comma list; float allowed)."),
+        click.option("--acts", default="a8,float", show_default=True,
+                     help="Allowed activations: a4,a8,a16,dyn8,float."),
         click.option("--granularity", default="per_channel", show_default=True,
                      help="Allowed: per_tensor,per_channel,block32,block64,block128."),
-        click.option("--calibrations", default="minmax", show_default=True, help="Allowed: minmax,percentile,entropy,mse."),
+        click.option("--calibrations", default="minmax", show_default=True,
+                     help="Allowed: minmax,percentile,entropy,mse."),
         click.option("--roundings", default="nearest", show_default=True,
                      help="Allowed weight roundings: nearest,gptq,codebook (gptq: second-order, data-aware; "
                           "codebook: 2-bit embedding tables as 256 learned 4-weight vectors)."),
@@ -82,10 +87,12 @@ def _space_options(func):
 
 def _run_options(func):
     options = [
-        click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<time>)."),
+        click.option("--out", type=click.Path(path_type=Path), default=None,
+                     help="Run directory (default runs/<time>)."),
         click.option("--resume", is_flag=True, help="Continue the run in --out (settings must match)."),
         click.option("--force", is_flag=True, help="Overwrite a non-empty --out."),
-        click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes (1 ORT thread each)."),
+        click.option("--workers", type=int, default=1, show_default=True,
+                     help="Local worker processes (1 ORT thread each)."),
         click.option("--dask", "dask_address", default=None, help="Evaluate on a dask.distributed cluster at ADDRESS."),
         click.option("--timeout", type=float, default=None,
                      help="Seconds one evaluation may take (runs evaluations in worker processes)."),
@@ -97,7 +104,8 @@ def _run_options(func):
                      help="Race candidates over 1/8, 1/4, 1/2 of the data and finish only those that can reach the "
                           "front: on arrival (--staged or --staged race), or search on the first 1/8 and finish the "
                           "promising ones at the end (--staged end)."),
-        click.option("--screen-on", type=click.Choice(["auto", "simulator", "model"]), default="auto", show_default=True,
+        click.option("--screen-on", type=click.Choice(["auto", "simulator", "model"]), default="auto",
+                     show_default=True,
                      help="With --staged end: screen candidates on one float graph standing in for every QDQ model "
                           "(simulator), on each candidate's own QDQ model, or auto: the simulator for small models. "
                           "Finishing always measures each candidate's own model."),
@@ -107,7 +115,8 @@ def _run_options(func):
                           "unlabelled samples; FILE is a `qaev sensitivity --out` table of measured drops. Default: "
                           "the free weight-error proxy seeds 30%."),
         click.option("--quiet", is_flag=True, help="Print only the final summary line."),
-        click.option("--json-progress", is_flag=True, help="One JSON object per generation on stdout instead of the bar."),
+        click.option("--json-progress", is_flag=True,
+                     help="One JSON object per generation on stdout instead of the bar."),
     ]
     return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
@@ -126,7 +135,8 @@ def _run_options(func):
 @_space_options
 @_run_options
 def search(model, problem, hardware, objectives, algorithm, pop, generations, out, resume, force, workers,
-           dask_address, timeout, ort_level, staged, screen_on, sensitivity_spec, quiet, json_progress, **kwargs) -> None:
+           dask_address, timeout, ort_level, staged, screen_on, sensitivity_spec, quiet, json_progress,
+           **kwargs) -> None:
     """Search per-layer quantization; write the Pareto front to a run directory."""
     progress = make_progress("json" if json_progress else "quiet" if quiet else "bar", total_generations=generations,
                              objectives=csv_list(objectives))

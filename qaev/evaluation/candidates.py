@@ -147,11 +147,11 @@ class CandidateEvaluator:
             start = time.perf_counter()
             session = make_session(proto, threads=self.evaluator.threads, level=self.evaluator.ort_level)
             session_s = time.perf_counter() - start
-        return Prepared(config=resolved, proto=proto, session=session, timings=Timings(build_s=build_s, session_s=session_s),
-                        seconds=time.perf_counter() - begin)
+        return Prepared(config=resolved, proto=proto, session=session,
+                        timings=Timings(build_s=build_s, session_s=session_s), seconds=time.perf_counter() - begin)
 
-    def compute(self, config: QuantConfig, *, front: np.ndarray | None = None, head: tuple[np.ndarray, int] | None = None,
-                prepared=None, screen: bool = False) -> Record:
+    def compute(self, config: QuantConfig, *, front: np.ndarray | None = None,
+                head: tuple[np.ndarray, int] | None = None, prepared=None, screen: bool = False) -> Record:
         """Evaluate ``config`` now (no memo). Failures become a record with the reason.
 
         Args:
@@ -190,7 +190,8 @@ class CandidateEvaluator:
                 measured = self._screen(ready, key)
                 if isinstance(measured, race.Screened):
                     screened = Screen(drop=measured.drop, margin=measured.margin, simulated=ready.feed is not None,
-                                      items=None if measured.items is None else [round(float(v), 6) for v in measured.items])
+                                      items=(None if measured.items is None
+                                             else [round(float(v), 6) for v in measured.items]))
                     stage = Stage(kind=StageKind.SCREEN, n=measured.n)
             if measured is None and self.staging is not None and front is not None:
                 measured = race.race(self.evaluator, self.staging, ready.session, head=head,

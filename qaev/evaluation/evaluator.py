@@ -112,7 +112,8 @@ class Evaluator:
         """First-output array of ``model`` (a model, its bytes, or a ready ORT session) on
         the data, session seconds, inference seconds."""
         start = time.perf_counter()
-        session = model if isinstance(model, ort.InferenceSession) else make_session(model, threads=self.threads, level=self.ort_level)
+        session = (model if isinstance(model, ort.InferenceSession)
+                   else make_session(model, threads=self.threads, level=self.ort_level))
         built = time.perf_counter()
         out = run_batches(session, self.data.batches(batch_size=self.batch_size))
         return out, built - start, time.perf_counter() - built

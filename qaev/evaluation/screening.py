@@ -94,7 +94,8 @@ def simulator_for(engine):
         if staging.simulate:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise ConfigError(f"staging simulate: the screening simulator cannot run this model "
-                              f"({type(exc).__name__}: {first}); screen on the candidates' own models instead") from None
+                              f"({type(exc).__name__}: {first}); "
+                              "screen on the candidates' own models instead") from None
         return None  # auto: screen on the candidates' own models
     return simulator
 

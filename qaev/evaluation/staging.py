@@ -97,7 +97,8 @@ class Staging:
         try:
             object.__setattr__(self, "finish", Finish(self.finish))
         except ValueError:
-            raise ValueError(f"staging finish must be one of {[f.value for f in Finish]}, got {self.finish!r}") from None
+            raise ValueError(f"staging finish must be one of {[f.value for f in Finish]}, "
+                             f"got {self.finish!r}") from None
 
     def stops(self, n: int, batch_size: int) -> list[int]:
         """Item counts at which a candidate of an ``n``-item set is checked: whole batches

@@ -58,7 +58,8 @@ def cost_features(layers, config, table, *, batch: int = 1) -> dict[str, float]:
     out = {f"macs:{p}": 0.0 for p in table.peak_macs_per_s}
     out.update(bytes=0.0, layers=float(len(report.rows)),
                act_elements=sum(r.conversion_s for r in estimate_cost(layers, config, act_only, batch=batch).rows),
-               weight_elements=sum(r.conversion_s for r in estimate_cost(layers, config, weight_only, batch=batch).rows),
+               weight_elements=sum(r.conversion_s
+                                   for r in estimate_cost(layers, config, weight_only, batch=batch).rows),
                est_s=report.est_latency_ms / 1e3)
     bandwidth = table.memory_bandwidth.value
     for row in report.rows:

@@ -86,7 +86,8 @@ class FloatModel:
         for name, value in self.inputs.items():
             tt = value.type.tensor_type
             dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
-            dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim] if tt.HasField("shape") else None
+            dims = ([d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+                    if tt.HasField("shape") else None)
             expected[name] = (dtype, dims)
         check_inputs(feed, expected)
 
@@ -133,10 +134,12 @@ def _check_external_data(model: onnx.ModelProto, where: str, base: Path | None) 
             continue
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         if base is None:
-            raise ModelError(f"{where}: tensor {tensor.name!r} uses external data but the model was not read from a file")
+            raise ModelError(f"{where}: tensor {tensor.name!r} uses external data "
+                             "but the model was not read from a file")
         target = (base / location).resolve()
         if os.path.isabs(location) or base.resolve() not in target.parents:
-            raise ModelError(f"{where}: external data path {location!r} of tensor {tensor.name!r} escapes the model's folder")
+            raise ModelError(f"{where}: external data path {location!r} of tensor {tensor.name!r} "
+                             "escapes the model's folder")
         if not target.is_file():
             raise ModelError(f"{where}: external data file {location!r} of tensor {tensor.name!r} is missing")
 

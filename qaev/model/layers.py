@@ -102,7 +102,8 @@ def infer_shapes(model: FloatModel, input_shapes: Mapping[str, Sequence[int]] | 
     for value in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
         t = value.type.tensor_type
         if t.HasField("shape"):
-            shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim)
+            shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                                       for d in t.shape.dim)
     for init in inferred.graph.initializer:
         shapes[init.name] = tuple(init.dims)
     return shapes

@@ -61,7 +61,8 @@ def planes_tensor(ed: GraphEditor, q: np.ndarray, bits: int, *, name: str) -> st
     ed.add_node("Gather", [ed.shared_init("byte_bits", _byte_bits), index], [plane_bits],
                 name=f"{name}.GatherBits")  # (bits, bytes, 8)
     weighted = ed.fresh(f"{name}.plane_weighted")
-    ed.add_node("Mul", [plane_bits, ed.shared_init(f"plane_weights{bits}", lambda: _plane_weights(bits)[:, None, None])],
+    ed.add_node("Mul", [plane_bits,
+                        ed.shared_init(f"plane_weights{bits}", lambda: _plane_weights(bits)[:, None, None])],
                 [weighted], name=f"{name}.WeighPlanes")
     summed = ed.fresh(f"{name}.plane_sum")
     ed.add_node("ReduceSum", [weighted, ed.shared_init("plane_axis", lambda: np.array([0], np.int64))], [summed],

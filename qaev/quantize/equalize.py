@@ -25,7 +25,8 @@ def _attr(node: onnx.NodeProto, name: str, default):
     return default
 
 
-def equalize_pairs(model: onnx.ModelProto, *, depthwise_only: bool = True, eps: float = 1e-8) -> tuple[onnx.ModelProto, list]:
+def equalize_pairs(model: onnx.ModelProto, *, depthwise_only: bool = True,
+                   eps: float = 1e-8) -> tuple[onnx.ModelProto, list]:
     """Equalize every eligible Conv -> (Relu ->) Conv pair of ``model``.
 
     Args:
@@ -68,7 +69,8 @@ def equalize_pairs(model: onnx.ModelProto, *, depthwise_only: bool = True, eps: 
         if (second.op_type != "Conv" or second.input[0] != tensor or second.input[1] not in inits
                 or int(_attr(second, "group", 1)) != 1):
             continue
-        names = [first.input[1], second.input[1]] + ([first.input[2]] if len(first.input) > 2 and first.input[2] else [])
+        names = [first.input[1], second.input[1]] + (
+            [first.input[2]] if len(first.input) > 2 and first.input[2] else [])
         if any(n not in inits or uses.get(n, 0) != 1 for n in names):
             continue  # shared or non-constant parameters
         w2 = numpy_helper.to_array(inits[second.input[1]]).astype(np.float64)

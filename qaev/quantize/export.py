@@ -156,7 +156,8 @@ def export_model(quantizer: Quantizer, config: QuantConfig, *, compact: bool = F
                 inits[name].CopyFrom(_narrowed(inits[name], bits))
                 converted.add(name)
     out = ed.finish()
-    if any(n.domain == _MS_DOMAIN for n in out.graph.node) and not any(o.domain == _MS_DOMAIN for o in out.opset_import):
+    if (any(n.domain == _MS_DOMAIN for n in out.graph.node)
+            and not any(o.domain == _MS_DOMAIN for o in out.opset_import)):
         out.opset_import.append(helper.make_opsetid(_MS_DOMAIN, 1))
     if any(i.data_type == onnx.TensorProto.INT2 for i in out.graph.initializer):
         out = converted_to_opset(out, _INT2_OPSET, where="export (INT2 weights)")

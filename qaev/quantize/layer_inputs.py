@@ -33,7 +33,8 @@ from qaev.model.graph import FloatModel
 from qaev.model.layers import LayerInfo
 from qaev.quantize.rounding.groups import supports_data_aware
 
-__all__ = ["InputStats", "LayerInputs", "collect_layer_inputs", "im2col", "layer_rows", "batch_rows", "fetch_session", "RowMoments"]
+__all__ = ["InputStats", "LayerInputs", "collect_layer_inputs", "im2col", "layer_rows", "batch_rows", "fetch_session",
+           "RowMoments"]
 
 _FORMAT_VERSION = 2  # 2: padded token positions left out
 #: Default cap on the calibration samples behind the statistics. It was 256: on MiniLM

@@ -21,8 +21,8 @@ from qaev.model.layers import LayerInfo
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.weights import QuantizedWeight
 
-__all__ = ["DECODE_ROWS", "pack_bits", "packed_bits", "gathers_first", "decode_table", "gathered_lookup", "lookup_shape",
-           "decoded_rows"]
+__all__ = ["DECODE_ROWS", "pack_bits", "packed_bits", "gathers_first", "decode_table", "gathered_lookup",
+           "lookup_shape", "decoded_rows"]
 
 #: Rows of a decoding table: one per byte value.
 DECODE_ROWS = 256

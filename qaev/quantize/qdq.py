@@ -68,7 +68,8 @@ def table_weight(model: FloatModel, layer: LayerInfo, cfg: LayerConfig, cache: W
 def act_params_of(config: QuantConfig, tensor: str, bits: int) -> ActParams:
     """Activation grid of ``tensor`` from the config's calibrated ranges."""
     if tensor not in config.ranges:
-        raise ConfigError(f"ranges: no calibrated range for activation {tensor!r} (calibrate, or apply a config that has it)")
+        raise ConfigError(f"ranges: no calibrated range for activation {tensor!r} "
+                          "(calibrate, or apply a config that has it)")
     lo, hi = config.ranges[tensor]
     return activation_params(lo, hi, bits=bits, scale_rule=config.scale_rule)
 

@@ -21,7 +21,8 @@ from qaev.quantize.lookup import DECODE_ROWS, gathers_first, packed_bits
 from qaev.quantize.rounding.registry import get_rounding, rounding_entry
 from qaev.model.layers import LayerInfo
 
-__all__ = ["SCALE_BYTES", "ZERO_POINT_BYTES", "FLOAT_WEIGHT_BYTES", "scale_groups", "weight_bytes", "estimate_cost", "model_bytes", "other_bytes"]
+__all__ = ["SCALE_BYTES", "ZERO_POINT_BYTES", "FLOAT_WEIGHT_BYTES", "scale_groups", "weight_bytes", "estimate_cost",
+           "model_bytes", "other_bytes"]
 
 SCALE_BYTES = 4  # fp32 scale
 ZERO_POINT_BYTES = 1  # int8/uint8 zero point, asymmetric grids only

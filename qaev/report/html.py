@@ -33,7 +33,7 @@ th[data-dir=asc]::after{content:" \\25B2"} th[data-dir=desc]::after{content:" \\
 pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px} details{margin:6px 0}
 summary{cursor:pointer} .note{color:#8a4b00} img{max-width:100%;border:1px solid #eee}
 .meta td{text-align:left} .mono{font-family:ui-monospace,monospace;font-size:12px}
-"""
+"""  # noqa: E501 - the stylesheet keeps one line per group of rules
 
 _JS = """
 document.querySelectorAll("table.sortable th").forEach(function (th) {
@@ -69,13 +69,15 @@ def _num(value, digits: int = 4) -> str:
 def _front_table(data: ReportData) -> str:
     objs = data.objectives
     head = ['<th data-key="id">id</th>']
-    head += [f'<th data-key="{escape(o["name"])}" title="{escape(o["unit"])}">{escape(o["name"])}{_kind(o["kind"])}</th>'
+    head += [f'<th data-key="{escape(o["name"])}" title="{escape(o["unit"])}">'
+             f'{escape(o["name"])}{_kind(o["kind"])}</th>'
              for o in objs]
     head += [f'<th data-key="metric">{escape(str(data.doc.get("metric", "metric")))}{_kind("measured")}</th>',
              '<th data-key="exported">exported</th>']
     rows = []
     for p in data.points:
-        cells = [f'<td data-key="id" data-value="{escape(p.id)}"><a href="#point-{escape(p.id)}">{escape(p.id)}</a></td>']
+        cells = [f'<td data-key="id" data-value="{escape(p.id)}">'
+                 f'<a href="#point-{escape(p.id)}">{escape(p.id)}</a></td>']
         for o in objs:
             v = p.objectives[o["name"]]
             cells.append(f'<td data-key="{escape(o["name"])}" data-value="{v!r}">{_num(v)}</td>')

@@ -111,7 +111,7 @@ class IsolatedRunner:
 
     def close(self) -> None:
         """Stop every worker."""
-        for wid, (proc, tasks) in list(self._procs.items()):
+        for _wid, (_proc, tasks) in list(self._procs.items()):
             tasks.put(None)
         for wid in list(self._procs):
             proc, _ = self._procs[wid]

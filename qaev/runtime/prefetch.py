@@ -32,7 +32,8 @@ def prefetch_depth(threads: int = 1) -> int:
     return max(0, min(2, (os.cpu_count() or 1) - max(1, threads)))
 
 
-def prepared_ahead(items: Sequence[T], prepare: Callable[[T], R], *, depth: int = 1) -> Iterator[tuple[T, Future | None]]:
+def prepared_ahead(items: Sequence[T], prepare: Callable[[T], R], *,
+                   depth: int = 1) -> Iterator[tuple[T, Future | None]]:
     """Yield ``(item, future of prepare(item))``, the next ``depth`` items' preparation
     already started on ``depth`` other threads. With ``depth`` 0 (or a single item) the
     future is None and the consumer prepares in its own thread. An exception in

@@ -124,7 +124,8 @@ def write_front(out: Path, front: Sequence[Record], *, objectives: Sequence[str]
         "schema": FRONT_SCHEMA,
         "model": {"path": str(model_path) if model_path else None, "sha256": model_sha256},
         "metric": metric,
-        "objectives": [{"name": n, "kind": get_objective(n).kind.value, "unit": get_objective(n).unit} for n in objectives],
+        "objectives": [{"name": n, "kind": get_objective(n).kind.value, "unit": get_objective(n).unit}
+                       for n in objectives],
         "float": float_values,
         "points": points,
         "evaluations": evaluations,

@@ -63,7 +63,8 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
     try:
         problem = build_problem(spec, store=EvaluationStore(out / "evaluations.jsonl"), runner=runner, parts=parts)
         if sensitivity is not None:
-            progress.message(f"reading or measuring the per-layer sensitivity that seeds the search ({sensitivity.spec}) ...")
+            progress.message(f"reading or measuring the per-layer sensitivity that seeds the search "
+                             f"({sensitivity.spec}) ...")
             problem.sensitivity = load_sensitivity(problem, sensitivity, progress=lambda done, total: (
                 progress.message(f"  sensitivity probes: {done}/{total}") if done % max(1, total // 5) == 0 else None))
         progress.begin(_begin_text(problem, spec, out, parallel=runner is not None))
@@ -106,7 +107,8 @@ def _search(problem, spec: RunSpec, out: Path, progress) -> tuple[SearchResult, 
                           callback=on_generation)
         return result, False
     except KeyboardInterrupt:  # stop cleanly: every finished evaluation is on disk; write their front
-        return SearchResult(front=feasible_front(problem), history=[], float_objectives=problem.float_objectives()), True
+        return SearchResult(front=feasible_front(problem), history=[],
+                            float_objectives=problem.float_objectives()), True
 
 
 def _write_result(out: Path, problem, result: SearchResult, progress, *, interrupted: bool, spec: RunSpec) -> dict:

@@ -14,7 +14,9 @@ from pymoo.util.ref_dirs import get_reference_directions
 
 from qaev.errors import ConfigError
 from qaev.search.front import hypervolume
-from qaev.search.operators import EffectiveDuplicateElimination, HardwareRepair, LayerCrossover, NeighbourMutation, QuantSampling
+from qaev.search.operators import (
+    EffectiveDuplicateElimination, HardwareRepair, LayerCrossover, NeighbourMutation, QuantSampling,
+)
 from qaev.search.problem import QuantizationProblem
 from qaev.runtime.store import Record
 

@@ -189,7 +189,8 @@ class QuantizationProblem(Problem):
                 self._keep(self.compute(config, front=self._race_front(), prepared=prepared))
         elif todo:
             if self.remote is None:
-                raise ValueError("parallel evaluation needs the problem's remote evaluation (see qaev.runtime.parallel)")
+                raise ValueError("parallel evaluation needs the problem's remote evaluation "
+                                 "(see qaev.runtime.parallel)")
             front = self._race_front()
             payloads = [{"config": c.to_dict(), "front": None if front is None else front.tolist()}
                         for c in todo.values()]

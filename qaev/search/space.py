@@ -177,7 +177,7 @@ class SearchSpace:
         object.__setattr__(self, "roundings", tuple(rounds))
         object.__setattr__(self, "bias_corrections", tuple(corrections))
         object.__setattr__(self, "frozen", frozen)
-        searchable = [l for l in self.layers if l.name not in excluded and l.name not in frozen]
+        searchable = [layer for layer in self.layers if layer.name not in excluded and layer.name not in frozen]
         if not searchable:
             raise ConfigError("search space: every layer is excluded or frozen; nothing to search")
         object.__setattr__(self, "_searchable", tuple(searchable))
@@ -282,7 +282,8 @@ class SearchSpace:
         genes = self.layer_genes(row, i).copy()
         _W, _A, _G, _S, _R, _B = (_GENE[name] for name in
                                   ("w_bits", "act", "granularity", "symmetric", "rounding", "bias_correction"))
-        genes[_W] = _nearest_index([99 if b is None else b for b in self.w_bits], 99 if cfg.w_bits is None else cfg.w_bits)
+        genes[_W] = _nearest_index([99 if b is None else b for b in self.w_bits],
+                                   99 if cfg.w_bits is None else cfg.w_bits)
         option = (cfg.act, cfg.a_bits if cfg.act is ActMode.STATIC else 8)
         if option in self.acts:
             genes[_A] = self.acts.index(option)

@@ -42,7 +42,8 @@ def layer_costs(problem, *, cost: str = "size_mb", act: str = "a8") -> np.ndarra
 
     field = "est_latency_s" if cost == "est_latency_ms" else "est_energy_j"
     for j in range(len(space.w_bits)):
-        report = estimate_cost(problem.quantizer.layers, space.decode(uniform_row(space, w_index=j, act=act)), problem.table)
+        report = estimate_cost(problem.quantizer.layers, space.decode(uniform_row(space, w_index=j, act=act)),
+                               problem.table)
         per_layer = {row.name: getattr(row, field) * 1e3 for row in report.rows}
         table[:, j] = [per_layer[n] for n in names]
     return table

@@ -50,7 +50,8 @@ def test_apply_with_a_problem_reads_no_data_when_the_config_needs_none(tmp_path,
     from qaev.problems import registry
 
     out, cfg = tmp_path / "w4.onnx", tmp_path / "w4.yaml"
-    assert run(capsys, "quantize", "--w-bits", "4", "--per-channel", "--no-eval", "-o", out, "--save-config", cfg)[0] == 0
+    assert run(capsys, "quantize", "--w-bits", "4", "--per-channel", "--no-eval", "-o", out,
+               "--save-config", cfg)[0] == 0
 
     def no_data(*args, **kwargs):
         raise AssertionError("apply loaded the problem's data")
@@ -101,7 +102,7 @@ def test_compact_names_write_a_smaller_file_that_measures_the_same(tmp_path, cap
 
 def _one_line_error(code, err, *needles):
     assert code == 2
-    lines = [l for l in err.strip().splitlines() if l]
+    lines = [line for line in err.strip().splitlines() if line]
     assert len(lines) == 1 and lines[0].startswith("qaev: error:"), err
     for needle in needles:
         assert needle in lines[0]

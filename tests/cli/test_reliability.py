@@ -15,7 +15,7 @@ def run(capsys, *args):
 
 def one_line_error(code, err, *needles):
     assert code == 2, err
-    lines = [l for l in err.strip().splitlines() if l.startswith("qaev: error")]
+    lines = [line for line in err.strip().splitlines() if line.startswith("qaev: error")]
     assert len(lines) == 1 and "Traceback" not in err, err
     for needle in needles:
         assert needle in lines[0], lines[0]

@@ -48,5 +48,5 @@ def test_fit_config_set_is_disjoint_and_refit_recovers_known_rates():
     table, info = fit_whole_model(samples, start, min_share=0.0)
     assert info["relative_rms"] < 1e-6
     for _, c in fit_set:
-        assert estimate_cost(layers, c, table).est_latency_ms == pytest.approx(estimate_cost(layers, c, truth).est_latency_ms,
-                                                                          rel=1e-6)
+        assert estimate_cost(layers, c, table).est_latency_ms == pytest.approx(
+            estimate_cost(layers, c, truth).est_latency_ms, rel=1e-6)

@@ -16,7 +16,7 @@ def _run(proto, x):
 
 
 def test_layers_shapes_macs_and_params():
-    layers = {l.name: l for l in find_layers(load_model(conv_mlp()))}
+    layers = {layer.name: layer for layer in find_layers(load_model(conv_mlp()))}
     assert list(layers) == ["conv1", "fc1", "fc2"]
     assert layers["conv1"].macs == 8 * 6 * 6 * 3 * 3 * 3
     assert layers["fc1"].macs == 288 * 32 and layers["fc1"].weight_shape == (288, 32)
@@ -30,7 +30,7 @@ def test_constant_node_weights_become_initializers():
     a, b = load_model(conv_mlp()), load_model(conv_mlp(constant_weight=True))
     assert not any(n.op_type == "Constant" for n in b.proto.graph.node)
     la, lb = find_layers(a), find_layers(b)
-    assert [l.weight_shape for l in la] == [l.weight_shape for l in lb]
+    assert [layer.weight_shape for layer in la] == [layer.weight_shape for layer in lb]
     x = images()
     np.testing.assert_array_equal(_run(a.proto, x), _run(b.proto, x))
 
@@ -63,7 +63,7 @@ def test_dynamic_batch_runs_any_batch_and_macs_are_per_sample():
 
 def test_attention_layers_need_shapes_from_a_batch():
     model = load_model(attention_like())
-    layers = {l.name: l for l in find_layers(model, input_shapes={"ids": (4, 7)})}
+    layers = {layer.name: layer for layer in find_layers(model, input_shapes={"ids": (4, 7)})}
     assert layers["embed"].op_type == "Gather" and layers["embed"].macs == 0
     assert layers["proj"].op_type == "MatMul" and layers["proj"].macs == 7 * 64 * 64
     assert layers["scores"].op_type == "MatMulAct" and layers["scores"].macs == 7 * 7 * 64

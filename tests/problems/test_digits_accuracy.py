@@ -38,7 +38,8 @@ def test_w8a8_matches_onnxruntime_quantize_static(setup, tmp_path):
 
 def test_weight_bits_order_accuracy(setup):
     model, calib, evaluator, quantizer = setup
-    acc = {b: evaluator.measure(quantizer.build(uniform_config(quantizer.layers, LayerConfig(w_bits=b, act=ActMode.FLOAT)))).value
+    acc = {b: evaluator.measure(quantizer.build(uniform_config(quantizer.layers,
+                                                               LayerConfig(w_bits=b, act=ActMode.FLOAT)))).value
            for b in (8, 4, 2)}
     assert acc[8] >= acc[4] >= acc[2]
     assert acc[8] > acc[2] + 5  # 2-bit everywhere must visibly hurt, else the test shows nothing

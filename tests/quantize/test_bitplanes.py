@@ -40,7 +40,8 @@ def test_weight_only_layers_store_bit_planes_and_compute_the_same(quantizer, tmp
                                                        granularity=granularity))
     exported = export_model(quantizer, cfg)
     x = [{"x": images(32, seed=7)}]
-    np.testing.assert_array_equal(run_batches(make_session(exported), x), run_batches(make_session(quantizer.build(cfg)), x))
+    np.testing.assert_array_equal(run_batches(make_session(exported), x),
+                                  run_batches(make_session(quantizer.build(cfg)), x))
     weighted = [layer for layer in quantizer.layers if layer.has_weight]
     planes = _planes(exported)
     assert len(planes) == len(weighted)
@@ -76,4 +77,5 @@ def test_a_weight_that_ends_inside_a_byte_is_rebuilt_exactly():
     assert [p.dims for p in _planes(exported)] == [[3, 2]]
     assert "Slice" in {n.op_type for n in exported.graph.node}
     feed = [{"x": x}]
-    np.testing.assert_array_equal(run_batches(make_session(exported), feed), run_batches(make_session(q.build(cfg)), feed))
+    np.testing.assert_array_equal(run_batches(make_session(exported), feed),
+                                  run_batches(make_session(q.build(cfg)), feed))

@@ -88,7 +88,8 @@ def test_four_bit_activations_stay_on_a_16_level_grid(quantizer):
     proto = quantizer.build(cfg)
     probe = onnx.ModelProto()
     probe.CopyFrom(proto)
-    dq_out = next(n.output[0] for n in probe.graph.node if n.name.startswith("act.r1") and n.op_type == "DequantizeLinear")
+    dq_out = next(n.output[0] for n in probe.graph.node
+                  if n.name.startswith("act.r1") and n.op_type == "DequantizeLinear")
     probe.graph.output.append(onnx.helper.make_tensor_value_info(dq_out, onnx.TensorProto.FLOAT, None))
     values = make_session(probe).run([dq_out], {"x": images(32, seed=9) * 3})[0]
     assert len(np.unique(values)) <= 16
@@ -219,11 +220,12 @@ def test_two_bit_layers_next_to_static_activations_keep_int4_and_export_exactly(
     problem = get_problem("digits", eval=32)
     q = problem.quantizer
     names = q.layer_names  # the second conv reads and writes tensors its static neighbours quantize
-    cfg = QuantConfig(layers={**{n: LayerConfig(w_bits=8) for n in names}, names[1]: LayerConfig(w_bits=2, act=ActMode.FLOAT)})
+    cfg = QuantConfig(layers={**{n: LayerConfig(w_bits=8) for n in names},
+                              names[1]: LayerConfig(w_bits=2, act=ActMode.FLOAT)})
     exported = export_model(q, cfg)  # an INT2 weight there would be fused into an integer kernel that rejects it
     feed = next(iter(problem.evaluator.data.batches(batch_size=32)))
-    np.testing.assert_allclose(run_batches(make_session(exported), [feed]), run_batches(make_session(q.build(cfg)), [feed]),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(run_batches(make_session(exported), [feed]),
+                               run_batches(make_session(q.build(cfg)), [feed]), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("trans_b", [0, 1])

@@ -186,7 +186,8 @@ def test_default_genes_keep_old_files_and_hashes():
     assert cfg.to_dict() == old and cfg.rounding is Rounding.NEAREST and cfg.bias_correction is False
     new = LayerConfig.from_dict({**old, "rounding": "gptq", "bias_correction": True})
     assert new.to_dict() == {**old, "rounding": "gptq", "bias_correction": True}
-    keys = {QuantConfig(layers={"a": c}).key() for c in (cfg, new, LayerConfig.from_dict({**old, "rounding": "nearest"}))}
+    keys = {QuantConfig(layers={"a": c}).key()
+            for c in (cfg, new, LayerConfig.from_dict({**old, "rounding": "nearest"}))}
     assert len(keys) == 2
     assert LayerConfig(w_bits=16, rounding="gptq", bias_correction=True).effective() == LayerConfig(w_bits=16)
     with pytest.raises(ConfigError, match="rounding"):

@@ -88,7 +88,8 @@ def test_the_setting_is_written_only_when_it_is_not_the_default_and_read_back(di
     _, q = digits
     config = _config(q, 4)
     data = config.to_dict()
-    assert data["rounding_inputs"] == "quantized" and "rounding_inputs" not in replace(config, rounding_inputs="float").to_dict()
+    assert (data["rounding_inputs"] == "quantized"
+            and "rounding_inputs" not in replace(config, rounding_inputs="float").to_dict())
     assert QuantConfig.from_dict(data).rounding_inputs is RoundingInputs.QUANTIZED
     assert config.key() != replace(config, rounding_inputs="float").key()
     nearest = replace(uniform_config(q.layers, LayerConfig(w_bits=4)), rounding_inputs="quantized")

@@ -19,8 +19,8 @@ from tests.models import attention_like, conv_mlp, images
 _WIDE = dict(w_bits=(2, 3, 4, 8, 16, None), acts=("a4", "a8", "a16", "float", "dyn8"),
              granularities=(Granularity.PER_TENSOR, Granularity.PER_CHANNEL, Granularity.BLOCK32),
              symmetric=(True, False), calibrations=(CalibMethod.MINMAX, CalibMethod.PERCENTILE),
-             scale_rules=(ScaleRule.FLOAT, ScaleRule.POW2), roundings=(Rounding.NEAREST, Rounding.GPTQ, Rounding.CODEBOOK),
-             bias_corrections=(False, True))
+             scale_rules=(ScaleRule.FLOAT, ScaleRule.POW2),
+             roundings=(Rounding.NEAREST, Rounding.GPTQ, Rounding.CODEBOOK), bias_corrections=(False, True))
 
 
 def _tiny(name):

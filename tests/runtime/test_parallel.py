@@ -149,7 +149,7 @@ def test_race_finishes_with_the_plain_measurement():
 
 
 def _lines(path):
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
@@ -185,8 +185,8 @@ def test_screening_cli_run_resumes_without_new_evaluations(tmp_path):
             "--staged", "end", "--out", str(tmp_path / "run")]
     subprocess.run(args, check=True, timeout=300, capture_output=True)
     lines = _lines(tmp_path / "run" / "evaluations.jsonl")
-    assert any((l["stage"] or {}).get("kind") == "screen" for l in lines)
-    assert all(l["screen"]["simulated"] for l in lines if (l["stage"] or {}).get("kind") == "screen")
+    assert any((record["stage"] or {}).get("kind") == "screen" for record in lines)
+    assert all(record["screen"]["simulated"] for record in lines if (record["stage"] or {}).get("kind") == "screen")
     front = json.loads((tmp_path / "run" / "front.json").read_text())["points"]
     subprocess.run(args + ["--resume"], check=True, timeout=300, capture_output=True)
     assert _lines(tmp_path / "run" / "evaluations.jsonl") == lines
@@ -198,8 +198,8 @@ def test_screening_cli_run_on_the_candidates_own_models(tmp_path):
             "--staged", "end", "--screen-on", "model", "--out", str(tmp_path / "run")]
     subprocess.run(args, check=True, timeout=300, capture_output=True)
     lines = _lines(tmp_path / "run" / "evaluations.jsonl")
-    assert any((l["stage"] or {}).get("kind") == "screen" for l in lines)
-    assert not any(l["screen"] and l["screen"]["simulated"] for l in lines)
+    assert any((record["stage"] or {}).get("kind") == "screen" for record in lines)
+    assert not any(record["screen"] and record["screen"]["simulated"] for record in lines)
     other = subprocess.run(args[:-2] + ["--screen-on", "simulator", "--out", str(tmp_path / "run"), "--resume"],
                            timeout=300, capture_output=True, text=True)
     assert other.returncode != 0 and "staging.simulate" in other.stderr  # a resumed run keeps its screen
@@ -274,7 +274,7 @@ def test_leaving_prepared_ahead_early_does_not_wait_for_unused_work():
         return i
 
     start = time.perf_counter()
-    for item, future in prepared_ahead(range(4), prepare, depth=2):
+    for _item, future in prepared_ahead(range(4), prepare, depth=2):
         assert future.result() == 0
         break  # the caller stops (as on Ctrl-C) while items 1 and 2 are still being prepared
     assert time.perf_counter() - start < 1.5

@@ -37,7 +37,8 @@ def test_expand_spreads_a_layer_choice_over_its_genes_and_the_global_block():
 
 def test_the_space_has_one_option_list_per_gene_and_decodes_through_the_views():
     q = Quantizer.calibrated(load_model(conv_mlp()), ArrayDataset(inputs={"x": images(16)}, name="x"), persist=False)
-    space = SearchSpace(layers=q.layers, w_bits=(2, 4, 8), roundings=("nearest", "gptq"), calibrations=("minmax", "mse"))
+    space = SearchSpace(layers=q.layers, w_bits=(2, 4, 8), roundings=("nearest", "gptq"),
+                        calibrations=("minmax", "mse"))
     upper = space.upper()
     for gene in (*LAYER_GENES, *GLOBAL_GENES):
         assert len(space.options(gene.name)) >= 1

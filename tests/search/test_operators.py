@@ -54,9 +54,11 @@ def test_dynamic_anchor_only_where_the_space_allows_it(problem):
     """A space without dynamic int8 seeds no stand-in for it (the uniform rows it had
     before, in the same order); one with it gets the row after the others."""
     narrow = QuantizationProblem(problem.quantizer, problem.evaluator,
-                                 space=SearchSpace(layers=problem.quantizer.layers, w_bits=(4, 8), acts=("a8", "float")))
+                                 space=SearchSpace(layers=problem.quantizer.layers, w_bits=(4, 8),
+                                                   acts=("a8", "float")))
     X = QuantSampling(informed=0.0)._do(narrow, 6, random_state=np.random.default_rng(0))
-    expected = [narrow.space.encode_uniform(w_bits=b, act=a) for b, a in ((8, "a8"), (4, "a8"), (8, "float"), (4, "float"))]
+    expected = [narrow.space.encode_uniform(w_bits=b, act=a)
+                for b, a in ((8, "a8"), (4, "a8"), (8, "float"), (4, "float"))]
     assert np.array_equal(X[:4], np.array(expected))
     X = QuantSampling(informed=0.0)._do(problem, 6, random_state=np.random.default_rng(0))
     assert np.array_equal(X[4], problem.space.encode_uniform(w_bits=8, act="dyn8"))

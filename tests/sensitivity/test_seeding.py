@@ -52,7 +52,8 @@ def test_a_noise_entry_is_the_sqnr_of_that_one_config(problem, noise):
     space = problem.space
     widths = np.full(len(space.searchable), len(space.w_bits) - 1)
     widths[2] = 0
-    config = space.decode(with_widths(uniform_row(space, w_index=len(space.w_bits) - 1, act="float"), widths, space.genome))
+    config = space.decode(with_widths(uniform_row(space, w_index=len(space.w_bits) - 1, act="float"), widths,
+                                      space.genome))
     assert table[2, 0] == pytest.approx(10 ** (-output_sqnr(problem, config, 16) / 10))
 
 
@@ -74,7 +75,8 @@ def test_file_source_reads_a_sensitivity_table(problem, tmp_path):
     with pytest.raises(ConfigError, match="another model"):
         load_sensitivity(problem, str(path))
     elsewhere = SensitivityTable(**{**table.__dict__, "layers": ("nope",),
-                                    "entries": tuple(e.__class__(**{**e.__dict__, "layer": "nope"}) for e in table.entries)})
+                                    "entries": tuple(e.__class__(**{**e.__dict__, "layer": "nope"})
+                                                     for e in table.entries)})
     path.write_text(elsewhere.to_json())
     with pytest.raises(ConfigError, match="none of the .* searchable layers"):
         load_sensitivity(problem, str(path))

@@ -77,7 +77,7 @@ def test_bad_options_are_refused(measured):
 
 def test_sampler_seeds_along_the_lowering_path_over_the_matrix(measured):
     problem, table = measured
-    names = [l.name for l in problem.space.searchable]
+    names = [layer.name for layer in problem.space.searchable]
     problem.sensitivity = table.matrix(problem.space.w_bits, layers=names)
     try:
         X = QuantSampling(informed=0.5)._do(problem, 10, random_state=np.random.default_rng(0))

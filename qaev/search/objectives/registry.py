@@ -68,5 +68,6 @@ def check_objectives(names: Sequence[str], bounds: Mapping[str, float], *, has_h
             raise ConfigError(f"constraints: {name!r} is not one of {', '.join(known)}")
         if known[name].needs_hardware and not has_hardware:
             raise ConfigError(f"constraints: {name!r} bounds an estimate; pass --hardware TARGET")
-        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or bound != bound or abs(bound) == float("inf"):
+        if (isinstance(bound, bool) or not isinstance(bound, (int, float)) or bound != bound
+                or abs(bound) == float("inf")):
             raise ConfigError(f"constraints: {name} must be a finite number, got {bound!r}")

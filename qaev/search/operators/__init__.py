@@ -1,5 +1,7 @@
 """pymoo operators that know the structure of a quantization genome."""
-from qaev.search.operators.crossover import BitAverageCrossover, LayerCrossover, LayerTwoPointCrossover, LayerUniformCrossover
+from qaev.search.operators.crossover import (
+    BitAverageCrossover, LayerCrossover, LayerTwoPointCrossover, LayerUniformCrossover,
+)
 from qaev.search.operators.duplicates import EffectiveDuplicateElimination
 from qaev.search.operators.mutation import NeighbourMutation
 from qaev.search.operators.repair import HardwareRepair

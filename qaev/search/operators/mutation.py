@@ -21,7 +21,7 @@ class NeighbourMutation(Mutation):
     Args:
         rate: initial per-layer mutation probability (default ``2 / n_layers``).
         factor: multiplicative adaptation step.
-    """
+    """  # noqa: E501 - one docstring line runs long; its text is kept as it is
 
     def __init__(self, *, rate: float | None = None, factor: float = 1.25, **kwargs) -> None:
         super().__init__(prob=1.0, **kwargs)

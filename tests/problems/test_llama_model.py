@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from qaev.problems._llama_net import LlamaConfig, LlamaLM, apply_rope, rope_angles
+from qaev.problems._llama_net import LlamaConfig, LlamaLM, apply_rope, rope_angles  # noqa: E402 - needs torch
 
 TINY = LlamaConfig(vocab=64, d_model=32, layers=2, heads=4, kv_heads=2, ffn_hidden=48, context=32)
 
