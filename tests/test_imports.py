@@ -94,3 +94,16 @@ def test_every_package_folder_is_listed_for_installation():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {name for name, path in _modules().items() if path.name == "__init__.py"}
     assert found == listed, f"pyproject.toml packages: missing {sorted(found - listed)}, stale {sorted(listed - found)}"
+
+
+def test_no_library_module_over_400_lines_and_no_function_over_60():
+    long_modules, long_functions = [], []
+    paths = [*_modules().values(), *(ROOT / "tests").rglob("*.py")]
+    for path in paths:
+        text = path.read_text()
+        if path.is_relative_to(ROOT / "tests") is False and text.count("\n") > 400:
+            long_modules.append(f"{path.relative_to(ROOT)} ({text.count(chr(10))} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert not long_modules and not long_functions, (long_modules, long_functions)

@@ -49,40 +49,56 @@ def equalize_pairs(model: onnx.ModelProto, *, depthwise_only: bool = True,
     graph_outputs = {o.name for o in g.output}
     done = []
     for first in g.node:
-        if first.op_type != "Conv" or len(first.input) < 2 or first.input[1] not in inits:
-            continue
-        w1 = numpy_helper.to_array(inits[first.input[1]]).astype(np.float64)
-        group = int(_attr(first, "group", 1))
-        if depthwise_only and not (group > 1 and w1.shape[1] == 1 and group == w1.shape[0]):
-            continue
-        tensor = first.output[0]
-        chain = consumers.get(tensor, [])
-        if len(chain) != 1 or tensor in graph_outputs:
-            continue
-        second = chain[0]
-        if second.op_type == "Relu":
-            tensor = second.output[0]
-            chain = consumers.get(tensor, [])
-            if len(chain) != 1 or tensor in graph_outputs:
-                continue
-            second = chain[0]
-        if (second.op_type != "Conv" or second.input[0] != tensor or second.input[1] not in inits
-                or int(_attr(second, "group", 1)) != 1):
+        second = _pair(first, inits, consumers, graph_outputs, depthwise_only=depthwise_only)
+        if second is None:
             continue
         names = [first.input[1], second.input[1]] + (
             [first.input[2]] if len(first.input) > 2 and first.input[2] else [])
         if any(n not in inits or uses.get(n, 0) != 1 for n in names):
             continue  # shared or non-constant parameters
-        w2 = numpy_helper.to_array(inits[second.input[1]]).astype(np.float64)
-        r1 = np.abs(w1).reshape(w1.shape[0], -1).max(axis=1)
-        r2 = np.abs(w2).transpose(1, 0, *range(2, w2.ndim)).reshape(w2.shape[1], -1).max(axis=1)
-        scale = np.where((r1 > eps) & (r2 > eps), np.sqrt(r1 / np.maximum(r2, eps)), 1.0)
-        view1 = (-1,) + (1,) * (w1.ndim - 1)
-        view2 = (1, -1) + (1,) * (w2.ndim - 2)
-        updates = {first.input[1]: w1 / scale.reshape(view1), second.input[1]: w2 * scale.reshape(view2)}
-        if len(names) == 3:
-            updates[first.input[2]] = numpy_helper.to_array(inits[first.input[2]]).astype(np.float64) / scale
-        for name, value in updates.items():
-            inits[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
+        _rescale(first, second, inits, eps=eps)
         done.append((first.name, second.name))
     return out, done
+
+
+def _pair(first, inits, consumers, graph_outputs, *, depthwise_only: bool):
+    """The Conv that ``first`` (a Conv with a constant weight) feeds alone, directly or
+    through one Relu, or None."""
+    if first.op_type != "Conv" or len(first.input) < 2 or first.input[1] not in inits:
+        return None
+    w1 = inits[first.input[1]]
+    group = int(_attr(first, "group", 1))
+    if depthwise_only and not (group > 1 and w1.dims[1] == 1 and group == w1.dims[0]):
+        return None
+    tensor = first.output[0]
+    chain = consumers.get(tensor, [])
+    if len(chain) != 1 or tensor in graph_outputs:
+        return None
+    second = chain[0]
+    if second.op_type == "Relu":
+        tensor = second.output[0]
+        chain = consumers.get(tensor, [])
+        if len(chain) != 1 or tensor in graph_outputs:
+            return None
+        second = chain[0]
+    if (second.op_type != "Conv" or second.input[0] != tensor or second.input[1] not in inits
+            or int(_attr(second, "group", 1)) != 1):
+        return None
+    return second
+
+
+def _rescale(first, second, inits, *, eps: float) -> None:
+    """Scale ``first``'s output channels down and ``second``'s input channels up by the
+    square root of their range ratio (the product is unchanged)."""
+    w1 = numpy_helper.to_array(inits[first.input[1]]).astype(np.float64)
+    w2 = numpy_helper.to_array(inits[second.input[1]]).astype(np.float64)
+    r1 = np.abs(w1).reshape(w1.shape[0], -1).max(axis=1)
+    r2 = np.abs(w2).transpose(1, 0, *range(2, w2.ndim)).reshape(w2.shape[1], -1).max(axis=1)
+    scale = np.where((r1 > eps) & (r2 > eps), np.sqrt(r1 / np.maximum(r2, eps)), 1.0)
+    view1 = (-1,) + (1,) * (w1.ndim - 1)
+    view2 = (1, -1) + (1,) * (w2.ndim - 2)
+    updates = {first.input[1]: w1 / scale.reshape(view1), second.input[1]: w2 * scale.reshape(view2)}
+    if len(first.input) > 2 and first.input[2]:
+        updates[first.input[2]] = numpy_helper.to_array(inits[first.input[2]]).astype(np.float64) / scale
+    for name, value in updates.items():
+        inits[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
