@@ -43,7 +43,8 @@ def _model_for(doc: dict, model: Path | None) -> Path:
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--point", "point_id", default=None, help="Point id from front.json.")
+@click.option("--point", "point_id", default=None,
+              help="Point id from front.json, or `recommended` (the smallest point within tolerance on validation).")
 @click.option("--all", "all_points", is_flag=True, help="Export every point to RUN_DIR/models/.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None, help="Output .onnx (with --point).")
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="Float model, if it moved.")
@@ -54,6 +55,11 @@ def export(run_dir, point_id, all_points, out, model, fmt, compact_names) -> Non
     """Write the deployable ONNX model (or ORT overrides) of front points."""
     doc = read_front(run_dir)
     points = {p["id"]: p for p in doc["points"]}
+    if point_id == "recommended":
+        if not doc.get("recommended"):
+            raise ConfigError(f"{run_dir}: no point is recommended (none is within the run's tolerance); "
+                              f"give --point ID (ids: {', '.join(points) or 'none'})")
+        point_id = doc["recommended"]["id"]
     if all_points == (point_id is not None):
         raise ConfigError("give exactly one of --point ID or --all")
     if point_id is not None and point_id not in points:

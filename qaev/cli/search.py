@@ -131,17 +131,30 @@ def _run_options(func):
 @constraint_options
 @click.option("--algorithm", type=click.Choice(["auto", "nsga2", "nsga3"]), default="auto", show_default=True)
 @click.option("--pop", type=int, default=20, show_default=True, help="Population size.")
-@click.option("--generations", type=int, default=10, show_default=True)
+@click.option("--generations", type=int, default=None,
+              help="Generations to run [default: 10; with --time, as many as the time allows].")
+@click.option("--time", "time_minutes", type=float, default=None, metavar="MINUTES",
+              help="Wall-time budget of the whole run (loading, calibration and probes included): stop starting "
+                   "candidates in time to re-measure the front; front.json is written after every generation.")
+@click.option("--validation", type=float, default=0.25, show_default=True,
+              help="Share of the evaluation split set apart (seeded) to choose the recommended point on, when the "
+                   "problem has no validation split of its own (0: none).")
 @_space_options
 @_run_options
-def search(model, problem, hardware, objectives, algorithm, pop, generations, out, resume, force, workers,
-           dask_address, timeout, ort_level, staged, screen_on, sensitivity_spec, quiet, json_progress,
+def search(model, problem, hardware, objectives, algorithm, pop, generations, time_minutes, validation, out, resume,
+           force, workers, dask_address, timeout, ort_level, staged, screen_on, sensitivity_spec, quiet, json_progress,
            **kwargs) -> None:
-    """Search per-layer quantization; write the Pareto front to a run directory."""
+    """Search per-layer quantization; write the Pareto front to a run directory.
+
+    The front is re-measured on the exported models; `recommended` in front.json is the
+    smallest point within --max-drop (default 1.0 metric points, 0.5 for Spearman) on the
+    validation split."""
+    generations = generations or (10_000 if time_minutes is not None else 10)
     progress = make_progress("json" if json_progress else "quiet" if quiet else "bar", total_generations=generations,
                              objectives=csv_list(objectives))
     click.get_current_context().call_on_close(progress.close)
-    progress.start(f"qaev search: pop {pop} x {generations} generations; loading the model and calibrating ...")
+    budget = f"{generations} generations" if time_minutes is None else f"generations within {time_minutes:g} min"
+    progress.start(f"qaev search: pop {pop} x {budget}; loading the model and calibrating ...")
     bounds = {name: kwargs.pop(name) for name in constraints()}
     space = space_spec(**{k: kwargs.pop(k) for k in ("w_bits", "acts", "granularity", "calibrations", "exclude",
                                                      "roundings", "bias_correction", "weight_range", "symmetry",
@@ -151,10 +164,10 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ou
     simulate = {"auto": None, "simulator": True, "model": False}[screen_on]
     spec = RunSpec(source=source, space=space, objectives=tuple(csv_list(objectives)), hardware=hardware,
                    constraints={k: v for k, v in bounds.items() if v is not None},
-                   evaluation=EvalSettings(metric=metric, ort_level=ort_level,
+                   evaluation=EvalSettings(metric=metric, ort_level=ort_level, validation=validation,
                                            staging=Staging(finish=staged, simulate=simulate) if staged else None),
                    search=SearchSettings(algorithm=algorithm, pop=pop, generations=generations, seed=seed,
-                                         sensitivity=sensitivity_spec))
+                                         sensitivity=sensitivity_spec, time_minutes=time_minutes))
     out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     outcome = run_search(spec, out=out, progress=progress, resume=resume, force=force, workers=workers,
                          dask=dask_address, timeout=timeout)

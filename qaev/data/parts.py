@@ -19,6 +19,9 @@ class Parts:
         metric: the metric's name.
         test: held-out data the search never sees (None: benchmarks split ``eval``).
         full: the data on which the float reference figure is quoted (``qaev evaluate --problem``).
+        validation: data the search does not fit to, on which the shipped point is chosen
+            (None: the run sets a share of ``eval`` apart, see
+            :attr:`qaev.search.spec.EvalSettings.validation`).
     """
 
     model: object
@@ -27,6 +30,7 @@ class Parts:
     metric: str
     test: object = None
     full: object = None
+    validation: object = None
 
     @property
     def reference_data(self):

@@ -81,7 +81,7 @@ def prepare_run_dir(out: Path, settings: dict, *, resume: bool, force: bool) -> 
 
 
 #: Settings a resumed run may change (a longer search).
-RESUMABLE = ("spec.search.generations",)
+RESUMABLE = ("spec.search.generations", "spec.search.time_minutes")
 
 
 def _flat(data, prefix: str = "") -> dict:
@@ -107,19 +107,45 @@ def _order(front: Sequence[Record], objectives: Sequence[str]) -> list[Record]:
     return sorted(front, key=lambda r: tuple(r.objectives[n] for n in reversed(objectives)))
 
 
+def _point(point_id: str, record: Record, objectives: Sequence[str]) -> dict:
+    point = {"id": point_id, "key": record.key, "objectives": {n: record.objectives[n] for n in objectives},
+             "metric": record.metric, "config": f"configs/{point_id}.yaml"}
+    if record.validation_drop is not None:
+        point["validation"] = {"metric": record.validation_metric, "acc_drop": record.validation_drop}
+    return point
+
+
+def recommend(points: Sequence[dict], objectives: Sequence[str], tolerance: float | None) -> dict | None:
+    """The point to ship: the one with the least first cost objective (the first objective
+    that is not ``acc_drop``) among those within ``tolerance`` metric points of float, judged
+    on the validation split where the points carry one (else on the search split)."""
+    costs = [n for n in objectives if n != "acc_drop"]
+    if tolerance is None or "acc_drop" not in objectives or not costs:
+        return None
+    on_validation = all("validation" in p for p in points) and bool(points)
+    drop = (lambda p: p["validation"]["acc_drop"]) if on_validation else (lambda p: p["objectives"]["acc_drop"])
+    within = [p for p in points if drop(p) <= tolerance]
+    if not within:
+        return None
+    best = min(within, key=lambda p: (p["objectives"][costs[0]], drop(p)))
+    return {"id": best["id"], "tolerance": tolerance, "chosen_on": "validation" if on_validation else "search",
+            "cost": costs[0]}
+
+
 def write_front(out: Path, front: Sequence[Record], *, objectives: Sequence[str], model_path: Path | None,
                 model_sha256: str, float_values: dict, metric: str, evaluations: int, seed: int,
-                extra: dict | None = None) -> dict:
-    """Write ``front.json`` and ``configs/<id>.yaml``; returns the front document."""
+                extra: dict | None = None, tolerance: float | None = None) -> dict:
+    """Write ``front.json`` and ``configs/<id>.yaml``; returns the front document.
+
+    ``tolerance``: metric points of drop within which the ``recommended`` point is chosen
+    (:func:`recommend`); None: no recommendation."""
     configs = out / "configs"
     configs.mkdir(parents=True, exist_ok=True)
     points = []
     for i, record in enumerate(_order(front, objectives)):
         point_id = f"p{i:02d}"
         save_config(QuantConfig.from_dict(record.config), configs / f"{point_id}.yaml")
-        points.append({"id": point_id, "key": record.key,
-                       "objectives": {n: record.objectives[n] for n in objectives},
-                       "metric": record.metric, "config": f"configs/{point_id}.yaml"})
+        points.append(_point(point_id, record, objectives))
     doc = {
         "schema": FRONT_SCHEMA,
         "model": {"path": str(model_path) if model_path else None, "sha256": model_sha256},
@@ -128,6 +154,7 @@ def write_front(out: Path, front: Sequence[Record], *, objectives: Sequence[str]
                        for n in objectives],
         "float": float_values,
         "points": points,
+        "recommended": recommend(points, objectives, tolerance),
         "evaluations": evaluations,
         "seed": seed,
         "versions": versions(),

@@ -3,6 +3,7 @@ the problem, seed it, search, and write the front, keeping everything finished w
 run is interrupted."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from qaev.search.optimize import SearchResult, feasible_front, make_algorithm, m
 from qaev.search.spec import RunSpec
 from qaev.sensitivity.seeding import INFORMED_SHARE, SensitivitySource, load_sensitivity
 
-__all__ = ["RunOutcome", "run_search"]
+__all__ = ["RunOutcome", "run_search", "default_tolerance"]
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,20 @@ def _settings(spec: RunSpec, parts) -> dict:
             "data": {"calib": len(parts.calib), "eval": len(parts.eval)}}
 
 
+def default_tolerance(metric: str) -> float:
+    """Metric points of drop the recommended point may lose: 0.5 for rank correlations
+    (Spearman x100), else 1.0."""
+    return 0.5 if metric == "spearman" else 1.0
+
+
 def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, force: bool = False, workers: int = 1,
                dask: str | None = None, timeout: float | None = None) -> RunOutcome:
     """Run the search ``spec`` describes into ``out``.
 
     Args:
-        spec: the run.
+        spec: the run. With ``search.time_minutes`` the run (loading, calibration and
+            probes included) stops starting candidates in time to re-measure its front and
+            finish within the budget; ``front.json`` is rewritten after every generation.
         out: the run directory (``settings.json``, ``evaluations.jsonl``, ``history.jsonl``,
             ``front.json``, ``configs/``).
         progress: a :class:`qaev.cli.progress.Progress` (or anything with its methods).
@@ -56,8 +65,10 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
     Raises:
         QaevError: the search produced no front (the message says why).
     """
+    start = time.monotonic()
     spec, sensitivity = _with_sensitivity_hash(spec)
     parts = spec.source.load()
+    spec = _with_default_tolerance(spec, spec.evaluation.metric or parts.metric)
     out = prepare_run_dir(out, _settings(spec, parts), resume=resume, force=force)
     runner = make_runner(workers=workers, dask=dask, timeout=timeout)
     try:
@@ -68,6 +79,8 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
             problem.sensitivity = load_sensitivity(problem, sensitivity, progress=lambda done, total: (
                 progress.message(f"  sensitivity probes: {done}/{total}") if done % max(1, total // 5) == 0 else None))
         progress.begin(_begin_text(problem, spec, out, parallel=runner is not None))
+        if spec.search.time_minutes is not None:
+            progress.message(_set_deadline(problem, spec, start, workers=max(1, workers)))
         result, interrupted = _search(problem, spec, out, progress)
     finally:
         if hasattr(runner, "close"):
@@ -81,11 +94,38 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
                       problem, interrupted)
 
 
+def _with_default_tolerance(spec: RunSpec, metric: str) -> RunSpec:
+    """A spec whose metric objective is bounded: by ``max_drop`` as given, else by the
+    metric's default tolerance (also the recommendation's)."""
+    if "acc_drop" not in spec.objectives or "max_drop" in spec.constraints:
+        return spec
+    return replace(spec, constraints={**spec.constraints, "max_drop": default_tolerance(metric)})
+
+
+def _set_deadline(problem, spec: RunSpec, start: float, *, workers: int) -> str:
+    """Set the problem's deadline so the run ends within its time budget, and say what one
+    evaluation costs (the float model's run over the evaluation split, measured) and how
+    many the budget affords."""
+    measured = problem.evaluator.measure(problem.quantizer.model.proto)
+    one = max(measured.session_s + measured.inference_s, 1e-3) * 1.3  # a quantized model runs a little slower
+    validation = 0 if problem.validator is None else len(problem.validator.data) / len(problem.evaluator.data)
+    budget = spec.search.time_minutes * 60.0
+    reserve = min(0.25 * budget, 12 * one * (1 + validation))  # re-measuring the front at the end
+    problem.deadline = start + budget - reserve
+    left = problem.deadline - time.monotonic()
+    return (f"time budget {spec.search.time_minutes:g} min: one evaluation takes about {one:.2g} s "
+            f"(the float model on {len(problem.evaluator.data)} samples: {one / 1.3:.2g} s, measured); about "
+            f"{max(0, int(left / one)) * workers} evaluations fit in the {left / 60:.1f} min left for the search "
+            f"({reserve / 60:.1f} min kept to re-measure the front)")
+
+
 def _begin_text(problem, spec: RunSpec, out: Path, *, parallel: bool) -> str:
     resumed = len(problem.store)
     search = spec.search
     return (f"searching {len(problem.space.searchable)} layers of {problem.quantizer.model.path or 'model'}: "
-            f"{', '.join(problem.objectives)}; pop {search.pop} x {search.generations} generations -> {out}"
+            f"{', '.join(problem.objectives)}; pop {search.pop} x "
+            + (f"{search.generations} generations" if search.time_minutes is None else "generations until the time")
+            + f" -> {out}"
             + (f" (resuming: {resumed} evaluations on disk)" if resumed else "")
             + (f"; preparing {problem.effective_prefetch} candidate(s) ahead on other threads "
                "(QAEV_PREFETCH=0: off)" if not parallel and problem.effective_prefetch else "")
@@ -94,8 +134,14 @@ def _begin_text(problem, spec: RunSpec, out: Path, *, parallel: bool) -> str:
 
 
 def _search(problem, spec: RunSpec, out: Path, progress) -> tuple[SearchResult, bool]:
+    floats = None
+
     def on_generation(row, front):
+        nonlocal floats
         append_history(out, row.to_dict())
+        floats = floats or _float_values(problem)
+        if front:  # every generation leaves a front on disk (search-split values, not yet re-measured)
+            _write(out, problem, spec, front, floats, provisional=True, history=row)
         progress(row, front)
 
     (out / "history.jsonl").unlink(missing_ok=True)
@@ -111,20 +157,34 @@ def _search(problem, spec: RunSpec, out: Path, progress) -> tuple[SearchResult, 
                             float_objectives=problem.float_objectives()), True
 
 
+def _float_values(problem) -> dict:
+    floats = {"metric": problem.evaluator.float_value, "n": len(problem.evaluator.data), **problem.float_objectives()}
+    if problem.validator is not None:
+        floats["validation"] = {"metric": problem.validator.float_value, "n": len(problem.validator.data)}
+    return floats
+
+
+def _write(out: Path, problem, spec: RunSpec, front, floats: dict, *, provisional: bool, history) -> dict:
+    model = problem.quantizer.model
+    source = spec.source.to_dict()
+    return write_front(out, front, objectives=problem.objectives, model_path=model.path,
+                       model_sha256=model.sha256, float_values=floats, metric=problem.evaluator.metric.name,
+                       evaluations=len(problem.store), seed=spec.search.seed,
+                       tolerance=spec.constraints.get("max_drop"),
+                       extra={"problem": source.get("problem"), "hardware": spec.hardware,
+                              "ort_level": spec.evaluation.ort_level, "provisional": provisional,
+                              "history": history.to_dict() if history is not None else None})
+
+
 def _write_result(out: Path, problem, result: SearchResult, progress, *, interrupted: bool, spec: RunSpec) -> dict:
     """Re-measure the front on exported models (unless interrupted), write front.json."""
     if not interrupted:
-        progress.message(f"re-measuring the {len(result.front)} front points on their exported models ...")
-        result.front = measure_exported(problem, result.front)
-    model = problem.quantizer.model
-    floats = {"metric": problem.evaluator.float_value, "n": len(problem.evaluator.data), **result.float_objectives}
-    source = spec.source.to_dict()
-    return write_front(out, result.front, objectives=problem.objectives, model_path=model.path,
-                       model_sha256=model.sha256, float_values=floats, metric=problem.evaluator.metric.name,
-                       evaluations=len(problem.store), seed=spec.search.seed,
-                       extra={"problem": source.get("problem"), "hardware": spec.hardware,
-                              "ort_level": spec.evaluation.ort_level,
-                              "history": result.history[-1].to_dict() if result.history else None})
+        where = "the search split" + (" and the validation split" if problem.validator is not None else "")
+        progress.message(f"re-measuring the {len(result.front)} front points on their exported models, on {where} ...")
+        result.front = measure_exported(problem, result.front, progress=lambda done, total: progress.message(
+            f"  re-measured {done}/{total}"))
+    return _write(out, problem, spec, result.front, _float_values(problem), provisional=interrupted,
+                  history=result.history[-1] if result.history else None)
 
 
 def _failure_summary(problem) -> str:

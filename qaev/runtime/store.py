@@ -94,6 +94,8 @@ class Record:
         reused: items of the first stage whose outputs were reused when finishing.
         search_metric: the metric the search measured on the evaluation graph, when the
             record's ``metric`` was re-measured on the exported model.
+        validation_metric: the exported model's metric on the validation split.
+        validation_drop: its drop against the float model there.
     """
 
     key: str
@@ -107,6 +109,8 @@ class Record:
     screen: Screen | None = None
     reused: int = 0
     search_metric: float | None = None
+    validation_metric: float | None = None
+    validation_drop: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -3,6 +3,8 @@ into a ready :class:`~qaev.search.problem.QuantizationProblem` (the CLI, ``get_p
 parallel workers and resumed runs all come through here)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from qaev.evaluation.evaluator import Evaluator
 from qaev.quantize import Quantizer
 from qaev.search.problem import QuantizationProblem
@@ -23,7 +25,7 @@ def build_problem(spec: RunSpec, *, store=None, runner=None, table=None, parts=N
         table: a :class:`~qaev.hardware.HardwareTable` object instead of ``spec.hardware``.
         parts: the source's :class:`~qaev.data.parts.Parts`, when already loaded.
     """
-    parts = parts if parts is not None else spec.source.load()
+    parts = with_validation(parts if parts is not None else spec.source.load(), spec)
     settings = spec.evaluation
     quantizer = Quantizer.calibrated(parts.model, parts.calib, threads=settings.threads)
     evaluator = Evaluator(parts.model, parts.eval, metric=settings.metric or parts.metric, threads=settings.threads,
@@ -40,7 +42,24 @@ def build_problem(spec: RunSpec, *, store=None, runner=None, table=None, parts=N
         runner=runner, remote=remote)
     problem.spec = spec
     problem.parts = parts
+    problem.validator = None if parts.validation is None else Evaluator(
+        parts.model, parts.validation, metric=evaluator.metric.name, threads=settings.threads,
+        ort_level=settings.ort_level)
     return problem
+
+
+def with_validation(parts, spec: RunSpec):
+    """``parts`` with a validation split: the source's own, else (when the spec asks for a
+    share and the evaluation split can spare one) a seeded share of the evaluation split,
+    which the search then no longer sees."""
+    share = spec.evaluation.validation
+    if parts.validation is not None or share <= 0:
+        return parts
+    n_val = int(round(share * len(parts.eval)))
+    if n_val < 2 or len(parts.eval) - n_val < 2:
+        return parts
+    search, validation = parts.eval.split(n_first=len(parts.eval) - n_val, n_second=n_val, seed=spec.search.seed)
+    return replace(parts, eval=search, validation=validation)
 
 
 def build_local(spec: RunSpec) -> QuantizationProblem:

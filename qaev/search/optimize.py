@@ -9,6 +9,7 @@ import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.algorithms.moo.nsga3 import NSGA3
 from pymoo.core.callback import Callback
+from pymoo.core.termination import Termination
 from pymoo.optimize import minimize as pymoo_minimize
 from pymoo.util.ref_dirs import get_reference_directions
 
@@ -81,6 +82,22 @@ def feasible_front(problem: QuantizationProblem, *, provisional: bool = False) -
     return problem.scoring.front(list(problem.store.records()), provisional=provisional)
 
 
+class _Budget(Termination):
+    """Stop after ``n_gen`` generations or once the problem's deadline has passed."""
+
+    def __init__(self, n_gen: int, problem) -> None:
+        super().__init__()
+        self.n_gen, self.problem = n_gen, problem
+
+    def __deepcopy__(self, memo):  # pymoo copies its termination: share the problem, do not copy it
+        return _Budget(self.n_gen, self.problem)
+
+    def _update(self, algorithm) -> float:
+        if getattr(self.problem, "out_of_time", lambda: False)():
+            return 1.0
+        return algorithm.n_gen / self.n_gen
+
+
 class _History(Callback):
     def __init__(self, problem, scale, user: Callable | None) -> None:
         super().__init__()
@@ -110,7 +127,7 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
         problem: the :class:`QuantizationProblem`.
         algorithm: ``"auto"``, ``"nsga2"``, ``"nsga3"`` or a pymoo algorithm instance.
         pop_size: population size.
-        n_gen: generations.
+        n_gen: generations (fewer when the problem's ``deadline`` passes first).
         seed: pymoo's seed (same seed, same front).
         callback: called after every generation with the history row and the current front
             (and, for a screening search, once more with the fully measured front).
@@ -126,7 +143,7 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
     floats = problem.float_objectives()
     scale = [problem.evaluator.float_value if n == "acc_drop" else floats[n] for n in problem.objectives]
     history = _History(problem, scale, callback)
-    res = pymoo_minimize(problem, algo, ("n_gen", n_gen), seed=seed, callback=history, verbose=verbose,
+    res = pymoo_minimize(problem, algo, _Budget(n_gen, problem), seed=seed, callback=history, verbose=verbose,
                          copy_algorithm=True)
     if problem.screening:  # the search ran on first-stage values: measure its promising candidates fully
         problem.finish()
@@ -134,14 +151,16 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
     return SearchResult(front=feasible_front(problem), history=history.rows, float_objectives=floats, pymoo_result=res)
 
 
-def measure_exported(problem: QuantizationProblem, front: list[Record]) -> list[Record]:
-    """Re-measure every front point on the file a user ships (:func:`qaev.quantize.export_model`).
+def measure_exported(problem: QuantizationProblem, front: list[Record], *, progress=None) -> list[Record]:
+    """Re-measure every front point on the file a user ships (:func:`qaev.quantize.export_model`),
+    on the search split and, when the problem has one, on the validation split.
 
     Where a layer's weights are stored as native INT4 with static activations, ONNX Runtime
     computes the exported layer in float while the evaluation graph runs a fused int8
     kernel, so the two can round a few outputs differently. The reported ``metric`` and
     ``acc_drop`` are those of the exported model (what ``qaev apply`` + ``qaev evaluate``
-    reproduce exactly); the search-time value stays in ``search_metric``.
+    reproduce exactly); the search-time value stays in ``search_metric``. ``progress`` is
+    called with (done, total) after each point.
     """
     from dataclasses import replace
 
@@ -151,9 +170,16 @@ def measure_exported(problem: QuantizationProblem, front: list[Record]) -> list[
     if "acc_drop" not in problem.objectives:
         return list(front)
     out = []
-    for record in front:
-        proto = export_model(problem.quantizer, QuantConfig.from_dict(record.config))
-        value = problem.evaluator.measure(proto).value
+    validator = getattr(problem, "validator", None)
+    for k, record in enumerate(front):
+        data = export_model(problem.quantizer, QuantConfig.from_dict(record.config)).SerializeToString()
+        value = problem.evaluator.measure(data).value
         objectives = {**record.objectives, "acc_drop": problem.evaluator.drop(value)}
-        out.append(replace(record, metric=value, objectives=objectives, search_metric=record.metric))
+        checked = {}
+        if validator is not None:
+            metric = validator.measure(data).value
+            checked = {"validation_metric": metric, "validation_drop": validator.drop(metric)}
+        out.append(replace(record, metric=value, objectives=objectives, search_metric=record.metric, **checked))
+        if progress is not None:
+            progress(k + 1, len(front))
     return out

@@ -6,6 +6,7 @@ search's candidates is :func:`qaev.evaluation.screening.finishing`'s.
 """
 from __future__ import annotations
 
+import time
 from functools import partial
 from typing import Mapping, Sequence
 
@@ -25,7 +26,14 @@ from qaev.search.objectives import check_objectives, get_objective, objectives
 from qaev.search.objectives import constraints as bounded_objectives
 from qaev.search.space import SearchSpace
 
-__all__ = ["QuantizationProblem", "FAILED"]
+__all__ = ["QuantizationProblem", "FAILED", "UNSTARTED"]
+
+#: The error of a candidate the run's time budget left no time for (not kept in the memo).
+UNSTARTED = "not evaluated: the time budget was spent"
+
+
+def _unstarted(config: QuantConfig) -> Record:
+    return Record(key=config.key(), objectives={}, metric=None, config=config.to_dict(), error=UNSTARTED)
 
 
 def _carried(names: Sequence[str], bounds: Mapping[str, float], *, has_hardware: bool) -> list:
@@ -103,6 +111,9 @@ class QuantizationProblem(Problem):
         self.remote = remote
         self.prefetch = prefetch_depth(evaluator.threads) if prefetch is None else max(0, int(prefetch))
         self.n_evaluated = 0
+        #: ``time.monotonic()`` after which no new candidate is started (None: no limit);
+        #: candidates not started get a record saying so, which is not kept in the memo.
+        self.deadline: float | None = None
         #: ``[searchable layer, w_bits index]`` -> measured harm (larger = worse), or None.
         #: When set, the search's sampling seeds its informed share from the greedy
         #: lowering path over it (:class:`qaev.search.operators.QuantSampling`).
@@ -183,20 +194,40 @@ class QuantizationProblem(Problem):
                 self.store.hits += 1
         if todo and self.screening:  # decided here, before any candidate (a model it cannot run fails now)
             self.simulator  # noqa: B018
-        if self.runner is None:  # one at a time: each candidate races against the latest front
-            prepare = partial(self.engine.prepare, screen=self.screening)
-            for config, prepared in prepared_ahead(list(todo.values()), prepare, depth=self.effective_prefetch):
-                self._keep(self.compute(config, front=self._race_front(), prepared=prepared))
-        elif todo:
-            if self.remote is None:
-                raise ValueError("parallel evaluation needs the problem's remote evaluation "
-                                 "(see qaev.runtime.parallel)")
-            front = self._race_front()
-            payloads = [{"config": c.to_dict(), "front": None if front is None else front.tolist()}
-                        for c in todo.values()]
-            for record in self.runner(self.remote, payloads):
-                self._keep(Record.from_dict(record))
-        return [self.store.peek(k) for k in keys]
+        if self.out_of_time():
+            skipped = {key: _unstarted(config) for key, config in todo.items()}
+        elif self.runner is None:
+            skipped = self._evaluate_here(todo)
+        else:
+            skipped = self._evaluate_remote(todo)
+        return [self.store.peek(k) or skipped[k] for k in keys]
+
+    def _evaluate_here(self, todo: Mapping[str, QuantConfig]) -> dict[str, Record]:
+        """One at a time, each racing against the latest front; the candidates the deadline
+        leaves no time for are returned unstarted."""
+        skipped = {}
+        prepare = partial(self.engine.prepare, screen=self.screening)
+        for config, prepared in prepared_ahead(list(todo.values()), prepare, depth=self.effective_prefetch):
+            if self.out_of_time():
+                skipped[config.key()] = _unstarted(config)
+                continue
+            self._keep(self.compute(config, front=self._race_front(), prepared=prepared))
+        return skipped
+
+    def _evaluate_remote(self, todo: Mapping[str, QuantConfig]) -> dict[str, Record]:
+        if not todo:
+            return {}
+        if self.remote is None:
+            raise ValueError("parallel evaluation needs the problem's remote evaluation (see qaev.runtime.parallel)")
+        front = self._race_front()
+        payloads = [{"config": c.to_dict(), "front": None if front is None else front.tolist()} for c in todo.values()]
+        for record in self.runner(self.remote, payloads):
+            self._keep(Record.from_dict(record))
+        return {}
+
+    def out_of_time(self) -> bool:
+        """Whether the run's :attr:`deadline` has passed."""
+        return self.deadline is not None and time.monotonic() > self.deadline
 
     def compute(self, config: QuantConfig, *, front: np.ndarray | None = None,
                 head: tuple[np.ndarray, int] | None = None, prepared=None) -> Record:

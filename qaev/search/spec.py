@@ -143,24 +143,30 @@ class EvalSettings:
             tenths between levels; one per run).
         threads: ORT intra-op threads per evaluation.
         staging: race or screen on subsets (:class:`~qaev.evaluation.staging.Staging`).
+        validation: share of the evaluation split set apart (seeded) to choose the shipped
+            point on, when the source has no validation split of its own (0: none).
     """
 
     metric: str | None = None
     ort_level: str = "extended"
     threads: int = 1
     staging: Staging | None = None
+    validation: float = 0.0
 
     def __post_init__(self) -> None:
         if self.ort_level not in ORT_LEVELS:
             raise ConfigError(f"ort_level: {self.ort_level!r} is not one of {', '.join(ORT_LEVELS)}")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
             raise ConfigError(f"threads: expected a positive integer, got {self.threads!r}")
+        if not isinstance(self.validation, (int, float)) or not 0.0 <= self.validation < 0.9:
+            raise ConfigError(f"validation: expected a share in [0, 0.9), got {self.validation!r}")
 
     def to_dict(self) -> dict:
         staging = None if self.staging is None else {k: (v.value if hasattr(v, "value") else
                                                          (list(v) if isinstance(v, tuple) else v))
                                                      for k, v in asdict(self.staging).items()}
-        return {"metric": self.metric, "ort_level": self.ort_level, "threads": self.threads, "staging": staging}
+        return {"metric": self.metric, "ort_level": self.ort_level, "threads": self.threads, "staging": staging,
+                "validation": self.validation}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,6 +181,7 @@ class SearchSettings:
         sensitivity: ``noise[:N]`` or a ``qaev sensitivity --out`` file seeding half of the
             first population along the greedy lowering path (None: the free weight-error proxy).
         sensitivity_sha256: the file's hash, recorded so a resume seeds the same way.
+        time_minutes: wall-time budget of the whole run (None: ``generations`` decide).
     """
 
     algorithm: str = "auto"
@@ -183,6 +190,7 @@ class SearchSettings:
     seed: int = 0
     sensitivity: str | None = None
     sensitivity_sha256: str | None = None
+    time_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.algorithm not in ("auto", "nsga2", "nsga3"):
@@ -193,10 +201,9 @@ class SearchSettings:
                 raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed: expected a non-negative integer, got {self.seed!r}")
-
-
-#: Fields a resumed run may change (everything else must match the recorded run).
-RESUMABLE = ("search.generations",)
+        if self.time_minutes is not None and not (isinstance(self.time_minutes, (int, float))
+                                                  and 0 < self.time_minutes < float("inf")):
+            raise ConfigError(f"time: expected a positive number of minutes, got {self.time_minutes!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -255,19 +262,3 @@ class RunSpec:
             "search": lambda d: _build(SearchSettings, d, f"{where}.search"),
         }
         return _build(cls, data, where, **converters)
-
-    def differences(self, other: "RunSpec") -> list[str]:
-        """Dotted paths where ``other`` differs, leaving out what a resume may change."""
-        a, b = _flat(self.to_dict()), _flat(other.to_dict())
-        return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE)
-
-
-def _flat(data: Mapping, prefix: str = "") -> dict:
-    out = {}
-    for key, value in data.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and key not in ("frozen", "options", "constraints"):
-            out.update(_flat(value, path + "."))
-        else:
-            out[path] = json.dumps(value, sort_keys=True, default=str)
-    return out

@@ -69,7 +69,7 @@ def test_selector_matching_nothing_is_an_error():
 
 def test_search_cli_front_reapplies_exactly(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["search", "--pop", "8", "--generations", "3", "--out", str(out), "--quiet"]) == 0
+    assert main(["search", "--pop", "8", "--generations", "3", "--validation", "0", "--out", str(out), "--quiet"]) == 0
     doc = json.loads((out / "front.json").read_text())
     assert doc["schema"] == "qaev.front/1" and doc["points"]
     assert {o["name"]: o["kind"] for o in doc["objectives"]} == {"acc_drop": "measured", "size_mb": "exact"}
@@ -98,7 +98,7 @@ def test_resume_reevaluates_nothing(tmp_path, capsys):
 def test_gptq_points_export_with_the_runs_recipe(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["search", "--roundings", "nearest,gptq", "--w-bits", "2,4", "--pop", "8", "--generations", "2",
-                 "--out", str(out), "--quiet"]) == 0
+                 "--validation", "0", "--max-drop", "100", "--out", str(out), "--quiet"]) == 0
     doc = json.loads((out / "front.json").read_text())
     gptq = [p for p in doc["points"] if "gptq" in (out / p["config"]).read_text()]
     assert gptq, "no gptq point on the front: the test shows nothing"
@@ -133,7 +133,7 @@ def test_fidelity_search_on_an_unlabelled_third_party_model(tmp_path, capsys):
     onnx.save(conv_mlp(seed=3), str(model))
     out = tmp_path / "run"
     assert main(["search", str(model), "--task", "fidelity", "--pop", "8", "--generations", "3",
-                 "--out", str(out), "--quiet"]) == 0
+                 "--max-drop", "100", "--out", str(out), "--quiet"]) == 0
     doc = json.loads((out / "front.json").read_text())
     assert doc["metric"] == "agreement" and len(doc["points"]) >= 2
     assert all(0 <= p["metric"] <= 100 for p in doc["points"])

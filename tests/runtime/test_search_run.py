@@ -1,0 +1,49 @@
+"""A search run end to end: the validation split, the recommended point, the time budget."""
+import json
+import time
+
+from qaev.cli.main import main
+from qaev.config import QuantConfig
+from qaev.problems import get_problem
+from qaev.search.problem import UNSTARTED
+
+
+def test_the_front_is_checked_on_validation_and_the_recommended_point_exports(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["search", "--pop", "8", "--generations", "3", "--out", str(out), "--quiet"]) == 0
+    doc = json.loads((out / "front.json").read_text())
+    assert doc["float"]["n"] + doc["float"]["validation"]["n"] == 497  # the digits test split, set apart
+    assert all("validation" in p for p in doc["points"]) and doc["provisional"] is False
+    chosen = doc["recommended"]
+    assert chosen["chosen_on"] == "validation" and chosen["tolerance"] == 1.0
+    point = next(p for p in doc["points"] if p["id"] == chosen["id"])
+    assert point["validation"]["acc_drop"] <= 1.0
+    within = [p for p in doc["points"] if p["validation"]["acc_drop"] <= 1.0]
+    assert point["objectives"]["size_mb"] == min(p["objectives"]["size_mb"] for p in within)
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["spec"]["constraints"] == {"max_drop": 1.0}  # the default bound is recorded
+    capsys.readouterr()
+    assert main(["export", str(out), "--point", "recommended", "-o", str(tmp_path / "r.onnx")]) == 0
+    assert (tmp_path / "r.onnx").stat().st_size > 0
+
+
+def test_a_time_budget_ends_the_run_and_leaves_a_front_on_disk(tmp_path, capsys):
+    out = tmp_path / "run"
+    start = time.monotonic()
+    assert main(["search", "--time", "0.05", "--out", str(out), "--quiet"]) == 0
+    assert time.monotonic() - start < 120  # not the 10 000 generations the cap allows
+    doc = json.loads((out / "front.json").read_text())
+    history = (out / "history.jsonl").read_text().splitlines()
+    assert doc["points"] and 1 <= len(history) < 10_000
+    assert json.loads((out / "settings.json").read_text())["spec"]["search"]["time_minutes"] == 0.05
+
+
+def test_after_the_deadline_no_candidate_starts_and_none_is_remembered():
+    problem = get_problem("digits", eval=64)
+    first = problem.space.searchable[0].name
+    problem.evaluate_config(QuantConfig())
+    problem.deadline = time.monotonic() - 1.0
+    configs = [problem.space.decode(problem.space.encode_uniform(w_bits=b, act="float")) for b in (2, 4)]
+    records = problem.evaluate_many(configs + [QuantConfig()])
+    assert [r.error for r in records[:2]] == [UNSTARTED, UNSTARTED] and records[2].ok  # the memo still answers
+    assert all(c.key() not in problem.store for c in configs) and first
