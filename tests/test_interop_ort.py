@@ -121,7 +121,8 @@ def test_export_cli_writes_overrides(setup, tmp_path, capsys):
     _, _, quantizer, _ = setup
     run = tmp_path / "run"
     assert main(["search", "--pop", "6", "--generations", "1", "--acts", "a8", "--w-bits", "8",
-                 "--out", str(run), "--quiet"]) == 0
+                 "--roundings", "nearest", "--bias-correction", "off", "--symmetry", "symmetric", "--weight-range",
+                 "minmax", "--out", str(run), "--quiet"]) == 0
     doc = json.loads((run / "front.json").read_text())
     point = doc["points"][0]["id"]
     out = tmp_path / "o.json"

@@ -16,6 +16,7 @@ from qaev.evaluation.staging import Finish, Staging
 from qaev.model.session import ORT_LEVELS
 from qaev.runtime.search_run import run_search
 from qaev.search.objectives import OBJECTIVE_MODULES, constraints
+from qaev.search.defaults import PRESETS
 from qaev.search.spec import EvalSettings, RunSpec, SearchSettings, SpaceSpec
 
 __all__ = ["search", "SYMMETRY"]
@@ -44,38 +45,46 @@ def constraint_options(func):
     return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
 
-def space_spec(*, w_bits, acts, granularity, calibrations, exclude, roundings, bias_correction, weight_range,
-               symmetry="symmetric", freeze=None) -> SpaceSpec:
-    """The search space of the CLI's text options."""
+_BIAS = {"off": (False,), "on": (True,), "both": (False, True)}
+
+
+def space_spec(*, w_bits=None, acts=None, granularity=None, calibrations=None, exclude=(), roundings=None,
+               bias_correction=None, weight_range=None, symmetry=None, freeze=None) -> SpaceSpec:
+    """The search space of the CLI's text options; an option not given stays unset (None)
+    and the preset's default for the model's family fills it when the problem is built."""
     frozen = ({selector: cfg.to_dict() for selector, cfg in load_layer_settings(freeze).items()}
-              if freeze is not None else {})
-    return SpaceSpec(w_bits=tuple(bit_list(w_bits)), acts=tuple(csv_list(acts)),
-                     granularities=tuple(csv_list(granularity)), calibrations=tuple(csv_list(calibrations)),
-                     exclude=tuple(exclude), roundings=tuple(csv_list(roundings)),
-                     bias_corrections=(False, True) if bias_correction else (False,), weight_range=weight_range,
-                     symmetric=tuple(SYMMETRY[symmetry]), frozen=frozen)
+              if freeze is not None else None)
+    given = lambda text, parse: None if text is None else tuple(parse(text))  # noqa: E731
+    return SpaceSpec(w_bits=given(w_bits, bit_list), acts=given(acts, csv_list),
+                     granularities=given(granularity, csv_list), calibrations=given(calibrations, csv_list),
+                     exclude=tuple(exclude) if exclude else None, roundings=given(roundings, csv_list),
+                     bias_corrections=None if bias_correction is None else _BIAS[bias_correction],
+                     weight_range=weight_range, symmetric=None if symmetry is None else tuple(SYMMETRY[symmetry]),
+                     frozen=frozen, scale_rules=None)
 
 
 def _space_options(func):
+    auto = " [default: from --preset and the model's family]"
     options = [
-        click.option("--w-bits", default="2,4,8", show_default=True,
-                     help="Allowed weight bits (comma list; float allowed)."),
-        click.option("--acts", default="a8,float", show_default=True,
-                     help="Allowed activations: a4,a8,a16,dyn8,float."),
-        click.option("--granularity", default="per_channel", show_default=True,
-                     help="Allowed: per_tensor,per_channel,block32,block64,block128."),
-        click.option("--calibrations", default="minmax", show_default=True,
-                     help="Allowed: minmax,percentile,entropy,mse."),
-        click.option("--roundings", default="nearest", show_default=True,
+        click.option("--preset", type=click.Choice(list(PRESETS)), default="size", show_default=True,
+                     help="The goal whose measured defaults fill every space option not given: "
+                          + "; ".join(f"{p.name}: {p.summary}" for p in PRESETS.values()) + "."),
+        click.option("--w-bits", default=None, help="Allowed weight bits (comma list; float allowed)." + auto),
+        click.option("--acts", default=None, help="Allowed activations: a4,a8,a16,dyn8,float." + auto),
+        click.option("--granularity", default=None,
+                     help="Allowed: per_tensor,per_channel,block32,block64,block128." + auto),
+        click.option("--calibrations", default=None, help="Allowed: minmax,percentile,entropy,mse." + auto),
+        click.option("--roundings", default=None,
                      help="Allowed weight roundings: nearest,gptq,codebook (gptq: second-order, data-aware; "
-                          "codebook: 2-bit embedding tables as 256 learned 4-weight vectors)."),
-        click.option("--bias-correction", is_flag=True, help="Search bias correction on/off per layer."),
-        click.option("--weight-range", type=click.Choice(["minmax", "mse"]), default="minmax", show_default=True,
+                          "codebook: 2-bit embedding tables as 256 learned 4-weight vectors)." + auto),
+        click.option("--bias-correction", type=click.Choice(list(_BIAS)), default=None,
+                     help="Bias correction on every layer, off, or searched per layer." + auto),
+        click.option("--weight-range", type=click.Choice(["minmax", "mse"]), default=None,
                      help="Weight grid range per scale group for every layer: min/max, or clipped to the least "
-                          "squared error."),
-        click.option("--symmetry", type=click.Choice(list(SYMMETRY)), default="symmetric", show_default=True,
+                          "squared error." + auto),
+        click.option("--symmetry", type=click.Choice(list(SYMMETRY)), default=None,
                      help="Weight grids: symmetric (2^b - 1 levels, zero point 0), asymmetric (all 2^b levels and "
-                          "a zero point per scale group), or searched per layer."),
+                          "a zero point per scale group), or searched per layer." + auto),
         click.option("--exclude", multiple=True, help="Keep these layers float (name or re:REGEX); repeatable."),
         click.option("--freeze", type=click.Path(path_type=Path), default=None,
                      help="YAML/JSON file mapping layer selectors (name or re:REGEX) to fixed settings, e.g. "
@@ -109,11 +118,12 @@ def _run_options(func):
                      help="With --staged end: screen candidates on one float graph standing in for every QDQ model "
                           "(simulator), on each candidate's own QDQ model, or auto: the simulator for small models. "
                           "Finishing always measures each candidate's own model."),
-        click.option("--sensitivity", "sensitivity_spec", default=None, metavar="noise[:N] | FILE",
+        click.option("--sensitivity", "sensitivity_spec", default="noise", show_default=True,
+                     metavar="noise[:N] | FILE | none",
                      help="Seed half of the first population along the greedy lowering path over a per-layer "
                           "sensitivity: `noise` probes each layer alone at each lower width on N (default 32) "
-                          "unlabelled samples; FILE is a `qaev sensitivity --out` table of measured drops. Default: "
-                          "the free weight-error proxy seeds 30%."),
+                          "unlabelled samples (their time counts in the run's); FILE is a `qaev sensitivity --out` "
+                          "table of measured drops; `none`: the free weight-error proxy seeds 30%."),
         click.option("--quiet", is_flag=True, help="Print only the final summary line."),
         click.option("--json-progress", is_flag=True,
                      help="One JSON object per generation on stdout instead of the bar."),
@@ -125,9 +135,11 @@ def _run_options(func):
 @click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option("--problem", default=None, help="A ready-made problem (see `qaev problems`); default digits.")
 @data_options
-@click.option("--hardware", default=None, help="Target table name or YAML path (for estimated objectives).")
-@click.option("--objectives", default="acc_drop,size_mb", show_default=True,
-              help=f"Comma-separated, from {', '.join(OBJECTIVE_MODULES)}.")
+@click.option("--hardware", default=None,
+              help="Target table name or YAML path (for estimated objectives) [default: the preset's, if any].")
+@click.option("--objectives", default=None,
+              help=f"Comma-separated, from {', '.join(OBJECTIVE_MODULES)} [default: the preset's, else "
+                   "acc_drop,size_mb].")
 @constraint_options
 @click.option("--algorithm", type=click.Choice(["auto", "nsga2", "nsga3"]), default="auto", show_default=True)
 @click.option("--pop", type=int, default=20, show_default=True, help="Population size.")
@@ -150,6 +162,9 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ti
     smallest point within --max-drop (default 1.0 metric points, 0.5 for Spearman) on the
     validation split."""
     generations = generations or (10_000 if time_minutes is not None else 10)
+    preset = PRESETS[kwargs.pop("preset")]
+    objectives = objectives or ",".join(preset.objectives or ("acc_drop", "size_mb"))
+    hardware = hardware or preset.hardware
     progress = make_progress("json" if json_progress else "quiet" if quiet else "bar", total_generations=generations,
                              objectives=csv_list(objectives))
     click.get_current_context().call_on_close(progress.close)
@@ -167,7 +182,9 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ti
                    evaluation=EvalSettings(metric=metric, ort_level=ort_level, validation=validation,
                                            staging=Staging(finish=staged, simulate=simulate) if staged else None),
                    search=SearchSettings(algorithm=algorithm, pop=pop, generations=generations, seed=seed,
-                                         sensitivity=sensitivity_spec, time_minutes=time_minutes))
+                                         sensitivity=None if sensitivity_spec == "none" else sensitivity_spec,
+                                         time_minutes=time_minutes),
+                   preset=preset.name)
     out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     outcome = run_search(spec, out=out, progress=progress, resume=resume, force=force, workers=workers,
                          dask=dask_address, timeout=timeout)

@@ -79,9 +79,11 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
             problem.sensitivity = load_sensitivity(problem, sensitivity, progress=lambda done, total: (
                 progress.message(f"  sensitivity probes: {done}/{total}") if done % max(1, total // 5) == 0 else None))
         progress.begin(_begin_text(problem, spec, out, parallel=runner is not None))
+        deadline = None
         if spec.search.time_minutes is not None:
-            progress.message(_set_deadline(problem, spec, start, workers=max(1, workers)))
-        result, interrupted = _search(problem, spec, out, progress)
+            deadline, text = _deadline(problem, spec, start, workers=max(1, workers))
+            progress.message(text)
+        result, interrupted = _search(problem, spec, out, progress, deadline=deadline)
     finally:
         if hasattr(runner, "close"):
             runner.close()
@@ -102,21 +104,22 @@ def _with_default_tolerance(spec: RunSpec, metric: str) -> RunSpec:
     return replace(spec, constraints={**spec.constraints, "max_drop": default_tolerance(metric)})
 
 
-def _set_deadline(problem, spec: RunSpec, start: float, *, workers: int) -> str:
-    """Set the problem's deadline so the run ends within its time budget, and say what one
-    evaluation costs (the float model's run over the evaluation split, measured) and how
-    many the budget affords."""
+def _deadline(problem, spec: RunSpec, start: float, *, workers: int) -> tuple[float, str]:
+    """When the search must stop starting candidates for the run to end within its time
+    budget, and what one evaluation costs (the float model's run over the evaluation split,
+    measured) and how many the budget affords."""
     measured = problem.evaluator.measure(problem.quantizer.model.proto)
     one = max(measured.session_s + measured.inference_s, 1e-3) * 1.3  # a quantized model runs a little slower
     validation = 0 if problem.validator is None else len(problem.validator.data) / len(problem.evaluator.data)
     budget = spec.search.time_minutes * 60.0
     reserve = min(0.25 * budget, 12 * one * (1 + validation))  # re-measuring the front at the end
-    problem.deadline = start + budget - reserve
-    left = problem.deadline - time.monotonic()
-    return (f"time budget {spec.search.time_minutes:g} min: one evaluation takes about {one:.2g} s "
+    deadline = start + budget - reserve
+    left = deadline - time.monotonic()
+    return deadline, (f"time budget {spec.search.time_minutes:g} min: one evaluation takes about {one:.2g} s "
             f"(the float model on {len(problem.evaluator.data)} samples: {one / 1.3:.2g} s, measured); about "
             f"{max(0, int(left / one)) * workers} evaluations fit in the {left / 60:.1f} min left for the search "
-            f"({reserve / 60:.1f} min kept to re-measure the front)")
+            f"({reserve / 60:.1f} min kept to re-measure the front; the first generation is measured whatever "
+            "the time)")
 
 
 def _begin_text(problem, spec: RunSpec, out: Path, *, parallel: bool) -> str:
@@ -133,7 +136,7 @@ def _begin_text(problem, spec: RunSpec, out: Path, *, parallel: bool) -> str:
                if problem.simulator is not None else ""))
 
 
-def _search(problem, spec: RunSpec, out: Path, progress) -> tuple[SearchResult, bool]:
+def _search(problem, spec: RunSpec, out: Path, progress, *, deadline: float | None) -> tuple[SearchResult, bool]:
     floats = None
 
     def on_generation(row, front):
@@ -150,7 +153,7 @@ def _search(problem, spec: RunSpec, out: Path, progress) -> tuple[SearchResult, 
         algo = (search.algorithm if problem.sensitivity is None
                 else make_algorithm(problem, name=search.algorithm, pop_size=search.pop, informed=INFORMED_SHARE))
         result = minimize(problem, algorithm=algo, pop_size=search.pop, n_gen=search.generations, seed=search.seed,
-                          callback=on_generation)
+                          callback=on_generation, deadline=deadline)
         return result, False
     except KeyboardInterrupt:  # stop cleanly: every finished evaluation is on disk; write their front
         return SearchResult(front=feasible_front(problem), history=[],
@@ -171,7 +174,8 @@ def _write(out: Path, problem, spec: RunSpec, front, floats: dict, *, provisiona
                        model_sha256=model.sha256, float_values=floats, metric=problem.evaluator.metric.name,
                        evaluations=len(problem.store), seed=spec.search.seed,
                        tolerance=spec.constraints.get("max_drop"),
-                       extra={"problem": source.get("problem"), "hardware": spec.hardware,
+                       extra={"problem": source.get("problem"), "hardware": spec.hardware, "preset": spec.preset,
+                              "space": problem.space.describe(),
                               "ort_level": spec.evaluation.ort_level, "provisional": provisional,
                               "history": history.to_dict() if history is not None else None})
 

@@ -9,7 +9,8 @@ from qaev.evaluation.evaluator import Evaluator
 from qaev.quantize import Quantizer
 from qaev.search.problem import QuantizationProblem
 from qaev.search.space import SearchSpace
-from qaev.search.spec import RunSpec
+from qaev.search.defaults import default_space
+from qaev.search.spec import ModelSource, RunSpec
 
 __all__ = ["build_problem", "build_local"]
 
@@ -35,8 +36,11 @@ def build_problem(spec: RunSpec, *, store=None, runner=None, table=None, parts=N
         from qaev.runtime.parallel import RemoteEvaluation
 
         remote = RemoteEvaluation(spec, build=build_local)
+    space = spec.space
+    if not space.complete:
+        space = default_space(quantizer.layers, preset=spec.preset, given=space.given(), has_data=has_data(spec))
     problem = QuantizationProblem(
-        quantizer, evaluator, space=SearchSpace(layers=quantizer.layers, **spec.space.options()),
+        quantizer, evaluator, space=SearchSpace(layers=quantizer.layers, **space.options()),
         objectives=spec.objectives, constraints=dict(spec.constraints),
         hardware=table if table is not None else spec.hardware, store=store, staging=settings.staging,
         runner=runner, remote=remote)
@@ -46,6 +50,12 @@ def build_problem(spec: RunSpec, *, store=None, runner=None, table=None, parts=N
         parts.model, parts.validation, metric=evaluator.metric.name, threads=settings.threads,
         ort_level=settings.ort_level)
     return problem
+
+
+def has_data(spec: RunSpec) -> bool:
+    """Whether the run calibrates on real data (not on generated inputs)."""
+    source = spec.source
+    return not (isinstance(source, ModelSource) and source.data.task == "fidelity" and source.data.data is None)
 
 
 def with_validation(parts, spec: RunSpec):

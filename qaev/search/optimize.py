@@ -99,13 +99,15 @@ class _Budget(Termination):
 
 
 class _History(Callback):
-    def __init__(self, problem, scale, user: Callable | None) -> None:
+    def __init__(self, problem, scale, user: Callable | None, *, deadline: float | None = None) -> None:
         super().__init__()
-        self.problem, self.scale, self.user = problem, scale, user
+        self.problem, self.scale, self.user, self.deadline = problem, scale, user, deadline
         self.rows: list[Generation] = []
         self.start = time.perf_counter()
 
     def notify(self, algorithm) -> None:
+        if self.deadline is not None:  # from the second generation on
+            self.problem.deadline = self.deadline
         self.record(algorithm.n_gen, provisional=self.problem.screening)
 
     def record(self, gen: int, *, provisional: bool) -> None:
@@ -120,7 +122,8 @@ class _History(Callback):
 
 
 def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 20, n_gen: int = 10, seed: int = 0,
-             callback: Callable[[Generation, list[Record]], None] | None = None, verbose: bool = False) -> SearchResult:
+             callback: Callable[[Generation, list[Record]], None] | None = None, verbose: bool = False,
+             deadline: float | None = None) -> SearchResult:
     """Search ``problem`` with pymoo and return the front over every evaluated candidate.
 
     Args:
@@ -132,6 +135,8 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
         callback: called after every generation with the history row and the current front
             (and, for a screening search, once more with the fully measured front).
         verbose: pymoo's own per-generation printout.
+        deadline: ``time.monotonic()`` after which no candidate starts, from the second
+            generation on (the first, the warm start, is always measured).
 
     Example:
         >>> from qaev.problems import get_problem
@@ -142,7 +147,7 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
     algo = make_algorithm(problem, name=algorithm, pop_size=pop_size) if isinstance(algorithm, str) else algorithm
     floats = problem.float_objectives()
     scale = [problem.evaluator.float_value if n == "acc_drop" else floats[n] for n in problem.objectives]
-    history = _History(problem, scale, callback)
+    history = _History(problem, scale, callback, deadline=deadline)
     res = pymoo_minimize(problem, algo, _Budget(n_gen, problem), seed=seed, callback=history, verbose=verbose,
                          copy_algorithm=True)
     if problem.screening:  # the search ran on first-stage values: measure its promising candidates fully

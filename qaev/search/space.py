@@ -202,6 +202,18 @@ class SearchSpace:
         """Number of genes."""
         return self.genome.n_var
 
+    def describe(self) -> dict:
+        """The space as JSON-ready options (what a run searched)."""
+        value = lambda v: getattr(v, "value", v)  # noqa: E731
+        return {"w_bits": list(self.w_bits), "acts": [act_name(*a) for a in self.acts],
+                "granularities": [value(g) for g in self.granularities], "symmetric": list(self.symmetric),
+                "calibrations": [value(c) for c in self.calibrations],
+                "scale_rules": [value(s) for s in self.scale_rules],
+                "roundings": [value(r) for r in self.roundings], "bias_corrections": list(self.bias_corrections),
+                "weight_range": value(self.weight_range), "exclude": list(self.exclude),
+                "frozen": {name: cfg.to_dict() for name, cfg in self.frozen.items()},
+                "searchable_layers": len(self.searchable)}
+
     def options(self, gene: str) -> tuple:
         """The ordered option list of ``gene`` (a name of :data:`~qaev.search.genome.LAYER_GENES`
         or :data:`~qaev.search.genome.GLOBAL_GENES`)."""

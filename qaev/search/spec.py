@@ -101,7 +101,8 @@ def _source(data) -> ProblemSource | ModelSource:
 @dataclass(frozen=True, kw_only=True)
 class SpaceSpec:
     """What the search may choose (the options of :class:`~qaev.search.space.SearchSpace`
-    without the model's layers)."""
+    without the model's layers). A field set to None is filled from the run's preset and the
+    model's family when the problem is built (:func:`qaev.search.defaults.default_space`)."""
 
     w_bits: tuple = (2, 4, 8)
     acts: tuple = ("a8", "float")
@@ -118,16 +119,27 @@ class SpaceSpec:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if value is None:
+                continue
             if f.name == "frozen":
                 object.__setattr__(self, f.name, MappingProxyType(dict(value)))
             elif f.name != "weight_range":
                 object.__setattr__(self, f.name, tuple(getattr(v, "value", v) for v in value))
         object.__setattr__(self, "weight_range", getattr(self.weight_range, "value", self.weight_range))
 
+    @property
+    def complete(self) -> bool:
+        """Whether every field is set (nothing left to the defaults)."""
+        return all(getattr(self, f.name) is not None for f in fields(self))
+
+    def given(self) -> dict:
+        """The fields that are set."""
+        return {k: v for k, v in self.options().items() if v is not None}
+
     def options(self) -> dict:
         """Keyword options of :class:`~qaev.search.space.SearchSpace`."""
-        return {f.name: (dict(getattr(self, f.name)) if f.name == "frozen" else getattr(self, f.name))
-                for f in fields(self)}
+        return {f.name: (dict(getattr(self, f.name)) if f.name == "frozen" and getattr(self, f.name) is not None
+                         else getattr(self, f.name)) for f in fields(self)}
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.options().items()}
@@ -218,6 +230,8 @@ class RunSpec:
         hardware: a hardware table name or YAML path, or None.
         evaluation: how candidates are measured.
         search: the algorithm and its budget.
+        preset: the goal whose defaults fill the space's unset fields (``size``,
+            ``latency-host``, ``npu-int8``: :data:`qaev.search.defaults.PRESETS`).
         version: schema version.
     """
 
@@ -228,6 +242,7 @@ class RunSpec:
     hardware: str | None = None
     evaluation: EvalSettings = field(default_factory=EvalSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
+    preset: str = "size"
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -244,7 +259,7 @@ class RunSpec:
         """Plain JSON-ready dict (``settings.json``)."""
         return {"version": self.version, "source": self.source.to_dict(), "space": self.space.to_dict(),
                 "objectives": list(self.objectives), "constraints": dict(self.constraints), "hardware": self.hardware,
-                "evaluation": self.evaluation.to_dict(), "search": asdict(self.search)}
+                "evaluation": self.evaluation.to_dict(), "search": asdict(self.search), "preset": self.preset}
 
     def key(self) -> str:
         """Identity of the spec (a worker builds one problem per key)."""

@@ -85,7 +85,7 @@ def test_sampler_seeds_along_the_lowering_path_over_the_matrix(measured):
     finally:
         problem.sensitivity = None
     assert X.shape == (10, problem.space.n_var)
-    informed = X[4:9]  # after the uniform anchors
+    informed = X[5:10]  # after the five uniform anchors
     assert np.array_equal(informed, np.array(expected))
     widths = informed[:, problem.space.genome.column("w_bits")]
     assert (np.diff(widths, axis=0) <= 0).all(), "each row lies further down one path: no layer is raised again"

@@ -24,7 +24,8 @@ class QuantSampling(Sampling):
 
     1. Uniform W8A8 and W4A8, weight-only 8/4-bit and dynamic int8 with 8-bit weights,
        those the space allows (dynamic int8 is the fastest model ONNX Runtime runs on
-       many CPUs, so a latency search starts from it).
+       many CPUs, so a latency search starts from it), and weight-only at the lowest
+       width the space allows.
     2. Sensitivity-informed. When the problem carries a measured sensitivity
        (``problem.sensitivity``: a drop table from ``qaev sensitivity`` or the output
        noise of :func:`~qaev.sensitivity.proxy.output_noise_table`), points
@@ -47,7 +48,9 @@ class QuantSampling(Sampling):
         space = problem.space
         upper = space.upper()
         dynamic = (_DYNAMIC_ANCHOR,) if _DYNAMIC_ANCHOR[1] in allowed_acts(space) else ()
-        anchors = [space.encode_uniform(w_bits=b, act=a) for b, a in _ANCHORS + dynamic]
+        lowest = min((b for b in space.w_bits if b is not None), default=None)
+        low = ((lowest, "float"),) if lowest is not None else ()
+        anchors = [space.encode_uniform(w_bits=b, act=a) for b, a in _ANCHORS + dynamic + low]
         rows = []
         for row in anchors:
             if not any(np.array_equal(row, r) for r in rows):
