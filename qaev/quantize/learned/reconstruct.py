@@ -1,0 +1,225 @@
+"""Block reconstruction: learned rounding and activation step sizes, block by block.
+
+BRECQ (Li et al., "BRECQ: Pushing the Limit of Post-Training Quantization by Block
+Reconstruction", ICLR 2021) learns the rounding of every weight of a block (AdaRound's
+variables and regulariser, Nagel et al., ICML 2020; :class:`~qaev.quantize.learned.adaround.SoftRounding`)
+against the float block's output, one block after another, each fed by the blocks before
+it already quantized. The activation step sizes are learned with them (LSQ, Esser et al.,
+"Learned Step Size Quantization", ICLR 2020), starting from the calibrated ranges, the zero
+points held. QDrop (Wei et al., "QDrop: Randomly Dropping Quantization for Extremely
+Low-bit Post-Training Quantization", ICLR 2022) drops the quantization of each activation
+element at random during learning (it is kept float with probability ``drop``) and feeds
+the block an element-wise mix of the quantized model's input and the float model's.
+
+Blocks come from :func:`~qaev.quantize.learned.blocks.cut_blocks`; the block runs in PyTorch
+(:class:`~qaev.quantize.learned.torch_graph.TorchGraph`) with the config's activation grids where
+:func:`~qaev.quantize.plan.activation_plan` puts ONNX Runtime's Q/DQ pairs. The result is a
+:class:`~qaev.quantize.sequential.Fitted` per learned layer (its weight on the layer's grid)
+and a range ``(lo, hi)`` per learned activation tensor, which ``config.ranges`` carries and
+:func:`~qaev.quantize.weights.activation_params` turns back into the learned scale and zero
+point. Every random choice (batches, dropped elements, mixed inputs) draws from one
+generator seeded with ``seed``: the same data and seed give the same weights and ranges.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from qaev.config import QuantConfig, ScaleRule
+from qaev.model.graph import FloatModel
+from qaev.model.layers import LayerInfo
+from qaev.quantize.learned._torch import require_torch, seeded_generator
+from qaev.quantize.learned.adaround import beta_at
+from qaev.quantize.learned.blocks import Block, cut_blocks
+from qaev.quantize.learned.block_state import BlockQuantizer, Samples
+from qaev.quantize.layer_inputs import LayerInputs
+from qaev.quantize.sequential import Fitted
+from qaev.quantize.weights import QuantizedWeight
+
+__all__ = ["ReconstructOptions", "BlockReport", "Reconstruction", "reconstruct"]
+
+LOG = logging.getLogger("qaev.learned")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReconstructOptions:
+    """How each block is learned.
+
+    The defaults were chosen on calibration-data block errors of EfficientNet-Lite0 (4-bit
+    weights), within the time a 2-core machine allows (benchmarks/RESULTS.md): BRECQ's
+    20000 steps of 32 samples at a learning rate of 1e-3 are out of reach there, and with 500
+    steps the rounding variables need a larger rate to end at 0 or 1.
+
+    Args:
+        iters: Adam steps per block.
+        batch_size: calibration samples per step.
+        lr: learning rate of the rounding variables.
+        act_lr: learning rate of the activation step sizes (their logarithms).
+        reg_weight: weight of the rounding regulariser (the block error is divided by its
+            value before learning, the regulariser averaged over the block's weights).
+        beta: the regulariser's ``beta`` at the end of the warm-up and at the last step.
+        warmup: fraction of the steps without the regulariser.
+        drop: probability that an activation element skips quantization while learning.
+        mix: probability that a block input element comes from the float model.
+        learn_ranges: learn activation step sizes (float scale rule only).
+        learn_bias: learn a shift of each layer's output channels with the rounding (a bias
+            correction, Nagel et al., ICCV 2019, learned instead of computed; it reaches the
+            QDQ model as the ``correction`` of :class:`~qaev.quantize.sequential.Fitted`).
+        bias_lr: learning rate of those shifts.
+        joins, max_layers: block size (:func:`~qaev.quantize.learned.blocks.cut_blocks`).
+        seed: seeds every random choice.
+    """
+
+    iters: int = 500
+    batch_size: int = 8
+    lr: float = 1e-1
+    act_lr: float = 1e-3
+    reg_weight: float = 10.0
+    beta: tuple[float, float] = (20.0, 2.0)
+    warmup: float = 0.2
+    drop: float = 0.5
+    mix: float = 0.5
+    learn_ranges: bool = True
+    learn_bias: bool = True
+    bias_lr: float = 1e-3
+    joins: int = 1
+    max_layers: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.iters < 0 or self.batch_size < 1 or not 0 <= self.drop <= 1 or not 0 <= self.mix <= 1:
+            raise ValueError(f"ReconstructOptions: invalid {self}")
+
+
+@dataclass(frozen=True)
+class BlockReport:
+    """One block's output error (mean squared, over the calibration samples).
+
+    Attributes:
+        block: the block's name.
+        layers: weight layers learned in it.
+        before: error with round-to-nearest weights and the calibrated ranges.
+        after: error with the learned rounding and ranges (both fed the quantized inputs).
+        seconds: wall time of the block.
+    """
+
+    block: str
+    layers: int
+    before: float
+    after: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """What :func:`reconstruct` learned.
+
+    Attributes:
+        fitted: layer name -> :class:`~qaev.quantize.sequential.Fitted` (``build_qdq(...,
+            fitted=...)`` puts them in the QDQ model).
+        ranges: activation tensor -> learned ``(lo, hi)``.
+        blocks: a :class:`BlockReport` per block.
+        seconds: total wall time.
+    """
+
+    fitted: Mapping[str, Fitted]
+    ranges: Mapping[str, tuple[float, float]]
+    blocks: tuple[BlockReport, ...]
+    seconds: float
+
+    def config(self, config: QuantConfig) -> QuantConfig:
+        """``config`` with the learned ranges in place of the calibrated ones."""
+        return config.with_ranges({**dict(config.ranges), **dict(self.ranges)})
+
+
+def _learn_block(bq: BlockQuantizer, samples: Samples, targets, options: ReconstructOptions, gen) -> None:
+    """The Adam loop of one block (BRECQ's objective, QDrop's dropping and mixing)."""
+    torch = require_torch()
+    groups = [{"params": bq.rounding_parameters(), "lr": options.lr}]
+    if options.learn_ranges and bq.act_parameters():
+        groups.append({"params": bq.act_parameters(), "lr": options.act_lr})
+    if bq.shift_parameters():
+        groups.append({"params": bq.shift_parameters(), "lr": options.bias_lr})
+    if not groups[0]["params"] and len(groups) == 1:
+        return
+    opt = torch.optim.Adam(groups)
+    scale = 1.0 / max(bq.before, 1e-30)
+    n_weights = max(bq.n_weights, 1)
+    for step in range(options.iters):
+        idx = samples.batch(options.batch_size, gen)
+        feeds = samples.mixed(idx, options.mix, gen)
+        out = bq.run(feeds, soft=True, drop=options.drop, gen=gen)
+        loss = (out - targets[idx[0]][idx[1]]).square().mean() * scale
+        beta = beta_at(step, options.iters, options.warmup, options.beta)
+        if beta is not None and options.reg_weight > 0:
+            loss = loss + options.reg_weight * bq.regulariser(beta) / n_weights
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfig,
+                batches: Sequence[Mapping[str, np.ndarray]], *, options: ReconstructOptions | None = None,
+                start: Mapping[str, QuantizedWeight] | None = None, inputs: LayerInputs | None = None,
+                log: Callable[[str], None] | None = None) -> Reconstruction:
+    """Learn every block's weight rounding and activation step sizes (module docstring).
+
+    Args:
+        model: the float model.
+        layers: its quantizable layers, in graph order.
+        config: a resolved config (static activations carry their calibrated ranges):
+            which layers are quantized and on which grids; the layers whose rounding is
+            ``block`` are learned, the others keep their own method's weights.
+        batches: the calibration feeds.
+        options: learning options.
+        start: layer name -> a rounding on the layer's grid to start from (e.g. GPTQ's);
+            other layers start from the float weights (AdaRound's start).
+        inputs: layer-input statistics, for layers other methods round with data.
+        log: called with one line per block (errors before and after, seconds; default:
+            the ``qaev.learned`` logger at level INFO).
+
+    Returns:
+        The :class:`Reconstruction`.
+
+    Raises:
+        ConfigError: PyTorch is not installed, or ``config`` lacks a calibrated range.
+        ModelError: an operator the interpreter does not know.
+    """
+    torch = require_torch()
+    options = options or ReconstructOptions()
+    log = log or LOG.info
+    began = time.perf_counter()
+    gen = seeded_generator(options.seed)
+    blocks = cut_blocks(model.proto, layers, joins=options.joins, max_layers=options.max_layers)
+    samples = Samples.from_batches(batches)
+    learn_ranges = options.learn_ranges and config.scale_rule is ScaleRule.FLOAT
+    fitted, ranges, reports = {}, {}, []
+    for i, block in enumerate(blocks):
+        t0 = time.perf_counter()
+        carry = _carried(blocks, i)
+        bq = BlockQuantizer(model, layers, config, block, carry=carry, learn_ranges=learn_ranges,
+                            learn_bias=options.learn_bias, start=start, inputs=inputs)
+        with torch.no_grad():
+            targets, side = bq.float_outputs(samples)
+            bq.before = bq.error(samples, targets)
+        _learn_block(bq, samples, targets, options, gen)
+        with torch.no_grad():
+            after = bq.error(samples, targets)
+            samples = samples.advance(block, targets, bq.quantized_outputs(samples), side)
+        fitted.update(bq.fitted())
+        ranges.update(bq.ranges() if learn_ranges else {})
+        reports.append(BlockReport(block=block.name, layers=len(bq.rounding_parameters()), before=bq.before,
+                                   after=after, seconds=time.perf_counter() - t0))
+        r = reports[-1]
+        log(f"block {i + 1}/{len(blocks)} {r.block}: error {r.before:.4g} -> {r.after:.4g} ({r.seconds:.1f} s)")
+    return Reconstruction(fitted=fitted, ranges=ranges, blocks=tuple(reports), seconds=time.perf_counter() - began)
+
+
+def _carried(blocks: Sequence[Block], i: int) -> tuple[str, ...]:
+    """Side tensors later blocks read that block ``i`` or an earlier one produces."""
+    later = {t for b in blocks[i + 1:] for t in b.inputs[1:]}
+    return tuple(sorted(later))
