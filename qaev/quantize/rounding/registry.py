@@ -30,6 +30,8 @@ class RoundingEntry:
             are normalised away.
         needs_data: its weights depend on calibration data (rebuilding a config takes it).
         widths: the weight widths it supports (None: every integer width).
+        model_scope: the method learns all its layers of a model together
+            (:meth:`qaev.quantize.Quantizer.build` runs it; its ``round`` is not used there).
         summary: one line for help texts.
     """
 
@@ -37,6 +39,7 @@ class RoundingEntry:
     on_grid: bool = True
     needs_data: bool = False
     widths: tuple[int, ...] | None = None
+    model_scope: bool = False
     summary: str = ""
 
 
@@ -46,6 +49,10 @@ ROUNDINGS: Mapping[str, RoundingEntry] = MappingProxyType({
                           summary="second-order, data-aware rounding on the same grid (GPTQ)"),
     "codebook": RoundingEntry(module="qaev.quantize.rounding.codebook", on_grid=False, widths=(2,),
                               summary="2-bit embedding tables as 256 learned 4-weight vectors"),
+    "adaround": RoundingEntry(module="qaev.quantize.rounding.adaround", needs_data=True,
+                              summary="learned up/down rounding per layer (AdaRound; needs PyTorch)"),
+    "block": RoundingEntry(module="qaev.quantize.rounding.block", needs_data=True, model_scope=True,
+                           summary="rounding and activation steps learned block by block (BRECQ/QDrop; needs PyTorch)"),
 })
 
 
