@@ -103,6 +103,14 @@ def _nbits_eligible(layer: LayerInfo, cfg) -> bool:
             and cfg.w_bits is not None and cfg.w_bits <= 4 and cfg.granularity.block_size is not None)
 
 
+def _grid_weight(quantizer: Quantizer, layer: LayerInfo, cfg, resolved: QuantConfig, fitted) -> QuantizedWeight:
+    """The layer's weight as the evaluation graph holds it (a model-scope fit, else its own method's)."""
+    fit = fitted.get(layer.name)
+    if fit is not None:
+        return fit.weight
+    return quantized_weight(quantizer.model, layer, cfg, resolved, quantizer.weights, inputs=quantizer.inputs)
+
+
 def export_model(quantizer: Quantizer, config: QuantConfig, *, compact: bool = False) -> onnx.ModelProto:
     """The deployable model of ``config``.
 
@@ -119,6 +127,7 @@ def export_model(quantizer: Quantizer, config: QuantConfig, *, compact: bool = F
     """
     resolved = quantizer.resolve(config)
     proto = quantizer.build(resolved, resolved=True)
+    fitted = quantizer.learned(resolved)[1] or {}  # kept from the build: no second fit
     ed = GraphEditor(proto)
     inits = {i.name: i for i in ed.model.graph.initializer}
     converted = set()
@@ -137,8 +146,7 @@ def export_model(quantizer: Quantizer, config: QuantConfig, *, compact: bool = F
         if _nbits_eligible(layer, cfg):
             node = ed.node(layer.name)
             dq = ed.node(f"{layer.name}.w.DequantizeLinear")
-            _matmulnbits(ed, layer, node, quantized_weight(quantizer.model, layer, cfg, resolved, quantizer.weights,
-                                                                  inputs=quantizer.inputs))
+            _matmulnbits(ed, layer, node, _grid_weight(quantizer, layer, cfg, resolved, fitted))
             ed.remove(dq)
             continue
         dq = ed.node(f"{layer.name}.w.DequantizeLinear")

@@ -18,10 +18,11 @@ from qaev.model.layers import LayerInfo, find_layers
 from qaev.quantize.plan import activation_plan, fit_to_layer
 from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.qdq import build_qdq
+from qaev.quantize.rounding.registry import rounding_entry
 from qaev.quantize.sequential import Fitted, fit_sequential
 from qaev.quantize.weights import WeightCache
 
-__all__ = ["Quantizer", "cache_dir", "activation_tensors", "uniform_config"]
+__all__ = ["Quantizer", "cache_dir", "activation_tensors", "uniform_config", "model_scope_layers"]
 
 
 def _data_key(batches: Sequence[Mapping[str, np.ndarray]]) -> str:
@@ -44,6 +45,8 @@ class Quantizer:
             only for configs with static activations that carry no ranges.
         inputs: layer-input statistics (lazy); required only for configs with ``gptq``
             rounding or bias correction (:meth:`calibrated` sets it up).
+        reconstruction: the :class:`~qaev.quantize.learned.reconstruct.ReconstructOptions`
+            of ``block`` rounding (None: its defaults, which a config rebuilds with).
 
     Example:
         >>> from qaev.data import digits_model_path, load_digits_split
@@ -55,21 +58,24 @@ class Quantizer:
     """
 
     def __init__(self, model: FloatModel, *, layers: Sequence[LayerInfo] | None = None,
-                 stats: ActivationStats | None = None, inputs: LayerInputs | None = None) -> None:
+                 stats: ActivationStats | None = None, inputs: LayerInputs | None = None,
+                 reconstruction=None) -> None:
         self.model = model
         self.layers = list(layers) if layers is not None else find_layers(model)
         self.stats = stats
         self.inputs = inputs
         self.weights = WeightCache()
         self.stats_path: Path | None = None
-        self._fits: dict[str, dict[str, Fitted]] = {}
+        self.reconstruction = reconstruction
+        self._fits: dict = {}
 
     @classmethod
     def calibrated(cls, model: FloatModel, calib, *, batch_size: int = 64, threads: int = 1,
-                   layers: Sequence[LayerInfo] | None = None, persist: bool = True) -> "Quantizer":
+                   layers: Sequence[LayerInfo] | None = None, persist: bool = True,
+                   reconstruction=None) -> "Quantizer":
         """Collect statistics for every candidate activation tensor in one pass over
         ``calib`` (an :class:`~qaev.data.ArrayDataset`), reusing a persisted copy when the
-        same model and data were seen before."""
+        same model and data were seen before (``reconstruction``: as for the constructor)."""
         batches = list(calib.batches(batch_size=model.fixed_batch or batch_size))
         first = batches[0] if batches else {}
         if layers is None:
@@ -91,7 +97,7 @@ class Quantizer:
             if path is not None:
                 stats.save(path)
         inputs = LayerInputs(model, layers, calib, cache=path.parent if path is not None else None, threads=threads)
-        quantizer = cls(model, layers=layers, stats=stats, inputs=inputs)
+        quantizer = cls(model, layers=layers, stats=stats, inputs=inputs, reconstruction=reconstruction)
         quantizer.stats_path = path
         return quantizer
 
@@ -125,8 +131,42 @@ class Quantizer:
         """The QDQ evaluation model of ``config`` (ranges resolved first, unless ``resolved``
         says ``config`` came from :meth:`resolve` already)."""
         config = config if resolved else self.resolve(config)
-        fitted = self.fitted(config) if config.rounding_inputs is RoundingInputs.QUANTIZED else None
+        config, fitted = self.learned(config)
         return build_qdq(self.model, self.layers, config, cache=self.weights, inputs=self.inputs, fitted=fitted)
+
+    def learned(self, config: QuantConfig) -> tuple[QuantConfig, dict[str, Fitted] | None]:
+        """What a resolved ``config`` takes from model-scope fits: the config with the
+        activation ranges block reconstruction learned, and the layers fitted to quantized
+        inputs or learned by block reconstruction (None when there are none)."""
+        if model_scope_layers(config):
+            learned = self.reconstructed(config)
+            return learned.config(config), dict(learned.fitted)
+        return config, self.fitted(config) if config.rounding_inputs is RoundingInputs.QUANTIZED else None
+
+    def reconstructed(self, config: QuantConfig):
+        """Block reconstruction of the ``block`` layers of a resolved ``config``
+        (:func:`qaev.quantize.learned.reconstruct.reconstruct` with :attr:`reconstruction`;
+        the last few results are kept).
+
+        Raises:
+            ConfigError: no calibration data, ``rounding_inputs: quantized`` beside it, or
+                PyTorch is not installed.
+        """
+        from qaev.quantize.learned.reconstruct import reconstruct
+
+        key = "block-" + config.key()
+        if key not in self._fits:
+            if self.inputs is None:
+                raise ConfigError("rounding: block reconstruction needs calibration data (build with "
+                                  "Quantizer.calibrated)")
+            if config.rounding_inputs is RoundingInputs.QUANTIZED:
+                raise ConfigError("rounding_inputs: block rounding fits its layers to quantized inputs itself; "
+                                  "use rounding_inputs: float with it")
+            if len(self._fits) >= 4:
+                self._fits.pop(next(iter(self._fits)))
+            self._fits[key] = reconstruct(self.model, self.layers, config, self.inputs.batches(),
+                                          options=self.reconstruction, inputs=self.inputs)
+        return self._fits[key]
 
     def fitted(self, config: QuantConfig) -> dict[str, Fitted]:
         """The layers of a resolved ``config`` fitted to quantized inputs
@@ -149,6 +189,12 @@ class Quantizer:
             self._fits[key] = fit_sequential(self.model, self.layers, config, self.inputs, build=build,
                                              threads=self.inputs.threads)
         return self._fits[key]
+
+
+def model_scope_layers(config: QuantConfig) -> list[str]:
+    """Quantized layers of ``config`` whose rounding method works at model scope (``block``)."""
+    return [name for name, cfg in config.layers.items()
+            if not cfg.is_float and rounding_entry(cfg.effective().rounding).model_scope]
 
 
 def activation_tensors(layers: Sequence[LayerInfo]) -> list[str]:
