@@ -13,6 +13,7 @@ import onnx
 
 from qaev.files import write_atomic
 from qaev.cli.data import resolve_data
+from qaev.cli.learning import show_learning
 from qaev.cli.options import (CALIBRATION_CHOICE, compact_names_option, data_options, data_options_from,
                               layer_config_from)
 from qaev.config import CalibMethod, RoundingInputs, ScaleRule
@@ -23,6 +24,7 @@ from qaev.evaluation.evaluator import Evaluator
 from qaev.model.graph import FloatModel, load_model
 from qaev.quantize.sizes import model_bytes, other_bytes
 from qaev.quantize import Quantizer, export_model, uniform_config
+from qaev.quantize.rounding.registry import ROUNDINGS
 from qaev.search.space import set_apart
 from qaev.data.tasks import load_task
 
@@ -61,9 +63,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--asymmetric", is_flag=True, help="Asymmetric weight grids.")
 @click.option("--calibration", type=CALIBRATION_CHOICE, default="minmax", show_default=True)
 @click.option("--pow2-scales", is_flag=True, help="Round scales up to powers of two.")
-@click.option("--rounding", type=click.Choice(["nearest", "gptq", "codebook"]), default="nearest", show_default=True,
-              help="Weight rounding: nearest, gptq (second-order, from calibration data), or codebook "
-                   "(2-bit embedding tables as 256 learned 4-weight vectors; other layers: nearest).")
+@click.option("--rounding", type=click.Choice(list(ROUNDINGS)), default="nearest", show_default=True,
+              help="Weight rounding: nearest, gptq (second-order, from calibration data), codebook "
+                   "(2-bit embedding tables as 256 learned 4-weight vectors; other layers: nearest), adaround "
+                   "(up/down learned per layer) or block (rounding and activation steps learned block by block); "
+                   "adaround and block need pip install 'qaev[torch]'.")
 @click.option("--bias-correction", is_flag=True, help="Correct biases for the mean weight-quantization error.")
 @click.option("--weight-range", type=click.Choice(["minmax", "mse"]), default="minmax", show_default=True,
               help="Weight grid range per scale group: min/max, or clipped to the least squared error.")
@@ -100,6 +104,7 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     config = set_apart(config, quantizer.layers, exclude=exclude,
                        frozen=load_layer_settings(freeze) if freeze is not None else None)
     config = quantizer.resolve(config)
+    show_learning(config)
     size = _write_model(export_model(quantizer, config, compact=compact_names), out)
     exact = model_bytes(quantizer.layers, config, other_bytes(float_model.proto, quantizer.layers))
     summary = {"model": str(path), "out": str(out), "bytes": size, "size_mb": exact / 1e6,
@@ -150,11 +155,13 @@ def apply(config: Path, model: Path | None, problem: str | None, out: Path, comp
         float_model = load_model(model)
         quantizer = Quantizer(float_model)
     elif problem is None and kwargs["task"] is None and kwargs["data"] is None:
-        raise ConfigError(f"{config}: its layers round weights with calibration data (gptq or bias correction); "
-                          "give the data it was built with: --problem NAME (same --calib/--seed) or --task/--data")
+        raise ConfigError(f"{config}: its layers round weights with calibration data (gptq, adaround, block "
+                          "or bias correction); give the data it was built with: --problem NAME (same "
+                          "--calib/--seed) or --task/--data")
     else:
         resolved = resolve_data(model, problem, kwargs)
         quantizer = Quantizer.calibrated(resolved.model, resolved.calib)
+    show_learning(cfg)
     size = _write_model(export_model(quantizer, cfg, compact=compact_names), out)
     click.echo(f"wrote {out} ({size / 1e6:.3f} MB)")
 
