@@ -1,0 +1,113 @@
+"""Blocks cut at residual joins, and block reconstruction (BRECQ/QDrop) on digits."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+from qaev.config import ActMode, LayerConfig, QuantConfig, ScaleRule
+from qaev.data import ArrayDataset, digits_model_path, load_digits_split
+from qaev.evaluation.evaluator import Evaluator
+from qaev.model.graph import load_model
+from qaev.model.layers import find_layers
+from qaev.model.session import make_session
+from qaev.quantize import Quantizer, build_qdq, uniform_config
+from qaev.quantize.learned.block_state import ActQuantizer
+from qaev.quantize.learned.blocks import cut_blocks
+from qaev.quantize.learned.reconstruct import ReconstructOptions, reconstruct
+from qaev.quantize.weights import activation_params
+from tests.models import conv_mlp, images
+
+
+def _residual_model() -> onnx.ModelProto:
+    """conv -> relu -> [conv -> relu -> conv] + skip -> conv: one residual join."""
+    rng = np.random.default_rng(0)
+    w = lambda name: nh.from_array((rng.normal(size=(4, 4, 1, 1)) * 0.5).astype(np.float32), name)  # noqa: E731
+    nodes = [h.make_node("Conv", ["x", "w0"], ["c0"], name="c0"), h.make_node("Relu", ["c0"], ["r0"], name="r0"),
+             h.make_node("Conv", ["r0", "w1"], ["c1"], name="c1"), h.make_node("Relu", ["c1"], ["r1"], name="r1"),
+             h.make_node("Conv", ["r1", "w2"], ["c2"], name="c2"), h.make_node("Add", ["r0", "c2"], ["a"], name="add"),
+             h.make_node("Conv", ["a", "w3"], ["y"], name="c3")]
+    graph = h.make_graph(nodes, "res", [h.make_tensor_value_info("x", T.FLOAT, ["N", 4, 5, 5])],
+                         [h.make_tensor_value_info("y", T.FLOAT, ["N", 4, 5, 5])], [w(f"w{i}") for i in range(4)])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 21)])
+
+
+def test_blocks_cut_at_the_residual_join_and_never_inside_it():
+    model = load_model(_residual_model())
+    blocks = cut_blocks(model.proto, find_layers(model), max_layers=1)
+    assert [b.layers for b in blocks] == [("c0",), ("c1", "c2"), ("c3",)]
+    assert blocks[1].main_input == "r0" and blocks[1].output == "a" and blocks[-1].output == "y"
+    merged = cut_blocks(model.proto, find_layers(model), max_layers=3)
+    assert [b.layers for b in merged] == [("c0", "c1", "c2"), ("c3",)]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    model = load_model(digits_model_path())
+    return model, Quantizer.calibrated(model, load_digits_split("calib"), persist=False)
+
+
+def _config(quantizer, **settings) -> QuantConfig:
+    return quantizer.resolve(uniform_config(quantizer.layers, LayerConfig(rounding="block", **settings)))
+
+
+def test_block_reconstruction_lowers_every_block_error_and_is_deterministic(digits):
+    model, q = digits
+    config = _config(q, w_bits=4, act=ActMode.STATIC, a_bits=8)
+    options = ReconstructOptions(iters=150, batch_size=16, seed=3)
+    first = reconstruct(model, q.layers, config, q.inputs.batches(), options=options)
+    assert len(first.blocks) == 2 and all(b.after < b.before for b in first.blocks)
+    assert set(first.fitted) == {layer.name for layer in q.layers if layer.has_weight}
+    again = reconstruct(model, q.layers, config, q.inputs.batches(), options=options)
+    assert dict(first.ranges) == dict(again.ranges)
+    assert all(first.fitted[k].weight.q.tobytes() == again.fitted[k].weight.q.tobytes() for k in first.fitted)
+    other = reconstruct(model, q.layers, config, q.inputs.batches(), options=ReconstructOptions(
+        iters=150, batch_size=16, seed=4))
+    assert dict(other.ranges) != dict(first.ranges)  # the seed decides every random choice
+
+
+def test_learned_ranges_give_back_their_step_size_and_zero_point(digits):
+    model, q = digits
+    config = _config(q, w_bits=4, act=ActMode.STATIC, a_bits=8)
+    result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ReconstructOptions(iters=20, seed=0))
+    assert result.ranges and "logits" not in result.ranges  # a model output keeps its min/max range
+    for tensor, (lo, hi) in result.ranges.items():
+        params = activation_params(lo, hi, bits=8, scale_rule=ScaleRule.FLOAT)
+        start = activation_params(*config.ranges[tensor], bits=8, scale_rule=ScaleRule.FLOAT)
+        assert params.zero_point == start.zero_point
+        assert ActQuantizer(params, learn=False).range() == pytest.approx((lo, hi), rel=1e-6, abs=1e-9)
+
+
+def test_weight_only_reconstruction_beats_nearest_on_held_out_digits(digits):
+    model, q = digits
+    config = _config(q, w_bits=2, act=ActMode.FLOAT)
+    evaluator = Evaluator(model, load_digits_split("test"), metric="top1")
+    nearest = q.resolve(uniform_config(q.layers, LayerConfig(w_bits=2, act=ActMode.FLOAT)))
+    plain = evaluator.measure(q.build(nearest, resolved=True)).value
+    result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ReconstructOptions(iters=300, seed=0))
+    learned = evaluator.measure(build_qdq(model, q.layers, result.config(config), fitted=result.fitted)).value
+    assert learned > plain + 20
+
+
+def test_only_block_layers_are_learned_the_others_keep_their_method(digits):
+    model, q = digits
+    base = _config(q, w_bits=4, act=ActMode.FLOAT)
+    first = q.layers[0].name
+    config = QuantConfig(layers={**base.layers, first: LayerConfig(w_bits=4, act=ActMode.FLOAT, rounding="gptq")},
+                         ranges=base.ranges)
+    result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ReconstructOptions(iters=20, seed=0),
+                         inputs=q.inputs)
+    assert first not in result.fitted and set(result.fitted) == {x.name for x in q.layers[1:] if x.has_weight}
+
+
+def test_learned_output_shifts_reach_the_qdq_model_except_for_static_matmuls():
+    model = load_model(conv_mlp())
+    calib = [{"x": images(16, seed=s)} for s in range(2)]
+    q = Quantizer.calibrated(model, ArrayDataset({"x": np.concatenate([b["x"] for b in calib])}), persist=False)
+    config = _config(q, w_bits=4, act=ActMode.STATIC, a_bits=8)
+    result = reconstruct(model, q.layers, config, calib, options=ReconstructOptions(iters=30, batch_size=8))
+    assert result.fitted["fc1"].correction is None  # ORT's fused MatMulIntegerToFloat rejects it
+    assert result.fitted["conv1"].correction is not None and result.fitted["fc2"].correction is not None
+    out = make_session(build_qdq(model, q.layers, result.config(config), fitted=result.fitted)).run(None, calib[0])[0]
+    assert out.shape == (16, 10) and np.isfinite(out).all()
