@@ -1,0 +1,224 @@
+"""Learned rounding on a real problem: top-1 drop of 4-bit weights by rounding method.
+
+    python benchmarks/learned_rounding.py --seeds 0 --acts float,a8 --methods nearest,gptq,adaround,block
+
+Every weight 4-bit per-channel (symmetric, MSE-clipped grids: the best existing recipe's
+grids), activations float (``float``) or static 8-bit on every layer (``a8``, ranges from
+the calibration data). Methods: ``nearest``; ``gptq`` (GPTQ rounding with bias correction);
+``adaround`` (layer-wise learned rounding, ``--rounding adaround``, with bias correction);
+``block`` (block reconstruction, ``--rounding block``, at each ``--iters`` count, seeded
+with the data-split seed). For each data-split seed the problem's calibration samples fit the
+method and its held-out evaluation samples measure it; each drop comes with its paired
+standard error (``Evaluator.head_drop``), and the mean over seeds with the root of the summed
+squared errors over the seed count. Nothing is chosen on the evaluation samples.
+
+    python benchmarks/learned_rounding.py --interpreter   # torch interpreter vs ONNX Runtime (and onnx2torch)
+    python benchmarks/learned_rounding.py --layer-speed   # AdaRound step: Hessian form vs minibatches of rows
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from qaev.config import LayerConfig
+from qaev.evaluation.evaluator import Evaluator
+from qaev.problems import problem_parts
+from qaev.quantize import Quantizer, uniform_config
+from qaev.quantize.learned.reconstruct import ReconstructOptions
+
+
+def _base(act: str) -> LayerConfig:
+    mode = {"float": "float", "a8": "static"}[act]
+    return LayerConfig(w_bits=4, act=mode, a_bits=8, weight_range="mse")
+
+
+def _with(config, rounding: str, bias_correction: bool):
+    return replace(config, layers={k: replace(v, rounding=rounding, bias_correction=bias_correction)
+                                   for k, v in config.layers.items()})
+
+
+def _method(name: str, quantizer, config, args, seed: int):
+    """(QDQ model, extra record fields) of one rounding method on a resolved config; every
+    method is built by ``Quantizer.build`` from the config that names it."""
+    if name in ("nearest", "gptq", "adaround"):  # GPTQ and AdaRound with bias correction
+        return quantizer.build(_with(config, name, name != "nearest"), resolved=True), {}
+    quantizer.reconstruction = ReconstructOptions(iters=int(name.split(":")[1]), batch_size=args.batch, seed=seed,
+                                                  lr=args.lr, learn_bias=not args.no_learn_bias)
+    cfg = _with(config, "block", False)
+    model = quantizer.build(cfg, resolved=True)
+    result = quantizer.reconstructed(cfg)
+    return model, {"blocks": [[b.block, b.before, b.after, b.seconds] for b in result.blocks]}
+
+
+def measure(args) -> list[dict]:
+    import logging
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(format="    %(message)s", stream=sys.stdout)
+    logging.getLogger("qaev.learned").setLevel(logging.INFO)
+    rows = []
+    methods = [m for m in args.methods.split(",") if m != "block"]
+    if "block" in args.methods.split(","):
+        methods += [f"block:{n}" for n in args.iters.split(",")]
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        parts = problem_parts(args.problem, seed=seed)
+        quantizer = Quantizer.calibrated(parts.model, parts.calib)
+        evaluator = Evaluator(parts.model, parts.test or parts.eval, metric=parts.metric)
+        for act in args.acts.split(","):
+            config = quantizer.resolve(uniform_config(quantizer.layers, _base(act)))
+            for name in methods:
+                start, cpu = time.perf_counter(), time.process_time()
+                model, extra = _method(name, quantizer, config, args, seed)
+                fit_s, fit_cpu = time.perf_counter() - start, time.process_time() - cpu
+                outputs = evaluator.measure(model, keep_outputs=True).outputs
+                drop, se = evaluator.head_drop(outputs)
+                row = {"seed": seed, "acts": act, "method": name, "drop": drop, "se": se, "fit_min": fit_s / 60,
+                       "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data), "float": evaluator.float_value, **extra}
+                rows.append(row)
+                print(f"{seed:4d} {act:5s} {name:12s} {drop:+7.2f} +-{se:4.2f} {fit_s / 60:7.1f} min "
+                      f"({fit_cpu / 60:.1f} cpu)", flush=True)
+                if args.json:
+                    with open(args.json, "a") as f:
+                        f.write(json.dumps(row) + "\n")
+    return rows
+
+
+def summary(rows: list[dict]) -> None:
+    """Mean drop over seeds per (acts, method), with the combined paired standard error."""
+    print(f"{'acts':5s} {'method':12s} {'seeds':>5s} {'mean drop':>10s} {'se':>5s} {'fit min':>8s}")
+    keys = list(dict.fromkeys((r["acts"], r["method"]) for r in rows))
+    for act, method in keys:
+        sel = [r for r in rows if r["acts"] == act and r["method"] == method]
+        mean = float(np.mean([r["drop"] for r in sel]))
+        se = float(np.sqrt(sum(r["se"] ** 2 for r in sel))) / len(sel)
+        minutes = np.mean([r["fit_min"] for r in sel])
+        print(f"{act:5s} {method:12s} {len(sel):5d} {mean:+10.2f} {se:5.2f} {minutes:8.1f}")
+
+
+def _timed(fn, repeat: int = 3) -> float:
+    """The fastest of ``repeat`` calls after one warm-up (other jobs share the machine);
+    called at once, so the closures below see the loop variables of their own pass."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _onnx2torch_line(proto, feeds, ref) -> str:
+    """onnx2torch on the model as is and down-converted to opset 17 (if it is importable)."""
+    import torch
+
+    try:
+        import onnx2torch
+    except ImportError:
+        return "onnx2torch: not importable here"
+    from onnx import version_converter
+
+    out = []
+    for label, model in (("opset 21", proto), ("opset 17", version_converter.convert_version(proto, 17))):
+        try:
+            module = onnx2torch.convert(model)
+            args = [torch.from_numpy(np.array(feeds[i.name])) for i in model.graph.input if i.name in feeds]
+            with torch.no_grad():
+                got = module(*args)
+            got = (got[0] if isinstance(got, (list, tuple)) else got).numpy()
+            with torch.no_grad():
+                sec = _timed(lambda: module(*args))  # noqa: B023
+            out.append(f"{label}: max |diff| {np.abs(got - ref).max():.2e}, {sec * 1000:.0f} ms")
+        except Exception as exc:  # report whatever it raises
+            out.append(f"{label}: {type(exc).__name__}: {str(exc)[:120]}")
+    return "onnx2torch " + "; ".join(out)
+
+
+def interpreter_check(threads: int) -> None:
+    """Exactness and speed of the torch interpreter against ONNX Runtime (one batch each)."""
+    import torch
+
+    from qaev.model.session import make_session
+    from qaev.quantize.learned.torch_graph import TorchGraph
+
+    torch.set_num_threads(threads)
+    for name, batch in (("efficientnet-lite0", 8), ("minilm-l6-stsb", 16)):
+        parts = problem_parts(name, seed=0)
+        feeds = next(iter(parts.calib.batches(batch_size=batch)))
+        proto = parts.model.proto
+        session = make_session(proto, threads=threads)
+        ref = session.run(None, feeds)[0]
+        graph = TorchGraph(proto)
+        tensors = {k: torch.from_numpy(np.array(v)) for k, v in feeds.items()}
+        with torch.no_grad():
+            got = graph.run(tensors)[graph.outputs[0]].numpy()
+            fwd = _timed(lambda: graph.run(tensors))  # noqa: B023
+        weights = {k: v.clone().requires_grad_(True) for k, v in graph.constants.items() if v.dim() >= 2}
+        fwd_bwd = _timed(lambda: graph.run(tensors, weights=weights)[graph.outputs[0]].square().sum().backward(), 2)  # noqa: B023
+        ort_s = _timed(lambda: session.run(None, feeds))  # noqa: B023
+        print(f"{name} (batch {batch}, {threads} thread(s)): ours max |diff| {np.abs(got - ref).max():.2e} "
+              f"(output max {np.abs(ref).max():.3g}); ORT {ort_s * 1000:.0f} ms, ours forward {fwd * 1000:.0f} ms, "
+              f"forward+backward {fwd_bwd * 1000:.0f} ms")
+        print("   ", _onnx2torch_line(proto, feeds, ref))
+
+
+def layer_speed_check(threads: int) -> None:
+    """One AdaRound step on Lite0-like layer shapes: the Hessian form vs 4096-row minibatches."""
+    import torch
+
+    from qaev.quantize.learned.adaround import hessian_factor
+
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    print(f"{'layer (inputs n, outputs R, calibration rows)':48s} {'hessian ms':>10s} {'rows ms':>8s}")
+    shapes = (("stem 3x3 (27, 32, 2.5M)", 27, 32, 2_508_800), ("expand 1x1 (112, 672, 39k)", 112, 672, 39_200),
+              ("project 1x1 (1152, 320, 9.8k)", 1152, 320, 9_800), ("classifier (1280, 1000, 200)", 1280, 1000, 200))
+    for label, n, r, rows in shapes:
+        x = rng.normal(size=(min(rows, 20_000), n)).astype(np.float32)
+        x64 = x.astype(np.float64)
+        factor = torch.from_numpy(hessian_factor((x64.T @ x64 / len(x))[None])[0])
+        w = torch.randn(r, n, requires_grad=True)
+        batch = torch.from_numpy(x[:4096])
+        hess = _timed(lambda: ((w @ factor).square().sum()).backward())  # noqa: B023
+        mini = _timed(lambda: ((w @ batch.T).square().sum() / len(batch)).backward())  # noqa: B023
+        print(f"{label:48s} {hess * 1000:10.2f} {mini * 1000:8.2f}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problem", default="efficientnet-lite0")
+    parser.add_argument("--seeds", default="0", help="data-split seeds (comma list)")
+    parser.add_argument("--acts", default="float,a8", help="float and/or a8 (comma list)")
+    parser.add_argument("--methods", default="nearest,gptq,adaround,block")
+    parser.add_argument("--iters", default="500", help="block reconstruction steps per block (comma list)")
+    parser.add_argument("--batch", type=int, default=8, help="block reconstruction samples per step")
+    parser.add_argument("--lr", type=float, default=ReconstructOptions().lr, help="rounding variables' learning rate")
+    parser.add_argument("--no-learn-bias", action="store_true", help="learn rounding and step sizes only (BRECQ/QDrop)")
+    parser.add_argument("--adaround-iters", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--json", type=Path, default=None, help="append one JSON line per measurement")
+    parser.add_argument("--summary", type=Path, default=None, help="only print the summary of a --json file")
+    parser.add_argument("--interpreter", action="store_true", help="torch interpreter vs ONNX Runtime")
+    parser.add_argument("--layer-speed", action="store_true", help="AdaRound step: Hessian form vs rows")
+    args = parser.parse_args(argv)
+    print(f"command: python benchmarks/learned_rounding.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    if args.summary is not None:
+        summary([json.loads(line) for line in args.summary.read_text().splitlines() if line.strip()])
+        return
+    if args.interpreter or args.layer_speed:
+        interpreter_check(args.threads) if args.interpreter else layer_speed_check(args.threads)
+        return
+    print(f"{'seed':>4s} {'acts':5s} {'method':12s} {'drop':>7s} {'se':>6s} {'fit':>11s}")
+    summary(measure(args))
+
+
+if __name__ == "__main__":
+    main()
