@@ -152,8 +152,6 @@ class Quantizer:
             ConfigError: no calibration data, ``rounding_inputs: quantized`` beside it, or
                 PyTorch is not installed.
         """
-        from qaev.quantize.learned.reconstruct import reconstruct
-
         key = "block-" + config.key()
         if key not in self._fits:
             if self.inputs is None:
@@ -164,9 +162,28 @@ class Quantizer:
                                   "use rounding_inputs: float with it")
             if len(self._fits) >= 4:
                 self._fits.pop(next(iter(self._fits)))
-            self._fits[key] = reconstruct(self.model, self.layers, config, self.inputs.batches(),
-                                          options=self.reconstruction, inputs=self.inputs)
+            self._fits[key] = self._reconstruct(config)
         return self._fits[key]
+
+    def _reconstruct(self, config: QuantConfig):
+        """Block reconstruction of ``config``, read back from the calibration cache folder when
+        the same model, data, config and options were learned before, else learned and kept."""
+        from qaev.quantize.learned.reconstruct import LOG, ReconstructOptions, reconstruct
+        from qaev.quantize.learned.store import load_result, result_key, save_result
+
+        options = self.reconstruction or ReconstructOptions()
+        batches, folder = self.inputs.batches(), self.inputs.cache
+        key = result_key(model_sha256=self.model.sha256, data_key=_data_key(batches), config_key=config.key(),
+                         options=options)
+        found = load_result(folder, key) if folder is not None else None
+        if found is not None:
+            LOG.info("block reconstruction: %d blocks read from %s (learned in %.0f s)", len(found.blocks),
+                     folder / f"{key}.npz", found.seconds)
+            return found
+        result = reconstruct(self.model, self.layers, config, batches, options=options, inputs=self.inputs)
+        if folder is not None:
+            save_result(folder, key, result)
+        return result
 
     def fitted(self, config: QuantConfig) -> dict[str, Fitted]:
         """The layers of a resolved ``config`` fitted to quantized inputs

@@ -85,3 +85,25 @@ def test_adaround_never_reconstructs_a_digits_layer_worse_than_gptq(digits):
         _, report = adaround(w, nearest, q.inputs.get(layer).hessian, layer=layer, symmetric=True,
                              options=AdaRoundOptions(iters=300))
         assert report.final <= report.gptq * (1 + 1e-9) and np.isfinite(report.final)
+
+
+def test_a_reconstruction_is_kept_on_disk_and_read_back_by_the_next_quantizer(tmp_path, monkeypatch):
+    from qaev.quantize.learned import reconstruct as learning
+
+    monkeypatch.setenv("QAEV_CACHE", str(tmp_path))
+    model, options = load_model(digits_model_path()), ReconstructOptions(iters=20, seed=1)
+    first = Quantizer.calibrated(model, load_digits_split("calib"), reconstruction=options)
+    config = first.resolve(uniform_config(first.layers, LayerConfig(w_bits=4, act=ActMode.STATIC, a_bits=8,
+                                                                    rounding="block")))
+    built = first.build(config, resolved=True).SerializeToString()
+    assert list(tmp_path.rglob("block-*.npz"))
+
+    def no_learning(*args, **kwargs):
+        raise AssertionError("learned again")
+
+    monkeypatch.setattr(learning, "reconstruct", no_learning)
+    second = Quantizer.calibrated(model, load_digits_split("calib"), reconstruction=options)
+    assert second.build(config, resolved=True).SerializeToString() == built
+    other = Quantizer.calibrated(model, load_digits_split("calib"), reconstruction=ReconstructOptions(iters=20, seed=2))
+    with pytest.raises(AssertionError, match="learned again"):  # other options: another key
+        other.build(config, resolved=True)
