@@ -240,10 +240,11 @@ def _register() -> None:
     from qaev.cli.hardware import hardware
     from qaev.cli.report import report
     from qaev.cli.export import export, problems
+    from qaev.cli.refine import refine
     from qaev.cli.search import search
     from qaev.cli.sensitivity import sensitivity
 
-    for command in (search, export, report, sensitivity, problems, hardware):
+    for command in (search, export, refine, report, sensitivity, problems, hardware):
         cli.add_command(command)
 
 
