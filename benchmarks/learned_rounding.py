@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qaev.config import LayerConfig
+from qaev.config import BlockSettings, LayerConfig
 from qaev.evaluation.evaluator import Evaluator
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
@@ -48,9 +48,8 @@ def _method(name: str, quantizer, config, args, seed: int):
     method is built by ``Quantizer.build`` from the config that names it."""
     if name in ("nearest", "gptq", "adaround"):  # GPTQ and AdaRound with bias correction
         return quantizer.build(_with(config, name, name != "nearest"), resolved=True), {}
-    quantizer.reconstruction = ReconstructOptions(iters=int(name.split(":")[1]), batch_size=args.batch, seed=seed,
-                                                  lr=args.lr, learn_bias=not args.no_learn_bias)
-    cfg = _with(config, "block", False)
+    quantizer.reconstruction = ReconstructOptions(batch_size=args.batch, lr=args.lr, learn_bias=not args.no_learn_bias)
+    cfg = replace(_with(config, "block", False), block=BlockSettings(iters=int(name.split(":")[1]), seed=seed))
     model = quantizer.build(cfg, resolved=True)
     result = quantizer.reconstructed(cfg)
     return model, {"blocks": [[b.block, b.before, b.after, b.seconds] for b in result.blocks]}

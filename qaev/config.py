@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
 from typing import Mapping
 
@@ -33,6 +33,7 @@ __all__ = [
     "LayerConfig",
     "QuantConfig",
     "WeightRange",
+    "BlockSettings",
 ]
 
 CONFIG_VERSION = 1
@@ -183,6 +184,35 @@ def _freeze_ranges(ranges) -> Mapping[str, tuple[float, float]]:
     return MappingProxyType(dict(sorted(out.items())))
 
 
+def _count(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}: expected a non-negative integer, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockSettings:
+    """How ``block`` rounding learns (:mod:`qaev.quantize.learned.reconstruct`; BRECQ, Li et
+    al., ICLR 2021): part of the config, so a config rebuilds the same weights.
+
+    Args:
+        iters: Adam steps per block (time grows with it; see docs/results-learned-rounding.md).
+        seed: seeds every random choice of the learning (batches, dropped elements).
+    """
+
+    iters: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _count(self.iters, "block.iters")
+        _count(self.seed, "block.seed")
+
+    @classmethod
+    def from_dict(cls, data: Mapping, *, where: str = "block") -> "BlockSettings":
+        _check_keys(cls, data, where)
+        return cls(**data)
+
+
 @dataclass(frozen=True, kw_only=True)
 class QuantConfig:
     """A whole-model quantization config.
@@ -197,6 +227,8 @@ class QuantConfig:
         version: schema version of the config file.
         rounding_inputs: which inputs GPTQ rounding and bias correction fit to
             (:class:`RoundingInputs`; written to files only when not ``float``).
+        block: how layers with ``block`` rounding learn (:class:`BlockSettings`; written
+            to files only when not the defaults).
     """
 
     layers: Mapping[str, LayerConfig] = field(default_factory=dict)
@@ -204,6 +236,7 @@ class QuantConfig:
     scale_rule: ScaleRule = ScaleRule.FLOAT
     rounding_inputs: RoundingInputs = RoundingInputs.FLOAT
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    block: BlockSettings = field(default_factory=BlockSettings)
     model_sha256: str | None = None
     version: int = CONFIG_VERSION
 
@@ -215,6 +248,8 @@ class QuantConfig:
         object.__setattr__(self, "calibration", _enum(CalibMethod, self.calibration, "calibration"))
         object.__setattr__(self, "scale_rule", _enum(ScaleRule, self.scale_rule, "scale_rule"))
         object.__setattr__(self, "rounding_inputs", _enum(RoundingInputs, self.rounding_inputs, "rounding_inputs"))
+        if not isinstance(self.block, BlockSettings):
+            object.__setattr__(self, "block", BlockSettings.from_dict(self.block))
         layers = {}
         for name, cfg in dict(self.layers).items():
             if not isinstance(cfg, LayerConfig):
@@ -266,7 +301,8 @@ class QuantConfig:
             "layers": {name: cfg.to_dict() for name, cfg in self.layers.items()},
             "ranges": {name: [lo, hi] for name, (lo, hi) in self.ranges.items()},
         } | ({"rounding_inputs": self.rounding_inputs.value}
-             if self.rounding_inputs is not RoundingInputs.FLOAT else {})
+             if self.rounding_inputs is not RoundingInputs.FLOAT else {}) | (
+            {"block": asdict(self.block)} if self.block != BlockSettings() else {})
 
     def key(self) -> str:
         """Hash of the *effective* config: genes that do not change the model share it
@@ -292,6 +328,8 @@ class QuantConfig:
         }
         if layers and self.rounding_inputs is not RoundingInputs.FLOAT:
             payload["rounding_inputs"] = self.rounding_inputs.value
+        if any(rounding_entry(cfg["rounding"]).model_scope for cfg in layers.values() if "rounding" in cfg):
+            payload["block"] = asdict(self.block)
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -16,7 +16,7 @@ from qaev.cli.data import resolve_data
 from qaev.cli.learning import show_learning
 from qaev.cli.options import (CALIBRATION_CHOICE, compact_names_option, data_options, data_options_from,
                               layer_config_from)
-from qaev.config import CalibMethod, RoundingInputs, ScaleRule
+from qaev.config import BlockSettings, CalibMethod, RoundingInputs, ScaleRule
 from qaev.config_io import load_config, load_layer_settings, save_config
 from qaev.data import digits_model_path
 from qaev.errors import ConfigError, DataError, ModelError, QaevError
@@ -68,6 +68,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
                    "(2-bit embedding tables as 256 learned 4-weight vectors; other layers: nearest), adaround "
                    "(up/down learned per layer) or block (rounding and activation steps learned block by block); "
                    "adaround and block need pip install 'qaev[torch]'.")
+@click.option("--block-iters", type=click.IntRange(min=0), default=500, show_default=True,
+              help="--rounding block: learning steps per block (time grows with them); kept in the config.")
+@click.option("--block-seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="--rounding block: seed of every random choice of the learning; kept in the config.")
 @click.option("--bias-correction", is_flag=True, help="Correct biases for the mean weight-quantization error.")
 @click.option("--weight-range", type=click.Choice(["minmax", "mse"]), default="minmax", show_default=True,
               help="Weight grid range per scale group: min/max, or clipped to the least squared error.")
@@ -87,8 +91,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--no-eval", is_flag=True, help="Skip measuring the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, calibration, pow2_scales, rounding,
-             bias_correction, weight_range, rounding_inputs, exclude, freeze, out, compact_names, save_to, no_eval,
-             as_json, **kwargs) -> None:
+             block_iters, block_seed, bias_correction, weight_range, rounding_inputs, exclude, freeze, out,
+             compact_names, save_to, no_eval, as_json, **kwargs) -> None:
     """Uniform quantization of every layer (the one-shot baseline); --exclude and --freeze
     set some layers apart."""
     resolved = resolve_data(model, problem, kwargs)
@@ -100,7 +104,8 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     quantizer = Quantizer.calibrated(float_model, resolved.calib)
     config = uniform_config(quantizer.layers, layer_cfg, calibration=CalibMethod(calibration),
                             scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)
-    config = replace(config, rounding_inputs=RoundingInputs(rounding_inputs))
+    config = replace(config, rounding_inputs=RoundingInputs(rounding_inputs),
+                     block=BlockSettings(iters=block_iters, seed=block_seed))
     config = set_apart(config, quantizer.layers, exclude=exclude,
                        frozen=load_layer_settings(freeze) if freeze is not None else None)
     config = quantizer.resolve(config)

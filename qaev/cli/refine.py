@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from qaev.config import QuantConfig, RoundingInputs
+from qaev.config import BlockSettings, QuantConfig, RoundingInputs
 from qaev.config_io import load_config, save_config
 from qaev.errors import ConfigError, ModelError
 from qaev.files import write_atomic
@@ -29,8 +29,9 @@ from qaev.runtime.rundir import read_front
 __all__ = ["refine", "refined_config"]
 
 
-def refined_config(config: QuantConfig, layers) -> QuantConfig:
-    """``config`` with ``rounding: block`` on every layer block reconstruction applies to."""
+def refined_config(config: QuantConfig, layers, *, block: BlockSettings | None = None) -> QuantConfig:
+    """``config`` with ``rounding: block`` on every layer block reconstruction applies to
+    (learning with ``block``, default :class:`~qaev.config.BlockSettings`)."""
     from qaev.quantize.rounding.groups import supports_data_aware
     from qaev.quantize.rounding.registry import rounding_entry
 
@@ -41,7 +42,8 @@ def refined_config(config: QuantConfig, layers) -> QuantConfig:
         if (not cfg.is_float and eff.w_bits is not None and eff.w_bits <= 8 and name in by_name
                 and supports_data_aware(by_name[name]) and rounding_entry(eff.rounding).on_grid):
             changed[name] = replace(cfg, rounding="block", bias_correction=False)
-    return replace(config, layers={**config.layers, **changed}, rounding_inputs=RoundingInputs.FLOAT)
+    return replace(config, layers={**config.layers, **changed}, rounding_inputs=RoundingInputs.FLOAT,
+                   block=block or BlockSettings())
 
 
 def _parts(run_dir: Path, float_model):
@@ -84,8 +86,12 @@ def _measure(quantizer, config, evaluators: dict) -> dict:
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--point", "point_id", default=None, help="Point id from front.json.")
 @click.option("--recommended", is_flag=True, help="The run's recommended point.")
+@click.option("--iters", type=click.IntRange(min=0), default=500, show_default=True,
+              help="Learning steps per block (time grows with them).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of every random choice of the learning.")
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="Float model, if it moved.")
-def refine(run_dir, point_id, recommended, model) -> None:
+def refine(run_dir, point_id, recommended, iters, seed, model) -> None:
     """Rebuild a front point with block reconstruction and measure it again (needs PyTorch)."""
     from qaev.cli.learning import show_learning
     from qaev.evaluation.evaluator import Evaluator
@@ -102,7 +108,7 @@ def refine(run_dir, point_id, recommended, model) -> None:
     threads = spec.evaluation.threads
     quantizer = Quantizer.calibrated(float_model, parts.calib, threads=threads)
     original = load_config(Path(run_dir) / point["config"])
-    config = refined_config(quantizer.resolve(original), quantizer.layers)
+    config = refined_config(quantizer.resolve(original), quantizer.layers, block=BlockSettings(iters=iters, seed=seed))
     metric = spec.evaluation.metric or parts.metric
     evaluators = {"search": Evaluator(float_model, parts.eval, metric=metric, threads=threads)}
     if parts.validation is not None:

@@ -3,6 +3,7 @@ turning any :class:`~qaev.config.QuantConfig` into the QDQ model ONNX Runtime ru
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -46,7 +47,8 @@ class Quantizer:
         inputs: layer-input statistics (lazy); required only for configs with ``gptq``
             rounding or bias correction (:meth:`calibrated` sets it up).
         reconstruction: the :class:`~qaev.quantize.learned.reconstruct.ReconstructOptions`
-            of ``block`` rounding (None: its defaults, which a config rebuilds with).
+            of ``block`` rounding (None: its defaults); the config's
+            :class:`~qaev.config.BlockSettings` set the steps and the seed.
 
     Example:
         >>> from qaev.data import digits_model_path, load_digits_split
@@ -171,7 +173,8 @@ class Quantizer:
         from qaev.quantize.learned.reconstruct import LOG, ReconstructOptions, reconstruct
         from qaev.quantize.learned.store import load_result, result_key, save_result
 
-        options = self.reconstruction or ReconstructOptions()
+        options = replace(self.reconstruction or ReconstructOptions(), iters=config.block.iters,
+                          seed=config.block.seed)
         batches, folder = self.inputs.batches(), self.inputs.cache
         key = result_key(model_sha256=self.model.sha256, data_key=_data_key(batches), config_key=config.key(),
                          options=options)

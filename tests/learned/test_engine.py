@@ -2,12 +2,13 @@
 on ``qaev quantize`` and ``qaev apply``; a config re-applies byte-identically from the same
 calibration data."""
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from qaev.cli.main import main
-from qaev.config import ActMode, Granularity, LayerConfig, RoundingInputs, ScaleRule
+from qaev.config import ActMode, BlockSettings, Granularity, LayerConfig, QuantConfig, RoundingInputs, ScaleRule
 from qaev.data import digits_model_path, load_digits_split
 from qaev.errors import ConfigError
 from qaev.model.graph import load_model
@@ -36,14 +37,14 @@ def test_a_learned_config_reapplies_byte_identically_from_the_same_calibration_d
 @pytest.fixture(scope="module")
 def digits():
     model = load_model(digits_model_path())
-    return Quantizer.calibrated(model, load_digits_split("calib"), persist=False,
-                                reconstruction=ReconstructOptions(iters=40, seed=0))
+    return Quantizer.calibrated(model, load_digits_split("calib"), persist=False)
 
 
 def test_block_rounding_learns_the_ranges_it_builds_with_and_fits_once(digits):
     q = digits
     config = q.resolve(uniform_config(q.layers, LayerConfig(w_bits=4, act=ActMode.STATIC, a_bits=8,
                                                             rounding="block")))
+    config = replace(config, block=BlockSettings(iters=40))
     learned_config, fitted = q.learned(config)
     assert set(fitted) == {layer.name for layer in q.layers if layer.has_weight}
     assert learned_config.ranges != config.ranges
@@ -54,7 +55,7 @@ def test_block_rounding_learns_the_ranges_it_builds_with_and_fits_once(digits):
 def test_block_rounding_refuses_weights_fitted_to_quantized_inputs_beside_it(digits):
     q = digits
     config = uniform_config(q.layers, LayerConfig(w_bits=4, act=ActMode.FLOAT, rounding="block"))
-    config = q.resolve(config.__class__(**{**config._fields(), "rounding_inputs": RoundingInputs.QUANTIZED}))
+    config = q.resolve(replace(config, rounding_inputs=RoundingInputs.QUANTIZED))
     with pytest.raises(ConfigError, match="rounding_inputs"):
         q.build(config, resolved=True)
 
@@ -91,10 +92,11 @@ def test_a_reconstruction_is_kept_on_disk_and_read_back_by_the_next_quantizer(tm
     from qaev.quantize.learned import reconstruct as learning
 
     monkeypatch.setenv("QAEV_CACHE", str(tmp_path))
-    model, options = load_model(digits_model_path()), ReconstructOptions(iters=20, seed=1)
-    first = Quantizer.calibrated(model, load_digits_split("calib"), reconstruction=options)
+    model = load_model(digits_model_path())
+    first = Quantizer.calibrated(model, load_digits_split("calib"))
     config = first.resolve(uniform_config(first.layers, LayerConfig(w_bits=4, act=ActMode.STATIC, a_bits=8,
                                                                     rounding="block")))
+    config = replace(config, block=BlockSettings(iters=20, seed=1))
     built = first.build(config, resolved=True).SerializeToString()
     assert list(tmp_path.rglob("block-*.npz"))
 
@@ -102,8 +104,25 @@ def test_a_reconstruction_is_kept_on_disk_and_read_back_by_the_next_quantizer(tm
         raise AssertionError("learned again")
 
     monkeypatch.setattr(learning, "reconstruct", no_learning)
-    second = Quantizer.calibrated(model, load_digits_split("calib"), reconstruction=options)
+    second = Quantizer.calibrated(model, load_digits_split("calib"))
     assert second.build(config, resolved=True).SerializeToString() == built
-    other = Quantizer.calibrated(model, load_digits_split("calib"), reconstruction=ReconstructOptions(iters=20, seed=2))
-    with pytest.raises(AssertionError, match="learned again"):  # other options: another key
+    with pytest.raises(AssertionError, match="learned again"):  # another seed: another key
+        second.build(replace(config, block=BlockSettings(iters=20, seed=2)), resolved=True)
+    other = Quantizer.calibrated(model, load_digits_split("calib"), reconstruction=ReconstructOptions(lr=0.05))
+    with pytest.raises(AssertionError, match="learned again"):  # other learning options: another key
         other.build(config, resolved=True)
+
+
+def test_block_settings_travel_in_the_config_file_and_change_its_key(tmp_path):
+    from qaev.config_io import load_config, save_config
+
+    base = QuantConfig(layers={"a": LayerConfig(w_bits=4, act=ActMode.FLOAT, rounding="block")})
+    tuned = replace(base, block=BlockSettings(iters=150, seed=3))
+    assert "block" not in base.to_dict() and tuned.to_dict()["block"] == {"iters": 150, "seed": 3}
+    assert load_config(save_config(tuned, tmp_path / "c.yaml")) == tuned and tuned.key() != base.key()
+    plain = QuantConfig(layers={"a": LayerConfig(w_bits=4, act=ActMode.FLOAT)})
+    assert replace(plain, block=BlockSettings(iters=150)).key() == plain.key()  # no block layer: same model
+    with pytest.raises(ConfigError, match="block.iters"):
+        QuantConfig.from_dict({"version": 1, "block": {"iters": -1}})
+    with pytest.raises(ConfigError, match="unknown key.*'steps'"):
+        QuantConfig.from_dict({"version": 1, "block": {"steps": 5}})
