@@ -18,9 +18,9 @@ from qaev.cli.options import (CALIBRATION_CHOICE, compact_names_option, data_opt
 from qaev.config import CalibMethod, RoundingInputs, ScaleRule
 from qaev.config_io import load_config, load_layer_settings, save_config
 from qaev.data import digits_model_path
-from qaev.errors import ConfigError, DataError, ModelError, QaevError
+from qaev.errors import ConfigError, DataError, QaevError
 from qaev.evaluation.evaluator import Evaluator
-from qaev.model.graph import FloatModel, load_model
+from qaev.model.graph import FloatModel, load_model, read_model_file
 from qaev.quantize.sizes import model_bytes, other_bytes
 from qaev.quantize import Quantizer, export_model, uniform_config
 from qaev.search.space import set_apart
@@ -160,12 +160,7 @@ def apply(config: Path, model: Path | None, problem: str | None, out: Path, comp
 
 
 def _raw_model(path: Path) -> onnx.ModelProto:
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file")
-    try:
-        return onnx.load_model_from_string(path.read_bytes())
-    except Exception:
-        raise ModelError(f"{path}: not a valid ONNX model (protobuf parse failed; truncated or wrong file?)") from None
+    return read_model_file(path)
 
 
 @cli.command()

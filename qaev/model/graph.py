@@ -18,8 +18,10 @@ import onnx
 from onnx import numpy_helper, version_converter
 
 from qaev.errors import DataError, ModelError
+from qaev.model.external import inline_external_data
 
-__all__ = ["FloatModel", "load_model", "check_inputs", "converted_to_opset", "QUANTIZED_OPS", "TARGET_OPSET"]
+__all__ = ["FloatModel", "load_model", "read_model_file", "check_inputs", "converted_to_opset", "QUANTIZED_OPS",
+           "TARGET_OPSET"]
 
 #: Opset the evaluation graphs are built at (block-wise DequantizeLinear, INT4 types).
 TARGET_OPSET = 21
@@ -126,22 +128,6 @@ def _parse(data: bytes, where: str) -> onnx.ModelProto:
     if not model.graph.node:
         raise ModelError(f"{where}: not a valid ONNX model (no graph nodes)")
     return model
-
-
-def _check_external_data(model: onnx.ModelProto, where: str, base: Path | None) -> None:
-    for tensor in model.graph.initializer:
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        if base is None:
-            raise ModelError(f"{where}: tensor {tensor.name!r} uses external data "
-                             "but the model was not read from a file")
-        target = (base / location).resolve()
-        if os.path.isabs(location) or base.resolve() not in target.parents:
-            raise ModelError(f"{where}: external data path {location!r} of tensor {tensor.name!r} "
-                             "escapes the model's folder")
-        if not target.is_file():
-            raise ModelError(f"{where}: external data file {location!r} of tensor {tensor.name!r} is missing")
 
 
 def _default_opset(model: onnx.ModelProto) -> int:
@@ -281,6 +267,29 @@ def _raise_opset(model: onnx.ModelProto, where: str) -> onnx.ModelProto:
         raise ModelError(f"{where}: opset {opset} could not be converted to {TARGET_OPSET} ({exc})") from None
 
 
+def _file_bytes(path: Path) -> bytes:
+    if path.is_dir():
+        raise ModelError(f"{path}: is a directory, not a model file")
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    if path.stat().st_size > _MAX_BYTES:
+        raise ModelError(f"{path}: models over 2 GiB are not supported")
+    return path.read_bytes()
+
+
+def read_model_file(path: str | os.PathLike) -> onnx.ModelProto:
+    """An ONNX file as it is (no normalisation: a float or a quantized model), its external
+    data checked against its folder and read in (:mod:`qaev.model.external`).
+
+    Raises:
+        ModelError: missing, not ONNX, or external data outside the model's folder.
+    """
+    path = Path(path)
+    model = _parse(_file_bytes(path), str(path))
+    inline_external_data(model, path.parent, str(path))
+    return model
+
+
 def load_model(source: str | os.PathLike | bytes | onnx.ModelProto) -> FloatModel:
     """Read and normalise a float ONNX model.
 
@@ -306,16 +315,10 @@ def load_model(source: str | os.PathLike | bytes | onnx.ModelProto) -> FloatMode
         data = bytes(source)
     else:
         path = Path(source)
-        if not path.is_file():
-            raise ModelError(f"{path}: no such model file")
-        if path.stat().st_size > _MAX_BYTES:
-            raise ModelError(f"{path}: models over 2 GiB are not supported")
-        data = path.read_bytes()
+        data = _file_bytes(path)
     where = _describe(path)
     model = _parse(data, where)
-    _check_external_data(model, where, path.parent if path else None)
-    if path is not None and any(i.data_location == onnx.TensorProto.EXTERNAL for i in model.graph.initializer):
-        onnx.load_external_data_for_model(model, str(path.parent))
+    inline_external_data(model, path.parent if path else None, where)
     if _default_opset(model) < 7:
         raise ModelError(f"{where}: model declares no usable default-domain opset")
     _refuse_quantized(model, where)
