@@ -11,10 +11,10 @@ from pathlib import Path
 import click
 import onnx
 
-from qaev.files import write_atomic
 from qaev.cli.data import resolve_data
+from qaev.cli.written import write_model
 from qaev.cli.options import (CALIBRATION_CHOICE, compact_names_option, data_options, data_options_from,
-                              layer_config_from)
+                              layer_config_from, output_file)
 from qaev.config import CalibMethod, RoundingInputs, ScaleRule
 from qaev.config_io import load_config, load_layer_settings, save_config
 from qaev.data import digits_model_path
@@ -35,11 +35,6 @@ def _model_or_default(model: Path | None) -> tuple[Path, bool]:
     return model, False
 
 
-def _write_model(proto: onnx.ModelProto, out: Path) -> int:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    data = proto.SerializeToString()
-    write_atomic(out, data)
-    return len(data)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,7 +71,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="YAML/JSON file mapping layer selectors (name or re:REGEX) to their own settings, e.g. "
                    "'re:word_embeddings: {w_bits: 2, act: float, rounding: codebook}'; the rest take the uniform one.")
 @data_options
-@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output .onnx.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, callback=output_file,
+              help="Output .onnx.")
 @compact_names_option
 @click.option("--save-config", "save_to", type=click.Path(path_type=Path), default=None,
               help="Write the config (YAML/JSON).")
@@ -100,7 +96,9 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     config = set_apart(config, quantizer.layers, exclude=exclude,
                        frozen=load_layer_settings(freeze) if freeze is not None else None)
     config = quantizer.resolve(config)
-    size = _write_model(export_model(quantizer, config, compact=compact_names), out)
+    first = next(iter(resolved.calib.batches(batch_size=float_model.fixed_batch or 1)))
+    size = write_model(export_model(quantizer, config, compact=compact_names), out, reference=float_model,
+                       sample=first)
     exact = model_bytes(quantizer.layers, config, other_bytes(float_model.proto, quantizer.layers))
     summary = {"model": str(path), "out": str(out), "bytes": size, "size_mb": exact / 1e6,
                "float_bytes": path.stat().st_size if path else None, "layers": len(config.layers)}
@@ -131,7 +129,8 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
 @click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option("--problem", default=None, help="The ready-made problem whose model (and data) the config is for.")
 @data_options
-@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output .onnx.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, callback=output_file,
+              help="Output .onnx.")
 @compact_names_option
 def apply(config: Path, model: Path | None, problem: str | None, out: Path, compact_names: bool, **kwargs) -> None:
     """Rebuild the quantized model a CONFIG describes for MODEL (or --problem's model).
@@ -155,7 +154,7 @@ def apply(config: Path, model: Path | None, problem: str | None, out: Path, comp
     else:
         resolved = resolve_data(model, problem, kwargs)
         quantizer = Quantizer.calibrated(resolved.model, resolved.calib)
-    size = _write_model(export_model(quantizer, cfg, compact=compact_names), out)
+    size = write_model(export_model(quantizer, cfg, compact=compact_names), out, reference=quantizer.model)
     click.echo(f"wrote {out} ({size / 1e6:.3f} MB)")
 
 

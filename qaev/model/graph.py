@@ -19,6 +19,7 @@ from onnx import numpy_helper, version_converter
 
 from qaev.errors import DataError, ModelError
 from qaev.model.external import inline_external_data
+from qaev.model.subgraphs import outer_reads
 
 __all__ = ["FloatModel", "load_model", "read_model_file", "check_inputs", "converted_to_opset", "QUANTIZED_OPS",
            "TARGET_OPSET"]
@@ -185,7 +186,7 @@ def _fold_batchnorm(model: onnx.ModelProto) -> None:
     inits = {i.name: i for i in graph.initializer}
     consumers: dict[str, int] = {}
     for node in graph.node:
-        for name in node.input:
+        for name in (*node.input, *outer_reads(node)):
             consumers[name] = consumers.get(name, 0) + 1
     producer = {out: node for node in graph.node for out in node.output}
     outputs = {o.name for o in graph.output}
@@ -224,7 +225,7 @@ def _fold_batchnorm(model: onnx.ModelProto) -> None:
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:
     graph = model.graph
-    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    used = {name for node in graph.node for name in (*node.input, *outer_reads(node))} | {o.name for o in graph.output}
     keep = [i for i in graph.initializer if i.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
