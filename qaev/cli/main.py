@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 import onnx
 
+from qaev.cli import notes
 from qaev.cli.data import resolve_data
 from qaev.cli.written import write_model
 from qaev.cli.options import (CALIBRATION_CHOICE, compact_names_option, data_options, data_options_from,
@@ -219,10 +220,6 @@ def _report_measure(evaluator: Evaluator, raw: onnx.ModelProto, path: Path, as_j
         click.echo(f"{metric}: {measured.value:.4f}  (n={measured.n}, measured on {path}){latency}")
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    click.echo(f"qaev: warning: {message}", err=True)
-
-
 def _register() -> None:
     from qaev.cli.hardware import hardware
     from qaev.cli.report import report
@@ -242,24 +239,31 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     if not debug:
-        warnings.showwarning = _one_line_warning
+        warnings.showwarning = notes.show
+        notes.hold()
     try:
         code = cli.main(args=args, prog_name="qaev", standalone_mode=False)
+        notes.flush()
         return code if isinstance(code, int) else 0
     except click.exceptions.Exit as exc:
+        notes.flush()
         return exc.exit_code
     except click.ClickException as exc:
+        notes.drop()
         exc.show()
         return exc.exit_code
     except click.Abort:
+        notes.flush()
         click.echo("qaev: interrupted", err=True)
         return 130
     except QaevError as exc:
+        notes.drop()
         if debug:
             traceback.print_exc()
         click.echo(f"qaev: error: {' '.join(str(exc).split())}", err=True)
         return exc.exit_code
     except Exception as exc:  # a bug, not bad input: say so in one line unless --debug
+        notes.drop()
         if debug:
             raise
         click.echo(f"qaev: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from qaev.cli import notes
 from qaev.cli.data import data_source
 from qaev.cli.options import bit_list, csv_list, data_options
 from qaev.cli.progress import make_progress
@@ -121,6 +122,17 @@ def _run_options(func):
     return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
 
+def _warnings_at_begin(progress) -> None:
+    """Print the warnings held while loading when the search proper begins."""
+    begin = progress.begin
+
+    def begin_with_warnings(text: str) -> None:
+        notes.flush()
+        begin(text)
+
+    progress.begin = begin_with_warnings
+
+
 @click.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option("--problem", default=None, help="A ready-made problem (see `qaev problems`); default digits.")
@@ -141,6 +153,7 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ou
     progress = make_progress("json" if json_progress else "quiet" if quiet else "bar", total_generations=generations,
                              objectives=csv_list(objectives))
     click.get_current_context().call_on_close(progress.close)
+    _warnings_at_begin(progress)
     progress.start(f"qaev search: pop {pop} x {generations} generations; loading the model and calibrating ...")
     bounds = {name: kwargs.pop(name) for name in constraints()}
     space = space_spec(**{k: kwargs.pop(k) for k in ("w_bits", "acts", "granularity", "calibrations", "exclude",

@@ -153,7 +153,8 @@ def synthetic_dataset(input_specs: Mapping[str, tuple[tuple[int, ...], np.dtype]
         dt = np.dtype(dtype)
         full = (n, *dims)
         if dt.kind == "f":
-            inputs[name] = rng.standard_normal(full).astype(dt)
+            inputs[name] = rng.standard_normal(full, dtype=np.float32 if dt == np.float32 else np.float64).astype(
+                dt, copy=False)
         elif dt.kind in "iu":
             inputs[name] = rng.integers(0, 10, size=full).astype(dt)
         elif dt.kind == "b":

@@ -18,7 +18,7 @@ import onnx
 from onnx import numpy_helper, version_converter
 
 from qaev.errors import DataError, ModelError
-from qaev.model.external import inline_external_data
+from qaev.model.external import all_tensors, inline_external_data
 from qaev.model.subgraphs import outer_reads
 
 __all__ = ["FloatModel", "load_model", "read_model_file", "check_inputs", "converted_to_opset", "QUANTIZED_OPS",
@@ -151,6 +151,23 @@ def _refuse_quantized(model: onnx.ModelProto, where: str) -> None:
             raise ModelError(
                 f"{where}: model is already quantized (8-bit initializer {init.name!r}); give qaev the float model"
             )
+
+
+_HALF = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
+
+
+def _refuse_half(model: onnx.ModelProto, where: str) -> None:
+    """Refuse models that compute in float16 or bfloat16 (qaev's graphs are float32)."""
+    graph = model.graph
+    found = next((f"{kind} {v.name!r}" for kind, values in (("input", graph.input), ("output", graph.output))
+                  for v in values if v.type.tensor_type.elem_type in _HALF), None)
+    found = found or next((f"weight {t.name!r}" for t in all_tensors(model)
+                           if t.data_type in _HALF and int(np.prod(t.dims)) > 1), None)
+    found = found or next((f"Cast node {n.name!r}" for n in graph.node if n.op_type == "Cast"
+                           and any(a.name == "to" and a.i in _HALF for a in n.attribute)), None)
+    if found:
+        raise ModelError(f"{where}: model computes in half precision (float16 or bfloat16 {found}); qaev "
+                         "quantizes float32 models: give it the float32 model")
 
 
 def _constants_to_initializers(model: onnx.ModelProto) -> None:
@@ -323,6 +340,7 @@ def load_model(source: str | os.PathLike | bytes | onnx.ModelProto) -> FloatMode
     if _default_opset(model) < 7:
         raise ModelError(f"{where}: model declares no usable default-domain opset")
     _refuse_quantized(model, where)
+    _refuse_half(model, where)
     _constants_to_initializers(model)
     _name_nodes(model)
     _fold_batchnorm(model)

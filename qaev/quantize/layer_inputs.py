@@ -288,9 +288,10 @@ class LayerInputs:
         for batch in self.calib.batches(batch_size=self.batch_size):
             if seen >= self.max_samples:
                 break
-            n = len(next(iter(batch.values())))
-            take = min(n, self.max_samples - seen) if not self.model.fixed_batch else n
-            out.append({k: v[:take] for k, v in batch.items()})
+            whole = self.model.fixed_batch or getattr(self.calib, "feeds", False)  # never cut a fixed shape
+            n = 1 if getattr(self.calib, "feeds", False) else len(next(iter(batch.values())))
+            take = n if whole else min(n, self.max_samples - seen)
+            out.append(batch if whole else {k: v[:take] for k, v in batch.items()})
             seen += take
         return out
 

@@ -18,8 +18,10 @@ __all__ = ["IsolatedRunner"]
 
 def _worker_loop(tasks, results, worker_id: int) -> None:
     import os
+    import warnings
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    warnings.simplefilter("ignore")  # the parent said it all when it built the same problem
     while True:
         item = tasks.get()
         if item is None:

@@ -232,7 +232,7 @@ def output_sqnr(problem, config: QuantConfig, n: int | None) -> float:
     """First-output SQNR in dB of ``config`` against the float model on the first ``n``
     evaluation samples (None: all; 0: NaN; ``inf`` when nothing is quantized; NaN when the
     model cannot be built or run)."""
-    from qaev.model.session import make_session, run_batches
+    from qaev.model.session import make_session
 
     if n == 0:
         return math.nan
@@ -242,7 +242,7 @@ def output_sqnr(problem, config: QuantConfig, n: int | None) -> float:
     data = evaluator.data if n is None or not hasattr(evaluator.data, "head") else evaluator.data.head(n)
     try:
         session = make_session(problem.quantizer.build(config), threads=evaluator.threads)
-        out = run_batches(session, data.batches(batch_size=evaluator.batch_size))
+        out = evaluator.run(session, data.batches(batch_size=evaluator.batch_size))
     except QaevError:
         return math.nan
     return metrics.sqnr_db(out, evaluator.reference[:len(out)])
