@@ -15,6 +15,7 @@ from qaev.cli.progress import make_progress
 from qaev.config_io import load_layer_settings
 from qaev.evaluation.staging import Finish, Staging
 from qaev.model.session import ORT_LEVELS
+from qaev.runtime.parallel import check_run_options
 from qaev.runtime.search_run import run_search
 from qaev.search.objectives import OBJECTIVE_MODULES, constraints
 from qaev.search.spec import EvalSettings, RunSpec, SearchSettings, SpaceSpec
@@ -150,6 +151,7 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ou
            dask_address, timeout, ort_level, staged, screen_on, sensitivity_spec, quiet, json_progress,
            **kwargs) -> None:
     """Search per-layer quantization; write the Pareto front to a run directory."""
+    check_run_options(workers=workers, timeout=timeout)
     progress = make_progress("json" if json_progress else "quiet" if quiet else "bar", total_generations=generations,
                              objectives=csv_list(objectives))
     click.get_current_context().call_on_close(progress.close)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from qaev.data.fingerprint import fingerprint
 from qaev.errors import QaevError
 from qaev.runtime.parallel import make_runner
 from qaev.runtime.rundir import append_history, prepare_run_dir, write_front
@@ -37,7 +38,8 @@ def _with_sensitivity_hash(spec: RunSpec) -> tuple[RunSpec, SensitivitySource | 
 
 def _settings(spec: RunSpec, parts) -> dict:
     return {"spec": spec.to_dict(), "model_sha256": parts.model.sha256,
-            "data": {"calib": len(parts.calib), "eval": len(parts.eval)}}
+            "data": {"calib": len(parts.calib), "eval": len(parts.eval),
+                     "calib_sha256": fingerprint(parts.calib), "eval_sha256": fingerprint(parts.eval)}}
 
 
 def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, force: bool = False, workers: int = 1,
@@ -58,20 +60,25 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
     """
     spec, sensitivity = _with_sensitivity_hash(spec)
     parts = spec.source.load()
-    out = prepare_run_dir(out, _settings(spec, parts), resume=resume, force=force)
-    runner = make_runner(workers=workers, dask=dask, timeout=timeout)
+    rundir = prepare_run_dir(out, _settings(spec, parts), resume=resume, force=force)
+    out, runner = rundir.path, None
     try:
-        problem = build_problem(spec, store=EvaluationStore(out / "evaluations.jsonl"), runner=runner, parts=parts)
-        if sensitivity is not None:
-            progress.message(f"reading or measuring the per-layer sensitivity that seeds the search "
-                             f"({sensitivity.spec}) ...")
-            problem.sensitivity = load_sensitivity(problem, sensitivity, progress=lambda done, total: (
-                progress.message(f"  sensitivity probes: {done}/{total}") if done % max(1, total // 5) == 0 else None))
+        try:  # everything that checks the options, before anything is evaluated
+            runner = make_runner(workers=workers, dask=dask, timeout=timeout, pop=spec.search.pop,
+                                 note=progress.message)
+            store = EvaluationStore(out / "evaluations.jsonl")
+            problem = build_problem(spec, store=store, runner=runner, parts=parts)
+            _seed(problem, sensitivity, progress)
+        except QaevError:
+            if not resume:
+                rundir.discard()  # bad options leave no run directory behind
+            raise
         progress.begin(_begin_text(problem, spec, out, parallel=runner is not None))
         result, interrupted = _search(problem, spec, out, progress)
     finally:
         if hasattr(runner, "close"):
             runner.close()
+        rundir.close()
     if not result.front and interrupted and problem.screening:
         raise QaevError(f"interrupted before the promising candidates were measured on the full set; "
                         f"rerun with --out {out} --resume to finish them (nothing evaluated is lost)")
@@ -81,12 +88,22 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
                       problem, interrupted)
 
 
+def _seed(problem, sensitivity: SensitivitySource | None, progress) -> None:
+    if sensitivity is None:
+        return
+    progress.message(f"reading or measuring the per-layer sensitivity that seeds the search ({sensitivity.spec}) ...")
+    problem.sensitivity = load_sensitivity(problem, sensitivity, progress=lambda done, total: (
+        progress.message(f"  sensitivity probes: {done}/{total}") if done % max(1, total // 5) == 0 else None))
+
+
 def _begin_text(problem, spec: RunSpec, out: Path, *, parallel: bool) -> str:
-    resumed = len(problem.store)
+    resumed, skipped = len(problem.store), problem.store.skipped
     search = spec.search
     return (f"searching {len(problem.space.searchable)} layers of {problem.quantizer.model.path or 'model'}: "
             f"{', '.join(problem.objectives)}; pop {search.pop} x {search.generations} generations -> {out}"
             + (f" (resuming: {resumed} evaluations on disk)" if resumed else "")
+            + (f" ({skipped} damaged line(s) of evaluations.jsonl skipped: a torn write or an invalid record)"
+               if skipped else "")
             + (f"; preparing {problem.effective_prefetch} candidate(s) ahead on other threads "
                "(QAEV_PREFETCH=0: off)" if not parallel and problem.effective_prefetch else "")
             + ("; screening on the simulator, finishing on each candidate's own model"

@@ -16,6 +16,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from qaev.files import append_line, write_error
+
 __all__ = ["Record", "Timings", "Stage", "StageKind", "Screen", "EvaluationStore", "RecordError"]
 
 
@@ -94,6 +96,8 @@ class Record:
         reused: items of the first stage whose outputs were reused when finishing.
         search_metric: the metric the search measured on the evaluation graph, when the
             record's ``metric`` was re-measured on the exported model.
+        limit_s: the time limit the evaluation ran past (a timed-out candidate, evaluated
+            again by a run with a longer limit or none), else None.
     """
 
     key: str
@@ -107,6 +111,7 @@ class Record:
     screen: Screen | None = None
     reused: int = 0
     search_metric: float | None = None
+    limit_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -151,7 +156,34 @@ class Record:
             raise RecordError("key must be a string and objectives a mapping")
         if record.ok and (not record.objectives or not all(_is_finite(v) for v in record.objectives.values())):
             raise RecordError(f"record {record.key}: objectives missing or not finite numbers")
+        _check_values(record)
         return record
+
+
+def _check_values(record: Record) -> None:
+    """The fields besides the objectives: numbers finite, the error a text, and the config
+    a valid config whose hash is the record's key (a record is never trusted)."""
+    if record.error is not None and not isinstance(record.error, str):
+        raise RecordError(f"record {record.key}: error must be a text")
+    for name in ("metric", "search_metric", "limit_s"):
+        value = getattr(record, name)
+        if value is not None and not _is_finite(value):
+            raise RecordError(f"record {record.key}: {name} must be a finite number")
+    if not _is_finite(record.seconds) or not all(_is_finite(getattr(record.timings, f.name))
+                                                 for f in fields(record.timings)):
+        raise RecordError(f"record {record.key}: seconds must be finite numbers")
+    if not isinstance(record.reused, int) or isinstance(record.reused, bool) or record.reused < 0:
+        raise RecordError(f"record {record.key}: reused must be a count")
+    from qaev.config import QuantConfig
+    from qaev.errors import ConfigError
+
+    try:
+        config = QuantConfig.from_dict(record.config)
+        bare = QuantConfig.from_dict({**record.config, "ranges": {}, "model_sha256": None})
+    except (ConfigError, TypeError, ValueError, AttributeError) as exc:
+        raise RecordError(f"record {record.key}: config is not valid ({exc})") from None
+    if record.key not in (config.key(), bare.key()):
+        raise RecordError(f"record {record.key}: the key is not its config's")
 
 
 def _is_finite(value) -> bool:
@@ -190,7 +222,7 @@ class EvaluationStore:
                 continue
             try:
                 record = Record.from_dict(json.loads(line))
-            except (json.JSONDecodeError, RecordError):
+            except (ValueError, RecursionError):  # JSONDecodeError and RecordError are ValueErrors
                 self.skipped += 1
                 continue
             self._records[record.key] = record
@@ -215,11 +247,11 @@ class EvaluationStore:
         if self._torn:  # the last line was cut short: start a fresh one
             line = "\n" + line
             self._torn = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(self.path, exc) from None
+        append_line(self.path, line)
 
     def __len__(self) -> int:
         return len(self._records)
