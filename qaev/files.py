@@ -7,7 +7,7 @@ from pathlib import Path
 
 from qaev.errors import WriteError
 
-__all__ = ["write_atomic", "write_error", "append_line"]
+__all__ = ["write_atomic", "write_error", "append_line", "write_cache", "npz_bytes"]
 
 _UMASK = os.umask(0)  # read once (at import, before any thread): temporary files are created 0600
 os.umask(_UMASK)
@@ -62,3 +62,27 @@ def append_line(path: str | os.PathLike, line: str) -> None:
             os.fsync(fh.fileno())
     except OSError as exc:
         raise write_error(path, exc) from None
+
+
+def write_cache(path: str | os.PathLike, data: bytes) -> bool:
+    """:func:`write_atomic` for a cache file: a failed write (a full disk) is a warning, as
+    the run can go on without the copy; returns whether it was written."""
+    try:
+        write_atomic(path, data)
+        return True
+    except WriteError as exc:
+        import warnings
+
+        warnings.warn(f"cache not written: {exc}", stacklevel=2)
+        return False
+
+
+def npz_bytes(**arrays) -> bytes:
+    """The bytes of an ``.npz`` file holding ``arrays`` (no pickle)."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()

@@ -1,6 +1,7 @@
 """The ``qaev`` command line."""
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import traceback
@@ -234,6 +235,12 @@ def _register() -> None:
 _register()
 
 
+#: Errors of the file system a user can act on (a full disk, a read-only folder, a file in
+#: the way): one line naming the path and exit 2, like bad input.
+_FILE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                          errno.ENOTDIR, errno.EISDIR, errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG, errno.EMFILE})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2; ``--debug`` shows tracebacks."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -262,6 +269,15 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         click.echo(f"qaev: error: {' '.join(str(exc).split())}", err=True)
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno not in _FILE_ERRORS:
+            raise
+        notes.drop()
+        if debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"qaev: error: {where}{exc.strerror or exc}", err=True)
+        return 2
     except Exception as exc:  # a bug, not bad input: say so in one line unless --debug
         notes.drop()
         if debug:

@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from qaev.data._cache import cache_dir
 from qaev.data.arrays import ArrayDataset
 from qaev.errors import ConfigError, DataError
+from qaev.files import write_cache
 
 __all__ = ["RESAMPLE", "load_imagenet_folder", "preprocess_image"]
 
@@ -252,7 +253,7 @@ def _cached_array(store: pathlib.Path | None, shape: tuple, fill, record: dict) 
         out.flush()
         del out  # close the map before renaming the file
         os.replace(partial, final)
-        store.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+        write_cache(store.with_suffix(".json"), (json.dumps(record, indent=1) + "\n").encode())
     finally:
         if partial.exists():
             partial.unlink()
