@@ -1,7 +1,7 @@
 """User-facing errors: each carries a one-line message naming the file, layer or field."""
 from __future__ import annotations
 
-__all__ = ["QaevError", "ModelError", "ConfigError", "DataError", "WriteError"]
+__all__ = ["QaevError", "ModelError", "ConfigError", "DataError", "WriteError", "Interrupted"]
 
 
 class QaevError(Exception):
@@ -24,3 +24,10 @@ class DataError(QaevError):
 
 class WriteError(QaevError):
     """A file cannot be written (a full disk, no permission, a directory in the way)."""
+
+
+class Interrupted(QaevError):
+    """A command stopped by Ctrl-C or SIGTERM before it had anything to write; the message
+    says what was kept. Exit code 130 (``exit_code`` is set to 143 for SIGTERM)."""
+
+    exit_code = 130

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import onnx
 
-from qaev.cli import notes
+from qaev.cli import notes, signals
 from qaev.cli.data import resolve_data
 from qaev.cli.written import write_model
 from qaev.cli.options import (CALIBRATION_CHOICE, compact_names_option, data_options, data_options_from,
@@ -20,7 +20,7 @@ from qaev.cli.options import (CALIBRATION_CHOICE, compact_names_option, data_opt
 from qaev.config import CalibMethod, RoundingInputs, ScaleRule
 from qaev.config_io import load_config, load_layer_settings, save_config
 from qaev.data import digits_model_path
-from qaev.errors import ConfigError, DataError, QaevError
+from qaev.errors import ConfigError, DataError, Interrupted, QaevError
 from qaev.evaluation.evaluator import Evaluator
 from qaev.model.graph import FloatModel, load_model, read_model_file
 from qaev.quantize.sizes import model_bytes, other_bytes
@@ -242,12 +242,21 @@ _FILE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors print one line and exit 2; ``--debug`` shows tracebacks."""
+    """Entry point: user errors print one line and exit 2; ``--debug`` shows tracebacks;
+    Ctrl-C exits 130 and SIGTERM 143, a search writing the front of what it finished first."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     if not debug:
         warnings.showwarning = notes.show
         notes.hold()
+    previous = signals.install()
+    try:
+        return _run(args, debug)
+    finally:
+        signals.restore(previous)
+
+
+def _run(args: list[str], debug: bool) -> int:
     try:
         code = cli.main(args=args, prog_name="qaev", standalone_mode=False)
         notes.flush()
@@ -259,16 +268,17 @@ def main(argv: list[str] | None = None) -> int:
         notes.drop()
         exc.show()
         return exc.exit_code
-    except click.Abort:
+    except (click.Abort, KeyboardInterrupt):
         notes.flush()
         click.echo("qaev: interrupted", err=True)
-        return 130
+        return signals.exit_code()
     except QaevError as exc:
-        notes.drop()
+        notes.drop() if not isinstance(exc, Interrupted) else notes.flush()
         if debug:
             traceback.print_exc()
-        click.echo(f"qaev: error: {' '.join(str(exc).split())}", err=True)
-        return exc.exit_code
+        click.echo(f"qaev: {'interrupted' if isinstance(exc, Interrupted) else 'error'}: {' '.join(str(exc).split())}",
+                   err=True)
+        return signals.exit_code() if isinstance(exc, Interrupted) else exc.exit_code
     except OSError as exc:
         if exc.errno not in _FILE_ERRORS:
             raise

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from qaev.cli import notes
+from qaev.cli import notes, signals
 from qaev.cli.data import data_source
 from qaev.cli.options import bit_list, csv_list, data_options
 from qaev.cli.progress import make_progress
@@ -182,4 +182,4 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ou
     if outcome.interrupted:
         click.echo(f"qaev: interrupted; the front of the {len(store)} finished evaluations is written; "
                    f"continue with --out {out} --resume", err=True)
-        raise click.exceptions.Exit(130)
+        raise click.exceptions.Exit(signals.exit_code())

@@ -66,11 +66,17 @@ class _SafeDask:
     """pymoo's Dask runner, with a failed job (a killed worker, an exception) turned into
     that candidate's failure record instead of failing the generation."""
 
-    def __init__(self, client) -> None:
+    def __init__(self, client, *, own: bool = False) -> None:
         from pymoo.parallelization.dask import DaskParallelization
 
         self.inner = DaskParallelization(client)
         self.client = client
+        self.own = own
+
+    def close(self) -> None:
+        """Disconnect from the cluster when the runner connected (a client given stays open)."""
+        if self.own:
+            self.client.close()
 
     def __call__(self, f, X):
         jobs = [self.client.submit(f, x, pure=False) for x in X]
@@ -120,7 +126,7 @@ def make_runner(*, workers: int | None = None, dask=None, timeout: float | None 
     if dask is not None:
         from dask.distributed import Client
 
-        return _SafeDask(dask if isinstance(dask, Client) else Client(dask))
+        return _SafeDask(dask) if isinstance(dask, Client) else _SafeDask(Client(dask), own=True)
     if (workers and workers > 1) or timeout is not None:
         from qaev.runtime.isolation import IsolatedRunner
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from qaev.data.fingerprint import fingerprint
-from qaev.errors import QaevError
+from qaev.errors import Interrupted, QaevError
 from qaev.runtime.parallel import make_runner
 from qaev.runtime.rundir import append_history, prepare_run_dir, write_front
 from qaev.runtime.store import EvaluationStore
@@ -79,13 +79,16 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
         if hasattr(runner, "close"):
             runner.close()
         rundir.close()
-    if not result.front and interrupted and problem.screening:
-        raise QaevError(f"interrupted before the promising candidates were measured on the full set; "
-                        f"rerun with --out {out} --resume to finish them (nothing evaluated is lost)")
+    if not result.front and interrupted:
+        kept = len(problem.store)
+        raise Interrupted(
+            f"before the promising candidates were measured on the full set ({kept} evaluations kept in {out}); "
+            f"continue with --out {out} --resume" if problem.screening and kept else
+            f"before any candidate finished ({kept} evaluations kept in {out}); continue with --out {out} --resume")
     if not result.front:
         raise QaevError(_failure_summary(problem))
-    return RunOutcome(_write_result(out, problem, result, progress, interrupted=interrupted, spec=spec),
-                      problem, interrupted)
+    doc, interrupted = _write_result(out, problem, result, progress, interrupted=interrupted, spec=spec)
+    return RunOutcome(doc, problem, interrupted)
 
 
 def _seed(problem, sensitivity: SensitivitySource | None, progress) -> None:
@@ -128,20 +131,26 @@ def _search(problem, spec: RunSpec, out: Path, progress) -> tuple[SearchResult, 
                             float_objectives=problem.float_objectives()), True
 
 
-def _write_result(out: Path, problem, result: SearchResult, progress, *, interrupted: bool, spec: RunSpec) -> dict:
-    """Re-measure the front on exported models (unless interrupted), write front.json."""
+def _write_result(out: Path, problem, result: SearchResult, progress, *, interrupted: bool,
+                  spec: RunSpec) -> tuple[dict, bool]:
+    """Re-measure the front on exported models (unless interrupted, before or meanwhile),
+    write front.json; returns the front document and whether the run was interrupted."""
     if not interrupted:
         progress.message(f"re-measuring the {len(result.front)} front points on their exported models ...")
-        result.front = measure_exported(problem, result.front)
+        try:
+            result.front = measure_exported(problem, result.front)
+        except KeyboardInterrupt:  # the front as searched is written; the run is marked interrupted
+            interrupted = True
     model = problem.quantizer.model
     floats = {"metric": problem.evaluator.float_value, "n": len(problem.evaluator.data), **result.float_objectives}
     source = spec.source.to_dict()
-    return write_front(out, result.front, objectives=problem.objectives, model_path=model.path,
-                       model_sha256=model.sha256, float_values=floats, metric=problem.evaluator.metric.name,
-                       evaluations=len(problem.store), seed=spec.search.seed,
-                       extra={"problem": source.get("problem"), "hardware": spec.hardware,
-                              "ort_level": spec.evaluation.ort_level,
-                              "history": result.history[-1].to_dict() if result.history else None})
+    doc = write_front(out, result.front, objectives=problem.objectives, model_path=model.path,
+                      model_sha256=model.sha256, float_values=floats, metric=problem.evaluator.metric.name,
+                      evaluations=len(problem.store), seed=spec.search.seed,
+                      extra={"problem": source.get("problem"), "hardware": spec.hardware,
+                             "ort_level": spec.evaluation.ort_level, "interrupted": interrupted,
+                             "history": result.history[-1].to_dict() if result.history else None})
+    return doc, interrupted
 
 
 def _failure_summary(problem) -> str:
