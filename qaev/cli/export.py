@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from qaev.documents import read_document
 from qaev.cli.options import compact_names_option, output_file
 from qaev.cli.written import write_model
 from qaev.config_io import load_config
@@ -28,7 +29,10 @@ def quantizer_for(run_dir: Path, float_model, configs) -> Quantizer:
     path = Path(run_dir) / "settings.json"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: these points need calibration data and the run holds no settings.json")
-    spec = RunSpec.from_dict(json.loads(path.read_text())["spec"], where=f"{path}: spec")
+    settings = read_document(path, what="run settings", fmt="json")
+    if not isinstance(settings, dict) or not isinstance(settings.get("spec"), dict):
+        raise ConfigError(f"{path}: damaged run settings (no spec)")
+    spec = RunSpec.from_dict(settings["spec"], where=f"{path}: spec")
     parts = spec.source.load()
     if parts.model.sha256 != float_model.sha256:
         raise ModelError(f"{path}: the run's model is not {float_model.path}")

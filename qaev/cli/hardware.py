@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
-import yaml
 
+from qaev.documents import read_document
 from qaev.config import QuantConfig
-from qaev.errors import ConfigError, QaevError
+from qaev.errors import QaevError
 from qaev.hardware import legal_pairs, list_tables, load_table
 from qaev.quantize.sizes import estimate_cost
 from qaev.hardware.pairs import all_pairs
@@ -82,10 +81,7 @@ def _load_inputs(config_path: str, model_path: str):
     from qaev.model.layers import find_layers
 
     try:
-        data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise _UserError(ConfigError(f"{config_path}: not valid YAML/JSON: {exc}".splitlines()[0])) from None
-    try:
+        data = read_document(config_path, what="config")
         config = QuantConfig.from_dict(data, where=config_path)
         layers = find_layers(load_model(model_path))
     except QaevError as exc:

@@ -160,6 +160,9 @@ class Evaluator:
 
     def score(self, outputs: np.ndarray) -> float:
         """The metric of ``outputs`` (rows of the whole set, in order)."""
+        if self.metric.needs_labels and not self.__dict__.get("_labels_checked"):
+            check_reference(self.metric.name, outputs, self.data)  # labels that fit the model's classes
+            self.__dict__["_labels_checked"] = True
         ref = None if self.metric.needs_labels else self.reference
         return float(self.metric.compute(outputs, self.data.labels, ref))
 

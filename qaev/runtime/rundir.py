@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from qaev.documents import read_document
 from qaev.files import append_line, write_atomic
 from qaev.config import QuantConfig
 from qaev.config_io import save_config
@@ -82,9 +83,9 @@ def _contents(out: Path) -> list[Path]:
 
 def _read_settings(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ConfigError(f"--resume: {path} is damaged ({exc}); it is not a qaev run directory") from None
+        data = read_document(path, what="run settings", fmt="json")
+    except ConfigError as exc:
+        raise ConfigError(f"--resume: {exc}; it is not a qaev run directory") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--resume: {path} is damaged (not a JSON object)")
     return data
@@ -239,11 +240,7 @@ def read_front(out: Path) -> dict:
     path = Path(out) / "front.json"
     if not path.is_file():
         raise ConfigError(f"{out}: no front.json (is it a finished qaev search directory?)")
-    try:
-        doc = json.loads(path.read_text())
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ConfigError(f"{path}: not valid JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-                          ) from None
+    doc = read_document(path, what="front", fmt="json")
     problem = _front_problem(doc, Path(out))
     if problem:
         raise ConfigError(f"{path}: damaged front ({problem})")

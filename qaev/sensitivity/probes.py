@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from qaev.documents import parse_document
 from qaev.evaluation import metrics
 from qaev.config import ACT_SETTINGS, ActMode, LayerConfig, QuantConfig
 from qaev.errors import ConfigError, QaevError
@@ -190,10 +191,7 @@ class SensitivityTable:
         Raises:
             ConfigError: not a sensitivity table, or of another version.
         """
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"sensitivity table: not JSON ({exc})") from None
+        data = parse_document(text, where="sensitivity table", fmt="json")
         if not isinstance(data, dict) or data.pop("schema", None) != "qaev.sensitivity/1":
             raise ConfigError("sensitivity table: missing schema 'qaev.sensitivity/1'")
         if data.get("version") != SENSITIVITY_VERSION:
