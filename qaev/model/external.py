@@ -90,7 +90,7 @@ def _target(base: Path, location: str, tensor: onnx.TensorProto, where: str) -> 
 def _read(target: Path, offset: int, length: int | None, tensor: onnx.TensorProto, where: str) -> bytes:
     size = target.stat().st_size
     end = size if length is None else offset + length
-    if end > size or end - offset > _MAX_BYTES:
+    if offset > size or end > size or end - offset > _MAX_BYTES:
         raise ModelError(f"{where}: external data of tensor {tensor.name!r} asks for bytes {offset}..{end} "
                          f"of {target.name}, which holds {size}")
     with open(target, "rb") as fh:
