@@ -25,6 +25,8 @@ def _claimed_bytes(fh) -> int:
     if read is None:
         return 0  # a newer header: loading checks it
     shape, _, dtype = read(fh, max_header_size=10000)
+    if dtype.hasobject:
+        raise ValueError("it holds Python objects (pickled); qaev reads numeric arrays only")
     return math.prod(shape) * dtype.itemsize
 
 

@@ -25,19 +25,30 @@ __all__ = ["generated_dataset", "batched_inputs", "MAX_GENERATED_BYTES"]
 MAX_GENERATED_BYTES = 2 * 1024**3
 
 
-def _dims(model: FloatModel) -> dict[str, list]:
-    """Input name -> declared dims: ints, dim_param strings, or None for unnamed dynamic dims."""
+def _dims(model: FloatModel, shapes: dict | None = None) -> dict[str, list]:
+    """Input name -> declared dims: ints, dim_param strings, or None for unnamed dynamic dims;
+    an input that declares no shape at all takes its ``--shape`` (batch dim dynamic).
+
+    Raises:
+        DataError: an input declares no shape and ``--shape`` gives none.
+    """
     out = {}
     for name, value in model.inputs.items():
         tt = value.type.tensor_type
+        if not tt.HasField("shape"):
+            given = (shapes or {}).get(name)
+            if given is None:
+                raise DataError(f"input {name!r} declares no shape; give --shape {name}=1x...")
+            out[name] = [None, *given[1:]] if given else []
+            continue
         out[name] = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
                      for d in tt.shape.dim]
     return out
 
 
-def batched_inputs(model: FloatModel) -> bool:
+def batched_inputs(model: FloatModel, shapes: dict | None = None) -> bool:
     """Whether every input leads with a shared batch axis: dynamic, or 1 in every input."""
-    firsts = [dims[0] if dims else "scalar" for dims in _dims(model).values()]
+    firsts = [dims[0] if dims else "scalar" for dims in _dims(model, shapes).values()]
     if "scalar" in firsts:
         return False
     return all(not isinstance(d, int) for d in firsts) or all(d == 1 for d in firsts)
@@ -74,8 +85,8 @@ def generated_dataset(model: FloatModel, shapes: dict, *, n: int, seed: int) -> 
         DataError: a dynamic dim without ``--shape``, a ``--shape`` that contradicts a
             static dim, an unsupported dtype, or inputs over :data:`MAX_GENERATED_BYTES`.
     """
-    declared = _dims(model)
-    batched = batched_inputs(model)
+    declared = _dims(model, shapes)
+    batched = batched_inputs(model, shapes)
     batch_names = {dims[0] for dims in declared.values() if dims and isinstance(dims[0], str)}
     specs = {}
     for name, value in model.inputs.items():

@@ -116,7 +116,7 @@ class Evaluator:
     def run(self, session: ort.InferenceSession, batches) -> np.ndarray:
         """The outputs the metric reads of ``session`` over ``batches``, items along axis 0
         (:mod:`qaev.evaluation.outputs`)."""
-        blocks = collect(session, batches, self.layout)
+        blocks = collect(session, batches, self.layout, check=self.model.check_feed)
         return blocks[0] if len(blocks) == 1 else combine(blocks, self._scales)
 
     def outputs(self, model) -> tuple[np.ndarray, float, float]:
@@ -132,7 +132,7 @@ class Evaluator:
     @cached_property
     def _reference_blocks(self) -> list[np.ndarray]:
         session = make_session(self.model.proto, threads=self.threads, level=self.ort_level)
-        return collect(session, self.data.batches(batch_size=self.batch_size), self.layout)
+        return collect(session, self.data.batches(batch_size=self.batch_size), self.layout, check=self.model.check_feed)
 
     @cached_property
     def _scales(self) -> tuple[float, ...]:

@@ -15,7 +15,8 @@ Label-free metrics compare with the float model whatever the outputs look like:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from functools import partial
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import onnx
@@ -103,8 +104,11 @@ def _joined(parts: list[np.ndarray], name: str) -> np.ndarray:
 
 
 def collect(session: ort.InferenceSession, batches: Iterable[Mapping[str, np.ndarray]],
-            layout: OutputLayout) -> list[np.ndarray]:
-    """Run every batch; one array per output of ``layout``, items along axis 0.
+            layout: OutputLayout, *, check: Callable[[Mapping[str, np.ndarray]], None] | None = None
+            ) -> list[np.ndarray]:
+    """Run every batch; one array per output of ``layout``, items along axis 0. The first
+    batch is checked with ``check`` (the float model's :meth:`~qaev.model.graph.FloatModel.check_feed`,
+    which knows an input of unknown rank from a scalar), else against the session's inputs.
 
     Raises:
         DataError: inputs do not match the model, a run fails, there is no data, an output
@@ -113,7 +117,7 @@ def collect(session: ort.InferenceSession, batches: Iterable[Mapping[str, np.nda
     parts: list[list[np.ndarray]] = [[] for _ in layout.names]
     for i, feed in enumerate(batches):
         if i == 0:
-            check_session_feed(session, feed)
+            (check or partial(check_session_feed, session))(feed)
         try:
             outs = session.run(list(layout.names), dict(feed))
         except Exception as exc:

@@ -209,3 +209,18 @@ def test_a_cache_folder_that_is_a_file(files, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("QAEV_CACHE", str(blocker))
     code, _, err = run(capsys, "quantize", files["model"], "--task", "fidelity", "-o", tmp_path / "q.onnx")
     one_error_line(code, err, "QAEV_CACHE")
+
+
+def test_an_array_file_of_python_objects(files, tmp_path, capsys):
+    folder = tmp_path / "objects"
+    folder.mkdir()
+    np.save(folder / "a.npy", np.array([{"a": 1}] * 50, dtype=object), allow_pickle=True)
+    code, _, err = run(capsys, "quantize", files["model"], "--task", "fidelity", "--data", folder, "-o",
+                       tmp_path / "q.onnx")
+    one_error_line(code, err, "Python objects")
+
+
+def test_hardware_estimate_errors_are_one_qaev_error_line(files, tmp_path, capsys):
+    code, _, err = run(capsys, "hardware", "estimate", files["config"], files["model"], "--hardware", "tpu")
+    one_error_line(code, err, "tpu")
+    assert err.startswith("qaev: error:")

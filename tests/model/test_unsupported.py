@@ -125,3 +125,15 @@ def test_layers_inside_control_flow_beside_main_graph_layers_are_warned_about():
     with pytest.warns(UserWarning, match="inside control flow.*stay float"):
         layers = find_layers(load_model(model))
     assert [la.name for la in layers] == ["conv1", "fc1", "fc2"]
+
+
+def test_an_input_that_declares_no_shape_takes_its_shape_from_the_command(tmp_path, capsys):
+    model = conv_mlp()
+    model.graph.input[0].type.tensor_type.ClearField("shape")
+    path = tmp_path / "noshape.onnx"
+    onnx.save(model, str(path))
+    code = main(["quantize", str(path), "--task", "fidelity", "-o", str(tmp_path / "q.onnx")])
+    err = capsys.readouterr().err
+    assert code == 2 and "declares no shape" in err and "--shape x=" in err, err
+    code = main(["quantize", str(path), "--task", "fidelity", "--shape", "x=1x3x8x8", "-o", str(tmp_path / "q.onnx")])
+    assert code == 0, capsys.readouterr().err
