@@ -116,8 +116,13 @@ class Evaluator:
     def run(self, session: ort.InferenceSession, batches) -> np.ndarray:
         """The outputs the metric reads of ``session`` over ``batches``, items along axis 0
         (:mod:`qaev.evaluation.outputs`)."""
-        blocks = collect(session, batches, self.layout, check=self.model.check_feed)
+        blocks = collect(session, batches, self.layout, check=self._check_feed)
         return blocks[0] if len(blocks) == 1 else combine(blocks, self._scales)
+
+    def _check_feed(self, feed) -> None:
+        """The model's inputs in ``feed`` against the float model's declared ones (a
+        simulator's extra inputs aside; an input the model lacks fails the run itself)."""
+        self.model.check_feed({k: v for k, v in feed.items() if k in self.model.inputs})
 
     def outputs(self, model) -> tuple[np.ndarray, float, float]:
         """The metric's output array of ``model`` (a model, its bytes, or a ready ORT
@@ -132,7 +137,7 @@ class Evaluator:
     @cached_property
     def _reference_blocks(self) -> list[np.ndarray]:
         session = make_session(self.model.proto, threads=self.threads, level=self.ort_level)
-        return collect(session, self.data.batches(batch_size=self.batch_size), self.layout, check=self.model.check_feed)
+        return collect(session, self.data.batches(batch_size=self.batch_size), self.layout, check=self._check_feed)
 
     @cached_property
     def _scales(self) -> tuple[float, ...]:

@@ -117,3 +117,12 @@ def test_per_position_agreement():
     q[0, 0, 2] = 5.0  # one of the three positions of item 0 disagrees
     np.testing.assert_allclose(metrics.agreement_hits(q, ref), [2 / 3, 1.0])
     assert metrics.top1_agreement(q, ref) == pytest.approx(100 * (2 / 3 + 1) / 2)
+
+
+@pytest.mark.parametrize("build", [_sequence_output, _two_heads])
+def test_a_screening_search_on_the_simulator_reads_the_same_outputs(tmp_path, capsys, build):
+    path = _save(build(), tmp_path / "m.onnx")
+    code = main(["search", str(path), "--task", "fidelity", "--pop", "4", "--generations", "2", "--staged", "end",
+                 "--screen-on", "simulator", "--quiet", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 0, err
