@@ -69,9 +69,9 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
             store = EvaluationStore(out / "evaluations.jsonl")
             problem = build_problem(spec, store=store, runner=runner, parts=parts)
             _seed(problem, sensitivity, progress)
-        except QaevError:
+        except (QaevError, KeyboardInterrupt):
             if not resume:
-                rundir.discard()  # bad options leave no run directory behind
+                rundir.discard()  # bad options (or an interrupt before the search) leave no run directory behind
             raise
         progress.begin(_begin_text(problem, spec, out, parallel=runner is not None))
         result, interrupted = _search(problem, spec, out, progress)

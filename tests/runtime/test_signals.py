@@ -123,3 +123,15 @@ def test_ctrl_c_while_a_screening_search_finishes_exits_130(tmp_path, capsys, mo
     err = capsys.readouterr().err
     assert code == 130, err
     assert "--resume" in err
+
+
+def test_ctrl_c_while_loading_leaves_no_run_directory(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("qaev.runtime.search_run.build_problem", interrupted)
+    out = tmp_path / "run"
+    code = main(["search", "--pop", "4", "--generations", "1", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted" in err, err
+    assert not out.exists()  # the same command runs again as it was
