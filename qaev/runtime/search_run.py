@@ -75,10 +75,17 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
             raise
         progress.begin(_begin_text(problem, spec, out, parallel=runner is not None))
         result, interrupted = _search(problem, spec, out, progress)
+        _check_result(problem, result, out, interrupted=interrupted)
+        doc, interrupted = _write_result(out, problem, result, progress, interrupted=interrupted, spec=spec)
     finally:
         if hasattr(runner, "close"):
             runner.close()
-        rundir.close()
+        rundir.close()  # held until front.json is written
+    return RunOutcome(doc, problem, interrupted)
+
+
+def _check_result(problem, result: SearchResult, out: Path, *, interrupted: bool) -> None:
+    """Raise when the search has no front to write, saying why and what was kept."""
     if not result.front and interrupted:
         kept = len(problem.store)
         raise Interrupted(
@@ -87,8 +94,6 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
             f"before any candidate finished ({kept} evaluations kept in {out}); continue with --out {out} --resume")
     if not result.front:
         raise QaevError(_failure_summary(problem))
-    doc, interrupted = _write_result(out, problem, result, progress, interrupted=interrupted, spec=spec)
-    return RunOutcome(doc, problem, interrupted)
 
 
 def _seed(problem, sensitivity: SensitivitySource | None, progress) -> None:

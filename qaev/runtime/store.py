@@ -178,12 +178,36 @@ def _check_values(record: Record) -> None:
     from qaev.errors import ConfigError
 
     try:
-        config = QuantConfig.from_dict(record.config)
-        bare = QuantConfig.from_dict({**record.config, "ranges": {}, "model_sha256": None})
+        layers = record.config.get("layers") if isinstance(record.config, Mapping) else None
+        shared = ({name: _layer_config(cfg) for name, cfg in layers.items()}
+                  if isinstance(layers, Mapping) else layers)  # layers at the same settings share one object
+        config = QuantConfig.from_dict({**record.config, "layers": shared} if shared is not None else record.config)
     except (ConfigError, TypeError, ValueError, AttributeError) as exc:
         raise RecordError(f"record {record.key}: config is not valid ({exc})") from None
-    if record.key not in (config.key(), bare.key()):
+    # a record's key is its config's before calibration resolved the ranges (or as stored)
+    bare = QuantConfig(layers=config.layers, calibration=config.calibration, scale_rule=config.scale_rule,
+                       rounding_inputs=config.rounding_inputs)
+    if record.key != bare.key() and record.key != config.key():
         raise RecordError(f"record {record.key}: the key is not its config's")
+
+
+_LAYER_CONFIGS: dict = {}
+
+
+def _layer_config(data):
+    """The :class:`~qaev.config.LayerConfig` of a layer's settings, made once per distinct
+    settings (reading a long memo validates thousands of identical ones)."""
+    from qaev.config import LayerConfig
+
+    if not isinstance(data, Mapping):
+        return data  # QuantConfig says what is wrong with it
+    key = json.dumps(data, sort_keys=True)
+    cfg = _LAYER_CONFIGS.get(key)
+    if cfg is None:
+        if len(_LAYER_CONFIGS) > 10_000:
+            _LAYER_CONFIGS.clear()
+        cfg = _LAYER_CONFIGS[key] = LayerConfig.from_dict(data)
+    return cfg
 
 
 def _is_finite(value) -> bool:
