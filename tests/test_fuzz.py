@@ -131,25 +131,32 @@ def test_fuzzed_config_text(tmp_path, capsys, valid_config):
 
 def _external_model(folder, rng):
     """conv_mlp with its first weight in a Constant node and, at random, an If on the output
-    whose branches read initializers of the main graph; one tensor's data moved to a file."""
+    whose branches read initializers of the main graph and hold one of their own; the data of
+    the Constant or of the body's initializer moved to a file."""
     from onnx import TensorProto as T
     from onnx import helper as h
     from onnx import numpy_helper as nh
 
     model = conv_mlp(constant_weight=True)
+    tensor = next(n for n in model.graph.node if n.op_type == "Constant").attribute[0].t
     if rng.integers(2):
         fc2 = next(n for n in model.graph.node if n.name == "fc2")
         fc2.output[0] = "logits"
         branches = [h.make_graph([h.make_node("Mul", ["logits", k], [f"o{i}"], name=f"mul{i}")], f"b{i}", [],
                                  [h.make_tensor_value_info(f"o{i}", T.FLOAT, None)])
                     for i, k in enumerate(("k_then", "k_else"))]
+        inner = nh.from_array(np.full(10, 4.0, np.float32), "k_inner")  # an initializer of the body itself
+        branches[0].initializer.append(inner)
+        branches[0].node.append(h.make_node("Add", ["o0", "k_inner"], ["o0b"], name="add_inner"))
+        branches[0].output[0].name = "o0b"
         model.graph.initializer.extend([nh.from_array(np.full(10, 2.0, np.float32), "k_then"),
                                         nh.from_array(np.full(10, 3.0, np.float32), "k_else"),
                                         nh.from_array(np.array(bool(rng.integers(2))), "cond")])
         model.graph.node.append(h.make_node("If", ["cond"], ["y"], name="if", then_branch=branches[0],
                                             else_branch=branches[1]))
-    const = next(n for n in model.graph.node if n.op_type == "Constant")
-    tensor = const.attribute[0].t
+        if rng.integers(2):  # the copy of the body the If node holds
+            then = next(a for a in model.graph.node[-1].attribute if a.name == "then_branch")
+            tensor = then.g.initializer[0]
     data = nh.to_array(tensor).tobytes()
     (folder / "w.bin").write_bytes(data)
     tensor.ClearField("raw_data")
