@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import logging
 import os
@@ -49,6 +50,7 @@ import numpy as np
 
 logging.basicConfig(level=logging.WARNING)  # before ORT's tools configure the root logger at INFO
 
+from qaev.files import write_atomic  # noqa: E402
 from qaev.baselines import (greedy_baseline, ilp_baseline, ort_baseline, random_baseline,  # noqa: E402
                             uniform_baseline)
 from qaev.baselines.budget import charged_evaluations  # noqa: E402
@@ -532,8 +534,10 @@ def plot(doc: dict, path: Path) -> None:
         ax.legend()
     fig.suptitle(f"{doc['env']['problem']}: budget {doc['env']['budget']} evaluations per method")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
+    write_atomic(path, buf.getvalue())
 
 
 def _space(args) -> dict:
@@ -636,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
                        test_workers=args.test_workers)}
     doc["hypervolume"]["tolerance"] = tolerance_figures(doc, args.tolerance)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "compare.json").write_text(json.dumps(doc, indent=1, default=str))
+    write_atomic(args.out / "compare.json", json.dumps(doc, indent=1, default=str))
     plot(doc, args.out / "fronts.png")
     print_table(doc)
     print_tolerance(doc["hypervolume"]["tolerance"])

@@ -50,6 +50,7 @@ import onnx
 import onnxruntime as ort
 
 from qaev.cli.options import csv_list
+from qaev.files import write_atomic
 from qaev.config import QuantConfig, Rounding
 from qaev.evaluation.evaluator import Evaluator
 from qaev.runtime.parallel import make_runner
@@ -326,7 +327,7 @@ def main(argv=None) -> int:
               f"median {float(np.median(ratios)):.2f}x")
         results["search_repeats"] = runs
     if ARGS.json:
-        ARGS.json.write_text(json.dumps({"problem": ARGS.problem, "results": results}, indent=2, default=float))
+        write_atomic(ARGS.json, json.dumps({"problem": ARGS.problem, "results": results}, indent=2, default=float))
     return 0
 
 

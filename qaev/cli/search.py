@@ -8,12 +8,14 @@ from pathlib import Path
 
 import click
 
+from qaev.cli import notes, signals
 from qaev.cli.data import data_source
 from qaev.cli.options import bit_list, csv_list, data_options
 from qaev.cli.progress import make_progress
 from qaev.config_io import load_layer_settings
 from qaev.evaluation.staging import Finish, Staging
 from qaev.model.session import ORT_LEVELS
+from qaev.runtime.parallel import check_run_options
 from qaev.runtime.search_run import run_search
 from qaev.search.objectives import OBJECTIVE_MODULES, constraints
 from qaev.search.defaults import PRESETS
@@ -131,6 +133,17 @@ def _run_options(func):
     return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
 
+def _warnings_at_begin(progress) -> None:
+    """Print the warnings held while loading when the search proper begins."""
+    begin = progress.begin
+
+    def begin_with_warnings(text: str) -> None:
+        notes.flush()
+        begin(text)
+
+    progress.begin = begin_with_warnings
+
+
 @click.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option("--problem", default=None, help="A ready-made problem (see `qaev problems`); default digits.")
@@ -161,13 +174,16 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ti
     The front is re-measured on the exported models; `recommended` in front.json is the
     smallest point within --max-drop (default 1.0 metric points, 0.5 for Spearman) on the
     validation split."""
-    generations = generations or (10_000 if time_minutes is not None else 10)
+    check_run_options(workers=workers, timeout=timeout)
+    if generations is None:
+        generations = 10_000 if time_minutes is not None else 10
     preset = PRESETS[kwargs.pop("preset")]
     objectives = objectives or ",".join(preset.objectives or ("acc_drop", "size_mb"))
     hardware = hardware or preset.hardware
     progress = make_progress("json" if json_progress else "quiet" if quiet else "bar", total_generations=generations,
                              objectives=csv_list(objectives))
     click.get_current_context().call_on_close(progress.close)
+    _warnings_at_begin(progress)
     budget = f"{generations} generations" if time_minutes is None else f"generations within {time_minutes:g} min"
     progress.start(f"qaev search: pop {pop} x {budget}; loading the model and calibrating ...")
     bounds = {name: kwargs.pop(name) for name in constraints()}
@@ -197,4 +213,4 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ti
     if outcome.interrupted:
         click.echo(f"qaev: interrupted; the front of the {len(store)} finished evaluations is written; "
                    f"continue with --out {out} --resume", err=True)
-        raise click.exceptions.Exit(130)
+        raise click.exceptions.Exit(signals.exit_code())

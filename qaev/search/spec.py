@@ -9,6 +9,7 @@ it; a run directory records it (``settings.json``). Dicts exist only at the JSON
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
@@ -250,6 +251,9 @@ class RunSpec:
             raise ConfigError(f"version: {self.version!r} is not supported (expected {SPEC_VERSION})")
         object.__setattr__(self, "objectives", tuple(self.objectives))
         object.__setattr__(self, "constraints", MappingProxyType(dict(self.constraints)))
+        for name, bound in self.constraints.items():
+            if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound):
+                raise ConfigError(f"--{str(name).replace('_', '-')}: expected a finite number, got {bound!r}")
 
     def __reduce__(self):
         # pickled (to workers) through the JSON form: the read-only mappings do not pickle
