@@ -62,7 +62,7 @@ def prepare_run_dir(out: Path, settings: dict, *, resume: bool, force: bool) -> 
         if not saved.is_file():
             raise ConfigError(f"--resume: {out} holds no settings.json; it is not a qaev run directory")
         before = json.loads(saved.read_text())
-        old, new = _flat(before), _flat(settings)
+        old, new = {**ADDED, **_flat(before)}, _flat(settings)
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE)
         if changed:
             raise ConfigError(f"--resume: settings differ from the run in {out}: {', '.join(changed)}")
@@ -82,6 +82,9 @@ def prepare_run_dir(out: Path, settings: dict, *, resume: bool, force: bool) -> 
 
 #: Settings a resumed run may change (a longer search).
 RESUMABLE = ("spec.search.generations", "spec.search.time_minutes")
+#: Settings added since runs were first written, with the value that ran before they existed
+#: (what a run directory that lacks one is taken to have).
+ADDED = {"spec.search.predictor": json.dumps(False)}
 
 
 def _flat(data, prefix: str = "") -> dict:

@@ -149,13 +149,17 @@ class DropModel:
         return Prediction(center=self.y_mean + X @ self.weights + offset, spread=np.sqrt(np.maximum(variance, 0.0)))
 
 
-def training_records(problem) -> list:
-    """The records a model may learn from, as the search saw them
-    (:meth:`~qaev.search.problem.QuantizationProblem.as_searched`): successful, with a
-    drop, measured fully or screened (a race stopped on a subset holds a bound, not a value)."""
+def training_records(problem, keys: Iterable[str] | None = None) -> list:
+    """The records of ``keys`` (in their order; default: the whole store) a model may learn
+    from, as the search saw them (:meth:`~qaev.search.problem.QuantizationProblem.as_searched`):
+    successful, with a drop, measured fully or screened (a race stopped on a subset holds a
+    bound, not a value)."""
+    chosen = problem.store.records() if keys is None else (problem.store.peek(k) for k in keys)
     out = []
-    for record in problem.store.records():
-        if record.ok and record.objectives.get("acc_drop") is not None and (record.final or record.screen):
+    for record in chosen:
+        if record is None or not record.ok or record.objectives.get("acc_drop") is None:
+            continue
+        if record.final or record.screen is not None:
             out.append(problem.as_searched(record))
     return out
 

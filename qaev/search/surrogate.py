@@ -61,10 +61,12 @@ class Forecast:
 
     Attributes:
         gen: the generation the offspring belong to.
-        fitted_on: keys of the records the model was fitted on.
+        fitted_on: keys of the records the model was fitted on (those of the candidates the
+            search had evaluated).
         keys: keys of the chosen offspring.
         drops: their predicted drops (metric points).
-        new: whether each was unmeasured when predicted (a memo hit is not a new candidate).
+        new: whether each was new to the search when predicted (one it had evaluated before
+            is not a new candidate).
     """
 
     gen: int
@@ -151,9 +153,16 @@ class _Assisted:
         self.forecasts: list[Forecast | None] = []
         self._features: Features | None = None
         self._rows: dict = {}  # record key -> feature row
+        self._seen: dict = {}  # keys this search has evaluated, in order (an ordered set)
+
+    def _note(self, pop) -> None:
+        for x in pop.get("X"):
+            self._seen.setdefault(self.problem.space.key(x))
 
     def _fit(self):
-        records = training_records(self.problem)
+        """The model of the records of the candidates this search has evaluated so far (a
+        resumed search, replaying its path through the memo, sees what the first one saw)."""
+        records = training_records(self.problem, self._seen)
         if len(records) < self.predictor.min_records:
             return None
         if self._features is None:
@@ -185,11 +194,18 @@ class _Assisted:
         chosen = _order(self.problem, self.pop, drop, optimistic, spread, exact)[:self.n_offsprings]
         self.forecasts.append(Forecast(gen=self.n_iter, fitted_on=model.keys, keys=tuple(keys[k] for k in chosen),
                                        drops=tuple(float(drop[k]) for k in chosen),
-                                       new=tuple(keys[k] not in store for k in chosen)))
+                                       new=tuple(keys[k] not in self._seen for k in chosen)))
         return off[chosen]
+
+    def _initialize_advance(self, infills=None, **kwargs):
+        if infills is not None:
+            self._note(infills)
+        return super()._initialize_advance(infills=infills, **kwargs)
 
     def _advance(self, infills=None, **kwargs):
         forecast = self.forecasts[-1] if self.forecasts else None
+        if infills is not None:
+            self._note(infills)
         if forecast is not None:
             self.predictor_rank = _rank(self.problem, forecast)
         return super()._advance(infills=infills, **kwargs)
@@ -198,7 +214,7 @@ class _Assisted:
 def _rank(problem, forecast: Forecast) -> float | None:
     """Spearman correlation of a forecast's drops with the drops measured since, over its
     new candidates that were measured (failed ones and races stopped early left out)."""
-    measured = {r.key: r.objectives["acc_drop"] for r in training_records(problem)}
+    measured = {r.key: r.objectives["acc_drop"] for r in training_records(problem, forecast.keys)}
     pairs = [(p, measured[k]) for k, p, new in zip(forecast.keys, forecast.drops, forecast.new)
              if new and k in measured]
     return spearman(*zip(*pairs)) if pairs else None
