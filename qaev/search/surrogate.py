@@ -180,15 +180,14 @@ class _Assisted:
         if len(off) == 0:
             self.termination.force_termination = True
             return None
-        space, store = self.problem.space, self.problem.store
-        configs = [space.decode(x) for x in off.get("X")]
+        configs = [self.problem.space.decode(x) for x in off.get("X")]
         keys = tuple(c.key() for c in configs)
         prediction = model.predict(configs)
         drop, optimistic, spread = prediction.drop, prediction.optimistic(self.predictor.kappa), prediction.spread
-        for k, key in enumerate(keys):  # a memo hit costs nothing: its value is known
-            known = store.peek(key)
-            if known is not None and key in model.keys:
-                drop[k] = optimistic[k] = known.objectives["acc_drop"]
+        known = {r.key: r.objectives["acc_drop"] for r in training_records(self.problem, model.keys & set(keys))}
+        for k, key in enumerate(keys):  # one the search has measured costs nothing: its value is known
+            if key in known:
+                drop[k] = optimistic[k] = known[key]
                 spread[k] = 0.0
         exact = exact_rows(self.problem, configs)
         chosen = _order(self.problem, self.pop, drop, optimistic, spread, exact)[:self.n_offsprings]
