@@ -19,6 +19,7 @@ from qaev.search.operators import (
     EffectiveDuplicateElimination, HardwareRepair, LayerCrossover, NeighbourMutation, QuantSampling,
 )
 from qaev.search.problem import QuantizationProblem
+from qaev.search.spec import PREDICTOR_DEFAULT
 from qaev.search.surrogate import AssistedNSGA2, AssistedNSGA3, PredictorSettings, unpredictable
 from qaev.runtime.store import Record
 
@@ -65,7 +66,7 @@ class SearchResult:
 
 
 def make_algorithm(problem: QuantizationProblem, *, name: str = "auto", pop_size: int = 20, informed: float = 0.3,
-                   predictor: bool | PredictorSettings = False):
+                   predictor: bool | PredictorSettings | None = None):
     """NSGA-II (up to 3 objectives) or NSGA-III (more) with qaev's operators.
 
     Args:
@@ -75,7 +76,8 @@ def make_algorithm(problem: QuantizationProblem, *, name: str = "auto", pop_size
         informed: share of the first population :class:`QuantSampling` seeds from sensitivity.
         predictor: True (or :class:`~qaev.search.surrogate.PredictorSettings`): a drop model
             refitted on every measured candidate chooses each generation's offspring among
-            many (:mod:`qaev.search.surrogate`).
+            many (:mod:`qaev.search.surrogate`); False: plain NSGA-II/III; None:
+            :data:`qaev.search.spec.PREDICTOR_DEFAULT` where the problem allows it.
 
     Raises:
         ConfigError: an unknown name, or a predictor for a problem it cannot serve
@@ -87,6 +89,8 @@ def make_algorithm(problem: QuantizationProblem, *, name: str = "auto", pop_size
         raise ConfigError(f"--algorithm: {name!r} is not one of nsga2, nsga3")
     common = dict(sampling=QuantSampling(informed=informed), crossover=LayerCrossover(), mutation=NeighbourMutation(),
                   repair=HardwareRepair(), eliminate_duplicates=EffectiveDuplicateElimination(problem.space))
+    if predictor is None:
+        predictor = PREDICTOR_DEFAULT and unpredictable(problem) is None
     if predictor is not False:
         why = unpredictable(problem)
         if why is not None:
@@ -146,7 +150,7 @@ class _History(Callback):
 
 def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 20, n_gen: int = 10, seed: int = 0,
              callback: Callable[[Generation, list[Record]], None] | None = None, verbose: bool = False,
-             predictor: bool = False) -> SearchResult:
+             predictor: bool | None = None) -> SearchResult:
     """Search ``problem`` with pymoo and return the front over every evaluated candidate.
 
     Args:
@@ -158,8 +162,9 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
         callback: called after every generation with the history row and the current front
             (and, for a screening search, once more with the fully measured front).
         verbose: pymoo's own per-generation printout.
-        predictor: with an ``algorithm`` name, let a drop model refitted on every measured
-            candidate choose each generation's offspring (:func:`make_algorithm`).
+        predictor: with an ``algorithm`` name, whether a drop model refitted on every
+            measured candidate chooses each generation's offspring (:func:`make_algorithm`);
+            None: the default where the problem allows it.
 
     Example:
         >>> from qaev.problems import get_problem

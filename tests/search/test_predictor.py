@@ -103,6 +103,17 @@ def test_rank_correlation_reaches_history_jsonl_and_a_resume_replays_it(tmp_path
     assert [row["predictor_rank"] for row in _history(plain)] == [None, None]
 
 
+def test_a_run_written_before_the_option_resumes_as_it_ran(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["search", "--pop", "6", "--generations", "2", "--out", str(out), "--quiet"]
+    assert main(args + ["--no-predictor"]) == 0
+    settings = json.loads((out / "settings.json").read_text())
+    del settings["spec"]["search"]["predictor"]
+    (out / "settings.json").write_text(json.dumps(settings))
+    assert main(args + ["--resume"]) == 2 and "spec.search.predictor" in capsys.readouterr().err
+    assert main(args + ["--resume", "--no-predictor"]) == 0
+
+
 def test_exact_objectives_of_proposals_are_those_measured(run):
     problem, _ = run
     records = [r for r in problem.store.records() if r.ok][:10]
