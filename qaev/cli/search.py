@@ -19,7 +19,7 @@ from qaev.runtime.parallel import check_run_options
 from qaev.runtime.search_run import run_search
 from qaev.search.objectives import OBJECTIVE_MODULES, constraints
 from qaev.search.defaults import PRESETS
-from qaev.search.spec import EvalSettings, RunSpec, SearchSettings, SpaceSpec
+from qaev.search.spec import PREDICTOR_DEFAULT, EvalSettings, RunSpec, SearchSettings, SpaceSpec
 
 __all__ = ["search", "SYMMETRY"]
 
@@ -126,6 +126,10 @@ def _run_options(func):
                           "sensitivity: `noise` probes each layer alone at each lower width on N (default 32) "
                           "unlabelled samples (their time counts in the run's); FILE is a `qaev sensitivity --out` "
                           "table of measured drops; `none`: the free weight-error proxy seeds 30%."),
+        click.option("--predictor/--no-predictor", default=PREDICTOR_DEFAULT, show_default=True,
+                     help="Let a model of the drop, refitted on every measured candidate, choose each generation's "
+                          "offspring among many made (those it predicts could reach the front, then the most "
+                          "uncertain); its rank correlation with the measured drops goes into history.jsonl."),
         click.option("--quiet", is_flag=True, help="Print only the final summary line."),
         click.option("--json-progress", is_flag=True,
                      help="One JSON object per generation on stdout instead of the bar."),
@@ -167,7 +171,8 @@ def _warnings_at_begin(progress) -> None:
 @_space_options
 @_run_options
 def search(model, problem, hardware, objectives, algorithm, pop, generations, time_minutes, validation, out, resume,
-           force, workers, dask_address, timeout, ort_level, staged, screen_on, sensitivity_spec, quiet, json_progress,
+           force, workers, dask_address, timeout, ort_level, staged, screen_on, sensitivity_spec, predictor, quiet,
+           json_progress,
            **kwargs) -> None:
     """Search per-layer quantization; write the Pareto front to a run directory.
 
@@ -199,7 +204,7 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ti
                                            staging=Staging(finish=staged, simulate=simulate) if staged else None),
                    search=SearchSettings(algorithm=algorithm, pop=pop, generations=generations, seed=seed,
                                          sensitivity=None if sensitivity_spec == "none" else sensitivity_spec,
-                                         time_minutes=time_minutes),
+                                         time_minutes=time_minutes, predictor=predictor),
                    preset=preset.name)
     out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     outcome = run_search(spec, out=out, progress=progress, resume=resume, force=force, workers=workers,

@@ -95,7 +95,7 @@ def _check_resume(out: Path, settings: dict) -> None:
     saved = out / "settings.json"
     if not saved.is_file():
         raise ConfigError(f"--resume: {out} holds no settings.json; it is not a qaev run directory")
-    old, new = _flat(_read_settings(saved)), _flat(settings)
+    old, new = {**ADDED, **_flat(_read_settings(saved))}, _flat(settings)
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE
                      and not (k.startswith("data.") and k not in old))  # runs from before data fingerprints
     if changed:
@@ -139,6 +139,9 @@ def prepare_run_dir(out: Path, settings: dict, *, resume: bool, force: bool) -> 
 
 #: Settings a resumed run may change (a longer search).
 RESUMABLE = ("spec.search.generations", "spec.search.time_minutes")
+#: Settings added since runs were first written, with the value that ran before they existed
+#: (what a run directory that lacks one is taken to have).
+ADDED = {"spec.search.predictor": json.dumps(False)}
 
 
 def _flat(data, prefix: str = "") -> dict:

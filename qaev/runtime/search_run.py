@@ -15,6 +15,7 @@ from qaev.runtime.store import EvaluationStore
 from qaev.search.build import build_problem
 from qaev.search.optimize import SearchResult, feasible_front, make_algorithm, measure_exported, minimize
 from qaev.search.spec import RunSpec
+from qaev.search.surrogate import unpredictable
 from qaev.sensitivity.seeding import INFORMED_SHARE, SensitivitySource, load_sensitivity
 
 __all__ = ["RunOutcome", "run_search", "default_tolerance"]
@@ -175,14 +176,25 @@ def _search(problem, spec: RunSpec, out: Path, progress, *, deadline: float | No
     (out / "history.jsonl").unlink(missing_ok=True)
     search = spec.search
     try:
-        algo = (search.algorithm if problem.sensitivity is None
-                else make_algorithm(problem, name=search.algorithm, pop_size=search.pop, informed=INFORMED_SHARE))
-        result = minimize(problem, algorithm=algo, pop_size=search.pop, n_gen=search.generations, seed=search.seed,
-                          callback=on_generation, deadline=deadline)
+        result = minimize(problem, algorithm=_algorithm(problem, spec, progress), pop_size=search.pop,
+                          n_gen=search.generations, seed=search.seed, callback=on_generation, deadline=deadline)
         return result, False
     except KeyboardInterrupt:  # stop cleanly: every finished evaluation is on disk; write their front
         return SearchResult(front=feasible_front(problem), history=[],
                             float_objectives=problem.float_objectives()), True
+
+
+def _algorithm(problem, spec: RunSpec, progress):
+    """The run's algorithm: the predictor where asked for and where it applies (else a
+    line saying why not), the first population seeded from sensitivity when there is one."""
+    search = spec.search
+    predictor = search.predictor
+    why = unpredictable(problem) if predictor else None
+    if why is not None:
+        progress.message(f"predictor off: {why}")
+        predictor = False
+    seeded = {} if problem.sensitivity is None else {"informed": INFORMED_SHARE}
+    return make_algorithm(problem, name=search.algorithm, pop_size=search.pop, predictor=predictor, **seeded)
 
 
 def _float_values(problem) -> dict:
