@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import logging
 import os
@@ -49,6 +50,7 @@ import numpy as np
 
 logging.basicConfig(level=logging.WARNING)  # before ORT's tools configure the root logger at INFO
 
+from qaev.files import write_atomic  # noqa: E402
 from qaev.baselines import (greedy_baseline, ilp_baseline, ort_baseline, random_baseline,  # noqa: E402
                             uniform_baseline)
 from qaev.baselines.budget import charged_evaluations  # noqa: E402
@@ -136,8 +138,9 @@ def qaev_search(problem, *, budget: int, seed: int, pop: int | None = None, info
     ``informed``: the share of the first population seeded from sensitivity."""
     pop, n_gen = _population(budget, pop)
     start = time.perf_counter()
-    result = minimize(problem, algorithm=make_algorithm(problem, pop_size=pop, informed=informed), n_gen=n_gen,
-                      seed=seed)
+    # without the predictor (qaev.search.surrogate), as the entries of RESULTS.md were measured
+    algorithm = make_algorithm(problem, pop_size=pop, informed=informed, predictor=False)
+    result = minimize(problem, algorithm=algorithm, n_gen=n_gen, seed=seed)
     points = tuple(Point.from_record(r, f"front {i}") for i, r in enumerate(result.front))
     return MethodResult(method="qaev", points=points, evaluations=problem.n_evaluated,
                         wall_s=time.perf_counter() - start, notes=(f"NSGA-II, pop {pop} x {n_gen} generations",))
@@ -158,7 +161,8 @@ def qaev_screened(setup: Setup, *, budget: int, seed: int, pop: int | None = Non
     finishes = int(max(0.0, budget - pop * n_gen * share) / max(1e-9, 1 - share))
     problem = setup.problem(staging=replace(probe, max_finished=finishes))
     start = time.perf_counter()
-    result = minimize(problem, pop_size=pop, n_gen=n_gen, seed=seed)
+    # without the predictor (qaev.search.surrogate), as the entries of RESULTS.md were measured
+    result = minimize(problem, pop_size=pop, n_gen=n_gen, seed=seed, predictor=False)
     wall = time.perf_counter() - start
     records = [r for r in problem.store.records() if r.ok]
     items = sum(n_set if is_final(r) else r.stage.n for r in records)
@@ -532,8 +536,10 @@ def plot(doc: dict, path: Path) -> None:
         ax.legend()
     fig.suptitle(f"{doc['env']['problem']}: budget {doc['env']['budget']} evaluations per method")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
+    write_atomic(path, buf.getvalue())
 
 
 def _space(args) -> dict:
@@ -636,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
                        test_workers=args.test_workers)}
     doc["hypervolume"]["tolerance"] = tolerance_figures(doc, args.tolerance)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "compare.json").write_text(json.dumps(doc, indent=1, default=str))
+    write_atomic(args.out / "compare.json", json.dumps(doc, indent=1, default=str))
     plot(doc, args.out / "fronts.png")
     print_table(doc)
     print_tolerance(doc["hypervolume"]["tolerance"])

@@ -111,6 +111,14 @@ def _grid_weight(quantizer: Quantizer, layer: LayerInfo, cfg, resolved: QuantCon
     return quantized_weight(quantizer.model, layer, cfg, resolved, quantizer.weights, inputs=quantizer.inputs)
 
 
+def _weight_dequantization(ed: GraphEditor, node: onnx.NodeProto, layer: LayerInfo) -> onnx.NodeProto:
+    """The DequantizeLinear feeding ``node``'s weight input (found by the edge, not by name)."""
+    dq = ed.producer(node.input[0 if layer.op_type == "Gather" else 1])
+    if dq is None or dq.op_type != "DequantizeLinear":
+        raise RuntimeError(f"export: the weight of layer {layer.name!r} is not dequantized by a DequantizeLinear")
+    return dq
+
+
 def export_model(quantizer: Quantizer, config: QuantConfig, *, compact: bool = False) -> onnx.ModelProto:
     """The deployable model of ``config``.
 
@@ -143,13 +151,12 @@ def export_model(quantizer: Quantizer, config: QuantConfig, *, compact: bool = F
             continue  # a table method's own representation (8-bit codes): written as evaluated
         if gathers_first(layer, cfg.effective().granularity.block_size):
             continue  # packed lookup table already (qaev.quantize.lookup)
+        node = ed.node(layer.name)
+        dq = _weight_dequantization(ed, node, layer)
         if _nbits_eligible(layer, cfg):
-            node = ed.node(layer.name)
-            dq = ed.node(f"{layer.name}.w.DequantizeLinear")
             _matmulnbits(ed, layer, node, _grid_weight(quantizer, layer, cfg, resolved, fitted))
             ed.remove(dq)
             continue
-        dq = ed.node(f"{layer.name}.w.DequantizeLinear")
         if _planes_apply(layer, cfg, quantized, inits[dq.input[0]]):
             if dq.input[0] not in planed:
                 planed[dq.input[0]] = planes_tensor(ed, numpy_helper.to_array(inits[dq.input[0]]), cfg.w_bits,
