@@ -24,6 +24,7 @@ from qaev.config_io import load_config, save_config
 from qaev.errors import ConfigError, ModelError
 from qaev.files import write_atomic
 from qaev.model.graph import load_model
+from qaev.runtime.lock import RunLock
 from qaev.runtime.rundir import read_front
 
 __all__ = ["refine", "refined_config"]
@@ -93,12 +94,20 @@ def _measure(quantizer, config, evaluators: dict) -> dict:
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="Float model, if it moved.")
 def refine(run_dir, point_id, recommended, iters, seed, model) -> None:
     """Rebuild a front point with block reconstruction and measure it again (needs PyTorch)."""
+    doc = read_front(run_dir)
+    pid = _chosen(doc, run_dir, point_id, recommended)
+    lock = RunLock(run_dir)  # no search writes the front while it is refined
+    try:
+        _refine(run_dir, doc, pid, iters=iters, seed=seed, model=model)
+    finally:
+        lock.release()
+
+
+def _refine(run_dir: Path, doc: dict, pid: str, *, iters: int, seed: int, model: Path | None) -> None:
     from qaev.cli.learning import show_learning
     from qaev.evaluation.evaluator import Evaluator
     from qaev.quantize import Quantizer
 
-    doc = read_front(run_dir)
-    pid = _chosen(doc, run_dir, point_id, recommended)
     point = next(p for p in doc["points"] if p["id"] == pid)
     path = model or (Path(doc["model"]["path"]) if doc["model"].get("path") else None)
     if path is None:
