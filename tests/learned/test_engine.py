@@ -23,14 +23,18 @@ def _run(capsys, *args):
 
 
 @pytest.mark.parametrize("rounding", ["adaround", "block"])
-def test_a_learned_config_reapplies_byte_identically_from_the_same_calibration_data(tmp_path, capsys, rounding):
+def test_a_learned_config_reapplies_byte_identically_from_the_same_calibration_data(tmp_path, capsys, monkeypatch,
+                                                                                     rounding):
+    monkeypatch.setenv("QAEV_CACHE", str(tmp_path / "cache"))
     out, cfg = tmp_path / "q.onnx", tmp_path / "q.yaml"
     code, _, err = _run(capsys, "quantize", "--w-bits", "3", "--a-bits", "8", "--per-channel", "--rounding", rounding,
                         "--no-eval", "-o", out, "--save-config", cfg)
     assert code == 0, err
     assert ("loss nearest" if rounding == "adaround" else "block 2/2") in err  # progress, as it works
     rebuilt = tmp_path / "again.onnx"
-    assert _run(capsys, "apply", cfg, "--problem", "digits", "-o", rebuilt)[0] == 0
+    monkeypatch.setenv("QAEV_CACHE", str(tmp_path / "fresh"))  # nothing kept: apply learns again
+    code, _, err = _run(capsys, "apply", cfg, "--problem", "digits", "-o", rebuilt)
+    assert code == 0 and "read from" not in err
     assert rebuilt.read_bytes() == out.read_bytes()
 
 
