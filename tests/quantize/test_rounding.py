@@ -191,7 +191,7 @@ def test_default_genes_keep_old_files_and_hashes():
     assert len(keys) == 2
     assert LayerConfig(w_bits=16, rounding="gptq", bias_correction=True).effective() == LayerConfig(w_bits=16)
     with pytest.raises(ConfigError, match="rounding"):
-        LayerConfig(rounding="adaround")
+        LayerConfig(rounding="stochastic")  # not a registered method
 
 
 def test_space_searches_rounding_and_bias_correction(quantizer):
