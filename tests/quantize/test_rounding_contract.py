@@ -51,7 +51,13 @@ def _widths(name):
     return ROUNDINGS[name].widths or (8, 4)
 
 
-@pytest.mark.parametrize("name", sorted(ROUNDINGS))
+#: Methods learned in PyTorch: minutes per model on a shared 2-core machine, so slow here
+#: (tests/learned covers them on one thread).
+_LEARNED = {"adaround", "block"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _LEARNED else n
+                                  for n in sorted(ROUNDINGS)])
 def test_where_a_method_applies_its_model_runs_close_to_float_and_exports_the_same(case, name):
     q, feed = case
     method = get_rounding(name)
