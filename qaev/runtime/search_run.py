@@ -142,8 +142,7 @@ def _deadline(problem, spec: RunSpec, start: float, *, workers: int) -> tuple[fl
     return deadline, (f"time budget {spec.search.time_minutes:g} min: one evaluation takes about {one:.2g} s "
             f"(the float model on {len(problem.evaluator.data)} samples: {one / 1.3:.2g} s, measured); about "
             f"{max(0, int(left / one)) * workers} evaluations fit in the {left / 60:.1f} min left for the search "
-            f"({reserve / 60:.1f} min kept to re-measure the front; the first generation is measured whatever "
-            "the time)")
+            f"({reserve / 60:.1f} min kept to re-measure the front)")
 
 
 def _begin_text(problem, spec: RunSpec, out: Path, *, parallel: bool) -> str:

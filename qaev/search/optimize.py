@@ -127,15 +127,13 @@ class _Budget(Termination):
 
 
 class _History(Callback):
-    def __init__(self, problem, scale, user: Callable | None, *, deadline: float | None = None) -> None:
+    def __init__(self, problem, scale, user: Callable | None) -> None:
         super().__init__()
-        self.problem, self.scale, self.user, self.deadline = problem, scale, user, deadline
+        self.problem, self.scale, self.user = problem, scale, user
         self.rows: list[Generation] = []
         self.start = time.perf_counter()
 
     def notify(self, algorithm) -> None:
-        if self.deadline is not None:  # from the second generation on
-            self.problem.deadline = self.deadline
         self.record(algorithm.n_gen, provisional=self.problem.screening,
                     rank=getattr(algorithm, "predictor_rank", None))
 
@@ -164,8 +162,8 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
         callback: called after every generation with the history row and the current front
             (and, for a screening search, once more with the fully measured front).
         verbose: pymoo's own per-generation printout.
-        deadline: ``time.monotonic()`` after which no candidate starts, from the second
-            generation on (the first, the warm start, is always measured).
+        deadline: ``time.monotonic()`` after which no candidate starts (once one has been
+            measured); the warm start's candidates come first, so they are the ones measured.
         predictor: with an ``algorithm`` name, whether a drop model refitted on every
             measured candidate chooses each generation's offspring (:func:`make_algorithm`);
             None: the default where the problem allows it.
@@ -180,7 +178,9 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
             if isinstance(algorithm, str) else algorithm)
     floats = problem.float_objectives()
     scale = [problem.evaluator.float_value if n == "acc_drop" else floats[n] for n in problem.objectives]
-    history = _History(problem, scale, callback, deadline=deadline)
+    history = _History(problem, scale, callback)
+    if deadline is not None:
+        problem.deadline = deadline
     res = pymoo_minimize(problem, algo, _Budget(n_gen, problem), seed=seed, callback=history, verbose=verbose,
                          copy_algorithm=True)
     if problem.screening:  # the search ran on first-stage values: measure its promising candidates fully

@@ -226,8 +226,10 @@ class QuantizationProblem(Problem):
         return {}
 
     def out_of_time(self) -> bool:
-        """Whether the run's :attr:`deadline` has passed."""
-        return self.deadline is not None and time.monotonic() > self.deadline
+        """Whether the run's :attr:`deadline` has passed (never before one candidate has
+        been measured: a run always has something to show)."""
+        return (self.deadline is not None and time.monotonic() > self.deadline
+                and any(record.ok for record in self.store.records()))
 
     def _known(self, key: str) -> bool:
         """Whether the store answers ``key``: a record carrying every objective the search

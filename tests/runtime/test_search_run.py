@@ -47,3 +47,11 @@ def test_after_the_deadline_no_candidate_starts_and_none_is_remembered():
     records = problem.evaluate_many(configs + [QuantConfig()])
     assert [r.error for r in records[:2]] == [UNSTARTED, UNSTARTED] and records[2].ok  # the memo still answers
     assert all(c.key() not in problem.store for c in configs) and first
+
+
+def test_a_deadline_passed_before_anything_was_measured_still_measures_one_candidate():
+    problem = get_problem("digits", eval=64)
+    problem.deadline = time.monotonic() - 1.0
+    configs = [problem.space.decode(problem.space.encode_uniform(w_bits=b, act="float")) for b in (8, 4, 2)]
+    records = problem.evaluate_many(configs)
+    assert records[0].ok and [r.error for r in records[1:]] == [UNSTARTED, UNSTARTED]
