@@ -9,6 +9,7 @@ import yaml
 
 from qaev.files import write_atomic
 from qaev.config import LayerConfig, QuantConfig
+from qaev.documents import read_document
 from qaev.errors import ConfigError
 
 __all__ = ["load_config", "save_config", "dumps_config", "load_layer_settings"]
@@ -43,14 +44,7 @@ def save_config(config: QuantConfig, path: str | os.PathLike) -> Path:
 
 
 def _read(path: Path, what: str):
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such {what} file")
-    try:
-        text = path.read_text()
-        return json.loads(text) if _is_json(path) else yaml.safe_load(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not valid {'JSON' if _is_json(path) else 'YAML'} ({first})") from None
+    return read_document(path, what=what)
 
 
 def load_layer_settings(path: str | os.PathLike) -> dict[str, LayerConfig]:

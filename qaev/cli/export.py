@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from qaev.cli.options import compact_names_option
+from qaev.documents import read_document
+from qaev.cli.options import compact_names_option, output_file
+from qaev.cli.written import write_model
 from qaev.config_io import load_config
 from qaev.errors import ConfigError, ModelError
 from qaev.files import write_atomic
@@ -27,7 +29,10 @@ def quantizer_for(run_dir: Path, float_model, configs) -> Quantizer:
     path = Path(run_dir) / "settings.json"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: these points need calibration data and the run holds no settings.json")
-    spec = RunSpec.from_dict(json.loads(path.read_text())["spec"], where=f"{path}: spec")
+    settings = read_document(path, what="run settings", fmt="json")
+    if not isinstance(settings, dict) or not isinstance(settings.get("spec"), dict):
+        raise ConfigError(f"{path}: damaged run settings (no spec)")
+    spec = RunSpec.from_dict(settings["spec"], where=f"{path}: spec")
     parts = spec.source.load()
     if parts.model.sha256 != float_model.sha256:
         raise ModelError(f"{path}: the run's model is not {float_model.path}")
@@ -46,7 +51,8 @@ def _model_for(doc: dict, model: Path | None) -> Path:
 @click.option("--point", "point_id", default=None,
               help="Point id from front.json, or `recommended` (the smallest point within tolerance on validation).")
 @click.option("--all", "all_points", is_flag=True, help="Export every point to RUN_DIR/models/.")
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=None, help="Output .onnx (with --point).")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None, callback=output_file,
+              help="Output .onnx (with --point).")
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="Float model, if it moved.")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "ort-overrides"]), default="onnx", show_default=True,
               help="onnx: the quantized model; ort-overrides: ONNX Runtime TensorQuantOverrides JSON.")
@@ -73,13 +79,12 @@ def export(run_dir, point_id, all_points, out, model, fmt, compact_names) -> Non
     for pid in chosen:
         suffix = ".onnx" if fmt == "onnx" else ".ort-overrides.json"
         target = out if (out and not all_points) else Path(run_dir) / "models" / f"{pid}{suffix}"
-        target.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "ort-overrides":
             _write_overrides(quantizer, configs[pid], pid, target)
             continue
-        data = export_model(quantizer, configs[pid], compact=compact_names).SerializeToString()
-        write_atomic(target, data)
-        click.echo(f"wrote {target} ({len(data) / 1e6:.3f} MB)")
+        size = write_model(export_model(quantizer, configs[pid], compact=compact_names), target,
+                           reference=float_model)
+        click.echo(f"wrote {target} ({size / 1e6:.3f} MB)")
 
 
 def _write_overrides(quantizer, config, pid: str, target: Path) -> None:

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
-import yaml
 
+from qaev.documents import read_document
 from qaev.config import QuantConfig
-from qaev.errors import ConfigError, QaevError
 from qaev.hardware import legal_pairs, list_tables, load_table
 from qaev.quantize.sizes import estimate_cost
 from qaev.hardware.pairs import all_pairs
@@ -16,17 +14,8 @@ from qaev.hardware.pairs import all_pairs
 __all__ = ["hardware"]
 
 
-class _UserError(click.ClickException):
-    def __init__(self, exc: QaevError):
-        super().__init__(str(exc))
-        self.exit_code = exc.exit_code
-
-
 def _table(target: str):
-    try:
-        return load_table(target)
-    except QaevError as exc:
-        raise _UserError(exc) from None
+    return load_table(target)  # a QaevError is one "qaev: error" line, as in every command
 
 
 @click.group("hardware")
@@ -81,16 +70,9 @@ def _load_inputs(config_path: str, model_path: str):
     from qaev.model.graph import load_model
     from qaev.model.layers import find_layers
 
-    try:
-        data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise _UserError(ConfigError(f"{config_path}: not valid YAML/JSON: {exc}".splitlines()[0])) from None
-    try:
-        config = QuantConfig.from_dict(data, where=config_path)
-        layers = find_layers(load_model(model_path))
-    except QaevError as exc:
-        raise _UserError(exc) from None
-    return config, layers
+    data = read_document(config_path, what="config")
+    config = QuantConfig.from_dict(data, where=config_path)
+    return config, find_layers(load_model(model_path))
 
 
 @hardware.command("estimate")
@@ -103,10 +85,7 @@ def estimate_command(config_path: str, model_path: str, target: str, batch: int,
     """Estimate latency, energy, size and peak memory of CONFIG applied to MODEL.onnx."""
     table = _table(target)
     config, layers = _load_inputs(config_path, model_path)
-    try:
-        report = estimate_cost(layers, config, table, batch=batch)
-    except QaevError as exc:
-        raise _UserError(exc) from None
+    report = estimate_cost(layers, config, table, batch=batch)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return

@@ -11,7 +11,7 @@ from qaev.errors import ConfigError
 from qaev.data.tasks import TASKS, DataOptions
 
 __all__ = ["data_options", "data_options_from", "parse_shape", "layer_config_from", "csv_list", "bit_list",
-           "compact_names_option"]
+           "compact_names_option", "output_file"]
 
 
 def csv_list(text: str | None) -> list[str]:
@@ -123,3 +123,10 @@ CALIBRATION_CHOICE = click.Choice([m.value for m in CalibMethod])
 compact_names_option = click.option(
     "--compact-names", is_flag=True,
     help="Short internal tensor names and blank node names in the written file (smaller; same outputs).")
+
+
+def output_file(ctx, param, value: Path | None) -> Path | None:
+    """Click callback of ``-o``: a file, not a directory (checked before any work)."""
+    if value is not None and value.is_dir():
+        raise click.BadParameter(f"{value} is a directory; give a file name", param_hint="-o")
+    return value

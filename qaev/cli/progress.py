@@ -3,7 +3,8 @@
 Three modes, chosen by :func:`make_progress`:
 
 * ``bar``: status lines and a tqdm bar over generations on stderr. The bar's postfix
-  shows evaluations, cache hits, front size, hypervolume and the search's elapsed time and
+  shows evaluations, cache hits, front size, hypervolume, the predictor's rank correlation
+  (when a predictor chose the generation's offspring) and the search's elapsed time and
   ETA; a second line shows a few points of the current front (from the cheapest to the
   best metric). On a stream that is not a terminal the bar becomes one plain line per
   generation, so logs stay readable.
@@ -171,9 +172,10 @@ class Progress:
             return
         if self.mode == "quiet":
             return
+        rank = "" if row.predictor_rank is None else f"  pred. rank {row.predictor_rank:.2f}"
         fields = (f"evals {row.evaluations}  hits {row.cache_hits}  front {row.front_size}"
                   f"{' (first-stage values)' if row.provisional else ''}  "
-                  f"HV {row.hypervolume:.4f}  {_fmt_time(row.elapsed_s)}<{_fmt_time(eta)}")
+                  f"HV {row.hypervolume:.4f}{rank}  {_fmt_time(row.elapsed_s)}<{_fmt_time(eta)}")
         if not self._tty:
             self._line(f"gen {row.gen}/{self.total}  {fields}  best {self._best_text(best)}")
             return

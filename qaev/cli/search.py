@@ -8,16 +8,18 @@ from pathlib import Path
 
 import click
 
+from qaev.cli import notes, signals
 from qaev.cli.data import data_source
 from qaev.cli.options import bit_list, csv_list, data_options
 from qaev.cli.progress import make_progress
 from qaev.config_io import load_layer_settings
 from qaev.evaluation.staging import Finish, Staging
 from qaev.model.session import ORT_LEVELS
+from qaev.runtime.parallel import check_run_options
 from qaev.runtime.search_run import run_search
 from qaev.search.objectives import OBJECTIVE_MODULES, constraints
 from qaev.search.defaults import PRESETS
-from qaev.search.spec import EvalSettings, RunSpec, SearchSettings, SpaceSpec
+from qaev.search.spec import PREDICTOR_DEFAULT, EvalSettings, RunSpec, SearchSettings, SpaceSpec
 
 __all__ = ["search", "SYMMETRY"]
 
@@ -124,11 +126,26 @@ def _run_options(func):
                           "sensitivity: `noise` probes each layer alone at each lower width on N (default 32) "
                           "unlabelled samples (their time counts in the run's); FILE is a `qaev sensitivity --out` "
                           "table of measured drops; `none`: the free weight-error proxy seeds 30%."),
+        click.option("--predictor/--no-predictor", default=PREDICTOR_DEFAULT, show_default=True,
+                     help="Let a model of the drop, refitted on every measured candidate, choose each generation's "
+                          "offspring among many made (those it predicts could reach the front, then the most "
+                          "uncertain); its rank correlation with the measured drops goes into history.jsonl."),
         click.option("--quiet", is_flag=True, help="Print only the final summary line."),
         click.option("--json-progress", is_flag=True,
                      help="One JSON object per generation on stdout instead of the bar."),
     ]
     return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
+
+
+def _warnings_at_begin(progress) -> None:
+    """Print the warnings held while loading when the search proper begins."""
+    begin = progress.begin
+
+    def begin_with_warnings(text: str) -> None:
+        notes.flush()
+        begin(text)
+
+    progress.begin = begin_with_warnings
 
 
 @click.command()
@@ -154,20 +171,24 @@ def _run_options(func):
 @_space_options
 @_run_options
 def search(model, problem, hardware, objectives, algorithm, pop, generations, time_minutes, validation, out, resume,
-           force, workers, dask_address, timeout, ort_level, staged, screen_on, sensitivity_spec, quiet, json_progress,
+           force, workers, dask_address, timeout, ort_level, staged, screen_on, sensitivity_spec, predictor, quiet,
+           json_progress,
            **kwargs) -> None:
     """Search per-layer quantization; write the Pareto front to a run directory.
 
     The front is re-measured on the exported models; `recommended` in front.json is the
     smallest point within --max-drop (default 1.0 metric points, 0.5 for Spearman) on the
     validation split."""
-    generations = generations or (10_000 if time_minutes is not None else 10)
+    check_run_options(workers=workers, timeout=timeout)
+    if generations is None:
+        generations = 10_000 if time_minutes is not None else 10
     preset = PRESETS[kwargs.pop("preset")]
     objectives = objectives or ",".join(preset.objectives or ("acc_drop", "size_mb"))
     hardware = hardware or preset.hardware
     progress = make_progress("json" if json_progress else "quiet" if quiet else "bar", total_generations=generations,
                              objectives=csv_list(objectives))
     click.get_current_context().call_on_close(progress.close)
+    _warnings_at_begin(progress)
     budget = f"{generations} generations" if time_minutes is None else f"generations within {time_minutes:g} min"
     progress.start(f"qaev search: pop {pop} x {budget}; loading the model and calibrating ...")
     bounds = {name: kwargs.pop(name) for name in constraints()}
@@ -183,7 +204,7 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ti
                                            staging=Staging(finish=staged, simulate=simulate) if staged else None),
                    search=SearchSettings(algorithm=algorithm, pop=pop, generations=generations, seed=seed,
                                          sensitivity=None if sensitivity_spec == "none" else sensitivity_spec,
-                                         time_minutes=time_minutes),
+                                         time_minutes=time_minutes, predictor=predictor),
                    preset=preset.name)
     out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     outcome = run_search(spec, out=out, progress=progress, resume=resume, force=force, workers=workers,
@@ -197,4 +218,4 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ti
     if outcome.interrupted:
         click.echo(f"qaev: interrupted; the front of the {len(store)} finished evaluations is written; "
                    f"continue with --out {out} --resume", err=True)
-        raise click.exceptions.Exit(130)
+        raise click.exceptions.Exit(signals.exit_code())

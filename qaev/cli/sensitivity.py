@@ -12,6 +12,7 @@ from qaev.cli.options import bit_list, data_options
 from qaev.config import ACT_SETTINGS
 from qaev.errors import ConfigError
 from qaev.evaluation.evaluator import Evaluator
+from qaev.files import write_atomic
 from qaev.search.problem import QuantizationProblem
 from qaev.quantize import Quantizer, cache_dir
 from qaev.sensitivity.probes import layer_sensitivity
@@ -69,8 +70,7 @@ def sensitivity(model, problem, bits, act, sqnr_samples, out, store, no_cache, a
     table = layer_sensitivity(prob, bits=widths, act=act, sqnr_samples=sqnr_samples)
     text = table.to_json()
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        write_atomic(out, text)
     if as_json:
         click.echo(text)
         return

@@ -123,6 +123,14 @@ class _Storage:
                 self.narrowed.add(tensor)
 
 
+def _weight_dequantization(ed: GraphEditor, node: onnx.NodeProto, layer: LayerInfo) -> onnx.NodeProto:
+    """The DequantizeLinear feeding ``node``'s weight input (found by the edge, not by name)."""
+    dq = ed.producer(node.input[0 if layer.op_type == "Gather" else 1])
+    if dq is None or dq.op_type != "DequantizeLinear":
+        raise RuntimeError(f"export: the weight of layer {layer.name!r} is not dequantized by a DequantizeLinear")
+    return dq
+
+
 def export_model(quantizer: Quantizer, config: QuantConfig, *, compact: bool = False) -> onnx.ModelProto:
     """The deployable model of ``config``.
 
@@ -145,14 +153,15 @@ def export_model(quantizer: Quantizer, config: QuantConfig, *, compact: bool = F
         cfg = resolved.layer(layer.name)
         if _stored_as_built(layer, cfg):
             continue
+        node = ed.node(layer.name)
         if _nbits_eligible(layer, cfg, plan):
-            dq = ed.node(f"{layer.name}.w.DequantizeLinear")
-            _matmulnbits(ed, layer, ed.node(layer.name),
-                         quantized_weight(quantizer.model, layer, cfg, resolved, quantizer.weights,
-                                          inputs=quantizer.inputs))
+            dq = _weight_dequantization(ed, node, layer)
+            _matmulnbits(ed, layer, node, quantized_weight(quantizer.model, layer, cfg, resolved, quantizer.weights,
+                                                           inputs=quantizer.inputs))
             ed.remove(dq)
             continue
-        storage.store(weight_source(ed, f"{layer.name}.w"), cfg.w_bits, name=f"{layer.name}.w")
+        source = weight_source(ed, node.input[0 if layer.op_type == "Gather" else 1], layer=layer.name)
+        storage.store(source, cfg.w_bits, name=f"{layer.name}.w")
     out = ed.finish()
     if (any(n.domain == _MS_DOMAIN for n in out.graph.node)
             and not any(o.domain == _MS_DOMAIN for o in out.opset_import)):

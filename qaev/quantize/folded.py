@@ -27,7 +27,7 @@ from qaev.quantize.weights import QuantizedWeight
 
 __all__ = ["folded_weight", "weight_source", "WeightSource"]
 
-_CAST_Q, _CAST_ZERO, _DQ = "CastQ", "CastZero", "DequantizeLinear"
+_CAST_Q, _CAST_ZERO = "CastQ", "CastZero"  # endings of the node names
 
 
 def _group_view(values: np.ndarray, ndim: int, axis: int | None, block: int | None) -> np.ndarray:
@@ -104,16 +104,27 @@ class WeightSource:
         return self.node.input[0]
 
 
-def weight_source(ed: GraphEditor, prefix: str) -> WeightSource:
-    """The :class:`WeightSource` of the weight added under ``prefix`` (by
-    :func:`folded_weight` or as a ``{prefix}.DequantizeLinear``)."""
-    try:
-        node = ed.node(f"{prefix}.{_CAST_Q}")
-    except KeyError:
-        dq = ed.node(f"{prefix}.{_DQ}")
-        return WeightSource(node=dq, folded=False, zero_point=dq.input[2] if len(dq.input) > 2 else None)
-    try:
-        zero = ed.node(f"{prefix}.{_CAST_ZERO}").input[0]
-    except KeyError:
-        zero = None
-    return WeightSource(node=node, folded=True, zero_point=zero)
+def _made_by(ed: GraphEditor, tensor: str, op_type: str, layer: str) -> onnx.NodeProto:
+    node = ed.producer(tensor)
+    if node is None or node.op_type != op_type:
+        found = "a graph input or initializer" if node is None else f"a {node.op_type}"
+        raise RuntimeError(f"export: the weight of layer {layer!r} is not dequantized as built: {tensor!r} comes "
+                           f"from {found}, expected a {op_type}")
+    return node
+
+
+def weight_source(ed: GraphEditor, tensor: str, *, layer: str) -> WeightSource:
+    """The :class:`WeightSource` of the weight tensor ``tensor`` of ``layer``, added by
+    :func:`folded_weight` or as a ``DequantizeLinear``; found by the graph's edges, not by
+    node names (which the editor makes unique, so they may carry a suffix)."""
+    last = ed.producer(tensor)
+    if last is not None and last.op_type == "DequantizeLinear":
+        return WeightSource(node=last, folded=False, zero_point=last.input[2] if len(last.input) > 2 else None)
+    values = _made_by(ed, tensor, "Mul", layer).input[0]
+    centred = ed.producer(values)
+    if centred is None or centred.op_type != "Sub":
+        return WeightSource(node=_made_by(ed, values, "Cast", layer), folded=True, zero_point=None)
+    spread = ed.producer(centred.input[1])  # block-wise: the zero points spread over their blocks
+    zero = _made_by(ed, spread.input[0] if spread is not None and spread.op_type == "Gather" else centred.input[1],
+                    "Cast", layer)
+    return WeightSource(node=_made_by(ed, centred.input[0], "Cast", layer), folded=True, zero_point=zero.input[0])

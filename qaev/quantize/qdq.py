@@ -156,20 +156,20 @@ def _dynamic_matmul(ed: GraphEditor, model: FloatModel, layer: LayerInfo, node: 
 def _quantize_activation(ed: GraphEditor, tensor: str, params: ActParams, name: str) -> None:
     as_output = ed.is_output(tensor) and not any(v.name == tensor for v in ed.model.graph.input)
     src = ed.detach_output(tensor) if as_output else tensor
-    first = src
+    first, reader = src, None
     if params.bits < 8:
         lo, hi = params.clip
         first = ed.fresh(f"{name}.clipped")
-        ed.add_node("Clip", [src, ed.add_init(f"{name}.lo", np.array(lo, np.float32)),
-                             ed.add_init(f"{name}.hi", np.array(hi, np.float32))], [first], name=f"{name}.Clip")
+        bounds = [ed.add_init(f"{name}.{end}", np.array(v, np.float32)) for end, v in (("lo", lo), ("hi", hi))]
+        reader = ed.add_node("Clip", [src, *bounds], [first], name=f"{name}.Clip")
     scale = ed.add_init(f"{name}.scale", np.array(params.scale, np.float32))
     zp = ed.add_init(f"{name}.zp", np.array(params.zero_point, params.dtype))
     q = ed.fresh(f"{name}.q")
     dq = tensor if as_output else ed.fresh(f"{name}.dq")
-    ed.add_node("QuantizeLinear", [first, scale, zp], [q], name=f"{name}.QuantizeLinear")
+    quantize = ed.add_node("QuantizeLinear", [first, scale, zp], [q], name=f"{name}.QuantizeLinear")
     ed.add_node("DequantizeLinear", [q, scale, zp], [dq], name=f"{name}.DequantizeLinear")
     if not as_output:
-        ed.rewire_consumers(tensor, dq, skip_prefix=name)
+        ed.rewire_consumers(tensor, dq, skip=(reader or quantize,))
 
 
 def build_qdq(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfig, *,

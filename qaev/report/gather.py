@@ -1,12 +1,12 @@
 """Everything a report shows, read from a run directory (and the float model it names)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from onnx import numpy_helper
 
+from qaev.documents import read_document
 from qaev.config import QuantConfig, act_name
 from qaev.config_io import dumps_config, load_config
 from qaev.errors import ConfigError, ModelError, QaevError
@@ -102,10 +102,7 @@ def _baselines(run_dir: Path, names: list[str]) -> list[dict]:
     path = run_dir / "baselines.json"
     if not path.is_file():
         return []
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    data = read_document(path, what="baselines", fmt="json")
     if not isinstance(data, list):
         raise ConfigError(f"{path}: expected a list of {{name, objectives}}")
     out = []

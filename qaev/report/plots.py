@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 
+from qaev.files import write_atomic
 from qaev.report.gather import ReportData, act_label
 
 __all__ = ["pareto_png", "bitmap_png", "select_points", "BIT_LEVELS"]
@@ -32,7 +33,7 @@ def _png(fig: Figure, path: Path | None) -> bytes:
     fig.savefig(buf, format="png", dpi=110)
     data = buf.getvalue()
     if path is not None:
-        Path(path).write_bytes(data)
+        write_atomic(path, data)
     return data
 
 

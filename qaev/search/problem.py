@@ -188,9 +188,9 @@ class QuantizationProblem(Problem):
         keys = [c.key() for c in configs]
         todo: dict[str, QuantConfig] = {}
         for key, config in zip(keys, configs):
-            if key not in self.store and key not in todo:
+            if not self._known(key) and key not in todo:
                 todo[key] = config
-            elif key in self.store:
+            elif key not in todo:
                 self.store.hits += 1
         if todo and self.screening:  # decided here, before any candidate (a model it cannot run fails now)
             self.simulator  # noqa: B018
@@ -228,6 +228,19 @@ class QuantizationProblem(Problem):
     def out_of_time(self) -> bool:
         """Whether the run's :attr:`deadline` has passed."""
         return self.deadline is not None and time.monotonic() > self.deadline
+
+    def _known(self, key: str) -> bool:
+        """Whether the store answers ``key``: a record carrying every objective the search
+        needs, or a failure, except one that timed out under a shorter limit than this
+        run's (it is evaluated again)."""
+        record = self.store.peek(key)
+        if record is None:
+            return False
+        if record.limit_s is not None:
+            limit = getattr(self.runner, "timeout", None)
+            return limit is not None and limit <= record.limit_s
+        needed = {*self.objectives, *(name for name, _ in self.scoring.constraints.values())}
+        return not record.ok or needed <= set(record.objectives)
 
     def compute(self, config: QuantConfig, *, front: np.ndarray | None = None,
                 head: tuple[np.ndarray, int] | None = None, prepared=None) -> Record:

@@ -68,10 +68,11 @@ def test_bar_on_a_terminal_shows_counts_and_best_points():
              Record(key="b", objectives={"acc_drop": 0.0, "size_mb": 0.02}, metric=95.0, config={})]
     for gen in (1, 2):
         progress(Generation(gen=gen, evaluations=6 * gen, cache_hits=gen - 1, front_size=2, hypervolume=0.5,
-                            elapsed_s=float(gen)), front)
+                            elapsed_s=float(gen), predictor_rank=None if gen == 1 else 0.834), front)
     progress.close()
     text = err.getvalue()
     assert "gen 2/2" in text and "evals 12" in text and "hits 1" in text and "5/0.01" in text
+    assert "HV 0.5000  0:01<" in text and "HV 0.5000  pred. rank 0.83  0:02<" in text  # no rank: none shown
 
 
 def test_best_tradeoffs_spread_along_the_second_objective():
