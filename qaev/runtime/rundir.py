@@ -269,8 +269,9 @@ def _front_problem(doc, run_dir: Path) -> str | None:
         values = point.get("objectives")
         if not isinstance(values, dict) or not all(_number(values.get(n)) for n in names):
             return f"point {point['id']}: objectives {names} must be finite numbers"
-        if point.get("metric") is not None and not _number(point["metric"]):
-            return f"point {point['id']}: metric must be a finite number"
+        for key in ("metric", "host_latency_ms", "host_speedup"):
+            if point.get(key) is not None and not _number(point[key]):
+                return f"point {point['id']}: {key} must be a finite number"
     if not isinstance(doc.get("float", {}), dict) or not isinstance(doc.get("metric", ""), str):
         return "'float' must be an object and 'metric' a name"
     return None
