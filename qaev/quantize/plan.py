@@ -71,6 +71,12 @@ class ActivationPlan:
         """Quantized activation tensors in a stable order."""
         return list(self.bits)
 
+    def isolated(self, layer: LayerInfo) -> bool:
+        """Whether ``layer``'s activation inputs and output stay float: no static grid of
+        its own or of a neighbour touches them, so the runtime has no integer kernel to
+        fuse the layer into."""
+        return not ({*layer.act_inputs, layer.output} & self.bits.keys())
+
 
 def activation_plan(config: QuantConfig, layers: Sequence[LayerInfo]) -> ActivationPlan:
     """Which activation tensors carry a static QDQ pair and at how many bits.

@@ -45,7 +45,12 @@ class LayerRow:
 
 @dataclass
 class Point:
-    """One front point with its config and per-layer breakdown."""
+    """One front point with its config and per-layer breakdown.
+
+    ``host_latency_ms`` and ``host_speedup``: its exported file's latency at batch 1 and
+    how many times faster than the float model it ran, measured side by side at the end
+    of the search (front.json's ``host_latency`` says how), or None.
+    """
 
     id: str
     objectives: dict
@@ -54,6 +59,8 @@ class Point:
     config_text: str
     exported: bool
     rows: list[LayerRow] = field(default_factory=list)
+    host_latency_ms: float | None = None
+    host_speedup: float | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -190,7 +197,8 @@ def gather(run_dir: str | Path, *, model: str | Path | None = None) -> ReportDat
         points.append(Point(id=p["id"], objectives=dict(p["objectives"]), metric=p.get("metric"), config=config,
                             config_text=dumps_config(config),
                             exported=(run_dir / "models" / f"{p['id']}.onnx").is_file(),
-                            rows=_rows(layers, config, table) if layers is not None else []))
+                            rows=_rows(layers, config, table) if layers is not None else [],
+                            host_latency_ms=p.get("host_latency_ms"), host_speedup=p.get("host_speedup")))
     if layers is not None:
         layer_names = [layer.name for layer in layers]
     else:

@@ -66,6 +66,12 @@ def _num(value, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
 
 
+def _latency_cells(p: Point) -> list[str]:
+    speedup = "-" if p.host_speedup is None else f"{p.host_speedup:.2f}x"
+    return [f'<td data-key="host_latency_ms" data-value="{p.host_latency_ms!r}">{_num(p.host_latency_ms, 2)}</td>',
+            f'<td data-key="host_speedup" data-value="{p.host_speedup!r}">{speedup}</td>']
+
+
 def _front_table(data: ReportData) -> str:
     objs = data.objectives
     head = ['<th data-key="id">id</th>']
@@ -74,6 +80,10 @@ def _front_table(data: ReportData) -> str:
              for o in objs]
     head += [f'<th data-key="metric">{escape(str(data.doc.get("metric", "metric")))}{_kind("measured")}</th>',
              '<th data-key="exported">exported</th>']
+    timed = "host_latency" in data.doc
+    if timed:
+        head += [f'<th data-key="host_latency_ms" title="exported file, batch 1, ms">host ms{_kind("measured")}</th>',
+                 '<th data-key="host_speedup" title="float ms / point ms, measured side by side">vs float</th>']
     rows = []
     for p in data.points:
         cells = [f'<td data-key="id" data-value="{escape(p.id)}">'
@@ -84,6 +94,8 @@ def _front_table(data: ReportData) -> str:
         m = p.metric
         cells.append(f'<td data-key="metric" data-value="{m!r}">{_num(m, 2)}</td>')
         cells.append(f'<td data-key="exported" data-value="{int(p.exported)}">{"yes" if p.exported else ""}</td>')
+        if timed:
+            cells += _latency_cells(p)
         rows.append(f'<tr data-id="{escape(p.id)}">{"".join(cells)}</tr>')
     return (f'<table id="front" class="sortable"><thead><tr>{"".join(head)}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
@@ -145,10 +157,23 @@ def _legend(data: ReportData) -> str:
             extra = f" (hardware table: {escape(str(data.doc.get('hardware')))})"
         items.append(f"<li><b>{escape(o['name'])}</b>{_kind(o['kind'])} {escape(o['unit'])}: "
                      f"{escape(KIND_HELP.get(o['kind'], o['kind']))}{extra}</li>")
+    timed = data.doc.get("host_latency")
+    if timed:
+        items.append(f"<li><b>host ms</b>{_kind('measured')}: {escape(_latency_text(timed))}</li>")
     items.append(f"<li>per-layer weight bytes{_kind('exact')}: {escape(KIND_HELP['exact'])}</li>")
     if data.hardware:
         items.append(f"<li>per-layer latency{_kind('estimated')}: {escape(KIND_HELP['estimated'])}</li>")
     return "<ul>" + "".join(items) + "</ul>"
+
+
+def _latency_text(timed: dict) -> str:
+    """How front.json's ``host_latency`` was measured, in words."""
+    load = timed.get("load_before")
+    busy = f"; load average {load[0]} on {timed.get('cpus')} CPUs" if load else ""
+    return (f"each point's exported file run with ONNX Runtime on this host at batch {timed.get('batch')}, "
+            f"{timed.get('threads')} thread(s), median of {timed.get('rounds')} rounds of {timed.get('repeats')} "
+            f"runs interleaved with the float model ({_num(timed.get('float_ms'), 2)} ms); "
+            f"vs float = float ms / point ms{busy}")
 
 
 def _meta(data: ReportData) -> str:

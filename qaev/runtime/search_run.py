@@ -13,7 +13,8 @@ from qaev.runtime.parallel import make_runner
 from qaev.runtime.rundir import append_history, prepare_run_dir, write_front
 from qaev.runtime.store import EvaluationStore
 from qaev.search.build import build_problem
-from qaev.search.optimize import SearchResult, feasible_front, make_algorithm, measure_exported, minimize
+from qaev.search.optimize import SearchResult, feasible_front, make_algorithm, minimize
+from qaev.search.remeasure import remeasure_front
 from qaev.search.spec import RunSpec
 from qaev.search.surrogate import unpredictable
 from qaev.sensitivity.seeding import INFORMED_SHARE, SensitivitySource, load_sensitivity
@@ -204,13 +205,13 @@ def _float_values(problem) -> dict:
 
 
 def _write(out: Path, problem, spec: RunSpec, front, floats: dict, *, provisional: bool, history,
-           interrupted: bool = False) -> dict:
+           host_latency=None, interrupted: bool = False) -> dict:
     model = problem.quantizer.model
     source = spec.source.to_dict()
     return write_front(out, front, objectives=problem.objectives, model_path=model.path,
                        model_sha256=model.sha256, float_values=floats, metric=problem.evaluator.metric.name,
                        evaluations=len(problem.store), seed=spec.search.seed,
-                       tolerance=spec.constraints.get("max_drop"),
+                       tolerance=spec.constraints.get("max_drop"), host_latency=host_latency,
                        extra={"problem": source.get("problem"), "hardware": spec.hardware, "preset": spec.preset,
                               "space": problem.space.describe(),
                               "ort_level": spec.evaluation.ort_level, "provisional": provisional,
@@ -220,18 +221,23 @@ def _write(out: Path, problem, spec: RunSpec, front, floats: dict, *, provisiona
 
 def _write_result(out: Path, problem, result: SearchResult, progress, *, interrupted: bool,
                   spec: RunSpec) -> tuple[dict, bool]:
-    """Re-measure the front on exported models (unless interrupted, before or meanwhile),
-    write front.json; returns the front document and whether the run was interrupted."""
+    """Re-measure the front on exported models, with their host latency (unless
+    interrupted, before or meanwhile), write front.json; returns the front document and
+    whether the run was interrupted."""
+    latency = None
     if not interrupted:
         where = "the search split" + (" and the validation split" if problem.validator is not None else "")
-        progress.message(f"re-measuring the {len(result.front)} front points on their exported models, on {where} ...")
+        progress.message(f"re-measuring the {len(result.front)} front points on their exported models, on {where}, "
+                         "and their host latency at batch 1 beside the float model's ...")
         try:
-            result.front = measure_exported(problem, result.front, progress=lambda done, total: progress.message(
+            again = remeasure_front(problem, result.front, progress=lambda done, total: progress.message(
                 f"  re-measured {done}/{total}"))
+            result.front, latency = again.front, again.host_latency
         except KeyboardInterrupt:  # the front as searched is written; the run is marked interrupted
             interrupted = True
     doc = _write(out, problem, spec, result.front, _float_values(problem), provisional=interrupted,
-                 history=result.history[-1] if result.history else None, interrupted=interrupted)
+                 history=result.history[-1] if result.history else None, host_latency=latency,
+                 interrupted=interrupted)
     return doc, interrupted
 
 

@@ -19,6 +19,7 @@ from qaev.search.operators import (
     EffectiveDuplicateElimination, HardwareRepair, LayerCrossover, NeighbourMutation, QuantSampling,
 )
 from qaev.search.problem import QuantizationProblem
+from qaev.search.remeasure import measure_exported
 from qaev.search.spec import PREDICTOR_DEFAULT
 from qaev.search.surrogate import AssistedNSGA2, AssistedNSGA3, PredictorSettings, unpredictable
 from qaev.runtime.store import Record
@@ -187,37 +188,3 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
         problem.finish()
         history.record(history.rows[-1].gen if history.rows else n_gen, provisional=False)
     return SearchResult(front=feasible_front(problem), history=history.rows, float_objectives=floats, pymoo_result=res)
-
-
-def measure_exported(problem: QuantizationProblem, front: list[Record], *, progress=None) -> list[Record]:
-    """Re-measure every front point on the file a user ships (:func:`qaev.quantize.export_model`),
-    on the search split and, when the problem has one, on the validation split.
-
-    Where a layer's weights are stored as native INT4 with static activations, ONNX Runtime
-    computes the exported layer in float while the evaluation graph runs a fused int8
-    kernel, so the two can round a few outputs differently. The reported ``metric`` and
-    ``acc_drop`` are those of the exported model (what ``qaev apply`` + ``qaev evaluate``
-    reproduce exactly); the search-time value stays in ``search_metric``. ``progress`` is
-    called with (done, total) after each point.
-    """
-    from dataclasses import replace
-
-    from qaev.config import QuantConfig
-    from qaev.quantize import export_model
-
-    if "acc_drop" not in problem.objectives:
-        return list(front)
-    out = []
-    validator = getattr(problem, "validator", None)
-    for k, record in enumerate(front):
-        data = export_model(problem.quantizer, QuantConfig.from_dict(record.config)).SerializeToString()
-        value = problem.evaluator.measure(data).value
-        objectives = {**record.objectives, "acc_drop": problem.evaluator.drop(value)}
-        checked = {}
-        if validator is not None:
-            metric = validator.measure(data).value
-            checked = {"validation_metric": metric, "validation_drop": validator.drop(metric)}
-        out.append(replace(record, metric=value, objectives=objectives, search_metric=record.metric, **checked))
-        if progress is not None:
-            progress(k + 1, len(front))
-    return out

@@ -2,6 +2,8 @@
 import json
 import time
 
+import pytest
+
 from qaev.cli.main import main
 from qaev.config import QuantConfig
 from qaev.problems import get_problem
@@ -20,6 +22,11 @@ def test_the_front_is_checked_on_validation_and_the_recommended_point_exports(tm
     assert point["validation"]["acc_drop"] <= 1.0
     within = [p for p in doc["points"] if p["validation"]["acc_drop"] <= 1.0]
     assert point["objectives"]["size_mb"] == min(p["objectives"]["size_mb"] for p in within)
+    timed = doc["host_latency"]  # every point's exported file beside the float model, at batch 1
+    assert timed["kind"] == "measured" and timed["batch"] == 1 and timed["threads"] == 1 and timed["float_ms"] > 0
+    assert timed["rounds"] >= 1 and timed["cpus"] >= 1
+    for p in doc["points"]:
+        assert p["host_latency_ms"] > 0 and p["host_speedup"] == pytest.approx(timed["float_ms"] / p["host_latency_ms"])
     settings = json.loads((out / "settings.json").read_text())
     assert settings["spec"]["constraints"] == {"max_drop": 1.0}  # the default bound is recorded
     capsys.readouterr()
