@@ -14,6 +14,7 @@ from qaev.errors import ConfigError, ModelError
 from qaev.files import write_atomic
 from qaev.model.graph import load_model
 from qaev.quantize import Quantizer, export_model
+from qaev.quantize.footprint import sizes_of
 from qaev.runtime.rundir import read_front
 
 __all__ = ["export", "problems", "quantizer_for"]
@@ -84,7 +85,8 @@ def export(run_dir, point_id, all_points, out, model, fmt, compact_names) -> Non
             continue
         size = write_model(export_model(quantizer, configs[pid], compact=compact_names), target,
                            reference=float_model)
-        click.echo(f"wrote {target} ({size / 1e6:.3f} MB)")
+        sizes = sizes_of(quantizer.layers, configs[pid], float_model.proto, file_bytes=size)
+        click.echo(f"wrote {target} ({sizes.text()})")
 
 
 def _write_overrides(quantizer, config, pid: str, target: Path) -> None:

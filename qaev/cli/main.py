@@ -23,7 +23,7 @@ from qaev.data import digits_model_path
 from qaev.errors import ConfigError, DataError, Interrupted, QaevError
 from qaev.evaluation.evaluator import Evaluator
 from qaev.model.graph import FloatModel, load_model, read_model_file
-from qaev.quantize.sizes import model_bytes, other_bytes
+from qaev.quantize.footprint import sizes_of
 from qaev.quantize import Quantizer, export_model, uniform_config
 from qaev.search.space import set_apart
 from qaev.data.tasks import load_task
@@ -101,8 +101,9 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     first = next(iter(resolved.calib.batches(batch_size=float_model.fixed_batch or 1)))
     size = write_model(export_model(quantizer, config, compact=compact_names), out, reference=float_model,
                        sample=first)
-    exact = model_bytes(quantizer.layers, config, other_bytes(float_model.proto, quantizer.layers))
-    summary = {"model": str(path), "out": str(out), "bytes": size, "size_mb": exact / 1e6,
+    sizes = sizes_of(quantizer.layers, config, float_model.proto, file_bytes=size)
+    summary = {"model": str(path), "out": str(out), "bytes": size, "size_mb": sizes.bit_count_mb,
+               "file_mb": sizes.file_mb, "x_smaller": round(sizes.x_smaller, 4),
                "float_bytes": path.stat().st_size if path else None, "layers": len(config.layers)}
     if save_to:
         save_config(config, save_to)
@@ -117,7 +118,7 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
         return
     weightless = sum(1 for layer in quantizer.layers if not layer.has_weight and layer.name not in config.layers)
     note = f"; {weightless} layers without weights keep float activations" if weightless else ""
-    click.echo(f"wrote {out} ({size / 1e6:.3f} MB; weights by bit count {exact / 1e6:.3f} MB; "
+    click.echo(f"wrote {out} ({sizes.text()}; "
                f"{len(config.layers)} of {len(quantizer.layers)} layers quantized{note})")
     if save_to:
         click.echo(f"wrote config {save_to}")
@@ -157,7 +158,7 @@ def apply(config: Path, model: Path | None, problem: str | None, out: Path, comp
         resolved = resolve_data(model, problem, kwargs)
         quantizer = Quantizer.calibrated(resolved.model, resolved.calib)
     size = write_model(export_model(quantizer, cfg, compact=compact_names), out, reference=quantizer.model)
-    click.echo(f"wrote {out} ({size / 1e6:.3f} MB)")
+    click.echo(f"wrote {out} ({sizes_of(quantizer.layers, cfg, quantizer.model.proto, file_bytes=size).text()})")
 
 
 def _raw_model(path: Path) -> onnx.ModelProto:

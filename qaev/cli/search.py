@@ -26,18 +26,33 @@ __all__ = ["search", "SYMMETRY"]
 SYMMETRY = {"symmetric": [True], "asymmetric": [False], "both": [True, False]}
 
 
+def _size_cells(point: dict) -> str:
+    sizes = point.get("sizes")
+    if not sizes:
+        return ""
+    file = f"{sizes['file_mb']:>8.4f}" if sizes.get("file_mb") is not None else f"{'-':>8}"
+    return f"  {sizes['bit_count_mb']:>10.4f}  {file}  {sizes['x_smaller']:>8.2f}x"
+
+
 def _print_front(doc: dict) -> None:
     names = [o["name"] for o in doc["objectives"]]
     kinds = {o["name"]: o["kind"] for o in doc["objectives"]}
     header = "  ".join(f"{n + (' (est.)' if kinds[n] == 'estimated' else ''):>18}" for n in names)
+    sized = any("sizes" in p for p in doc["points"])
+    sizes = f"  {'MB by bits':>10}  {'file MB':>8}  {'smaller':>9}" if sized else ""
     click.echo(f"\nPareto front: {len(doc['points'])} points "
                f"({doc['metric']} measured on {doc['float'].get('n', '?')} samples; "
                f"float {doc['float']['metric']:.2f})")
-    click.echo(f"  id  {header}  {doc['metric']:>8}")
+    click.echo(f"  id  {header}  {doc['metric']:>8}{sizes}")
+    recommended = (doc.get("recommended") or {}).get("id")
     for p in doc["points"]:
         values = "  ".join(f"{p['objectives'][n]:>18.4f}" for n in names)
         metric = f"{p['metric']:8.2f}" if p["metric"] is not None else "       -"
-        click.echo(f"  {p['id']}  {values}  {metric}")
+        mark = "  <- recommended" if p["id"] == recommended else ""
+        click.echo(f"  {p['id']}  {values}  {metric}{_size_cells(p)}{mark}")
+    if sized:
+        click.echo("  MB by bits: weights at their bit widths (scales, zero points, other initializers included; "
+                   "= size_mb); file MB: the exported .onnx; smaller: float MB by bits / the point's")
 
 
 def constraint_options(func):

@@ -38,7 +38,7 @@ def versions() -> dict:
     import onnxruntime
     import pymoo
 
-    from qaev import __version__
+    from qaev.version import __version__
 
     return {"qaev": __version__, "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__,
             "pymoo": pymoo.__version__, "numpy": np.__version__, "python": platform.python_version(),
@@ -164,9 +164,11 @@ def _order(front: Sequence[Record], objectives: Sequence[str]) -> list[Record]:
     return sorted(front, key=lambda r: tuple(r.objectives[n] for n in reversed(objectives)))
 
 
-def _point(point_id: str, record: Record, objectives: Sequence[str]) -> dict:
+def _point(point_id: str, record: Record, objectives: Sequence[str], sizes: dict | None) -> dict:
     point = {"id": point_id, "key": record.key, "objectives": {n: record.objectives[n] for n in objectives},
              "metric": record.metric, "config": f"configs/{point_id}.yaml"}
+    if sizes is not None:
+        point["sizes"] = sizes
     if record.validation_drop is not None:
         point["validation"] = {"metric": record.validation_metric, "acc_drop": record.validation_drop}
     return point
@@ -191,18 +193,19 @@ def recommend(points: Sequence[dict], objectives: Sequence[str], tolerance: floa
 
 def write_front(out: Path, front: Sequence[Record], *, objectives: Sequence[str], model_path: Path | None,
                 model_sha256: str, float_values: dict, metric: str, evaluations: int, seed: int,
-                extra: dict | None = None, tolerance: float | None = None) -> dict:
+                extra: dict | None = None, tolerance: float | None = None, sizes: dict | None = None) -> dict:
     """Write ``front.json`` and ``configs/<id>.yaml``; returns the front document.
 
     ``tolerance``: metric points of drop within which the ``recommended`` point is chosen
-    (:func:`recommend`); None: no recommendation."""
+    (:func:`recommend`); None: no recommendation. ``sizes``: record key -> the point's
+    ``sizes`` (:meth:`qaev.quantize.footprint.Sizes.to_dict`: bit count, file, x smaller)."""
     configs = out / "configs"
     configs.mkdir(parents=True, exist_ok=True)
     points = []
     for i, record in enumerate(_order(front, objectives)):
         point_id = f"p{i:02d}"
         save_config(QuantConfig.from_dict(record.config), configs / f"{point_id}.yaml")
-        points.append(_point(point_id, record, objectives))
+        points.append(_point(point_id, record, objectives, (sizes or {}).get(record.key)))
     doc = {
         "schema": FRONT_SCHEMA,
         "model": {"path": str(model_path) if model_path else None, "sha256": model_sha256},

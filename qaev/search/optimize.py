@@ -189,7 +189,8 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
     return SearchResult(front=feasible_front(problem), history=history.rows, float_objectives=floats, pymoo_result=res)
 
 
-def measure_exported(problem: QuantizationProblem, front: list[Record], *, progress=None) -> list[Record]:
+def measure_exported(problem: QuantizationProblem, front: list[Record], *, progress=None,
+                     files: dict | None = None) -> list[Record]:
     """Re-measure every front point on the file a user ships (:func:`qaev.quantize.export_model`),
     on the search split and, when the problem has one, on the validation split.
 
@@ -198,7 +199,8 @@ def measure_exported(problem: QuantizationProblem, front: list[Record], *, progr
     kernel, so the two can round a few outputs differently. The reported ``metric`` and
     ``acc_drop`` are those of the exported model (what ``qaev apply`` + ``qaev evaluate``
     reproduce exactly); the search-time value stays in ``search_metric``. ``progress`` is
-    called with (done, total) after each point.
+    called with (done, total) after each point; ``files``, when given, receives each
+    record's key -> the exported file's length in bytes.
     """
     from dataclasses import replace
 
@@ -211,6 +213,8 @@ def measure_exported(problem: QuantizationProblem, front: list[Record], *, progr
     validator = getattr(problem, "validator", None)
     for k, record in enumerate(front):
         data = export_model(problem.quantizer, QuantConfig.from_dict(record.config)).SerializeToString()
+        if files is not None:
+            files[record.key] = len(data)
         value = problem.evaluator.measure(data).value
         objectives = {**record.objectives, "acc_drop": problem.evaluator.drop(value)}
         checked = {}
