@@ -97,7 +97,11 @@ def _write_overrides(quantizer, config, pid: str, target: Path) -> None:
     except ConfigError as exc:
         raise ConfigError(f"--point {pid}: {exc}") from None
     write_atomic(target, json.dumps(overrides, indent=2) + "\n")
-    click.echo(f"wrote {target} (TensorQuantOverrides for {len(overrides)} tensors)")
+    floats = [layer.name for layer in quantizer.layers if config.layer(layer.name) is None]
+    click.echo(f"wrote {target} (TensorQuantOverrides for {len(overrides)} tensors; load it with "
+               "qaev.interop_ort.load_overrides)")
+    if floats:
+        click.echo(f"  {len(floats)} layers stay float: pass quantize_static nodes_to_exclude={floats!r}")
 
 
 @click.command()

@@ -14,6 +14,7 @@ import numpy as np
 from pymoo.core.problem import Problem
 
 from qaev.config import QuantConfig
+from qaev.errors import ConfigError
 from qaev.evaluation.candidates import CandidateEvaluator
 from qaev.evaluation.evaluator import Evaluator
 from qaev.evaluation.scoring import FAILED, Scoring
@@ -275,6 +276,21 @@ class QuantizationProblem(Problem):
             self._keep(record)
             count += 1
         return count
+
+    def decode(self, x) -> QuantConfig:
+        """The config a pymoo solution vector stands for, e.g. a row of ``res.X`` (real genes
+        are rounded and clipped as the search does): the config the search measured, so
+        :meth:`evaluate_config` answers from the memo; :func:`qaev.export_model` takes it as
+        it is, and ``problem.quantizer.resolve(config)`` adds the calibrated ranges a
+        self-contained file (:func:`qaev.save_config`) records.
+
+        Raises:
+            ConfigError: ``x`` is not one vector of ``n_var`` genes.
+        """
+        x = np.asarray(x, dtype=float)
+        if x.shape != (self.n_var,):
+            raise ConfigError(f"decode: expected one solution vector of {self.n_var} genes, got shape {x.shape}")
+        return self.space.decode(x)
 
     # -- reference values ---------------------------------------------------------------
     def float_objectives(self) -> dict[str, float]:
