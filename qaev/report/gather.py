@@ -45,7 +45,8 @@ class LayerRow:
 
 @dataclass
 class Point:
-    """One front point with its config and per-layer breakdown."""
+    """One front point with its config and per-layer breakdown; ``sizes`` is front.json's
+    (``bit_count_mb``, ``file_mb``, ``x_smaller``; empty for runs written before it)."""
 
     id: str
     objectives: dict
@@ -54,6 +55,7 @@ class Point:
     config_text: str
     exported: bool
     rows: list[LayerRow] = field(default_factory=list)
+    sizes: dict = field(default_factory=dict)
 
     @property
     def total_bytes(self) -> int:
@@ -190,7 +192,8 @@ def gather(run_dir: str | Path, *, model: str | Path | None = None) -> ReportDat
         points.append(Point(id=p["id"], objectives=dict(p["objectives"]), metric=p.get("metric"), config=config,
                             config_text=dumps_config(config),
                             exported=(run_dir / "models" / f"{p['id']}.onnx").is_file(),
-                            rows=_rows(layers, config, table) if layers is not None else []))
+                            rows=_rows(layers, config, table) if layers is not None else [],
+                            sizes=dict(p.get("sizes") or {})))
     if layers is not None:
         layer_names = [layer.name for layer in layers]
     else:

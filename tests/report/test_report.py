@@ -64,6 +64,9 @@ def test_report_table_matches_front_and_images_are_png(run_dir, capsys):
             assert float(row["cells"][name]) == value  # repr round-trips exactly
         assert float(row["cells"]["metric"]) == point["metric"]
         assert row["cells"]["exported"] == ("1" if point["id"] == first else "0")
+        assert float(row["cells"]["x_smaller"]) == point["sizes"]["x_smaller"]
+        assert float(row["cells"]["file_mb"]) == point["sizes"]["file_mb"]
+        assert f"qaev export {run_dir} --point {point['id']} -o {point['id']}.onnx" in html
     # both pictures are embedded, so the page stands alone
     import base64
 
