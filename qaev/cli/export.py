@@ -49,12 +49,13 @@ def _model_for(doc: dict, model: Path | None) -> Path:
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--point", "point_id", default=None,
+@click.option("--point", "point_id", default=None, show_default="none: give --point or --all",
               help="Point id from front.json, or `recommended` (the smallest point within tolerance on validation).")
 @click.option("--all", "all_points", is_flag=True, help="Export every point to RUN_DIR/models/.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None, callback=output_file,
-              help="Output .onnx (with --point).")
-@click.option("--model", type=click.Path(path_type=Path), default=None, help="Float model, if it moved.")
+              show_default="RUN_DIR/models/ID.onnx", help="Output file (with --point).")
+@click.option("--model", type=click.Path(path_type=Path), default=None, show_default="the path front.json names",
+              help="Float model, if it moved.")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "ort-overrides"]), default="onnx", show_default=True,
               help="onnx: the quantized model; ort-overrides: ONNX Runtime TensorQuantOverrides JSON.")
 @compact_names_option

@@ -13,6 +13,7 @@ import click
 import onnx
 
 from qaev.cli import notes, signals
+from qaev.cli.helptext import show_flag_defaults
 from qaev.cli.data import resolve_data
 from qaev.cli.written import write_model
 from qaev.cli.options import (CALIBRATION_CHOICE, compact_names_option, data_options, data_options_from,
@@ -39,7 +40,7 @@ def _model_or_default(model: Path | None) -> tuple[Path, bool]:
 
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
@@ -49,14 +50,17 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 @cli.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--problem", default=None, help="A ready-made problem instead of MODEL (see `qaev problems`).")
+@click.option("--problem", default=None, show_default="none: MODEL, or the bundled digits model without one",
+              help="A ready-made problem instead of MODEL (see `qaev problems`).")
 @click.option("--w-bits", default="8", show_default=True, help="Weight bits: 2, 3, 4, 6, 8, 16 or float.")
 @click.option("--a-bits", default="8", show_default=True, help="Activations: 4, 8, 16, dynamic or float.")
 @click.option("--per-channel/--per-tensor", default=False, show_default=True, help="Weight scale granularity.")
 @click.option("--block", type=click.Choice(["32", "64", "128"]), default=None,
+              show_default="none: as --per-channel says",
               help="Block-wise weight scales (MatMul/Gemm/Gather; others per-channel).")
 @click.option("--asymmetric", is_flag=True, help="Asymmetric weight grids.")
-@click.option("--calibration", type=CALIBRATION_CHOICE, default="minmax", show_default=True)
+@click.option("--calibration", type=CALIBRATION_CHOICE, default="minmax", show_default=True,
+              help="How activation ranges are taken from the calibration data.")
 @click.option("--pow2-scales", is_flag=True, help="Round scales up to powers of two.")
 @click.option("--rounding", type=click.Choice(["nearest", "gptq", "codebook"]), default="nearest", show_default=True,
               help="Weight rounding: nearest, gptq (second-order, from calibration data), or codebook "
@@ -68,15 +72,16 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Fit weights to the float model's layer inputs, or (quantized) fit each layer in graph order "
                    "to the float outputs from the inputs the quantized layers before it produce; one pass over "
                    "the calibration data per layer.")
-@click.option("--exclude", multiple=True, help="Keep these layers float (name or re:REGEX); repeatable.")
-@click.option("--freeze", type=click.Path(path_type=Path), default=None,
+@click.option("--exclude", multiple=True, show_default="none", help="Keep these layers float (name or re:REGEX); "
+              "repeatable.")
+@click.option("--freeze", type=click.Path(path_type=Path), default=None, show_default="none",
               help="YAML/JSON file mapping layer selectors (name or re:REGEX) to their own settings, e.g. "
                    "'re:word_embeddings: {w_bits: 2, act: float, rounding: codebook}'; the rest take the uniform one.")
 @data_options
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, callback=output_file,
               help="Output .onnx.")
 @compact_names_option
-@click.option("--save-config", "save_to", type=click.Path(path_type=Path), default=None,
+@click.option("--save-config", "save_to", type=click.Path(path_type=Path), default=None, show_default="not written",
               help="Write the config (YAML/JSON).")
 @click.option("--no-eval", is_flag=True, help="Skip measuring the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
@@ -130,7 +135,8 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
 @cli.command()
 @click.argument("config", type=click.Path(path_type=Path))
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--problem", default=None, help="The ready-made problem whose model (and data) the config is for.")
+@click.option("--problem", default=None, show_default="none: MODEL",
+              help="The ready-made problem whose model (and data) the config is for.")
 @data_options
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, callback=output_file,
               help="Output .onnx.")
@@ -167,12 +173,13 @@ def _raw_model(path: Path) -> onnx.ModelProto:
 
 @cli.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--problem", default=None, help="Measure on this problem's data (MODEL defaults to its float model).")
+@click.option("--problem", default=None, show_default="none: MODEL's own data options",
+              help="Measure on this problem's data (MODEL defaults to its float model).")
 @data_options
-@click.option("--reference", type=click.Path(path_type=Path), default=None,
-              help="Float model for label-free metrics (default: MODEL itself).")
+@click.option("--reference", type=click.Path(path_type=Path), default=None, show_default="MODEL itself",
+              help="Float model for label-free metrics.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--latency", "latency_batch", type=int, default=None, metavar="B",
+@click.option("--latency", "latency_batch", type=int, default=None, metavar="B", show_default="not measured",
               help="Also measure host latency: median ms of one run on the first B samples (1 ORT thread).")
 def evaluate(model, problem, reference, as_json, latency_batch, **kwargs) -> None:
     """Measure MODEL (float or quantized) on the evaluation split (with --problem: on the
@@ -223,14 +230,16 @@ def _report_measure(evaluator: Evaluator, raw: onnx.ModelProto, path: Path, as_j
 
 
 def _register() -> None:
+    from qaev.cli.cache import cache
     from qaev.cli.hardware import hardware
     from qaev.cli.report import report
     from qaev.cli.export import export, problems
     from qaev.cli.search import search
     from qaev.cli.sensitivity import sensitivity
 
-    for command in (search, export, report, sensitivity, problems, hardware):
+    for command in (search, export, report, sensitivity, problems, hardware, cache):
         cli.add_command(command)
+    show_flag_defaults(cli)
 
 
 _register()
