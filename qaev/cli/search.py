@@ -12,7 +12,7 @@ from qaev.cli import notes, signals
 from qaev.cli.data import data_source
 from qaev.cli.helptext import GroupedCommand
 from qaev.cli.options import bit_list, csv_list, data_options
-from qaev.cli.progress import make_progress
+from qaev.cli.progress import legend_text, make_progress
 from qaev.config_io import load_layer_settings
 from qaev.evaluation.staging import Finish, Staging
 from qaev.model.session import ORT_LEVELS
@@ -182,7 +182,8 @@ SECTIONS = (
 )
 
 
-@click.command(cls=GroupedCommand, sections=SECTIONS)
+@click.command(cls=GroupedCommand, sections=SECTIONS,
+               epilog=f"The progress line: {legend_text()}.")
 @click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option("--problem", default=None, show_default="digits without MODEL",
               help="A ready-made problem (see `qaev problems`).")

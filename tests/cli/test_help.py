@@ -6,6 +6,7 @@ import click
 
 from qaev.cli.helptext import walk
 from qaev.cli.main import cli, main
+from qaev.cli.progress import legend_text
 from qaev.cli.reference import render
 from qaev.cli.search import SECTIONS, search
 
@@ -48,6 +49,7 @@ def test_search_help_is_grouped_by_purpose_with_every_option_in_a_group(capsys):
     assert positions == sorted(positions)
     assert text.index("\n  --max-drop FLOAT") > text.index("\nGoal: objectives and constraints:\n")
     assert "Other options:" in text and text.count("--") > 40
+    assert legend_text() in " ".join(text.split())  # the progress line's legend
 
 
 def test_the_cli_reference_is_current():
