@@ -126,7 +126,8 @@ def estimate_command(config_path: str, model_path: str, target: str, batch: int,
 @click.option("--model", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               show_default="the problem's", help="An ONNX file to time instead.")
 @click.option("--configs", type=click.IntRange(min=4), default=40, show_default=True,
-              help="Random per-layer configs to time (about 2 s each on EfficientNet-Lite0 with the defaults).")
+              help="Random per-layer configs to time (the defaults took 47 s on EfficientNet-Lite0 on a 2-vCPU "
+                   "machine).")
 @click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True,
               help="Timing rounds per config (the median is kept).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
