@@ -1,11 +1,17 @@
 """A search's result as a table: one row per front point, sorted along the front.
 
-    >>> table = summary("runs/my-search")         # a run directory (its front.json)
-    >>> print(table)                                # a printable table
-    >>> best = next(row for row in table if row.recommended)
+``summary(run_dir)`` reads a run directory's front.json; it also takes a front document
+(``read_front``'s dict) or the :class:`~qaev.search.optimize.SearchResult` that
+:func:`qaev.search.minimize` returns. Print it for a table; iterate it for rows.
 
-``summary`` also takes a front document (``read_front``'s dict) or the
-:class:`~qaev.search.optimize.SearchResult` that :func:`qaev.search.minimize` returns.
+Example:
+    >>> from qaev.problems import get_problem
+    >>> from qaev.search import minimize
+    >>> table = summary(minimize(get_problem("digits", eval=64), pop_size=6, n_gen=1, seed=1), tolerance=1.0)
+    >>> str(table).split()[:6]
+    ['id', 'acc_drop', 'size_mb', 'metric', 'x', 'smaller']
+    >>> table.rows[0].id, sorted(table.to_dicts()[0])
+    ('p00', ['acc_drop', 'file_mb', 'id', 'metric', 'recommended', 'size_mb', 'x_smaller'])
 """
 from __future__ import annotations
 

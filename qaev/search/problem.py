@@ -286,6 +286,16 @@ class QuantizationProblem(Problem):
 
         Raises:
             ConfigError: ``x`` is not one vector of ``n_var`` genes.
+
+        Example:
+            >>> from qaev.problems import get_problem
+            >>> from qaev.search import minimize
+            >>> problem = get_problem("digits", eval=64)
+            >>> res = minimize(problem, pop_size=6, n_gen=1, seed=1).pymoo_result
+            >>> config = problem.decode(np.atleast_2d(res.X)[0])
+            >>> record = problem.evaluate_config(config)  # the search measured it: from the memo
+            >>> bool(np.allclose(problem.objective_vector(record), np.atleast_2d(res.F)[0]))
+            True
         """
         x = np.asarray(x, dtype=float)
         if x.shape != (self.n_var,):

@@ -35,6 +35,7 @@ def test_bar_mode_off_a_terminal_prints_one_line_per_generation(tmp_path, capsys
     assert [g.split()[1] for g in gens] == ["1/3", "2/3", "3/3"]
     assert all("HV" in g and "hits" in g and "best (drop/MB)" in g for g in gens)
     assert "Pareto front" in out and out.rstrip().splitlines()[-1].startswith("wrote ")
+    assert "MB by bits" in out and "file MB" in out and "<- recommended" in out  # both sizes, named
 
 
 def test_quiet_prints_only_the_final_line(tmp_path, capsys):
