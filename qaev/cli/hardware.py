@@ -108,7 +108,7 @@ def estimate_command(config_path: str, model_path: str, target: str, batch: int,
     click.echo("-" * len(head))
     click.echo(f"est_latency_ms  {report.est_latency_ms:.4f}  (estimate)")
     click.echo(f"est_energy_mj   {report.est_energy_mj:.4f}  (estimate)")
-    click.echo(f"size_mb         {report.size_mb:.4f}  (exact weight bytes)")
+    click.echo(f"size_mb         {report.size_mb:.4f}  (weights by bit count, exact)")
     click.echo(f"peak_memory_mb  {report.peak_memory_mb:.4f}  (estimate)")
     if report.fallbacks:
         click.echo(f"* {len(report.fallbacks)} layer(s) not native on {report.target}: run as the executed pair")
