@@ -49,7 +49,9 @@ class Point:
 
     ``host_latency_ms`` and ``host_speedup``: its exported file's latency at batch 1 and
     how many times faster than the float model it ran, measured side by side at the end
-    of the search (front.json's ``host_latency`` says how), or None.
+    of the search (front.json's ``host_latency`` says how), or None. ``sizes`` is
+    front.json's (``bit_count_mb``, ``file_mb``, ``x_smaller``; empty for runs written
+    before it).
     """
 
     id: str
@@ -61,6 +63,7 @@ class Point:
     rows: list[LayerRow] = field(default_factory=list)
     host_latency_ms: float | None = None
     host_speedup: float | None = None
+    sizes: dict = field(default_factory=dict)
 
     @property
     def total_bytes(self) -> int:
@@ -198,7 +201,8 @@ def gather(run_dir: str | Path, *, model: str | Path | None = None) -> ReportDat
                             config_text=dumps_config(config),
                             exported=(run_dir / "models" / f"{p['id']}.onnx").is_file(),
                             rows=_rows(layers, config, table) if layers is not None else [],
-                            host_latency_ms=p.get("host_latency_ms"), host_speedup=p.get("host_speedup")))
+                            host_latency_ms=p.get("host_latency_ms"), host_speedup=p.get("host_speedup"),
+                            sizes=dict(p.get("sizes") or {})))
     if layers is not None:
         layer_names = [layer.name for layer in layers]
     else:

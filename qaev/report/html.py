@@ -79,7 +79,9 @@ def _front_table(data: ReportData) -> str:
              f'{escape(o["name"])}{_kind(o["kind"])}</th>'
              for o in objs]
     head += [f'<th data-key="metric">{escape(str(data.doc.get("metric", "metric")))}{_kind("measured")}</th>',
-             '<th data-key="exported">exported</th>']
+             f'<th data-key="x_smaller" title="float size by bit count / the point\'s">x smaller{_kind("exact")}</th>',
+             '<th data-key="file_mb" title="the exported .onnx file">file MB</th>',
+             '<th data-key="exported">exported</th>', '<th data-key="export">export command</th>']
     timed = "host_latency" in data.doc
     if timed:
         head += [f'<th data-key="host_latency_ms" title="exported file, batch 1, ms">host ms{_kind("measured")}</th>',
@@ -93,7 +95,12 @@ def _front_table(data: ReportData) -> str:
             cells.append(f'<td data-key="{escape(o["name"])}" data-value="{v!r}">{_num(v)}</td>')
         m = p.metric
         cells.append(f'<td data-key="metric" data-value="{m!r}">{_num(m, 2)}</td>')
+        for key, text in (("x_smaller", lambda v: f"{v:.2f}x"), ("file_mb", _num)):
+            v = p.sizes.get(key)
+            cells.append(f'<td data-key="{key}" data-value="{v!r}">{"-" if v is None else text(v)}</td>')
         cells.append(f'<td data-key="exported" data-value="{int(p.exported)}">{"yes" if p.exported else ""}</td>')
+        command = f"qaev export {data.run_dir} --point {p.id} -o {p.id}.onnx"
+        cells.append(f'<td data-key="export" data-value="{escape(p.id)}" class="mono">{escape(command)}</td>')
         if timed:
             cells += _latency_cells(p)
         rows.append(f'<tr data-id="{escape(p.id)}">{"".join(cells)}</tr>')
@@ -161,6 +168,9 @@ def _legend(data: ReportData) -> str:
     if timed:
         items.append(f"<li><b>host ms</b>{_kind('measured')}: {escape(_latency_text(timed))}</li>")
     items.append(f"<li>per-layer weight bytes{_kind('exact')}: {escape(KIND_HELP['exact'])}</li>")
+    items.append(f"<li><b>x smaller</b>{_kind('exact')}: the float model's size by bit count / the point's; "
+                 "<b>file MB</b>: the exported .onnx file re-measured at the end of the search (it holds the graph "
+                 "too, and stores a width ONNX has no type for in a wider one)</li>")
     if data.hardware:
         items.append(f"<li>per-layer latency{_kind('estimated')}: {escape(KIND_HELP['estimated'])}</li>")
     return "<ul>" + "".join(items) + "</ul>"

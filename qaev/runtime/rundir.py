@@ -39,7 +39,7 @@ def versions() -> dict:
     import onnxruntime
     import pymoo
 
-    from qaev import __version__
+    from qaev.version import __version__
 
     return {"qaev": __version__, "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__,
             "pymoo": pymoo.__version__, "numpy": np.__version__, "python": platform.python_version(),
@@ -165,9 +165,12 @@ def _order(front: Sequence[Record], objectives: Sequence[str]) -> list[Record]:
     return sorted(front, key=lambda r: tuple(r.objectives[n] for n in reversed(objectives)))
 
 
-def _point(point_id: str, record: Record, objectives: Sequence[str], latency: SideBySide | None) -> dict:
+def _point(point_id: str, record: Record, objectives: Sequence[str], latency: SideBySide | None,
+           sizes: dict | None) -> dict:
     point = {"id": point_id, "key": record.key, "objectives": {n: record.objectives[n] for n in objectives},
              "metric": record.metric, "config": f"configs/{point_id}.yaml"}
+    if sizes is not None:
+        point["sizes"] = sizes
     if record.validation_drop is not None:
         point["validation"] = {"metric": record.validation_metric, "acc_drop": record.validation_drop}
     if latency is not None and record.key in latency.ms:
@@ -203,20 +206,22 @@ def recommend(points: Sequence[dict], objectives: Sequence[str], tolerance: floa
 def write_front(out: Path, front: Sequence[Record], *, objectives: Sequence[str], model_path: Path | None,
                 model_sha256: str, float_values: dict, metric: str, evaluations: int, seed: int,
                 extra: dict | None = None, tolerance: float | None = None,
-                host_latency: SideBySide | None = None) -> dict:
+                host_latency: SideBySide | None = None, sizes: dict | None = None) -> dict:
     """Write ``front.json`` and ``configs/<id>.yaml``; returns the front document.
 
     ``tolerance``: metric points of drop within which the ``recommended`` point is chosen
     (:func:`recommend`); None: no recommendation. ``host_latency``: the exported files'
     latencies beside the float model's (:func:`qaev.search.remeasure.remeasure_front`),
-    written per point and as ``host_latency`` (with how they were measured)."""
+    written per point and as ``host_latency`` (with how they were measured). ``sizes``:
+    record key -> the point's ``sizes`` (:meth:`qaev.quantize.footprint.Sizes.to_dict`:
+    bit count, file, x smaller)."""
     configs = out / "configs"
     configs.mkdir(parents=True, exist_ok=True)
     points = []
     for i, record in enumerate(_order(front, objectives)):
         point_id = f"p{i:02d}"
         save_config(QuantConfig.from_dict(record.config), configs / f"{point_id}.yaml")
-        points.append(_point(point_id, record, objectives, host_latency))
+        points.append(_point(point_id, record, objectives, host_latency, (sizes or {}).get(record.key)))
     doc = {
         "schema": FRONT_SCHEMA,
         "model": {"path": str(model_path) if model_path else None, "sha256": model_sha256},

@@ -7,8 +7,11 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from qaev.config import QuantConfig
 from qaev.data.fingerprint import fingerprint
 from qaev.errors import Interrupted, QaevError
+from qaev.quantize.footprint import sizes_of
+from qaev.quantize.sizes import other_bytes
 from qaev.runtime.parallel import make_runner
 from qaev.runtime.rundir import append_history, prepare_run_dir, write_front
 from qaev.runtime.store import EvaluationStore
@@ -199,19 +202,31 @@ def _algorithm(problem, spec: RunSpec, progress):
 
 def _float_values(problem) -> dict:
     floats = {"metric": problem.evaluator.float_value, "n": len(problem.evaluator.data), **problem.float_objectives()}
+    model = problem.quantizer.model
+    floats["sizes"] = {"bit_count_mb": sizes_of(problem.quantizer.layers, QuantConfig(), model.proto).bit_count_mb,
+                       "file_mb": model.proto.ByteSize() / 1e6}
     if problem.validator is not None:
         floats["validation"] = {"metric": problem.validator.float_value, "n": len(problem.validator.data)}
     return floats
 
 
+def _sizes(problem, front, files: dict) -> dict:
+    """Record key -> its sizes (bit count; the file where it was exported; x smaller)."""
+    quantizer = problem.quantizer
+    other = other_bytes(quantizer.model.proto, quantizer.layers)
+    return {r.key: sizes_of(quantizer.layers, QuantConfig.from_dict(r.config), quantizer.model.proto,
+                            file_bytes=files.get(r.key), other=other).to_dict() for r in front}
+
+
 def _write(out: Path, problem, spec: RunSpec, front, floats: dict, *, provisional: bool, history,
-           host_latency=None, interrupted: bool = False) -> dict:
+           host_latency=None, interrupted: bool = False, files: dict | None = None) -> dict:
     model = problem.quantizer.model
     source = spec.source.to_dict()
     return write_front(out, front, objectives=problem.objectives, model_path=model.path,
                        model_sha256=model.sha256, float_values=floats, metric=problem.evaluator.metric.name,
                        evaluations=len(problem.store), seed=spec.search.seed,
                        tolerance=spec.constraints.get("max_drop"), host_latency=host_latency,
+                       sizes=_sizes(problem, front, files or {}),
                        extra={"problem": source.get("problem"), "hardware": spec.hardware, "preset": spec.preset,
                               "space": problem.space.describe(),
                               "ort_level": spec.evaluation.ort_level, "provisional": provisional,
@@ -224,7 +239,7 @@ def _write_result(out: Path, problem, result: SearchResult, progress, *, interru
     """Re-measure the front on exported models, with their host latency (unless
     interrupted, before or meanwhile), write front.json; returns the front document and
     whether the run was interrupted."""
-    latency = None
+    latency, files = None, {}
     if not interrupted:
         where = "the search split" + (" and the validation split" if problem.validator is not None else "")
         progress.message(f"re-measuring the {len(result.front)} front points on their exported models, on {where}, "
@@ -232,12 +247,12 @@ def _write_result(out: Path, problem, result: SearchResult, progress, *, interru
         try:
             again = remeasure_front(problem, result.front, progress=lambda done, total: progress.message(
                 f"  re-measured {done}/{total}"))
-            result.front, latency = again.front, again.host_latency
+            result.front, latency, files = again.front, again.host_latency, again.file_bytes
         except KeyboardInterrupt:  # the front as searched is written; the run is marked interrupted
             interrupted = True
     doc = _write(out, problem, spec, result.front, _float_values(problem), provisional=interrupted,
                  history=result.history[-1] if result.history else None, host_latency=latency,
-                 interrupted=interrupted)
+                 interrupted=interrupted, files=files)
     return doc, interrupted
 
 

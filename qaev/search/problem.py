@@ -14,6 +14,7 @@ import numpy as np
 from pymoo.core.problem import Problem
 
 from qaev.config import QuantConfig
+from qaev.errors import ConfigError
 from qaev.evaluation.candidates import CandidateEvaluator
 from qaev.evaluation.evaluator import Evaluator
 from qaev.evaluation.scoring import FAILED, Scoring
@@ -277,6 +278,31 @@ class QuantizationProblem(Problem):
             self._keep(record)
             count += 1
         return count
+
+    def decode(self, x) -> QuantConfig:
+        """The config a pymoo solution vector stands for, e.g. a row of ``res.X`` (real genes
+        are rounded and clipped as the search does): the config the search measured, so
+        :meth:`evaluate_config` answers from the memo; :func:`qaev.export_model` takes it as
+        it is, and ``problem.quantizer.resolve(config)`` adds the calibrated ranges a
+        self-contained file (:func:`qaev.save_config`) records.
+
+        Raises:
+            ConfigError: ``x`` is not one vector of ``n_var`` genes.
+
+        Example:
+            >>> from qaev.problems import get_problem
+            >>> from qaev.search import minimize
+            >>> problem = get_problem("digits", eval=64)
+            >>> res = minimize(problem, pop_size=6, n_gen=1, seed=1).pymoo_result
+            >>> config = problem.decode(np.atleast_2d(res.X)[0])
+            >>> record = problem.evaluate_config(config)  # the search measured it: from the memo
+            >>> bool(np.allclose(problem.objective_vector(record), np.atleast_2d(res.F)[0]))
+            True
+        """
+        x = np.asarray(x, dtype=float)
+        if x.shape != (self.n_var,):
+            raise ConfigError(f"decode: expected one solution vector of {self.n_var} genes, got shape {x.shape}")
+        return self.space.decode(x)
 
     # -- reference values ---------------------------------------------------------------
     def float_objectives(self) -> dict[str, float]:

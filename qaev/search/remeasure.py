@@ -20,10 +20,12 @@ class Remeasured:
         front: the records, their ``metric`` and ``acc_drop`` those of the exported files.
         host_latency: the exported files' host latency at batch 1 beside the float
             model's (keyed by record key and :data:`FLOAT_NAME`; measured), or None.
+        file_bytes: record key -> the length of its exported file.
     """
 
     front: list[Record]
     host_latency: SideBySide | None
+    file_bytes: dict[str, int]
 
 
 def _with_exported_metric(problem, record: Record, data: bytes) -> Record:
@@ -63,7 +65,7 @@ def remeasure_front(problem, front: list[Record], *, progress=None, latency: boo
 
     measure_metric = "acc_drop" in problem.objectives
     if not measure_metric and not latency:
-        return Remeasured(front=list(front), host_latency=None)
+        return Remeasured(front=list(front), host_latency=None, file_bytes={})
     out, files = [], {FLOAT_NAME: problem.quantizer.model.proto.SerializeToString()}
     for k, record in enumerate(front):
         data = export_model(problem.quantizer, QuantConfig.from_dict(record.config)).SerializeToString()
@@ -77,7 +79,8 @@ def remeasure_front(problem, front: list[Record], *, progress=None, latency: boo
         feed = next(iter(evaluator.data.batches(batch_size=1)))
         timed = side_by_side(files, feed, reference=FLOAT_NAME, batch=1, rounds=rounds, repeats=repeats,
                              threads=1, level=evaluator.ort_level)
-    return Remeasured(front=out, host_latency=timed)
+    return Remeasured(front=out, host_latency=timed,
+                      file_bytes={key: len(data) for key, data in files.items() if key != FLOAT_NAME})
 
 
 def measure_exported(problem, front: list[Record], *, progress=None) -> list[Record]:

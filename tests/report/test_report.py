@@ -66,6 +66,9 @@ def test_report_table_matches_front_and_images_are_png(run_dir, capsys):
         assert row["cells"]["exported"] == ("1" if point["id"] == first else "0")
         assert float(row["cells"]["host_latency_ms"]) == point["host_latency_ms"]  # the exported file, measured
         assert float(row["cells"]["host_speedup"]) == point["host_speedup"]
+        assert float(row["cells"]["x_smaller"]) == point["sizes"]["x_smaller"]
+        assert float(row["cells"]["file_mb"]) == point["sizes"]["file_mb"]
+        assert f"qaev export {run_dir} --point {point['id']} -o {point['id']}.onnx" in html
     # both pictures are embedded, so the page stands alone
     import base64
 

@@ -5,6 +5,8 @@ import time
 import pytest
 
 from qaev.cli.main import main
+from qaev.quantize.footprint import format_mb
+from qaev.runtime.summary import summary
 from qaev.config import QuantConfig
 from qaev.problems import get_problem
 from qaev.search.problem import UNSTARTED
@@ -32,6 +34,27 @@ def test_the_front_is_checked_on_validation_and_the_recommended_point_exports(tm
     capsys.readouterr()
     assert main(["export", str(out), "--point", "recommended", "-o", str(tmp_path / "r.onnx")]) == 0
     assert (tmp_path / "r.onnx").stat().st_size > 0
+    _check_sizes(doc, point, capsys.readouterr().out, (tmp_path / "r.onnx").stat().st_size)
+    table = summary(out)
+    assert [row.id for row in table] == [p["id"] for p in doc["points"]]
+    assert [row.id for row in table if row.recommended] == [chosen["id"]]
+    assert "x smaller" in str(table).splitlines()[0]
+
+
+def _check_sizes(doc, point, printed, file_bytes):
+    """Both sizes, named, in front.json and in the export line; "x smaller" from the bit counts."""
+    float_mb = doc["float"]["sizes"]["bit_count_mb"]
+    assert float_mb == pytest.approx(doc["float"]["size_mb"])
+    for p in doc["points"]:
+        sizes = p["sizes"]
+        assert sizes["bit_count_mb"] == pytest.approx(p["objectives"]["size_mb"])
+        assert sizes["file_mb"] > 0 and sizes["x_smaller"] == pytest.approx(float_mb / sizes["bit_count_mb"],
+                                                                            rel=1e-3)
+    sizes = point["sizes"]
+    assert sizes["file_mb"] == file_bytes / 1e6  # the exported file is the one re-measured
+    assert f"weights {format_mb(sizes['bit_count_mb'])} MB by bit count" in printed
+    assert f"file {format_mb(file_bytes / 1e6)} MB" in printed
+    assert f"{sizes['x_smaller']:.3g}x smaller than float" in printed
 
 
 def test_a_time_budget_ends_the_run_and_leaves_a_front_on_disk(tmp_path, capsys):
