@@ -10,7 +10,6 @@ import numpy as np
 
 from qaev.evaluation.evaluator import Evaluator, Measurement
 from qaev.evaluation.staging import Staging
-from qaev.model.session import run_batches
 
 __all__ = ["Screened", "Stopped", "screen", "race"]
 
@@ -48,7 +47,7 @@ def screen(evaluator: Evaluator, staging: Staging, session, *, feed: Mapping | N
     batches = itertools.islice(ev.data.batches(batch_size=ev.batch_size), stops[0] // ev.batch_size)
     if feed is not None:
         batches = ({**batch, **feed} for batch in batches)
-    head = run_batches(session, batches)
+    head = ev.run(session, batches)
     items = ev.item_drops(head)
     drop, stderr = ev.head_drop(head, n_boot=staging.n_boot, items=items)
     return Screened(drop=drop, margin=staging.z * stderr, n=stops[0], outputs=head, items=items,
@@ -72,13 +71,13 @@ def race(evaluator: Evaluator, staging: Staging, session, *, stop: Callable[[flo
         if boundary <= done:
             continue
         start = time.perf_counter()
-        parts.append(run_batches(session, itertools.islice(batches, (boundary - done) // ev.batch_size)))
+        parts.append(ev.run(session, itertools.islice(batches, (boundary - done) // ev.batch_size)))
         inference += time.perf_counter() - start
         done = boundary
         drop, stderr = ev.head_drop(np.concatenate(parts), n_boot=staging.n_boot)
         if stop(drop, staging.z * stderr):
             return Stopped(drop=drop, margin=staging.z * stderr, n=done, seconds=inference)
     start = time.perf_counter()
-    parts.append(run_batches(session, batches))
+    parts.append(ev.run(session, batches))
     inference += time.perf_counter() - start
     return Measurement(value=ev.score(np.concatenate(parts)), n=len(ev.data), session_s=0.0, inference_s=inference)

@@ -242,7 +242,7 @@ def output_sqnr(problem, config: QuantConfig, n: int | None) -> float:
     data = evaluator.data if n is None or not hasattr(evaluator.data, "head") else evaluator.data.head(n)
     try:
         session = make_session(problem.quantizer.build(config), threads=evaluator.threads)
-        out = run_batches(session, data.batches(batch_size=evaluator.batch_size))
+        out = run_batches(session, data.batches(batch_size=evaluator.batch_size), reduce=evaluator.metric.reduce)
     except QaevError:
         return math.nan
     return metrics.sqnr_db(out, evaluator.reference[:len(out)])
