@@ -11,7 +11,7 @@ from qaev.errors import ConfigError
 from qaev.data.tasks import TASKS, DataOptions
 
 __all__ = ["data_options", "data_options_from", "parse_shape", "layer_config_from", "csv_list", "bit_list",
-           "compact_names_option"]
+           "compact_names_option", "nbits_accuracy_option"]
 
 
 def csv_list(text: str | None) -> list[str]:
@@ -74,7 +74,8 @@ def data_options(func):
         click.option("--resample", type=click.Choice(["bicubic", "bilinear", "nearest", "lanczos"]),
                      default="bicubic", show_default=True, help="imagenet: resize filter."),
         click.option("--shape", "shapes", multiple=True, help="fidelity: NAME=1x3x224x224 for dynamic dims."),
-        click.option("--metric", default=None, help="top1, top5, agreement, kl or sqnr_db."),
+        click.option("--metric", default=None,
+                     help="top1, top5, agreement, kl, sqnr_db, spearman, perplexity or bits_per_byte."),
     ]
     return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
@@ -123,3 +124,10 @@ CALIBRATION_CHOICE = click.Choice([m.value for m in CalibMethod])
 compact_names_option = click.option(
     "--compact-names", is_flag=True,
     help="Short internal tensor names and blank node names in the written file (smaller; same outputs).")
+
+#: ``--nbits-accuracy`` of the commands that build block-wise weight-only models.
+nbits_accuracy_option = click.option(
+    "--nbits-accuracy", type=click.IntRange(0, 4), default=0, show_default=True,
+    help="ONNX Runtime accuracy_level of the MatMulNBits layers (block-wise weight-only, <= 4 bits): 0 keeps "
+         "float32 arithmetic; 4 quantizes their inputs to int8 per block inside the kernel (faster on x86 CPUs "
+         "with VNNI, a small added error). Evaluated and exported alike.")

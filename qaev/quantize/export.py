@@ -40,7 +40,7 @@ from qaev.quantize.rounding.registry import rounding_entry
 from qaev.quantize.quantizer import Quantizer
 from qaev.quantize.weights import QuantizedWeight
 
-__all__ = ["export_model"]
+__all__ = ["export_model", "exports_nbits"]
 
 _MS_DOMAIN = "com.microsoft"
 
@@ -54,7 +54,8 @@ def _narrowed(tensor: onnx.TensorProto, bits: int) -> onnx.TensorProto:
     return numpy_helper.from_array(values.astype(np.int8).astype(_NARROW[bits]), tensor.name)
 
 
-def _matmulnbits(ed: GraphEditor, layer: LayerInfo, node: onnx.NodeProto, qw: QuantizedWeight) -> None:
+def _matmulnbits(ed: GraphEditor, layer: LayerInfo, node: onnx.NodeProto, qw: QuantizedWeight, *,
+                 accuracy: int = 0) -> None:
     bits = 2 if qw.bits <= 2 else 4
     k, n = qw.q.shape
     block = qw.block_size
@@ -70,8 +71,9 @@ def _matmulnbits(ed: GraphEditor, layer: LayerInfo, node: onnx.NodeProto, qw: Qu
               ed.add_init(f"{layer.name}.scales", np.ascontiguousarray(qw.scale.T).astype(np.float32))]
     if np.any(qw.zero_point != 0):
         inputs.append(ed.add_init(f"{layer.name}.zero_points", pack_bits(zp.T, bits)))
+    extra = {"accuracy_level": accuracy} if accuracy else {}
     ed.add_node("MatMulNBits", inputs, [node.output[0]], name=f"{layer.name}.MatMulNBits", domain=_MS_DOMAIN,
-                K=k, N=n, bits=bits, block_size=block)
+                K=k, N=n, bits=bits, block_size=block, **extra)
     ed.remove(node)
 
 
@@ -101,6 +103,17 @@ def _planes_apply(layer: LayerInfo, cfg, quantized: set[str], weight: onnx.Tenso
 def _nbits_eligible(layer: LayerInfo, cfg) -> bool:
     return (layer.op_type == "MatMul" and len(layer.weight_shape) == 2 and cfg.act is ActMode.FLOAT
             and cfg.w_bits is not None and cfg.w_bits <= 4 and cfg.granularity.block_size is not None)
+
+
+def exports_nbits(layers, config: QuantConfig) -> bool:
+    """Whether some layer of ``config`` is written as ``MatMulNBits`` (then the exported file,
+    not the evaluation graph, is what runs at the shipped speed: ONNX Runtime fuses the
+    evaluation graph's Q/DQ groups into slower kernels at small batches)."""
+    for layer in layers:
+        cfg = config.layer(layer.name)
+        if cfg is not None and rounding_entry(cfg.effective().rounding).on_grid and _nbits_eligible(layer, cfg):
+            return True
+    return False
 
 
 def export_model(quantizer: Quantizer, config: QuantConfig, *, compact: bool = False) -> onnx.ModelProto:
@@ -138,7 +151,7 @@ def export_model(quantizer: Quantizer, config: QuantConfig, *, compact: bool = F
             node = ed.node(layer.name)
             dq = ed.node(f"{layer.name}.w.DequantizeLinear")
             _matmulnbits(ed, layer, node, quantized_weight(quantizer.model, layer, cfg, resolved, quantizer.weights,
-                                                                  inputs=quantizer.inputs))
+                                                           inputs=quantizer.inputs), accuracy=resolved.nbits_accuracy)
             ed.remove(dq)
             continue
         dq = ed.node(f"{layer.name}.w.DequantizeLinear")

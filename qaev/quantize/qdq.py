@@ -18,6 +18,7 @@ from qaev.config import ActMode, LayerConfig, QuantConfig, Rounding, WeightRange
 from qaev.errors import ConfigError
 from qaev.model.graph import FloatModel
 from qaev.model.layers import LayerInfo
+from qaev.model.session import set_nbits_accuracy
 from qaev.quantize.bias_correction import add_after, alpha_beta, apply_correction, output_correction
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.layer_inputs import LayerInputs
@@ -216,4 +217,7 @@ def build_qdq(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfi
             _int32_bias(ed, model, layer, node, qw, acts[layer.act_inputs[0]].scale, bias)
     for tensor, params in acts.items():
         _quantize_activation(ed, tensor, params, f"act.{tensor}")
-    return ed.finish()
+    out = ed.finish()
+    if config.nbits_accuracy:
+        set_nbits_accuracy(out, config.nbits_accuracy)
+    return out

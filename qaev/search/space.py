@@ -17,6 +17,7 @@ import numpy as np
 
 from qaev.config import (
     ACT_SETTINGS,
+    NBITS_ACCURACY_LEVELS,
     WEIGHT_BITS,
     ActMode,
     CalibMethod,
@@ -121,6 +122,8 @@ class SearchSpace:
         weight_range: the weight grids' range rule for every layer (not a gene).
         exclude: selectors (names or ``re:`` patterns) of layers kept float.
         frozen: selector -> fixed :class:`LayerConfig` (not searched).
+        nbits_accuracy: ONNX Runtime's ``accuracy_level`` of the ``MatMulNBits`` layers of
+            every candidate (:attr:`~qaev.config.QuantConfig.nbits_accuracy`; not a gene).
     """
 
     layers: Sequence[LayerInfo]
@@ -135,8 +138,11 @@ class SearchSpace:
     weight_range: WeightRange = WeightRange.MINMAX
     exclude: Sequence[str] = ()
     frozen: dict = field(default_factory=dict)
+    nbits_accuracy: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.nbits_accuracy, bool) or self.nbits_accuracy not in NBITS_ACCURACY_LEVELS:
+            raise ConfigError(f"nbits_accuracy: {self.nbits_accuracy!r} is not one of {NBITS_ACCURACY_LEVELS}")
         bits = sorted(set(self.w_bits), key=lambda b: 99 if b is None else b)
         for b in bits:
             if b not in WEIGHT_BITS:
@@ -212,7 +218,7 @@ class SearchSpace:
                 "roundings": [value(r) for r in self.roundings], "bias_corrections": list(self.bias_corrections),
                 "weight_range": value(self.weight_range), "exclude": list(self.exclude),
                 "frozen": {name: cfg.to_dict() for name, cfg in self.frozen.items()},
-                "searchable_layers": len(self.searchable)}
+                "nbits_accuracy": self.nbits_accuracy, "searchable_layers": len(self.searchable)}
 
     def options(self, gene: str) -> tuple:
         """The ordered option list of ``gene`` (a name of :data:`~qaev.search.genome.LAYER_GENES`
@@ -251,7 +257,8 @@ class SearchSpace:
                 layers[layer.name] = fitted
         genome = self.genome
         return QuantConfig(layers=layers, calibration=self.calibrations[x[genome.global_index("calibration")]],
-                           scale_rule=self.scale_rules[x[genome.global_index("scale_rule")]])
+                           scale_rule=self.scale_rules[x[genome.global_index("scale_rule")]],
+                           nbits_accuracy=self.nbits_accuracy)
 
     def _layer_config(self, i: int, genes: tuple[int, ...]) -> LayerConfig | None:
         """The effective, fitted config of searchable layer ``i`` under its ``genes``
