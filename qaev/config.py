@@ -7,6 +7,7 @@ writing YAML/JSON lives in :mod:`qaev.config_io`.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field, fields
@@ -108,6 +109,12 @@ class LayerConfig:
             raise ConfigError(f"rounding: {self.rounding.value} stores {'/'.join(map(str, widths))}-bit weights; "
                               f"w_bits must be {' or '.join(map(str, widths))}, got {self.w_bits!r}")
 
+    def stores(self, w_bits: int | None) -> bool:
+        """Whether this config's rounding method can store ``w_bits``-bit weights (a table
+        method such as the 2-bit codebook stores one width only)."""
+        widths = rounding_entry(self.rounding).widths
+        return widths is None or w_bits in widths
+
     @property
     def is_float(self) -> bool:
         """True when neither the weight nor the activations are quantized."""
@@ -120,6 +127,15 @@ class LayerConfig:
         if memo is None:
             memo = self._normalised()
             object.__setattr__(self, "_effective", memo)
+        return memo
+
+    def key_json(self) -> str:
+        """``json.dumps(self.effective().to_dict(), sort_keys=True)``, computed once per
+        instance (a config's hash is built from these)."""
+        memo = self.__dict__.get("_key_json")
+        if memo is None:
+            memo = json.dumps(self.effective().to_dict(), sort_keys=True)
+            object.__setattr__(self, "_key_json", memo)
         return memo
 
     def _normalised(self) -> "LayerConfig":
@@ -169,6 +185,12 @@ class LayerConfig:
             return cls(**data)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=8192)
+def _json_name(name: str) -> str:
+    """A layer name as JSON text (memoised: the same few hundred names are written over and over)."""
+    return json.dumps(name)
 
 
 def _freeze_ranges(ranges) -> Mapping[str, tuple[float, float]]:
@@ -291,25 +313,26 @@ class QuantConfig:
         return memo
 
     def _hash(self) -> str:
-        layers = {
-            name: cfg.effective().to_dict()
-            for name, cfg in sorted(self.layers.items())
-            if not cfg.is_float
-        }
+        """sha256 of ``json.dumps(payload, sort_keys=True)`` with the payload ``{"layers":
+        {name: effective settings}, "calibration", "scale_rule", "ranges"}`` (plus
+        ``rounding_inputs`` and ``nbits_accuracy`` where they apply), written out piece by
+        piece from each layer's cached :meth:`LayerConfig.key_json` (a config of a few
+        hundred layers is hashed thousands of times in a search); the text is the same."""
+        quantized = [(name, cfg) for name, cfg in sorted(self.layers.items()) if not cfg.is_float]
         uses_static = any(cfg.act is ActMode.STATIC for cfg in self.layers.values())
-        payload = {
-            "layers": layers,
-            "calibration": self.calibration.value if uses_static else None,
-            "scale_rule": self.scale_rule.value if layers else None,
-            "ranges": {k: list(v) for k, v in self.ranges.items()},
-        }
-        if layers and self.rounding_inputs is not RoundingInputs.FLOAT:
-            payload["rounding_inputs"] = self.rounding_inputs.value
+        head = {"calibration": self.calibration.value if uses_static else None,
+                "scale_rule": self.scale_rule.value if quantized else None,
+                "ranges": {k: list(v) for k, v in self.ranges.items()}}
+        if quantized and self.rounding_inputs is not RoundingInputs.FLOAT:
+            head["rounding_inputs"] = self.rounding_inputs.value
         if self.nbits_accuracy and any(cfg.act is ActMode.FLOAT and cfg.granularity.block_size
                                        and cfg.w_bits is not None and cfg.w_bits <= 4 for cfg in self.layers.values()):
-            payload["nbits_accuracy"] = self.nbits_accuracy
-        blob = json.dumps(payload, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+            head["nbits_accuracy"] = self.nbits_accuracy
+        layers = "{" + ", ".join(f"{_json_name(name)}: {cfg.key_json()}" for name, cfg in quantized) + "}"
+        parts = [f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in head.items()]
+        parts.append(f'"layers": {layers}')
+        blob = "{" + ", ".join(sorted(parts)) + "}"
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, data: Mapping, *, where: str = "config") -> "QuantConfig":

@@ -249,10 +249,16 @@ class SearchSpace:
             memo[whole] = self._decode(x)
         return memo[whole]
 
+    def layer_gene_tuples(self, x: np.ndarray) -> list[tuple[int, ...]]:
+        """Every searchable layer's genes of ``x`` as a tuple of ints, in layer order."""
+        genome = self.genome
+        block = np.asarray(x[:genome.per_layer * genome.n_layers]).reshape(genome.n_layers, genome.per_layer)
+        return [tuple(row) for row in block.tolist()]
+
     def _decode(self, x: np.ndarray) -> QuantConfig:
         layers = {name: cfg for name, cfg in self.frozen.items()}
-        for i, layer in enumerate(self.searchable):
-            fitted = self._layer_config(i, tuple(int(v) for v in self.layer_genes(x, i)))
+        for i, (layer, genes) in enumerate(zip(self.searchable, self.layer_gene_tuples(x))):
+            fitted = self.layer_config(i, genes)
             if fitted is not None:
                 layers[layer.name] = fitted
         genome = self.genome
@@ -260,7 +266,7 @@ class SearchSpace:
                            scale_rule=self.scale_rules[x[genome.global_index("scale_rule")]],
                            nbits_accuracy=self.nbits_accuracy)
 
-    def _layer_config(self, i: int, genes: tuple[int, ...]) -> LayerConfig | None:
+    def layer_config(self, i: int, genes: tuple[int, ...]) -> LayerConfig | None:
         """The effective, fitted config of searchable layer ``i`` under its ``genes``
         (memoised: there are few distinct gene tuples per layer)."""
         memo = self._layer_memo  # type: ignore[attr-defined]
