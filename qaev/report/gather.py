@@ -114,9 +114,14 @@ def _baselines(run_dir: Path, names: list[str]) -> list[dict]:
 
 
 def _layers(doc: dict, model: Path | None, notes: list[str]):
-    """The float model's layers and other-initializer bytes, or (None, None) with a note."""
+    """The float model's layers and other-initializer bytes (a run on a layer list: the
+    list front.json records), or (None, None) with a note."""
     from qaev.model.graph import load_model
 
+    if model is None and not doc["model"].get("path") and doc.get("layers"):  # a run on a layer list
+        from qaev.model.shapes import layers_from_json
+
+        return layers_from_json(doc["layers"]), int(doc.get("other_bytes", 0))
     path = Path(model) if model is not None else (Path(doc["model"]["path"]) if doc["model"].get("path") else None)
     if path is None or not path.is_file():
         if model is not None:
