@@ -13,6 +13,11 @@ from qaev.errors import ConfigError
 
 __all__ = ["load_config", "save_config", "dumps_config", "load_layer_settings"]
 
+#: libyaml's loader and dumper where PyYAML was built with it (same documents, about 20x faster
+#: on a config of a few hundred layers), else the pure-Python ones.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 
 def _is_json(path: Path) -> bool:
     return path.suffix.lower() == ".json"
@@ -23,7 +28,7 @@ def dumps_config(config: QuantConfig, *, fmt: str = "yaml") -> str:
     data = config.to_dict()
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"
-    return yaml.safe_dump(data, sort_keys=False)
+    return yaml.dump(data, Dumper=_DUMPER, sort_keys=False)
 
 
 def save_config(config: QuantConfig, path: str | os.PathLike) -> Path:
@@ -47,7 +52,7 @@ def _read(path: Path, what: str):
         raise ConfigError(f"{path}: no such {what} file")
     try:
         text = path.read_text()
-        return json.loads(text) if _is_json(path) else yaml.safe_load(text)
+        return json.loads(text) if _is_json(path) else yaml.load(text, Loader=_LOADER)
     except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0]
         raise ConfigError(f"{path}: not valid {'JSON' if _is_json(path) else 'YAML'} ({first})") from None

@@ -9,7 +9,7 @@ genome_7b = load_benchmark("genome_7b")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_short_search_writes_a_report_and_the_estimate_table(tmp_path, capsys):
+def test_a_short_search_writes_a_report_and_the_estimate_table(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     result = genome_7b.main(["--pop", "8", "--generations", "2", "--out", str(out), "--points", "3"])
     printed = capsys.readouterr().out
@@ -26,6 +26,15 @@ def test_a_short_search_writes_a_report_and_the_estimate_table(tmp_path, capsys)
     (out / "bitmap.png").unlink()
     assert qaev(["report", str(out)]) == 0  # qaev report reads the layer list from front.json
     assert (out / "bitmap.png").read_bytes().startswith(PNG)
+    html = (out / "report.html").read_text()
+    assert html.count("model weights</b> =") == len(doc["points"])  # every point's per-layer table
+    monkeypatch.setattr("qaev.report.html.DETAIL_ROWS", 226)  # room for one point's table only
+    monkeypatch.setattr("qaev.report.html.select_points", lambda data: [0])  # as if the bit map drew one
+    assert qaev(["report", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert all(f'id="point-{p["id"]}"' in html for p in doc["points"])
+    assert html.count("model weights</b> =") == 1 and "per-layer tables for the 1 points" in html
+    assert all(p["config"] in html for p in doc["points"][1:])
 
 
 def test_long_layer_lists_are_labelled_by_group():
