@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import logging
 import os
@@ -49,6 +50,7 @@ import numpy as np
 
 logging.basicConfig(level=logging.WARNING)  # before ORT's tools configure the root logger at INFO
 
+from qaev.files import write_atomic  # noqa: E402
 from qaev.baselines import (greedy_baseline, ilp_baseline, ort_baseline, random_baseline,  # noqa: E402
                             uniform_baseline)
 from qaev.baselines.budget import charged_evaluations  # noqa: E402
@@ -66,11 +68,16 @@ from qaev.problems import problem_parts  # noqa: E402
 from qaev.quantize import Quantizer  # noqa: E402
 from qaev.sensitivity.proxy import noise_probe_count, output_noise_table  # noqa: E402
 from qaev.search.optimize import make_algorithm, minimize  # noqa: E402
+from qaev.search.defaults import default_space  # noqa: E402
+from qaev.search.width_rows import weight_only_act  # noqa: E402
 from qaev.search.space import SearchSpace  # noqa: E402
 from qaev.evaluation.staging import Finish, Staging, is_final  # noqa: E402
 from qaev.runtime.store import EvaluationStore  # noqa: E402
 
-METHODS = ("qaev", "qaev_screened", "qaev_informed", "uniform", "ort_tools", "greedy", "ilp", "random")
+METHODS = ("qaev", "qaev_screened", "qaev_informed", "qaev_default", "uniform", "ort_tools", "greedy", "ilp",
+           "random")
+#: The methods of a ``--time`` comparison unless ``--methods`` says otherwise.
+TIMED = ("qaev_default", "uniform", "ort_tools", "greedy", "ilp", "random")
 FIXED = {"uniform", "ort_tools"}  # recipes: every point is reported
 #: Batch of the search split's evaluator: a screen's first stage is whole batches.
 SEARCH_BATCH = 32
@@ -108,8 +115,12 @@ def build_setup(name: str, *, objectives, hardware, seed: int, calib=None, eval=
     else:
         search_data, test_data = parts.eval, test
     quantizer = Quantizer.calibrated(parts.model, parts.calib)
+    space = dict(space or {})
+    if "preset" in space:  # the preset's defaults for the model's family fill what is not given
+        preset = space.pop("preset")
+        space = default_space(quantizer.layers, preset=preset, given=space).options()
     return Setup(name=name, parts=parts, quantizer=quantizer,
-                 space=SearchSpace(layers=quantizer.layers, **(space or {})),
+                 space=SearchSpace(layers=quantizer.layers, **space),
                  search=Evaluator(parts.model, search_data, metric=parts.metric, batch_size=SEARCH_BATCH),
                  test=Evaluator(parts.model, test_data, metric=parts.metric), objectives=tuple(objectives),
                  hardware=load_table(hardware) if hardware else None)
@@ -127,8 +138,9 @@ def qaev_search(problem, *, budget: int, seed: int, pop: int | None = None, info
     ``informed``: the share of the first population seeded from sensitivity."""
     pop, n_gen = _population(budget, pop)
     start = time.perf_counter()
-    result = minimize(problem, algorithm=make_algorithm(problem, pop_size=pop, informed=informed), n_gen=n_gen,
-                      seed=seed)
+    # without the predictor (qaev.search.surrogate), as the entries of RESULTS.md were measured
+    algorithm = make_algorithm(problem, pop_size=pop, informed=informed, predictor=False)
+    result = minimize(problem, algorithm=algorithm, n_gen=n_gen, seed=seed)
     points = tuple(Point.from_record(r, f"front {i}") for i, r in enumerate(result.front))
     return MethodResult(method="qaev", points=points, evaluations=problem.n_evaluated,
                         wall_s=time.perf_counter() - start, notes=(f"NSGA-II, pop {pop} x {n_gen} generations",))
@@ -149,7 +161,8 @@ def qaev_screened(setup: Setup, *, budget: int, seed: int, pop: int | None = Non
     finishes = int(max(0.0, budget - pop * n_gen * share) / max(1e-9, 1 - share))
     problem = setup.problem(staging=replace(probe, max_finished=finishes))
     start = time.perf_counter()
-    result = minimize(problem, pop_size=pop, n_gen=n_gen, seed=seed)
+    # without the predictor (qaev.search.surrogate), as the entries of RESULTS.md were measured
+    result = minimize(problem, pop_size=pop, n_gen=n_gen, seed=seed, predictor=False)
     wall = time.perf_counter() - start
     records = [r for r in problem.store.records() if r.ok]
     items = sum(n_set if is_final(r) else r.stage.n for r in records)
@@ -187,10 +200,43 @@ def qaev_informed(setup: Setup, *, budget: int, seed: int, pop: int | None = Non
                           f"{probe_s:.0f} s); {result.notes[0]}, {informed:.0%} of the first from the lowering path",))
 
 
+def qaev_default(problem, *, seconds: float, seed: int, pop: int | None = None, samples: int = 32) -> MethodResult:
+    """What ``qaev search --time`` does: half of the first population along the greedy
+    lowering path over per-layer output-noise probes (their time included), NSGA-II until
+    ``seconds`` have passed since the start (the first generation always finishes)."""
+    start = time.perf_counter()
+    deadline = time.monotonic() + seconds
+    problem.sensitivity = output_noise_table(problem, samples=samples)
+    probe_s = time.perf_counter() - start
+    pop = pop or 20
+    result = minimize(problem, algorithm=make_algorithm(problem, pop_size=pop, informed=0.5), n_gen=10_000,
+                      seed=seed, deadline=deadline)
+    points = tuple(Point.from_record(r, f"front {i}") for i, r in enumerate(result.front))
+    return MethodResult(method="qaev_default", points=points, evaluations=problem.n_evaluated,
+                        wall_s=time.perf_counter() - start,
+                        notes=(f"{noise_probe_count(problem)} noise probes ({probe_s:.0f} s); NSGA-II, pop {pop} x "
+                               f"{result.history[-1].gen if result.history else 0} generations in "
+                               f"{seconds / 60:g} min",))
+
+
+def per_evaluation_s(setup: Setup) -> float:
+    """Seconds one full evaluation on the search split takes: the float model's run, timed,
+    with a third added for building and opening a quantized candidate."""
+    measured = setup.search.measure(setup.quantizer.model.proto)
+    return 1.3 * (measured.session_s + measured.inference_s)
+
+
 def run_method(setup: Setup, method: str, *, budget: int, seed: int, pop: int | None,
-               act: str = "a8") -> MethodResult:
-    """One method on a fresh problem (``act``: the allocation baselines' activation setting)."""
+               act: str = "a8", seconds: float | None = None) -> MethodResult:
+    """One method on a fresh problem (``act``: the allocation baselines' activation
+    setting). With ``seconds``, every method stops starting candidates after that much
+    wall time (its probes included); ``budget`` is then the evaluations that time affords,
+    which the baselines plan with."""
     problem = setup.problem()
+    if seconds is not None:
+        if method == "qaev_default":
+            return qaev_default(problem, seconds=seconds, seed=seed, pop=pop)
+        problem.deadline = time.monotonic() + seconds
     cost = "size_mb" if "size_mb" in setup.objectives else next(
         (o for o in setup.objectives if o.startswith("est_")), "size_mb")
     if method == "qaev":
@@ -350,6 +396,7 @@ def environment(setup: Setup, args, argv) -> dict:
         "command": "python benchmarks/compare.py " + " ".join(argv),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "problem": setup.name, "metric": setup.search.metric.name, "budget": args.budget, "seed": args.seed,
+        "time_minutes": args.time, "searched_space": setup.space.describe(),
         "space": {"w_bits": args.w_bits, "acts": args.acts, "granularity": args.granularity,
                   "roundings": args.roundings, "bias_correction": args.bias_correction,
                   "weight_range": args.weight_range, "symmetry": args.symmetry,
@@ -377,7 +424,10 @@ def print_table(doc: dict) -> None:
     """The per-method table (test-split figures)."""
     methods = doc["methods"]
     keys = list(methods[0]["best_under"]) if methods else []
-    print(f"\n{doc['env']['problem']}: budget {doc['env']['budget']} full evaluations, seed {doc['env']['seed']}; "
+    env = doc["env"]
+    budget = (f"{env['time_minutes']:g} min per method" if env.get("time_minutes")
+              else f"budget {env['budget']} full evaluations")
+    print(f"\n{env['problem']}: {budget}, seed {env['seed']}; "
           f"float {doc['float']['search_metric']:.2f} (search) / {doc['float']['test_metric']:.2f} (test); "
           f"figures on the test split ({doc['env']['split']['test']} samples)")
     head = f"{'method':13s} {'evals':>5s} {'passes':>6s} {'wall_s':>7s} {'HV test':>8s} {'HV search':>9s}"
@@ -486,8 +536,26 @@ def plot(doc: dict, path: Path) -> None:
         ax.legend()
     fig.suptitle(f"{doc['env']['problem']}: budget {doc['env']['budget']} evaluations per method")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
+    write_atomic(path, buf.getvalue())
+
+
+def _space(args) -> dict:
+    """The space every method searches: the options given, the rest from the preset's
+    defaults for the model's family with ``--time``, else from the fixed benchmark space."""
+    given = {"w_bits": None if args.w_bits is None else bit_list(args.w_bits),
+             "acts": csv_list(args.acts) or None, "granularities": csv_list(args.granularity) or None,
+             "roundings": csv_list(args.roundings) or None,
+             "bias_corrections": None if args.bias_correction is None else
+             {"off": [False], "on": [True], "both": [False, True]}[args.bias_correction],
+             "weight_range": args.weight_range, "symmetric": None if args.symmetry is None else SYMMETRY[args.symmetry]}
+    if args.time is not None:
+        return {"preset": "size", **{k: v for k, v in given.items() if v is not None}}
+    fixed = {"w_bits": [2, 4, 8], "acts": ["a8", "float"], "granularities": ["per_channel"], "roundings": ["nearest"],
+             "bias_corrections": [False], "weight_range": "minmax", "symmetric": [True]}
+    return {k: (fixed[k] if v is None else v) for k, v in given.items()}
 
 
 def _floats(text: str) -> list[float]:
@@ -500,11 +568,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problem", default="digits")
     parser.add_argument("--budget", type=int, default=200, help="full evaluations per method")
+    parser.add_argument("--time", type=float, default=None, metavar="MINUTES",
+                        help="wall time per method instead of --budget (probes included); the space defaults to the "
+                             "size preset for the model's family and the methods to " + ",".join(TIMED))
     parser.add_argument("--hardware", default=None, help="hardware table for est_* objectives and latency budgets")
     parser.add_argument("--objectives", default="acc_drop,size_mb")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pop", type=int, default=None, help="qaev population (default ~sqrt(2 budget))")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=None, help=f"comma list from {','.join(METHODS)}")
     parser.add_argument("--size-x", default="4,7,11", help="size budgets as 'x smaller than float'")
     parser.add_argument("--latency-x", default="1.5,2,3", help="est. latency budgets as 'x faster than float'")
     parser.add_argument("--calib", type=int, default=None)
@@ -517,19 +588,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="accuracy drop (metric points) bounding the within-tolerance hypervolume")
     parser.add_argument("--from-json", type=Path, default=None,
                         help="print the tables of an existing compare.json instead of running")
-    parser.add_argument("--w-bits", default="2,4,8", help="weight bits every method may choose (float allowed)")
-    parser.add_argument("--acts", default="a8,float", help="activation options of the search space")
-    parser.add_argument("--granularity", default="per_channel", help="weight granularities of the search space")
-    parser.add_argument("--roundings", default="nearest", help="weight roundings of the search space (nearest,gptq)")
-    parser.add_argument("--bias-correction", choices=("off", "on", "both"), default="off",
-                        help="bias correction: never, always, or a searched gene")
-    parser.add_argument("--weight-range", default="minmax", choices=("minmax", "mse"),
-                        help="weight grid range rule of every method's layers")
-    parser.add_argument("--symmetry", default="symmetric", choices=tuple(SYMMETRY),
-                        help="weight grids of every method: symmetric, asymmetric, or both (searched per layer)")
-    parser.add_argument("--baseline-act", default="a8",
+    parser.add_argument("--w-bits", default=None, help="weight bits every method may choose (float allowed) "
+                        "[2,4,8; with --time the preset's]")
+    parser.add_argument("--acts", default=None, help="activation options of the search space [a8,float]")
+    parser.add_argument("--granularity", default=None, help="weight granularities of the search space [per_channel]")
+    parser.add_argument("--roundings", default=None, help="weight roundings of the search space [nearest]")
+    parser.add_argument("--bias-correction", choices=("off", "on", "both"), default=None,
+                        help="bias correction: never, always, or a searched gene [off]")
+    parser.add_argument("--weight-range", default=None, choices=("minmax", "mse"),
+                        help="weight grid range rule of every method's layers [minmax]")
+    parser.add_argument("--symmetry", default=None, choices=tuple(SYMMETRY),
+                        help="weight grids of every method: symmetric, asymmetric, or both [symmetric]")
+    parser.add_argument("--baseline-act", default=None,
                         help="activation setting(s) of the greedy and ILP baselines; a comma list runs each "
-                             "(e.g. a8,float), reported as greedy[a8], greedy[float]")
+                             "(e.g. a8,float), reported as greedy[a8], greedy[float] [a8; with --time: float, "
+                             "weight-only, where the space allows it]")
     args = parser.parse_args(argv)
     if args.from_json is not None:
         doc = json.loads(args.from_json.read_text())
@@ -541,21 +614,23 @@ def main(argv: list[str] | None = None) -> int:
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
     if "acc_drop" not in objectives:
         parser.error("--objectives must include acc_drop (the test split re-measures it)")
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = csv_list(args.methods) or list(TIMED if args.time else [m for m in METHODS if m != "qaev_default"])
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         parser.error(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
-    space = {"w_bits": bit_list(args.w_bits), "acts": csv_list(args.acts), "granularities": csv_list(args.granularity),
-             "roundings": csv_list(args.roundings),
-             "bias_corrections": {"off": [False], "on": [True], "both": [False, True]}[args.bias_correction],
-             "weight_range": args.weight_range, "symmetric": SYMMETRY[args.symmetry]}
     setup = build_setup(args.problem, objectives=objectives, hardware=args.hardware, seed=args.seed,
-                        calib=args.calib, eval=args.eval, space=space)
+                        calib=args.calib, eval=args.eval, space=_space(args))
+    seconds, budget = None, args.budget
+    if args.time is not None:
+        seconds = 60.0 * args.time
+        budget = max(2, int(seconds / per_evaluation_s(setup)))
+        print(f"{args.time:g} min per method: about {budget} evaluations each (one takes "
+              f"{seconds / budget:.1f} s: the float model on the search split, measured)", flush=True)
     results = []
-    acts = csv_list(args.baseline_act)
+    acts = csv_list(args.baseline_act) or [weight_only_act(setup.space) if args.time is not None else "a8"]
     runs = [(m, a) for m in methods for a in (acts if m in ("greedy", "ilp") else [acts[0]])]
     for method, act in runs:
-        result = run_method(setup, method, budget=args.budget, seed=args.seed, pop=args.pop, act=act)
+        result = run_method(setup, method, budget=budget, seed=args.seed, pop=args.pop, act=act, seconds=seconds)
         if method in ("greedy", "ilp") and len(acts) > 1:
             result = replace(result, method=f"{method}[{act}]")
         print(f"{result.method:13s} {result.evaluations:4d} evaluations  {result.wall_s:6.2f}s  "
@@ -567,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
                        test_workers=args.test_workers)}
     doc["hypervolume"]["tolerance"] = tolerance_figures(doc, args.tolerance)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "compare.json").write_text(json.dumps(doc, indent=1, default=str))
+    write_atomic(args.out / "compare.json", json.dumps(doc, indent=1, default=str))
     plot(doc, args.out / "fronts.png")
     print_table(doc)
     print_tolerance(doc["hypervolume"]["tolerance"])

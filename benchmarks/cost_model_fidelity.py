@@ -45,6 +45,7 @@ import numpy as np
 import onnxruntime as ort
 from scipy.stats import spearmanr
 
+from qaev.files import write_atomic
 from qaev.hardware import load_table
 from qaev.quantize.sizes import estimate_cost
 from qaev.hostfit.timing import (
@@ -180,7 +181,7 @@ def main(argv=None) -> int:
     result = run(args)
     _print(result)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_atomic(args.json, json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -54,7 +54,7 @@ def build(hardware: str) -> AnalyticProblem:
 
 def search(problem: AnalyticProblem, *, pop: int, generations: int, seed: int) -> dict:
     """Run NSGA-II; seconds in all, in the metric, in sizes and estimates, and the rest."""
-    algorithm = make_algorithm(problem, pop_size=pop)
+    algorithm = make_algorithm(problem, pop_size=pop, predictor=False)
     start, cpu = time.perf_counter(), time.process_time()
     pymoo_minimize(problem, algorithm, ("n_gen", generations), seed=seed, copy_algorithm=True)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu

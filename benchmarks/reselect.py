@@ -21,10 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-import onnx
 import onnxruntime as ort
 
 from qaev.config import QuantConfig
+from qaev.files import write_atomic
 from qaev.evaluation.evaluator import Evaluator
 from qaev.search.problem import QuantizationProblem
 from qaev.problems import problem_parts
@@ -87,8 +87,8 @@ def main(argv=None) -> dict:
     print(f"chosen: {best['key'][:12]}  {best['compression']:.2f}x  drop on the search data {best['wide_drop']:+.2f}, "
           f"on test {best['test_drop']:+.2f}")
     if args.export:
-        onnx.save(export_model(problem.quantizer, QuantConfig.from_dict(best["config"]), compact=args.compact_names),
-                  str(args.export))
+        write_atomic(args.export, export_model(problem.quantizer, QuantConfig.from_dict(best["config"]),
+                                               compact=args.compact_names).SerializeToString())
         best["file_mb"] = args.export.stat().st_size / 1e6
         best["file_test_drop"] = test.drop(test.measure(args.export.read_bytes()).value)
         print(f"exported {args.export} ({best['file_mb']:.2f} MB): drop on test measured on the file "
@@ -105,7 +105,7 @@ def main(argv=None) -> dict:
            "chosen": best["key"], "chosen_by_search": by_search["key"],
            "rows": [{k: v for k, v in r.items() if k not in ("model", "config")} for r in rows]}
     if args.json:
-        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+        write_atomic(args.json, json.dumps(doc, indent=2) + "\n")
     return doc
 
 

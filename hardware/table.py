@@ -15,8 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
-import yaml
 
+from qaev.documents import parse_document
 from qaev.errors import ConfigError
 from qaev.hardware.pairs import FLOAT_PAIR, Pair, all_pairs
 
@@ -293,11 +293,7 @@ def _bundled(name: str) -> HardwareTable:
 
 
 def _parse_text(text: str, where: str) -> HardwareTable:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML: {exc}".splitlines()[0]) from None
-    return _parse(data, where)
+    return _parse(parse_document(text, where=where), where)
 
 
 def load_table(name_or_path: str | Path) -> HardwareTable:

@@ -19,6 +19,7 @@ from typing import Callable
 
 from qaev.data._cache import cache_dir
 from qaev.errors import ModelError
+from qaev.files import write_cache
 
 __all__ = ["import_torch", "package_file", "file_sha256", "cached_export", "fold_pads_into_convs"]
 
@@ -117,7 +118,7 @@ def cached_export(case: str, *, weights: pathlib.Path, pip_name: str, format_ver
         "weights_package_version": _version(pip_name), "torch": _version("torch"),
         "onnx": _version("onnx"), "export_s": round(time.perf_counter() - start, 2),
     }
-    target.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    write_cache(target.with_suffix(".json"), (json.dumps(record, indent=1) + "\n").encode())
     return target
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Mapping
@@ -202,6 +203,8 @@ def _freeze_ranges(ranges) -> Mapping[str, tuple[float, float]]:
             lo, hi = (float(v) for v in pair)
         except (TypeError, ValueError):
             raise ConfigError(f"ranges.{name}: expected [low, high], got {pair!r}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ConfigError(f"ranges.{name}: expected finite numbers, got [{lo}, {hi}]")
         if not lo <= hi:
             raise ConfigError(f"ranges.{name}: low {lo} is above high {hi}")
         out[str(name)] = (lo, hi)

@@ -9,13 +9,13 @@ import yaml
 
 from qaev.files import write_atomic
 from qaev.config import LayerConfig, QuantConfig
+from qaev.documents import read_document
 from qaev.errors import ConfigError
 
 __all__ = ["load_config", "save_config", "dumps_config", "load_layer_settings"]
 
-#: libyaml's loader and dumper where PyYAML was built with it (same documents, about 20x faster
-#: on a config of a few hundred layers), else the pure-Python ones.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: libyaml's dumper where PyYAML was built with it (the same text, about 20x faster on a
+#: config of a few hundred layers), else the pure-Python one.
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
@@ -48,14 +48,7 @@ def save_config(config: QuantConfig, path: str | os.PathLike) -> Path:
 
 
 def _read(path: Path, what: str):
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such {what} file")
-    try:
-        text = path.read_text()
-        return json.loads(text) if _is_json(path) else yaml.load(text, Loader=_LOADER)
-    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not valid {'JSON' if _is_json(path) else 'YAML'} ({first})") from None
+    return read_document(path, what=what)
 
 
 def load_layer_settings(path: str | os.PathLike) -> dict[str, LayerConfig]:

@@ -13,6 +13,7 @@ MODULES = [
     "qaev.quantize.quantizer",  # Quantizer
     "qaev.cli.progress",        # make_progress
     "qaev.interop_ort",         # to_tensor_quant_overrides
+    "qaev.runtime.summary",     # summary
 ]
 
 

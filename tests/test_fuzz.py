@@ -91,3 +91,98 @@ def test_fuzzed_configs(tmp_path, capsys, valid_config):
         path = tmp_path / f"c{i}.yaml"
         path.write_text(yaml.safe_dump(_mutate_config(base, rng)))
         _check(capsys, ["apply", path, model, "-o", tmp_path / "out.onnx"], time.perf_counter())
+
+
+_NON_FINITE = [".inf", "-.inf", ".nan", "1e999", "-1e999"]
+
+
+def _text_mutation(text: str, rng) -> str:
+    """Mutations a YAML dump cannot produce: duplicate keys, deep nesting, non-finite numbers."""
+    kind = rng.integers(3)
+    lines = text.splitlines()
+    if kind == 0:  # repeat a line, as a hand edit that leaves an old value behind does
+        i = int(rng.integers(len(lines)))
+        lines.insert(i + 1, lines[i])
+    elif kind == 1:  # nest a value deeply
+        depth = int(rng.integers(20, 3000))
+        i = int(rng.integers(len(lines)))
+        key = lines[i].split(":")[0]
+        lines[i] = f"{key}: " + "[" * depth + "1" + "]" * depth
+    else:  # a number becomes non-finite
+        numeric = [i for i, line in enumerate(lines) if line.strip().lstrip("- ").replace(".", "", 1).replace(
+            "e-", "", 1).lstrip("-").isdigit()]
+        if numeric:
+            i = numeric[int(rng.integers(len(numeric)))]
+            head = lines[i][: len(lines[i]) - len(lines[i].lstrip(" -"))]
+            tail = lines[i].split(":")[0] + ": " if ":" in lines[i] else head
+            lines[i] = tail + _NON_FINITE[int(rng.integers(len(_NON_FINITE)))]
+    return "\n".join(lines) + "\n"
+
+
+def test_fuzzed_config_text(tmp_path, capsys, valid_config):
+    config, model = valid_config
+    base = yaml.safe_load(config.read_text())
+    rng = np.random.default_rng(2)
+    for i in range(120):
+        path = tmp_path / f"t{i}.yaml"
+        path.write_text(_text_mutation(yaml.safe_dump(_mutate_config(base, rng) if i % 3 == 0 else base), rng))
+        _check(capsys, ["apply", path, model, "-o", tmp_path / "out.onnx"], time.perf_counter())
+
+
+def _external_model(folder, rng):
+    """conv_mlp with its first weight in a Constant node and, at random, an If on the output
+    whose branches read initializers of the main graph and hold one of their own; the data of
+    the Constant or of the body's initializer moved to a file."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    model = conv_mlp(constant_weight=True)
+    tensor = next(n for n in model.graph.node if n.op_type == "Constant").attribute[0].t
+    if rng.integers(2):
+        fc2 = next(n for n in model.graph.node if n.name == "fc2")
+        fc2.output[0] = "logits"
+        branches = [h.make_graph([h.make_node("Mul", ["logits", k], [f"o{i}"], name=f"mul{i}")], f"b{i}", [],
+                                 [h.make_tensor_value_info(f"o{i}", T.FLOAT, None)])
+                    for i, k in enumerate(("k_then", "k_else"))]
+        inner = nh.from_array(np.full(10, 4.0, np.float32), "k_inner")  # an initializer of the body itself
+        branches[0].initializer.append(inner)
+        branches[0].node.append(h.make_node("Add", ["o0", "k_inner"], ["o0b"], name="add_inner"))
+        branches[0].output[0].name = "o0b"
+        model.graph.initializer.extend([nh.from_array(np.full(10, 2.0, np.float32), "k_then"),
+                                        nh.from_array(np.full(10, 3.0, np.float32), "k_else"),
+                                        nh.from_array(np.array(bool(rng.integers(2))), "cond")])
+        model.graph.node.append(h.make_node("If", ["cond"], ["y"], name="if", then_branch=branches[0],
+                                            else_branch=branches[1]))
+        if rng.integers(2):  # the copy of the body the If node holds
+            then = next(a for a in model.graph.node[-1].attribute if a.name == "then_branch")
+            tensor = then.g.initializer[0]
+    data = nh.to_array(tensor).tobytes()
+    (folder / "w.bin").write_bytes(data)
+    tensor.ClearField("raw_data")
+    tensor.data_location = T.EXTERNAL
+    locations = ["w.bin", "../secret.bin", "/etc/hostname", "missing.bin", "sub/../w.bin", "./w.bin", "", "w.bin/"]
+    offsets = ["0", "0", "-4", "999999999", "x", "4"]
+    lengths = [str(len(data)), str(len(data)), "", "-1", str(len(data) * 50), "y"]
+    for key, options in (("location", locations), ("offset", offsets), ("length", lengths)):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, options[int(rng.integers(len(options)))]
+    return model
+
+
+def test_fuzzed_external_data(tmp_path, capsys, monkeypatch):
+    """Whatever a model's external data entries say, qaev reads nothing outside its folder:
+    a secret beside the folder (and in the current directory) never reaches the output."""
+    secret = b"SECRET-" * 200
+    (tmp_path / "secret.bin").write_bytes(secret)
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(3)
+    for i in range(60):
+        folder = tmp_path / f"m{i}"
+        folder.mkdir()
+        onnx.save(_external_model(folder, rng), str(folder / "m.onnx"))
+        (folder / "secret.bin").unlink(missing_ok=True)
+        out = tmp_path / f"q{i}.onnx"
+        _check(capsys, ["quantize", folder / "m.onnx", "--task", "fidelity", "--no-eval", "-o", out],
+               time.perf_counter())
+        assert not out.exists() or b"SECRET-" not in out.read_bytes()

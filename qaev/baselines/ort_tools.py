@@ -21,6 +21,7 @@ import onnx
 
 from qaev.baselines.result import MethodResult, Point
 from qaev.config import ActMode, Granularity, LayerConfig, QuantConfig
+from qaev.files import write_atomic
 from qaev.quantize import uniform_config
 
 __all__ = ["ORT_TOOLS", "ort_baseline", "initializer_bytes"]
@@ -105,7 +106,7 @@ def _source(problem, workdir: Path) -> Path:
     if path is not None and Path(path).is_file():
         return Path(path)
     out = workdir / "float.onnx"
-    out.write_bytes(problem.quantizer.model.proto.SerializeToString())
+    write_atomic(out, problem.quantizer.model.proto.SerializeToString())
     return out
 
 

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import click
 
-from qaev.cli.options import compact_names_option
+from qaev.documents import read_document
+from qaev.cli.options import compact_names_option, output_file
+from qaev.cli.written import write_model
 from qaev.config_io import load_config
 from qaev.errors import ConfigError, ModelError
 from qaev.files import write_atomic
 from qaev.model.graph import load_model
 from qaev.quantize import Quantizer, export_model
+from qaev.quantize.footprint import sizes_of
 from qaev.runtime.rundir import read_front
 
 __all__ = ["export", "problems", "quantizer_for"]
@@ -27,7 +30,10 @@ def quantizer_for(run_dir: Path, float_model, configs) -> Quantizer:
     path = Path(run_dir) / "settings.json"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: these points need calibration data and the run holds no settings.json")
-    spec = RunSpec.from_dict(json.loads(path.read_text())["spec"], where=f"{path}: spec")
+    settings = read_document(path, what="run settings", fmt="json")
+    if not isinstance(settings, dict) or not isinstance(settings.get("spec"), dict):
+        raise ConfigError(f"{path}: damaged run settings (no spec)")
+    spec = RunSpec.from_dict(settings["spec"], where=f"{path}: spec")
     parts = spec.source.load()
     if parts.model.sha256 != float_model.sha256:
         raise ModelError(f"{path}: the run's model is not {float_model.path}")
@@ -43,11 +49,13 @@ def _model_for(doc: dict, model: Path | None) -> Path:
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--point", "point_id", default=None,
+@click.option("--point", "point_id", default=None, show_default="none: give --point or --all",
               help="Point id from front.json, or `recommended` (the smallest point within tolerance on validation).")
 @click.option("--all", "all_points", is_flag=True, help="Export every point to RUN_DIR/models/.")
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=None, help="Output .onnx (with --point).")
-@click.option("--model", type=click.Path(path_type=Path), default=None, help="Float model, if it moved.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None, callback=output_file,
+              show_default="RUN_DIR/models/ID.onnx", help="Output file (with --point).")
+@click.option("--model", type=click.Path(path_type=Path), default=None, show_default="the path front.json names",
+              help="Float model, if it moved.")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "ort-overrides"]), default="onnx", show_default=True,
               help="onnx: the quantized model; ort-overrides: ONNX Runtime TensorQuantOverrides JSON.")
 @compact_names_option
@@ -73,13 +81,13 @@ def export(run_dir, point_id, all_points, out, model, fmt, compact_names) -> Non
     for pid in chosen:
         suffix = ".onnx" if fmt == "onnx" else ".ort-overrides.json"
         target = out if (out and not all_points) else Path(run_dir) / "models" / f"{pid}{suffix}"
-        target.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "ort-overrides":
             _write_overrides(quantizer, configs[pid], pid, target)
             continue
-        data = export_model(quantizer, configs[pid], compact=compact_names).SerializeToString()
-        write_atomic(target, data)
-        click.echo(f"wrote {target} ({len(data) / 1e6:.3f} MB)")
+        size = write_model(export_model(quantizer, configs[pid], compact=compact_names), target,
+                           reference=float_model)
+        sizes = sizes_of(quantizer.layers, configs[pid], float_model.proto, file_bytes=size)
+        click.echo(f"wrote {target} ({sizes.text()})")
 
 
 def _write_overrides(quantizer, config, pid: str, target: Path) -> None:
@@ -90,7 +98,11 @@ def _write_overrides(quantizer, config, pid: str, target: Path) -> None:
     except ConfigError as exc:
         raise ConfigError(f"--point {pid}: {exc}") from None
     write_atomic(target, json.dumps(overrides, indent=2) + "\n")
-    click.echo(f"wrote {target} (TensorQuantOverrides for {len(overrides)} tensors)")
+    floats = [layer.name for layer in quantizer.layers if config.layer(layer.name) is None]
+    click.echo(f"wrote {target} (TensorQuantOverrides for {len(overrides)} tensors; load it with "
+               "qaev.interop_ort.load_overrides)")
+    if floats:
+        click.echo(f"  {len(floats)} layers stay float: pass quantize_static nodes_to_exclude={floats!r}")
 
 
 @click.command()

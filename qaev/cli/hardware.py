@@ -5,10 +5,11 @@ import json
 from pathlib import Path
 
 import click
-import yaml
 
+from qaev.cli.options import output_file
+from qaev.documents import read_document
+from qaev.files import write_atomic
 from qaev.config import QuantConfig
-from qaev.errors import ConfigError, QaevError
 from qaev.hardware import legal_pairs, list_tables, load_table
 from qaev.quantize.sizes import estimate_cost
 from qaev.hardware.pairs import all_pairs
@@ -16,17 +17,8 @@ from qaev.hardware.pairs import all_pairs
 __all__ = ["hardware"]
 
 
-class _UserError(click.ClickException):
-    def __init__(self, exc: QaevError):
-        super().__init__(str(exc))
-        self.exit_code = exc.exit_code
-
-
 def _table(target: str):
-    try:
-        return load_table(target)
-    except QaevError as exc:
-        raise _UserError(exc) from None
+    return load_table(target)  # a QaevError is one "qaev: error" line, as in every command
 
 
 @click.group("hardware")
@@ -81,16 +73,9 @@ def _load_inputs(config_path: str, model_path: str):
     from qaev.model.graph import load_model
     from qaev.model.layers import find_layers
 
-    try:
-        data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise _UserError(ConfigError(f"{config_path}: not valid YAML/JSON: {exc}".splitlines()[0])) from None
-    try:
-        config = QuantConfig.from_dict(data, where=config_path)
-        layers = find_layers(load_model(model_path))
-    except QaevError as exc:
-        raise _UserError(exc) from None
-    return config, layers
+    data = read_document(config_path, what="config")
+    config = QuantConfig.from_dict(data, where=config_path)
+    return config, find_layers(load_model(model_path))
 
 
 @hardware.command("estimate")
@@ -103,10 +88,7 @@ def estimate_command(config_path: str, model_path: str, target: str, batch: int,
     """Estimate latency, energy, size and peak memory of CONFIG applied to MODEL.onnx."""
     table = _table(target)
     config, layers = _load_inputs(config_path, model_path)
-    try:
-        report = estimate_cost(layers, config, table, batch=batch)
-    except QaevError as exc:
-        raise _UserError(exc) from None
+    report = estimate_cost(layers, config, table, batch=batch)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -126,9 +108,52 @@ def estimate_command(config_path: str, model_path: str, target: str, batch: int,
     click.echo("-" * len(head))
     click.echo(f"est_latency_ms  {report.est_latency_ms:.4f}  (estimate)")
     click.echo(f"est_energy_mj   {report.est_energy_mj:.4f}  (estimate)")
-    click.echo(f"size_mb         {report.size_mb:.4f}  (exact weight bytes)")
+    click.echo(f"size_mb         {report.size_mb:.4f}  (weights by bit count, exact)")
     click.echo(f"peak_memory_mb  {report.peak_memory_mb:.4f}  (estimate)")
     if report.fallbacks:
         click.echo(f"* {len(report.fallbacks)} layer(s) not native on {report.target}: run as the executed pair")
     for warning in report.warnings:
         click.echo(f"warning: {warning}")
+
+
+@hardware.command("fit-host")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("host-local.yaml"), show_default=True,
+              callback=output_file, help="The table file to write.")
+@click.option("--name", default="host-local", show_default=True, help="The new table's name.")
+@click.option("--problem", type=click.Choice(["efficientnet-lite0", "digits"]), default="efficientnet-lite0",
+              show_default=True, help="Whose model to time (efficientnet-lite0 falls back to digits when its "
+                                      "weights are not installed).")
+@click.option("--model", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              show_default="the problem's", help="An ONNX file to time instead.")
+@click.option("--configs", type=click.IntRange(min=4), default=40, show_default=True,
+              help="Random per-layer configs to time (the defaults took 47 s on EfficientNet-Lite0 on a 2-vCPU "
+                   "machine).")
+@click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Timing rounds per config (the median is kept).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="ONNX Runtime intra-op threads (the shipped table: 1).")
+def fit_host_command(out: Path, name: str, problem: str, model: Path | None, configs: int, repeats: int,
+                     threads: int) -> None:
+    """Fit the `host` table's rates on this machine and write a table file.
+
+    The shipped `host` table was measured on another machine. This times random per-layer
+    configs of a model with ONNX Runtime here, refits the MAC rates, bandwidth and conversion
+    times the timings identify (least squares), and writes a table to use with --hardware
+    FILE. Figures the fit keeps, and every energy, stay the shipped ones and say so."""
+    from qaev.hostfit.local import dump, fit_host, host_document
+
+    command = (f"qaev hardware fit-host --problem {problem} --configs {configs} --repeats {repeats} "
+               f"--threads {threads}" + (f" --model {model}" if model else ""))
+    click.echo(f"timing {configs} configs x {repeats} rounds with ONNX Runtime ({threads} thread(s)) ...", err=True)
+    result = fit_host(problem=problem, model=str(model) if model else None, configs=configs, repeats=repeats,
+                      threads=threads, command=command)
+    write_atomic(out, dump(host_document(result, name=name)))
+    load_table(out)  # the written file is a valid table
+    click.echo(f"wrote {out}: {name} fitted on {result['model']}; relative RMS of the fit "
+               f"{100 * result['relative_rms']:.0f} %; rank correlation of the estimates with the latencies "
+               f"measured on the timed configs: {result['spearman_fit_set_before']:.2f} with the shipped table, "
+               f"{result['spearman_fit_set_after']:.2f} fitted")
+    for field, value in result["fitted"].items():
+        click.echo(f"  fitted {field:30s} {value:.3g}")
+    click.echo(f"  kept (shipped): {', '.join(result['kept']) or 'none'}")
+    click.echo(f"use it with --hardware {out}")

@@ -1,6 +1,7 @@
 """The ``qaev`` command line."""
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import traceback
@@ -11,17 +12,19 @@ from pathlib import Path
 import click
 import onnx
 
-from qaev.files import write_atomic
+from qaev.cli import notes, signals
+from qaev.cli.helptext import show_flag_defaults
 from qaev.cli.data import resolve_data
+from qaev.cli.written import write_model
 from qaev.cli.options import (CALIBRATION_CHOICE, compact_names_option, data_options, data_options_from,
-                              layer_config_from, nbits_accuracy_option)
+                              layer_config_from, nbits_accuracy_option, output_file)
 from qaev.config import CalibMethod, RoundingInputs, ScaleRule
 from qaev.config_io import load_config, load_layer_settings, save_config
 from qaev.data import digits_model_path
-from qaev.errors import ConfigError, DataError, ModelError, QaevError
+from qaev.errors import ConfigError, DataError, Interrupted, QaevError
 from qaev.evaluation.evaluator import Evaluator, get_metric
-from qaev.model.graph import FloatModel, load_model
-from qaev.quantize.sizes import model_bytes, other_bytes
+from qaev.model.graph import FloatModel, load_model, read_model_file
+from qaev.quantize.footprint import sizes_of
 from qaev.quantize import Quantizer, export_model, uniform_config
 from qaev.search.space import set_apart
 from qaev.data.tasks import load_task
@@ -35,14 +38,9 @@ def _model_or_default(model: Path | None) -> tuple[Path, bool]:
     return model, False
 
 
-def _write_model(proto: onnx.ModelProto, out: Path) -> int:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    data = proto.SerializeToString()
-    write_atomic(out, data)
-    return len(data)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
@@ -52,14 +50,17 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 @cli.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--problem", default=None, help="A ready-made problem instead of MODEL (see `qaev problems`).")
+@click.option("--problem", default=None, show_default="none: MODEL, or the bundled digits model without one",
+              help="A ready-made problem instead of MODEL (see `qaev problems`).")
 @click.option("--w-bits", default="8", show_default=True, help="Weight bits: 2, 3, 4, 6, 8, 16 or float.")
 @click.option("--a-bits", default="8", show_default=True, help="Activations: 4, 8, 16, dynamic or float.")
 @click.option("--per-channel/--per-tensor", default=False, show_default=True, help="Weight scale granularity.")
 @click.option("--block", type=click.Choice(["32", "64", "128"]), default=None,
+              show_default="none: as --per-channel says",
               help="Block-wise weight scales (MatMul/Gemm/Gather; others per-channel).")
 @click.option("--asymmetric", is_flag=True, help="Asymmetric weight grids.")
-@click.option("--calibration", type=CALIBRATION_CHOICE, default="minmax", show_default=True)
+@click.option("--calibration", type=CALIBRATION_CHOICE, default="minmax", show_default=True,
+              help="How activation ranges are taken from the calibration data.")
 @click.option("--pow2-scales", is_flag=True, help="Round scales up to powers of two.")
 @click.option("--rounding", type=click.Choice(["nearest", "gptq", "codebook"]), default="nearest", show_default=True,
               help="Weight rounding: nearest, gptq (second-order, from calibration data), or codebook "
@@ -71,15 +72,17 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Fit weights to the float model's layer inputs, or (quantized) fit each layer in graph order "
                    "to the float outputs from the inputs the quantized layers before it produce; one pass over "
                    "the calibration data per layer.")
-@click.option("--exclude", multiple=True, help="Keep these layers float (name or re:REGEX); repeatable.")
-@click.option("--freeze", type=click.Path(path_type=Path), default=None,
+@click.option("--exclude", multiple=True, show_default="none", help="Keep these layers float (name or re:REGEX); "
+              "repeatable.")
+@click.option("--freeze", type=click.Path(path_type=Path), default=None, show_default="none",
               help="YAML/JSON file mapping layer selectors (name or re:REGEX) to their own settings, e.g. "
                    "'re:word_embeddings: {w_bits: 2, act: float, rounding: codebook}'; the rest take the uniform one.")
 @nbits_accuracy_option
 @data_options
-@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output .onnx.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, callback=output_file,
+              help="Output .onnx.")
 @compact_names_option
-@click.option("--save-config", "save_to", type=click.Path(path_type=Path), default=None,
+@click.option("--save-config", "save_to", type=click.Path(path_type=Path), default=None, show_default="not written",
               help="Write the config (YAML/JSON).")
 @click.option("--no-eval", is_flag=True, help="Skip measuring the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
@@ -101,9 +104,12 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     config = set_apart(config, quantizer.layers, exclude=exclude,
                        frozen=load_layer_settings(freeze) if freeze is not None else None)
     config = quantizer.resolve(config)
-    size = _write_model(export_model(quantizer, config, compact=compact_names), out)
-    exact = model_bytes(quantizer.layers, config, other_bytes(float_model.proto, quantizer.layers))
-    summary = {"model": str(path), "out": str(out), "bytes": size, "size_mb": exact / 1e6,
+    first = next(iter(resolved.calib.batches(batch_size=float_model.fixed_batch or 1)))
+    size = write_model(export_model(quantizer, config, compact=compact_names), out, reference=float_model,
+                       sample=first)
+    sizes = sizes_of(quantizer.layers, config, float_model.proto, file_bytes=size)
+    summary = {"model": str(path), "out": str(out), "bytes": size, "size_mb": sizes.bit_count_mb,
+               "file_mb": sizes.file_mb, "x_smaller": round(sizes.x_smaller, 4),
                "float_bytes": path.stat().st_size if path else None, "layers": len(config.layers)}
     if save_to:
         save_config(config, save_to)
@@ -121,7 +127,7 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
         return
     weightless = sum(1 for layer in quantizer.layers if not layer.has_weight and layer.name not in config.layers)
     note = f"; {weightless} layers without weights keep float activations" if weightless else ""
-    click.echo(f"wrote {out} ({size / 1e6:.3f} MB; weights by bit count {exact / 1e6:.3f} MB; "
+    click.echo(f"wrote {out} ({sizes.text()}; "
                f"{len(config.layers)} of {len(quantizer.layers)} layers quantized{note})")
     if save_to:
         click.echo(f"wrote config {save_to}")
@@ -135,9 +141,11 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
 @cli.command()
 @click.argument("config", type=click.Path(path_type=Path))
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--problem", default=None, help="The ready-made problem whose model (and data) the config is for.")
+@click.option("--problem", default=None, show_default="none: MODEL",
+              help="The ready-made problem whose model (and data) the config is for.")
 @data_options
-@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output .onnx.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, callback=output_file,
+              help="Output .onnx.")
 @compact_names_option
 def apply(config: Path, model: Path | None, problem: str | None, out: Path, compact_names: bool, **kwargs) -> None:
     """Rebuild the quantized model a CONFIG describes for MODEL (or --problem's model).
@@ -161,27 +169,23 @@ def apply(config: Path, model: Path | None, problem: str | None, out: Path, comp
     else:
         resolved = resolve_data(model, problem, kwargs)
         quantizer = Quantizer.calibrated(resolved.model, resolved.calib)
-    size = _write_model(export_model(quantizer, cfg, compact=compact_names), out)
-    click.echo(f"wrote {out} ({size / 1e6:.3f} MB)")
+    size = write_model(export_model(quantizer, cfg, compact=compact_names), out, reference=quantizer.model)
+    click.echo(f"wrote {out} ({sizes_of(quantizer.layers, cfg, quantizer.model.proto, file_bytes=size).text()})")
 
 
 def _raw_model(path: Path) -> onnx.ModelProto:
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file")
-    try:
-        return onnx.load_model_from_string(path.read_bytes())
-    except Exception:
-        raise ModelError(f"{path}: not a valid ONNX model (protobuf parse failed; truncated or wrong file?)") from None
+    return read_model_file(path)
 
 
 @cli.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--problem", default=None, help="Measure on this problem's data (MODEL defaults to its float model).")
+@click.option("--problem", default=None, show_default="none: MODEL's own data options",
+              help="Measure on this problem's data (MODEL defaults to its float model).")
 @data_options
-@click.option("--reference", type=click.Path(path_type=Path), default=None,
-              help="Float model for label-free metrics (default: MODEL itself).")
+@click.option("--reference", type=click.Path(path_type=Path), default=None, show_default="MODEL itself",
+              help="Float model for label-free metrics.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--latency", "latency_batch", type=int, default=None, metavar="B",
+@click.option("--latency", "latency_batch", type=int, default=None, metavar="B", show_default="not measured",
               help="Also measure host latency: median ms of one run on the first B samples (1 ORT thread).")
 def evaluate(model, problem, reference, as_json, latency_batch, **kwargs) -> None:
     """Measure MODEL (float or quantized) on the evaluation split (with --problem: on the
@@ -233,47 +237,77 @@ def _report_measure(evaluator: Evaluator, raw: onnx.ModelProto, path: Path, as_j
         click.echo(f"{metric}: {measured.value:.4f}{others}  (n={measured.n}, measured on {path}){latency}")
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    click.echo(f"qaev: warning: {message}", err=True)
-
-
 def _register() -> None:
+    from qaev.cli.cache import cache
     from qaev.cli.hardware import hardware
     from qaev.cli.report import report
     from qaev.cli.export import export, problems
     from qaev.cli.search import search
     from qaev.cli.sensitivity import sensitivity
 
-    for command in (search, export, report, sensitivity, problems, hardware):
+    for command in (search, export, report, sensitivity, problems, hardware, cache):
         cli.add_command(command)
+    show_flag_defaults(cli)
 
 
 _register()
 
 
+#: Errors of the file system a user can act on (a full disk, a read-only folder, a file in
+#: the way): one line naming the path and exit 2, like bad input.
+_FILE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                          errno.ENOTDIR, errno.EISDIR, errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG, errno.EMFILE})
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors print one line and exit 2; ``--debug`` shows tracebacks."""
+    """Entry point: user errors print one line and exit 2; ``--debug`` shows tracebacks;
+    Ctrl-C exits 130 and SIGTERM 143, a search writing the front of what it finished first."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     if not debug:
-        warnings.showwarning = _one_line_warning
+        warnings.showwarning = notes.show
+        notes.hold()
+    previous = signals.install()
+    try:
+        return _run(args, debug)
+    finally:
+        signals.restore(previous)
+
+
+def _run(args: list[str], debug: bool) -> int:
     try:
         code = cli.main(args=args, prog_name="qaev", standalone_mode=False)
+        notes.flush()
         return code if isinstance(code, int) else 0
     except click.exceptions.Exit as exc:
+        notes.flush()
         return exc.exit_code
     except click.ClickException as exc:
+        notes.drop()
         exc.show()
         return exc.exit_code
-    except click.Abort:
+    except (click.Abort, KeyboardInterrupt):
+        notes.flush()
         click.echo("qaev: interrupted", err=True)
-        return 130
+        return signals.exit_code()
     except QaevError as exc:
+        notes.drop() if not isinstance(exc, Interrupted) else notes.flush()
         if debug:
             traceback.print_exc()
-        click.echo(f"qaev: error: {' '.join(str(exc).split())}", err=True)
-        return exc.exit_code
+        click.echo(f"qaev: {'interrupted' if isinstance(exc, Interrupted) else 'error'}: {' '.join(str(exc).split())}",
+                   err=True)
+        return signals.exit_code() if isinstance(exc, Interrupted) else exc.exit_code
+    except OSError as exc:
+        if exc.errno not in _FILE_ERRORS:
+            raise
+        notes.drop()
+        if debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"qaev: error: {where}{exc.strerror or exc}", err=True)
+        return 2
     except Exception as exc:  # a bug, not bad input: say so in one line unless --debug
+        notes.drop()
         if debug:
             raise
         click.echo(f"qaev: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",

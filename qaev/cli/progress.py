@@ -3,7 +3,8 @@
 Three modes, chosen by :func:`make_progress`:
 
 * ``bar``: status lines and a tqdm bar over generations on stderr. The bar's postfix
-  shows evaluations, cache hits, front size, hypervolume and the search's elapsed time and
+  shows evaluations, cache hits, front size, hypervolume, the predictor's rank correlation
+  (when a predictor chose the generation's offspring) and the search's elapsed time and
   ETA; a second line shows a few points of the current front (from the cheapest to the
   best metric). On a stream that is not a terminal the bar becomes one plain line per
   generation, so logs stay readable.
@@ -26,11 +27,31 @@ if TYPE_CHECKING:
     from qaev.search.optimize import Generation
     from qaev.runtime.store import Record
 
-__all__ = ["Progress", "make_progress", "best_tradeoffs", "MODES"]
+__all__ = ["Progress", "make_progress", "best_tradeoffs", "MODES", "LEGEND"]
 
 MODES = ("bar", "quiet", "json")
 _SHORT = {"acc_drop": "drop", "size_mb": "MB", "est_latency_ms": "est.ms", "est_energy_mj": "est.mJ",
           "host_latency_ms": "host ms"}
+
+#: What each field of the progress line means (printed once when the search begins, and in
+#: ``qaev search --help``).
+LEGEND = (
+    ("gen", "generations done / to run"),
+    ("evals", "candidates evaluated by this process"),
+    ("hits", "candidates answered from the memo (evaluations.jsonl: repeats, a resumed run's) without measuring"),
+    ("front", "points on the current Pareto front ('first-stage values': screened on the first subset only)"),
+    ("HV", "hypervolume of the front, each objective divided by the float model's value (acc_drop by the float "
+           "metric), reference point 1.1 in each; higher is better"),
+    ("pred. rank", "Spearman correlation of the predictor's drops for the generation's new candidates with "
+                   "their measured drops"),
+    ("M:SS<M:SS", "search time so far < time left, estimated from the time per generation so far"),
+    ("best", "a few front points along the second objective, as " + ", ".join(f"{v} = {k}" for k, v in _SHORT.items())),
+)
+
+
+def legend_text() -> str:
+    """:data:`LEGEND` as one line."""
+    return "; ".join(f"{key}: {meaning}" for key, meaning in LEGEND)
 
 
 def best_tradeoffs(front: Sequence[Record], objectives: Sequence[str], *, levels: int = 4) -> list[dict]:
@@ -142,8 +163,11 @@ class Progress:
             self._line(text)
 
     def begin(self, text: str) -> None:
-        """A status line, then the bar at generation 0 (the search proper starts)."""
+        """A status line and the progress line's legend, then the bar at generation 0 (the
+        search proper starts)."""
         self.message(text)
+        if self.mode == "bar":
+            self.message(f"progress line: {legend_text()}")
         if self.mode == "bar" and self._tty and self._bar is None:
             self._bar = _Bar(total=self.total, file=self.err, dynamic_ncols=True, leave=True,
                              bar_format="gen {n_fmt}/{total_fmt} |{bar}| {fields}")
@@ -171,9 +195,10 @@ class Progress:
             return
         if self.mode == "quiet":
             return
+        rank = "" if row.predictor_rank is None else f"  pred. rank {row.predictor_rank:.2f}"
         fields = (f"evals {row.evaluations}  hits {row.cache_hits}  front {row.front_size}"
                   f"{' (first-stage values)' if row.provisional else ''}  "
-                  f"HV {row.hypervolume:.4f}  {_fmt_time(row.elapsed_s)}<{_fmt_time(eta)}")
+                  f"HV {row.hypervolume:.4f}{rank}  {_fmt_time(row.elapsed_s)}<{_fmt_time(eta)}")
         if not self._tty:
             self._line(f"gen {row.gen}/{self.total}  {fields}  best {self._best_text(best)}")
             return

@@ -8,39 +8,59 @@ from pathlib import Path
 
 import click
 
+from qaev.cli import notes, signals
 from qaev.cli.data import data_source
+from qaev.cli.helptext import GroupedCommand
 from qaev.cli.options import bit_list, csv_list, data_options, nbits_accuracy_option
-from qaev.cli.progress import make_progress
+from qaev.cli.progress import legend_text, make_progress
 from qaev.config_io import load_layer_settings
 from qaev.evaluation.staging import Finish, Staging
 from qaev.model.session import ORT_LEVELS
+from qaev.runtime.parallel import check_run_options
 from qaev.runtime.search_run import run_search
 from qaev.search.objectives import OBJECTIVE_MODULES, constraints
 from qaev.search.defaults import PRESETS
-from qaev.search.spec import EvalSettings, RunSpec, SearchSettings, SpaceSpec
+from qaev.search.spec import PREDICTOR_DEFAULT, EvalSettings, RunSpec, SearchSettings, SpaceSpec
 
 __all__ = ["search", "SYMMETRY"]
 
 SYMMETRY = {"symmetric": [True], "asymmetric": [False], "both": [True, False]}
 
 
+def _size_cells(point: dict) -> str:
+    sizes = point.get("sizes")
+    if not sizes:
+        return ""
+    file = f"{sizes['file_mb']:>8.4f}" if sizes.get("file_mb") is not None else f"{'-':>8}"
+    return f"  {sizes['bit_count_mb']:>10.4f}  {file}  {sizes['x_smaller']:>8.2f}x"
+
+
 def _print_front(doc: dict) -> None:
     names = [o["name"] for o in doc["objectives"]]
     kinds = {o["name"]: o["kind"] for o in doc["objectives"]}
     header = "  ".join(f"{n + (' (est.)' if kinds[n] == 'estimated' else ''):>18}" for n in names)
+    sized = any("sizes" in p for p in doc["points"])
+    sizes = f"  {'MB by bits':>10}  {'file MB':>8}  {'smaller':>9}" if sized else ""
     click.echo(f"\nPareto front: {len(doc['points'])} points "
                f"({doc['metric']} measured on {doc['float'].get('n', '?')} samples; "
                f"float {doc['float']['metric']:.2f})")
-    click.echo(f"  id  {header}  {doc['metric']:>8}")
+    click.echo(f"  id  {header}  {doc['metric']:>8}{sizes}")
+    recommended = (doc.get("recommended") or {}).get("id")
     for p in doc["points"]:
         values = "  ".join(f"{p['objectives'][n]:>18.4f}" for n in names)
         metric = f"{p['metric']:8.2f}" if p["metric"] is not None else "       -"
-        click.echo(f"  {p['id']}  {values}  {metric}")
+        mark = "  <- recommended" if p["id"] == recommended else ""
+        click.echo(f"  {p['id']}  {values}  {metric}{_size_cells(p)}{mark}")
+    if sized:
+        click.echo("  MB by bits: weights at their bit widths (scales, zero points, other initializers included; "
+                   "= size_mb); file MB: the exported .onnx; smaller: float MB by bits / the point's")
 
 
 def constraint_options(func):
     """One ``--max-...`` option per objective of the registry (its bound)."""
     options = [click.option(f"--{o.constraint.replace('_', '-')}", o.constraint, type=float, default=None,
+                            show_default="1.0 metric points; 0.5 for spearman" if o.constraint == "max_drop"
+                            else "none",
                             help=f"Constraint: {o.help}.") for o in constraints().values()]
     return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
@@ -86,8 +106,9 @@ def _space_options(func):
                      help="Weight grids: symmetric (2^b - 1 levels, zero point 0), asymmetric (all 2^b levels and "
                           "a zero point per scale group), or searched per layer." + auto),
         nbits_accuracy_option,
-        click.option("--exclude", multiple=True, help="Keep these layers float (name or re:REGEX); repeatable."),
-        click.option("--freeze", type=click.Path(path_type=Path), default=None,
+        click.option("--exclude", multiple=True, show_default="none",
+                     help="Keep these layers float (name or re:REGEX); repeatable."),
+        click.option("--freeze", type=click.Path(path_type=Path), default=None, show_default="none",
                      help="YAML/JSON file mapping layer selectors (name or re:REGEX) to fixed settings, e.g. "
                           "'re:word_embeddings: {w_bits: 2, act: float, rounding: codebook}'; those layers are not "
                           "searched."),
@@ -97,20 +118,21 @@ def _space_options(func):
 
 def _run_options(func):
     options = [
-        click.option("--out", type=click.Path(path_type=Path), default=None,
-                     help="Run directory (default runs/<time>)."),
+        click.option("--out", type=click.Path(path_type=Path), default=None, show_default="runs/search-<time>",
+                     help="Run directory."),
         click.option("--resume", is_flag=True, help="Continue the run in --out (settings must match)."),
         click.option("--force", is_flag=True, help="Overwrite a non-empty --out."),
         click.option("--workers", type=int, default=1, show_default=True,
                      help="Local worker processes (1 ORT thread each)."),
-        click.option("--dask", "dask_address", default=None, help="Evaluate on a dask.distributed cluster at ADDRESS."),
-        click.option("--timeout", type=float, default=None,
+        click.option("--dask", "dask_address", default=None, show_default="none: local", metavar="ADDRESS",
+                     help="Evaluate on a dask.distributed cluster at ADDRESS."),
+        click.option("--timeout", type=float, default=None, show_default="none: no limit, in this process",
                      help="Seconds one evaluation may take (runs evaluations in worker processes)."),
         click.option("--ort-level", type=click.Choice(ORT_LEVELS), default="extended", show_default=True,
                      help="ONNX Runtime optimisation level of every session (accuracy shifts by tenths between levels; "
                           "disable: Q/DQ evaluated in float)."),
         click.option("--staged", type=click.Choice([f.value for f in Finish]), is_flag=False, flag_value="race",
-                     default=None,
+                     default=None, show_default="off: every candidate on all the data",
                      help="Race candidates over 1/8, 1/4, 1/2 of the data and finish only those that can reach the "
                           "front: on arrival (--staged or --staged race), or search on the first 1/8 and finish the "
                           "promising ones at the end (--staged end)."),
@@ -125,6 +147,10 @@ def _run_options(func):
                           "sensitivity: `noise` probes each layer alone at each lower width on N (default 32) "
                           "unlabelled samples (their time counts in the run's); FILE is a `qaev sensitivity --out` "
                           "table of measured drops; `none`: the free weight-error proxy seeds 30%."),
+        click.option("--predictor/--no-predictor", default=PREDICTOR_DEFAULT, show_default=True,
+                     help="Let a model of the drop, refitted on every measured candidate, choose each generation's "
+                          "offspring among many made (those it predicts could reach the front, then the most "
+                          "uncertain); its rank correlation with the measured drops goes into history.jsonl."),
         click.option("--quiet", is_flag=True, help="Print only the final summary line."),
         click.option("--json-progress", is_flag=True,
                      help="One JSON object per generation on stdout instead of the bar."),
@@ -132,21 +158,48 @@ def _run_options(func):
     return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
 
-@click.command()
+def _warnings_at_begin(progress) -> None:
+    """Print the warnings held while loading when the search proper begins."""
+    begin = progress.begin
+
+    def begin_with_warnings(text: str) -> None:
+        notes.flush()
+        begin(text)
+
+    progress.begin = begin_with_warnings
+
+
+#: ``qaev search --help``'s headings and the options under each.
+SECTIONS = (
+    ("Model and data", ("problem", "task", "data", "calib", "eval_n", "seed", "metric", "shapes")),
+    ("Image preprocessing (--task imagenet)", ("size", "crop_pct", "mean", "std", "resample")),
+    ("Goal: objectives and constraints", ("preset", "objectives", "hardware", *constraints(), "validation")),
+    ("Search space", ("w_bits", "acts", "granularity", "calibrations", "roundings", "bias_correction", "weight_range",
+                      "symmetry", "nbits_accuracy", "exclude", "freeze")),
+    ("Search", ("algorithm", "pop", "generations", "time_minutes", "sensitivity_spec", "predictor", "staged",
+                "screen_on")),
+    ("Evaluation", ("ort_level", "workers", "dask_address", "timeout")),
+    ("Run directory and output", ("out", "resume", "force", "quiet", "json_progress")),
+)
+
+
+@click.command(cls=GroupedCommand, sections=SECTIONS,
+               epilog=f"The progress line: {legend_text()}.")
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--problem", default=None, help="A ready-made problem (see `qaev problems`); default digits.")
+@click.option("--problem", default=None, show_default="digits without MODEL",
+              help="A ready-made problem (see `qaev problems`).")
 @data_options
-@click.option("--hardware", default=None,
-              help="Target table name or YAML path (for estimated objectives) [default: the preset's, if any].")
-@click.option("--objectives", default=None,
-              help=f"Comma-separated, from {', '.join(OBJECTIVE_MODULES)} [default: the preset's, else "
-                   "acc_drop,size_mb].")
+@click.option("--hardware", default=None, show_default="the preset's, if any",
+              help="Target table name or YAML path (for estimated objectives).")
+@click.option("--objectives", default=None, show_default="the preset's, else acc_drop,size_mb",
+              help=f"Comma-separated, from {', '.join(OBJECTIVE_MODULES)}.")
 @constraint_options
-@click.option("--algorithm", type=click.Choice(["auto", "nsga2", "nsga3"]), default="auto", show_default=True)
+@click.option("--algorithm", type=click.Choice(["auto", "nsga2", "nsga3"]), default="auto", show_default=True,
+              help="NSGA-II, NSGA-III, or auto: NSGA-II up to three objectives, NSGA-III from four on.")
 @click.option("--pop", type=int, default=20, show_default=True, help="Population size.")
-@click.option("--generations", type=int, default=None,
-              help="Generations to run [default: 10; with --time, as many as the time allows].")
-@click.option("--time", "time_minutes", type=float, default=None, metavar="MINUTES",
+@click.option("--generations", type=int, default=None, show_default="10; with --time, as many as the time allows",
+              help="Generations to run.")
+@click.option("--time", "time_minutes", type=float, default=None, metavar="MINUTES", show_default="no limit",
               help="Wall-time budget of the whole run (loading, calibration and probes included): stop starting "
                    "candidates in time to re-measure the front; front.json is written after every generation.")
 @click.option("--validation", type=float, default=0.25, show_default=True,
@@ -155,20 +208,24 @@ def _run_options(func):
 @_space_options
 @_run_options
 def search(model, problem, hardware, objectives, algorithm, pop, generations, time_minutes, validation, out, resume,
-           force, workers, dask_address, timeout, ort_level, staged, screen_on, sensitivity_spec, quiet, json_progress,
+           force, workers, dask_address, timeout, ort_level, staged, screen_on, sensitivity_spec, predictor, quiet,
+           json_progress,
            **kwargs) -> None:
     """Search per-layer quantization; write the Pareto front to a run directory.
 
     The front is re-measured on the exported models; `recommended` in front.json is the
     smallest point within --max-drop (default 1.0 metric points, 0.5 for Spearman) on the
     validation split."""
-    generations = generations or (10_000 if time_minutes is not None else 10)
+    check_run_options(workers=workers, timeout=timeout)
+    if generations is None:
+        generations = 10_000 if time_minutes is not None else 10
     preset = PRESETS[kwargs.pop("preset")]
     objectives = objectives or ",".join(preset.objectives or ("acc_drop", "size_mb"))
     hardware = hardware or preset.hardware
     progress = make_progress("json" if json_progress else "quiet" if quiet else "bar", total_generations=generations,
                              objectives=csv_list(objectives))
     click.get_current_context().call_on_close(progress.close)
+    _warnings_at_begin(progress)
     budget = f"{generations} generations" if time_minutes is None else f"generations within {time_minutes:g} min"
     progress.start(f"qaev search: pop {pop} x {budget}; loading the model and calibrating ...")
     bounds = {name: kwargs.pop(name) for name in constraints()}
@@ -184,7 +241,7 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ti
                                            staging=Staging(finish=staged, simulate=simulate) if staged else None),
                    search=SearchSettings(algorithm=algorithm, pop=pop, generations=generations, seed=seed,
                                          sensitivity=None if sensitivity_spec == "none" else sensitivity_spec,
-                                         time_minutes=time_minutes),
+                                         time_minutes=time_minutes, predictor=predictor),
                    preset=preset.name)
     out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     outcome = run_search(spec, out=out, progress=progress, resume=resume, force=force, workers=workers,
@@ -198,4 +255,4 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ti
     if outcome.interrupted:
         click.echo(f"qaev: interrupted; the front of the {len(store)} finished evaluations is written; "
                    f"continue with --out {out} --resume", err=True)
-        raise click.exceptions.Exit(130)
+        raise click.exceptions.Exit(signals.exit_code())

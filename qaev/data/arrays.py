@@ -25,6 +25,9 @@ class ArrayDataset(Indexed):
         inputs: Model input name -> array ``[N, ...]``.
         labels: Array ``[N, ...]`` of targets, or None (label-free data).
         name: Human-readable name, used in reports and error messages.
+        feeds: each item is one whole model input (``inputs[name][i]`` has the input's full
+            shape): for models whose inputs share no batch axis (a ``[2, 1, 128]`` state, a
+            scalar, a fixed batch). Batches are then single items, whatever size is asked.
 
     Raises:
         DataError: No inputs, zero samples, or arrays whose lengths differ.
@@ -38,6 +41,7 @@ class ArrayDataset(Indexed):
     inputs: Mapping[str, np.ndarray]
     labels: np.ndarray | None = None
     name: str = "dataset"
+    feeds: bool = False
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -82,6 +86,10 @@ class ArrayDataset(Indexed):
         """
         if batch_size < 1:
             raise DataError(f"{self.name}: batch_size must be >= 1, got {batch_size}")
+        if self.feeds:
+            for i in range(len(self)):
+                yield {key: array[i, ...] for key, array in self.inputs.items()}  # 0-d arrays stay arrays
+            return
         for start in range(0, len(self), batch_size):
             yield {key: array[start:start + batch_size] for key, array in self.inputs.items()}
 
@@ -96,4 +104,5 @@ class ArrayDataset(Indexed):
             {key: array[idx] for key, array in self.inputs.items()},
             labels=None if self.labels is None else self.labels[idx],
             name=self.name,
+            feeds=self.feeds,
         )

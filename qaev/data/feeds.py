@@ -1,6 +1,7 @@
 """Model inputs from ``.npy`` / ``.npz`` files, and synthetic inputs from shapes."""
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import zipfile
@@ -17,8 +18,40 @@ __all__ = ["LABELS_KEY", "load_feed_folder", "synthetic_dataset"]
 LABELS_KEY = "labels"
 
 
+def _claimed_bytes(fh) -> int:
+    """Bytes the ``.npy`` header read from ``fh`` says the array holds."""
+    version = np.lib.format.read_magic(fh)
+    read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read is None:
+        return 0  # a newer header: loading checks it
+    shape, _, dtype = read(fh, max_header_size=10000)
+    if dtype.hasobject:
+        raise ValueError("it holds Python objects (pickled); qaev reads numeric arrays only")
+    return math.prod(shape) * dtype.itemsize
+
+
+def _check_sizes(path: pathlib.Path) -> None:
+    """Refuse arrays whose headers claim more bytes than the file holds (damaged, or made to
+    exhaust memory) before anything is allocated."""
+    if path.suffix == ".npy":
+        with open(path, "rb") as fh:
+            claimed, held = _claimed_bytes(fh), path.stat().st_size - fh.tell()
+        if claimed > held:
+            raise DataError(f"{path}: its header claims {claimed} bytes of data, the file holds {held}")
+        return
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.filename.endswith(".npy"):
+                with archive.open(info) as fh:
+                    claimed = _claimed_bytes(fh)
+                if claimed > info.file_size:
+                    raise DataError(f"{path}: array {info.filename[:-4]!r} claims {claimed} bytes of data, "
+                                    f"the file holds {info.file_size}")
+
+
 def _read(path: pathlib.Path, input_names: Sequence[str]) -> dict[str, np.ndarray]:
     try:
+        _check_sizes(path)
         if path.suffix == ".npy":
             return {input_names[0]: np.load(path, allow_pickle=False)}
         with np.load(path, allow_pickle=False) as npz:
@@ -29,8 +62,8 @@ def _read(path: pathlib.Path, input_names: Sequence[str]) -> dict[str, np.ndarra
                 raise DataError(f"{path}: keys {sorted(keys)} do not match the inputs "
                                 f"{list(input_names)} (missing {missing}, unexpected {extra})")
             return {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: cannot read array file ({exc})") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError, NotImplementedError) as exc:
+        raise DataError(f"{path}: cannot read array file ({type(exc).__name__}: {exc})") from None
 
 
 def load_feed_folder(path: str | os.PathLike, *, input_names: Sequence[str],
@@ -153,7 +186,8 @@ def synthetic_dataset(input_specs: Mapping[str, tuple[tuple[int, ...], np.dtype]
         dt = np.dtype(dtype)
         full = (n, *dims)
         if dt.kind == "f":
-            inputs[name] = rng.standard_normal(full).astype(dt)
+            inputs[name] = rng.standard_normal(full, dtype=np.float32 if dt == np.float32 else np.float64).astype(
+                dt, copy=False)
         elif dt.kind in "iu":
             inputs[name] = rng.integers(0, 10, size=full).astype(dt)
         elif dt.kind == "b":

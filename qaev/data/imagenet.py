@@ -8,6 +8,7 @@ normalise ``(x - mean) / std`` in pixel units (0..255). With 256 px short sides,
 from __future__ import annotations
 
 import csv
+import math
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from qaev.data._cache import cache_dir
 from qaev.data.arrays import ArrayDataset
 from qaev.errors import ConfigError, DataError
+from qaev.files import write_cache
 
 __all__ = ["RESAMPLE", "load_imagenet_folder", "preprocess_image"]
 
@@ -77,11 +79,23 @@ def _read_labels(folder: pathlib.Path, limit: int | None) -> tuple[list[str], np
     labels_csv = folder / "labels.csv"
     if not labels_csv.is_file():
         raise DataError(f"{labels_csv}: labels file not found")
+    try:
+        return _parse_labels(labels_csv, limit)
+    except UnicodeDecodeError:
+        raise DataError(f"{labels_csv}: not UTF-8 text") from None
+    except csv.Error as exc:
+        raise DataError(f"{labels_csv}: not a valid CSV file ({exc})") from None
+
+
+def _parse_labels(labels_csv: pathlib.Path, limit: int | None) -> tuple[list[str], np.ndarray]:
+    """Rows of ``labels.csv``; a byte-order mark, CRLF line ends and spaces around the
+    header's names are fine (spreadsheet exports)."""
     names: list[str] = []
     classes: list[int] = []
-    with labels_csv.open(newline="", encoding="utf-8") as fh:
+    with labels_csv.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        missing = {"filename", "class_index"} - set(reader.fieldnames or ())
+        reader.fieldnames = [f.strip() for f in reader.fieldnames or ()]
+        missing = {"filename", "class_index"} - set(reader.fieldnames)
         if missing:
             raise DataError(f"{labels_csv}: header lacks column(s) {sorted(missing)}")
         for row in reader:
@@ -95,6 +109,8 @@ def _read_labels(folder: pathlib.Path, limit: int | None) -> tuple[list[str], np
             except (TypeError, ValueError) as exc:
                 raise DataError(f"{labels_csv}:{reader.line_num}: bad class_index "
                                 f"{row['class_index']!r}") from exc
+            if classes[-1] < 0:
+                raise DataError(f"{labels_csv}:{reader.line_num}: class_index {classes[-1]} is negative")
             names.append(name)
     if not names:
         raise DataError(f"{labels_csv}: no samples listed")
@@ -102,12 +118,13 @@ def _read_labels(folder: pathlib.Path, limit: int | None) -> tuple[list[str], np
 
 
 def _check_options(size, crop_pct, mean, std, resample, limit, layout) -> None:
-    if size < 1:
-        raise ConfigError(f"size must be >= 1, got {size}")
+    if not 1 <= size <= 8192:
+        raise ConfigError(f"size must be in 1..8192, got {size}")
     if not 0.0 < crop_pct <= 1.0:
         raise ConfigError(f"crop_pct must be in (0, 1], got {crop_pct}")
-    if len(mean) != 3 or len(std) != 3 or any(s == 0 for s in std):
-        raise ConfigError(f"mean and std need 3 values each, std non-zero; got {mean}, {std}")
+    if (len(mean) != 3 or len(std) != 3 or any(s == 0 for s in std)
+            or not all(math.isfinite(v) for v in (*mean, *std))):
+        raise ConfigError(f"mean and std need 3 finite values each, std non-zero; got {mean}, {std}")
     if resample not in RESAMPLE:
         raise ConfigError(f"unknown resample {resample!r}; expected one of {sorted(RESAMPLE)}")
     if limit is not None and limit < 1:
@@ -252,7 +269,7 @@ def _cached_array(store: pathlib.Path | None, shape: tuple, fill, record: dict) 
         out.flush()
         del out  # close the map before renaming the file
         os.replace(partial, final)
-        store.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+        write_cache(store.with_suffix(".json"), (json.dumps(record, indent=1) + "\n").encode())
     finally:
         if partial.exists():
             partial.unlink()

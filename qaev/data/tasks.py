@@ -1,6 +1,7 @@
 """From data options to calibration and evaluation splits plus a metric."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,8 +10,8 @@ from qaev.data import (
     load_digits_split,
     load_feed_folder,
     load_imagenet_folder,
-    synthetic_dataset,
 )
+from qaev.data.generated import generated_dataset
 from qaev.data.locate import resolve_data_path
 from qaev.errors import DataError
 from qaev.model.graph import FloatModel
@@ -129,13 +130,21 @@ def load_task(options: DataOptions, model: FloatModel) -> Task:
     if options.data is not None:
         data = load_feed_folder(_data_path(options), input_names=list(model.inputs))
     else:
-        data = synthetic_dataset(input_specs(model, options.shapes), n=options.synthetic, seed=options.seed)
+        data = generated_dataset(model, options.shapes, n=options.synthetic, seed=options.seed)
+    metric = options.metric or _fidelity_metric(model)
+    if options.data is None:
+        warnings.warn(f"no --data: calibrating and measuring {metric} against the float model on {len(data)} inputs "
+                      "generated from the model's input shapes (floats standard normal, integers 0..9); they say "
+                      "little about real inputs", stacklevel=2)
     calib, evaluation = _split(data, options)
-    return Task(calib, evaluation, options.metric or _fidelity_metric(model))
+    return Task(calib, evaluation, metric)
 
 
 def _fidelity_metric(model: FloatModel) -> str:
-    """Top-1 agreement for [N, classes] outputs, output SQNR otherwise."""
+    """Top-1 agreement for a single [N, classes] output, output SQNR (over every output)
+    otherwise."""
+    if len(model.proto.graph.output) > 1:
+        return "sqnr_db"
     out = model.proto.graph.output[0].type.tensor_type
     rank = len(out.shape.dim) if out.HasField("shape") else 0
     return "agreement" if rank == 2 else "sqnr_db"

@@ -14,6 +14,8 @@ import onnxruntime as ort
 from qaev.evaluation import metrics
 from qaev.errors import DataError
 from qaev.model.graph import FloatModel
+from qaev.evaluation.outputs import block_scales, collect, combine, output_layout
+from qaev.evaluation.reference import check_reference
 from qaev.model.session import make_session, run_batches
 
 __all__ = ["Metric", "METRICS", "Evaluator", "Measurement", "get_metric", "SQNR_CAP_DB"]
@@ -129,15 +131,37 @@ class Evaluator:
         self.model = model
         self.data = data
         self.metric = get_metric(metric)
-        self.batch_size = model.fixed_batch or min(batch_size, getattr(data, "max_batch", None) or batch_size)
+        feeds = bool(getattr(data, "feeds", False))
+        self.batch_size = 1 if feeds else (model.fixed_batch
+                                           or min(batch_size, getattr(data, "max_batch", None) or batch_size))
         self.threads = threads
         self.ort_level = ort_level
         if self.metric.needs_labels and data.labels is None:
             raise DataError(f"metric {metric!r} needs labels, and dataset {data.name!r} has none")
+        self.layout = output_layout(model, label_free=not self.metric.needs_labels,
+                                    every_output=self.metric.name == "sqnr_db", stacked=feeds)
+
+    def run(self, session: ort.InferenceSession, batches) -> np.ndarray:
+        """The outputs the metric reads of ``session`` over ``batches``, items along axis 0
+        (:mod:`qaev.evaluation.outputs`), or the rows of a metric that reduces each batch."""
+        blocks = self._blocks(session, batches)
+        return blocks[0] if len(blocks) == 1 else combine(blocks, self._scales)
+
+    def _blocks(self, session: ort.InferenceSession, batches) -> list[np.ndarray]:
+        """One array per output read; a metric that reduces batch by batch (per-token NLL
+        instead of a language model's logits) keeps its rows of the first output only."""
+        if self.metric.reduce is not None:
+            return [run_batches(session, batches, reduce=self.metric.reduce)]
+        return collect(session, batches, self.layout, check=self._check_feed)
+
+    def _check_feed(self, feed) -> None:
+        """The model's inputs in ``feed`` against the float model's declared ones (a
+        simulator's extra inputs aside; an input the model lacks fails the run itself)."""
+        self.model.check_feed({k: v for k, v in feed.items() if k in self.model.inputs})
 
     def outputs(self, model) -> tuple[np.ndarray, float, float]:
-        """First-output array of ``model`` (a model, its bytes, or a ready ORT session) on
-        the data, session seconds, inference seconds."""
+        """The metric's output array of ``model`` (a model, its bytes, or a ready ORT
+        session) on the data, session seconds, inference seconds."""
         start = time.perf_counter()
         session = (model if isinstance(model, ort.InferenceSession)
                    else make_session(model, threads=self.threads, level=self.ort_level))
@@ -145,15 +169,22 @@ class Evaluator:
         out = self.run(session, self.data.batches(batch_size=self.batch_size))
         return out, built - start, time.perf_counter() - built
 
-    def run(self, session: ort.InferenceSession, batches) -> np.ndarray:
-        """The rows the metric scores, from running ``session`` over ``batches`` (the first
-        output, reduced batch by batch when the metric says how)."""
-        return run_batches(session, batches, reduce=self.metric.reduce)
+    @cached_property
+    def _reference_blocks(self) -> list[np.ndarray]:
+        session = make_session(self.model.proto, threads=self.threads, level=self.ort_level)
+        return self._blocks(session, self.data.batches(batch_size=self.batch_size))
+
+    @cached_property
+    def _scales(self) -> tuple[float, ...]:
+        return block_scales(self._reference_blocks)
 
     @cached_property
     def reference(self) -> np.ndarray:
-        """Float-model outputs on the data."""
-        return self.outputs(self.model.proto)[0]
+        """Float-model outputs on the data (checked: see :func:`check_reference`)."""
+        blocks = self._reference_blocks
+        out = blocks[0] if len(blocks) == 1 else combine(blocks, self._scales)
+        check_reference(self.metric.name, out, self.data)
+        return out
 
     @cached_property
     def float_value(self) -> float:
@@ -178,6 +209,9 @@ class Evaluator:
 
     def score(self, outputs: np.ndarray) -> float:
         """The metric of ``outputs`` (rows of the whole set, in order)."""
+        if self.metric.needs_labels and not self.__dict__.get("_labels_checked"):
+            check_reference(self.metric.name, outputs, self.data)  # labels that fit the model's classes
+            self.__dict__["_labels_checked"] = True
         ref = None if self.metric.needs_labels else self.reference
         return float(self.metric.compute(outputs, self.data.labels, ref))
 

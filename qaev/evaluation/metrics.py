@@ -94,11 +94,17 @@ def top1_agreement(q_logits, ref_logits) -> float:
 
 
 def agreement_hits(q_logits, ref_logits) -> np.ndarray:
-    """Per sample: whether its top-1 class matches the reference model's."""
-    q = _logits_2d(q_logits, "top1_agreement")
-    ref = _logits_2d(ref_logits, "top1_agreement")
+    """Per sample: whether its top-1 class matches the reference model's. Scores with more
+    axes (``[N, ..., classes]``: a sequence, a grid of positions) agree per position, and
+    a sample scores the share of its positions that agree (0..1)."""
+    q, ref = np.asarray(q_logits), np.asarray(ref_logits)
     if q.shape != ref.shape:
         raise DataError(f"top1_agreement: shapes {q.shape} and {ref.shape} differ")
+    if q.ndim > 2 and q.size:
+        q, ref = (a.reshape(-1, a.shape[-1]) for a in (q, ref))
+        return (_top1(q) == _top1(ref)).reshape(len(q_logits), -1).mean(axis=1)
+    q = _logits_2d(q, "top1_agreement")
+    ref = _logits_2d(ref, "top1_agreement")
     return _top1(q) == _top1(ref)
 
 

@@ -12,6 +12,7 @@ import statistics
 import numpy as np
 import onnxruntime as ort
 
+from qaev.files import write_atomic
 from qaev.hostfit.timing import (
     fidelity_configs, noise_quantizer, random_feed, resolve_model, time_interleaved, timed_model,
 )
@@ -219,10 +220,9 @@ def whole_model(args) -> dict:
         times = time_interleaved([m for m, _ in built], feed, repeats=args.repeats, threads=args.threads,
                                  seed=args.seed)
         if args.measurements:
-            with open(args.measurements, "w", encoding="utf-8") as fh:
-                json.dump({"command": args.command, "rows": [
-                    {"label": label, "key": c.key(), "graph": g, "times_ms": t}
-                    for (label, c), g, t in zip(configs, graphs, times)]}, fh, indent=1)
+            write_atomic(args.measurements, json.dumps({"command": args.command, "rows": [
+                {"label": label, "key": c.key(), "graph": g, "times_ms": t}
+                for (label, c), g, t in zip(configs, graphs, times)]}, indent=1))
     measured_s = [statistics.median(t) / 1e3 for t in times]
     start = load_table(args.table)
     samples = [(source, layers, c, args.batch, m) for (_, c), m in zip(configs, measured_s)]

@@ -18,8 +18,11 @@ import onnx
 from onnx import numpy_helper, version_converter
 
 from qaev.errors import DataError, ModelError
+from qaev.model.external import all_tensors, inline_external_data
+from qaev.model.subgraphs import outer_reads
 
-__all__ = ["FloatModel", "load_model", "check_inputs", "converted_to_opset", "QUANTIZED_OPS", "TARGET_OPSET"]
+__all__ = ["FloatModel", "load_model", "read_model_file", "check_inputs", "converted_to_opset", "QUANTIZED_OPS",
+           "TARGET_OPSET"]
 
 #: Opset the evaluation graphs are built at (block-wise DequantizeLinear, INT4 types).
 TARGET_OPSET = 21
@@ -128,22 +131,6 @@ def _parse(data: bytes, where: str) -> onnx.ModelProto:
     return model
 
 
-def _check_external_data(model: onnx.ModelProto, where: str, base: Path | None) -> None:
-    for tensor in model.graph.initializer:
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        if base is None:
-            raise ModelError(f"{where}: tensor {tensor.name!r} uses external data "
-                             "but the model was not read from a file")
-        target = (base / location).resolve()
-        if os.path.isabs(location) or base.resolve() not in target.parents:
-            raise ModelError(f"{where}: external data path {location!r} of tensor {tensor.name!r} "
-                             "escapes the model's folder")
-        if not target.is_file():
-            raise ModelError(f"{where}: external data file {location!r} of tensor {tensor.name!r} is missing")
-
-
 def _default_opset(model: onnx.ModelProto) -> int:
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
@@ -164,6 +151,23 @@ def _refuse_quantized(model: onnx.ModelProto, where: str) -> None:
             raise ModelError(
                 f"{where}: model is already quantized (8-bit initializer {init.name!r}); give qaev the float model"
             )
+
+
+_HALF = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
+
+
+def _refuse_half(model: onnx.ModelProto, where: str) -> None:
+    """Refuse models that compute in float16 or bfloat16 (qaev's graphs are float32)."""
+    graph = model.graph
+    found = next((f"{kind} {v.name!r}" for kind, values in (("input", graph.input), ("output", graph.output))
+                  for v in values if v.type.tensor_type.elem_type in _HALF), None)
+    found = found or next((f"weight {t.name!r}" for t in all_tensors(model)
+                           if t.data_type in _HALF and int(np.prod(t.dims)) > 1), None)
+    found = found or next((f"Cast node {n.name!r}" for n in graph.node if n.op_type == "Cast"
+                           and any(a.name == "to" and a.i in _HALF for a in n.attribute)), None)
+    if found:
+        raise ModelError(f"{where}: model computes in half precision (float16 or bfloat16 {found}); qaev "
+                         "quantizes float32 models: give it the float32 model")
 
 
 def _constants_to_initializers(model: onnx.ModelProto) -> None:
@@ -199,7 +203,7 @@ def _fold_batchnorm(model: onnx.ModelProto) -> None:
     inits = {i.name: i for i in graph.initializer}
     consumers: dict[str, int] = {}
     for node in graph.node:
-        for name in node.input:
+        for name in (*node.input, *outer_reads(node)):
             consumers[name] = consumers.get(name, 0) + 1
     producer = {out: node for node in graph.node for out in node.output}
     outputs = {o.name for o in graph.output}
@@ -238,7 +242,7 @@ def _fold_batchnorm(model: onnx.ModelProto) -> None:
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:
     graph = model.graph
-    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    used = {name for node in graph.node for name in (*node.input, *outer_reads(node))} | {o.name for o in graph.output}
     keep = [i for i in graph.initializer if i.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
@@ -281,6 +285,29 @@ def _raise_opset(model: onnx.ModelProto, where: str) -> onnx.ModelProto:
         raise ModelError(f"{where}: opset {opset} could not be converted to {TARGET_OPSET} ({exc})") from None
 
 
+def _file_bytes(path: Path) -> bytes:
+    if path.is_dir():
+        raise ModelError(f"{path}: is a directory, not a model file")
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    if path.stat().st_size > _MAX_BYTES:
+        raise ModelError(f"{path}: models over 2 GiB are not supported")
+    return path.read_bytes()
+
+
+def read_model_file(path: str | os.PathLike) -> onnx.ModelProto:
+    """An ONNX file as it is (no normalisation: a float or a quantized model), its external
+    data checked against its folder and read in (:mod:`qaev.model.external`).
+
+    Raises:
+        ModelError: missing, not ONNX, or external data outside the model's folder.
+    """
+    path = Path(path)
+    model = _parse(_file_bytes(path), str(path))
+    inline_external_data(model, path.parent, str(path))
+    return model
+
+
 def load_model(source: str | os.PathLike | bytes | onnx.ModelProto) -> FloatModel:
     """Read and normalise a float ONNX model.
 
@@ -306,19 +333,14 @@ def load_model(source: str | os.PathLike | bytes | onnx.ModelProto) -> FloatMode
         data = bytes(source)
     else:
         path = Path(source)
-        if not path.is_file():
-            raise ModelError(f"{path}: no such model file")
-        if path.stat().st_size > _MAX_BYTES:
-            raise ModelError(f"{path}: models over 2 GiB are not supported")
-        data = path.read_bytes()
+        data = _file_bytes(path)
     where = _describe(path)
     model = _parse(data, where)
-    _check_external_data(model, where, path.parent if path else None)
-    if path is not None and any(i.data_location == onnx.TensorProto.EXTERNAL for i in model.graph.initializer):
-        onnx.load_external_data_for_model(model, str(path.parent))
+    inline_external_data(model, path.parent if path else None, where)
     if _default_opset(model) < 7:
         raise ModelError(f"{where}: model declares no usable default-domain opset")
     _refuse_quantized(model, where)
+    _refuse_half(model, where)
     _constants_to_initializers(model)
     _name_nodes(model)
     _fold_batchnorm(model)

@@ -10,6 +10,7 @@ import onnx
 
 from qaev.errors import ModelError
 from qaev.model.graph import FloatModel
+from qaev.model.subgraphs import subgraphs
 
 __all__ = ["LayerInfo", "find_layers", "infer_shapes", "FUSED_ACTIVATIONS"]
 
@@ -240,7 +241,35 @@ def find_layers(
             warnings.warn(f"layer {layer.name!r} skipped: it is next to custom-domain op {custom[0]!r}", stacklevel=2)
             continue
         layers.append(layer)
+    inside = _layers_in_bodies(model.proto.graph)
+    where = model.path or "<model>"
+    if not layers and inside:
+        raise ModelError(f"{where}: no quantizable layer outside control flow: {_describe_bodies(inside)}, "
+                         "which qaev does not quantize (it quantizes the main graph only)")
     if not layers:
-        where = model.path or "<model>"
         raise ModelError(f"{where}: no quantizable layer (Conv, ConvTranspose, Gemm, MatMul, Gather) found")
+    if inside:
+        warnings.warn(f"{_describe_bodies(inside)}; they stay float (qaev quantizes the main graph only)",
+                      stacklevel=2)
     return layers
+
+
+_LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Gather")
+
+
+def _layers_in_bodies(graph: onnx.GraphProto, parent: str | None = None) -> list[tuple[str, str]]:
+    """(op type, outermost control-flow node) of every would-be layer inside an If/Loop/Scan body."""
+    found = []
+    for node in graph.node:
+        if parent is not None and node.op_type in _LAYER_OPS:
+            found.append((node.op_type, parent))
+        for body in subgraphs(node):
+            found += _layers_in_bodies(body, parent or f"{node.op_type} {node.name!r}")
+    return found
+
+
+def _describe_bodies(inside: list[tuple[str, str]]) -> str:
+    ops = sorted({op for op, _ in inside})
+    parents = sorted({p for _, p in inside})
+    return (f"{len(inside)} layer(s) ({', '.join(ops)}) sit inside control flow, in the bodies of "
+            f"{', '.join(parents[:3])}{' ...' if len(parents) > 3 else ''}")

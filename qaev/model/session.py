@@ -10,7 +10,8 @@ import onnxruntime as ort
 from qaev.errors import DataError, ModelError
 from qaev.model.graph import check_inputs
 
-__all__ = ["make_session", "run_batches", "set_nbits_accuracy", "nbits_accuracy_of", "OPT_LEVEL", "ORT_LEVELS"]
+__all__ = ["make_session", "run_batches", "check_session_feed", "set_nbits_accuracy", "nbits_accuracy_of",
+           "OPT_LEVEL", "ORT_LEVELS"]
 
 #: Model metadata key carrying the ``accuracy_level`` the fused ``MatMulNBits`` of a QDQ
 #: evaluation graph run at (:attr:`qaev.config.QuantConfig.nbits_accuracy`).
@@ -96,7 +97,12 @@ _ORT_TYPES = {"tensor(float)": np.dtype(np.float32), "tensor(double)": np.dtype(
               "tensor(int8)": np.dtype(np.int8), "tensor(bool)": np.dtype(np.bool_)}
 
 
-def _check_feed(session: ort.InferenceSession, feed: Mapping[str, np.ndarray]) -> None:
+def check_session_feed(session: ort.InferenceSession, feed: Mapping[str, np.ndarray]) -> None:
+    """Check a feed's names, dtypes and shapes against ``session``'s inputs.
+
+    Raises:
+        DataError: naming the input and what differs.
+    """
     check_inputs(feed, {i.name: (_ORT_TYPES.get(i.type), list(i.shape)) for i in session.get_inputs()})
 
 
@@ -120,7 +126,7 @@ def run_batches(session: ort.InferenceSession, batches: Iterable[Mapping[str, np
     parts = []
     for i, feed in enumerate(batches):
         if i == 0:
-            _check_feed(session, feed)
+            check_session_feed(session, feed)
         try:
             out = session.run([name], dict(feed))[0]
         except Exception as exc:

@@ -13,7 +13,6 @@ the exported graph are the same.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import onnx
 
 from qaev.data._cache import cache_dir
 from qaev.errors import ConfigError
+from qaev.files import npz_bytes, write_cache
 from qaev.model.layers import LayerInfo
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.lookup import decoded_rows
@@ -126,9 +126,7 @@ def cached_codebook(w: np.ndarray, *, seed: int = 0) -> CodebookWeight:
     except Exception:  # missing or unreadable: recomputed, never trusted
         pass
     cw = codebook_quantize(w, seed=seed)
-    part = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(part, codes=cw.codes, vectors=cw.vectors, scale=cw.scale)
-    os.replace(part, path)  # whole files only, even with several workers writing
+    write_cache(path, npz_bytes(codes=cw.codes, vectors=cw.vectors, scale=cw.scale))  # whole files only
     return cw
 
 

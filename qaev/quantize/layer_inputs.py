@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -29,6 +27,7 @@ import onnx
 from numpy.lib.stride_tricks import sliding_window_view
 
 from qaev.errors import ConfigError, DataError, ModelError
+from qaev.files import npz_bytes, write_cache
 from qaev.model.graph import FloatModel
 from qaev.model.layers import LayerInfo
 from qaev.quantize.rounding.groups import supports_data_aware
@@ -238,11 +237,7 @@ def save_stats(stats: Mapping[str, InputStats], path: Path) -> None:
     arrays = {f"h{i}": stats[n].hessian for i, n in enumerate(names)}
     arrays.update({f"m{i}": stats[n].mean for i, n in enumerate(names)})
     meta = {"version": _FORMAT_VERSION, "layers": names, "rows": [stats[n].rows for n in names]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, path)
+    write_cache(path, npz_bytes(meta=np.array(json.dumps(meta)), **arrays))
 
 
 def load_stats(path: Path) -> dict[str, InputStats]:
@@ -288,9 +283,10 @@ class LayerInputs:
         for batch in self.calib.batches(batch_size=self.batch_size):
             if seen >= self.max_samples:
                 break
-            n = len(next(iter(batch.values())))
-            take = min(n, self.max_samples - seen) if not self.model.fixed_batch else n
-            out.append({k: v[:take] for k, v in batch.items()})
+            whole = self.model.fixed_batch or getattr(self.calib, "feeds", False)  # never cut a fixed shape
+            n = 1 if getattr(self.calib, "feeds", False) else len(next(iter(batch.values())))
+            take = n if whole else min(n, self.max_samples - seen)
+            out.append(batch if whole else {k: v[:take] for k, v in batch.items()})
             seen += take
         return out
 

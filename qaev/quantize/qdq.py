@@ -1,7 +1,9 @@
 """Build the QDQ evaluation graph of a config: the model ONNX Runtime runs and we measure.
 
 Weights become ``DequantizeLinear`` of integer initializers (8-bit containers for sub-byte
-grids); static activations get ``QuantizeLinear -> DequantizeLinear`` pairs (with a Clip
+grids), except in weight-only layers with no quantized activation around them, whose
+dequantization is written as arithmetic that ONNX Runtime folds when the session loads
+(:mod:`qaev.quantize.folded`); static activations get ``QuantizeLinear -> DequantizeLinear`` pairs (with a Clip
 first where the grid is narrower than its container); dynamic activations use
 ``DynamicQuantizeLinear -> MatMulInteger``. Biases of fused integer layers are int32 with
 scale ``s_in * s_w`` as the runtime's integer kernels expect.
@@ -20,10 +22,11 @@ from qaev.model.graph import FloatModel
 from qaev.model.layers import LayerInfo
 from qaev.model.session import set_nbits_accuracy
 from qaev.quantize.bias_correction import add_after, alpha_beta, apply_correction, output_correction
+from qaev.quantize.folded import folded_weight
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.lookup import gathered_lookup, gathers_first
-from qaev.quantize.plan import activation_plan, validate_config
+from qaev.quantize.plan import activation_plan, runs_as_nbits, validate_config
 from qaev.quantize.rounding.grid import round_weight
 from qaev.quantize.rounding.registry import get_rounding, rounding_entry
 from qaev.quantize.sequential import Fitted
@@ -154,20 +157,20 @@ def _dynamic_matmul(ed: GraphEditor, model: FloatModel, layer: LayerInfo, node: 
 def _quantize_activation(ed: GraphEditor, tensor: str, params: ActParams, name: str) -> None:
     as_output = ed.is_output(tensor) and not any(v.name == tensor for v in ed.model.graph.input)
     src = ed.detach_output(tensor) if as_output else tensor
-    first = src
+    first, reader = src, None
     if params.bits < 8:
         lo, hi = params.clip
         first = ed.fresh(f"{name}.clipped")
-        ed.add_node("Clip", [src, ed.add_init(f"{name}.lo", np.array(lo, np.float32)),
-                             ed.add_init(f"{name}.hi", np.array(hi, np.float32))], [first], name=f"{name}.Clip")
+        bounds = [ed.add_init(f"{name}.{end}", np.array(v, np.float32)) for end, v in (("lo", lo), ("hi", hi))]
+        reader = ed.add_node("Clip", [src, *bounds], [first], name=f"{name}.Clip")
     scale = ed.add_init(f"{name}.scale", np.array(params.scale, np.float32))
     zp = ed.add_init(f"{name}.zp", np.array(params.zero_point, params.dtype))
     q = ed.fresh(f"{name}.q")
     dq = tensor if as_output else ed.fresh(f"{name}.dq")
-    ed.add_node("QuantizeLinear", [first, scale, zp], [q], name=f"{name}.QuantizeLinear")
+    quantize = ed.add_node("QuantizeLinear", [first, scale, zp], [q], name=f"{name}.QuantizeLinear")
     ed.add_node("DequantizeLinear", [q, scale, zp], [dq], name=f"{name}.DequantizeLinear")
     if not as_output:
-        ed.rewire_consumers(tensor, dq, skip_prefix=name)
+        ed.rewire_consumers(tensor, dq, skip=(reader or quantize,))
 
 
 def build_qdq(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfig, *,
@@ -211,7 +214,9 @@ def build_qdq(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfi
             _dynamic_matmul(ed, model, layer, node, qw)
             continue
         slot = 0 if layer.op_type == "Gather" else 1
-        node.input[slot] = _dq_weight(ed, f"{layer.name}.w", qw)
+        weight_only = (cfg.act is ActMode.FLOAT and plan.isolated(layer)
+                       and not runs_as_nbits(layer, cfg, plan, config))
+        node.input[slot] = (folded_weight if weight_only else _dq_weight)(ed, f"{layer.name}.w", qw)
         bias = None if correction is None else apply_correction(ed, model, layer, node, correction)
         if cfg.act is ActMode.STATIC and cfg.w_bits <= 8 and layer.op_type in ("Conv", "Gemm"):
             _int32_bias(ed, model, layer, node, qw, acts[layer.act_inputs[0]].scale, bias)

@@ -108,12 +108,12 @@ class Simulator:
             names = [ed.fresh(f"sim.{step}.{tensor}") for step in ("div", "round", "clip")]
             out = tensor if as_output else ed.fresh(f"sim.fq.{tensor}")
             prefix = f"sim.fq.{tensor}."
-            ed.add_node("Div", [src, s], [names[0]], name=prefix + "Div")
+            reader = ed.add_node("Div", [src, s], [names[0]], name=prefix + "Div")
             ed.add_node("Round", [names[0]], [names[1]], name=prefix + "Round")
             ed.add_node("Clip", [names[1], lo, hi], [names[2]], name=prefix + "Clip")
             ed.add_node("Mul", [names[2], s], [out], name=prefix + "Mul")
             if not as_output:
-                ed.rewire_consumers(tensor, out, skip_prefix=prefix)
+                ed.rewire_consumers(tensor, out, skip=(reader,))
         return ed.finish()
 
     def covers(self, config: QuantConfig) -> bool:

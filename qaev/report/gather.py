@@ -1,12 +1,12 @@
 """Everything a report shows, read from a run directory (and the float model it names)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from onnx import numpy_helper
 
+from qaev.documents import read_document
 from qaev.config import QuantConfig, act_name
 from qaev.config_io import load_config
 from qaev.errors import ConfigError, ModelError, QaevError
@@ -45,7 +45,14 @@ class LayerRow:
 
 @dataclass
 class Point:
-    """One front point with its config and per-layer breakdown."""
+    """One front point with its config and per-layer breakdown.
+
+    ``host_latency_ms`` and ``host_speedup``: its exported file's latency at batch 1 and
+    how many times faster than the float model it ran, measured side by side at the end
+    of the search (front.json's ``host_latency`` says how), or None. ``sizes`` is
+    front.json's (``bit_count_mb``, ``file_mb``, ``x_smaller``; empty for runs written
+    before it).
+    """
 
     id: str
     objectives: dict
@@ -54,6 +61,9 @@ class Point:
     config_text: str
     exported: bool
     rows: list[LayerRow] = field(default_factory=list)
+    host_latency_ms: float | None = None
+    host_speedup: float | None = None
+    sizes: dict = field(default_factory=dict)
 
     @property
     def total_bytes(self) -> int:
@@ -95,10 +105,7 @@ def _baselines(run_dir: Path, names: list[str]) -> list[dict]:
     path = run_dir / "baselines.json"
     if not path.is_file():
         return []
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    data = read_document(path, what="baselines", fmt="json")
     if not isinstance(data, list):
         raise ConfigError(f"{path}: expected a list of {{name, objectives}}")
     out = []
@@ -204,7 +211,9 @@ def gather(run_dir: str | Path, *, model: str | Path | None = None) -> ReportDat
         points.append(Point(id=p["id"], objectives=dict(p["objectives"]), metric=p.get("metric"), config=config,
                             config_text=(run_dir / p["config"]).read_text(),  # the file as written
                             exported=(run_dir / "models" / f"{p['id']}.onnx").is_file(),
-                            rows=_rows(layers, config, table, memo) if layers is not None else []))
+                            rows=_rows(layers, config, table, memo) if layers is not None else [],
+                            host_latency_ms=p.get("host_latency_ms"), host_speedup=p.get("host_speedup"),
+                            sizes=dict(p.get("sizes") or {})))
     if layers is not None:
         layer_names = [layer.name for layer in layers]
     else:

@@ -72,6 +72,12 @@ def _num(value, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
 
 
+def _latency_cells(p: Point) -> list[str]:
+    speedup = "-" if p.host_speedup is None else f"{p.host_speedup:.2f}x"
+    return [f'<td data-key="host_latency_ms" data-value="{p.host_latency_ms!r}">{_num(p.host_latency_ms, 2)}</td>',
+            f'<td data-key="host_speedup" data-value="{p.host_speedup!r}">{speedup}</td>']
+
+
 def _front_table(data: ReportData) -> str:
     objs = data.objectives
     head = ['<th data-key="id">id</th>']
@@ -79,7 +85,13 @@ def _front_table(data: ReportData) -> str:
              f'{escape(o["name"])}{_kind(o["kind"])}</th>'
              for o in objs]
     head += [f'<th data-key="metric">{escape(str(data.doc.get("metric", "metric")))}{_kind("measured")}</th>',
-             '<th data-key="exported">exported</th>']
+             f'<th data-key="x_smaller" title="float size by bit count / the point\'s">x smaller{_kind("exact")}</th>',
+             '<th data-key="file_mb" title="the exported .onnx file">file MB</th>',
+             '<th data-key="exported">exported</th>', '<th data-key="export">export command</th>']
+    timed = "host_latency" in data.doc
+    if timed:
+        head += [f'<th data-key="host_latency_ms" title="exported file, batch 1, ms">host ms{_kind("measured")}</th>',
+                 '<th data-key="host_speedup" title="float ms / point ms, measured side by side">vs float</th>']
     rows = []
     for p in data.points:
         cells = [f'<td data-key="id" data-value="{escape(p.id)}">'
@@ -89,7 +101,14 @@ def _front_table(data: ReportData) -> str:
             cells.append(f'<td data-key="{escape(o["name"])}" data-value="{v!r}">{_num(v)}</td>')
         m = p.metric
         cells.append(f'<td data-key="metric" data-value="{m!r}">{_num(m, 2)}</td>')
+        for key, text in (("x_smaller", lambda v: f"{v:.2f}x"), ("file_mb", _num)):
+            v = p.sizes.get(key)
+            cells.append(f'<td data-key="{key}" data-value="{v!r}">{"-" if v is None else text(v)}</td>')
         cells.append(f'<td data-key="exported" data-value="{int(p.exported)}">{"yes" if p.exported else ""}</td>')
+        command = f"qaev export {data.run_dir} --point {p.id} -o {p.id}.onnx"
+        cells.append(f'<td data-key="export" data-value="{escape(p.id)}" class="mono">{escape(command)}</td>')
+        if timed:
+            cells += _latency_cells(p)
         rows.append(f'<tr data-id="{escape(p.id)}">{"".join(cells)}</tr>')
     return (f'<table id="front" class="sortable"><thead><tr>{"".join(head)}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
@@ -155,10 +174,26 @@ def _legend(data: ReportData) -> str:
             extra = f" (hardware table: {escape(str(data.doc.get('hardware')))})"
         items.append(f"<li><b>{escape(o['name'])}</b>{_kind(o['kind'])} {escape(o['unit'])}: "
                      f"{escape(KIND_HELP.get(o['kind'], o['kind']))}{extra}</li>")
+    timed = data.doc.get("host_latency")
+    if timed:
+        items.append(f"<li><b>host ms</b>{_kind('measured')}: {escape(_latency_text(timed))}</li>")
     items.append(f"<li>per-layer weight bytes{_kind('exact')}: {escape(KIND_HELP['exact'])}</li>")
+    items.append(f"<li><b>x smaller</b>{_kind('exact')}: the float model's size by bit count / the point's; "
+                 "<b>file MB</b>: the exported .onnx file re-measured at the end of the search (it holds the graph "
+                 "too, and stores a width ONNX has no type for in a wider one)</li>")
     if data.hardware:
         items.append(f"<li>per-layer latency{_kind('estimated')}: {escape(KIND_HELP['estimated'])}</li>")
     return "<ul>" + "".join(items) + "</ul>"
+
+
+def _latency_text(timed: dict) -> str:
+    """How front.json's ``host_latency`` was measured, in words."""
+    load = timed.get("load_before")
+    busy = f"; load average {load[0]} on {timed.get('cpus')} CPUs" if load else ""
+    return (f"each point's exported file run with ONNX Runtime on this host at batch {timed.get('batch')}, "
+            f"{timed.get('threads')} thread(s), median of {timed.get('rounds')} rounds of {timed.get('repeats')} "
+            f"runs interleaved with the float model ({_num(timed.get('float_ms'), 2)} ms); "
+            f"vs float = float ms / point ms{busy}")
 
 
 def _meta(data: ReportData) -> str:

@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 
+from qaev.files import write_atomic
 from qaev.report.gather import ReportData, act_label
 
 __all__ = ["pareto_png", "bitmap_png", "select_points", "layer_groups", "BIT_LEVELS"]
@@ -36,12 +37,14 @@ def _png(fig: Figure, path: Path | None) -> bytes:
     fig.savefig(buf, format="png", dpi=110)
     data = buf.getvalue()
     if path is not None:
-        Path(path).write_bytes(data)
+        write_atomic(path, data)
     return data
 
 
 def _label(objective: dict, hardware: str | None) -> str:
     text = f"{objective['name']} ({objective['unit']})"
+    if objective["name"] == "size_mb":
+        text += "\nby bit count (the exported file sizes: report.html)"
     if objective["kind"] == "estimated":
         text += f"\nestimate{' on ' + hardware if hardware else ''}"
     return text
@@ -59,6 +62,16 @@ def _float_marker(ax, x: np.ndarray, y: np.ndarray, fx: float, fy: float, x_name
         ax.scatter([fx], [fy], marker="*", s=160, color="0.45", zorder=3, label="float model")
     else:
         ax.plot([], [], marker="*", ls="", ms=11, color="0.45", label=f"float model: {x_name} {fx:.4g} (off axis)")
+
+
+def _compression_axis(ax, name: str, float_ref: dict) -> None:
+    """On a ``size_mb`` axis, a second scale on top: x smaller than float (by bit count)."""
+    reference = float_ref.get(name) if name == "size_mb" else None
+    if not reference:
+        return
+    inverse = lambda v: reference / np.maximum(np.asarray(v, float), 1e-12)  # noqa: E731 - its own inverse
+    ax.secondary_xaxis("top", functions=(inverse, inverse)).set_xlabel("x smaller than float (by bit count)",
+                                                                       fontsize=8)
 
 
 def pareto_png(data: ReportData, path: Path | None = None) -> bytes:
@@ -100,6 +113,8 @@ def pareto_png(data: ReportData, path: Path | None = None) -> bytes:
             ax.scatter([bx], [by], marker="X", s=90, color="black", zorder=5, label="baseline" if j == 0 else None)
             ax.annotate(b["name"], (bx, by), textcoords="offset points", xytext=(5, -10), fontsize=8)
         ax.set_xlabel(_label(objs[xi], data.hardware) if xi is not None else "point")
+        if xi is not None:
+            _compression_axis(ax, names[xi], float_ref)
         ax.set_ylabel(_label(objs[yi], data.hardware))
         ax.grid(True, alpha=0.3)
         if k == 0:

@@ -10,21 +10,25 @@
 from __future__ import annotations
 
 import json
-import os
+import math
 import platform
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from qaev.files import write_atomic
+from qaev.documents import read_document
+from qaev.files import append_line, write_atomic
 from qaev.config import QuantConfig
 from qaev.config_io import save_config
 from qaev.errors import ConfigError
+from qaev.evaluation.latency import SideBySide
 from qaev.search.objectives import get_objective
+from qaev.runtime.lock import LOCK_NAME, RunLock
 from qaev.runtime.store import Record
 
-__all__ = ["prepare_run_dir", "write_front", "append_history", "read_front", "versions", "FRONT_SCHEMA"]
+__all__ = ["prepare_run_dir", "RunDirectory", "write_front", "append_history", "read_front", "versions",
+           "FRONT_SCHEMA"]
 
 FRONT_SCHEMA = "qaev.front/1"
 
@@ -35,7 +39,7 @@ def versions() -> dict:
     import onnxruntime
     import pymoo
 
-    from qaev import __version__
+    from qaev.version import __version__
 
     return {"qaev": __version__, "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__,
             "pymoo": pymoo.__version__, "numpy": np.__version__, "python": platform.python_version(),
@@ -46,42 +50,99 @@ def _write_json(path: Path, data) -> None:
     write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
-def prepare_run_dir(out: Path, settings: dict, *, resume: bool, force: bool) -> Path:
-    """Create or reopen ``out``.
+class RunDirectory:
+    """An open run directory: its path, held by this process (:class:`~qaev.runtime.lock.RunLock`).
+
+    Attributes:
+        path: the directory.
+        created: whether opening it created the directory (a fresh run).
+    """
+
+    def __init__(self, path: Path, lock: RunLock, *, created: bool) -> None:
+        self.path, self._lock, self.created = path, lock, created
+
+    def close(self) -> None:
+        """Release the directory."""
+        self._lock.release()
+
+    def discard(self) -> None:
+        """Undo opening a fresh run that never started (bad options): remove what opening
+        wrote, and the directory when opening created it; then release it."""
+        (self.path / "settings.json").unlink(missing_ok=True)
+        self.close()
+        (self.path / LOCK_NAME).unlink(missing_ok=True)
+        if self.created:
+            try:
+                self.path.rmdir()
+            except OSError:  # something else was put there meanwhile: leave it
+                pass
+
+
+def _contents(out: Path) -> list[Path]:
+    return [p for p in out.iterdir() if p.name != LOCK_NAME] if out.is_dir() else []
+
+
+def _read_settings(path: Path) -> dict:
+    try:
+        data = read_document(path, what="run settings", fmt="json")
+    except ConfigError as exc:
+        raise ConfigError(f"--resume: {exc}; it is not a qaev run directory") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--resume: {path} is damaged (not a JSON object)")
+    return data
+
+
+def _check_resume(out: Path, settings: dict) -> None:
+    saved = out / "settings.json"
+    if not saved.is_file():
+        raise ConfigError(f"--resume: {out} holds no settings.json; it is not a qaev run directory")
+    old, new = {**ADDED, **_flat(_read_settings(saved))}, _flat(settings)
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE
+                     and not (k.startswith("data.") and k not in old))  # runs from before data fingerprints
+    if changed:
+        raise ConfigError(f"--resume: settings differ from the run in {out}: {', '.join(changed)}")
+
+
+def prepare_run_dir(out: Path, settings: dict, *, resume: bool, force: bool) -> RunDirectory:
+    """Create or reopen ``out`` and hold it for this process.
 
     Raises:
-        ConfigError: ``out`` is not empty and neither ``resume`` nor ``force`` is given,
-            it is not writable, or ``resume`` finds different settings.
+        ConfigError: ``out`` is a file, not writable, in use by another process, not empty
+            while neither ``resume`` nor ``force`` is given, or ``resume`` finds different
+            settings (the data included: sizes and fingerprints).
     """
     out = Path(out)
-    existing = out.exists() and any(out.iterdir()) if out.is_dir() else out.exists()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} exists and is not a directory")
-    saved = out / "settings.json"
-    if existing and resume:
-        if not saved.is_file():
-            raise ConfigError(f"--resume: {out} holds no settings.json; it is not a qaev run directory")
-        before = json.loads(saved.read_text())
-        old, new = _flat(before), _flat(settings)
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE)
-        if changed:
-            raise ConfigError(f"--resume: settings differ from the run in {out}: {', '.join(changed)}")
-        return out
-    if existing and not force:
+    if _contents(out) and not (resume or force):
         raise ConfigError(f"--out: {out} is not empty; pass --resume to continue that run or --force to overwrite")
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        if existing and force:
-            for name in ("evaluations.jsonl", "history.jsonl", "front.json", "settings.json"):
-                (out / name).unlink(missing_ok=True)
-        _write_json(saved, settings)
+        lock = RunLock(out)
     except OSError as exc:
         raise ConfigError(f"--out: cannot write to {out} ({exc.strerror or exc})") from None
-    return out
+    handle = RunDirectory(out, lock, created=created)
+    try:
+        if resume and _contents(out):
+            _check_resume(out, settings)
+            return handle
+        if _contents(out) and not force:  # filled by another process before we held it
+            raise ConfigError(f"--out: {out} is not empty; pass --resume to continue that run or --force to overwrite")
+        for name in ("evaluations.jsonl", "history.jsonl", "front.json", "settings.json"):
+            (out / name).unlink(missing_ok=True)
+        _write_json(out / "settings.json", settings)
+    except BaseException:
+        handle.close() if not created else handle.discard()
+        raise
+    return handle
 
 
 #: Settings a resumed run may change (a longer search).
 RESUMABLE = ("spec.search.generations", "spec.search.time_minutes")
+#: Settings added since runs were first written, with the value that ran before they existed
+#: (what a run directory that lacks one is taken to have).
+ADDED = {"spec.search.predictor": json.dumps(False)}
 
 
 def _flat(data, prefix: str = "") -> dict:
@@ -97,22 +158,32 @@ def _flat(data, prefix: str = "") -> dict:
 
 def append_history(out: Path, row: dict) -> None:
     """Append one generation line to ``history.jsonl``."""
-    with open(out / "history.jsonl", "a") as fh:
-        fh.write(json.dumps(row) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    append_line(out / "history.jsonl", json.dumps(row) + "\n")
 
 
 def _order(front: Sequence[Record], objectives: Sequence[str]) -> list[Record]:
     return sorted(front, key=lambda r: tuple(r.objectives[n] for n in reversed(objectives)))
 
 
-def _point(point_id: str, record: Record, objectives: Sequence[str]) -> dict:
+def _point(point_id: str, record: Record, objectives: Sequence[str], latency: SideBySide | None,
+           sizes: dict | None) -> dict:
     point = {"id": point_id, "key": record.key, "objectives": {n: record.objectives[n] for n in objectives},
              "metric": record.metric, "config": f"configs/{point_id}.yaml"}
+    if sizes is not None:
+        point["sizes"] = sizes
     if record.validation_drop is not None:
         point["validation"] = {"metric": record.validation_metric, "acc_drop": record.validation_drop}
+    if latency is not None and record.key in latency.ms:
+        point["host_latency_ms"] = latency.ms[record.key]
+        point["host_speedup"] = latency.speedup(record.key)
     return point
+
+
+def _latency_doc(latency: SideBySide, reference: str) -> dict:
+    return {**latency.settings(), "float_ms": latency.ms[reference],
+            "what": (f"median ms of one run of each point's exported file and of the float model, batch "
+                     f"{latency.batch}, {latency.threads} ONNX Runtime thread(s) on this host, measured side by "
+                     "side in interleaved rounds (points: host_latency_ms, host_speedup = float / point)")}
 
 
 def recommend(points: Sequence[dict], objectives: Sequence[str], tolerance: float | None) -> dict | None:
@@ -134,18 +205,23 @@ def recommend(points: Sequence[dict], objectives: Sequence[str], tolerance: floa
 
 def write_front(out: Path, front: Sequence[Record], *, objectives: Sequence[str], model_path: Path | None,
                 model_sha256: str, float_values: dict, metric: str, evaluations: int, seed: int,
-                extra: dict | None = None, tolerance: float | None = None) -> dict:
+                extra: dict | None = None, tolerance: float | None = None,
+                host_latency: SideBySide | None = None, sizes: dict | None = None) -> dict:
     """Write ``front.json`` and ``configs/<id>.yaml``; returns the front document.
 
     ``tolerance``: metric points of drop within which the ``recommended`` point is chosen
-    (:func:`recommend`); None: no recommendation."""
+    (:func:`recommend`); None: no recommendation. ``host_latency``: the exported files'
+    latencies beside the float model's (:func:`qaev.search.remeasure.remeasure_front`),
+    written per point and as ``host_latency`` (with how they were measured). ``sizes``:
+    record key -> the point's ``sizes`` (:meth:`qaev.quantize.footprint.Sizes.to_dict`:
+    bit count, file, x smaller)."""
     configs = out / "configs"
     configs.mkdir(parents=True, exist_ok=True)
     points = []
     for i, record in enumerate(_order(front, objectives)):
         point_id = f"p{i:02d}"
         save_config(QuantConfig.from_dict(record.config), configs / f"{point_id}.yaml")
-        points.append(_point(point_id, record, objectives))
+        points.append(_point(point_id, record, objectives, host_latency, (sizes or {}).get(record.key)))
     doc = {
         "schema": FRONT_SCHEMA,
         "model": {"path": str(model_path) if model_path else None, "sha256": model_sha256},
@@ -160,19 +236,64 @@ def write_front(out: Path, front: Sequence[Record], *, objectives: Sequence[str]
         "versions": versions(),
         **(extra or {}),
     }
+    if host_latency is not None:
+        doc["host_latency"] = _latency_doc(host_latency, host_latency.reference)
     _write_json(out / "front.json", doc)
     return doc
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _front_problem(doc, run_dir: Path) -> str | None:
+    """What is wrong with a front document, or None."""
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    if doc.get("schema") != FRONT_SCHEMA:
+        return f"schema {doc.get('schema')!r} is not {FRONT_SCHEMA}"
+    model = doc.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("sha256"), str) or not isinstance(
+            model.get("path"), (str, type(None))):
+        return "'model' must hold the model's sha256 and path"
+    objectives = doc.get("objectives")
+    if not isinstance(objectives, list) or not objectives or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in objectives):
+        return "'objectives' must list the objectives by name"
+    names = [o["name"] for o in objectives]
+    points = doc.get("points")
+    if not isinstance(points, list):
+        return "'points' must be a list"
+    root = run_dir.resolve()
+    for i, point in enumerate(points):
+        if not isinstance(point, dict) or not isinstance(point.get("id"), str) or not isinstance(
+                point.get("config"), str):
+            return f"point {i} needs an id and a config path"
+        if root not in (root / point["config"]).resolve().parents:
+            return f"point {point['id']}: config path {point['config']!r} leaves the run directory"
+        values = point.get("objectives")
+        if not isinstance(values, dict) or not all(_number(values.get(n)) for n in names):
+            return f"point {point['id']}: objectives {names} must be finite numbers"
+        for key in ("metric", "host_latency_ms", "host_speedup"):
+            if point.get(key) is not None and not _number(point[key]):
+                return f"point {point['id']}: {key} must be a finite number"
+    if not isinstance(doc.get("float", {}), dict) or not isinstance(doc.get("metric", ""), str):
+        return "'float' must be an object and 'metric' a name"
+    return None
+
+
 def read_front(out: Path) -> dict:
-    """Read and check ``DIR/front.json``."""
+    """Read and check ``DIR/front.json`` (its structure, finite values, config paths inside
+    the directory).
+
+    Raises:
+        ConfigError: missing, not JSON, or damaged; the message says what is wrong.
+    """
     path = Path(out) / "front.json"
     if not path.is_file():
         raise ConfigError(f"{out}: no front.json (is it a finished qaev search directory?)")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    if doc.get("schema") != FRONT_SCHEMA:
-        raise ConfigError(f"{path}: schema {doc.get('schema')!r} is not {FRONT_SCHEMA}")
+    doc = read_document(path, what="front", fmt="json")
+    problem = _front_problem(doc, Path(out))
+    if problem:
+        raise ConfigError(f"{path}: damaged front ({problem})")
     return doc

@@ -7,13 +7,19 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from qaev.errors import QaevError
+from qaev.config import QuantConfig
+from qaev.data.fingerprint import fingerprint
+from qaev.errors import Interrupted, QaevError
+from qaev.quantize.footprint import sizes_of
+from qaev.quantize.sizes import other_bytes
 from qaev.runtime.parallel import make_runner
 from qaev.runtime.rundir import append_history, prepare_run_dir, write_front
 from qaev.runtime.store import EvaluationStore
 from qaev.search.build import build_problem
-from qaev.search.optimize import SearchResult, feasible_front, make_algorithm, measure_exported, minimize
+from qaev.search.optimize import SearchResult, feasible_front, make_algorithm, minimize
+from qaev.search.remeasure import remeasure_front
 from qaev.search.spec import RunSpec
+from qaev.search.surrogate import unpredictable
 from qaev.sensitivity.seeding import INFORMED_SHARE, SensitivitySource, load_sensitivity
 
 __all__ = ["RunOutcome", "run_search", "default_tolerance"]
@@ -38,7 +44,8 @@ def _with_sensitivity_hash(spec: RunSpec) -> tuple[RunSpec, SensitivitySource | 
 
 def _settings(spec: RunSpec, parts) -> dict:
     return {"spec": spec.to_dict(), "model_sha256": parts.model.sha256,
-            "data": {"calib": len(parts.calib), "eval": len(parts.eval)}}
+            "data": {"calib": len(parts.calib), "eval": len(parts.eval),
+                     "calib_sha256": fingerprint(parts.calib), "eval_sha256": fingerprint(parts.eval)}}
 
 
 def default_tolerance(metric: str) -> float:
@@ -69,31 +76,52 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
     spec, sensitivity = _with_sensitivity_hash(spec)
     parts = spec.source.load()
     spec = _with_default_tolerance(spec, spec.evaluation.metric or parts.metric)
-    out = prepare_run_dir(out, _settings(spec, parts), resume=resume, force=force)
-    runner = make_runner(workers=workers, dask=dask, timeout=timeout)
+    rundir = prepare_run_dir(out, _settings(spec, parts), resume=resume, force=force)
+    out, runner = rundir.path, None
     try:
-        problem = build_problem(spec, store=EvaluationStore(out / "evaluations.jsonl"), runner=runner, parts=parts)
-        if sensitivity is not None:
-            progress.message(f"reading or measuring the per-layer sensitivity that seeds the search "
-                             f"({sensitivity.spec}) ...")
-            problem.sensitivity = load_sensitivity(problem, sensitivity, progress=lambda done, total: (
-                progress.message(f"  sensitivity probes: {done}/{total}") if done % max(1, total // 5) == 0 else None))
+        try:  # everything that checks the options, before anything is evaluated
+            runner = make_runner(workers=workers, dask=dask, timeout=timeout, pop=spec.search.pop,
+                                 note=progress.message)
+            store = EvaluationStore(out / "evaluations.jsonl")
+            problem = build_problem(spec, store=store, runner=runner, parts=parts)
+            _seed(problem, sensitivity, progress)
+        except (QaevError, KeyboardInterrupt):
+            if not resume:
+                rundir.discard()  # bad options (or an interrupt before the search) leave no run directory behind
+            raise
         progress.begin(_begin_text(problem, spec, out, parallel=runner is not None))
         deadline = None
         if spec.search.time_minutes is not None:
             deadline, text = _deadline(problem, spec, start, workers=max(1, workers))
             progress.message(text)
         result, interrupted = _search(problem, spec, out, progress, deadline=deadline)
+        _check_result(problem, result, out, interrupted=interrupted)
+        doc, interrupted = _write_result(out, problem, result, progress, interrupted=interrupted, spec=spec)
     finally:
         if hasattr(runner, "close"):
             runner.close()
-    if not result.front and interrupted and problem.screening:
-        raise QaevError(f"interrupted before the promising candidates were measured on the full set; "
-                        f"rerun with --out {out} --resume to finish them (nothing evaluated is lost)")
+        rundir.close()  # held until front.json is written
+    return RunOutcome(doc, problem, interrupted)
+
+
+def _check_result(problem, result: SearchResult, out: Path, *, interrupted: bool) -> None:
+    """Raise when the search has no front to write, saying why and what was kept."""
+    if not result.front and interrupted:
+        kept = len(problem.store)
+        raise Interrupted(
+            f"before the promising candidates were measured on the full set ({kept} evaluations kept in {out}); "
+            f"continue with --out {out} --resume" if problem.screening and kept else
+            f"before any candidate finished ({kept} evaluations kept in {out}); continue with --out {out} --resume")
     if not result.front:
         raise QaevError(_failure_summary(problem))
-    return RunOutcome(_write_result(out, problem, result, progress, interrupted=interrupted, spec=spec),
-                      problem, interrupted)
+
+
+def _seed(problem, sensitivity: SensitivitySource | None, progress) -> None:
+    if sensitivity is None:
+        return
+    progress.message(f"reading or measuring the per-layer sensitivity that seeds the search ({sensitivity.spec}) ...")
+    problem.sensitivity = load_sensitivity(problem, sensitivity, progress=lambda done, total: (
+        progress.message(f"  sensitivity probes: {done}/{total}") if done % max(1, total // 5) == 0 else None))
 
 
 def _with_default_tolerance(spec: RunSpec, metric: str) -> RunSpec:
@@ -118,18 +146,19 @@ def _deadline(problem, spec: RunSpec, start: float, *, workers: int) -> tuple[fl
     return deadline, (f"time budget {spec.search.time_minutes:g} min: one evaluation takes about {one:.2g} s "
             f"(the float model on {len(problem.evaluator.data)} samples: {one / 1.3:.2g} s, measured); about "
             f"{max(0, int(left / one)) * workers} evaluations fit in the {left / 60:.1f} min left for the search "
-            f"({reserve / 60:.1f} min kept to re-measure the front; the first generation is measured whatever "
-            "the time)")
+            f"({reserve / 60:.1f} min kept to re-measure the front)")
 
 
 def _begin_text(problem, spec: RunSpec, out: Path, *, parallel: bool) -> str:
-    resumed = len(problem.store)
+    resumed, skipped = len(problem.store), problem.store.skipped
     search = spec.search
     return (f"searching {len(problem.space.searchable)} layers of {problem.quantizer.model.path or 'model'}: "
             f"{', '.join(problem.objectives)}; pop {search.pop} x "
             + (f"{search.generations} generations" if search.time_minutes is None else "generations until the time")
             + f" -> {out}"
             + (f" (resuming: {resumed} evaluations on disk)" if resumed else "")
+            + (f" ({skipped} damaged line(s) of evaluations.jsonl skipped: a torn write or an invalid record)"
+               if skipped else "")
             + (f"; preparing {problem.effective_prefetch} candidate(s) ahead on other threads "
                "(QAEV_PREFETCH=0: off)" if not parallel and problem.effective_prefetch else "")
             + ("; screening on the simulator, finishing on each candidate's own model"
@@ -150,45 +179,81 @@ def _search(problem, spec: RunSpec, out: Path, progress, *, deadline: float | No
     (out / "history.jsonl").unlink(missing_ok=True)
     search = spec.search
     try:
-        algo = (search.algorithm if problem.sensitivity is None
-                else make_algorithm(problem, name=search.algorithm, pop_size=search.pop, informed=INFORMED_SHARE))
-        result = minimize(problem, algorithm=algo, pop_size=search.pop, n_gen=search.generations, seed=search.seed,
-                          callback=on_generation, deadline=deadline)
+        result = minimize(problem, algorithm=_algorithm(problem, spec, progress), pop_size=search.pop,
+                          n_gen=search.generations, seed=search.seed, callback=on_generation, deadline=deadline)
         return result, False
     except KeyboardInterrupt:  # stop cleanly: every finished evaluation is on disk; write their front
         return SearchResult(front=feasible_front(problem), history=[],
                             float_objectives=problem.float_objectives()), True
 
 
+def _algorithm(problem, spec: RunSpec, progress):
+    """The run's algorithm: the predictor where asked for and where it applies (else a
+    line saying why not), the first population seeded from sensitivity when there is one."""
+    search = spec.search
+    predictor = search.predictor
+    why = unpredictable(problem) if predictor else None
+    if why is not None:
+        progress.message(f"predictor off: {why}")
+        predictor = False
+    seeded = {} if problem.sensitivity is None else {"informed": INFORMED_SHARE}
+    return make_algorithm(problem, name=search.algorithm, pop_size=search.pop, predictor=predictor, **seeded)
+
+
 def _float_values(problem) -> dict:
     floats = {"metric": problem.evaluator.float_value, "n": len(problem.evaluator.data), **problem.float_objectives()}
+    model = problem.quantizer.model
+    floats["sizes"] = {"bit_count_mb": sizes_of(problem.quantizer.layers, QuantConfig(), model.proto).bit_count_mb,
+                       "file_mb": model.proto.ByteSize() / 1e6}
     if problem.validator is not None:
         floats["validation"] = {"metric": problem.validator.float_value, "n": len(problem.validator.data)}
     return floats
 
 
-def _write(out: Path, problem, spec: RunSpec, front, floats: dict, *, provisional: bool, history) -> dict:
+def _sizes(problem, front, files: dict) -> dict:
+    """Record key -> its sizes (bit count; the file where it was exported; x smaller)."""
+    quantizer = problem.quantizer
+    other = other_bytes(quantizer.model.proto, quantizer.layers)
+    return {r.key: sizes_of(quantizer.layers, QuantConfig.from_dict(r.config), quantizer.model.proto,
+                            file_bytes=files.get(r.key), other=other).to_dict() for r in front}
+
+
+def _write(out: Path, problem, spec: RunSpec, front, floats: dict, *, provisional: bool, history,
+           host_latency=None, interrupted: bool = False, files: dict | None = None) -> dict:
     model = problem.quantizer.model
     source = spec.source.to_dict()
     return write_front(out, front, objectives=problem.objectives, model_path=model.path,
                        model_sha256=model.sha256, float_values=floats, metric=problem.evaluator.metric.name,
                        evaluations=len(problem.store), seed=spec.search.seed,
-                       tolerance=spec.constraints.get("max_drop"),
+                       tolerance=spec.constraints.get("max_drop"), host_latency=host_latency,
+                       sizes=_sizes(problem, front, files or {}),
                        extra={"problem": source.get("problem"), "hardware": spec.hardware, "preset": spec.preset,
                               "space": problem.space.describe(),
                               "ort_level": spec.evaluation.ort_level, "provisional": provisional,
+                              "interrupted": interrupted,
                               "history": history.to_dict() if history is not None else None})
 
 
-def _write_result(out: Path, problem, result: SearchResult, progress, *, interrupted: bool, spec: RunSpec) -> dict:
-    """Re-measure the front on exported models (unless interrupted), write front.json."""
+def _write_result(out: Path, problem, result: SearchResult, progress, *, interrupted: bool,
+                  spec: RunSpec) -> tuple[dict, bool]:
+    """Re-measure the front on exported models, with their host latency (unless
+    interrupted, before or meanwhile), write front.json; returns the front document and
+    whether the run was interrupted."""
+    latency, files = None, {}
     if not interrupted:
         where = "the search split" + (" and the validation split" if problem.validator is not None else "")
-        progress.message(f"re-measuring the {len(result.front)} front points on their exported models, on {where} ...")
-        result.front = measure_exported(problem, result.front, progress=lambda done, total: progress.message(
-            f"  re-measured {done}/{total}"))
-    return _write(out, problem, spec, result.front, _float_values(problem), provisional=interrupted,
-                  history=result.history[-1] if result.history else None)
+        progress.message(f"re-measuring the {len(result.front)} front points on their exported models, on {where}, "
+                         "and their host latency at batch 1 beside the float model's ...")
+        try:
+            again = remeasure_front(problem, result.front, progress=lambda done, total: progress.message(
+                f"  re-measured {done}/{total}"))
+            result.front, latency, files = again.front, again.host_latency, again.file_bytes
+        except KeyboardInterrupt:  # the front as searched is written; the run is marked interrupted
+            interrupted = True
+    doc = _write(out, problem, spec, result.front, _float_values(problem), provisional=interrupted,
+                 history=result.history[-1] if result.history else None, host_latency=latency,
+                 interrupted=interrupted, files=files)
+    return doc, interrupted
 
 
 def _failure_summary(problem) -> str:

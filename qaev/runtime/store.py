@@ -16,6 +16,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from qaev.files import append_line, write_error
+
 __all__ = ["Record", "Timings", "Stage", "StageKind", "Screen", "EvaluationStore", "RecordError"]
 
 
@@ -96,6 +98,8 @@ class Record:
             record's ``metric`` was re-measured on the exported model.
         validation_metric: the exported model's metric on the validation split.
         validation_drop: its drop against the float model there.
+        limit_s: the time limit the evaluation ran past (a timed-out candidate, evaluated
+            again by a run with a longer limit or none), else None.
     """
 
     key: str
@@ -111,6 +115,7 @@ class Record:
     search_metric: float | None = None
     validation_metric: float | None = None
     validation_drop: float | None = None
+    limit_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -155,7 +160,58 @@ class Record:
             raise RecordError("key must be a string and objectives a mapping")
         if record.ok and (not record.objectives or not all(_is_finite(v) for v in record.objectives.values())):
             raise RecordError(f"record {record.key}: objectives missing or not finite numbers")
+        _check_values(record)
         return record
+
+
+def _check_values(record: Record) -> None:
+    """The fields besides the objectives: numbers finite, the error a text, and the config
+    a valid config whose hash is the record's key (a record is never trusted)."""
+    if record.error is not None and not isinstance(record.error, str):
+        raise RecordError(f"record {record.key}: error must be a text")
+    for name in ("metric", "search_metric", "validation_metric", "validation_drop", "limit_s"):
+        value = getattr(record, name)
+        if value is not None and not _is_finite(value):
+            raise RecordError(f"record {record.key}: {name} must be a finite number")
+    if not _is_finite(record.seconds) or not all(_is_finite(getattr(record.timings, f.name))
+                                                 for f in fields(record.timings)):
+        raise RecordError(f"record {record.key}: seconds must be finite numbers")
+    if not isinstance(record.reused, int) or isinstance(record.reused, bool) or record.reused < 0:
+        raise RecordError(f"record {record.key}: reused must be a count")
+    from qaev.config import QuantConfig
+    from qaev.errors import ConfigError
+
+    try:
+        layers = record.config.get("layers") if isinstance(record.config, Mapping) else None
+        shared = ({name: _layer_config(cfg) for name, cfg in layers.items()}
+                  if isinstance(layers, Mapping) else layers)  # layers at the same settings share one object
+        config = QuantConfig.from_dict({**record.config, "layers": shared} if shared is not None else record.config)
+    except (ConfigError, TypeError, ValueError, AttributeError) as exc:
+        raise RecordError(f"record {record.key}: config is not valid ({exc})") from None
+    # a record's key is its config's before calibration resolved the ranges (or as stored)
+    bare = QuantConfig(layers=config.layers, calibration=config.calibration, scale_rule=config.scale_rule,
+                       rounding_inputs=config.rounding_inputs)
+    if record.key != bare.key() and record.key != config.key():
+        raise RecordError(f"record {record.key}: the key is not its config's")
+
+
+_LAYER_CONFIGS: dict = {}
+
+
+def _layer_config(data):
+    """The :class:`~qaev.config.LayerConfig` of a layer's settings, made once per distinct
+    settings (reading a long memo validates thousands of identical ones)."""
+    from qaev.config import LayerConfig
+
+    if not isinstance(data, Mapping):
+        return data  # QuantConfig says what is wrong with it
+    key = json.dumps(data, sort_keys=True)
+    cfg = _LAYER_CONFIGS.get(key)
+    if cfg is None:
+        if len(_LAYER_CONFIGS) > 10_000:
+            _LAYER_CONFIGS.clear()
+        cfg = _LAYER_CONFIGS[key] = LayerConfig.from_dict(data)
+    return cfg
 
 
 def _is_finite(value) -> bool:
@@ -194,7 +250,7 @@ class EvaluationStore:
                 continue
             try:
                 record = Record.from_dict(json.loads(line))
-            except (json.JSONDecodeError, RecordError):
+            except (ValueError, RecursionError):  # JSONDecodeError and RecordError are ValueErrors
                 self.skipped += 1
                 continue
             self._records[record.key] = record
@@ -219,11 +275,11 @@ class EvaluationStore:
         if self._torn:  # the last line was cut short: start a fresh one
             line = "\n" + line
             self._torn = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(self.path, exc) from None
+        append_line(self.path, line)
 
     def __len__(self) -> int:
         return len(self._records)

@@ -45,7 +45,7 @@ def family(layers: Sequence[LayerInfo]) -> str:
 
 #: Per family: the space measured best for size (weight-only), with calibration data.
 _SIZE = {
-    "cnn": dict(w_bits=(4, 6, 8), acts=("float",), granularities=("per_channel",), symmetric=(False,),
+    "cnn": dict(w_bits=(3, 4, 6, 8), acts=("float",), granularities=("per_channel",), symmetric=(False,),
                 roundings=("gptq",), bias_corrections=(True,), weight_range="mse"),
     "transformer": dict(w_bits=(2, 3, 4, 8), acts=("float",), granularities=("per_channel",), symmetric=(False,),
                         roundings=("gptq", "codebook"), bias_corrections=(True,), weight_range="mse"),

@@ -19,6 +19,9 @@ from qaev.search.operators import (
     EffectiveDuplicateElimination, HardwareRepair, LayerCrossover, NeighbourMutation, QuantSampling,
 )
 from qaev.search.problem import QuantizationProblem
+from qaev.search.remeasure import measure_exported
+from qaev.search.spec import PREDICTOR_DEFAULT
+from qaev.search.surrogate import AssistedNSGA2, AssistedNSGA3, PredictorSettings, unpredictable
 from qaev.runtime.store import Record
 
 __all__ = ["minimize", "SearchResult", "make_algorithm", "Generation", "feasible_front", "measure_exported"]
@@ -27,7 +30,10 @@ __all__ = ["minimize", "SearchResult", "make_algorithm", "Generation", "feasible
 @dataclass(frozen=True)
 class Generation:
     """One line of the search history (``provisional``: the front of first-stage values of
-    a screening search, before :meth:`QuantizationProblem.finish`)."""
+    a screening search, before :meth:`QuantizationProblem.finish`; ``predictor_rank``: the
+    Spearman correlation of the drops the predictor gave the generation's new candidates
+    before they were measured with the measured drops, None where no predictor chose them
+    (:mod:`qaev.search.surrogate`))."""
 
     gen: int
     evaluations: int
@@ -36,6 +42,7 @@ class Generation:
     hypervolume: float
     elapsed_s: float
     provisional: bool = False
+    predictor_rank: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
@@ -59,21 +66,43 @@ class SearchResult:
     pymoo_result: object = field(repr=False, default=None)
 
 
-def make_algorithm(problem: QuantizationProblem, *, name: str = "auto", pop_size: int = 20, informed: float = 0.3):
-    """NSGA-II (up to 3 objectives) or NSGA-III (more) with qaev's operators
-    (``informed``: share of the first population :class:`QuantSampling` seeds from
-    sensitivity)."""
+def make_algorithm(problem: QuantizationProblem, *, name: str = "auto", pop_size: int = 20, informed: float = 0.3,
+                   predictor: bool | PredictorSettings | None = None):
+    """NSGA-II (up to 3 objectives) or NSGA-III (more) with qaev's operators.
+
+    Args:
+        problem: the problem searched.
+        name: ``auto``, ``nsga2`` or ``nsga3``.
+        pop_size: population size.
+        informed: share of the first population :class:`QuantSampling` seeds from sensitivity.
+        predictor: True (or :class:`~qaev.search.surrogate.PredictorSettings`): a drop model
+            refitted on every measured candidate chooses each generation's offspring among
+            many (:mod:`qaev.search.surrogate`); False: plain NSGA-II/III; None:
+            :data:`qaev.search.spec.PREDICTOR_DEFAULT` where the problem allows it.
+
+    Raises:
+        ConfigError: an unknown name, or a predictor for a problem it cannot serve
+            (:func:`~qaev.search.surrogate.unpredictable`).
+    """
     if name == "auto":
         name = "nsga2" if problem.n_obj <= 3 else "nsga3"
+    if name not in ("nsga2", "nsga3"):
+        raise ConfigError(f"--algorithm: {name!r} is not one of nsga2, nsga3")
     common = dict(sampling=QuantSampling(informed=informed), crossover=LayerCrossover(), mutation=NeighbourMutation(),
                   repair=HardwareRepair(), eliminate_duplicates=EffectiveDuplicateElimination(problem.space))
+    if predictor is None:
+        predictor = PREDICTOR_DEFAULT and unpredictable(problem) is None
+    if predictor is not False:
+        why = unpredictable(problem)
+        if why is not None:
+            raise ConfigError(f"--predictor: cannot be used here: {why}")
+        common["predictor"] = predictor if isinstance(predictor, PredictorSettings) else PredictorSettings()
+    cls = {"nsga2": (NSGA2, AssistedNSGA2), "nsga3": (NSGA3, AssistedNSGA3)}[name][predictor is not False]
     if name == "nsga2":
-        return NSGA2(pop_size=pop_size, **common)
-    if name == "nsga3":
-        partitions = {2: 12, 3: 6, 4: 4}.get(problem.n_obj, 3)
-        ref_dirs = get_reference_directions("das-dennis", problem.n_obj, n_partitions=partitions)
-        return NSGA3(ref_dirs=ref_dirs, pop_size=max(pop_size, len(ref_dirs)), **common)
-    raise ConfigError(f"--algorithm: {name!r} is not one of nsga2, nsga3")
+        return cls(pop_size=pop_size, **common)
+    partitions = {2: 12, 3: 6, 4: 4}.get(problem.n_obj, 3)
+    ref_dirs = get_reference_directions("das-dennis", problem.n_obj, n_partitions=partitions)
+    return cls(ref_dirs=ref_dirs, pop_size=max(pop_size, len(ref_dirs)), **common)
 
 
 def feasible_front(problem: QuantizationProblem, *, provisional: bool = False) -> list[Record]:
@@ -99,23 +128,22 @@ class _Budget(Termination):
 
 
 class _History(Callback):
-    def __init__(self, problem, scale, user: Callable | None, *, deadline: float | None = None) -> None:
+    def __init__(self, problem, scale, user: Callable | None) -> None:
         super().__init__()
-        self.problem, self.scale, self.user, self.deadline = problem, scale, user, deadline
+        self.problem, self.scale, self.user = problem, scale, user
         self.rows: list[Generation] = []
         self.start = time.perf_counter()
 
     def notify(self, algorithm) -> None:
-        if self.deadline is not None:  # from the second generation on
-            self.problem.deadline = self.deadline
-        self.record(algorithm.n_gen, provisional=self.problem.screening)
+        self.record(algorithm.n_gen, provisional=self.problem.screening,
+                    rank=getattr(algorithm, "predictor_rank", None))
 
-    def record(self, gen: int, *, provisional: bool) -> None:
+    def record(self, gen: int, *, provisional: bool, rank: float | None = None) -> None:
         front = feasible_front(self.problem, provisional=provisional)
         F = np.array([self.problem.objective_vector(r) for r in front]).reshape(-1, self.problem.n_obj)
         row = Generation(gen=gen, evaluations=self.problem.n_evaluated, cache_hits=self.problem.store.hits,
                          front_size=len(front), hypervolume=hypervolume(F, self.scale),
-                         elapsed_s=time.perf_counter() - self.start, provisional=provisional)
+                         elapsed_s=time.perf_counter() - self.start, provisional=provisional, predictor_rank=rank)
         self.rows.append(row)
         if self.user is not None:
             self.user(row, front)
@@ -123,7 +151,7 @@ class _History(Callback):
 
 def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 20, n_gen: int = 10, seed: int = 0,
              callback: Callable[[Generation, list[Record]], None] | None = None, verbose: bool = False,
-             deadline: float | None = None) -> SearchResult:
+             deadline: float | None = None, predictor: bool | None = None) -> SearchResult:
     """Search ``problem`` with pymoo and return the front over every evaluated candidate.
 
     Args:
@@ -135,8 +163,11 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
         callback: called after every generation with the history row and the current front
             (and, for a screening search, once more with the fully measured front).
         verbose: pymoo's own per-generation printout.
-        deadline: ``time.monotonic()`` after which no candidate starts, from the second
-            generation on (the first, the warm start, is always measured).
+        deadline: ``time.monotonic()`` after which no candidate starts (once one has been
+            measured); the warm start's candidates come first, so they are the ones measured.
+        predictor: with an ``algorithm`` name, whether a drop model refitted on every
+            measured candidate chooses each generation's offspring (:func:`make_algorithm`);
+            None: the default where the problem allows it.
 
     Example:
         >>> from qaev.problems import get_problem
@@ -144,47 +175,16 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
         >>> len(result.front) >= 1 and result.history[-1].gen == 2
         True
     """
-    algo = make_algorithm(problem, name=algorithm, pop_size=pop_size) if isinstance(algorithm, str) else algorithm
+    algo = (make_algorithm(problem, name=algorithm, pop_size=pop_size, predictor=predictor)
+            if isinstance(algorithm, str) else algorithm)
     floats = problem.float_objectives()
     scale = [problem.evaluator.float_value if n == "acc_drop" else floats[n] for n in problem.objectives]
-    history = _History(problem, scale, callback, deadline=deadline)
+    history = _History(problem, scale, callback)
+    if deadline is not None:
+        problem.deadline = deadline
     res = pymoo_minimize(problem, algo, _Budget(n_gen, problem), seed=seed, callback=history, verbose=verbose,
                          copy_algorithm=True)
     if problem.screening:  # the search ran on first-stage values: measure its promising candidates fully
         problem.finish()
         history.record(history.rows[-1].gen if history.rows else n_gen, provisional=False)
     return SearchResult(front=feasible_front(problem), history=history.rows, float_objectives=floats, pymoo_result=res)
-
-
-def measure_exported(problem: QuantizationProblem, front: list[Record], *, progress=None) -> list[Record]:
-    """Re-measure every front point on the file a user ships (:func:`qaev.quantize.export_model`),
-    on the search split and, when the problem has one, on the validation split.
-
-    Where a layer's weights are stored as native INT4 with static activations, ONNX Runtime
-    computes the exported layer in float while the evaluation graph runs a fused int8
-    kernel, so the two can round a few outputs differently. The reported ``metric`` and
-    ``acc_drop`` are those of the exported model (what ``qaev apply`` + ``qaev evaluate``
-    reproduce exactly); the search-time value stays in ``search_metric``. ``progress`` is
-    called with (done, total) after each point.
-    """
-    from dataclasses import replace
-
-    from qaev.config import QuantConfig
-    from qaev.quantize import export_model
-
-    if "acc_drop" not in problem.objectives:
-        return list(front)
-    out = []
-    validator = getattr(problem, "validator", None)
-    for k, record in enumerate(front):
-        data = export_model(problem.quantizer, QuantConfig.from_dict(record.config)).SerializeToString()
-        value = problem.evaluator.measure(data).value
-        objectives = {**record.objectives, "acc_drop": problem.evaluator.drop(value)}
-        checked = {}
-        if validator is not None:
-            metric = validator.measure(data).value
-            checked = {"validation_metric": metric, "validation_drop": validator.drop(metric)}
-        out.append(replace(record, metric=value, objectives=objectives, search_metric=record.metric, **checked))
-        if progress is not None:
-            progress(k + 1, len(front))
-    return out

@@ -14,6 +14,7 @@ import numpy as np
 from pymoo.core.problem import Problem
 
 from qaev.config import QuantConfig
+from qaev.errors import ConfigError
 from qaev.evaluation.candidates import CandidateEvaluator
 from qaev.evaluation.evaluator import Evaluator
 from qaev.evaluation.scoring import FAILED, Scoring
@@ -188,9 +189,9 @@ class QuantizationProblem(Problem):
         keys = [c.key() for c in configs]
         todo: dict[str, QuantConfig] = {}
         for key, config in zip(keys, configs):
-            if key not in self.store and key not in todo:
+            if not self._known(key) and key not in todo:
                 todo[key] = config
-            elif key in self.store:
+            elif key not in todo:
                 self.store.hits += 1
         if todo and self.screening:  # decided here, before any candidate (a model it cannot run fails now)
             self.simulator  # noqa: B018
@@ -226,8 +227,23 @@ class QuantizationProblem(Problem):
         return {}
 
     def out_of_time(self) -> bool:
-        """Whether the run's :attr:`deadline` has passed."""
-        return self.deadline is not None and time.monotonic() > self.deadline
+        """Whether the run's :attr:`deadline` has passed (never before one candidate has
+        been measured: a run always has something to show)."""
+        return (self.deadline is not None and time.monotonic() > self.deadline
+                and any(record.ok for record in self.store.records()))
+
+    def _known(self, key: str) -> bool:
+        """Whether the store answers ``key``: a record carrying every objective the search
+        needs, or a failure, except one that timed out under a shorter limit than this
+        run's (it is evaluated again)."""
+        record = self.store.peek(key)
+        if record is None:
+            return False
+        if record.limit_s is not None:
+            limit = getattr(self.runner, "timeout", None)
+            return limit is not None and limit <= record.limit_s
+        needed = {*self.objectives, *(name for name, _ in self.scoring.constraints.values())}
+        return not record.ok or needed <= set(record.objectives)
 
     def compute(self, config: QuantConfig, *, front: np.ndarray | None = None,
                 head: tuple[np.ndarray, int] | None = None, prepared=None) -> Record:
@@ -262,6 +278,31 @@ class QuantizationProblem(Problem):
             self._keep(record)
             count += 1
         return count
+
+    def decode(self, x) -> QuantConfig:
+        """The config a pymoo solution vector stands for, e.g. a row of ``res.X`` (real genes
+        are rounded and clipped as the search does): the config the search measured, so
+        :meth:`evaluate_config` answers from the memo; :func:`qaev.export_model` takes it as
+        it is, and ``problem.quantizer.resolve(config)`` adds the calibrated ranges a
+        self-contained file (:func:`qaev.save_config`) records.
+
+        Raises:
+            ConfigError: ``x`` is not one vector of ``n_var`` genes.
+
+        Example:
+            >>> from qaev.problems import get_problem
+            >>> from qaev.search import minimize
+            >>> problem = get_problem("digits", eval=64)
+            >>> res = minimize(problem, pop_size=6, n_gen=1, seed=1).pymoo_result
+            >>> config = problem.decode(np.atleast_2d(res.X)[0])
+            >>> record = problem.evaluate_config(config)  # the search measured it: from the memo
+            >>> bool(np.allclose(problem.objective_vector(record), np.atleast_2d(res.F)[0]))
+            True
+        """
+        x = np.asarray(x, dtype=float)
+        if x.shape != (self.n_var,):
+            raise ConfigError(f"decode: expected one solution vector of {self.n_var} genes, got shape {x.shape}")
+        return self.space.decode(x)
 
     # -- reference values ---------------------------------------------------------------
     def float_objectives(self) -> dict[str, float]:

@@ -47,18 +47,24 @@ _OPTIONS = {"w_bits": "w_bits", "act": "acts", "granularity": "granularities", "
             "scale_rule": "scale_rules"}
 
 
-def _matches(pattern: str, name: str) -> bool:
-    if pattern.startswith("re:"):
-        return re.search(pattern[3:], name) is not None
-    return pattern == name
+def _matcher(pattern: str, what: str):
+    if not pattern.startswith("re:"):
+        return lambda name: name == pattern
+    try:
+        regex = re.compile(pattern[3:])
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise ConfigError(f"{what}: selector {pattern!r} is not a valid regular expression ({exc})") from None
+    return lambda name: regex.search(name) is not None
 
 
 def select_layers(patterns: Sequence[str], names: Sequence[str], what: str) -> set[str]:
     """The ``names`` that ``patterns`` select (exact names or ``re:<regex>``); a pattern
-    selecting nothing is a :class:`ConfigError` naming ``what``."""
+    selecting nothing, or an invalid regular expression, is a :class:`ConfigError` naming
+    ``what``."""
     chosen: set[str] = set()
     for pattern in patterns:
-        hits = {n for n in names if _matches(pattern, n)}
+        matches = _matcher(pattern, what)
+        hits = {n for n in names if matches(n)}
         if not hits:
             raise ConfigError(f"{what}: selector {pattern!r} matches no layer (use a layer name or 're:<regex>')")
         chosen |= hits

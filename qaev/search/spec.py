@@ -9,6 +9,7 @@ it; a run directory records it (``settings.json``). Dicts exist only at the JSON
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
@@ -24,6 +25,10 @@ from qaev.model.session import ORT_LEVELS
 __all__ = ["ProblemSource", "ModelSource", "SpaceSpec", "EvalSettings", "SearchSettings", "RunSpec", "SPEC_VERSION"]
 
 SPEC_VERSION = 1
+#: Whether a search lets the predictor choose its offspring unless told otherwise (on: on
+#: the bundled digits problem it reaches a given front quality in about half the real
+#: evaluations; ``tests/search/test_predictor.py``).
+PREDICTOR_DEFAULT = True
 
 
 def _check_keys(cls, data, where: str) -> None:
@@ -197,6 +202,9 @@ class SearchSettings:
             first population along the greedy lowering path (None: the free weight-error proxy).
         sensitivity_sha256: the file's hash, recorded so a resume seeds the same way.
         time_minutes: wall-time budget of the whole run (None: ``generations`` decide).
+        predictor: a drop model refitted on every measured candidate chooses each
+            generation's offspring among many (:mod:`qaev.search.surrogate`), where the
+            problem allows it (acc_drop an objective, every other one computed, not measured).
     """
 
     algorithm: str = "auto"
@@ -206,6 +214,7 @@ class SearchSettings:
     sensitivity: str | None = None
     sensitivity_sha256: str | None = None
     time_minutes: float | None = None
+    predictor: bool = PREDICTOR_DEFAULT
 
     def __post_init__(self) -> None:
         if self.algorithm not in ("auto", "nsga2", "nsga3"):
@@ -216,6 +225,8 @@ class SearchSettings:
                 raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed: expected a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.predictor, bool):
+            raise ConfigError(f"predictor: expected true or false, got {self.predictor!r}")
         if self.time_minutes is not None and not (isinstance(self.time_minutes, (int, float))
                                                   and 0 < self.time_minutes < float("inf")):
             raise ConfigError(f"time: expected a positive number of minutes, got {self.time_minutes!r}")
@@ -253,6 +264,9 @@ class RunSpec:
             raise ConfigError(f"version: {self.version!r} is not supported (expected {SPEC_VERSION})")
         object.__setattr__(self, "objectives", tuple(self.objectives))
         object.__setattr__(self, "constraints", MappingProxyType(dict(self.constraints)))
+        for name, bound in self.constraints.items():
+            if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound):
+                raise ConfigError(f"--{str(name).replace('_', '-')}: expected a finite number, got {bound!r}")
 
     def __reduce__(self):
         # pickled (to workers) through the JSON form: the read-only mappings do not pickle

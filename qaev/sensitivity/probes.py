@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from qaev.documents import parse_document
 from qaev.evaluation import metrics
 from qaev.config import ACT_SETTINGS, ActMode, LayerConfig, QuantConfig
 from qaev.errors import ConfigError, QaevError
@@ -190,10 +191,7 @@ class SensitivityTable:
         Raises:
             ConfigError: not a sensitivity table, or of another version.
         """
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"sensitivity table: not JSON ({exc})") from None
+        data = parse_document(text, where="sensitivity table", fmt="json")
         if not isinstance(data, dict) or data.pop("schema", None) != "qaev.sensitivity/1":
             raise ConfigError("sensitivity table: missing schema 'qaev.sensitivity/1'")
         if data.get("version") != SENSITIVITY_VERSION:
@@ -232,7 +230,7 @@ def output_sqnr(problem, config: QuantConfig, n: int | None) -> float:
     """First-output SQNR in dB of ``config`` against the float model on the first ``n``
     evaluation samples (None: all; 0: NaN; ``inf`` when nothing is quantized; NaN when the
     model cannot be built or run)."""
-    from qaev.model.session import make_session, run_batches
+    from qaev.model.session import make_session
 
     if n == 0:
         return math.nan
@@ -242,7 +240,7 @@ def output_sqnr(problem, config: QuantConfig, n: int | None) -> float:
     data = evaluator.data if n is None or not hasattr(evaluator.data, "head") else evaluator.data.head(n)
     try:
         session = make_session(problem.quantizer.build(config), threads=evaluator.threads)
-        out = run_batches(session, data.batches(batch_size=evaluator.batch_size), reduce=evaluator.metric.reduce)
+        out = evaluator.run(session, data.batches(batch_size=evaluator.batch_size))
     except QaevError:
         return math.nan
     return metrics.sqnr_db(out, evaluator.reference[:len(out)])

@@ -25,7 +25,7 @@ def run(compare, tmp_path_factory):
 def test_every_method_is_reported_within_the_budget(compare, run, capsys):
     doc, _ = run
     methods = {m["method"]: m for m in doc["methods"]}
-    assert list(methods) == list(compare.METHODS)
+    assert list(methods) == [m for m in compare.METHODS if m != "qaev_default"]  # a budget run: the timed one left out
     for m in methods.values():
         assert 0 < m["passes"] <= 40, m["method"]  # a full evaluation is one pass of the search split
         if m["method"] in ("qaev_informed", "ilp"):  # probes on a few samples, charged rounded up
@@ -120,3 +120,15 @@ def test_test_split_measures_the_same_on_several_threads(compare):
     assert two.count == len({one._key(p) for p in points}) and two.count >= 8
     assert {one._key(p): one.measure(p) for p in points} == two.memo
     assert one.errors == two.errors and one.error(points[0]) == two.errors[one._key(points[0])]
+
+
+def test_a_timed_run_gives_each_method_the_same_wall_time_and_the_default_space(compare, tmp_path):
+    out = tmp_path / "timed"
+    assert compare.main(["--problem", "digits", "--time", "0.05", "--methods", "qaev_default,uniform,greedy",
+                         "--seed", "1", "--test-workers", "1", "--out", str(out)]) == 0
+    doc = json.loads((out / "compare.json").read_text())
+    methods = {m["method"]: m for m in doc["methods"]}
+    assert list(methods) == ["qaev_default", "uniform", "greedy"]
+    assert all(m["points"] for m in methods.values())
+    assert "noise probes" in methods["qaev_default"]["notes"][0]
+    assert doc["env"]["time_minutes"] == 0.05 and doc["env"]["searched_space"]["roundings"] == ["gptq"]

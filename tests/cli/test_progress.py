@@ -35,6 +35,7 @@ def test_bar_mode_off_a_terminal_prints_one_line_per_generation(tmp_path, capsys
     assert [g.split()[1] for g in gens] == ["1/3", "2/3", "3/3"]
     assert all("HV" in g and "hits" in g and "best (drop/MB)" in g for g in gens)
     assert "Pareto front" in out and out.rstrip().splitlines()[-1].startswith("wrote ")
+    assert "MB by bits" in out and "file MB" in out and "<- recommended" in out  # both sizes, named
 
 
 def test_quiet_prints_only_the_final_line(tmp_path, capsys):
@@ -68,10 +69,11 @@ def test_bar_on_a_terminal_shows_counts_and_best_points():
              Record(key="b", objectives={"acc_drop": 0.0, "size_mb": 0.02}, metric=95.0, config={})]
     for gen in (1, 2):
         progress(Generation(gen=gen, evaluations=6 * gen, cache_hits=gen - 1, front_size=2, hypervolume=0.5,
-                            elapsed_s=float(gen)), front)
+                            elapsed_s=float(gen), predictor_rank=None if gen == 1 else 0.834), front)
     progress.close()
     text = err.getvalue()
     assert "gen 2/2" in text and "evals 12" in text and "hits 1" in text and "5/0.01" in text
+    assert "HV 0.5000  0:01<" in text and "HV 0.5000  pred. rank 0.83  0:02<" in text  # no rank: none shown
 
 
 def test_best_tradeoffs_spread_along_the_second_objective():
@@ -79,3 +81,22 @@ def test_best_tradeoffs_spread_along_the_second_objective():
              for i in range(10)]
     best = best_tradeoffs(front, ["acc_drop", "size_mb"], levels=4)
     assert [b["objectives"]["size_mb"] for b in best] == [0.0, 0.03, 0.06, 0.09]
+
+
+def test_every_abbreviation_of_the_progress_line_is_explained_once():
+    err = io.StringIO()
+    progress = make_progress("bar", total_generations=2, objectives=["acc_drop", "size_mb"], err=err, out=io.StringIO())
+    progress.begin("searching")
+    front = [Record(key="a", objectives={"acc_drop": 5.0, "size_mb": 0.01}, metric=90.0, config={})]
+    for gen in (1, 2):
+        progress(Generation(gen=gen, evaluations=6 * gen, cache_hits=0, front_size=1, hypervolume=0.5,
+                            elapsed_s=float(gen), predictor_rank=0.5), front)
+    lines = err.getvalue().splitlines()
+    legends = [line for line in lines if line.startswith("progress line: ")]
+    assert len(legends) == 1 and lines.index(legends[0]) < min(i for i, x in enumerate(lines) if x.startswith("gen "))
+    line = next(x for x in lines if x.startswith("gen 2/2"))
+    for word in ("gen", "evals", "hits", "front", "HV", "pred. rank", "best"):
+        assert word in line and f"{word}: " in legends[0], word
+    for short, name in (("drop", "acc_drop"), ("MB", "size_mb")):
+        assert f"({short}/" in line or f"/{short})" in line
+        assert f"{short} = {name}" in legends[0]

@@ -287,7 +287,9 @@ def _tiny_model(path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), path)
 
 
-def test_cli_list_show_estimate(tmp_path):
+def test_cli_list_show_estimate(tmp_path, capsys):
+    from qaev.cli.main import main
+
     runner = CliRunner()
     out = runner.invoke(hardware, ["list"])
     assert out.exit_code == 0 and all(name in out.output for name in TABLES)
@@ -304,5 +306,6 @@ def test_cli_list_show_estimate(tmp_path):
     data = json.loads(out.output)
     assert data["kind"] == "estimate" and data["batch"] == 2 and data["rows"][0]["macs"] == 2 * 16 * 8
     assert data["fallbacks"] == [["fc", "w4a8", "wfloatafloat"]]
-    out = runner.invoke(hardware, ["estimate", str(config), str(model), "--hardware", "tpu"])
-    assert out.exit_code == 2 and "unknown target 'tpu'" in out.output
+    code = main(["hardware", "estimate", str(config), str(model), "--hardware", "tpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("qaev: error:") and "unknown target 'tpu'" in err

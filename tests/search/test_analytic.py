@@ -65,7 +65,8 @@ def test_noise_drop_falls_with_bits_and_scales_to_its_reference():
 
 def _search(seed: int):
     problem = _problem()
-    pymoo_minimize(problem, make_algorithm(problem, pop_size=12), ("n_gen", 4), seed=seed, copy_algorithm=True)
+    algorithm = make_algorithm(problem, pop_size=12, predictor=False)
+    pymoo_minimize(problem, algorithm, ("n_gen", 4), seed=seed, copy_algorithm=True)
     return problem
 
 

@@ -24,6 +24,7 @@ import onnx
 from qaev.config import CalibMethod
 from qaev.quantize.calibration.registry import calibration_entry, get_calibration
 from qaev.errors import ConfigError, DataError, ModelError
+from qaev.files import npz_bytes, write_cache
 
 __all__ = ["ActivationStats"]
 
@@ -215,19 +216,17 @@ class ActivationStats:
         return {t: self.range(t, method, bits, symmetric=symmetric, percentile=percentile) for t in tensors}
 
     def save(self, path) -> None:
-        """Write histograms, min/max and the memo to one ``.npz`` file at exactly ``path``.
+        """Write histograms, min/max and the memo to one ``.npz`` file at exactly ``path``,
+        atomically (a cache: a failed write is a warning).
 
         No pickle: arrays plus one JSON string (tensor names, bins, memoised ranges).
         """
         hs = [self._hists[n] for n in self.tensors]
         memo = [[*k, lo, hi] for k, (lo, hi) in self._memo.items()]
         meta = {"version": _FORMAT_VERSION, "bins": self._bins, "tensors": list(self.tensors), "memo": memo}
-        with open(path, "wb") as f:
-            np.savez(
-                f, counts=np.stack([h.counts for h in hs]), radius=np.array([h.radius for h in hs]),
-                lo=np.array([h.lo for h in hs]), hi=np.array([h.hi for h in hs]),
-                meta=np.array(json.dumps(meta)),
-            )
+        write_cache(path, npz_bytes(
+            counts=np.stack([h.counts for h in hs]), radius=np.array([h.radius for h in hs]),
+            lo=np.array([h.lo for h in hs]), hi=np.array([h.hi for h in hs]), meta=np.array(json.dumps(meta))))
 
     @classmethod
     def load(cls, path) -> "ActivationStats":
