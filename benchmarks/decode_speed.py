@@ -9,7 +9,7 @@ the problem's first test window (:func:`qaev.evaluation.decode.generate`): one O
 the rounds interleaved (float, then each model, again) and the median round kept, so drift
 in the machine's load hits all alike. Models: float; uniform int8 (8-bit per-channel
 weights, activations quantized at run time: dynamic int8); uniform 4-bit (block-32
-weight-only, round to nearest, exported as MatMulNBits at accuracy levels 0 and 4); and the
+weight-only, round to nearest: at accuracy level 0 folded to float weights, at 4 MatMulNBits); and the
 ``--points`` of a run directory, exported as they ship (with the run's calibration data
 where they need it). Speed does not depend on how the weights were rounded. Prints tokens/s,
 ms per token, the speed-up over float, size by bit count, how many generated tokens equal
