@@ -17,12 +17,12 @@ from qaev.cli.helptext import show_flag_defaults
 from qaev.cli.data import resolve_data
 from qaev.cli.written import write_model
 from qaev.cli.options import (CALIBRATION_CHOICE, compact_names_option, data_options, data_options_from,
-                              layer_config_from, output_file)
+                              layer_config_from, nbits_accuracy_option, output_file)
 from qaev.config import CalibMethod, RoundingInputs, ScaleRule
 from qaev.config_io import load_config, load_layer_settings, save_config
 from qaev.data import digits_model_path
 from qaev.errors import ConfigError, DataError, Interrupted, QaevError
-from qaev.evaluation.evaluator import Evaluator
+from qaev.evaluation.evaluator import Evaluator, get_metric
 from qaev.model.graph import FloatModel, load_model, read_model_file
 from qaev.quantize.footprint import sizes_of
 from qaev.quantize import Quantizer, export_model, uniform_config
@@ -77,6 +77,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--freeze", type=click.Path(path_type=Path), default=None, show_default="none",
               help="YAML/JSON file mapping layer selectors (name or re:REGEX) to their own settings, e.g. "
                    "'re:word_embeddings: {w_bits: 2, act: float, rounding: codebook}'; the rest take the uniform one.")
+@nbits_accuracy_option
 @data_options
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, callback=output_file,
               help="Output .onnx.")
@@ -86,8 +87,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--no-eval", is_flag=True, help="Skip measuring the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, calibration, pow2_scales, rounding,
-             bias_correction, weight_range, rounding_inputs, exclude, freeze, out, compact_names, save_to, no_eval,
-             as_json, **kwargs) -> None:
+             bias_correction, weight_range, rounding_inputs, exclude, freeze, nbits_accuracy, out, compact_names,
+             save_to, no_eval, as_json, **kwargs) -> None:
     """Uniform quantization of every layer (the one-shot baseline); --exclude and --freeze
     set some layers apart."""
     resolved = resolve_data(model, problem, kwargs)
@@ -99,7 +100,7 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     quantizer = Quantizer.calibrated(float_model, resolved.calib)
     config = uniform_config(quantizer.layers, layer_cfg, calibration=CalibMethod(calibration),
                             scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)
-    config = replace(config, rounding_inputs=RoundingInputs(rounding_inputs))
+    config = replace(config, rounding_inputs=RoundingInputs(rounding_inputs), nbits_accuracy=nbits_accuracy)
     config = set_apart(config, quantizer.layers, exclude=exclude,
                        frozen=load_layer_settings(freeze) if freeze is not None else None)
     config = quantizer.resolve(config)
@@ -115,9 +116,12 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
         summary["config"] = str(save_to)
     if not no_eval:
         evaluator = Evaluator(float_model, resolved.held_out, metric=resolved.metric)
-        measured = evaluator.measure(quantizer.build(config))
+        measured = evaluator.measure(quantizer.build(config), keep_outputs=True)
         summary.update(metric=resolved.metric, value=measured.value, float=evaluator.float_value, n=measured.n,
                        drop=evaluator.drop(measured.value))
+        also = evaluator.companions(measured.outputs)  # metrics of the same rows: bits per byte beside perplexity
+        if also:
+            summary["also"] = also
     if as_json:
         click.echo(json.dumps(summary))
         return
@@ -128,8 +132,10 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     if save_to:
         click.echo(f"wrote config {save_to}")
     if "value" in summary:
+        unit = " % of float" if get_metric(resolved.metric).relative else ""
+        others = "".join(f"; {name} {value:.4f}" for name, value in summary.get("also", {}).items())
         click.echo(f"{resolved.metric}: {summary['value']:.2f} (float {summary['float']:.2f}, "
-                   f"drop {summary['drop']:.2f}, n={summary['n']}, measured)")
+                   f"drop {summary['drop']:.2f}{unit}, n={summary['n']}, measured{others})")
 
 
 @cli.command()
@@ -209,10 +215,11 @@ def evaluate(model, problem, reference, as_json, latency_batch, **kwargs) -> Non
 
 def _report_measure(evaluator: Evaluator, raw: onnx.ModelProto, path: Path, as_json: bool,
                     latency_batch: int | None = None) -> None:
-    measured = evaluator.measure(raw.SerializeToString())
+    measured = evaluator.measure(raw.SerializeToString(), keep_outputs=True)
     metric = evaluator.metric.name
+    also = evaluator.companions(measured.outputs)
     result = {"metric": metric, "value": measured.value, "n": measured.n, "model": str(path),
-              "inference_s": round(measured.inference_s, 4)}
+              "inference_s": round(measured.inference_s, 4), **({"also": also} if also else {})}
     if latency_batch is not None:
         from qaev.evaluation.latency import host_latency_ms
 
@@ -226,7 +233,8 @@ def _report_measure(evaluator: Evaluator, raw: onnx.ModelProto, path: Path, as_j
     else:
         latency = (f"; host latency {result['host_latency_ms']:.2f} ms (batch {latency_batch}, measured)"
                    if latency_batch is not None else "")
-        click.echo(f"{metric}: {measured.value:.4f}  (n={measured.n}, measured on {path}){latency}")
+        others = "".join(f"  {name}: {value:.4f}" for name, value in also.items())
+        click.echo(f"{metric}: {measured.value:.4f}{others}  (n={measured.n}, measured on {path}){latency}")
 
 
 def _register() -> None:

@@ -11,7 +11,7 @@ from qaev.errors import ConfigError
 from qaev.data.tasks import TASKS, DataOptions
 
 __all__ = ["data_options", "data_options_from", "parse_shape", "layer_config_from", "csv_list", "bit_list",
-           "compact_names_option", "output_file"]
+           "compact_names_option", "nbits_accuracy_option", "output_file"]
 
 
 def csv_list(text: str | None) -> list[str]:
@@ -84,7 +84,7 @@ def data_options(func):
                      help="fidelity: NAME=1x3x224x224 for dynamic dims; repeatable."),
         click.option("--metric", default=None,
                      show_default="top1 with labels; else agreement for one [N, classes] output, sqnr_db otherwise",
-                     help="top1, top5, agreement, kl or sqnr_db."),
+                     help="top1, top5, agreement, kl, sqnr_db, spearman, perplexity or bits_per_byte."),
     ]
     return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
@@ -133,6 +133,15 @@ CALIBRATION_CHOICE = click.Choice([m.value for m in CalibMethod])
 compact_names_option = click.option(
     "--compact-names", is_flag=True,
     help="Short internal tensor names and blank node names in the written file (smaller; same outputs).")
+
+#: ``--nbits-accuracy`` of the commands that build block-wise weight-only models.
+nbits_accuracy_option = click.option(
+    "--nbits-accuracy", type=click.IntRange(0, 4), default=0, show_default=True,
+    help="ONNX Runtime accuracy_level of block-wise weight-only MatMuls of <= 4 bits between float activations: "
+         "0 (default) folds their "
+         "weights to float when the session loads; 1-4 run them as MatMulNBits at that level (4 quantizes their "
+         "inputs to int8 per block inside the kernel: faster per decoded token on x86 CPUs, a small added error). "
+         "Evaluated and exported alike.")
 
 
 def output_file(ctx, param, value: Path | None) -> Path | None:

@@ -11,7 +11,7 @@ import click
 from qaev.cli import notes, signals
 from qaev.cli.data import data_source
 from qaev.cli.helptext import GroupedCommand
-from qaev.cli.options import bit_list, csv_list, data_options
+from qaev.cli.options import bit_list, csv_list, data_options, nbits_accuracy_option
 from qaev.cli.progress import legend_text, make_progress
 from qaev.config_io import load_layer_settings
 from qaev.evaluation.staging import Finish, Staging
@@ -69,7 +69,7 @@ _BIAS = {"off": (False,), "on": (True,), "both": (False, True)}
 
 
 def space_spec(*, w_bits=None, acts=None, granularity=None, calibrations=None, exclude=(), roundings=None,
-               bias_correction=None, weight_range=None, symmetry=None, freeze=None) -> SpaceSpec:
+               bias_correction=None, weight_range=None, symmetry=None, freeze=None, nbits_accuracy=0) -> SpaceSpec:
     """The search space of the CLI's text options; an option not given stays unset (None)
     and the preset's default for the model's family fills it when the problem is built."""
     frozen = ({selector: cfg.to_dict() for selector, cfg in load_layer_settings(freeze).items()}
@@ -80,7 +80,7 @@ def space_spec(*, w_bits=None, acts=None, granularity=None, calibrations=None, e
                      exclude=tuple(exclude) if exclude else None, roundings=given(roundings, csv_list),
                      bias_corrections=None if bias_correction is None else _BIAS[bias_correction],
                      weight_range=weight_range, symmetric=None if symmetry is None else tuple(SYMMETRY[symmetry]),
-                     frozen=frozen, scale_rules=None)
+                     frozen=frozen, scale_rules=None, nbits_accuracy=nbits_accuracy)
 
 
 def _space_options(func):
@@ -105,6 +105,7 @@ def _space_options(func):
         click.option("--symmetry", type=click.Choice(list(SYMMETRY)), default=None,
                      help="Weight grids: symmetric (2^b - 1 levels, zero point 0), asymmetric (all 2^b levels and "
                           "a zero point per scale group), or searched per layer." + auto),
+        nbits_accuracy_option,
         click.option("--exclude", multiple=True, show_default="none",
                      help="Keep these layers float (name or re:REGEX); repeatable."),
         click.option("--freeze", type=click.Path(path_type=Path), default=None, show_default="none",
@@ -174,7 +175,7 @@ SECTIONS = (
     ("Image preprocessing (--task imagenet)", ("size", "crop_pct", "mean", "std", "resample")),
     ("Goal: objectives and constraints", ("preset", "objectives", "hardware", *constraints(), "validation")),
     ("Search space", ("w_bits", "acts", "granularity", "calibrations", "roundings", "bias_correction", "weight_range",
-                      "symmetry", "exclude", "freeze")),
+                      "symmetry", "nbits_accuracy", "exclude", "freeze")),
     ("Search", ("algorithm", "pop", "generations", "time_minutes", "sensitivity_spec", "predictor", "staged",
                 "screen_on")),
     ("Evaluation", ("ort_level", "workers", "dask_address", "timeout")),
@@ -230,7 +231,7 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ti
     bounds = {name: kwargs.pop(name) for name in constraints()}
     space = space_spec(**{k: kwargs.pop(k) for k in ("w_bits", "acts", "granularity", "calibrations", "exclude",
                                                      "roundings", "bias_correction", "weight_range", "symmetry",
-                                                     "freeze")})
+                                                     "freeze", "nbits_accuracy")})
     seed = kwargs["seed"]
     source, metric = data_source(model, problem, kwargs)
     simulate = {"auto": None, "simulator": True, "model": False}[screen_on]

@@ -35,13 +35,13 @@ from qaev.quantize.folded import WeightSource, weight_source
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.lookup import gathers_first, pack_bits
 from qaev.quantize.names import compact_names
-from qaev.quantize.plan import ActivationPlan, activation_plan
+from qaev.quantize.plan import activation_plan, runs_as_nbits
 from qaev.quantize.qdq import quantized_weight
 from qaev.quantize.rounding.registry import rounding_entry
 from qaev.quantize.quantizer import Quantizer
 from qaev.quantize.weights import QuantizedWeight
 
-__all__ = ["export_model"]
+__all__ = ["export_model", "exports_nbits"]
 
 _MS_DOMAIN = "com.microsoft"
 
@@ -55,7 +55,8 @@ def _narrowed(tensor: onnx.TensorProto, bits: int) -> onnx.TensorProto:
     return numpy_helper.from_array(values.astype(np.int8).astype(_NARROW[bits]), tensor.name)
 
 
-def _matmulnbits(ed: GraphEditor, layer: LayerInfo, node: onnx.NodeProto, qw: QuantizedWeight) -> None:
+def _matmulnbits(ed: GraphEditor, layer: LayerInfo, node: onnx.NodeProto, qw: QuantizedWeight, *,
+                 accuracy: int = 0) -> None:
     bits = 2 if qw.bits <= 2 else 4
     k, n = qw.q.shape
     block = qw.block_size
@@ -71,17 +72,12 @@ def _matmulnbits(ed: GraphEditor, layer: LayerInfo, node: onnx.NodeProto, qw: Qu
               ed.add_init(f"{layer.name}.scales", np.ascontiguousarray(qw.scale.T).astype(np.float32))]
     if np.any(qw.zero_point != 0):
         inputs.append(ed.add_init(f"{layer.name}.zero_points", pack_bits(zp.T, bits)))
+    extra = {"accuracy_level": accuracy} if accuracy else {}
     ed.add_node("MatMulNBits", inputs, [node.output[0]], name=f"{layer.name}.MatMulNBits", domain=_MS_DOMAIN,
-                K=k, N=n, bits=bits, block_size=block)
+                K=k, N=n, bits=bits, block_size=block, **extra)
     ed.remove(node)
 
 
-def _nbits_eligible(layer: LayerInfo, cfg, plan: ActivationPlan) -> bool:
-    """Weight-only, block-wise MatMuls of at most 4 bits beside static activations (the
-    isolated ones are folded: :mod:`qaev.quantize.folded`)."""
-    return (layer.op_type == "MatMul" and len(layer.weight_shape) == 2 and cfg.act is ActMode.FLOAT
-            and cfg.w_bits is not None and cfg.w_bits <= 4 and cfg.granularity.block_size is not None
-            and not plan.isolated(layer))
 
 
 def _stored_as_built(layer: LayerInfo, cfg) -> bool:
@@ -131,6 +127,19 @@ def _weight_dequantization(ed: GraphEditor, node: onnx.NodeProto, layer: LayerIn
     return dq
 
 
+def exports_nbits(layers, config: QuantConfig) -> bool:
+    """Whether some layer of ``config`` is written as ``MatMulNBits`` (then the exported file,
+    not the evaluation graph, is what runs at the shipped speed: ONNX Runtime fuses the
+    evaluation graph's Q/DQ groups into slower kernels at small batches)."""
+    plan = activation_plan(config, layers)
+    for layer in layers:
+        cfg = config.layer(layer.name)
+        if cfg is not None and rounding_entry(cfg.effective().rounding).on_grid \
+                and runs_as_nbits(layer, cfg, plan, config):
+            return True
+    return False
+
+
 def export_model(quantizer: Quantizer, config: QuantConfig, *, compact: bool = False) -> onnx.ModelProto:
     """The deployable model of ``config``.
 
@@ -154,10 +163,10 @@ def export_model(quantizer: Quantizer, config: QuantConfig, *, compact: bool = F
         if _stored_as_built(layer, cfg):
             continue
         node = ed.node(layer.name)
-        if _nbits_eligible(layer, cfg, plan):
+        if runs_as_nbits(layer, cfg, plan, resolved):
             dq = _weight_dequantization(ed, node, layer)
             _matmulnbits(ed, layer, node, quantized_weight(quantizer.model, layer, cfg, resolved, quantizer.weights,
-                                                           inputs=quantizer.inputs))
+                                                           inputs=quantizer.inputs), accuracy=resolved.nbits_accuracy)
             ed.remove(dq)
             continue
         source = weight_source(ed, node.input[0 if layer.op_type == "Gather" else 1], layer=layer.name)

@@ -11,8 +11,14 @@ import datetime
 from html import escape
 
 from qaev.report.gather import Point, ReportData
+from qaev.report.plots import select_points
 
-__all__ = ["render_html", "KIND_HELP"]
+__all__ = ["render_html", "KIND_HELP", "DETAIL_ROWS"]
+
+#: Per-layer tables (layers x points rows) the page holds in all; beyond it, only the
+#: points drawn in the bit map get theirs (the rest: their config file), so that a front of
+#: thousands of points over hundreds of layers stays a page a browser opens.
+DETAIL_ROWS = 20_000
 
 #: What each objective kind means, for the legend.
 KIND_HELP = {
@@ -144,8 +150,12 @@ def _layer_table(data: ReportData, point: Point) -> str:
     return f'<table class="layers"><thead>{head}</thead><tbody>{"".join(rows)}</tbody><tfoot>{foot}</tfoot></table>'
 
 
-def _point_details(data: ReportData, point: Point) -> str:
+def _point_details(data: ReportData, point: Point, *, full: bool = True, config_file: str = "") -> str:
     summary = ", ".join(f"{name} {_num(v)}" for name, v in point.objectives.items())
+    if not full:
+        return (f'<details id="point-{escape(point.id)}"><summary><b>{escape(point.id)}</b>: {escape(summary)}'
+                f'{" (exported)" if point.exported else ""}</summary><p class="note">not in the bit map; config: '
+                f'<span class="mono">{escape(config_file)}</span></p></details>')
     body = _layer_table(data, point) if point.rows else '<p class="note">no per-layer breakdown (model not found)</p>'
     return (f'<details id="point-{escape(point.id)}"><summary><b>{escape(point.id)}</b>: {escape(summary)}'
             f'{" (exported)" if point.exported else ""}</summary>{body}'
@@ -207,6 +217,20 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+def _all_details(data: ReportData) -> str:
+    """Every point's details: all with per-layer tables up to :data:`DETAIL_ROWS` rows, else
+    those of the points the bit map draws, with a note saying so."""
+    rows = sum(len(p.rows) for p in data.points)
+    shown = set(range(len(data.points))) if rows <= DETAIL_ROWS else set(select_points(data))
+    files = [p.get("config", "") for p in data.doc.get("points", [])]
+    parts = [_point_details(data, p, full=i in shown, config_file=files[i] if i < len(files) else "")
+             for i, p in enumerate(data.points)]
+    if len(shown) < len(data.points):
+        parts.insert(0, f'<p class="note">{len(data.points)} points x {len(data.layer_names)} layers: per-layer '
+                        f'tables for the {len(shown)} points of the bit map only.</p>')
+    return "".join(parts)
+
+
 def render_html(data: ReportData, *, pareto: bytes, bitmap: bytes) -> str:
     """The whole page as text.
 
@@ -216,7 +240,7 @@ def render_html(data: ReportData, *, pareto: bytes, bitmap: bytes) -> str:
         bitmap: PNG bytes of the bit map.
     """
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in data.notes)
-    details = "".join(_point_details(data, p) for p in data.points)
+    details = _all_details(data)
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>qaev report: {escape(str(data.run_dir))}</title>
