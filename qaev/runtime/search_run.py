@@ -94,6 +94,9 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
         if spec.search.time_minutes is not None:
             deadline, text = _deadline(problem, spec, start, workers=max(1, workers))
             progress.message(text)
+        if hasattr(progress, "candidate"):
+            problem.on_candidate = progress.candidate
+            progress.deadline = deadline
         result, interrupted = _search(problem, spec, out, progress, deadline=deadline)
         _check_result(problem, result, out, interrupted=interrupted)
         doc, interrupted = _write_result(out, problem, result, progress, interrupted=interrupted, spec=spec)

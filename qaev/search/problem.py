@@ -119,6 +119,9 @@ class QuantizationProblem(Problem):
         #: When set, the search's sampling seeds its informed share from the greedy
         #: lowering path over it (:class:`qaev.search.operators.QuantSampling`).
         self.sensitivity: np.ndarray | None = None
+        #: Called after each candidate measured in this process as ``(done, total, seconds)``:
+        #: candidates done of this batch (a generation), and that candidate's seconds.
+        self.on_candidate = None
         super().__init__(n_var=self.space.n_var, n_obj=len(objectives), n_ieq_constr=len(self.constraints),
                          xl=np.zeros(self.space.n_var), xu=self.space.upper().astype(float), vtype=int)
 
@@ -208,11 +211,17 @@ class QuantizationProblem(Problem):
         leaves no time for are returned unstarted."""
         skipped = {}
         prepare = partial(self.engine.prepare, screen=self.screening)
-        for config, prepared in prepared_ahead(list(todo.values()), prepare, depth=self.effective_prefetch):
+        started = time.monotonic()
+        for done, (config, prepared) in enumerate(prepared_ahead(list(todo.values()), prepare,
+                                                                 depth=self.effective_prefetch), 1):
             if self.out_of_time():
                 skipped[config.key()] = _unstarted(config)
                 continue
             self._keep(self.compute(config, front=self._race_front(), prepared=prepared))
+            if self.on_candidate is not None:
+                now = time.monotonic()
+                self.on_candidate(done, len(todo), now - started)
+                started = now
         return skipped
 
     def _evaluate_remote(self, todo: Mapping[str, QuantConfig]) -> dict[str, Record]:
@@ -222,8 +231,13 @@ class QuantizationProblem(Problem):
             raise ValueError("parallel evaluation needs the problem's remote evaluation (see qaev.runtime.parallel)")
         front = self._race_front()
         payloads = [{"config": c.to_dict(), "front": None if front is None else front.tolist()} for c in todo.values()]
-        for record in self.runner(self.remote, payloads):
+        started = time.monotonic()
+        for done, record in enumerate(self.runner(self.remote, payloads), 1):
             self._keep(Record.from_dict(record))
+            if self.on_candidate is not None:
+                now = time.monotonic()
+                self.on_candidate(done, len(payloads), now - started)
+                started = now
         return {}
 
     def out_of_time(self) -> bool:
