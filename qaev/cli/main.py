@@ -14,6 +14,7 @@ import onnx
 
 from qaev.cli import notes, signals
 from qaev.cli.helptext import show_flag_defaults
+from qaev.cli.stages import stage
 from qaev.cli.data import resolve_data
 from qaev.cli.written import write_model
 from qaev.cli.options import (CALIBRATION_CHOICE, compact_names_option, data_options, data_options_from,
@@ -97,7 +98,8 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     layer_cfg = layer_config_from(w_bits=w_bits, a_bits=a_bits, per_channel=per_channel,
                                   block=int(block) if block else None, asymmetric=asymmetric)
     layer_cfg = replace(layer_cfg, rounding=rounding, bias_correction=bias_correction, weight_range=weight_range)
-    quantizer = Quantizer.calibrated(float_model, resolved.calib)
+    with stage(f"calibrating on {len(resolved.calib)} samples"):
+        quantizer = Quantizer.calibrated(float_model, resolved.calib)
     config = uniform_config(quantizer.layers, layer_cfg, calibration=CalibMethod(calibration),
                             scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)
     config = replace(config, rounding_inputs=RoundingInputs(rounding_inputs), nbits_accuracy=nbits_accuracy)
@@ -105,8 +107,9 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
                        frozen=load_layer_settings(freeze) if freeze is not None else None)
     config = quantizer.resolve(config)
     first = next(iter(resolved.calib.batches(batch_size=float_model.fixed_batch or 1)))
-    size = write_model(export_model(quantizer, config, compact=compact_names), out, reference=float_model,
-                       sample=first)
+    with stage(f"building and writing {out}"):
+        size = write_model(export_model(quantizer, config, compact=compact_names), out, reference=float_model,
+                           sample=first)
     sizes = sizes_of(quantizer.layers, config, float_model.proto, file_bytes=size)
     summary = {"model": str(path), "out": str(out), "bytes": size, "size_mb": sizes.bit_count_mb,
                "file_mb": sizes.file_mb, "x_smaller": round(sizes.x_smaller, 4),
@@ -115,10 +118,11 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
         save_config(config, save_to)
         summary["config"] = str(save_to)
     if not no_eval:
-        evaluator = Evaluator(float_model, resolved.held_out, metric=resolved.metric)
-        measured = evaluator.measure(quantizer.build(config), keep_outputs=True)
-        summary.update(metric=resolved.metric, value=measured.value, float=evaluator.float_value, n=measured.n,
-                       drop=evaluator.drop(measured.value))
+        with stage(f"measuring the float and the quantized model on {len(resolved.held_out)} samples"):
+            evaluator = Evaluator(float_model, resolved.held_out, metric=resolved.metric)
+            measured = evaluator.measure(quantizer.build(config), keep_outputs=True)
+            summary.update(metric=resolved.metric, value=measured.value, float=evaluator.float_value, n=measured.n,
+                           drop=evaluator.drop(measured.value))
         also = evaluator.companions(measured.outputs)  # metrics of the same rows: bits per byte beside perplexity
         if also:
             summary["also"] = also
@@ -215,7 +219,8 @@ def evaluate(model, problem, reference, as_json, latency_batch, **kwargs) -> Non
 
 def _report_measure(evaluator: Evaluator, raw: onnx.ModelProto, path: Path, as_json: bool,
                     latency_batch: int | None = None) -> None:
-    measured = evaluator.measure(raw.SerializeToString(), keep_outputs=True)
+    with stage(f"measuring {path} on {len(evaluator.data)} samples"):
+        measured = evaluator.measure(raw.SerializeToString(), keep_outputs=True)
     metric = evaluator.metric.name
     also = evaluator.companions(measured.outputs)
     result = {"metric": metric, "value": measured.value, "n": measured.n, "model": str(path),
