@@ -1,25 +1,22 @@
 """The report's pictures, drawn with matplotlib's Agg canvas (no display, no pyplot state).
 
-* :func:`pareto_png`: the front in every 2-D projection of its objectives, with the float
-  model, baselines (``baselines.json``) and exported points marked.
+* :func:`pareto_png` (:mod:`qaev.report.pareto`): the front in every 2-D projection of its
+  objectives, with the float model, tolerance, baselines and exported points marked.
 * :func:`bitmap_png`: a layers x points heat map of weight bits, each cell annotated with
   the activation mode.
 """
 from __future__ import annotations
 
-import io
-import math
 import re
-from itertools import combinations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 
-from qaev.files import write_atomic
 from qaev.report.gather import ReportData, act_label
+from qaev.report.pareto import pareto_png
+from qaev.report.png import png_bytes
 
 __all__ = ["pareto_png", "bitmap_png", "select_points", "layer_groups", "BIT_LEVELS"]
 
@@ -29,99 +26,6 @@ _MAX_POINTS = 40
 #: Beyond this many layers the bit map draws thin rows labelled by group (``model.layers.12``).
 _COMPACT_LAYERS = 60
 _NUMBERED = re.compile(r"^(.*?\d+)[./_]")
-
-
-def _png(fig: Figure, path: Path | None) -> bytes:
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    data = buf.getvalue()
-    if path is not None:
-        write_atomic(path, data)
-    return data
-
-
-def _label(objective: dict, hardware: str | None) -> str:
-    text = f"{objective['name']} ({objective['unit']})"
-    if objective["name"] == "size_mb":
-        text += "\nby bit count (the exported file sizes: report.html)"
-    if objective["kind"] == "estimated":
-        text += f"\nestimate{' on ' + hardware if hardware else ''}"
-    return text
-
-
-def _float_marker(ax, x: np.ndarray, y: np.ndarray, fx: float, fy: float, x_name: str) -> None:
-    """The float model as a star, or only as a legend entry when it would squash the front."""
-    near = True
-    for values, ref in ((x, fx), (y, fy)):
-        if len(values):
-            lo, hi = float(values.min()), float(values.max())
-            span = max(hi - lo, 1e-12)
-            near = near and lo - 1.5 * span <= ref <= hi + 1.5 * span
-    if near:
-        ax.scatter([fx], [fy], marker="*", s=160, color="0.45", zorder=3, label="float model")
-    else:
-        ax.plot([], [], marker="*", ls="", ms=11, color="0.45", label=f"float model: {x_name} {fx:.4g} (off axis)")
-
-
-def _compression_axis(ax, name: str, float_ref: dict) -> None:
-    """On a ``size_mb`` axis, a second scale on top: x smaller than float (by bit count)."""
-    reference = float_ref.get(name) if name == "size_mb" else None
-    if not reference:
-        return
-    inverse = lambda v: reference / np.maximum(np.asarray(v, float), 1e-12)  # noqa: E731 - its own inverse
-    ax.secondary_xaxis("top", functions=(inverse, inverse)).set_xlabel("x smaller than float (by bit count)",
-                                                                       fontsize=8)
-
-
-def pareto_png(data: ReportData, path: Path | None = None) -> bytes:
-    """Draw the front's 2-D projections; returns the PNG bytes (also written to ``path``).
-
-    Each panel puts the later objective on x and the earlier one on y (with the default
-    objectives: size on x, accuracy drop on y). A single objective is drawn against the
-    point index.
-    """
-    objs = data.objectives
-    names = [o["name"] for o in objs]
-    pairs = list(combinations(range(len(names)), 2)) or [(0, None)]
-    ncols = min(3, len(pairs))
-    nrows = math.ceil(len(pairs) / ncols)
-    fig = Figure(figsize=(5.2 * ncols, 4.3 * nrows), layout="constrained")
-    values = np.array([[p.objectives[n] for n in names] for p in data.points], float).reshape(-1, len(names))
-    exported = np.array([p.exported for p in data.points], bool)
-    float_ref = data.doc.get("float", {})
-    for k, (yi, xi) in enumerate(pairs):
-        ax = fig.add_subplot(nrows, ncols, k + 1)
-        x = values[:, xi] if xi is not None else np.arange(len(values))
-        y = values[:, yi]
-        order = np.argsort(x, kind="stable")
-        if len(names) == 2 and len(x):
-            ax.step(x[order], y[order], where="post", color="tab:blue", alpha=0.35, lw=1)
-        ax.scatter(x, y, s=28, color="tab:blue", zorder=3, label="front point")
-        if exported.any():
-            ax.scatter(x[exported], y[exported], s=150, facecolors="none", edgecolors="tab:red", lw=1.6,
-                       zorder=4, label="exported (models/*.onnx)")
-        for i, p in enumerate(data.points):
-            ax.annotate(p.id, (x[i], y[i]), textcoords="offset points", xytext=(4, 3), fontsize=7, color="0.25")
-        if xi is not None and names[xi] in float_ref and names[yi] in float_ref:
-            _float_marker(ax, x, y, float_ref[names[xi]], float_ref[names[yi]], names[xi])
-        for j, b in enumerate(data.baselines):
-            bx = b["objectives"].get(names[xi]) if xi is not None else None
-            by = b["objectives"].get(names[yi])
-            if bx is None or by is None:
-                continue
-            ax.scatter([bx], [by], marker="X", s=90, color="black", zorder=5, label="baseline" if j == 0 else None)
-            ax.annotate(b["name"], (bx, by), textcoords="offset points", xytext=(5, -10), fontsize=8)
-        ax.set_xlabel(_label(objs[xi], data.hardware) if xi is not None else "point")
-        if xi is not None:
-            _compression_axis(ax, names[xi], float_ref)
-        ax.set_ylabel(_label(objs[yi], data.hardware))
-        ax.grid(True, alpha=0.3)
-        if k == 0:
-            ax.legend(fontsize=7, loc="best")
-    fig.suptitle(f"Pareto front: {len(data.points)} points ({data.doc.get('metric', '?')}, "
-                 f"{data.doc.get('evaluations', '?')} evaluations)", fontsize=11)
-    return _png(fig, path)
 
 
 def select_points(data: ReportData, *, limit: int = _MAX_POINTS) -> list[int]:
@@ -223,4 +127,4 @@ def bitmap_png(data: ReportData, path: Path | None = None) -> bytes:
     cells = ("dot: activations quantized (dynamic or static)" if compact else
              "cell: w<bits> (wf float) / activations a<bits>, dyn8 dynamic int8, af float")
     ax.set_title(f"Weight bits per layer ({len(layers)} layers{shown})\n{cells}", fontsize=9)
-    return _png(fig, path)
+    return png_bytes(fig, path)
