@@ -209,8 +209,8 @@ def draw_pareto(fig: Figure, data: ReportData) -> list:
     return axes
 
 
-def pareto_png(data: ReportData, path: Path | None = None) -> bytes:
-    """:func:`draw_pareto` as PNG bytes (also written to ``path``)."""
+def pareto_png(data: ReportData, path: Path | None = None, *, dpi: int = 110) -> bytes:
+    """:func:`draw_pareto` as PNG bytes at ``dpi`` (also written to ``path``)."""
     fig = Figure(layout="constrained")
     draw_pareto(fig, data)
-    return png_bytes(fig, path)
+    return png_bytes(fig, path, dpi=dpi)

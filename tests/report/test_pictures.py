@@ -70,3 +70,19 @@ def test_the_compression_scale_has_round_ratios():
 def test_label_order_names_every_point_once_recommended_first(n):
     order = label_order(_data([0.0] * n, list(range(n, 0, -1)), recommended=f"p{n - 1:02d}"))
     assert sorted(order) == list(range(n)) and order[0] == n - 1
+
+
+def test_readable_names_keep_the_block_number_and_the_last_parts():
+    from qaev.report.plots import readable_names
+
+    names = readable_names(["/encoder/layer.0/attention/self/query/MatMul", "/encoder/layer.11/output/dense/MatMul"])
+    assert names == ["layer.0/.../self/query/MatMul", "layer.11/output/dense/MatMul"]
+    assert all(len(n) <= 32 for n in readable_names(["x" * 80, "/a/" + "b" * 70]))
+
+
+@pytest.mark.parametrize("layers,points,panels", [(50, 2, 2), (60, 20, 2), (12, 6, 1), (226, 40, 1)])
+def test_the_bit_map_wraps_a_long_narrow_list_and_stays_under_16_inches(layers, points, panels):
+    from qaev.report.plots import _COMPACT_LAYERS, _panels
+
+    got, (width, height) = _panels(layers, points, layers > _COMPACT_LAYERS)
+    assert got == panels and height <= 18.0 and width / height > 0.5
