@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from qaev.report.gather import ReportData
 from qaev.report.png import png_bytes
@@ -137,6 +138,9 @@ def _compression_axis(ax, name: str, float_ref: dict) -> None:
         at = reference / times
         if x0 <= at <= x1 and all(abs(at - reference / t) / (x1 - x0) > 0.09 for t in ticks):
             ticks.append(times)
+    if len(ticks) < 2:  # a narrow range: plain ticks between its ends
+        lo, hi = sorted((reference / x1, reference / max(x0, 1e-12)))
+        ticks = [float(t) for t in MaxNLocator(4).tick_values(lo, hi) if lo <= t <= hi]
     ticks.sort()
     top = ax.secondary_xaxis("top", functions=(inverse, inverse))
     top.set_xticks(ticks, [f"{t:g}x" for t in ticks], fontsize=8)

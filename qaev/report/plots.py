@@ -41,7 +41,7 @@ def select_points(data: ReportData, *, limit: int = _MAX_POINTS) -> list[int]:
     return sorted(chosen)
 
 
-def readable_names(names, *, width: int = 32) -> list[str]:
+def readable_names(names, *, width: int = 38) -> list[str]:
     """Layer names for the bit map's rows: the ``/`` parts every name begins with dropped,
     and a name still longer than ``width`` shortened in the middle by whole ``/`` parts,
     keeping its head up to the first number (the block: ``blocks.4``, ``layer.3``) and as

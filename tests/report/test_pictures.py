@@ -75,9 +75,10 @@ def test_label_order_names_every_point_once_recommended_first(n):
 def test_readable_names_keep_the_block_number_and_the_last_parts():
     from qaev.report.plots import readable_names
 
-    names = readable_names(["/encoder/layer.0/attention/self/query/MatMul", "/encoder/layer.11/output/dense/MatMul"])
-    assert names == ["layer.0/.../self/query/MatMul", "layer.11/output/dense/MatMul"]
-    assert all(len(n) <= 32 for n in readable_names(["x" * 80, "/a/" + "b" * 70]))
+    names = readable_names(["/encoder/layer.0/attention/self/query/MatMul",
+                            "/encoder/layer.11/attention/output/dense/quantized_part/MatMul"])
+    assert names == ["layer.0/attention/self/query/MatMul", "layer.11/.../quantized_part/MatMul"]
+    assert all(len(n) <= 38 for n in readable_names(["x" * 80, "/a/" + "b" * 70]))
 
 
 @pytest.mark.parametrize("layers,points,panels", [(50, 2, 2), (60, 20, 2), (12, 6, 1), (226, 40, 1)])
@@ -86,3 +87,9 @@ def test_the_bit_map_wraps_a_long_narrow_list_and_stays_under_16_inches(layers, 
 
     got, (width, height) = _panels(layers, points, layers > _COMPACT_LAYERS)
     assert got == panels and height <= 18.0 and width / height > 0.5
+
+
+def test_a_narrow_size_range_still_gets_ratios_on_the_compression_scale():
+    fig, ax = _draw(_data([0.0, 0.5, 1.0], [4.06, 4.04, 4.02]))
+    labels = [t.get_text() for t in ax.child_axes[0].get_xticklabels()]
+    assert len(labels) >= 2 and all(label.endswith("x") for label in labels)
