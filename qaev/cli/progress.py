@@ -45,7 +45,7 @@ _SHORT = {"acc_drop": "drop", "size_mb": "MB", "est_latency_ms": "est.ms", "est_
 #: What each field of the progress line means (printed once when the search begins, and in
 #: ``qaev search --help``).
 LEGEND = (
-    ("gen", "generations done / to run"),
+    ("gen", "generations done / to run (under a time budget: done; the budget decides how many)"),
     ("evals", "candidates evaluated by this process"),
     ("hits", "candidates answered from the memo (evaluations.jsonl: repeats, a resumed run's) without measuring"),
     ("front", "points on the current Pareto front ('first-stage values': screened on the first subset only)"),
@@ -53,8 +53,8 @@ LEGEND = (
            "metric), reference point 1.1 in each; higher is better"),
     ("pred. rank", "Spearman correlation of the predictor's drops for the generation's new candidates with "
                    "their measured drops"),
-    ("M:SS<M:SS", "search time so far < time left: estimated from the time per generation so far, or with --time "
-                  "the time left in the budget"),
+    ("M:SS<M:SS", "search time so far < time left: estimated from the time per generation so far, or under a "
+                  "time budget the time left in the budget"),
     ("candidate k/n", "within a generation whose candidates take seconds: candidates measured / to measure, the "
                       "mean seconds of the last ones, and the generation's time left at that rate"),
     ("best", "a few front points along the second objective, as " + ", ".join(f"{v} = {k}" for k, v in _SHORT.items())),
@@ -219,11 +219,14 @@ class Progress:
         fields = (f"evals {row.evaluations}  hits {row.cache_hits}  front {row.front_size}"
                   f"{' (first-stage values)' if row.provisional else ''}  "
                   f"HV {row.hypervolume:.4f}{rank}  {_fmt_time(row.elapsed_s)}<{_fmt_time(eta)}")
+        gen = f"gen {row.gen}" if self.deadline is not None else f"gen {row.gen}/{self.total}"  # --time: no cap shown
         if not self._tty:
-            self._line(f"gen {row.gen}/{self.total}  {fields}  best {self._best_text(best)}")
+            self._line(f"{gen}  {fields}  best {self._best_text(best)}")
             return
         if self._bar is None:
             self.begin("searching")
+        if self.deadline is not None:
+            self._bar.total = None
         self._bar.fields = fields
         self._bar.update(max(row.gen - self._bar.n, 0))
         self._bar.refresh()
