@@ -75,7 +75,8 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
     start = time.monotonic()
     spec, sensitivity = _with_sensitivity_hash(spec)
     parts = spec.source.load()
-    spec = _with_default_tolerance(spec, spec.evaluation.metric or parts.metric)
+    bounded = _with_default_tolerance(spec, spec.evaluation.metric or parts.metric)
+    defaulted, spec = bounded is not spec, bounded
     rundir = prepare_run_dir(out, _settings(spec, parts), resume=resume, force=force)
     out, runner = rundir.path, None
     try:
@@ -98,6 +99,8 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
             problem.on_candidate = progress.candidate
             progress.deadline = deadline
         result, interrupted = _search(problem, spec, out, progress, deadline=deadline)
+        if not result.front and defaulted:
+            result.front = _beyond_default_tolerance(problem, spec, progress, interrupted=interrupted)
         _check_result(problem, result, out, interrupted=interrupted)
         doc, interrupted = _write_result(out, problem, result, progress, interrupted=interrupted, spec=spec)
     finally:
@@ -117,6 +120,19 @@ def _check_result(problem, result: SearchResult, out: Path, *, interrupted: bool
             f"before any candidate finished ({kept} evaluations kept in {out}); continue with --out {out} --resume")
     if not result.front:
         raise QaevError(_failure_summary(problem))
+
+
+def _beyond_default_tolerance(problem, spec: RunSpec, progress, *, interrupted: bool) -> list:
+    """The front without the default bound on the drop, when no candidate met it (a bound
+    the user gave stays a bound): the trade-offs found are kept, none is recommended."""
+    bound = spec.constraints["max_drop"]
+    scoring = replace(problem.scoring, constraints={k: v for k, v in problem.scoring.constraints.items()
+                                                    if k != "max_drop"})
+    front = scoring.front(list(problem.store.records()), provisional=interrupted)
+    if front:
+        progress.message(f"no candidate lost less than the default tolerance of {bound:g} metric points; the front of "
+                         "all candidates is written, with no recommended point (--max-drop sets another bound)")
+    return front
 
 
 def _seed(problem, sensitivity: SensitivitySource | None, progress) -> None:
