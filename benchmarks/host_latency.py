@@ -8,8 +8,10 @@ activations quantized at run time: the fastest kind of model qaev builds for CPU
 measures it, the float model and any ``--model`` files on the first B samples of the
 problem's test split (its evaluation split if it has none): one ORT thread, median of
 ``--repeats`` runs, the rounds interleaved (float, then each model, again) and the median
-round kept, so drift in the machine's load hits all alike. Prints milliseconds, the
-speed-up over float, and each model's metric on the whole split. ``--profile`` adds, per
+round kept, so drift in the machine's load hits all alike
+(:func:`qaev.evaluation.latency.side_by_side`). Prints milliseconds, the speed-up over
+float, the machine's load averages around each batch's rounds, and each model's metric on
+the whole split. ``--profile`` adds, per
 model at the largest batch, the share of kernel time of each operator type (ORT's
 profiler), which shows what bounds the speed-up.
 """
@@ -19,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -29,7 +30,7 @@ import onnxruntime as ort
 
 from qaev.config import ActMode, Granularity, LayerConfig
 from qaev.evaluation.evaluator import Evaluator
-from qaev.evaluation.latency import host_latency_ms
+from qaev.evaluation.latency import side_by_side
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
 from qaev.model.session import make_session
@@ -86,14 +87,15 @@ def main(argv=None) -> dict:
     for name, model in models.items():
         value = test.measure(model).value
         result["models"][name] = {"metric": value, "drop": test.float_value - value, "latency_ms": {}}
+    result["load"] = {}
     for batch in batch_sizes:
         feed = next(iter(test.data.batches(batch_size=batch)))
-        rounds = {name: [] for name in models}
-        for _ in range(args.rounds):
-            for name, model in models.items():
-                rounds[name].append(host_latency_ms(model, feed, repeats=args.repeats, warmup=3))
+        timed = side_by_side(models, feed, reference="float", batch=batch, rounds=args.rounds, repeats=args.repeats,
+                             warmup=3)
         for name in models:
-            result["models"][name]["latency_ms"][batch] = statistics.median(rounds[name])
+            result["models"][name]["latency_ms"][batch] = timed.ms[name]
+        result["load"][batch] = timed.load
+        print(f"batch {batch}: load average (1, 5, 15 min) {timed.load[0]} before, {timed.load[1]} after")
     batches = list(result["models"]["float"]["latency_ms"])
     print(f"{'model':34s} {parts.metric:>9s} {'drop':>6s}" + "".join(f"  batch {b}: ms  speed-up" for b in batches))
     base = result["models"]["float"]["latency_ms"]

@@ -205,6 +205,27 @@ def _layer_cost(layer: LayerInfo, cfg, table: HardwareTable, batch: int, before:
     return row, after
 
 
+def _rows(layers, config, table, batch, weight_bytes, memo) -> tuple[list[LayerCost], list[str]]:
+    """Every layer's cost row in graph order (from ``memo`` where it holds the same layer,
+    setting and input state) and the warnings about unknown sizes."""
+    rows, warnings, before = [], [], "float"
+    for i, layer in enumerate(layers):
+        if layer.macs is None:
+            warnings.append(f"{layer.name}: MACs unknown (unresolved shapes); counted as 0")
+        if layer.op_type == "MatMulAct" and layer.macs:
+            warnings.append(f"{layer.name}: activation sizes of a MatMul of two activations assumed cubic")
+        cfg, last = config.layer(layer.name), i == len(layers) - 1
+        key = (i, cfg, before, last)
+        found = memo.get(key) if memo is not None else None
+        if found is None:
+            found = _layer_cost(layer, cfg, table, batch, before, last, weight_bytes)
+            if memo is not None:
+                memo[key] = found
+        row, before = found
+        rows.append(row)
+    return rows, warnings
+
+
 def estimate(
     layers: Sequence[LayerInfo],
     config: QuantConfig,
@@ -212,6 +233,7 @@ def estimate(
     *,
     weight_bytes: WeightBytes,
     batch: int = 1,
+    memo: dict | None = None,
 ) -> CostReport:
     """Estimate latency, energy, size and peak memory of ``config`` on a target.
 
@@ -227,6 +249,9 @@ def estimate(
             weight under its config (the engine's count: :func:`qaev.quantize.sizes.weight_bytes`;
             :func:`qaev.quantize.sizes.estimate_cost` passes it).
         batch: samples per run (MACs and activations scale, weights are read once).
+        memo: a dict kept across calls with the same ``layers``, ``table``, ``batch`` and
+            ``weight_bytes``: each layer's cost is computed once per setting and input state
+            (a search estimates thousands of configs of the same layers).
 
     Returns:
         A :class:`CostReport`; every figure in it is an estimate.
@@ -242,15 +267,7 @@ def estimate(
     stray = sorted(set(config.layers) - names)
     if stray:
         raise ConfigError(f"config: layer(s) not in the model: {', '.join(stray[:5])}")
-    rows, warnings, before = [], [], "float"
-    for i, layer in enumerate(layers):
-        if layer.macs is None:
-            warnings.append(f"{layer.name}: MACs unknown (unresolved shapes); counted as 0")
-        if layer.op_type == "MatMulAct" and layer.macs:
-            warnings.append(f"{layer.name}: activation sizes of a MatMul of two activations assumed cubic")
-        row, before = _layer_cost(layer, config.layer(layer.name), table, batch, before, i == len(layers) - 1,
-                                  weight_bytes)
-        rows.append(row)
+    rows, warnings = _rows(layers, config, table, batch, weight_bytes, memo)
     peak = max((r.weight_bytes_moved + r.act_bytes for r in rows), default=0.0)
     return CostReport(
         target=table.name,

@@ -9,7 +9,7 @@ target without them become 4-bit, not 2-bit).
 """
 from __future__ import annotations
 
-from qaev.config import ActMode, LayerConfig
+from qaev.config import ActMode, LayerConfig, Rounding
 from qaev.hardware.pairs import Pair, all_pairs
 from qaev.hardware.table import HardwareTable
 from qaev.model.layers import LayerInfo
@@ -26,7 +26,8 @@ def repair(layer_cfg: LayerConfig, layer: LayerInfo, table: HardwareTable) -> La
     """Map ``layer_cfg`` to the nearest config the target can represent.
 
     Only the genes that form the pair change (``w_bits``, ``act``, ``a_bits``);
-    granularity and symmetry are kept. A ``Gather`` only has its weight width repaired
+    granularity and symmetry are kept, and the rounding unless it cannot store the new
+    width (a 2-bit codebook widened rounds to nearest). A ``Gather`` only has its weight width repaired
     and an activation-only ``MatMulAct`` only its activation.
 
     Args:
@@ -55,4 +56,6 @@ def repair(layer_cfg: LayerConfig, layer: LayerInfo, table: HardwareTable) -> La
         bits = changes.get("w_bits", layer_cfg.w_bits)
         if bits is None or bits > 8:  # only reachable for Gather-like corner cases
             changes["act"] = ActMode.FLOAT
+    if not layer_cfg.stores(changes.get("w_bits", layer_cfg.w_bits)):
+        changes["rounding"] = Rounding.NEAREST  # a one-width table method (2-bit codebook) widened: round instead
     return LayerConfig(**{**layer_cfg.to_dict(), **changes})

@@ -17,6 +17,7 @@ PROBLEMS: Mapping[str, str] = MappingProxyType({
     "efficientnet-lite0": "qaev.problems.lite0",
     "efficientnet-lite0-heldout": "qaev.problems.lite0_heldout",
     "minilm-l6-stsb": "qaev.problems.minilm_stsb",
+    "llama-pydocs": "qaev.problems.llama_pydocs",
 })
 
 

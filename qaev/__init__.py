@@ -2,7 +2,8 @@
 
 The flow: :func:`load_model` -> :func:`find_layers` -> a :class:`QuantConfig` per
 candidate -> :class:`Quantizer` (calibration statistics, QDQ graph) -> :class:`Evaluator`
-(measured metric) -> :func:`export_model` (the file you ship).
+(measured metric) -> :func:`export_model` (the file you ship). :func:`summary` turns a
+search's front into a table.
 """
 from qaev.quantize.calibration.stats import ActivationStats
 from qaev.config import ActMode, CalibMethod, Granularity, LayerConfig, QuantConfig, ScaleRule
@@ -12,8 +13,9 @@ from qaev.evaluation.evaluator import Evaluator, Measurement
 from qaev.model.graph import FloatModel, load_model
 from qaev.model.layers import LayerInfo, find_layers
 from qaev.quantize import Quantizer, export_model, uniform_config
+from qaev.runtime.summary import Summary, summary
+from qaev.version import __version__ as __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
     "ActMode",
@@ -32,10 +34,12 @@ __all__ = [
     "QuantConfig",
     "Quantizer",
     "ScaleRule",
+    "Summary",
     "export_model",
     "find_layers",
     "load_config",
     "load_model",
     "save_config",
+    "summary",
     "uniform_config",
 ]

@@ -7,6 +7,7 @@ writing YAML/JSON lives in :mod:`qaev.config_io`.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -25,6 +26,7 @@ __all__ = [
     "ACT_SETTINGS",
     "act_name",
     "CONFIG_VERSION",
+    "NBITS_ACCURACY_LEVELS",
     "Granularity",
     "ActMode",
     "CalibMethod",
@@ -38,6 +40,8 @@ __all__ = [
 ]
 
 CONFIG_VERSION = 1
+#: ONNX Runtime's ``accuracy_level`` values of ``MatMulNBits`` (:attr:`QuantConfig.nbits_accuracy`).
+NBITS_ACCURACY_LEVELS = (0, 1, 2, 3, 4)
 
 def _check_keys(cls, data, where: str) -> None:
     """``data`` must be a mapping whose keys are fields of dataclass ``cls``."""
@@ -107,6 +111,12 @@ class LayerConfig:
             raise ConfigError(f"rounding: {self.rounding.value} stores {'/'.join(map(str, widths))}-bit weights; "
                               f"w_bits must be {' or '.join(map(str, widths))}, got {self.w_bits!r}")
 
+    def stores(self, w_bits: int | None) -> bool:
+        """Whether this config's rounding method can store ``w_bits``-bit weights (a table
+        method such as the 2-bit codebook stores one width only)."""
+        widths = rounding_entry(self.rounding).widths
+        return widths is None or w_bits in widths
+
     @property
     def is_float(self) -> bool:
         """True when neither the weight nor the activations are quantized."""
@@ -119,6 +129,15 @@ class LayerConfig:
         if memo is None:
             memo = self._normalised()
             object.__setattr__(self, "_effective", memo)
+        return memo
+
+    def key_json(self) -> str:
+        """``json.dumps(self.effective().to_dict(), sort_keys=True)``, computed once per
+        instance (a config's hash is built from these)."""
+        memo = self.__dict__.get("_key_json")
+        if memo is None:
+            memo = json.dumps(self.effective().to_dict(), sort_keys=True)
+            object.__setattr__(self, "_key_json", memo)
         return memo
 
     def _normalised(self) -> "LayerConfig":
@@ -168,6 +187,12 @@ class LayerConfig:
             return cls(**data)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=8192)
+def _json_name(name: str) -> str:
+    """A layer name as JSON text (memoised: the same few hundred names are written over and over)."""
+    return json.dumps(name)
 
 
 def _freeze_ranges(ranges) -> Mapping[str, tuple[float, float]]:
@@ -232,12 +257,19 @@ class QuantConfig:
             (:class:`RoundingInputs`; written to files only when not ``float``).
         block: how layers with ``block`` rounding learn (:class:`BlockSettings`; written
             to files only when not the defaults).
+        nbits_accuracy: ONNX Runtime's ``accuracy_level`` of the block-wise weight-only
+            MatMuls of at most 4 bits (``MatMulNBits``), evaluated and exported alike: 0
+            (unset: float32 arithmetic on the dequantized weights; 1-3 compute the same on
+            CPUs) or 4 (the activations quantized to int8 per block inside the kernel:
+            faster on x86 CPUs with VNNI, at a small added error). Written to files only
+            when not 0.
     """
 
     layers: Mapping[str, LayerConfig] = field(default_factory=dict)
     calibration: CalibMethod = CalibMethod.MINMAX
     scale_rule: ScaleRule = ScaleRule.FLOAT
     rounding_inputs: RoundingInputs = RoundingInputs.FLOAT
+    nbits_accuracy: int = 0
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     block: BlockSettings = field(default_factory=BlockSettings)
     model_sha256: str | None = None
@@ -253,6 +285,8 @@ class QuantConfig:
         object.__setattr__(self, "rounding_inputs", _enum(RoundingInputs, self.rounding_inputs, "rounding_inputs"))
         if not isinstance(self.block, BlockSettings):
             object.__setattr__(self, "block", BlockSettings.from_dict(self.block))
+        if isinstance(self.nbits_accuracy, bool) or self.nbits_accuracy not in NBITS_ACCURACY_LEVELS:
+            raise ConfigError(f"nbits_accuracy: {self.nbits_accuracy!r} is not one of {NBITS_ACCURACY_LEVELS}")
         layers = {}
         for name, cfg in dict(self.layers).items():
             if not isinstance(cfg, LayerConfig):
@@ -305,7 +339,8 @@ class QuantConfig:
             "ranges": {name: [lo, hi] for name, (lo, hi) in self.ranges.items()},
         } | ({"rounding_inputs": self.rounding_inputs.value}
              if self.rounding_inputs is not RoundingInputs.FLOAT else {}) | (
-            {"block": asdict(self.block)} if self.block != BlockSettings() else {})
+            {"block": asdict(self.block)} if self.block != BlockSettings() else {}) | (
+            {"nbits_accuracy": self.nbits_accuracy} if self.nbits_accuracy else {})
 
     def key(self) -> str:
         """Hash of the *effective* config: genes that do not change the model share it
@@ -317,24 +352,28 @@ class QuantConfig:
         return memo
 
     def _hash(self) -> str:
-        layers = {
-            name: cfg.effective().to_dict()
-            for name, cfg in sorted(self.layers.items())
-            if not cfg.is_float
-        }
+        """sha256 of ``json.dumps(payload, sort_keys=True)`` with the payload ``{"layers":
+        {name: effective settings}, "calibration", "scale_rule", "ranges"}`` (plus
+        ``rounding_inputs`` and ``nbits_accuracy`` where they apply), written out piece by
+        piece from each layer's cached :meth:`LayerConfig.key_json` (a config of a few
+        hundred layers is hashed thousands of times in a search); the text is the same."""
+        quantized = [(name, cfg) for name, cfg in sorted(self.layers.items()) if not cfg.is_float]
         uses_static = any(cfg.act is ActMode.STATIC for cfg in self.layers.values())
-        payload = {
-            "layers": layers,
-            "calibration": self.calibration.value if uses_static else None,
-            "scale_rule": self.scale_rule.value if layers else None,
-            "ranges": {k: list(v) for k, v in self.ranges.items()},
-        }
-        if layers and self.rounding_inputs is not RoundingInputs.FLOAT:
-            payload["rounding_inputs"] = self.rounding_inputs.value
-        if any(rounding_entry(cfg["rounding"]).model_scope for cfg in layers.values() if "rounding" in cfg):
-            payload["block"] = asdict(self.block)
-        blob = json.dumps(payload, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        head = {"calibration": self.calibration.value if uses_static else None,
+                "scale_rule": self.scale_rule.value if quantized else None,
+                "ranges": {k: list(v) for k, v in self.ranges.items()}}
+        if quantized and self.rounding_inputs is not RoundingInputs.FLOAT:
+            head["rounding_inputs"] = self.rounding_inputs.value
+        if self.nbits_accuracy and any(cfg.act is ActMode.FLOAT and cfg.granularity.block_size
+                                       and cfg.w_bits is not None and cfg.w_bits <= 4 for cfg in self.layers.values()):
+            head["nbits_accuracy"] = self.nbits_accuracy
+        if any(rounding_entry(cfg.effective().rounding).model_scope for _, cfg in quantized):
+            head["block"] = asdict(self.block)
+        layers = "{" + ", ".join(f"{_json_name(name)}: {cfg.key_json()}" for name, cfg in quantized) + "}"
+        parts = [f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in head.items()]
+        parts.append(f'"layers": {layers}')
+        blob = "{" + ", ".join(sorted(parts)) + "}"
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, data: Mapping, *, where: str = "config") -> "QuantConfig":

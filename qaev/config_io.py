@@ -14,6 +14,10 @@ from qaev.errors import ConfigError
 
 __all__ = ["load_config", "save_config", "dumps_config", "load_layer_settings"]
 
+#: libyaml's dumper where PyYAML was built with it (the same text, about 20x faster on a
+#: config of a few hundred layers), else the pure-Python one.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 
 def _is_json(path: Path) -> bool:
     return path.suffix.lower() == ".json"
@@ -24,7 +28,7 @@ def dumps_config(config: QuantConfig, *, fmt: str = "yaml") -> str:
     data = config.to_dict()
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"
-    return yaml.safe_dump(data, sort_keys=False)
+    return yaml.dump(data, Dumper=_DUMPER, sort_keys=False)
 
 
 def save_config(config: QuantConfig, path: str | os.PathLike) -> Path:

@@ -41,6 +41,7 @@ __all__ = [
     "from_tensor_quant_overrides",
     "quantize_static_options",
     "as_ort_values",
+    "load_overrides",
     "WEIGHT_TYPES",
     "ACTIVATION_TYPES",
 ]
@@ -183,6 +184,23 @@ def as_ort_values(overrides: Mapping[str, list[dict]]) -> dict[str, list[dict]]:
                                   "QuantType") from None
         out[name] = [convert(e, qtype) for e in entries]
     return out
+
+
+def load_overrides(path) -> dict[str, list[dict]]:
+    """The file ``qaev export --format ort-overrides`` writes, as :func:`as_ort_values` of it:
+    ``quantize_static(..., extra_options={"TensorQuantOverrides": load_overrides(path)})``; the
+    layers a point leaves float go in ``nodes_to_exclude`` (the export command names them).
+
+    Raises:
+        ConfigError: the file is missing or not a mapping of tensor name to a list of dicts.
+    """
+    from qaev.documents import read_document
+    data = read_document(path, what="TensorQuantOverrides", fmt="json")
+    data = data.get("TensorQuantOverrides", data) if isinstance(data, Mapping) else data
+    if not isinstance(data, Mapping) or not all(isinstance(v, list) and all(isinstance(e, Mapping) for e in v)
+                                                for v in data.values()):
+        raise ConfigError(f"{path}: not TensorQuantOverrides (expected tensor name -> list of dicts)")
+    return as_ort_values(data)
 
 
 def quantize_static_options(config: QuantConfig, quantizer: Quantizer) -> dict:

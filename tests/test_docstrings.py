@@ -14,6 +14,7 @@ MODULES = [
     "qaev.cli.progress",        # make_progress
     "qaev.interop_ort",         # to_tensor_quant_overrides
     "qaev.quantize.learned.torch_graph",  # TorchGraph (needs torch, a test dependency)
+    "qaev.runtime.summary",     # summary
 ]
 
 

@@ -15,8 +15,11 @@ from qaev.data import digits_model_path, load_digits_split
 from qaev.errors import ConfigError
 from qaev.evaluation.evaluator import Evaluator
 from qaev.model.graph import load_model
-from qaev.interop_ort import from_tensor_quant_overrides, quantize_static_options, to_tensor_quant_overrides
+from qaev.interop_ort import (from_tensor_quant_overrides, load_overrides, quantize_static_options,
+                              to_tensor_quant_overrides)
 from qaev.quantize import Quantizer, uniform_config
+from qaev.search.build import build_problem
+from qaev.search.spec import RunSpec
 
 
 @pytest.fixture(scope="module")
@@ -130,4 +133,21 @@ def test_export_cli_writes_overrides(setup, tmp_path, capsys):
     data = json.loads(out.read_text())
     config = load_config(run / doc["points"][0]["config"])
     assert from_tensor_quant_overrides(data, Quantizer(quantizer.model)) == config
-    assert "TensorQuantOverrides" in capsys.readouterr().out
+    assert "load_overrides" in capsys.readouterr().out
+    # the file as written, loaded for ORT, quantizes to a model measuring what the front says
+    spec = RunSpec.from_dict(json.loads((run / "settings.json").read_text())["spec"])
+    problem = build_problem(spec)
+    built = tmp_path / "ort.onnx"
+    quantize_static(str(digits_model_path()), str(built), _Reader(problem.parts.calib), quant_format=QuantFormat.QDQ,
+                    extra_options={"TensorQuantOverrides": load_overrides(out)})
+    measured = problem.evaluator.measure(onnx.load(str(built))).value
+    assert abs(measured - doc["points"][0]["metric"]) <= 0.3, (measured, doc["points"][0]["metric"])
+
+
+def test_load_overrides_names_a_file_that_is_not_overrides(tmp_path):
+    path = tmp_path / "o.json"
+    path.write_text(json.dumps({"0.weight": {"quant_type": "QInt8"}}))
+    with pytest.raises(ConfigError, match="o.json: not TensorQuantOverrides"):
+        load_overrides(path)
+    with pytest.raises(ConfigError, match="no such TensorQuantOverrides file"):
+        load_overrides(tmp_path / "missing.json")

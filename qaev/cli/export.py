@@ -14,6 +14,7 @@ from qaev.errors import ConfigError, ModelError
 from qaev.files import write_atomic
 from qaev.model.graph import load_model
 from qaev.quantize import Quantizer, export_model
+from qaev.quantize.footprint import sizes_of
 from qaev.runtime.rundir import read_front
 
 __all__ = ["export", "problems", "quantizer_for"]
@@ -48,12 +49,13 @@ def _model_for(doc: dict, model: Path | None) -> Path:
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--point", "point_id", default=None,
+@click.option("--point", "point_id", default=None, show_default="none: give --point or --all",
               help="Point id from front.json, or `recommended` (the smallest point within tolerance on validation).")
 @click.option("--all", "all_points", is_flag=True, help="Export every point to RUN_DIR/models/.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None, callback=output_file,
-              help="Output .onnx (with --point).")
-@click.option("--model", type=click.Path(path_type=Path), default=None, help="Float model, if it moved.")
+              show_default="RUN_DIR/models/ID.onnx", help="Output file (with --point).")
+@click.option("--model", type=click.Path(path_type=Path), default=None, show_default="the path front.json names",
+              help="Float model, if it moved.")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "ort-overrides"]), default="onnx", show_default=True,
               help="onnx: the quantized model; ort-overrides: ONNX Runtime TensorQuantOverrides JSON.")
 @compact_names_option
@@ -84,7 +86,8 @@ def export(run_dir, point_id, all_points, out, model, fmt, compact_names) -> Non
             continue
         size = write_model(export_model(quantizer, configs[pid], compact=compact_names), target,
                            reference=float_model)
-        click.echo(f"wrote {target} ({size / 1e6:.3f} MB)")
+        sizes = sizes_of(quantizer.layers, configs[pid], float_model.proto, file_bytes=size)
+        click.echo(f"wrote {target} ({sizes.text()})")
 
 
 def _write_overrides(quantizer, config, pid: str, target: Path) -> None:
@@ -95,7 +98,11 @@ def _write_overrides(quantizer, config, pid: str, target: Path) -> None:
     except ConfigError as exc:
         raise ConfigError(f"--point {pid}: {exc}") from None
     write_atomic(target, json.dumps(overrides, indent=2) + "\n")
-    click.echo(f"wrote {target} (TensorQuantOverrides for {len(overrides)} tensors)")
+    floats = [layer.name for layer in quantizer.layers if config.layer(layer.name) is None]
+    click.echo(f"wrote {target} (TensorQuantOverrides for {len(overrides)} tensors; load it with "
+               "qaev.interop_ort.load_overrides)")
+    if floats:
+        click.echo(f"  {len(floats)} layers stay float: pass quantize_static nodes_to_exclude={floats!r}")
 
 
 @click.command()

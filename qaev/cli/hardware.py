@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
+from qaev.cli.options import output_file
 from qaev.documents import read_document
+from qaev.files import write_atomic
 from qaev.config import QuantConfig
 from qaev.hardware import legal_pairs, list_tables, load_table
 from qaev.quantize.sizes import estimate_cost
@@ -105,9 +108,52 @@ def estimate_command(config_path: str, model_path: str, target: str, batch: int,
     click.echo("-" * len(head))
     click.echo(f"est_latency_ms  {report.est_latency_ms:.4f}  (estimate)")
     click.echo(f"est_energy_mj   {report.est_energy_mj:.4f}  (estimate)")
-    click.echo(f"size_mb         {report.size_mb:.4f}  (exact weight bytes)")
+    click.echo(f"size_mb         {report.size_mb:.4f}  (weights by bit count, exact)")
     click.echo(f"peak_memory_mb  {report.peak_memory_mb:.4f}  (estimate)")
     if report.fallbacks:
         click.echo(f"* {len(report.fallbacks)} layer(s) not native on {report.target}: run as the executed pair")
     for warning in report.warnings:
         click.echo(f"warning: {warning}")
+
+
+@hardware.command("fit-host")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("host-local.yaml"), show_default=True,
+              callback=output_file, help="The table file to write.")
+@click.option("--name", default="host-local", show_default=True, help="The new table's name.")
+@click.option("--problem", type=click.Choice(["efficientnet-lite0", "digits"]), default="efficientnet-lite0",
+              show_default=True, help="Whose model to time (efficientnet-lite0 falls back to digits when its "
+                                      "weights are not installed).")
+@click.option("--model", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              show_default="the problem's", help="An ONNX file to time instead.")
+@click.option("--configs", type=click.IntRange(min=4), default=40, show_default=True,
+              help="Random per-layer configs to time (the defaults took 47 s on EfficientNet-Lite0 on a 2-vCPU "
+                   "machine).")
+@click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Timing rounds per config (the median is kept).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="ONNX Runtime intra-op threads (the shipped table: 1).")
+def fit_host_command(out: Path, name: str, problem: str, model: Path | None, configs: int, repeats: int,
+                     threads: int) -> None:
+    """Fit the `host` table's rates on this machine and write a table file.
+
+    The shipped `host` table was measured on another machine. This times random per-layer
+    configs of a model with ONNX Runtime here, refits the MAC rates, bandwidth and conversion
+    times the timings identify (least squares), and writes a table to use with --hardware
+    FILE. Figures the fit keeps, and every energy, stay the shipped ones and say so."""
+    from qaev.hostfit.local import dump, fit_host, host_document
+
+    command = (f"qaev hardware fit-host --problem {problem} --configs {configs} --repeats {repeats} "
+               f"--threads {threads}" + (f" --model {model}" if model else ""))
+    click.echo(f"timing {configs} configs x {repeats} rounds with ONNX Runtime ({threads} thread(s)) ...", err=True)
+    result = fit_host(problem=problem, model=str(model) if model else None, configs=configs, repeats=repeats,
+                      threads=threads, command=command)
+    write_atomic(out, dump(host_document(result, name=name)))
+    load_table(out)  # the written file is a valid table
+    click.echo(f"wrote {out}: {name} fitted on {result['model']}; relative RMS of the fit "
+               f"{100 * result['relative_rms']:.0f} %; rank correlation of the estimates with the latencies "
+               f"measured on the timed configs: {result['spearman_fit_set_before']:.2f} with the shipped table, "
+               f"{result['spearman_fit_set_after']:.2f} fitted")
+    for field, value in result["fitted"].items():
+        click.echo(f"  fitted {field:30s} {value:.3g}")
+    click.echo(f"  kept (shipped): {', '.join(result['kept']) or 'none'}")
+    click.echo(f"use it with --hardware {out}")

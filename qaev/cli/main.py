@@ -13,18 +13,20 @@ import click
 import onnx
 
 from qaev.cli import notes, signals
+from qaev.cli.helptext import show_flag_defaults
+from qaev.cli.stages import stage
 from qaev.cli.data import resolve_data
 from qaev.cli.learning import show_learning
 from qaev.cli.written import write_model
 from qaev.cli.options import (CALIBRATION_CHOICE, compact_names_option, data_options, data_options_from,
-                              layer_config_from, output_file)
+                              layer_config_from, nbits_accuracy_option, output_file)
 from qaev.config import BlockSettings, CalibMethod, RoundingInputs, ScaleRule
 from qaev.config_io import load_config, load_layer_settings, save_config
 from qaev.data import digits_model_path
 from qaev.errors import ConfigError, DataError, Interrupted, QaevError
-from qaev.evaluation.evaluator import Evaluator
+from qaev.evaluation.evaluator import Evaluator, get_metric
 from qaev.model.graph import FloatModel, load_model, read_model_file
-from qaev.quantize.sizes import model_bytes, other_bytes
+from qaev.quantize.footprint import sizes_of
 from qaev.quantize import Quantizer, export_model, uniform_config
 from qaev.quantize.rounding.registry import ROUNDINGS
 from qaev.search.space import set_apart
@@ -41,7 +43,7 @@ def _model_or_default(model: Path | None) -> tuple[Path, bool]:
 
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
@@ -51,14 +53,17 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 @cli.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--problem", default=None, help="A ready-made problem instead of MODEL (see `qaev problems`).")
+@click.option("--problem", default=None, show_default="none: MODEL, or the bundled digits model without one",
+              help="A ready-made problem instead of MODEL (see `qaev problems`).")
 @click.option("--w-bits", default="8", show_default=True, help="Weight bits: 2, 3, 4, 6, 8, 16 or float.")
 @click.option("--a-bits", default="8", show_default=True, help="Activations: 4, 8, 16, dynamic or float.")
 @click.option("--per-channel/--per-tensor", default=False, show_default=True, help="Weight scale granularity.")
 @click.option("--block", type=click.Choice(["32", "64", "128"]), default=None,
+              show_default="none: as --per-channel says",
               help="Block-wise weight scales (MatMul/Gemm/Gather; others per-channel).")
 @click.option("--asymmetric", is_flag=True, help="Asymmetric weight grids.")
-@click.option("--calibration", type=CALIBRATION_CHOICE, default="minmax", show_default=True)
+@click.option("--calibration", type=CALIBRATION_CHOICE, default="minmax", show_default=True,
+              help="How activation ranges are taken from the calibration data.")
 @click.option("--pow2-scales", is_flag=True, help="Round scales up to powers of two.")
 @click.option("--rounding", type=click.Choice(list(ROUNDINGS)), default="nearest", show_default=True,
               help="Weight rounding: nearest, gptq (second-order, from calibration data), codebook "
@@ -76,21 +81,23 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Fit weights to the float model's layer inputs, or (quantized) fit each layer in graph order "
                    "to the float outputs from the inputs the quantized layers before it produce; one pass over "
                    "the calibration data per layer.")
-@click.option("--exclude", multiple=True, help="Keep these layers float (name or re:REGEX); repeatable.")
-@click.option("--freeze", type=click.Path(path_type=Path), default=None,
+@click.option("--exclude", multiple=True, show_default="none", help="Keep these layers float (name or re:REGEX); "
+              "repeatable.")
+@click.option("--freeze", type=click.Path(path_type=Path), default=None, show_default="none",
               help="YAML/JSON file mapping layer selectors (name or re:REGEX) to their own settings, e.g. "
                    "'re:word_embeddings: {w_bits: 2, act: float, rounding: codebook}'; the rest take the uniform one.")
+@nbits_accuracy_option
 @data_options
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, callback=output_file,
               help="Output .onnx.")
 @compact_names_option
-@click.option("--save-config", "save_to", type=click.Path(path_type=Path), default=None,
+@click.option("--save-config", "save_to", type=click.Path(path_type=Path), default=None, show_default="not written",
               help="Write the config (YAML/JSON).")
 @click.option("--no-eval", is_flag=True, help="Skip measuring the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, calibration, pow2_scales, rounding,
-             block_iters, block_seed, bias_correction, weight_range, rounding_inputs, exclude, freeze, out,
-             compact_names, save_to, no_eval, as_json, **kwargs) -> None:
+             block_iters, block_seed, bias_correction, weight_range, rounding_inputs, exclude, freeze, nbits_accuracy,
+             out, compact_names, save_to, no_eval, as_json, **kwargs) -> None:
     """Uniform quantization of every layer (the one-shot baseline); --exclude and --freeze
     set some layers apart."""
     resolved = resolve_data(model, problem, kwargs)
@@ -99,47 +106,57 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     layer_cfg = layer_config_from(w_bits=w_bits, a_bits=a_bits, per_channel=per_channel,
                                   block=int(block) if block else None, asymmetric=asymmetric)
     layer_cfg = replace(layer_cfg, rounding=rounding, bias_correction=bias_correction, weight_range=weight_range)
-    quantizer = Quantizer.calibrated(float_model, resolved.calib)
+    with stage(f"calibrating on {len(resolved.calib)} samples"):
+        quantizer = Quantizer.calibrated(float_model, resolved.calib)
     config = uniform_config(quantizer.layers, layer_cfg, calibration=CalibMethod(calibration),
                             scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)
-    config = replace(config, rounding_inputs=RoundingInputs(rounding_inputs),
+    config = replace(config, rounding_inputs=RoundingInputs(rounding_inputs), nbits_accuracy=nbits_accuracy,
                      block=BlockSettings(iters=block_iters, seed=block_seed))
     config = set_apart(config, quantizer.layers, exclude=exclude,
                        frozen=load_layer_settings(freeze) if freeze is not None else None)
     config = quantizer.resolve(config)
     show_learning(config)
     first = next(iter(resolved.calib.batches(batch_size=float_model.fixed_batch or 1)))
-    size = write_model(export_model(quantizer, config, compact=compact_names), out, reference=float_model,
-                       sample=first)
-    exact = model_bytes(quantizer.layers, config, other_bytes(float_model.proto, quantizer.layers))
-    summary = {"model": str(path), "out": str(out), "bytes": size, "size_mb": exact / 1e6,
+    with stage(f"building and writing {out}"):
+        size = write_model(export_model(quantizer, config, compact=compact_names), out, reference=float_model,
+                           sample=first)
+    sizes = sizes_of(quantizer.layers, config, float_model.proto, file_bytes=size)
+    summary = {"model": str(path), "out": str(out), "bytes": size, "size_mb": sizes.bit_count_mb,
+               "file_mb": sizes.file_mb, "x_smaller": round(sizes.x_smaller, 4),
                "float_bytes": path.stat().st_size if path else None, "layers": len(config.layers)}
     if save_to:
         save_config(config, save_to)
         summary["config"] = str(save_to)
     if not no_eval:
-        evaluator = Evaluator(float_model, resolved.held_out, metric=resolved.metric)
-        measured = evaluator.measure(quantizer.build(config))
-        summary.update(metric=resolved.metric, value=measured.value, float=evaluator.float_value, n=measured.n,
-                       drop=evaluator.drop(measured.value))
+        with stage(f"measuring the float and the quantized model on {len(resolved.held_out)} samples"):
+            evaluator = Evaluator(float_model, resolved.held_out, metric=resolved.metric)
+            measured = evaluator.measure(quantizer.build(config), keep_outputs=True)
+            summary.update(metric=resolved.metric, value=measured.value, float=evaluator.float_value, n=measured.n,
+                           drop=evaluator.drop(measured.value))
+        also = evaluator.companions(measured.outputs)  # metrics of the same rows: bits per byte beside perplexity
+        if also:
+            summary["also"] = also
     if as_json:
         click.echo(json.dumps(summary))
         return
     weightless = sum(1 for layer in quantizer.layers if not layer.has_weight and layer.name not in config.layers)
     note = f"; {weightless} layers without weights keep float activations" if weightless else ""
-    click.echo(f"wrote {out} ({size / 1e6:.3f} MB; weights by bit count {exact / 1e6:.3f} MB; "
+    click.echo(f"wrote {out} ({sizes.text()}; "
                f"{len(config.layers)} of {len(quantizer.layers)} layers quantized{note})")
     if save_to:
         click.echo(f"wrote config {save_to}")
     if "value" in summary:
+        unit = " % of float" if get_metric(resolved.metric).relative else ""
+        others = "".join(f"; {name} {value:.4f}" for name, value in summary.get("also", {}).items())
         click.echo(f"{resolved.metric}: {summary['value']:.2f} (float {summary['float']:.2f}, "
-                   f"drop {summary['drop']:.2f}, n={summary['n']}, measured)")
+                   f"drop {summary['drop']:.2f}{unit}, n={summary['n']}, measured{others})")
 
 
 @cli.command()
 @click.argument("config", type=click.Path(path_type=Path))
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--problem", default=None, help="The ready-made problem whose model (and data) the config is for.")
+@click.option("--problem", default=None, show_default="none: MODEL",
+              help="The ready-made problem whose model (and data) the config is for.")
 @data_options
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, callback=output_file,
               help="Output .onnx.")
@@ -169,7 +186,7 @@ def apply(config: Path, model: Path | None, problem: str | None, out: Path, comp
         quantizer = Quantizer.calibrated(resolved.model, resolved.calib)
     show_learning(cfg)
     size = write_model(export_model(quantizer, cfg, compact=compact_names), out, reference=quantizer.model)
-    click.echo(f"wrote {out} ({size / 1e6:.3f} MB)")
+    click.echo(f"wrote {out} ({sizes_of(quantizer.layers, cfg, quantizer.model.proto, file_bytes=size).text()})")
 
 
 def _raw_model(path: Path) -> onnx.ModelProto:
@@ -178,12 +195,13 @@ def _raw_model(path: Path) -> onnx.ModelProto:
 
 @cli.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--problem", default=None, help="Measure on this problem's data (MODEL defaults to its float model).")
+@click.option("--problem", default=None, show_default="none: MODEL's own data options",
+              help="Measure on this problem's data (MODEL defaults to its float model).")
 @data_options
-@click.option("--reference", type=click.Path(path_type=Path), default=None,
-              help="Float model for label-free metrics (default: MODEL itself).")
+@click.option("--reference", type=click.Path(path_type=Path), default=None, show_default="MODEL itself",
+              help="Float model for label-free metrics.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--latency", "latency_batch", type=int, default=None, metavar="B",
+@click.option("--latency", "latency_batch", type=int, default=None, metavar="B", show_default="not measured",
               help="Also measure host latency: median ms of one run on the first B samples (1 ORT thread).")
 def evaluate(model, problem, reference, as_json, latency_batch, **kwargs) -> None:
     """Measure MODEL (float or quantized) on the evaluation split (with --problem: on the
@@ -213,10 +231,12 @@ def evaluate(model, problem, reference, as_json, latency_batch, **kwargs) -> Non
 
 def _report_measure(evaluator: Evaluator, raw: onnx.ModelProto, path: Path, as_json: bool,
                     latency_batch: int | None = None) -> None:
-    measured = evaluator.measure(raw.SerializeToString())
+    with stage(f"measuring {path} on {len(evaluator.data)} samples"):
+        measured = evaluator.measure(raw.SerializeToString(), keep_outputs=True)
     metric = evaluator.metric.name
+    also = evaluator.companions(measured.outputs)
     result = {"metric": metric, "value": measured.value, "n": measured.n, "model": str(path),
-              "inference_s": round(measured.inference_s, 4)}
+              "inference_s": round(measured.inference_s, 4), **({"also": also} if also else {})}
     if latency_batch is not None:
         from qaev.evaluation.latency import host_latency_ms
 
@@ -230,10 +250,12 @@ def _report_measure(evaluator: Evaluator, raw: onnx.ModelProto, path: Path, as_j
     else:
         latency = (f"; host latency {result['host_latency_ms']:.2f} ms (batch {latency_batch}, measured)"
                    if latency_batch is not None else "")
-        click.echo(f"{metric}: {measured.value:.4f}  (n={measured.n}, measured on {path}){latency}")
+        others = "".join(f"  {name}: {value:.4f}" for name, value in also.items())
+        click.echo(f"{metric}: {measured.value:.4f}{others}  (n={measured.n}, measured on {path}){latency}")
 
 
 def _register() -> None:
+    from qaev.cli.cache import cache
     from qaev.cli.hardware import hardware
     from qaev.cli.report import report
     from qaev.cli.export import export, problems
@@ -241,8 +263,9 @@ def _register() -> None:
     from qaev.cli.search import search
     from qaev.cli.sensitivity import sensitivity
 
-    for command in (search, export, refine, report, sensitivity, problems, hardware):
+    for command in (search, export, refine, report, sensitivity, problems, hardware, cache):
         cli.add_command(command)
+    show_flag_defaults(cli)
 
 
 _register()

@@ -11,7 +11,7 @@ from qaev.errors import ConfigError
 from qaev.data.tasks import TASKS, DataOptions
 
 __all__ = ["data_options", "data_options_from", "parse_shape", "layer_config_from", "csv_list", "bit_list",
-           "compact_names_option", "output_file"]
+           "compact_names_option", "nbits_accuracy_option", "output_file"]
 
 
 def csv_list(text: str | None) -> list[str]:
@@ -62,10 +62,17 @@ def data_options(func):
     """Decorate a command with ``--task --data --calib --eval --seed`` and preprocessing."""
     options = [
         click.option("--task", type=click.Choice(TASKS), default=None,
-                     help="Data kind (default: digits for the bundled model, else fidelity)."),
-        click.option("--data", type=click.Path(path_type=Path), default=None, help="Data folder."),
-        click.option("--calib", type=int, default=None, help="Calibration samples."),
-        click.option("--eval", "eval_n", type=int, default=None, help="Evaluation samples."),
+                     show_default="digits for the bundled model, else fidelity",
+                     help="Data kind: digits (bundled), imagenet (a folder with labels.csv and images/) or fidelity "
+                          "(no labels: .npy/.npz feeds, scored against the float model)."),
+        click.option("--data", type=click.Path(path_type=Path), default=None,
+                     show_default="none: the bundled digits, or inputs generated from the model's shapes",
+                     help="Data folder ($QAEV_DATA-relative names work)."),
+        click.option("--calib", type=int, default=None,
+                     show_default="digits: its calibration split; else 200, at most a quarter of the data",
+                     help="Calibration samples."),
+        click.option("--eval", "eval_n", type=int, default=None, show_default="all that remain",
+                     help="Evaluation samples."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data split."),
         click.option("--size", type=int, default=224, show_default=True, help="imagenet: input resolution."),
         click.option("--crop-pct", type=float, default=0.875, show_default=True, help="imagenet: centre crop."),
@@ -73,8 +80,11 @@ def data_options(func):
         click.option("--std", default="128", show_default=True, help="imagenet: std (pixel units), 1 or 3 values."),
         click.option("--resample", type=click.Choice(["bicubic", "bilinear", "nearest", "lanczos"]),
                      default="bicubic", show_default=True, help="imagenet: resize filter."),
-        click.option("--shape", "shapes", multiple=True, help="fidelity: NAME=1x3x224x224 for dynamic dims."),
-        click.option("--metric", default=None, help="top1, top5, agreement, kl or sqnr_db."),
+        click.option("--shape", "shapes", multiple=True, show_default="the model's own shapes",
+                     help="fidelity: NAME=1x3x224x224 for dynamic dims; repeatable."),
+        click.option("--metric", default=None,
+                     show_default="top1 with labels; else agreement for one [N, classes] output, sqnr_db otherwise",
+                     help="top1, top5, agreement, kl, sqnr_db, spearman, perplexity or bits_per_byte."),
     ]
     return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
@@ -123,6 +133,15 @@ CALIBRATION_CHOICE = click.Choice([m.value for m in CalibMethod])
 compact_names_option = click.option(
     "--compact-names", is_flag=True,
     help="Short internal tensor names and blank node names in the written file (smaller; same outputs).")
+
+#: ``--nbits-accuracy`` of the commands that build block-wise weight-only models.
+nbits_accuracy_option = click.option(
+    "--nbits-accuracy", type=click.IntRange(0, 4), default=0, show_default=True,
+    help="ONNX Runtime accuracy_level of block-wise weight-only MatMuls of <= 4 bits between float activations: "
+         "0 (default) folds their "
+         "weights to float when the session loads; 1-4 run them as MatMulNBits at that level (4 quantizes their "
+         "inputs to int8 per block inside the kernel: faster per decoded token on x86 CPUs, a small added error). "
+         "Evaluated and exported alike.")
 
 
 def output_file(ctx, param, value: Path | None) -> Path | None:

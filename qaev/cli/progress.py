@@ -10,13 +10,18 @@ Three modes, chosen by :func:`make_progress`:
   generation, so logs stay readable.
 * ``quiet``: nothing until the final line.
 * ``json``: one JSON object per line on stdout (``event``: ``start``, ``generation``,
-  ``done``); human-readable lines go to stderr.
+  ``candidate``, ``done``); human-readable lines go to stderr.
+
+When candidates take :data:`SLOW_CANDIDATE_S` seconds or more, the generation's progress
+shows in between: ``gen 2: candidate 7/20, 34 s each, ~7:22 left in this generation``
+(on the bar, or off a terminal as a line at most every 30 s).
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
+import time
 from typing import TYPE_CHECKING, Sequence, TextIO
 
 from tqdm import tqdm
@@ -27,11 +32,38 @@ if TYPE_CHECKING:
     from qaev.search.optimize import Generation
     from qaev.runtime.store import Record
 
-__all__ = ["Progress", "make_progress", "best_tradeoffs", "MODES"]
+__all__ = ["Progress", "make_progress", "best_tradeoffs", "MODES", "LEGEND", "SLOW_CANDIDATE_S"]
 
 MODES = ("bar", "quiet", "json")
+#: Candidates slower than this many seconds (mean of the last ones) get progress within a generation.
+SLOW_CANDIDATE_S = 2.0
+_CANDIDATE_EVERY_S = 30.0
+_RECENT = 20
 _SHORT = {"acc_drop": "drop", "size_mb": "MB", "est_latency_ms": "est.ms", "est_energy_mj": "est.mJ",
           "host_latency_ms": "host ms"}
+
+#: What each field of the progress line means (printed once when the search begins, and in
+#: ``qaev search --help``).
+LEGEND = (
+    ("gen", "generations done / to run (under a time budget: done; the budget decides how many)"),
+    ("evals", "candidates evaluated by this process"),
+    ("hits", "candidates answered from the memo (evaluations.jsonl: repeats, a resumed run's) without measuring"),
+    ("front", "points on the current Pareto front ('first-stage values': screened on the first subset only)"),
+    ("HV", "hypervolume of the front, each objective divided by the float model's value (acc_drop by the float "
+           "metric), reference point 1.1 in each; higher is better"),
+    ("pred. rank", "Spearman correlation of the predictor's drops for the generation's new candidates with "
+                   "their measured drops"),
+    ("M:SS<M:SS", "search time so far < time left: estimated from the time per generation so far, or under a "
+                  "time budget the time left in the budget"),
+    ("candidate k/n", "within a generation whose candidates take seconds: candidates measured / to measure, the "
+                      "mean seconds of the last ones, and the generation's time left at that rate"),
+    ("best", "a few front points along the second objective, as " + ", ".join(f"{v} = {k}" for k, v in _SHORT.items())),
+)
+
+
+def legend_text() -> str:
+    """:data:`LEGEND` as one line."""
+    return "; ".join(f"{key}: {meaning}" for key, meaning in LEGEND)
 
 
 def best_tradeoffs(front: Sequence[Record], objectives: Sequence[str], *, levels: int = 4) -> list[dict]:
@@ -92,10 +124,11 @@ class Progress:
             front's records when omitted).
         err: where human-readable output goes (default ``sys.stderr``).
         out: where JSON lines and the final line go (default ``sys.stdout``).
+        clock: seconds, monotonic (a fake one in tests).
     """
 
     def __init__(self, mode: str, *, total_generations: int, objectives: Sequence[str] | None = None,
-                 err: TextIO | None = None, out: TextIO | None = None) -> None:
+                 err: TextIO | None = None, out: TextIO | None = None, clock=time.monotonic) -> None:
         if mode not in MODES:
             raise ConfigError(f"progress mode {mode!r} is not one of {', '.join(MODES)}")
         self.mode = mode
@@ -105,6 +138,12 @@ class Progress:
         self.out = out if out is not None else sys.stdout
         self._bar = None
         self._status = None
+        self.clock = clock
+        #: ``clock()`` value at which a ``--time`` search stops starting candidates (None: no budget).
+        self.deadline: float | None = None
+        self._gen = 0
+        self._recent: list[float] = []
+        self._last_line: float | None = None
 
     # -- output helpers ----------------------------------------------------------------
     @property
@@ -143,8 +182,11 @@ class Progress:
             self._line(text)
 
     def begin(self, text: str) -> None:
-        """A status line, then the bar at generation 0 (the search proper starts)."""
+        """A status line and the progress line's legend, then the bar at generation 0 (the
+        search proper starts)."""
         self.message(text)
+        if self.mode == "bar":
+            self.message(f"progress line: {legend_text()}")
         if self.mode == "bar" and self._tty and self._bar is None:
             self._bar = _Bar(total=self.total, file=self.err, dynamic_ncols=True, leave=True,
                              bar_format="gen {n_fmt}/{total_fmt} |{bar}| {fields}")
@@ -166,7 +208,8 @@ class Progress:
         if self.objectives is None and front:
             self.objectives = list(front[0].objectives)
         best = best_tradeoffs(front, self.objectives or [])
-        eta = _eta(row, self.total)
+        self._gen = row.gen
+        eta = _eta(row, self.total) if self.deadline is None else max(self.deadline - self.clock(), 0.0)
         if self.mode == "json":
             self._json(event="generation", **row.to_dict(), total_generations=self.total, eta_s=eta, best=best)
             return
@@ -176,15 +219,41 @@ class Progress:
         fields = (f"evals {row.evaluations}  hits {row.cache_hits}  front {row.front_size}"
                   f"{' (first-stage values)' if row.provisional else ''}  "
                   f"HV {row.hypervolume:.4f}{rank}  {_fmt_time(row.elapsed_s)}<{_fmt_time(eta)}")
+        gen = f"gen {row.gen}" if self.deadline is not None else f"gen {row.gen}/{self.total}"  # --time: no cap shown
         if not self._tty:
-            self._line(f"gen {row.gen}/{self.total}  {fields}  best {self._best_text(best)}")
+            self._line(f"{gen}  {fields}  best {self._best_text(best)}")
             return
         if self._bar is None:
             self.begin("searching")
+        if self.deadline is not None:
+            self._bar.total = None
         self._bar.fields = fields
         self._bar.update(max(row.gen - self._bar.n, 0))
         self._bar.refresh()
         self._status.set_description_str(f"  best {self._best_text(best)}")
+
+    def candidate(self, done: int, total: int, seconds: float) -> None:
+        """One more candidate of the current generation measured (``done`` of ``total``,
+        that one in ``seconds``): a progress line when candidates are slow."""
+        self._recent = [*self._recent[-(_RECENT - 1):], float(seconds)]
+        each = sum(self._recent) / len(self._recent)
+        if self.mode == "quiet" or each < SLOW_CANDIDATE_S or done >= total:
+            return
+        left = (total - done) * each
+        if self.mode == "json":
+            self._json(event="candidate", gen=self._gen + 1, done=done, total=total, each_s=round(each, 3),
+                       generation_left_s=round(left, 1))
+            return
+        text = (f"gen {self._gen + 1}: candidate {done}/{total}, {each:.3g} s each, "
+                f"~{_fmt_time(left)} left in this generation")
+        if self._bar is not None:
+            self._bar.fields = text
+            self._bar.refresh()
+            return
+        now = self.clock()
+        if self._last_line is None or now - self._last_line >= _CANDIDATE_EVERY_S:
+            self._last_line = now
+            self._line(text)
 
     def close(self) -> None:
         """Close the bar (safe to call twice, and after an error)."""
@@ -206,7 +275,7 @@ class Progress:
 
 
 def make_progress(mode: str, *, total_generations: int, objectives: Sequence[str] | None = None,
-                  err: TextIO | None = None, out: TextIO | None = None) -> Progress:
+                  err: TextIO | None = None, out: TextIO | None = None, clock=time.monotonic) -> Progress:
     """A :class:`Progress`: a callable ``(Generation, front)`` with ``start``, ``message``,
     ``begin``, ``finish`` and ``close``.
 
@@ -219,4 +288,5 @@ def make_progress(mode: str, *, total_generations: int, objectives: Sequence[str
         >>> json.loads(buf.getvalue())["eta_s"]
         1.0
     """
-    return Progress(mode, total_generations=total_generations, objectives=objectives, err=err, out=out)
+    return Progress(mode, total_generations=total_generations, objectives=objectives, err=err, out=out,
+                    clock=clock)

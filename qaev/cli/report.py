@@ -10,9 +10,10 @@ __all__ = ["report"]
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Directory for report.html, pareto.png and bitmap.png (default RUN_DIR).")
-@click.option("--model", type=click.Path(path_type=Path), default=None, help="Float model, if it moved.")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=None, show_default="RUN_DIR",
+              help="Directory for report.html, pareto.png and bitmap.png.")
+@click.option("--model", type=click.Path(path_type=Path), default=None, show_default="the path front.json names",
+              help="Float model, if it moved.")
 def report(run_dir: Path, out_dir: Path | None, model: Path | None) -> None:
     """Write pareto.png, bitmap.png and a self-contained report.html for RUN_DIR."""
     from qaev.report import write_report

@@ -10,8 +10,9 @@ import click
 
 from qaev.cli import notes, signals
 from qaev.cli.data import data_source
-from qaev.cli.options import bit_list, csv_list, data_options
-from qaev.cli.progress import make_progress
+from qaev.cli.helptext import GroupedCommand
+from qaev.cli.options import bit_list, csv_list, data_options, nbits_accuracy_option
+from qaev.cli.progress import legend_text, make_progress
 from qaev.config_io import load_layer_settings
 from qaev.evaluation.staging import Finish, Staging
 from qaev.model.session import ORT_LEVELS
@@ -26,23 +27,40 @@ __all__ = ["search", "SYMMETRY"]
 SYMMETRY = {"symmetric": [True], "asymmetric": [False], "both": [True, False]}
 
 
+def _size_cells(point: dict) -> str:
+    sizes = point.get("sizes")
+    if not sizes:
+        return ""
+    file = f"{sizes['file_mb']:>8.4f}" if sizes.get("file_mb") is not None else f"{'-':>8}"
+    return f"  {sizes['bit_count_mb']:>10.4f}  {file}  {sizes['x_smaller']:>8.2f}x"
+
+
 def _print_front(doc: dict) -> None:
     names = [o["name"] for o in doc["objectives"]]
     kinds = {o["name"]: o["kind"] for o in doc["objectives"]}
     header = "  ".join(f"{n + (' (est.)' if kinds[n] == 'estimated' else ''):>18}" for n in names)
+    sized = any("sizes" in p for p in doc["points"])
+    sizes = f"  {'MB by bits':>10}  {'file MB':>8}  {'smaller':>9}" if sized else ""
     click.echo(f"\nPareto front: {len(doc['points'])} points "
                f"({doc['metric']} measured on {doc['float'].get('n', '?')} samples; "
                f"float {doc['float']['metric']:.2f})")
-    click.echo(f"  id  {header}  {doc['metric']:>8}")
+    click.echo(f"  id  {header}  {doc['metric']:>8}{sizes}")
+    recommended = (doc.get("recommended") or {}).get("id")
     for p in doc["points"]:
         values = "  ".join(f"{p['objectives'][n]:>18.4f}" for n in names)
         metric = f"{p['metric']:8.2f}" if p["metric"] is not None else "       -"
-        click.echo(f"  {p['id']}  {values}  {metric}")
+        mark = "  <- recommended" if p["id"] == recommended else ""
+        click.echo(f"  {p['id']}  {values}  {metric}{_size_cells(p)}{mark}")
+    if sized:
+        click.echo("  MB by bits: weights at their bit widths (scales, zero points, other initializers included; "
+                   "= size_mb); file MB: the exported .onnx; smaller: float MB by bits / the point's")
 
 
 def constraint_options(func):
     """One ``--max-...`` option per objective of the registry (its bound)."""
     options = [click.option(f"--{o.constraint.replace('_', '-')}", o.constraint, type=float, default=None,
+                            show_default="1.0 metric points; 0.5 for spearman" if o.constraint == "max_drop"
+                            else "none",
                             help=f"Constraint: {o.help}.") for o in constraints().values()]
     return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
@@ -51,7 +69,7 @@ _BIAS = {"off": (False,), "on": (True,), "both": (False, True)}
 
 
 def space_spec(*, w_bits=None, acts=None, granularity=None, calibrations=None, exclude=(), roundings=None,
-               bias_correction=None, weight_range=None, symmetry=None, freeze=None) -> SpaceSpec:
+               bias_correction=None, weight_range=None, symmetry=None, freeze=None, nbits_accuracy=0) -> SpaceSpec:
     """The search space of the CLI's text options; an option not given stays unset (None)
     and the preset's default for the model's family fills it when the problem is built."""
     frozen = ({selector: cfg.to_dict() for selector, cfg in load_layer_settings(freeze).items()}
@@ -62,7 +80,7 @@ def space_spec(*, w_bits=None, acts=None, granularity=None, calibrations=None, e
                      exclude=tuple(exclude) if exclude else None, roundings=given(roundings, csv_list),
                      bias_corrections=None if bias_correction is None else _BIAS[bias_correction],
                      weight_range=weight_range, symmetric=None if symmetry is None else tuple(SYMMETRY[symmetry]),
-                     frozen=frozen, scale_rules=None)
+                     frozen=frozen, scale_rules=None, nbits_accuracy=nbits_accuracy)
 
 
 def _space_options(func):
@@ -87,8 +105,10 @@ def _space_options(func):
         click.option("--symmetry", type=click.Choice(list(SYMMETRY)), default=None,
                      help="Weight grids: symmetric (2^b - 1 levels, zero point 0), asymmetric (all 2^b levels and "
                           "a zero point per scale group), or searched per layer." + auto),
-        click.option("--exclude", multiple=True, help="Keep these layers float (name or re:REGEX); repeatable."),
-        click.option("--freeze", type=click.Path(path_type=Path), default=None,
+        nbits_accuracy_option,
+        click.option("--exclude", multiple=True, show_default="none",
+                     help="Keep these layers float (name or re:REGEX); repeatable."),
+        click.option("--freeze", type=click.Path(path_type=Path), default=None, show_default="none",
                      help="YAML/JSON file mapping layer selectors (name or re:REGEX) to fixed settings, e.g. "
                           "'re:word_embeddings: {w_bits: 2, act: float, rounding: codebook}'; those layers are not "
                           "searched."),
@@ -98,20 +118,21 @@ def _space_options(func):
 
 def _run_options(func):
     options = [
-        click.option("--out", type=click.Path(path_type=Path), default=None,
-                     help="Run directory (default runs/<time>)."),
+        click.option("--out", type=click.Path(path_type=Path), default=None, show_default="runs/search-<time>",
+                     help="Run directory."),
         click.option("--resume", is_flag=True, help="Continue the run in --out (settings must match)."),
         click.option("--force", is_flag=True, help="Overwrite a non-empty --out."),
         click.option("--workers", type=int, default=1, show_default=True,
                      help="Local worker processes (1 ORT thread each)."),
-        click.option("--dask", "dask_address", default=None, help="Evaluate on a dask.distributed cluster at ADDRESS."),
-        click.option("--timeout", type=float, default=None,
+        click.option("--dask", "dask_address", default=None, show_default="none: local", metavar="ADDRESS",
+                     help="Evaluate on a dask.distributed cluster at ADDRESS."),
+        click.option("--timeout", type=float, default=None, show_default="none: no limit, in this process",
                      help="Seconds one evaluation may take (runs evaluations in worker processes)."),
         click.option("--ort-level", type=click.Choice(ORT_LEVELS), default="extended", show_default=True,
                      help="ONNX Runtime optimisation level of every session (accuracy shifts by tenths between levels; "
                           "disable: Q/DQ evaluated in float)."),
         click.option("--staged", type=click.Choice([f.value for f in Finish]), is_flag=False, flag_value="race",
-                     default=None,
+                     default=None, show_default="off: every candidate on all the data",
                      help="Race candidates over 1/8, 1/4, 1/2 of the data and finish only those that can reach the "
                           "front: on arrival (--staged or --staged race), or search on the first 1/8 and finish the "
                           "promising ones at the end (--staged end)."),
@@ -148,21 +169,37 @@ def _warnings_at_begin(progress) -> None:
     progress.begin = begin_with_warnings
 
 
-@click.command()
+#: ``qaev search --help``'s headings and the options under each.
+SECTIONS = (
+    ("Model and data", ("problem", "task", "data", "calib", "eval_n", "seed", "metric", "shapes")),
+    ("Image preprocessing (--task imagenet)", ("size", "crop_pct", "mean", "std", "resample")),
+    ("Goal: objectives and constraints", ("preset", "objectives", "hardware", *constraints(), "validation")),
+    ("Search space", ("w_bits", "acts", "granularity", "calibrations", "roundings", "bias_correction", "weight_range",
+                      "symmetry", "nbits_accuracy", "exclude", "freeze")),
+    ("Search", ("algorithm", "pop", "generations", "time_minutes", "sensitivity_spec", "predictor", "staged",
+                "screen_on")),
+    ("Evaluation", ("ort_level", "workers", "dask_address", "timeout")),
+    ("Run directory and output", ("out", "resume", "force", "quiet", "json_progress")),
+)
+
+
+@click.command(cls=GroupedCommand, sections=SECTIONS,
+               epilog=f"The progress line: {legend_text()}.")
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--problem", default=None, help="A ready-made problem (see `qaev problems`); default digits.")
+@click.option("--problem", default=None, show_default="digits without MODEL",
+              help="A ready-made problem (see `qaev problems`).")
 @data_options
-@click.option("--hardware", default=None,
-              help="Target table name or YAML path (for estimated objectives) [default: the preset's, if any].")
-@click.option("--objectives", default=None,
-              help=f"Comma-separated, from {', '.join(OBJECTIVE_MODULES)} [default: the preset's, else "
-                   "acc_drop,size_mb].")
+@click.option("--hardware", default=None, show_default="the preset's, if any",
+              help="Target table name or YAML path (for estimated objectives).")
+@click.option("--objectives", default=None, show_default="the preset's, else acc_drop,size_mb",
+              help=f"Comma-separated, from {', '.join(OBJECTIVE_MODULES)}.")
 @constraint_options
-@click.option("--algorithm", type=click.Choice(["auto", "nsga2", "nsga3"]), default="auto", show_default=True)
+@click.option("--algorithm", type=click.Choice(["auto", "nsga2", "nsga3"]), default="auto", show_default=True,
+              help="NSGA-II, NSGA-III, or auto: NSGA-II up to three objectives, NSGA-III from four on.")
 @click.option("--pop", type=int, default=20, show_default=True, help="Population size.")
-@click.option("--generations", type=int, default=None,
-              help="Generations to run [default: 10; with --time, as many as the time allows].")
-@click.option("--time", "time_minutes", type=float, default=None, metavar="MINUTES",
+@click.option("--generations", type=int, default=None, show_default="10; with --time, as many as the time allows",
+              help="Generations to run.")
+@click.option("--time", "time_minutes", type=float, default=None, metavar="MINUTES", show_default="no limit",
               help="Wall-time budget of the whole run (loading, calibration and probes included): stop starting "
                    "candidates in time to re-measure the front; front.json is written after every generation.")
 @click.option("--validation", type=float, default=0.25, show_default=True,
@@ -194,7 +231,7 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ti
     bounds = {name: kwargs.pop(name) for name in constraints()}
     space = space_spec(**{k: kwargs.pop(k) for k in ("w_bits", "acts", "granularity", "calibrations", "exclude",
                                                      "roundings", "bias_correction", "weight_range", "symmetry",
-                                                     "freeze")})
+                                                     "freeze", "nbits_accuracy")})
     seed = kwargs["seed"]
     source, metric = data_source(model, problem, kwargs)
     simulate = {"auto": None, "simulator": True, "model": False}[screen_on]

@@ -41,15 +41,18 @@ def store_path(quantizer: Quantizer, evaluator: Evaluator) -> Path:
 
 @click.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--problem", default=None, help="A ready-made problem (see `qaev problems`); default digits.")
+@click.option("--problem", default=None, show_default="digits without MODEL",
+              help="A ready-made problem (see `qaev problems`).")
 @data_options
 @click.option("--bits", default="2,4,8", show_default=True, help="Weight widths to probe (comma list; float allowed).")
 @click.option("--act", type=click.Choice(list(ACT_SETTINGS)), default="float", show_default=True,
               help="Activations of the probed layer: float (weight-only) or a8 (also a4, a16, dyn8).")
 @click.option("--sqnr-samples", type=int, default=256, show_default=True, help="Samples behind each SQNR.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the table as JSON here.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, show_default="not written",
+              help="Write the table as JSON here.")
 @click.option("--store", type=click.Path(path_type=Path), default=None,
-              help="Evaluation memo (JSON lines); default under $QAEV_CACHE/sensitivity.")
+              show_default="a file under the cache's sensitivity/ folder (see `qaev cache`)",
+              help="Evaluation memo (JSON lines).")
 @click.option("--no-cache", is_flag=True, help="Measure everything again; keep nothing on disk.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON table instead of the text table.")
 def sensitivity(model, problem, bits, act, sqnr_samples, out, store, no_cache, as_json, **kwargs) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 __all__ = ["Parts", "ProblemSpec"]
 
@@ -22,6 +22,9 @@ class Parts:
         validation: data the search does not fit to, on which the shipped point is chosen
             (None: the run sets a share of ``eval`` apart, see
             :attr:`qaev.search.spec.EvalSettings.validation`).
+        host_feed: the input ``host_latency_ms`` is measured on (None: the first evaluation
+            batch of 8); a decoder's is one decoding step: one token at batch 1 with the
+            key/value cache of a prompt.
     """
 
     model: object
@@ -31,6 +34,7 @@ class Parts:
     test: object = None
     full: object = None
     validation: object = None
+    host_feed: Mapping | None = None
 
     @property
     def reference_data(self):

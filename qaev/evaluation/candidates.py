@@ -69,6 +69,16 @@ class Candidate:
         """The input host latency is measured on."""
         return self.engine.host_feed()
 
+    def deployed(self):
+        """The model whose speed is the shipped one: the exported file where it runs
+        differently from the evaluation graph (layers written as ``MatMulNBits``), else the
+        evaluation graph."""
+        from qaev.quantize.export import export_model, exports_nbits
+
+        if exports_nbits(self.engine.quantizer.layers, self.config):
+            return export_model(self.engine.quantizer, self.config)
+        return self.proto
+
     @property
     def ort_level(self) -> str:
         """The run's ONNX Runtime optimisation level."""

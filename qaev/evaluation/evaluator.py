@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import onnx
@@ -16,7 +16,7 @@ from qaev.errors import DataError
 from qaev.model.graph import FloatModel
 from qaev.evaluation.outputs import block_scales, collect, combine, output_layout
 from qaev.evaluation.reference import check_reference
-from qaev.model.session import make_session
+from qaev.model.session import make_session, run_batches
 
 __all__ = ["Metric", "METRICS", "Evaluator", "Measurement", "get_metric", "SQNR_CAP_DB"]
 
@@ -36,6 +36,12 @@ class Metric:
         compute: ``(outputs, labels, float_outputs) -> value``.
         per_item: for a metric that is the mean of per-item scores, ``(outputs, labels,
             float_outputs) -> scores [N]`` (same units); lets a bootstrap resample cheaply.
+        reduce: ``(batch outputs, batch feed) -> rows``, applied to every batch's first output
+            as it comes, so the evaluator keeps these rows (one per item) instead of the raw
+            outputs: a language model's logits ``[B, T, vocab]`` become per-token
+            negative log-likelihoods ``[B, T - 1]``. None keeps the outputs.
+        relative: the drop is in percent of the float model's value (a perplexity 3 % above
+            float's is a drop of 3.0) rather than in the metric's own points.
     """
 
     name: str
@@ -43,6 +49,22 @@ class Metric:
     needs_labels: bool
     compute: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], float]
     per_item: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray] | None = None
+    reduce: Callable[[np.ndarray, Mapping[str, np.ndarray]], np.ndarray] | None = None
+    relative: bool = False
+
+    def __post_init__(self) -> None:
+        if self.relative and self.per_item is not None:
+            raise ValueError(f"metric {self.name!r}: a relative drop is not a mean of per-item differences")
+
+    def drop(self, reference: float, value: float) -> float:
+        """Points (or, for a relative metric, percent of ``reference``) that ``value`` loses
+        against ``reference``; positive is worse."""
+        diff = reference - value if self.higher_is_better else value - reference
+        return 100.0 * diff / abs(reference) if self.relative else diff
+
+
+def _next_token_nll(logits: np.ndarray, feed: Mapping[str, np.ndarray]) -> np.ndarray:
+    return metrics.next_token_nll(logits, feed["input_ids"])
 
 
 METRICS: dict[str, Metric] = {
@@ -57,6 +79,11 @@ METRICS: dict[str, Metric] = {
         Metric("kl", False, False, lambda out, y, ref: metrics.kl_divergence(out, ref)),
         Metric("sqnr_db", True, False, lambda out, y, ref: min(metrics.sqnr_db(out, ref), SQNR_CAP_DB)),
         Metric("spearman", True, True, lambda out, y, ref: _sts_spearman(out, y, ref)),
+        # labels: the UTF-8 bytes each predicted token covers (qaev.data.text.TextWindows)
+        Metric("perplexity", False, True, lambda out, y, ref: metrics.perplexity(out), reduce=_next_token_nll,
+               relative=True),
+        Metric("bits_per_byte", False, True, lambda out, y, ref: metrics.bits_per_byte(out, y),
+               reduce=_next_token_nll, relative=True),
     )
 }
 
@@ -105,7 +132,8 @@ class Evaluator:
         self.data = data
         self.metric = get_metric(metric)
         feeds = bool(getattr(data, "feeds", False))
-        self.batch_size = 1 if feeds else (model.fixed_batch or batch_size)
+        self.batch_size = 1 if feeds else (model.fixed_batch
+                                           or min(batch_size, getattr(data, "max_batch", None) or batch_size))
         self.threads = threads
         self.ort_level = ort_level
         if self.metric.needs_labels and data.labels is None:
@@ -115,9 +143,16 @@ class Evaluator:
 
     def run(self, session: ort.InferenceSession, batches) -> np.ndarray:
         """The outputs the metric reads of ``session`` over ``batches``, items along axis 0
-        (:mod:`qaev.evaluation.outputs`)."""
-        blocks = collect(session, batches, self.layout, check=self._check_feed)
+        (:mod:`qaev.evaluation.outputs`), or the rows of a metric that reduces each batch."""
+        blocks = self._blocks(session, batches)
         return blocks[0] if len(blocks) == 1 else combine(blocks, self._scales)
+
+    def _blocks(self, session: ort.InferenceSession, batches) -> list[np.ndarray]:
+        """One array per output read; a metric that reduces batch by batch (per-token NLL
+        instead of a language model's logits) keeps its rows of the first output only."""
+        if self.metric.reduce is not None:
+            return [run_batches(session, batches, reduce=self.metric.reduce)]
+        return collect(session, batches, self.layout, check=self._check_feed)
 
     def _check_feed(self, feed) -> None:
         """The model's inputs in ``feed`` against the float model's declared ones (a
@@ -137,7 +172,7 @@ class Evaluator:
     @cached_property
     def _reference_blocks(self) -> list[np.ndarray]:
         session = make_session(self.model.proto, threads=self.threads, level=self.ort_level)
-        return collect(session, self.data.batches(batch_size=self.batch_size), self.layout, check=self._check_feed)
+        return self._blocks(session, self.data.batches(batch_size=self.batch_size))
 
     @cached_property
     def _scales(self) -> tuple[float, ...]:
@@ -162,6 +197,15 @@ class Evaluator:
         value = self.score(out)
         return Measurement(value=value, n=len(self.data), session_s=session_s, inference_s=inference_s,
                            outputs=out if keep_outputs else None)
+
+    def companions(self, outputs: np.ndarray) -> dict[str, float]:
+        """Every other registered metric that scores the same rows as this one (the same
+        reduction: bits per byte beside perplexity), on ``outputs``."""
+        reduce = self.metric.reduce
+        if reduce is None:
+            return {}
+        return {m.name: float(m.compute(outputs, self.data.labels, None)) for m in METRICS.values()
+                if m.reduce is reduce and m.name != self.metric.name}
 
     def score(self, outputs: np.ndarray) -> float:
         """The metric of ``outputs`` (rows of the whole set, in order)."""
@@ -189,11 +233,16 @@ class Evaluator:
         its bootstrap standard error (the same resampled items for both)."""
         per_item, n, labels, ref = self._head(min(len(a), len(b)))
 
+        metric = self.metric
+
         def gap_on(items: np.ndarray) -> float:
             rows = (items[:, None] * per_item + np.arange(per_item)).ravel()
             lab = None if labels is None else labels[items]
-            diff = self.metric.compute(a[rows], lab, ref[rows]) - self.metric.compute(b[rows], lab, ref[rows])
-            return float(diff if self.metric.higher_is_better else -diff)
+            value_a, value_b = metric.compute(a[rows], lab, ref[rows]), metric.compute(b[rows], lab, ref[rows])
+            if metric.relative:
+                base = metric.compute(ref[rows], lab, ref[rows])
+                return float(metric.drop(base, value_b) - metric.drop(base, value_a))
+            return float(metric.drop(value_a, value_b))
 
         rng = np.random.default_rng(seed)
         gaps = [gap_on(rng.integers(0, n, n)) for _ in range(n_boot)]
@@ -217,6 +266,6 @@ class Evaluator:
         return per_item, n, None if self.data.labels is None else self.data.labels[:n], self.reference[:n * per_item]
 
     def drop(self, value: float) -> float:
-        """Points lost relative to the float model (positive is worse)."""
-        diff = self.float_value - value
-        return diff if self.metric.higher_is_better else -diff
+        """Points lost relative to the float model (positive is worse; in percent of the
+        float model's value for a relative metric such as perplexity)."""
+        return self.metric.drop(self.float_value, value)

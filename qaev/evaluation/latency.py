@@ -1,8 +1,11 @@
-"""Host latency: the median wall time of one inference in ONNX Runtime on this machine."""
+"""Host latency: the median wall time of one inference in ONNX Runtime on this machine,
+of one model or of several side by side."""
 from __future__ import annotations
 
+import os
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -10,7 +13,7 @@ import onnx
 
 from qaev.model.session import make_session
 
-__all__ = ["host_latency_ms"]
+__all__ = ["host_latency_ms", "side_by_side", "SideBySide", "machine_load"]
 
 
 def host_latency_ms(model: onnx.ModelProto | bytes, feed: Mapping[str, np.ndarray], *, repeats: int = 10,
@@ -26,3 +29,76 @@ def host_latency_ms(model: onnx.ModelProto | bytes, feed: Mapping[str, np.ndarra
         session.run(None, dict(feed))
         times.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(times)
+
+
+def machine_load() -> tuple[float, float, float] | None:
+    """The host's 1-, 5- and 15-minute load averages (None where the system has none)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except (AttributeError, OSError):
+        return None
+    return round(one, 2), round(five, 2), round(fifteen, 2)
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """Latencies measured side by side (:func:`side_by_side`).
+
+    Attributes:
+        ms: model name -> median milliseconds of one run.
+        reference: the name of the model the others are compared with (the float model).
+        batch: samples in the input.
+        threads: ONNX Runtime intra-op threads.
+        level: ONNX Runtime optimisation level.
+        rounds: rounds measured (each times every model once); the median round is kept.
+        repeats: runs timed per model and round (their median is the round's value).
+        load: the host's load averages before and after (:func:`machine_load`).
+        cpus: logical CPUs of the host.
+    """
+
+    ms: dict[str, float]
+    reference: str
+    batch: int
+    threads: int
+    level: str
+    rounds: int
+    repeats: int
+    load: tuple[tuple[float, float, float] | None, tuple[float, float, float] | None]
+    cpus: int | None
+
+    def speedup(self, name: str) -> float:
+        """How many times faster model ``name`` runs than the reference."""
+        return self.ms[self.reference] / self.ms[name]
+
+    def settings(self) -> dict:
+        """How the numbers were taken, JSON-ready (without the numbers)."""
+        return {"kind": "measured", "batch": self.batch, "threads": self.threads, "ort_level": self.level,
+                "rounds": self.rounds, "repeats": self.repeats, "load_before": self.load[0],
+                "load_after": self.load[1], "cpus": self.cpus}
+
+
+def side_by_side(models: Mapping[str, onnx.ModelProto | bytes], feed: Mapping[str, np.ndarray], *, reference: str,
+                 batch: int, rounds: int = 3, repeats: int = 20, warmup: int = 3, threads: int = 1,
+                 level: str = "extended") -> SideBySide:
+    """:func:`host_latency_ms` of every model in ``models``, the rounds interleaved (each
+    round times every model once, in order), so drift in the machine's load hits all
+    alike; each model's median round is kept.
+
+    Args:
+        models: name -> model (or its bytes); must hold ``reference``.
+        feed: the input (``batch`` samples).
+        reference: the model the others are compared with.
+        batch: samples in ``feed`` (recorded).
+        rounds, repeats, warmup, threads, level: as in :func:`host_latency_ms`.
+    """
+    if reference not in models:
+        raise KeyError(f"side_by_side: reference {reference!r} is not among the models")
+    before = machine_load()
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            times[name].append(host_latency_ms(model, feed, repeats=repeats, warmup=warmup, threads=threads,
+                                               level=level))
+    return SideBySide(ms={name: statistics.median(values) for name, values in times.items()}, reference=reference,
+                      batch=batch, threads=threads, level=level, rounds=rounds, repeats=repeats,
+                      load=(before, machine_load()), cpus=os.cpu_count())

@@ -3,6 +3,11 @@
 Accuracy-like scores (top-k, agreement, correlations) are in percent points: 0..100 for
 accuracies, -100..100 for correlations. Rows of logits that hold NaN count as wrong, so a
 numerically broken quantized model never scores well. All sums run in float64.
+
+Language-model scores start from the negative log-likelihood (nats) of each next token
+(:func:`next_token_nll`): perplexity is ``exp`` of its mean per token, bits per byte its sum
+in bits over the UTF-8 bytes the predicted tokens cover, which does not depend on the
+tokenizer (Gao et al., "The Pile", 2020, section 4).
 """
 from __future__ import annotations
 
@@ -19,6 +24,9 @@ __all__ = [
     "kl_divergence",
     "sqnr_db",
     "cosine_rows",
+    "next_token_nll",
+    "perplexity",
+    "bits_per_byte",
 ]
 
 
@@ -207,3 +215,60 @@ def cosine_rows(a, b) -> np.ndarray:
         cos = np.where(denom > 0.0, dot / np.where(denom > 0.0, denom, 1.0), 0.0)
     cos[(nx == 0.0) & (ny == 0.0)] = 1.0
     return np.clip(cos, -1.0, 1.0)
+
+
+def next_token_nll(logits, input_ids) -> np.ndarray:
+    """Negative log-likelihood (nats) of each next token of a causal language model.
+
+    Args:
+        logits: ``[batch, length, vocab]`` scores; position ``t`` predicts token ``t + 1``.
+        input_ids: ``[batch, length]`` the tokens fed.
+
+    Returns:
+        float32 ``[batch, length - 1]``: ``-log softmax(logits[:, t])[input_ids[:, t + 1]]``,
+        computed in float64 one row at a time (the logits of a batch are large); NaN where a
+        row of logits holds NaN.
+
+    Raises:
+        DataError: shapes that do not match, or a sequence shorter than two tokens.
+    """
+    scores, ids = np.asarray(logits), np.asarray(input_ids)
+    if scores.ndim != 3 or ids.shape != scores.shape[:2] or ids.shape[1] < 2:
+        raise DataError(f"next_token_nll: expected logits [B, T, vocab] and ids [B, T] with T >= 2, "
+                        f"got {scores.shape} and {ids.shape}")
+    out = np.empty((ids.shape[0], ids.shape[1] - 1), np.float32)
+    for row in range(ids.shape[0]):
+        x = scores[row, :-1].astype(np.float64)
+        top = x.max(axis=1)
+        log_norm = top + np.log(np.exp(x - top[:, None]).sum(axis=1))
+        out[row] = log_norm - x[np.arange(len(x)), ids[row, 1:]]
+    return out
+
+
+def perplexity(nll) -> float:
+    """Perplexity per token: ``exp(mean(nll))`` of per-token negative log-likelihoods (nats).
+
+    Raises:
+        DataError: no tokens.
+    """
+    values = np.asarray(nll, np.float64)
+    if values.size == 0:
+        raise DataError("perplexity: no tokens")
+    return float(np.exp(values.mean()))
+
+
+def bits_per_byte(nll, token_bytes) -> float:
+    """Summed negative log2-likelihood over the UTF-8 bytes the predicted tokens cover.
+
+    Args:
+        nll: per-token negative log-likelihoods in nats.
+        token_bytes: the UTF-8 bytes each predicted token stands for (same shape).
+
+    Raises:
+        DataError: shapes differ, or the tokens cover no byte.
+    """
+    values, sizes = _same_shape(np.asarray(nll, np.float64), np.asarray(token_bytes, np.float64), "bits_per_byte")
+    total = float(sizes.sum())
+    if total <= 0:
+        raise DataError("bits_per_byte: the tokens cover no byte")
+    return float(values.sum() / np.log(2.0) / total)

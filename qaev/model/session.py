@@ -1,7 +1,7 @@
 """ONNX Runtime sessions built from bytes with one fixed optimisation level, and batched runs."""
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import onnx
@@ -10,7 +10,12 @@ import onnxruntime as ort
 from qaev.errors import DataError, ModelError
 from qaev.model.graph import check_inputs
 
-__all__ = ["make_session", "run_batches", "check_session_feed", "OPT_LEVEL", "ORT_LEVELS"]
+__all__ = ["make_session", "run_batches", "check_session_feed", "set_nbits_accuracy", "nbits_accuracy_of",
+           "OPT_LEVEL", "ORT_LEVELS"]
+
+#: Model metadata key carrying the ``accuracy_level`` the fused ``MatMulNBits`` of a QDQ
+#: evaluation graph run at (:attr:`qaev.config.QuantConfig.nbits_accuracy`).
+NBITS_ACCURACY_KEY = "qaev.nbits_accuracy"
 
 _LEVELS = {"extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -34,6 +39,24 @@ def _level(name: str) -> ort.GraphOptimizationLevel:
 OPT_LEVEL = _LEVELS["extended"]
 
 
+def set_nbits_accuracy(model: onnx.ModelProto, level: int) -> None:
+    """Records in ``model``'s metadata the ``accuracy_level`` at which ONNX Runtime should
+    run the ``MatMulNBits`` it fuses from block-wise weight-only Q/DQ groups."""
+    kept = [p for p in model.metadata_props if p.key != NBITS_ACCURACY_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=NBITS_ACCURACY_KEY, value=str(int(level)))
+
+
+def nbits_accuracy_of(model: onnx.ModelProto | bytes) -> int:
+    """The fused ``MatMulNBits`` accuracy level ``model`` asks for (0 when it says nothing
+    or is given as bytes)."""
+    if isinstance(model, bytes):
+        return 0
+    values = [p.value for p in model.metadata_props if p.key == NBITS_ACCURACY_KEY]
+    return int(values[-1]) if values else 0
+
+
 def make_session(model: onnx.ModelProto | bytes, *, threads: int = 1, level: str = "extended",
                  optimized_path: str | None = None, profile_prefix: str | None = None) -> ort.InferenceSession:
     """An ORT CPU session.
@@ -53,8 +76,9 @@ def make_session(model: onnx.ModelProto | bytes, *, threads: int = 1, level: str
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     # Weight-only block-wise MatMuls fuse to MatMulNBits; keep their arithmetic in fp32 so
-    # the measured model is the weight-only model the config describes.
-    options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
+    # the measured model is the weight-only model the config describes, unless the model
+    # asks for another accuracy level (set_nbits_accuracy; the exported file's nodes carry it).
+    options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(nbits_accuracy_of(model) or 1))
     if optimized_path:
         options.optimized_model_filepath = optimized_path
     if profile_prefix:
@@ -83,8 +107,17 @@ def check_session_feed(session: ort.InferenceSession, feed: Mapping[str, np.ndar
 
 
 def run_batches(session: ort.InferenceSession, batches: Iterable[Mapping[str, np.ndarray]], *,
-                output: str | None = None) -> np.ndarray:
+                output: str | None = None,
+                reduce: Callable[[np.ndarray, Mapping[str, np.ndarray]], np.ndarray] | None = None) -> np.ndarray:
     """Run every batch and concatenate one output along the first axis.
+
+    Args:
+        session: the session.
+        batches: feed dicts.
+        output: the output to keep (default: the first).
+        reduce: ``(output, feed) -> rows`` applied to each batch's output before it is kept
+            (a metric's reduction: per-token log-likelihoods instead of a language model's
+            logits), or None.
 
     Raises:
         DataError: inputs do not match the model, there is no data, or outputs are NaN/Inf.
@@ -95,10 +128,11 @@ def run_batches(session: ort.InferenceSession, batches: Iterable[Mapping[str, np
         if i == 0:
             check_session_feed(session, feed)
         try:
-            parts.append(session.run([name], dict(feed))[0])
+            out = session.run([name], dict(feed))[0]
         except Exception as exc:
             first = str(exc).strip().splitlines()[0]
             raise DataError(f"running the model failed on batch {i}: {first}") from None
+        parts.append(out if reduce is None else reduce(out, feed))
     if not parts:
         raise DataError("the dataset is empty")
     out = np.concatenate(parts, axis=0)

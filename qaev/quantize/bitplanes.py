@@ -7,7 +7,8 @@ first). The graph rebuilds the int8 weight from constants only: the plane bytes 
 table of every byte value's eight bits; weighted by ``2^p`` per plane (the top plane by
 ``-2^(b-1)``) and summed over the planes, cast to int8 and reshaped, they are the original
 tensor. Every input is a constant, so ONNX Runtime folds this subgraph when the session
-loads and runs the same ``DequantizeLinear`` on the same int8 weight as before.
+loads, with the folded dequantization after it (:mod:`qaev.quantize.folded`): the layer
+runs on the same float weight as evaluated.
 """
 from __future__ import annotations
 

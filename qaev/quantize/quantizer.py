@@ -78,6 +78,7 @@ class Quantizer:
         """Collect statistics for every candidate activation tensor in one pass over
         ``calib`` (an :class:`~qaev.data.ArrayDataset`), reusing a persisted copy when the
         same model and data were seen before (``reconstruction``: as for the constructor)."""
+        batch_size = min(batch_size, getattr(calib, "max_batch", None) or batch_size)  # large outputs: smaller runs
         batches = list(calib.batches(batch_size=model.fixed_batch or batch_size))
         first = batches[0] if batches else {}
         if layers is None:

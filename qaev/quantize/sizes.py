@@ -75,12 +75,13 @@ def weight_bytes(layer: LayerInfo, cfg: LayerConfig | None, *, bits: int | None 
     return math.ceil(layer.params * width / 8) + groups * SCALE_BYTES + zero_points + decoding
 
 
-def estimate_cost(layers: Sequence[LayerInfo], config: QuantConfig, table, *, batch: int = 1):
+def estimate_cost(layers: Sequence[LayerInfo], config: QuantConfig, table, *, batch: int = 1,
+                  memo: dict | None = None):
     """:func:`qaev.hardware.estimate` of ``config`` with this engine's exact weight sizes
-    (every figure in the report but the sizes is an estimate)."""
+    (every figure in the report but the sizes is an estimate); ``memo``: see there."""
     from qaev.hardware.cost import estimate
 
-    return estimate(layers, config, table, batch=batch, weight_bytes=weight_bytes)
+    return estimate(layers, config, table, batch=batch, weight_bytes=weight_bytes, memo=memo)
 
 
 def other_bytes(proto: onnx.ModelProto, layers: Sequence[LayerInfo]) -> int:

@@ -1,14 +1,14 @@
 """Everything a report shows, read from a run directory (and the float model it names)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from onnx import numpy_helper
 
 from qaev.documents import read_document
 from qaev.config import QuantConfig, act_name
-from qaev.config_io import dumps_config, load_config
+from qaev.config_io import load_config
 from qaev.errors import ConfigError, ModelError, QaevError
 from qaev.model.layers import LayerInfo, find_layers
 from qaev.runtime.rundir import read_front
@@ -45,7 +45,14 @@ class LayerRow:
 
 @dataclass
 class Point:
-    """One front point with its config and per-layer breakdown."""
+    """One front point with its config and per-layer breakdown.
+
+    ``host_latency_ms`` and ``host_speedup``: its exported file's latency at batch 1 and
+    how many times faster than the float model it ran, measured side by side at the end
+    of the search (front.json's ``host_latency`` says how), or None. ``sizes`` is
+    front.json's (``bit_count_mb``, ``file_mb``, ``x_smaller``; empty for runs written
+    before it).
+    """
 
     id: str
     objectives: dict
@@ -54,6 +61,9 @@ class Point:
     config_text: str
     exported: bool
     rows: list[LayerRow] = field(default_factory=list)
+    host_latency_ms: float | None = None
+    host_speedup: float | None = None
+    sizes: dict = field(default_factory=dict)
 
     @property
     def total_bytes(self) -> int:
@@ -111,9 +121,14 @@ def _baselines(run_dir: Path, names: list[str]) -> list[dict]:
 
 
 def _layers(doc: dict, model: Path | None, notes: list[str]):
-    """The float model's layers and other-initializer bytes, or (None, None) with a note."""
+    """The float model's layers and other-initializer bytes (a run on a layer list: the
+    list front.json records), or (None, None) with a note."""
     from qaev.model.graph import load_model
 
+    if model is None and not doc["model"].get("path") and doc.get("layers"):  # a run on a layer list
+        from qaev.model.shapes import layers_from_json
+
+        return layers_from_json(doc["layers"]), int(doc.get("other_bytes", 0))
     path = Path(model) if model is not None else (Path(doc["model"]["path"]) if doc["model"].get("path") else None)
     if path is None or not path.is_file():
         if model is not None:
@@ -130,20 +145,26 @@ def _layers(doc: dict, model: Path | None, notes: list[str]):
     return layers, other
 
 
-def _rows(layers: list[LayerInfo], config: QuantConfig, table) -> list[LayerRow]:
+def _rows(layers: list[LayerInfo], config: QuantConfig, table, memo: dict) -> list[LayerRow]:
+    """Each layer's row under ``config``; ``memo`` (one per report) keeps the rows and cost
+    estimates of settings already seen (a large front repeats them many times)."""
     from qaev.quantize.sizes import estimate_cost, weight_bytes
 
     latency = {}
     if table is not None:
-        latency = {r.name: r.est_latency_s * 1e3 for r in estimate_cost(layers, config, table).rows}
-    rows = []
+        costs = estimate_cost(layers, config, table, memo=memo.setdefault("estimates", {}))
+        latency = {r.name: r.est_latency_s * 1e3 for r in costs.rows}
+    rows, seen = [], memo.setdefault("rows", {})
     for layer in layers:
         cfg = config.layer(layer.name)
-        eff = cfg.effective() if cfg is not None else None
-        rows.append(LayerRow(name=layer.name, op_type=layer.op_type, w_bits=eff.w_bits if eff else None,
-                             granularity=eff.granularity.value if eff and eff.w_bits else "-",
-                             symmetric=bool(eff.symmetric) if eff else True, act=act_label(eff),
-                             weight_bytes=weight_bytes(layer, cfg), est_latency_ms=latency.get(layer.name)))
+        key = (layer.name, cfg)
+        if key not in seen:
+            eff = cfg.effective() if cfg is not None else None
+            seen[key] = LayerRow(name=layer.name, op_type=layer.op_type, w_bits=eff.w_bits if eff else None,
+                                 granularity=eff.granularity.value if eff and eff.w_bits else "-",
+                                 symmetric=bool(eff.symmetric) if eff else True, act=act_label(eff),
+                                 weight_bytes=weight_bytes(layer, cfg))
+        rows.append(replace(seen[key], est_latency_ms=latency.get(layer.name)))
     return rows
 
 
@@ -184,13 +205,15 @@ def gather(run_dir: str | Path, *, model: str | Path | None = None) -> ReportDat
             table = load_table(hardware)
         except QaevError as exc:
             notes.append(f"latency estimates unavailable: {exc}")
-    points = []
+    points, memo = [], {}
     for p in doc["points"]:
         config = load_config(run_dir / p["config"])
         points.append(Point(id=p["id"], objectives=dict(p["objectives"]), metric=p.get("metric"), config=config,
-                            config_text=dumps_config(config),
+                            config_text=(run_dir / p["config"]).read_text(),  # the file as written
                             exported=(run_dir / "models" / f"{p['id']}.onnx").is_file(),
-                            rows=_rows(layers, config, table) if layers is not None else []))
+                            rows=_rows(layers, config, table, memo) if layers is not None else [],
+                            host_latency_ms=p.get("host_latency_ms"), host_speedup=p.get("host_speedup"),
+                            sizes=dict(p.get("sizes") or {})))
     if layers is not None:
         layer_names = [layer.name for layer in layers]
     else:

@@ -11,8 +11,14 @@ import datetime
 from html import escape
 
 from qaev.report.gather import Point, ReportData
+from qaev.report.plots import select_points
 
-__all__ = ["render_html", "KIND_HELP"]
+__all__ = ["render_html", "KIND_HELP", "DETAIL_ROWS"]
+
+#: Per-layer tables (layers x points rows) the page holds in all; beyond it, only the
+#: points drawn in the bit map get theirs (the rest: their config file), so that a front of
+#: thousands of points over hundreds of layers stays a page a browser opens.
+DETAIL_ROWS = 20_000
 
 #: What each objective kind means, for the legend.
 KIND_HELP = {
@@ -66,6 +72,12 @@ def _num(value, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
 
 
+def _latency_cells(p: Point) -> list[str]:
+    speedup = "-" if p.host_speedup is None else f"{p.host_speedup:.2f}x"
+    return [f'<td data-key="host_latency_ms" data-value="{p.host_latency_ms!r}">{_num(p.host_latency_ms, 2)}</td>',
+            f'<td data-key="host_speedup" data-value="{p.host_speedup!r}">{speedup}</td>']
+
+
 def _front_table(data: ReportData) -> str:
     objs = data.objectives
     head = ['<th data-key="id">id</th>']
@@ -73,7 +85,13 @@ def _front_table(data: ReportData) -> str:
              f'{escape(o["name"])}{_kind(o["kind"])}</th>'
              for o in objs]
     head += [f'<th data-key="metric">{escape(str(data.doc.get("metric", "metric")))}{_kind("measured")}</th>',
-             '<th data-key="exported">exported</th>']
+             f'<th data-key="x_smaller" title="float size by bit count / the point\'s">x smaller{_kind("exact")}</th>',
+             '<th data-key="file_mb" title="the exported .onnx file">file MB</th>',
+             '<th data-key="exported">exported</th>', '<th data-key="export">export command</th>']
+    timed = "host_latency" in data.doc
+    if timed:
+        head += [f'<th data-key="host_latency_ms" title="exported file, batch 1, ms">host ms{_kind("measured")}</th>',
+                 '<th data-key="host_speedup" title="float ms / point ms, measured side by side">vs float</th>']
     rows = []
     for p in data.points:
         cells = [f'<td data-key="id" data-value="{escape(p.id)}">'
@@ -83,7 +101,14 @@ def _front_table(data: ReportData) -> str:
             cells.append(f'<td data-key="{escape(o["name"])}" data-value="{v!r}">{_num(v)}</td>')
         m = p.metric
         cells.append(f'<td data-key="metric" data-value="{m!r}">{_num(m, 2)}</td>')
+        for key, text in (("x_smaller", lambda v: f"{v:.2f}x"), ("file_mb", _num)):
+            v = p.sizes.get(key)
+            cells.append(f'<td data-key="{key}" data-value="{v!r}">{"-" if v is None else text(v)}</td>')
         cells.append(f'<td data-key="exported" data-value="{int(p.exported)}">{"yes" if p.exported else ""}</td>')
+        command = f"qaev export {data.run_dir} --point {p.id} -o {p.id}.onnx"
+        cells.append(f'<td data-key="export" data-value="{escape(p.id)}" class="mono">{escape(command)}</td>')
+        if timed:
+            cells += _latency_cells(p)
         rows.append(f'<tr data-id="{escape(p.id)}">{"".join(cells)}</tr>')
     return (f'<table id="front" class="sortable"><thead><tr>{"".join(head)}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
@@ -125,8 +150,12 @@ def _layer_table(data: ReportData, point: Point) -> str:
     return f'<table class="layers"><thead>{head}</thead><tbody>{"".join(rows)}</tbody><tfoot>{foot}</tfoot></table>'
 
 
-def _point_details(data: ReportData, point: Point) -> str:
+def _point_details(data: ReportData, point: Point, *, full: bool = True, config_file: str = "") -> str:
     summary = ", ".join(f"{name} {_num(v)}" for name, v in point.objectives.items())
+    if not full:
+        return (f'<details id="point-{escape(point.id)}"><summary><b>{escape(point.id)}</b>: {escape(summary)}'
+                f'{" (exported)" if point.exported else ""}</summary><p class="note">not in the bit map; config: '
+                f'<span class="mono">{escape(config_file)}</span></p></details>')
     body = _layer_table(data, point) if point.rows else '<p class="note">no per-layer breakdown (model not found)</p>'
     return (f'<details id="point-{escape(point.id)}"><summary><b>{escape(point.id)}</b>: {escape(summary)}'
             f'{" (exported)" if point.exported else ""}</summary>{body}'
@@ -145,10 +174,26 @@ def _legend(data: ReportData) -> str:
             extra = f" (hardware table: {escape(str(data.doc.get('hardware')))})"
         items.append(f"<li><b>{escape(o['name'])}</b>{_kind(o['kind'])} {escape(o['unit'])}: "
                      f"{escape(KIND_HELP.get(o['kind'], o['kind']))}{extra}</li>")
+    timed = data.doc.get("host_latency")
+    if timed:
+        items.append(f"<li><b>host ms</b>{_kind('measured')}: {escape(_latency_text(timed))}</li>")
     items.append(f"<li>per-layer weight bytes{_kind('exact')}: {escape(KIND_HELP['exact'])}</li>")
+    items.append(f"<li><b>x smaller</b>{_kind('exact')}: the float model's size by bit count / the point's; "
+                 "<b>file MB</b>: the exported .onnx file re-measured at the end of the search (it holds the graph "
+                 "too, and stores a width ONNX has no type for in a wider one)</li>")
     if data.hardware:
         items.append(f"<li>per-layer latency{_kind('estimated')}: {escape(KIND_HELP['estimated'])}</li>")
     return "<ul>" + "".join(items) + "</ul>"
+
+
+def _latency_text(timed: dict) -> str:
+    """How front.json's ``host_latency`` was measured, in words."""
+    load = timed.get("load_before")
+    busy = f"; load average {load[0]} on {timed.get('cpus')} CPUs" if load else ""
+    return (f"each point's exported file run with ONNX Runtime on this host at batch {timed.get('batch')}, "
+            f"{timed.get('threads')} thread(s), median of {timed.get('rounds')} rounds of {timed.get('repeats')} "
+            f"runs interleaved with the float model ({_num(timed.get('float_ms'), 2)} ms); "
+            f"vs float = float ms / point ms{busy}")
 
 
 def _meta(data: ReportData) -> str:
@@ -172,6 +217,20 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+def _all_details(data: ReportData) -> str:
+    """Every point's details: all with per-layer tables up to :data:`DETAIL_ROWS` rows, else
+    those of the points the bit map draws, with a note saying so."""
+    rows = sum(len(p.rows) for p in data.points)
+    shown = set(range(len(data.points))) if rows <= DETAIL_ROWS else set(select_points(data))
+    files = [p.get("config", "") for p in data.doc.get("points", [])]
+    parts = [_point_details(data, p, full=i in shown, config_file=files[i] if i < len(files) else "")
+             for i, p in enumerate(data.points)]
+    if len(shown) < len(data.points):
+        parts.insert(0, f'<p class="note">{len(data.points)} points x {len(data.layer_names)} layers: per-layer '
+                        f'tables for the {len(shown)} points of the bit map only.</p>')
+    return "".join(parts)
+
+
 def render_html(data: ReportData, *, pareto: bytes, bitmap: bytes) -> str:
     """The whole page as text.
 
@@ -181,7 +240,7 @@ def render_html(data: ReportData, *, pareto: bytes, bitmap: bytes) -> str:
         bitmap: PNG bytes of the bit map.
     """
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in data.notes)
-    details = "".join(_point_details(data, p) for p in data.points)
+    details = _all_details(data)
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>qaev report: {escape(str(data.run_dir))}</title>

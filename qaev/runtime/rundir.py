@@ -22,6 +22,7 @@ from qaev.files import append_line, write_atomic
 from qaev.config import QuantConfig
 from qaev.config_io import save_config
 from qaev.errors import ConfigError
+from qaev.evaluation.latency import SideBySide
 from qaev.search.objectives import get_objective
 from qaev.runtime.lock import LOCK_NAME, RunLock
 from qaev.runtime.store import Record
@@ -38,7 +39,7 @@ def versions() -> dict:
     import onnxruntime
     import pymoo
 
-    from qaev import __version__
+    from qaev.version import __version__
 
     return {"qaev": __version__, "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__,
             "pymoo": pymoo.__version__, "numpy": np.__version__, "python": platform.python_version(),
@@ -164,12 +165,25 @@ def _order(front: Sequence[Record], objectives: Sequence[str]) -> list[Record]:
     return sorted(front, key=lambda r: tuple(r.objectives[n] for n in reversed(objectives)))
 
 
-def _point(point_id: str, record: Record, objectives: Sequence[str]) -> dict:
+def _point(point_id: str, record: Record, objectives: Sequence[str], latency: SideBySide | None,
+           sizes: dict | None) -> dict:
     point = {"id": point_id, "key": record.key, "objectives": {n: record.objectives[n] for n in objectives},
              "metric": record.metric, "config": f"configs/{point_id}.yaml"}
+    if sizes is not None:
+        point["sizes"] = sizes
     if record.validation_drop is not None:
         point["validation"] = {"metric": record.validation_metric, "acc_drop": record.validation_drop}
+    if latency is not None and record.key in latency.ms:
+        point["host_latency_ms"] = latency.ms[record.key]
+        point["host_speedup"] = latency.speedup(record.key)
     return point
+
+
+def _latency_doc(latency: SideBySide, reference: str) -> dict:
+    return {**latency.settings(), "float_ms": latency.ms[reference],
+            "what": (f"median ms of one run of each point's exported file and of the float model, batch "
+                     f"{latency.batch}, {latency.threads} ONNX Runtime thread(s) on this host, measured side by "
+                     "side in interleaved rounds (points: host_latency_ms, host_speedup = float / point)")}
 
 
 def recommend(points: Sequence[dict], objectives: Sequence[str], tolerance: float | None) -> dict | None:
@@ -191,18 +205,23 @@ def recommend(points: Sequence[dict], objectives: Sequence[str], tolerance: floa
 
 def write_front(out: Path, front: Sequence[Record], *, objectives: Sequence[str], model_path: Path | None,
                 model_sha256: str, float_values: dict, metric: str, evaluations: int, seed: int,
-                extra: dict | None = None, tolerance: float | None = None) -> dict:
+                extra: dict | None = None, tolerance: float | None = None,
+                host_latency: SideBySide | None = None, sizes: dict | None = None) -> dict:
     """Write ``front.json`` and ``configs/<id>.yaml``; returns the front document.
 
     ``tolerance``: metric points of drop within which the ``recommended`` point is chosen
-    (:func:`recommend`); None: no recommendation."""
+    (:func:`recommend`); None: no recommendation. ``host_latency``: the exported files'
+    latencies beside the float model's (:func:`qaev.search.remeasure.remeasure_front`),
+    written per point and as ``host_latency`` (with how they were measured). ``sizes``:
+    record key -> the point's ``sizes`` (:meth:`qaev.quantize.footprint.Sizes.to_dict`:
+    bit count, file, x smaller)."""
     configs = out / "configs"
     configs.mkdir(parents=True, exist_ok=True)
     points = []
     for i, record in enumerate(_order(front, objectives)):
         point_id = f"p{i:02d}"
         save_config(QuantConfig.from_dict(record.config), configs / f"{point_id}.yaml")
-        points.append(_point(point_id, record, objectives))
+        points.append(_point(point_id, record, objectives, host_latency, (sizes or {}).get(record.key)))
     doc = {
         "schema": FRONT_SCHEMA,
         "model": {"path": str(model_path) if model_path else None, "sha256": model_sha256},
@@ -217,6 +236,8 @@ def write_front(out: Path, front: Sequence[Record], *, objectives: Sequence[str]
         "versions": versions(),
         **(extra or {}),
     }
+    if host_latency is not None:
+        doc["host_latency"] = _latency_doc(host_latency, host_latency.reference)
     _write_json(out / "front.json", doc)
     return doc
 
@@ -253,8 +274,9 @@ def _front_problem(doc, run_dir: Path) -> str | None:
         values = point.get("objectives")
         if not isinstance(values, dict) or not all(_number(values.get(n)) for n in names):
             return f"point {point['id']}: objectives {names} must be finite numbers"
-        if point.get("metric") is not None and not _number(point["metric"]):
-            return f"point {point['id']}: metric must be a finite number"
+        for key in ("metric", "host_latency_ms", "host_speedup"):
+            if point.get(key) is not None and not _number(point[key]):
+                return f"point {point['id']}: {key} must be a finite number"
     if not isinstance(doc.get("float", {}), dict) or not isinstance(doc.get("metric", ""), str):
         return "'float' must be an object and 'metric' a name"
     return None

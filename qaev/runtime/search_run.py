@@ -7,13 +7,17 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from qaev.config import QuantConfig
 from qaev.data.fingerprint import fingerprint
 from qaev.errors import Interrupted, QaevError
+from qaev.quantize.footprint import sizes_of
+from qaev.quantize.sizes import other_bytes
 from qaev.runtime.parallel import make_runner
 from qaev.runtime.rundir import append_history, prepare_run_dir, write_front
 from qaev.runtime.store import EvaluationStore
 from qaev.search.build import build_problem
-from qaev.search.optimize import SearchResult, feasible_front, make_algorithm, measure_exported, minimize
+from qaev.search.optimize import SearchResult, feasible_front, make_algorithm, minimize
+from qaev.search.remeasure import remeasure_front
 from qaev.search.spec import RunSpec
 from qaev.search.surrogate import unpredictable
 from qaev.sensitivity.seeding import INFORMED_SHARE, SensitivitySource, load_sensitivity
@@ -71,7 +75,8 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
     start = time.monotonic()
     spec, sensitivity = _with_sensitivity_hash(spec)
     parts = spec.source.load()
-    spec = _with_default_tolerance(spec, spec.evaluation.metric or parts.metric)
+    bounded = _with_default_tolerance(spec, spec.evaluation.metric or parts.metric)
+    defaulted, spec = bounded is not spec, bounded
     rundir = prepare_run_dir(out, _settings(spec, parts), resume=resume, force=force)
     out, runner = rundir.path, None
     try:
@@ -90,7 +95,12 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
         if spec.search.time_minutes is not None:
             deadline, text = _deadline(problem, spec, start, workers=max(1, workers))
             progress.message(text)
+        if hasattr(progress, "candidate"):
+            problem.on_candidate = progress.candidate
+            progress.deadline = deadline
         result, interrupted = _search(problem, spec, out, progress, deadline=deadline)
+        if not result.front and defaulted:
+            result.front = _beyond_default_tolerance(problem, spec, progress, interrupted=interrupted)
         _check_result(problem, result, out, interrupted=interrupted)
         doc, interrupted = _write_result(out, problem, result, progress, interrupted=interrupted, spec=spec)
     finally:
@@ -110,6 +120,19 @@ def _check_result(problem, result: SearchResult, out: Path, *, interrupted: bool
             f"before any candidate finished ({kept} evaluations kept in {out}); continue with --out {out} --resume")
     if not result.front:
         raise QaevError(_failure_summary(problem))
+
+
+def _beyond_default_tolerance(problem, spec: RunSpec, progress, *, interrupted: bool) -> list:
+    """The front without the default bound on the drop, when no candidate met it (a bound
+    the user gave stays a bound): the trade-offs found are kept, none is recommended."""
+    bound = spec.constraints["max_drop"]
+    scoring = replace(problem.scoring, constraints={k: v for k, v in problem.scoring.constraints.items()
+                                                    if k != "max_drop"})
+    front = scoring.front(list(problem.store.records()), provisional=interrupted)
+    if front:
+        progress.message(f"no candidate lost less than the default tolerance of {bound:g} metric points; the front of "
+                         "all candidates is written, with no recommended point (--max-drop sets another bound)")
+    return front
 
 
 def _seed(problem, sensitivity: SensitivitySource | None, progress) -> None:
@@ -142,8 +165,7 @@ def _deadline(problem, spec: RunSpec, start: float, *, workers: int) -> tuple[fl
     return deadline, (f"time budget {spec.search.time_minutes:g} min: one evaluation takes about {one:.2g} s "
             f"(the float model on {len(problem.evaluator.data)} samples: {one / 1.3:.2g} s, measured); about "
             f"{max(0, int(left / one)) * workers} evaluations fit in the {left / 60:.1f} min left for the search "
-            f"({reserve / 60:.1f} min kept to re-measure the front; the first generation is measured whatever "
-            "the time)")
+            f"({reserve / 60:.1f} min kept to re-measure the front)")
 
 
 def _begin_text(problem, spec: RunSpec, out: Path, *, parallel: bool) -> str:
@@ -199,19 +221,31 @@ def _algorithm(problem, spec: RunSpec, progress):
 
 def _float_values(problem) -> dict:
     floats = {"metric": problem.evaluator.float_value, "n": len(problem.evaluator.data), **problem.float_objectives()}
+    model = problem.quantizer.model
+    floats["sizes"] = {"bit_count_mb": sizes_of(problem.quantizer.layers, QuantConfig(), model.proto).bit_count_mb,
+                       "file_mb": model.proto.ByteSize() / 1e6}
     if problem.validator is not None:
         floats["validation"] = {"metric": problem.validator.float_value, "n": len(problem.validator.data)}
     return floats
 
 
+def _sizes(problem, front, files: dict) -> dict:
+    """Record key -> its sizes (bit count; the file where it was exported; x smaller)."""
+    quantizer = problem.quantizer
+    other = other_bytes(quantizer.model.proto, quantizer.layers)
+    return {r.key: sizes_of(quantizer.layers, QuantConfig.from_dict(r.config), quantizer.model.proto,
+                            file_bytes=files.get(r.key), other=other).to_dict() for r in front}
+
+
 def _write(out: Path, problem, spec: RunSpec, front, floats: dict, *, provisional: bool, history,
-           interrupted: bool = False) -> dict:
+           host_latency=None, interrupted: bool = False, files: dict | None = None) -> dict:
     model = problem.quantizer.model
     source = spec.source.to_dict()
     return write_front(out, front, objectives=problem.objectives, model_path=model.path,
                        model_sha256=model.sha256, float_values=floats, metric=problem.evaluator.metric.name,
                        evaluations=len(problem.store), seed=spec.search.seed,
-                       tolerance=spec.constraints.get("max_drop"),
+                       tolerance=spec.constraints.get("max_drop"), host_latency=host_latency,
+                       sizes=_sizes(problem, front, files or {}),
                        extra={"problem": source.get("problem"), "hardware": spec.hardware, "preset": spec.preset,
                               "space": problem.space.describe(),
                               "ort_level": spec.evaluation.ort_level, "provisional": provisional,
@@ -221,18 +255,23 @@ def _write(out: Path, problem, spec: RunSpec, front, floats: dict, *, provisiona
 
 def _write_result(out: Path, problem, result: SearchResult, progress, *, interrupted: bool,
                   spec: RunSpec) -> tuple[dict, bool]:
-    """Re-measure the front on exported models (unless interrupted, before or meanwhile),
-    write front.json; returns the front document and whether the run was interrupted."""
+    """Re-measure the front on exported models, with their host latency (unless
+    interrupted, before or meanwhile), write front.json; returns the front document and
+    whether the run was interrupted."""
+    latency, files = None, {}
     if not interrupted:
         where = "the search split" + (" and the validation split" if problem.validator is not None else "")
-        progress.message(f"re-measuring the {len(result.front)} front points on their exported models, on {where} ...")
+        progress.message(f"re-measuring the {len(result.front)} front points on their exported models, on {where}, "
+                         "and their host latency at batch 1 beside the float model's ...")
         try:
-            result.front = measure_exported(problem, result.front, progress=lambda done, total: progress.message(
+            again = remeasure_front(problem, result.front, progress=lambda done, total: progress.message(
                 f"  re-measured {done}/{total}"))
+            result.front, latency, files = again.front, again.host_latency, again.file_bytes
         except KeyboardInterrupt:  # the front as searched is written; the run is marked interrupted
             interrupted = True
     doc = _write(out, problem, spec, result.front, _float_values(problem), provisional=interrupted,
-                 history=result.history[-1] if result.history else None, interrupted=interrupted)
+                 history=result.history[-1] if result.history else None, host_latency=latency,
+                 interrupted=interrupted, files=files)
     return doc, interrupted
 
 

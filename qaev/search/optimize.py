@@ -19,6 +19,7 @@ from qaev.search.operators import (
     EffectiveDuplicateElimination, HardwareRepair, LayerCrossover, NeighbourMutation, QuantSampling,
 )
 from qaev.search.problem import QuantizationProblem
+from qaev.search.remeasure import measure_exported
 from qaev.search.spec import PREDICTOR_DEFAULT
 from qaev.search.surrogate import AssistedNSGA2, AssistedNSGA3, PredictorSettings, unpredictable
 from qaev.runtime.store import Record
@@ -127,15 +128,13 @@ class _Budget(Termination):
 
 
 class _History(Callback):
-    def __init__(self, problem, scale, user: Callable | None, *, deadline: float | None = None) -> None:
+    def __init__(self, problem, scale, user: Callable | None) -> None:
         super().__init__()
-        self.problem, self.scale, self.user, self.deadline = problem, scale, user, deadline
+        self.problem, self.scale, self.user = problem, scale, user
         self.rows: list[Generation] = []
         self.start = time.perf_counter()
 
     def notify(self, algorithm) -> None:
-        if self.deadline is not None:  # from the second generation on
-            self.problem.deadline = self.deadline
         self.record(algorithm.n_gen, provisional=self.problem.screening,
                     rank=getattr(algorithm, "predictor_rank", None))
 
@@ -164,8 +163,8 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
         callback: called after every generation with the history row and the current front
             (and, for a screening search, once more with the fully measured front).
         verbose: pymoo's own per-generation printout.
-        deadline: ``time.monotonic()`` after which no candidate starts, from the second
-            generation on (the first, the warm start, is always measured).
+        deadline: ``time.monotonic()`` after which no candidate starts (once one has been
+            measured); the warm start's candidates come first, so they are the ones measured.
         predictor: with an ``algorithm`` name, whether a drop model refitted on every
             measured candidate chooses each generation's offspring (:func:`make_algorithm`);
             None: the default where the problem allows it.
@@ -180,44 +179,12 @@ def minimize(problem: QuantizationProblem, *, algorithm="auto", pop_size: int = 
             if isinstance(algorithm, str) else algorithm)
     floats = problem.float_objectives()
     scale = [problem.evaluator.float_value if n == "acc_drop" else floats[n] for n in problem.objectives]
-    history = _History(problem, scale, callback, deadline=deadline)
+    history = _History(problem, scale, callback)
+    if deadline is not None:
+        problem.deadline = deadline
     res = pymoo_minimize(problem, algo, _Budget(n_gen, problem), seed=seed, callback=history, verbose=verbose,
                          copy_algorithm=True)
     if problem.screening:  # the search ran on first-stage values: measure its promising candidates fully
         problem.finish()
         history.record(history.rows[-1].gen if history.rows else n_gen, provisional=False)
     return SearchResult(front=feasible_front(problem), history=history.rows, float_objectives=floats, pymoo_result=res)
-
-
-def measure_exported(problem: QuantizationProblem, front: list[Record], *, progress=None) -> list[Record]:
-    """Re-measure every front point on the file a user ships (:func:`qaev.quantize.export_model`),
-    on the search split and, when the problem has one, on the validation split.
-
-    Where a layer's weights are stored as native INT4 with static activations, ONNX Runtime
-    computes the exported layer in float while the evaluation graph runs a fused int8
-    kernel, so the two can round a few outputs differently. The reported ``metric`` and
-    ``acc_drop`` are those of the exported model (what ``qaev apply`` + ``qaev evaluate``
-    reproduce exactly); the search-time value stays in ``search_metric``. ``progress`` is
-    called with (done, total) after each point.
-    """
-    from dataclasses import replace
-
-    from qaev.config import QuantConfig
-    from qaev.quantize import export_model
-
-    if "acc_drop" not in problem.objectives:
-        return list(front)
-    out = []
-    validator = getattr(problem, "validator", None)
-    for k, record in enumerate(front):
-        data = export_model(problem.quantizer, QuantConfig.from_dict(record.config)).SerializeToString()
-        value = problem.evaluator.measure(data).value
-        objectives = {**record.objectives, "acc_drop": problem.evaluator.drop(value)}
-        checked = {}
-        if validator is not None:
-            metric = validator.measure(data).value
-            checked = {"validation_metric": metric, "validation_drop": validator.drop(metric)}
-        out.append(replace(record, metric=value, objectives=objectives, search_metric=record.metric, **checked))
-        if progress is not None:
-            progress(k + 1, len(front))
-    return out

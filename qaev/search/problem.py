@@ -14,6 +14,7 @@ import numpy as np
 from pymoo.core.problem import Problem
 
 from qaev.config import QuantConfig
+from qaev.errors import ConfigError
 from qaev.evaluation.candidates import CandidateEvaluator
 from qaev.evaluation.evaluator import Evaluator
 from qaev.evaluation.scoring import FAILED, Scoring
@@ -118,6 +119,9 @@ class QuantizationProblem(Problem):
         #: When set, the search's sampling seeds its informed share from the greedy
         #: lowering path over it (:class:`qaev.search.operators.QuantSampling`).
         self.sensitivity: np.ndarray | None = None
+        #: Called after each candidate measured in this process as ``(done, total, seconds)``:
+        #: candidates done of this batch (a generation), and that candidate's seconds.
+        self.on_candidate = None
         super().__init__(n_var=self.space.n_var, n_obj=len(objectives), n_ieq_constr=len(self.constraints),
                          xl=np.zeros(self.space.n_var), xu=self.space.upper().astype(float), vtype=int)
 
@@ -207,11 +211,17 @@ class QuantizationProblem(Problem):
         leaves no time for are returned unstarted."""
         skipped = {}
         prepare = partial(self.engine.prepare, screen=self.screening)
-        for config, prepared in prepared_ahead(list(todo.values()), prepare, depth=self.effective_prefetch):
+        started = time.monotonic()
+        for done, (config, prepared) in enumerate(prepared_ahead(list(todo.values()), prepare,
+                                                                 depth=self.effective_prefetch), 1):
             if self.out_of_time():
                 skipped[config.key()] = _unstarted(config)
                 continue
             self._keep(self.compute(config, front=self._race_front(), prepared=prepared))
+            if self.on_candidate is not None:
+                now = time.monotonic()
+                self.on_candidate(done, len(todo), now - started)
+                started = now
         return skipped
 
     def _evaluate_remote(self, todo: Mapping[str, QuantConfig]) -> dict[str, Record]:
@@ -221,13 +231,20 @@ class QuantizationProblem(Problem):
             raise ValueError("parallel evaluation needs the problem's remote evaluation (see qaev.runtime.parallel)")
         front = self._race_front()
         payloads = [{"config": c.to_dict(), "front": None if front is None else front.tolist()} for c in todo.values()]
-        for record in self.runner(self.remote, payloads):
+        started = time.monotonic()
+        for done, record in enumerate(self.runner(self.remote, payloads), 1):
             self._keep(Record.from_dict(record))
+            if self.on_candidate is not None:
+                now = time.monotonic()
+                self.on_candidate(done, len(payloads), now - started)
+                started = now
         return {}
 
     def out_of_time(self) -> bool:
-        """Whether the run's :attr:`deadline` has passed."""
-        return self.deadline is not None and time.monotonic() > self.deadline
+        """Whether the run's :attr:`deadline` has passed (never before one candidate has
+        been measured: a run always has something to show)."""
+        return (self.deadline is not None and time.monotonic() > self.deadline
+                and any(record.ok for record in self.store.records()))
 
     def _known(self, key: str) -> bool:
         """Whether the store answers ``key``: a record carrying every objective the search
@@ -275,6 +292,31 @@ class QuantizationProblem(Problem):
             self._keep(record)
             count += 1
         return count
+
+    def decode(self, x) -> QuantConfig:
+        """The config a pymoo solution vector stands for, e.g. a row of ``res.X`` (real genes
+        are rounded and clipped as the search does): the config the search measured, so
+        :meth:`evaluate_config` answers from the memo; :func:`qaev.export_model` takes it as
+        it is, and ``problem.quantizer.resolve(config)`` adds the calibrated ranges a
+        self-contained file (:func:`qaev.save_config`) records.
+
+        Raises:
+            ConfigError: ``x`` is not one vector of ``n_var`` genes.
+
+        Example:
+            >>> from qaev.problems import get_problem
+            >>> from qaev.search import minimize
+            >>> problem = get_problem("digits", eval=64)
+            >>> res = minimize(problem, pop_size=6, n_gen=1, seed=1).pymoo_result
+            >>> config = problem.decode(np.atleast_2d(res.X)[0])
+            >>> record = problem.evaluate_config(config)  # the search measured it: from the memo
+            >>> bool(np.allclose(problem.objective_vector(record), np.atleast_2d(res.F)[0]))
+            True
+        """
+        x = np.asarray(x, dtype=float)
+        if x.shape != (self.n_var,):
+            raise ConfigError(f"decode: expected one solution vector of {self.n_var} genes, got shape {x.shape}")
+        return self.space.decode(x)
 
     # -- reference values ---------------------------------------------------------------
     def float_objectives(self) -> dict[str, float]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from qaev.config import (
     ACT_SETTINGS,
+    NBITS_ACCURACY_LEVELS,
     WEIGHT_BITS,
     ActMode,
     CalibMethod,
@@ -127,6 +128,8 @@ class SearchSpace:
         weight_range: the weight grids' range rule for every layer (not a gene).
         exclude: selectors (names or ``re:`` patterns) of layers kept float.
         frozen: selector -> fixed :class:`LayerConfig` (not searched).
+        nbits_accuracy: ONNX Runtime's ``accuracy_level`` of the ``MatMulNBits`` layers of
+            every candidate (:attr:`~qaev.config.QuantConfig.nbits_accuracy`; not a gene).
     """
 
     layers: Sequence[LayerInfo]
@@ -141,8 +144,11 @@ class SearchSpace:
     weight_range: WeightRange = WeightRange.MINMAX
     exclude: Sequence[str] = ()
     frozen: dict = field(default_factory=dict)
+    nbits_accuracy: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.nbits_accuracy, bool) or self.nbits_accuracy not in NBITS_ACCURACY_LEVELS:
+            raise ConfigError(f"nbits_accuracy: {self.nbits_accuracy!r} is not one of {NBITS_ACCURACY_LEVELS}")
         bits = sorted(set(self.w_bits), key=lambda b: 99 if b is None else b)
         for b in bits:
             if b not in WEIGHT_BITS:
@@ -218,7 +224,7 @@ class SearchSpace:
                 "roundings": [value(r) for r in self.roundings], "bias_corrections": list(self.bias_corrections),
                 "weight_range": value(self.weight_range), "exclude": list(self.exclude),
                 "frozen": {name: cfg.to_dict() for name, cfg in self.frozen.items()},
-                "searchable_layers": len(self.searchable)}
+                "nbits_accuracy": self.nbits_accuracy, "searchable_layers": len(self.searchable)}
 
     def options(self, gene: str) -> tuple:
         """The ordered option list of ``gene`` (a name of :data:`~qaev.search.genome.LAYER_GENES`
@@ -249,17 +255,24 @@ class SearchSpace:
             memo[whole] = self._decode(x)
         return memo[whole]
 
+    def layer_gene_tuples(self, x: np.ndarray) -> list[tuple[int, ...]]:
+        """Every searchable layer's genes of ``x`` as a tuple of ints, in layer order."""
+        genome = self.genome
+        block = np.asarray(x[:genome.per_layer * genome.n_layers]).reshape(genome.n_layers, genome.per_layer)
+        return [tuple(row) for row in block.tolist()]
+
     def _decode(self, x: np.ndarray) -> QuantConfig:
         layers = {name: cfg for name, cfg in self.frozen.items()}
-        for i, layer in enumerate(self.searchable):
-            fitted = self._layer_config(i, tuple(int(v) for v in self.layer_genes(x, i)))
+        for i, (layer, genes) in enumerate(zip(self.searchable, self.layer_gene_tuples(x))):
+            fitted = self.layer_config(i, genes)
             if fitted is not None:
                 layers[layer.name] = fitted
         genome = self.genome
         return QuantConfig(layers=layers, calibration=self.calibrations[x[genome.global_index("calibration")]],
-                           scale_rule=self.scale_rules[x[genome.global_index("scale_rule")]])
+                           scale_rule=self.scale_rules[x[genome.global_index("scale_rule")]],
+                           nbits_accuracy=self.nbits_accuracy)
 
-    def _layer_config(self, i: int, genes: tuple[int, ...]) -> LayerConfig | None:
+    def layer_config(self, i: int, genes: tuple[int, ...]) -> LayerConfig | None:
         """The effective, fitted config of searchable layer ``i`` under its ``genes``
         (memoised: there are few distinct gene tuples per layer)."""
         memo = self._layer_memo  # type: ignore[attr-defined]

@@ -107,7 +107,9 @@ def _source(data) -> ProblemSource | ModelSource:
 class SpaceSpec:
     """What the search may choose (the options of :class:`~qaev.search.space.SearchSpace`
     without the model's layers). A field set to None is filled from the run's preset and the
-    model's family when the problem is built (:func:`qaev.search.defaults.default_space`)."""
+    model's family when the problem is built (:func:`qaev.search.defaults.default_space`).
+    ``nbits_accuracy`` is the ``MatMulNBits`` accuracy level of every candidate
+    (:attr:`qaev.config.QuantConfig.nbits_accuracy`), not a gene."""
 
     w_bits: tuple = (2, 4, 8)
     acts: tuple = ("a8", "float")
@@ -120,6 +122,7 @@ class SpaceSpec:
     weight_range: str = WeightRange.MINMAX.value
     exclude: tuple = ()
     frozen: Mapping = field(default_factory=dict)
+    nbits_accuracy: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -128,7 +131,7 @@ class SpaceSpec:
                 continue
             if f.name == "frozen":
                 object.__setattr__(self, f.name, MappingProxyType(dict(value)))
-            elif f.name != "weight_range":
+            elif f.name not in ("weight_range", "nbits_accuracy"):
                 object.__setattr__(self, f.name, tuple(getattr(v, "value", v) for v in value))
         object.__setattr__(self, "weight_range", getattr(self.weight_range, "value", self.weight_range))
 

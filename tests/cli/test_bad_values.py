@@ -168,7 +168,7 @@ def test_an_output_naming_a_directory(files, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("damage", ["[]", '{"schema": "qaev.front/1"}', "{", "[" * 100000,
-                                    "points-outside", "nan-objective"])
+                                    "points-outside", "nan-objective", "text-latency"])
 def test_a_damaged_front(files, tmp_path, capsys, damage):
     import shutil
 
@@ -180,6 +180,9 @@ def test_a_damaged_front(files, tmp_path, capsys, damage):
         text = json.dumps(doc)
     elif damage == "nan-objective":
         doc["points"][0]["objectives"]["size_mb"] = float("nan")
+        text = json.dumps(doc)
+    elif damage == "text-latency":
+        doc["points"][0]["host_latency_ms"] = "fast"
         text = json.dumps(doc)
     else:
         text = damage

@@ -35,6 +35,7 @@ def test_bar_mode_off_a_terminal_prints_one_line_per_generation(tmp_path, capsys
     assert [g.split()[1] for g in gens] == ["1/3", "2/3", "3/3"]
     assert all("HV" in g and "hits" in g and "best (drop/MB)" in g for g in gens)
     assert "Pareto front" in out and out.rstrip().splitlines()[-1].startswith("wrote ")
+    assert "MB by bits" in out and "file MB" in out and "<- recommended" in out  # both sizes, named
 
 
 def test_quiet_prints_only_the_final_line(tmp_path, capsys):
@@ -80,3 +81,77 @@ def test_best_tradeoffs_spread_along_the_second_objective():
              for i in range(10)]
     best = best_tradeoffs(front, ["acc_drop", "size_mb"], levels=4)
     assert [b["objectives"]["size_mb"] for b in best] == [0.0, 0.03, 0.06, 0.09]
+
+
+def test_every_abbreviation_of_the_progress_line_is_explained_once():
+    err = io.StringIO()
+    progress = make_progress("bar", total_generations=2, objectives=["acc_drop", "size_mb"], err=err, out=io.StringIO())
+    progress.begin("searching")
+    front = [Record(key="a", objectives={"acc_drop": 5.0, "size_mb": 0.01}, metric=90.0, config={})]
+    for gen in (1, 2):
+        progress(Generation(gen=gen, evaluations=6 * gen, cache_hits=0, front_size=1, hypervolume=0.5,
+                            elapsed_s=float(gen), predictor_rank=0.5), front)
+    lines = err.getvalue().splitlines()
+    legends = [line for line in lines if line.startswith("progress line: ")]
+    assert len(legends) == 1 and lines.index(legends[0]) < min(i for i, x in enumerate(lines) if x.startswith("gen "))
+    line = next(x for x in lines if x.startswith("gen 2/2"))
+    for word in ("gen", "evals", "hits", "front", "HV", "pred. rank", "best"):
+        assert word in line and f"{word}: " in legends[0], word
+    for short, name in (("drop", "acc_drop"), ("MB", "size_mb")):
+        assert f"({short}/" in line or f"/{short})" in line
+        assert f"{short} = {name}" in legends[0]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_slow_candidates_print_progress_within_a_generation_at_most_every_30_s():
+    clock, err = _Clock(), io.StringIO()
+    progress = make_progress("bar", total_generations=3, err=err, out=io.StringIO(), clock=clock)
+    for done in range(1, 21):
+        clock.now += 10.0
+        progress.candidate(done, 20, 10.0)
+    lines = err.getvalue().splitlines()
+    assert lines[0] == "gen 1: candidate 1/20, 10 s each, ~3:10 left in this generation"
+    assert [line.split()[3] for line in lines] == ["1/20,", "4/20,", "7/20,", "10/20,", "13/20,", "16/20,", "19/20,"]
+
+
+def test_fast_candidates_print_nothing_between_generations():
+    err = io.StringIO()
+    progress = make_progress("bar", total_generations=3, err=err, out=io.StringIO(), clock=_Clock())
+    for done in range(1, 21):
+        progress.candidate(done, 20, 0.5)
+    assert err.getvalue() == ""
+
+
+def test_candidate_events_in_json_mode_name_the_next_generation():
+    out = io.StringIO()
+    progress = make_progress("json", total_generations=3, out=out, err=io.StringIO(), clock=_Clock())
+    progress(Generation(gen=1, evaluations=6, cache_hits=0, front_size=2, hypervolume=0.5, elapsed_s=1.0), [])
+    progress.candidate(2, 6, 4.0)
+    event = json.loads(out.getvalue().splitlines()[-1])
+    assert event == {"event": "candidate", "gen": 2, "done": 2, "total": 6, "each_s": 4.0, "generation_left_s": 16.0}
+
+
+def test_with_a_time_budget_the_eta_is_the_budget_left_not_the_generation_cap():
+    clock, err = _Clock(), io.StringIO()
+    progress = make_progress("bar", total_generations=10_000, err=err, out=io.StringIO(), clock=clock)
+    progress.deadline = clock.now + 125.0
+    progress(Generation(gen=1, evaluations=6, cache_hits=0, front_size=2, hypervolume=0.5, elapsed_s=418.0), [])
+    assert err.getvalue().startswith("gen 1  evals 6") and "6:58<2:05" in err.getvalue()
+
+
+def test_the_problem_reports_each_candidate_it_measures():
+    from qaev.problems import get_problem
+
+    problem = get_problem("digits", eval=64)
+    seen = []
+    problem.on_candidate = lambda done, total, seconds: seen.append((done, total, seconds >= 0))
+    configs = [problem.space.decode(problem.space.encode_uniform(w_bits=b, act="float")) for b in (8, 4, 2)]
+    problem.evaluate_many(configs + configs[:1])  # the repeat is answered by the memo, not measured
+    assert seen == [(1, 3, True), (2, 3, True), (3, 3, True)]

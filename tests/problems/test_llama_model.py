@@ -172,3 +172,24 @@ def test_onnx_cache_decoding_matches_full_sequence(exported):
         past = outputs[1:]
         assert past[0].shape == (2, TINY.kv_heads, stop, TINY.head_dim)
         np.testing.assert_allclose(outputs[0][:, -1], reference[:, stop - 1], atol=1e-4, rtol=0)
+
+
+def test_greedy_decoding_with_the_cache_matches_the_full_graph(exported):
+    from qaev.evaluation.decode import decode_feed, generate
+
+    lx, _, full, cached = exported
+    session, whole = lx.ort_session(cached), lx.ort_session(full)
+    prompt = _inputs(1, 7, seed=5)[0].numpy()
+    run = generate(session, prompt, 5)
+    ids = prompt
+    for _ in range(5):  # the same tokens, re-running the whole sequence each time
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids),
+                "position_ids": np.arange(ids.shape[1])[None].astype(np.int64)}
+        (logits,) = whole.run(["logits"], feed)
+        ids = np.concatenate([ids, logits[:, -1].argmax(-1)[:, None]], axis=1)
+    np.testing.assert_array_equal(run.tokens, ids[:, 7:])
+    assert run.tokens_per_s > 0 and run.prefill_s > 0
+    step = decode_feed(session, prompt)
+    assert step["input_ids"].shape == (1, 1) and step["attention_mask"].shape == (1, 8)
+    assert int(step["position_ids"][0, 0]) == 7 and step["input_ids"][0, 0] == run.tokens[0, 0]
+    assert step["past_key_values.0.key"].shape == (1, TINY.kv_heads, 7, TINY.head_dim)

@@ -43,14 +43,26 @@ def _producer(model, tensor):
     return next((n for n in model.graph.node if tensor in n.output), None)
 
 
-def test_a_node_named_like_qaevs_own_still_quantizes_and_exports():
-    """An original node called ``conv1.w.DequantizeLinear`` (what qaev names the weight
-    dequantization of layer conv1) must not be taken for qaev's node."""
+def _stored_weight(model, tensor):
+    """The initializer holding the integers behind the dequantized weight ``tensor``:
+    ``DequantizeLinear``'s input, or the folded form's ``Cast`` (before ``Sub``/``Mul``)."""
+    node = _producer(model, tensor)
+    while node.op_type in ("Mul", "Sub"):
+        node = _producer(model, node.input[0])
+    assert node.op_type in ("DequantizeLinear", "Cast"), node.op_type
+    return next(i for i in model.graph.initializer if i.name == node.input[0])
+
+
+@pytest.mark.parametrize("act, own", [(ActMode.STATIC, "conv1.w.DequantizeLinear"), (ActMode.FLOAT, "conv1.w.CastQ")])
+def test_a_node_named_like_qaevs_own_still_quantizes_and_exports(act, own):
+    """An original node called ``conv1.w.DequantizeLinear`` or ``conv1.w.CastQ`` (what qaev
+    names the weight dequantization of layer conv1, beside static activations or folded)
+    must not be taken for qaev's node."""
     model = conv_mlp()
     relu = next(n for n in model.graph.node if n.name == "relu1")
-    relu.name = "conv1.w.DequantizeLinear"
+    relu.name = own
     q = _quantizer(model)
-    config = QuantConfig(layers={name: LayerConfig(w_bits=4, act=ActMode.FLOAT) for name in q.layer_names})
+    config = QuantConfig(layers={name: LayerConfig(w_bits=4, act=act) for name in q.layer_names})
     built = q.build(config)
     names = [n.name for n in built.graph.node]
     assert len(names) == len(set(names)), "two nodes share a name"
@@ -59,9 +71,8 @@ def test_a_node_named_like_qaevs_own_still_quantizes_and_exports():
     x = images(8, seed=3)
     np.testing.assert_allclose(_run(exported, x), _run(built, x), rtol=1e-5, atol=1e-5)
     conv = next(n for n in exported.graph.node if n.name == "conv1")
-    assert _producer(exported, conv.input[1]).op_type == "DequantizeLinear"
-    w = next(i for i in exported.graph.initializer if i.name == _producer(exported, conv.input[1]).input[0])
-    assert w.data_type == T.INT4, "the weight of conv1 was not narrowed: export edited another node"
+    assert _stored_weight(exported, conv.input[1]).data_type == T.INT4, \
+        "the weight of conv1 was not narrowed: export edited another node"
 
 
 def test_an_original_node_whose_name_starts_with_the_activation_prefix_reads_the_quantized_tensor():

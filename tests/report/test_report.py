@@ -48,7 +48,7 @@ def test_report_table_matches_front_and_images_are_png(run_dir, capsys):
     assert main(["export", str(run_dir), "--point", first, "-o", str(run_dir / "models" / f"{first}.onnx")]) == 0
     (run_dir / "baselines.json").write_text(json.dumps([{"name": "W8A8", "objectives": {"acc_drop": 0.2,
                                                                                           "size_mb": 0.05}}]))
-    report.main([str(run_dir)], standalone_mode=False)
+    assert main(["report", str(run_dir)]) == 0  # through the group, as a user runs it
     assert "report.html" in capsys.readouterr().out
 
     for name in ("pareto.png", "bitmap.png"):
@@ -64,6 +64,11 @@ def test_report_table_matches_front_and_images_are_png(run_dir, capsys):
             assert float(row["cells"][name]) == value  # repr round-trips exactly
         assert float(row["cells"]["metric"]) == point["metric"]
         assert row["cells"]["exported"] == ("1" if point["id"] == first else "0")
+        assert float(row["cells"]["host_latency_ms"]) == point["host_latency_ms"]  # the exported file, measured
+        assert float(row["cells"]["host_speedup"]) == point["host_speedup"]
+        assert float(row["cells"]["x_smaller"]) == point["sizes"]["x_smaller"]
+        assert float(row["cells"]["file_mb"]) == point["sizes"]["file_mb"]
+        assert f"qaev export {run_dir} --point {point['id']} -o {point['id']}.onnx" in html
     # both pictures are embedded, so the page stands alone
     import base64
 
@@ -74,6 +79,7 @@ def test_report_table_matches_front_and_images_are_png(run_dir, capsys):
         assert f'id="point-{point["id"]}"' in html
         assert f"model weights</b> = {point['objectives']['size_mb']:.6f} MB" in html
     assert "measured" in html and "exact" in html and "W8A8" in html
+    assert f"with the float model ({doc['host_latency']['float_ms']:.2f} ms)" in html
     assert doc["versions"]["onnxruntime"] in html and "seed" in html
 
 

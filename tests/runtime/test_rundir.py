@@ -124,3 +124,20 @@ def test_bad_options_leave_no_run_directory_so_the_corrected_command_runs(tmp_pa
     assert not out.exists()
     code, err = _search(capsys, out)
     assert code == 0, err
+
+
+def test_no_candidate_within_the_default_tolerance_still_writes_the_front(tmp_path, capsys):
+    from tests.evaluation.test_label_free import _save, _two_heads
+
+    model = _save(_two_heads(), tmp_path / "m.onnx")  # scored by output SQNR: every candidate loses dBs
+    code = main(["search", str(model), "--task", "fidelity", "--pop", "4", "--generations", "1", "--out",
+                 str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    doc = json.loads((tmp_path / "run" / "front.json").read_text())
+    assert doc["points"] and doc["recommended"] is None
+    assert "default tolerance" in err
+    assert min(p["objectives"]["acc_drop"] for p in doc["points"]) > 1.0
+    code = main(["search", str(model), "--task", "fidelity", "--pop", "4", "--generations", "1", "--max-drop", "1",
+                 "--out", str(tmp_path / "bounded")])
+    assert code == 2 and "no candidate met the constraints" in capsys.readouterr().err  # a bound given stays one

@@ -2,7 +2,11 @@
 import json
 import time
 
+import pytest
+
 from qaev.cli.main import main
+from qaev.quantize.footprint import format_mb
+from qaev.runtime.summary import summary
 from qaev.config import QuantConfig
 from qaev.problems import get_problem
 from qaev.search.problem import UNSTARTED
@@ -20,11 +24,37 @@ def test_the_front_is_checked_on_validation_and_the_recommended_point_exports(tm
     assert point["validation"]["acc_drop"] <= 1.0
     within = [p for p in doc["points"] if p["validation"]["acc_drop"] <= 1.0]
     assert point["objectives"]["size_mb"] == min(p["objectives"]["size_mb"] for p in within)
+    timed = doc["host_latency"]  # every point's exported file beside the float model, at batch 1
+    assert timed["kind"] == "measured" and timed["batch"] == 1 and timed["threads"] == 1 and timed["float_ms"] > 0
+    assert timed["rounds"] >= 1 and timed["cpus"] >= 1
+    for p in doc["points"]:
+        assert p["host_latency_ms"] > 0 and p["host_speedup"] == pytest.approx(timed["float_ms"] / p["host_latency_ms"])
     settings = json.loads((out / "settings.json").read_text())
     assert settings["spec"]["constraints"] == {"max_drop": 1.0}  # the default bound is recorded
     capsys.readouterr()
     assert main(["export", str(out), "--point", "recommended", "-o", str(tmp_path / "r.onnx")]) == 0
     assert (tmp_path / "r.onnx").stat().st_size > 0
+    _check_sizes(doc, point, capsys.readouterr().out, (tmp_path / "r.onnx").stat().st_size)
+    table = summary(out)
+    assert [row.id for row in table] == [p["id"] for p in doc["points"]]
+    assert [row.id for row in table if row.recommended] == [chosen["id"]]
+    assert "x smaller" in str(table).splitlines()[0]
+
+
+def _check_sizes(doc, point, printed, file_bytes):
+    """Both sizes, named, in front.json and in the export line; "x smaller" from the bit counts."""
+    float_mb = doc["float"]["sizes"]["bit_count_mb"]
+    assert float_mb == pytest.approx(doc["float"]["size_mb"])
+    for p in doc["points"]:
+        sizes = p["sizes"]
+        assert sizes["bit_count_mb"] == pytest.approx(p["objectives"]["size_mb"])
+        assert sizes["file_mb"] > 0 and sizes["x_smaller"] == pytest.approx(float_mb / sizes["bit_count_mb"],
+                                                                            rel=1e-3)
+    sizes = point["sizes"]
+    assert sizes["file_mb"] == file_bytes / 1e6  # the exported file is the one re-measured
+    assert f"weights {format_mb(sizes['bit_count_mb'])} MB by bit count" in printed
+    assert f"file {format_mb(file_bytes / 1e6)} MB" in printed
+    assert f"{sizes['x_smaller']:.3g}x smaller than float" in printed
 
 
 def test_a_time_budget_ends_the_run_and_leaves_a_front_on_disk(tmp_path, capsys):
@@ -47,3 +77,11 @@ def test_after_the_deadline_no_candidate_starts_and_none_is_remembered():
     records = problem.evaluate_many(configs + [QuantConfig()])
     assert [r.error for r in records[:2]] == [UNSTARTED, UNSTARTED] and records[2].ok  # the memo still answers
     assert all(c.key() not in problem.store for c in configs) and first
+
+
+def test_a_deadline_passed_before_anything_was_measured_still_measures_one_candidate():
+    problem = get_problem("digits", eval=64)
+    problem.deadline = time.monotonic() - 1.0
+    configs = [problem.space.decode(problem.space.encode_uniform(w_bits=b, act="float")) for b in (8, 4, 2)]
+    records = problem.evaluate_many(configs)
+    assert records[0].ok and [r.error for r in records[1:]] == [UNSTARTED, UNSTARTED]
