@@ -16,8 +16,8 @@ from types import MappingProxyType
 from typing import Mapping
 
 from qaev.errors import ConfigError
-from qaev.options import (ACT_BITS, ACT_SETTINGS, WEIGHT_BITS, ActMode, CalibMethod, Granularity, Rounding,
-                          RoundingInputs, ScaleRule, WeightRange, act_name)
+from qaev.options import (ACT_BITS, ACT_SETTINGS, WEIGHT_BITS, ActMode, BlockSettings, CalibMethod, Granularity,
+                          Rounding, RoundingInputs, ScaleRule, WeightRange, act_name)
 from qaev.quantize.rounding.registry import rounding_entry
 
 __all__ = [
@@ -210,35 +210,6 @@ def _freeze_ranges(ranges) -> Mapping[str, tuple[float, float]]:
             raise ConfigError(f"ranges.{name}: low {lo} is above high {hi}")
         out[str(name)] = (lo, hi)
     return MappingProxyType(dict(sorted(out.items())))
-
-
-def _count(value, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{where}: expected a non-negative integer, got {value!r}")
-    return value
-
-
-@dataclass(frozen=True, kw_only=True)
-class BlockSettings:
-    """How ``block`` rounding learns (:mod:`qaev.quantize.learned.reconstruct`; BRECQ, Li et
-    al., ICLR 2021): part of the config, so a config rebuilds the same weights.
-
-    Args:
-        iters: Adam steps per block (time grows with it; see docs/results-learned-rounding.md).
-        seed: seeds every random choice of the learning (batches, dropped elements).
-    """
-
-    iters: int = 500
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        _count(self.iters, "block.iters")
-        _count(self.seed, "block.seed")
-
-    @classmethod
-    def from_dict(cls, data: Mapping, *, where: str = "block") -> "BlockSettings":
-        _check_keys(cls, data, where)
-        return cls(**data)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,15 +3,17 @@ calibration and rounding methods (these two generated from their registries), sc
 range rules. :mod:`qaev.config` re-exports every name."""
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from enum import Enum
 from types import MappingProxyType
 from typing import Mapping
 
+from qaev.errors import ConfigError
 from qaev.quantize.calibration.registry import CALIBRATIONS
 from qaev.quantize.rounding.registry import ROUNDINGS
 
 __all__ = ["WEIGHT_BITS", "ACT_BITS", "ACT_SETTINGS", "act_name", "Granularity", "ActMode", "CalibMethod", "ScaleRule",
-           "Rounding", "RoundingInputs", "WeightRange"]
+           "Rounding", "RoundingInputs", "WeightRange", "BlockSettings"]
 
 #: Weight bit widths; ``None`` means the weight stays float.
 WEIGHT_BITS: tuple[int | None, ...] = (2, 3, 4, 6, 8, 16, None)
@@ -104,3 +106,37 @@ class WeightRange(str, Enum):
 
     MINMAX = "minmax"
     MSE = "mse"
+
+
+def _count(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}: expected a non-negative integer, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockSettings:
+    """How ``block`` rounding learns (:mod:`qaev.quantize.learned.reconstruct`; BRECQ, Li et
+    al., ICLR 2021): part of the config, so a config rebuilds the same weights.
+
+    Args:
+        iters: Adam steps per block (time grows with it; see docs/results-learned-rounding.md).
+        seed: seeds every random choice of the learning (batches, dropped elements).
+    """
+
+    iters: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _count(self.iters, "block.iters")
+        _count(self.seed, "block.seed")
+
+    @classmethod
+    def from_dict(cls, data: Mapping, *, where: str = "block") -> "BlockSettings":
+        """Build from the on-disk schema; unknown keys are rejected by name."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)}, key=str)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}")
+        return cls(**data)

@@ -85,13 +85,15 @@ def _measure(quantizer, config, evaluators: dict) -> dict:
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--point", "point_id", default=None, help="Point id from front.json.")
+@click.option("--point", "point_id", default=None, show_default="none: give --point or --recommended",
+              help="Point id from front.json.")
 @click.option("--recommended", is_flag=True, help="The run's recommended point.")
 @click.option("--iters", type=click.IntRange(min=0), default=500, show_default=True,
               help="Learning steps per block (time grows with them).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of every random choice of the learning.")
-@click.option("--model", type=click.Path(path_type=Path), default=None, help="Float model, if it moved.")
+@click.option("--model", type=click.Path(path_type=Path), default=None, show_default="the path front.json names",
+              help="Float model, if it moved.")
 def refine(run_dir, point_id, recommended, iters, seed, model) -> None:
     """Rebuild a front point with block reconstruction and measure it again (needs PyTorch)."""
     doc = read_front(run_dir)
