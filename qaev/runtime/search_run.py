@@ -128,7 +128,9 @@ def _beyond_default_tolerance(problem, spec: RunSpec, progress, *, interrupted: 
     bound = spec.constraints["max_drop"]
     scoring = replace(problem.scoring, constraints={k: v for k, v in problem.scoring.constraints.items()
                                                     if k != "max_drop"})
-    front = scoring.front(list(problem.store.records()), provisional=interrupted)
+    # a screening search finished none of its candidates: take them at their first-stage
+    # values (the front is re-measured in full on its exported models next)
+    front = scoring.front(list(problem.store.records()), provisional=interrupted or problem.screening)
     if front:
         progress.message(f"no candidate lost less than the default tolerance of {bound:g} metric points; the front of "
                          "all candidates is written, with no recommended point (--max-drop sets another bound)")

@@ -126,11 +126,12 @@ def test_bad_options_leave_no_run_directory_so_the_corrected_command_runs(tmp_pa
     assert code == 0, err
 
 
-def test_no_candidate_within_the_default_tolerance_still_writes_the_front(tmp_path, capsys):
+@pytest.mark.parametrize("staged", [[], ["--staged", "end"]])
+def test_no_candidate_within_the_default_tolerance_still_writes_the_front(tmp_path, capsys, staged):
     from tests.evaluation.test_label_free import _save, _two_heads
 
     model = _save(_two_heads(), tmp_path / "m.onnx")  # scored by output SQNR: every candidate loses dBs
-    code = main(["search", str(model), "--task", "fidelity", "--pop", "4", "--generations", "1", "--out",
+    code = main(["search", str(model), "--task", "fidelity", "--pop", "4", "--generations", "1", *staged, "--out",
                  str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 0, err
