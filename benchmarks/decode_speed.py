@@ -31,6 +31,7 @@ import onnxruntime as ort
 from qaev.config import ActMode, Granularity, LayerConfig, QuantConfig
 from qaev.evaluation.decode import generate
 from qaev.evaluation.evaluator import Evaluator
+from qaev.evaluation.latency import cpu_name
 from qaev.model.session import make_session
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, export_model, uniform_config
@@ -44,16 +45,6 @@ _UNIFORM = {
     "uniform 4-bit (block 32, accuracy_level 4)": (LayerConfig(w_bits=4, act=ActMode.FLOAT,
                                                                granularity=Granularity("block32")), 4),
 }
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def _point_configs(run: Path, points: list[str]):
@@ -120,7 +111,7 @@ def main(argv=None) -> dict:
     if args.tokens < 2 or args.prompt < 1 or args.rounds < 1:
         parser.error("--tokens must be >= 2, --prompt and --rounds >= 1")
     print(f"command: python benchmarks/decode_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}")
-    print(f"onnxruntime {ort.__version__}; {_cpu()}, {os.cpu_count()} logical CPUs, load average "
+    print(f"onnxruntime {ort.__version__}; {cpu_name()}, {os.cpu_count()} logical CPUs, load average "
           f"{os.getloadavg()[0]:.1f} at start; one ORT thread, batch 1; all figures measured in this run")
     parts = problem_parts(args.problem)
     data = parts.test if parts.test is not None else parts.eval

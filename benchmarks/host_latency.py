@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -30,21 +29,10 @@ import onnxruntime as ort
 
 from qaev.config import ActMode, Granularity, LayerConfig
 from qaev.evaluation.evaluator import Evaluator
-from qaev.evaluation.latency import side_by_side
+from qaev.evaluation.latency import cpu_name, side_by_side
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
 from qaev.model.session import make_session
-
-
-def cpu_name() -> str:
-    """The processor's model name (Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> dict:

@@ -3,9 +3,11 @@ of one model or of several side by side."""
 from __future__ import annotations
 
 import os
+import platform
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -13,7 +15,7 @@ import onnx
 
 from qaev.model.session import make_session
 
-__all__ = ["host_latency_ms", "side_by_side", "SideBySide", "machine_load"]
+__all__ = ["host_latency_ms", "side_by_side", "SideBySide", "machine_load", "cpu_name"]
 
 
 def host_latency_ms(model: onnx.ModelProto | bytes, feed: Mapping[str, np.ndarray], *, repeats: int = 10,
@@ -29,6 +31,17 @@ def host_latency_ms(model: onnx.ModelProto | bytes, feed: Mapping[str, np.ndarra
         session.run(None, dict(feed))
         times.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(times)
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def machine_load() -> tuple[float, float, float] | None:
