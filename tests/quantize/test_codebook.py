@@ -19,12 +19,7 @@ from tests.models import attention_like
 _CODEBOOK = LayerConfig(w_bits=2, act=ActMode.FLOAT, rounding=Rounding.CODEBOOK)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _own_cache(tmp_path_factory):
-    """Codebooks are kept on disk: keep this module's out of the user's cache."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("QAEV_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
+pytestmark = pytest.mark.usefixtures("own_cache")  # codebooks and learned results stay out of the user's cache
 
 
 @pytest.fixture(scope="module")

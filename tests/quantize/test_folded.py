@@ -15,12 +15,7 @@ from tests.models import attention_like, conv_mlp, images
 _T = onnx.TensorProto
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _own_cache(tmp_path_factory):
-    """Codebooks are kept on disk: keep this module's out of the user's cache."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("QAEV_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
+pytestmark = pytest.mark.usefixtures("own_cache")  # codebooks and learned results stay out of the user's cache
 
 
 @pytest.fixture(scope="module")

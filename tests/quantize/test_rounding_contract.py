@@ -17,11 +17,7 @@ _CASES = {"conv_mlp": lambda: (conv_mlp(), {"x": images(24)}),
           "attention_like": lambda: (attention_like(), {"ids": np.random.default_rng(0).integers(0, 50, (24, 6))})}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _own_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("QAEV_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
+pytestmark = pytest.mark.usefixtures("own_cache")  # codebooks and learned results stay out of the user's cache
 
 
 @pytest.fixture(scope="module", params=sorted(_CASES))
