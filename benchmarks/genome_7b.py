@@ -8,7 +8,10 @@ projections, LM head; shapes of the real model, one token a sample, i.e. a decod
 is searched with NSGA-II and qaev's operators (:class:`qaev.search.analytic.AnalyticProblem`):
 objectives an analytic drop (:func:`qaev.search.analytic.noise_drop`, a noise model, not a
 measurement; down_proj and the LM head weighted x2, the embedding x0.5), the exact size by
-bit count and the estimated decode latency on ``--hardware``. Prints where the time went:
+bit count and the estimated decode latency on ``--hardware``, every candidate priced as
+exported with ``--nbits-accuracy 4`` (block-wise weight-only projections of <= 4 bits as
+``MatMulNBits``, on the tables that model it; ``--nbits-accuracy 0`` prices them as QDQ
+weights dequantized every run). Prints where the time went:
 the metric function, sizes and estimates, and everything else (sampling, crossover,
 mutation, repair, duplicate elimination, decoding, survival) -- the search machinery is all
 but the metric. Then writes a run directory (front.json with the layer list, configs) and
@@ -40,14 +43,15 @@ from qaev.search.space import SearchSpace
 OBJECTIVES = ("acc_drop", "size_mb", "est_latency_ms")
 
 
-def build(hardware: str) -> AnalyticProblem:
+def build(hardware: str, nbits_accuracy: int = 4) -> AnalyticProblem:
     """The 7B-shaped problem on ``hardware``."""
     layers = decoder_layers(LLAMA_7B, tokens=1)
     weights = {layer.name: 2.0 for layer in layers if layer.name.endswith("down_proj") or layer.name == "lm_head"}
     weights["model.embed_tokens"] = 0.5
     space = SearchSpace(layers=layers, w_bits=(2, 3, 4, 8, None), acts=("float", "dyn8"),
                         granularities=(Granularity("block32"), Granularity("block128"), Granularity.PER_CHANNEL),
-                        symmetric=(True, False), roundings=("gptq", "nearest", "codebook"))
+                        symmetric=(True, False), roundings=("gptq", "nearest", "codebook"),
+                        nbits_accuracy=nbits_accuracy)
     return AnalyticProblem(layers, metric=noise_drop(layers, weights=weights), space=space, objectives=OBJECTIVES,
                            table=load_table(hardware), other_bytes=decoder_other_bytes(LLAMA_7B))
 
@@ -126,13 +130,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/llama7b"))
     parser.add_argument("--points", type=int, default=6)
+    parser.add_argument("--nbits-accuracy", type=int, default=4, choices=range(5))
     args = parser.parse_args(argv)
     print(f"command: python benchmarks/genome_7b.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"python {platform.python_version()}, {os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f} "
           "at start; one process")
-    problem = build(args.hardware)
+    problem = build(args.hardware, args.nbits_accuracy)
     print(f"{len(problem.quantizer.layers)} layers ({LLAMA_7B.parameters / 1e9:.2f} B parameters), "
-          f"{problem.space.n_var} genes; {args.pop} candidates x {args.generations} generations on {args.hardware}")
+          f"{problem.space.n_var} genes; {args.pop} candidates x {args.generations} generations on {args.hardware}; "
+          f"priced with nbits_accuracy {args.nbits_accuracy}")
     timing = search(problem, pop=args.pop, generations=args.generations, seed=args.seed)
     report_s = write_run(problem, timing["front"], args.out, seed=args.seed)
     print(f"search: {timing['wall_s']:.1f} s wall ({timing['cpu_s']:.1f} s CPU), {timing['evaluated']} distinct "

@@ -7,7 +7,9 @@ energy problem", ISSCC 2014), with the coefficients of a :class:`HardwareTable`:
 * latency = max(MACs / peak_rate(pair), bytes / bandwidth) + overhead + conversions;
 * energy  = MACs x pJ/MAC(pair) + bytes x pJ/byte + conversions x pJ/element.
 
-``pair`` is the *executed* pair after the table's fallbacks. A layer that asks for static
+``pair`` is the *executed* pair after the table's fallbacks, or the table's fused low-bit
+kernel (``nbits_kernel``) for a block-wise weight-only MatMul that the config runs as
+``MatMulNBits`` (:func:`runs_fused`). A layer that asks for static
 activations but executes as a float op still runs its QuantizeLinear/DequantizeLinear pairs
 (fake quantization), and those conversions are counted. Sizes are exact bit counts
 (:mod:`qaev.quantize.sizes`); activation sizes are derived from MACs and the weight shape.
@@ -27,7 +29,7 @@ from qaev.model.layers import LayerInfo
 #: ``(layer, cfg, bits=None) -> bytes`` of a layer's stored weight.
 WeightBytes = Callable[..., int]
 
-__all__ = ["LayerCost", "CostReport", "estimate", "load_table", "list_tables"]
+__all__ = ["LayerCost", "CostReport", "estimate", "runs_fused", "load_table", "list_tables"]
 
 _ACT_BYTES = {"4": 0.5, "8": 1.0, "16": 2.0}
 #: State of a float tensor that still passes through a QuantizeLinear -> DequantizeLinear pair.
@@ -157,26 +159,45 @@ def _act_conversions(store: str, fake: bool, dynamic: bool, before: str, n_in: i
     return convert
 
 
+def runs_fused(layer: LayerInfo, cfg, table: HardwareTable, nbits_accuracy: int) -> bool:
+    """Whether ``layer`` is costed on the table's fused low-bit kernel: the table has one, and
+    the layer is a MatMul with block-wise weights of at most its ``max_bits`` between float
+    activations, in a config exported as ``MatMulNBits`` (``nbits_accuracy`` 1-4)."""
+    kernel = table.nbits_kernel
+    return (kernel is not None and nbits_accuracy > 0 and cfg is not None and layer.op_type == "MatMul"
+            and layer.has_weight and cfg.w_bits is not None and cfg.w_bits <= kernel.max_bits
+            and cfg.granularity.block_size is not None and Pair.of(cfg, layer).a == "float")
+
+
 def _layer_cost(layer: LayerInfo, cfg, table: HardwareTable, batch: int, before: str, last: bool,
-                sizes: WeightBytes):
+                sizes: WeightBytes, nbits_accuracy: int = 0):
     wanted = Pair.of(cfg, layer)
-    executed = table.executed(wanted)
+    fused = runs_fused(layer, cfg, table, nbits_accuracy)
+    executed = wanted if fused else table.executed(wanted)
     per_sample = layer.macs or 0
     macs = per_sample * batch
     n_in, n_out = activation_elements(layer)
     n_in, n_out = n_in * batch, n_out * batch
     store = "float" if layer.op_type == "Gather" else executed.a_storage
     act_bytes = (n_in + n_out) * _ACT_BYTES.get(store, table.float_bytes)
-    w_moved, w_convert = _moved_weight_bytes(layer, cfg, wanted, executed, table, n_out, sizes)
+    if fused:  # stored weights read once, unpacked in registers; level 4 quantizes the input
+        kernel = table.nbits_kernel
+        rate, mac_pj = kernel.peak_macs_per_s.value, kernel.energy_per_mac.value
+        w_moved, w_convert = float(sizes(layer, cfg)), 0
+        dynamic = nbits_accuracy == 4
+    else:
+        rate, mac_pj = table.rate(executed), table.mac_energy(executed)
+        w_moved, w_convert = _moved_weight_bytes(layer, cfg, wanted, executed, table, n_out, sizes)
+        dynamic = executed.a == "dyn8"
     fake = store == "float" and wanted.a in _ACT_BYTES and layer.op_type != "Gather"
-    a_convert = _act_conversions(store, fake, executed.a == "dyn8", before, n_in, n_out, last)
+    a_convert = _act_conversions(store, fake, dynamic, before, n_in, n_out, last)
     after = _FAKE if fake else store
-    compute_s = macs / table.rate(executed) if macs else 0.0
+    compute_s = macs / rate if macs else 0.0
     memory_s = (w_moved + act_bytes) / table.memory_bandwidth.value
     conversion_s = a_convert * table.act_conversion_time.value + w_convert * table.weight_conversion_time.value
     overhead_s = table.layer_overhead.value
     energy_pj = (
-        macs * table.mac_energy(executed)
+        macs * mac_pj
         + (w_moved + act_bytes) * table.energy_per_byte.value
         + a_convert * table.act_conversion_energy.value
         + w_convert * table.weight_conversion_energy.value
@@ -188,8 +209,8 @@ def _layer_cost(layer: LayerInfo, cfg, table: HardwareTable, batch: int, before:
         act=("float" if cfg is None or wanted.a == "float" else cfg.act.value),
         a_bits=int(wanted.a) if wanted.a in ("4", "8", "16") else None,
         wanted=str(wanted),
-        executed=str(executed),
-        native=table.is_native(wanted),
+        executed=f"{executed}:nbits" if fused else str(executed),
+        native=fused or table.is_native(wanted),
         macs=macs,
         weight_bytes=sizes(layer, cfg),
         weight_bytes_moved=w_moved,
@@ -215,10 +236,10 @@ def _rows(layers, config, table, batch, weight_bytes, memo) -> tuple[list[LayerC
         if layer.op_type == "MatMulAct" and layer.macs:
             warnings.append(f"{layer.name}: activation sizes of a MatMul of two activations assumed cubic")
         cfg, last = config.layer(layer.name), i == len(layers) - 1
-        key = (i, cfg, before, last)
+        key = (i, cfg, before, last, config.nbits_accuracy)
         found = memo.get(key) if memo is not None else None
         if found is None:
-            found = _layer_cost(layer, cfg, table, batch, before, last, weight_bytes)
+            found = _layer_cost(layer, cfg, table, batch, before, last, weight_bytes, config.nbits_accuracy)
             if memo is not None:
                 memo[key] = found
         row, before = found

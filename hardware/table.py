@@ -20,7 +20,7 @@ from qaev.documents import parse_document
 from qaev.errors import ConfigError
 from qaev.hardware.pairs import FLOAT_PAIR, Pair, all_pairs
 
-__all__ = ["Quantity", "HardwareTable", "load_table", "list_tables", "MAX_HOPS", "SCHEMA_VERSION"]
+__all__ = ["Quantity", "NbitsKernel", "HardwareTable", "load_table", "list_tables", "MAX_HOPS", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 #: Longest fallback chain a table may use to reach a native pair.
@@ -40,7 +40,7 @@ _PER_PAIR = {"peak_macs_per_s": ("MAC/s", True), "energy_per_mac": ("pJ/MAC", Fa
 _TEXT = ("name", "description", "device")
 _CHOICES = {"kind": ("estimate",), "float_format": ("fp32", "fp16"), "weight_decompression": ("runtime", "load")}
 _REQUIRED = {"version", *_TEXT, *_CHOICES, *_PER_PAIR, "fallback", *_SCALARS}
-_OPTIONAL = {"legal", "op_notes", "notes"}
+_OPTIONAL = {"legal", "nbits_kernel", "op_notes", "notes"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,22 @@ class Quantity:
     value: float
     unit: str
     source: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class NbitsKernel:
+    """A fused low-bit weight-only MatMul kernel (ONNX Runtime's ``MatMulNBits``): block-wise
+    integer weights read at their stored width and unpacked in registers, no dequantization
+    pass over the weight.
+
+    Attributes:
+        max_bits: widest weight it takes.
+        peak_macs_per_s, energy_per_mac: its rate and energy per MAC.
+    """
+
+    max_bits: int
+    peak_macs_per_s: Quantity
+    energy_per_mac: Quantity
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -76,6 +92,8 @@ class HardwareTable:
             act_conversion_energy, weight_conversion_time, weight_conversion_energy: scalars.
         op_notes, notes: free text shown by ``qaev hardware show``.
         path: where the table was read from.
+        nbits_kernel: the fused block-wise weight-only MatMul kernel, where the target has
+            one (None: such layers run as their pair's fallback).
     """
 
     name: str
@@ -98,6 +116,7 @@ class HardwareTable:
     op_notes: Mapping[str, str]
     notes: tuple[str, ...]
     path: str
+    nbits_kernel: NbitsKernel | None = None
 
     @property
     def float_bytes(self) -> int:
@@ -205,6 +224,25 @@ def _per_pair(raw, where: str, field: str, unit: str, positive: bool) -> dict[st
     return out
 
 
+def _nbits_kernel(raw, where: str) -> NbitsKernel | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise _fail(where, "nbits_kernel", "expected a mapping {max_bits, peak_macs_per_s, energy_per_mac}")
+    unknown = sorted(set(raw) - {"max_bits", *_PER_PAIR})
+    if unknown:
+        raise _fail(where, "nbits_kernel", f"unknown key(s) {', '.join(map(repr, unknown))}")
+    bits = raw.get("max_bits")
+    if isinstance(bits, bool) or bits not in (2, 3, 4, 6, 8):
+        raise _fail(where, "nbits_kernel.max_bits", f"{bits!r} is not one of 2, 3, 4, 6, 8")
+    quantities = {}
+    for key, (unit, positive) in _PER_PAIR.items():
+        if key not in raw:
+            raise _fail(where, f"nbits_kernel.{key}", "missing")
+        quantities[key] = _quantity(raw[key], where, f"nbits_kernel.{key}", unit, positive)
+    return NbitsKernel(max_bits=bits, **quantities)
+
+
 def _fallback(raw, where: str, native: set[str]) -> dict[str, str]:
     if not isinstance(raw, Mapping):
         raise _fail(where, "fallback", "expected a mapping of pair or pattern -> pair")
@@ -269,6 +307,7 @@ def _parse(data, where: str) -> HardwareTable:
     for i, pattern in enumerate(legal):
         _pair_key(pattern, where, f"legal.{i}", pattern=True)
     fields["legal"] = legal
+    fields["nbits_kernel"] = _nbits_kernel(data.get("nbits_kernel"), where)
     fields["op_notes"] = _strings(data.get("op_notes", {}), where, "op_notes", mapping=True)
     fields["notes"] = _strings(data.get("notes", []), where, "notes", mapping=False)
     for key in _PER_PAIR:

@@ -52,6 +52,13 @@ def show_command(target: str) -> None:
         click.echo(f"  {key:14s} {_q(rate):>18s}  {_q(energy):>14s}")
         click.echo(f"  {'':14s} rate: {rate.source}")
         click.echo(f"  {'':14s} energy: {energy.source}")
+    if t.nbits_kernel is not None:
+        k = t.nbits_kernel
+        click.echo(f"\nfused block-wise kernel (MatMulNBits, weights up to {k.max_bits} bits, "
+                   "with --nbits-accuracy 1-4):")
+        click.echo(f"  {'':14s} {_q(k.peak_macs_per_s):>18s}  {_q(k.energy_per_mac):>14s}")
+        click.echo(f"  {'':14s} rate: {k.peak_macs_per_s.source}")
+        click.echo(f"  {'':14s} energy: {k.energy_per_mac.source}")
     click.echo("\nscalars:")
     for field in ("memory_bandwidth", "energy_per_byte", "layer_overhead", "act_conversion_time",
                   "act_conversion_energy", "weight_conversion_time", "weight_conversion_energy"):

@@ -133,6 +133,9 @@ def _write(tmp_path, mutate):
     (lambda r: r["peak_macs_per_s"]["w8a8"].update(value=-1.0), "peak_macs_per_s.w8a8.value"),
     (lambda r: r.update(kind="measured"), "kind: 'measured'"),
     (lambda r: r.pop("layer_overhead"), "layer_overhead: missing"),
+    (lambda r: r["nbits_kernel"].update(max_bits=5), "nbits_kernel.max_bits: 5 is not one of"),
+    (lambda r: r["nbits_kernel"]["energy_per_mac"].pop("source"), "nbits_kernel.energy_per_mac: missing source"),
+    (lambda r: r["nbits_kernel"].update(level=4), "nbits_kernel: unknown key(s) 'level'"),
 ])
 def test_malformed_table_names_file_and_field(tmp_path, mutate, message):
     path = _write(tmp_path, mutate)
@@ -169,6 +172,37 @@ def test_ort_cpu_int4_weights_never_faster_than_int8(layer, batch, name):
     assert w4.rows[0].executed == "wfloatafloat" and not w4.rows[0].native
     assert w4.est_latency_ms >= w8.est_latency_ms
     assert w4.fallbacks == (("fc" if layer.op_type == "MatMul" else "conv", "w4a8", "wfloatafloat"),)
+
+
+@pytest.mark.parametrize("name", ["arm_dot", "arm_neon", "intel_vnni", "host"])
+def test_matmulnbits_reads_stored_weights_without_a_dequantization_pass(name):
+    """A decoding step's projection (memory bound): 4-bit block-wise weights exported as
+    MatMulNBits are estimated faster than float and read their stored bytes; the same config
+    without an accuracy level runs as the QDQ fallback (dequantized every run)."""
+    table, gemv = load_table(name), matmul(k=4096, n=4096, rows=1)
+    block = LayerConfig(w_bits=4, act=ActMode.FLOAT, granularity=Granularity("block32"))
+
+    def cost(level, cfg=block):
+        return estimate_cost([gemv], QuantConfig(layers={"fc": cfg}, nbits_accuracy=level), table)
+
+    fused, qdq, flt = cost(4), cost(0), estimate_cost([gemv], QuantConfig(), table)
+    row = fused.rows[0]
+    assert row.executed == "w4afloat:nbits" and row.native and fused.fallbacks == ()
+    assert row.weight_bytes_moved == row.weight_bytes < 4096 * 4096 * 0.7  # 4 bits + a float scale per 32
+    assert qdq.rows[0].executed == "wfloatafloat" and not qdq.rows[0].native
+    assert fused.est_latency_ms < min(flt.est_latency_ms, qdq.est_latency_ms)
+    per_channel = cost(4, LayerConfig(w_bits=4, act=ActMode.FLOAT))  # not block-wise: no MatMulNBits
+    assert per_channel.rows[0].executed == "wfloatafloat"
+    wide = cost(4, LayerConfig(w_bits=8, act=ActMode.FLOAT, granularity=Granularity("block32")))
+    assert not wide.rows[0].executed.endswith(":nbits")
+
+
+@pytest.mark.parametrize("name", ["apple_ane", "qualcomm_hexagon", "nvidia_tensorrt"])
+def test_targets_without_matmulnbits_ignore_the_accuracy_level(name):
+    table, gemv = load_table(name), matmul(k=4096, n=4096, rows=1)
+    layers = {"fc": LayerConfig(w_bits=4, act=ActMode.FLOAT, granularity=Granularity("block32"))}
+    at = [estimate_cost([gemv], QuantConfig(layers=layers, nbits_accuracy=level), table) for level in (0, 4)]
+    assert at[0].rows[0] == at[1].rows[0] and table.nbits_kernel is None
 
 
 def test_hopper_has_no_int4_tensor_cores():
