@@ -166,6 +166,11 @@ class SearchSpace:
         except ValueError:
             raise ConfigError(f"roundings: expected some of {', '.join(r.value for r in Rounding)}, "
                               f"got {list(self.roundings)!r}") from None
+        scoped = [r.value for r in rounds if rounding_entry(r).model_scope]
+        if scoped:
+            raise ConfigError(f"roundings: {scoped[0]!r} learns the whole model at once (minutes per candidate), so it "
+                              "is not a search gene; search with gptq and rebuild chosen points with "
+                              f"`qaev refine RUN --point ID` (--rounding {scoped[0]})")
         corrections = sorted(set(bool(b) for b in self.bias_corrections))
         try:
             object.__setattr__(self, "weight_range", WeightRange(self.weight_range))

@@ -50,6 +50,7 @@ def files(tmp_path_factory):
     (["--pop", "0"], "pop"), (["--generations", "0"], "generations"), (["--seed", "-1"], "seed"),
     (["--exclude", "re:("], "regular expression"), (["--max-drop", "nan"], "--max-drop"),
     (["--timeout", "nan"], "--timeout"), (["--workers", "-2"], "--workers"),
+    (["--roundings", "gptq,block"], "qaev refine RUN"),
 ])
 def test_bad_search_options(tmp_path, capsys, args, needle):
     code, _, err = run(capsys, *_SEARCH, *args, "--out", tmp_path / "r")
