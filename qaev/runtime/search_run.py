@@ -10,11 +10,13 @@ from pathlib import Path
 from qaev.config import QuantConfig
 from qaev.data.fingerprint import fingerprint
 from qaev.errors import Interrupted, QaevError
+from qaev.quantize import export_model
 from qaev.quantize.footprint import sizes_of
 from qaev.quantize.sizes import other_bytes
 from qaev.runtime.parallel import make_runner
 from qaev.runtime.rundir import append_history, prepare_run_dir, write_front
 from qaev.runtime.store import EvaluationStore
+from qaev.runtime.time_budget import TimeBudget, time_budget
 from qaev.search.build import build_problem
 from qaev.search.optimize import SearchResult, feasible_front, make_algorithm, minimize
 from qaev.search.remeasure import remeasure_front
@@ -91,14 +93,14 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
                 rundir.discard()  # bad options (or an interrupt before the search) leave no run directory behind
             raise
         progress.begin(_begin_text(problem, spec, out, parallel=runner is not None))
-        deadline = None
+        budget = None
         if spec.search.time_minutes is not None:
-            deadline, text = _deadline(problem, spec, start, workers=max(1, workers))
+            budget, text = time_budget(problem, spec.search.time_minutes, start, workers=max(1, workers))
             progress.message(text)
         if hasattr(progress, "candidate"):
             problem.on_candidate = progress.candidate
-            progress.deadline = deadline
-        result, interrupted = _search(problem, spec, out, progress, deadline=deadline)
+            progress.deadline = None if budget is None else budget.deadline(0)
+        result, interrupted = _search(problem, spec, out, progress, budget=budget)
         if not result.front and defaulted:
             result.front = _beyond_default_tolerance(problem, spec, progress, interrupted=interrupted)
         _check_result(problem, result, out, interrupted=interrupted)
@@ -153,23 +155,6 @@ def _with_default_tolerance(spec: RunSpec, metric: str) -> RunSpec:
     return replace(spec, constraints={**spec.constraints, "max_drop": default_tolerance(metric)})
 
 
-def _deadline(problem, spec: RunSpec, start: float, *, workers: int) -> tuple[float, str]:
-    """When the search must stop starting candidates for the run to end within its time
-    budget, and what one evaluation costs (the float model's run over the evaluation split,
-    measured) and how many the budget affords."""
-    measured = problem.evaluator.measure(problem.quantizer.model.proto)
-    one = max(measured.session_s + measured.inference_s, 1e-3) * 1.3  # a quantized model runs a little slower
-    validation = 0 if problem.validator is None else len(problem.validator.data) / len(problem.evaluator.data)
-    budget = spec.search.time_minutes * 60.0
-    reserve = min(0.25 * budget, 12 * one * (1 + validation))  # re-measuring the front at the end
-    deadline = start + budget - reserve
-    left = deadline - time.monotonic()
-    return deadline, (f"time budget {spec.search.time_minutes:g} min: one evaluation takes about {one:.2g} s "
-            f"(the float model on {len(problem.evaluator.data)} samples: {one / 1.3:.2g} s, measured); about "
-            f"{max(0, int(left / one)) * workers} evaluations fit in the {left / 60:.1f} min left for the search "
-            f"({reserve / 60:.1f} min kept to re-measure the front)")
-
-
 def _begin_text(problem, spec: RunSpec, out: Path, *, parallel: bool) -> str:
     resumed, skipped = len(problem.store), problem.store.skipped
     search = spec.search
@@ -186,7 +171,7 @@ def _begin_text(problem, spec: RunSpec, out: Path, *, parallel: bool) -> str:
                if problem.simulator is not None else ""))
 
 
-def _search(problem, spec: RunSpec, out: Path, progress, *, deadline: float | None) -> tuple[SearchResult, bool]:
+def _search(problem, spec: RunSpec, out: Path, progress, *, budget: TimeBudget | None) -> tuple[SearchResult, bool]:
     floats = None
 
     def on_generation(row, front):
@@ -195,13 +180,19 @@ def _search(problem, spec: RunSpec, out: Path, progress, *, deadline: float | No
         floats = floats or _float_values(problem)
         if front:  # every generation leaves a front on disk (search-split values, not yet re-measured)
             _write(out, problem, spec, front, floats, provisional=True, history=row)
+        if budget is not None and front:  # keep the time the front's re-measuring will take
+            budget.time_export(lambda: export_model(problem.quantizer, QuantConfig.from_dict(front[0].config)))
+            problem.deadline = budget.deadline(len(front))
+            if hasattr(progress, "deadline"):
+                progress.deadline = problem.deadline
         progress(row, front)
 
     (out / "history.jsonl").unlink(missing_ok=True)
     search = spec.search
     try:
         result = minimize(problem, algorithm=_algorithm(problem, spec, progress), pop_size=search.pop,
-                          n_gen=search.generations, seed=search.seed, callback=on_generation, deadline=deadline)
+                          n_gen=search.generations, seed=search.seed, callback=on_generation,
+                          deadline=None if budget is None else budget.deadline(0))
         return result, False
     except KeyboardInterrupt:  # stop cleanly: every finished evaluation is on disk; write their front
         return SearchResult(front=feasible_front(problem), history=[],

@@ -1,0 +1,80 @@
+"""The time budget of a search run (``--time``): when to stop starting candidates so that the
+run, which re-measures every front point on its exported model at the end, finishes on time.
+
+The time kept for that end grows with the front: each point costs an export, a measurement
+on the search and validation splits and its host-latency timing. The first of these is timed
+on the first front point; the others come from the float model's measured evaluation.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+__all__ = ["TimeBudget", "time_budget"]
+
+#: Timed batch-1 runs of each exported file in the closing host-latency measurement
+#: (:func:`qaev.search.remeasure.remeasure_front`: 3 rounds of 20).
+_LATENCY_RUNS = 60
+#: A quantized model runs a little slower than the float one it is estimated from.
+_SLOWER = 1.3
+
+
+@dataclass
+class TimeBudget:
+    """When a run with a time budget must stop starting candidates.
+
+    Attributes:
+        end: ``time.monotonic()`` by which the run should have finished.
+        one_s: seconds of one evaluation on the search split (the float model's, x1.3).
+        validation: validation samples per search-split sample.
+        latency_s: seconds of one exported file's host-latency timing.
+        floor_s: the least time kept for the end, whatever the front.
+        export_s: seconds to export one front point (timed on the first front; until then
+            taken as one evaluation).
+    """
+
+    end: float
+    one_s: float
+    validation: float
+    latency_s: float
+    floor_s: float
+    export_s: float | None = None
+
+    def per_point_s(self) -> float:
+        """Seconds to re-measure one front point at the end."""
+        export = self.one_s if self.export_s is None else self.export_s
+        return export + self.one_s * (1 + self.validation) + self.latency_s
+
+    def reserve_s(self, points: int) -> float:
+        """Seconds kept to re-measure a front of ``points`` points."""
+        return max(self.floor_s, points * self.per_point_s())
+
+    def deadline(self, points: int) -> float:
+        """The ``time.monotonic()`` after which no candidate starts, for a front of ``points``."""
+        return self.end - self.reserve_s(points)
+
+    def time_export(self, export) -> None:
+        """Time ``export()`` (one front point's export) once."""
+        if self.export_s is None:
+            started = time.perf_counter()
+            export()
+            self.export_s = time.perf_counter() - started
+
+
+def time_budget(problem, minutes: float, start: float, *, workers: int = 1) -> tuple[TimeBudget, str]:
+    """The budget of a run that started at ``start`` (``time.monotonic()``), from the float
+    model's evaluation (measured now), and the line that says what it affords."""
+    measured = problem.evaluator.measure(problem.quantizer.model.proto)
+    n = max(1, len(problem.evaluator.data))
+    one = max(measured.session_s + measured.inference_s, 1e-3) * _SLOWER
+    validation = 0 if problem.validator is None else len(problem.validator.data) / n
+    latency = measured.session_s + _LATENCY_RUNS * _SLOWER * measured.inference_s / n
+    budget_s = minutes * 60.0
+    floor = min(0.25 * budget_s, 12 * one * (1 + validation))
+    budget = TimeBudget(end=start + budget_s, one_s=one, validation=validation, latency_s=latency, floor_s=floor)
+    left = budget.deadline(0) - time.monotonic()
+    return budget, (f"time budget {minutes:g} min: one evaluation takes about {one:.2g} s (the float model on "
+                    f"{n} samples: {one / _SLOWER:.2g} s, measured); about {max(0, int(left / one)) * workers} "
+                    f"evaluations fit in the {left / 60:.1f} min left for the search (at least {floor / 60:.1f} min "
+                    f"kept to re-measure the front at the end, about {budget.per_point_s():.2g} s a point: more "
+                    "as the front grows)")

@@ -1,0 +1,29 @@
+"""--time keeps the time the front's closing re-measurement takes, and more as the front grows."""
+import time
+
+import pytest
+
+from qaev.problems import get_problem
+from qaev.runtime.time_budget import TimeBudget, time_budget
+
+
+def test_the_deadline_moves_earlier_as_the_front_grows():
+    budget = TimeBudget(end=1000.0, one_s=2.0, validation=0.5, latency_s=1.0, floor_s=30.0)
+    assert budget.per_point_s() == pytest.approx(2.0 + 2.0 * 1.5 + 1.0)  # export taken as one evaluation
+    assert budget.deadline(0) == budget.deadline(5) == 970.0  # the floor covers small fronts
+    assert budget.deadline(10) == pytest.approx(1000.0 - 60.0)
+    calls = []
+    budget.time_export(lambda: calls.append(time.sleep(0.01)))
+    budget.time_export(lambda: calls.append(None))  # timed once
+    assert len(calls) == 1 and 0.01 <= budget.export_s < 1.0
+    assert budget.deadline(60) == pytest.approx(1000.0 - 60 * budget.per_point_s())
+    assert budget.deadline(61) < budget.deadline(60)
+
+
+def test_the_budget_is_measured_on_the_problem_and_says_what_it_affords():
+    problem = get_problem("digits", eval=64)
+    start = time.monotonic()
+    budget, text = time_budget(problem, 2.0, start)
+    assert budget.end == start + 120.0 and budget.one_s > 0 and budget.latency_s > 0
+    assert 0 < budget.floor_s <= 30.0 and budget.deadline(0) < budget.end
+    assert "time budget 2 min" in text and "evaluations fit" in text and "more as the front grows" in text
