@@ -54,7 +54,7 @@ def _split_text(where: Path, model, *, calib: int | None, eval: int | None, seed
 def _parts(*, data=None, calib: int | None = None, eval: int | None = None, seed: int = 0, **_) -> Parts:
     from qaev.model.graph import load_model
     from qaev.problems._data import folder
-    from qaev.problems.llama import llama_decode_feed
+    from qaev.problems.llama import LLAMA_PROMPT, llama_decode_feed
 
     model = load_model(_model_path())
     where = folder(data, "pydocs")
@@ -63,7 +63,9 @@ def _parts(*, data=None, calib: int | None = None, eval: int | None = None, seed
                                seed=seed)
     else:
         splits = _split_text(where, model, calib=calib, eval=eval, seed=seed)
-    return Parts(model, metric="perplexity", host_feed=llama_decode_feed(model, splits["eval"]), **splits)
+    return Parts(model, metric="perplexity", host_feed=llama_decode_feed(model, splits["eval"]),
+                 host_feed_label=f"one decoded token after a {LLAMA_PROMPT}-token prompt, with its key/value cache, "
+                 "batch 1", **splits)
 
 
 SPEC = ProblemSpec("llama-pydocs", "LLaMA-architecture decoder (5.0M, trained here) on the Python docs: calib on "

@@ -25,6 +25,7 @@ class Parts:
         host_feed: the input ``host_latency_ms`` is measured on (None: the first evaluation
             batch of 8); a decoder's is one decoding step: one token at batch 1 with the
             key/value cache of a prompt.
+        host_feed_label: what ``host_feed`` is, in words (shown beside its latencies).
     """
 
     model: object
@@ -35,6 +36,7 @@ class Parts:
     full: object = None
     validation: object = None
     host_feed: Mapping | None = None
+    host_feed_label: str = ""
 
     @property
     def reference_data(self):

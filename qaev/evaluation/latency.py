@@ -67,6 +67,8 @@ class SideBySide:
         repeats: runs timed per model and round (their median is the round's value).
         load: the host's load averages before and after (:func:`machine_load`).
         cpus: logical CPUs of the host.
+        input: what the input is, where it is not ``batch`` samples of the evaluation data
+            (a decoder's: one decoded token with the cache of a prompt).
     """
 
     ms: dict[str, float]
@@ -78,6 +80,7 @@ class SideBySide:
     repeats: int
     load: tuple[tuple[float, float, float] | None, tuple[float, float, float] | None]
     cpus: int | None
+    input: str = ""
 
     def speedup(self, name: str) -> float:
         """How many times faster model ``name`` runs than the reference."""
@@ -87,7 +90,7 @@ class SideBySide:
         """How the numbers were taken, JSON-ready (without the numbers)."""
         return {"kind": "measured", "batch": self.batch, "threads": self.threads, "ort_level": self.level,
                 "rounds": self.rounds, "repeats": self.repeats, "load_before": self.load[0],
-                "load_after": self.load[1], "cpus": self.cpus}
+                "load_after": self.load[1], "cpus": self.cpus, **({"input": self.input} if self.input else {})}
 
 
 def side_by_side(models: Mapping[str, onnx.ModelProto | bytes], feed: Mapping[str, np.ndarray], *, reference: str,

@@ -181,8 +181,9 @@ def _point(point_id: str, record: Record, objectives: Sequence[str], latency: Si
 
 def _latency_doc(latency: SideBySide, reference: str) -> dict:
     return {**latency.settings(), "float_ms": latency.ms[reference],
-            "what": (f"median ms of one run of each point's exported file and of the float model, batch "
-                     f"{latency.batch}, {latency.threads} ONNX Runtime thread(s) on this host, measured side by "
+            "what": (f"median ms of one run of each point's exported file and of the float model, "
+                     f"{latency.input or f'batch {latency.batch}'}, {latency.threads} ONNX Runtime thread(s) on this "
+                     "host, measured side by "
                      "side in interleaved rounds (points: host_latency_ms, host_speedup = float / point)")}
 
 

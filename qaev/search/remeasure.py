@@ -75,10 +75,13 @@ def remeasure_front(problem, front: list[Record], *, progress=None, latency: boo
             progress(k + 1, len(front))
     timed = None
     if latency and front:
-        evaluator = problem.evaluator
-        feed = next(iter(evaluator.data.batches(batch_size=1)))
+        evaluator, parts = problem.evaluator, getattr(problem, "parts", None)
+        named = getattr(parts, "host_feed", None)  # the problem's own latency input (a decoder's decoding step)
+        feed = named if named is not None else next(iter(evaluator.data.batches(batch_size=1)))
         timed = side_by_side(files, feed, reference=FLOAT_NAME, batch=1, rounds=rounds, repeats=repeats,
                              threads=1, level=evaluator.ort_level)
+        if named is not None:
+            timed = replace(timed, input=parts.host_feed_label or "the problem's latency input")
     return Remeasured(front=out, host_latency=timed,
                       file_bytes={key: len(data) for key, data in files.items() if key != FLOAT_NAME})
 
