@@ -117,6 +117,27 @@ def test_a_reconstruction_is_kept_on_disk_and_read_back_by_the_next_quantizer(tm
         other.build(config, resolved=True)
 
 
+def test_adaround_results_are_kept_on_disk_and_read_back_by_the_next_quantizer(tmp_path, monkeypatch):
+    from qaev.quantize.learned import adaround as learning
+
+    monkeypatch.setenv("QAEV_CACHE", str(tmp_path))
+    model = load_model(digits_model_path())
+    first = Quantizer.calibrated(model, load_digits_split("calib"))
+    config = first.resolve(uniform_config(first.layers, LayerConfig(w_bits=3, act=ActMode.FLOAT, rounding="adaround")))
+    built = first.build(config, resolved=True).SerializeToString()
+    assert len(list((tmp_path / "adaround").glob("*.npz"))) == sum(layer.has_weight for layer in first.layers)
+
+    def no_learning(*args, **kwargs):
+        raise AssertionError("learned again")
+
+    monkeypatch.setattr(learning, "adaround", no_learning)
+    second = Quantizer.calibrated(model, load_digits_split("calib"))
+    assert second.build(config, resolved=True).SerializeToString() == built
+    wider = first.resolve(uniform_config(first.layers, LayerConfig(w_bits=4, act=ActMode.FLOAT, rounding="adaround")))
+    with pytest.raises(AssertionError, match="learned again"):  # another grid: another key
+        second.build(wider, resolved=True)
+
+
 def test_block_settings_travel_in_the_config_file_and_change_its_key(tmp_path):
     from qaev.config_io import load_config, save_config
 

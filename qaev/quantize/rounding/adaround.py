@@ -5,14 +5,26 @@ whether each weight rounds up or down is learned to minimise the layer's output 
 the calibration inputs (:mod:`qaev.quantize.learned.adaround`, PyTorch). Per output row the
 result never reconstructs the calibration outputs worse than GPTQ or round-to-nearest.
 Needs ``pip install 'qaev[torch]'``; without it building a config that names it stops with
-one line naming that extra.
+one line naming that extra. Results are kept on disk under ``$QAEV_CACHE/adaround``, keyed
+by the weight, its grid, the calibration inputs' second moment and the learning settings, so
+a config rebuilt from the same calibration data (an export, another search worker) does not
+learn again.
 """
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
+
+import numpy as np
+
+from qaev.data._cache import cache_dir
+from qaev.files import npz_bytes, write_cache
 from qaev.quantize.rounding.base import GridRounding
 from qaev.quantize.rounding.groups import supports_data_aware
 
 __all__ = ["AdaRound", "METHOD"]
+
+_FORMAT = 1  # bump when the learning changes: the kept results are then learned again
 
 
 class AdaRound(GridRounding):
@@ -27,9 +39,24 @@ class AdaRound(GridRounding):
         return f"is a {layer.op_type}: adaround rounding applies to Conv/Gemm/MatMul (2-D) weights only"
 
     def round(self, w, layer, eff, *, grid, stats):
-        from qaev.quantize.learned.adaround import adaround
+        from qaev.quantize.learned.adaround import AdaRoundOptions, adaround
 
-        return adaround(w, grid, stats().hessian, layer=layer, symmetric=eff.symmetric)[0]
+        hessian = stats().hessian
+        digest = hashlib.sha256(repr((_FORMAT, layer.op_type, tuple(layer.weight_shape), eff.symmetric, grid.axis,
+                                      grid.block_size, grid.bits, AdaRoundOptions())).encode())
+        for array in (w, grid.q, grid.scale, grid.zero_point, hessian):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        path = cache_dir("adaround") / f"{digest.hexdigest()[:32]}.npz"
+        try:
+            with np.load(path) as data:
+                q = data["q"]
+            if q.shape == grid.q.shape and q.dtype == grid.q.dtype:
+                return replace(grid, q=q)
+        except Exception:  # missing or unreadable: learned again, never trusted
+            pass
+        learned = adaround(w, grid, hessian, layer=layer, symmetric=eff.symmetric)[0]
+        write_cache(path, npz_bytes(q=learned.q))  # whole files only
+        return learned
 
 
 METHOD = AdaRound()
