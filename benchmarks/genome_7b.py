@@ -16,7 +16,8 @@ the metric function, sizes and estimates, and everything else (sampling, crossov
 mutation, repair, duplicate elimination, decoding, survival) -- the search machinery is all
 but the metric. Then writes a run directory (front.json with the layer list, configs) and
 ``qaev report``'s pictures, and a table, every figure an estimate, of a 7B model's size and
-decode latency at ``--points`` configurations of the front on every hardware table.
+decode latency on every hardware table at ``--points`` configurations of the front spread by
+size, and at its fastest point on ``--hardware`` with an analytic drop of at most 1.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from pymoo.optimize import minimize as pymoo_minimize
 
-from qaev.config import Granularity, QuantConfig
+from qaev.config import ActMode, Granularity, LayerConfig, QuantConfig
 from qaev.hardware import list_tables, load_table
 from qaev.model.shapes import LLAMA_7B, decoder_layers, decoder_other_bytes, layers_to_json
 from qaev.quantize.sizes import estimate_cost, model_bytes
@@ -98,11 +99,27 @@ def spread(front, n: int) -> list:
     return [ordered[i] for i in picks]
 
 
+def fastest(front, drop: float = 1.0) -> list:
+    """The front's fastest point on the searched table among those whose analytic drop is at
+    most ``drop`` (none when no point is)."""
+    within = [r for r in front if r.objectives["acc_drop"] <= drop]
+    return [min(within, key=lambda r: r.objectives["est_latency_ms"])] if within else []
+
+
+def uniform_w4(problem: AnalyticProblem) -> QuantConfig:
+    """Every layer 4-bit block 32, weight-only, at the problem's MatMulNBits level: a reference row."""
+    cfg = LayerConfig(w_bits=4, act=ActMode.FLOAT, granularity=Granularity("block32"))
+    return QuantConfig(layers={layer.name: cfg for layer in problem.quantizer.layers},
+                       nbits_accuracy=problem.space.nbits_accuracy)
+
+
 def table_7b(problem: AnalyticProblem, points) -> list[dict]:
-    """Size (exact by bit count) and estimated decode latency per token of each point on every table."""
+    """Size (exact by bit count) and estimated decode latency per token on every table: float,
+    uniform 4-bit block 32 (``w4 b32``), and each of ``points``."""
     layers = problem.quantizer.layers
     rows = []
-    for label, config in [("float", QuantConfig())] + [(r.key[:8], QuantConfig.from_dict(r.config)) for r in points]:
+    references = [("float", QuantConfig()), ("w4 b32", uniform_w4(problem))]
+    for label, config in references + [(r.key[:8], QuantConfig.from_dict(r.config)) for r in points]:
         row = {"point": label, "size_gb": model_bytes(layers, config, problem.other_bytes) / 1e9,
                "analytic_drop": problem.metric(config), "est_ms_per_token": {}}
         for name in list_tables():
@@ -147,7 +164,7 @@ def main(argv=None) -> dict:
           f"{timing['objectives_s']:.1f} s; front {timing['front_s']:.2f} s")
     print(f"  search machinery (all but the metric): {timing['machinery_s']:.1f} s")
     print(f"front.json, configs and report (pareto.png, bitmap.png, report.html) in {args.out}: {report_s:.1f} s")
-    rows = table_7b(problem, spread(timing["front"], args.points))
+    rows = table_7b(problem, spread(timing["front"], args.points) + fastest(timing["front"]))
     _print_table(rows)
     return {**{k: v for k, v in timing.items() if k != "front"}, "front_size": len(timing["front"]),
             "report_s": report_s, "table": rows}

@@ -23,6 +23,9 @@ def test_a_short_search_writes_a_report_and_the_estimate_table(tmp_path, capsys,
     assert rows[0]["point"] == "float" and 26 < rows[0]["size_gb"] < 27.1  # 6.74 B float32 weights
     assert all(set(row["est_ms_per_token"]) == set(list_tables()) for row in rows)
     assert all(row["size_gb"] < rows[0]["size_gb"] for row in rows[1:])
+    w4 = rows[1]  # uniform 4-bit block 32 as MatMulNBits: read at 5 bits a weight, no dequantization pass
+    assert w4["point"] == "w4 b32" and all(w4["est_ms_per_token"][t] < rows[0]["est_ms_per_token"][t]
+                                           for t in ("arm_dot", "arm_neon", "intel_vnni", "host"))
     (out / "bitmap.png").unlink()
     assert qaev(["report", str(out)]) == 0  # qaev report reads the layer list from front.json
     assert (out / "bitmap.png").read_bytes().startswith(PNG)
