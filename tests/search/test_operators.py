@@ -64,6 +64,19 @@ def test_dynamic_anchor_only_where_the_space_allows_it(problem):
     assert np.array_equal(X[4], problem.space.encode_uniform(w_bits=8, act="dyn8"))
 
 
+@pytest.mark.parametrize("level", [0, 4])
+def test_a_block_wise_weight_only_anchor_where_candidates_run_matmulnbits(problem, level):
+    space = SearchSpace(layers=problem.quantizer.layers, w_bits=(2, 4, 8), acts=("dyn8", "float"),
+                        granularities=(Granularity.PER_CHANNEL, Granularity("block32")), nbits_accuracy=level)
+    wide = QuantizationProblem(problem.quantizer, problem.evaluator, space=space)
+    X = QuantSampling(informed=0.0)._do(wide, 12, random_state=np.random.default_rng(0))
+    fused = space.encode_uniform(w_bits=4, act="float", granularity=Granularity("block32"))
+    assert any(np.array_equal(x, fused) for x in X) == (level > 0)
+    genome, block = space.genome, space.granularities.index(Granularity("block32"))
+    assert (fused[genome.column("granularity")] == block).all()
+    assert {(c.w_bits, c.act) for c in space.decode(fused).layers.values()} == {(4, ActMode.FLOAT)}
+
+
 def test_activation_names_round_trip_through_the_space(problem):
     """Each short name decodes to its (mode, bits) setting and is named back the same way;
     the sensitivity probes and the report use the same names."""

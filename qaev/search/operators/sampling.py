@@ -24,8 +24,9 @@ class QuantSampling(Sampling):
 
     1. Uniform W8A8 and W4A8, weight-only 8/4-bit and dynamic int8 with 8-bit weights,
        those the space allows (dynamic int8 is the fastest model ONNX Runtime runs on
-       many CPUs, so a latency search starts from it), and weight-only at the lowest
-       width the space allows.
+       many CPUs, so a latency search starts from it), weight-only at the lowest
+       width the space allows, and block-wise 4-bit weight-only where candidates run it
+       as ``MatMulNBits`` (``nbits_accuracy`` 1-4).
     2. Sensitivity-informed. When the problem carries a measured sensitivity
        (``problem.sensitivity``: a drop table from ``qaev sensitivity`` or the output
        noise of :func:`~qaev.sensitivity.proxy.output_noise_table`), points
@@ -51,6 +52,7 @@ class QuantSampling(Sampling):
         lowest = min((b for b in space.w_bits if b is not None), default=None)
         low = ((lowest, "float"),) if lowest is not None else ()
         anchors = [space.encode_uniform(w_bits=b, act=a) for b, a in _ANCHORS + dynamic + low]
+        anchors += _nbits_anchor(space)
         rows = []
         for row in anchors:
             if not any(np.array_equal(row, r) for r in rows):
@@ -71,6 +73,16 @@ class QuantSampling(Sampling):
         while len(rows) < n_samples:
             rows.append(random_state.integers(0, upper + 1))
         return np.array(rows[:n_samples], dtype=int)
+
+
+def _nbits_anchor(space) -> list[np.ndarray]:
+    """Uniform 4-bit block-wise weight-only, where candidates run such layers as
+    ``MatMulNBits`` (``nbits_accuracy`` 1-4) and the space allows it: the fused kernel is
+    reached only when a layer's width, activation and granularity change together."""
+    blocks = [g for g in space.granularities if g.block_size is not None]
+    if not (space.nbits_accuracy and blocks and "float" in allowed_acts(space) and 4 in space.w_bits):
+        return []
+    return [space.encode_uniform(w_bits=4, act="float", granularity=blocks[0])]
 
 
 def path_rows(problem, sensitivity: np.ndarray, n: int) -> list[np.ndarray]:
