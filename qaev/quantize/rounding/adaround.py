@@ -19,24 +19,18 @@ import numpy as np
 
 from qaev.data._cache import cache_dir
 from qaev.files import npz_bytes, write_cache
-from qaev.quantize.rounding.base import GridRounding
-from qaev.quantize.rounding.groups import supports_data_aware
+from qaev.quantize.rounding.base import DataAwareRounding
 
 __all__ = ["AdaRound", "METHOD"]
 
 _FORMAT = 1  # bump when the learning changes: the kept results are then learned again
 
 
-class AdaRound(GridRounding):
+class AdaRound(DataAwareRounding):
     """:func:`~qaev.quantize.learned.adaround.adaround` with the layer-input Hessian of the
     calibration data (default :class:`~qaev.quantize.learned.adaround.AdaRoundOptions`)."""
 
     name = "adaround"
-
-    def problem(self, layer):
-        if supports_data_aware(layer):
-            return None
-        return f"is a {layer.op_type}: adaround rounding applies to Conv/Gemm/MatMul (2-D) weights only"
 
     def round(self, w, layer, eff, *, grid, stats):
         from qaev.quantize.learned.adaround import AdaRoundOptions, adaround

@@ -17,8 +17,9 @@ import numpy as np
 
 from qaev.config import LayerConfig
 from qaev.model.layers import LayerInfo
+from qaev.quantize.rounding.groups import supports_data_aware
 
-__all__ = ["RoundingMethod", "GridRounding", "TableRounding"]
+__all__ = ["RoundingMethod", "GridRounding", "DataAwareRounding", "TableRounding"]
 
 
 class RoundingMethod:
@@ -52,6 +53,16 @@ class GridRounding(RoundingMethod):
             points and layout.
         """
         raise NotImplementedError
+
+
+class DataAwareRounding(GridRounding):
+    """A grid method fitted to the layer's calibration inputs (GPTQ, learned rounding): it
+    applies to Conv, Gemm and MatMul layers with a 2-D weight only."""
+
+    def problem(self, layer: LayerInfo) -> str | None:
+        if supports_data_aware(layer):
+            return None
+        return f"is a {layer.op_type}: {self.name} rounding applies to Conv/Gemm/MatMul (2-D) weights only"
 
 
 class TableRounding(RoundingMethod):

@@ -14,21 +14,15 @@ data rebuild the same model. Needs ``pip install 'qaev[torch]'``.
 from __future__ import annotations
 
 from qaev.errors import ConfigError
-from qaev.quantize.rounding.base import GridRounding
-from qaev.quantize.rounding.groups import supports_data_aware
+from qaev.quantize.rounding.base import DataAwareRounding
 
 __all__ = ["BlockReconstruction", "METHOD"]
 
 
-class BlockReconstruction(GridRounding):
+class BlockReconstruction(DataAwareRounding):
     """Marks layers for block reconstruction; the learning itself is model-scope."""
 
     name = "block"
-
-    def problem(self, layer):
-        if supports_data_aware(layer):
-            return None
-        return f"is a {layer.op_type}: block rounding applies to Conv/Gemm/MatMul (2-D) weights only"
 
     def round(self, w, layer, eff, *, grid, stats):
         if eff.w_bits > 8:  # 16-bit weights are not learned: round-to-nearest, as the whole-model build keeps them

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from qaev.model.layers import LayerInfo
-from qaev.quantize.rounding.base import GridRounding
-from qaev.quantize.rounding.groups import from_groups, reconstruction_error, supports_data_aware, to_groups
+from qaev.quantize.rounding.base import DataAwareRounding
+from qaev.quantize.rounding.groups import from_groups, reconstruction_error, to_groups
 from qaev.quantize.weights import QuantizedWeight, _expand, signed_limits
 
 __all__ = ["GPTQ", "METHOD", "gptq_round"]
@@ -115,15 +115,10 @@ def gptq_round(w: np.ndarray, nearest: QuantizedWeight, hessian: np.ndarray, *, 
     return QuantizedWeight(q, nearest.scale, nearest.zero_point, nearest.axis, nearest.block_size, nearest.bits)
 
 
-class GPTQ(GridRounding):
+class GPTQ(DataAwareRounding):
     """:func:`gptq_round` with the layer-input Hessian of the calibration data."""
 
     name = "gptq"
-
-    def problem(self, layer):
-        if supports_data_aware(layer):
-            return None
-        return f"is a {layer.op_type}: gptq rounding applies to Conv/Gemm/MatMul (2-D) weights only"
 
     def round(self, w, layer, eff, *, grid, stats):
         return gptq_round(w, grid, stats().hessian, layer=layer, symmetric=eff.symmetric)
