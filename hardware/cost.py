@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
-from qaev.config import QuantConfig
+from qaev.config import ActMode, QuantConfig
 from qaev.errors import ConfigError
 from qaev.hardware.pairs import Pair
 from qaev.hardware.activations import activation_elements
@@ -29,7 +29,7 @@ from qaev.model.layers import LayerInfo
 #: ``(layer, cfg, bits=None) -> bytes`` of a layer's stored weight.
 WeightBytes = Callable[..., int]
 
-__all__ = ["LayerCost", "CostReport", "estimate", "runs_fused", "load_table", "list_tables"]
+__all__ = ["LayerCost", "CostReport", "estimate", "nbits_shaped", "runs_fused", "load_table", "list_tables"]
 
 _ACT_BYTES = {"4": 0.5, "8": 1.0, "16": 2.0}
 #: State of a float tensor that still passes through a QuantizeLinear -> DequantizeLinear pair.
@@ -159,14 +159,21 @@ def _act_conversions(store: str, fake: bool, dynamic: bool, before: str, n_in: i
     return convert
 
 
+def nbits_shaped(layer: LayerInfo, cfg, *, max_bits: int = 4) -> bool:
+    """Whether ``layer`` under ``cfg`` is what ONNX Runtime's ``MatMulNBits`` takes: a MatMul
+    with a 2-D weight, block-wise integer weights of at most ``max_bits`` bits, float
+    activations (weight-only)."""
+    return (cfg is not None and layer.op_type == "MatMul" and len(layer.weight_shape) == 2
+            and cfg.act is ActMode.FLOAT and cfg.w_bits is not None and cfg.w_bits <= max_bits
+            and cfg.granularity.block_size is not None)
+
+
 def runs_fused(layer: LayerInfo, cfg, table: HardwareTable, nbits_accuracy: int) -> bool:
     """Whether ``layer`` is costed on the table's fused low-bit kernel: the table has one, and
-    the layer is a MatMul with block-wise weights of at most its ``max_bits`` between float
-    activations, in a config exported as ``MatMulNBits`` (``nbits_accuracy`` 1-4)."""
+    the layer is :func:`nbits_shaped` up to its ``max_bits`` in a config exported as
+    ``MatMulNBits`` (``nbits_accuracy`` 1-4)."""
     kernel = table.nbits_kernel
-    return (kernel is not None and nbits_accuracy > 0 and cfg is not None and layer.op_type == "MatMul"
-            and layer.has_weight and cfg.w_bits is not None and cfg.w_bits <= kernel.max_bits
-            and cfg.granularity.block_size is not None and Pair.of(cfg, layer).a == "float")
+    return kernel is not None and nbits_accuracy > 0 and nbits_shaped(layer, cfg, max_bits=kernel.max_bits)
 
 
 def _layer_cost(layer: LayerInfo, cfg, table: HardwareTable, batch: int, before: str, last: bool,

@@ -7,6 +7,7 @@ from typing import Sequence
 
 from qaev.config import ActMode, Granularity, LayerConfig, QuantConfig, Rounding
 from qaev.errors import ConfigError
+from qaev.hardware.cost import nbits_shaped
 from qaev.model.layers import LayerInfo
 from qaev.quantize.rounding.groups import supports_data_aware
 from qaev.quantize.rounding.registry import get_rounding
@@ -85,9 +86,7 @@ def runs_as_nbits(layer: LayerInfo, cfg: LayerConfig, plan: ActivationPlan, conf
     token ran 2.95x faster than float that way on the llama-pydocs decoder). Other isolated
     weight-only layers are folded to float weights when the session loads
     (:mod:`qaev.quantize.folded`), which pays for many tokens per run."""
-    return (layer.op_type == "MatMul" and len(layer.weight_shape) == 2 and cfg.act is ActMode.FLOAT
-            and cfg.w_bits is not None and cfg.w_bits <= 4 and cfg.granularity.block_size is not None
-            and (not plan.isolated(layer) or bool(config.nbits_accuracy)))
+    return nbits_shaped(layer, cfg) and (not plan.isolated(layer) or bool(config.nbits_accuracy))
 
 
 def activation_plan(config: QuantConfig, layers: Sequence[LayerInfo]) -> ActivationPlan:
