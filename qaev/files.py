@@ -7,7 +7,7 @@ from pathlib import Path
 
 from qaev.errors import WriteError
 
-__all__ = ["write_atomic", "write_error", "append_line", "write_cache", "npz_bytes"]
+__all__ = ["write_atomic", "write_error", "append_line", "write_cache", "npz_bytes", "read_npz_cache"]
 
 _UMASK = os.umask(0)  # read once (at import, before any thread): temporary files are created 0600
 os.umask(_UMASK)
@@ -86,3 +86,16 @@ def npz_bytes(**arrays) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
+
+
+def read_npz_cache(path: str | os.PathLike) -> dict | None:
+    """The arrays of a cache file written with :func:`write_cache` and :func:`npz_bytes`, or
+    None when it is missing or cannot be read (the caller computes it again, never trusting
+    a damaged copy)."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except Exception:
+        return None

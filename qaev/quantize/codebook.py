@@ -21,7 +21,7 @@ import onnx
 
 from qaev.data._cache import cache_dir
 from qaev.errors import ConfigError
-from qaev.files import npz_bytes, write_cache
+from qaev.files import npz_bytes, read_npz_cache, write_cache
 from qaev.model.layers import LayerInfo
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.lookup import decoded_rows
@@ -120,11 +120,9 @@ def cached_codebook(w: np.ndarray, *, seed: int = 0) -> CodebookWeight:
     contents and the fit's settings (k-means takes seconds on a large table; every search
     worker would repeat it). A file that cannot be read is recomputed and replaced."""
     path = _cache_path(w, seed)
-    try:
-        with np.load(path) as data:
-            return CodebookWeight(codes=data["codes"], vectors=data["vectors"], scale=data["scale"])
-    except Exception:  # missing or unreadable: recomputed, never trusted
-        pass
+    kept = read_npz_cache(path)
+    if kept is not None and {"codes", "vectors", "scale"} <= kept.keys():
+        return CodebookWeight(codes=kept["codes"], vectors=kept["vectors"], scale=kept["scale"])
     cw = codebook_quantize(w, seed=seed)
     write_cache(path, npz_bytes(codes=cw.codes, vectors=cw.vectors, scale=cw.scale))  # whole files only
     return cw

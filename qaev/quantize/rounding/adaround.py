@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from qaev.data._cache import cache_dir
-from qaev.files import npz_bytes, write_cache
+from qaev.files import npz_bytes, read_npz_cache, write_cache
 from qaev.quantize.rounding.base import DataAwareRounding
 
 __all__ = ["AdaRound", "METHOD"]
@@ -41,13 +41,9 @@ class AdaRound(DataAwareRounding):
         for array in (w, grid.q, grid.scale, grid.zero_point, hessian):
             digest.update(np.ascontiguousarray(array).tobytes())
         path = cache_dir("adaround") / f"{digest.hexdigest()[:32]}.npz"
-        try:
-            with np.load(path) as data:
-                q = data["q"]
-            if q.shape == grid.q.shape and q.dtype == grid.q.dtype:
-                return replace(grid, q=q)
-        except Exception:  # missing or unreadable: learned again, never trusted
-            pass
+        q = (read_npz_cache(path) or {}).get("q")
+        if q is not None and q.shape == grid.q.shape and q.dtype == grid.q.dtype:
+            return replace(grid, q=q)
         learned = adaround(w, grid, hessian, layer=layer, symmetric=eff.symmetric)[0]
         write_cache(path, npz_bytes(q=learned.q))  # whole files only
         return learned
