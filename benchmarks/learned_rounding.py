@@ -68,7 +68,7 @@ def measure(args) -> list[dict]:
     if "block" in args.methods.split(","):
         methods += [f"block:{n}" for n in args.iters.split(",")]
     for seed in [int(s) for s in args.seeds.split(",")]:
-        parts = problem_parts(args.problem, seed=seed)
+        parts = problem_parts(args.problem, seed=seed, calib=args.calib)
         quantizer = Quantizer.calibrated(parts.model, parts.calib)
         evaluator = Evaluator(parts.model, parts.test or parts.eval, metric=parts.metric)
         for act in args.acts.split(","):
@@ -79,8 +79,9 @@ def measure(args) -> list[dict]:
                 fit_s, fit_cpu = time.perf_counter() - start, time.process_time() - cpu
                 outputs = evaluator.measure(model, keep_outputs=True).outputs
                 drop, se = evaluator.head_drop(outputs)
-                row = {"seed": seed, "acts": act, "method": name, "drop": drop, "se": se, "fit_min": fit_s / 60,
-                       "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data), "float": evaluator.float_value, **extra}
+                row = {"seed": seed, "acts": act, "method": name, "calib": len(parts.calib), "drop": drop, "se": se,
+                       "fit_min": fit_s / 60, "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data),
+                       "float": evaluator.float_value, **extra}
                 rows.append(row)
                 print(f"{seed:4d} {act:5s} {name:12s} {drop:+7.2f} +-{se:4.2f} {fit_s / 60:7.1f} min "
                       f"({fit_cpu / 60:.1f} cpu)", flush=True)
@@ -194,6 +195,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problem", default="efficientnet-lite0")
     parser.add_argument("--seeds", default="0", help="data-split seeds (comma list)")
+    parser.add_argument("--calib", type=int, default=None,
+                        help="calibration samples (default: the problem's, 200 for the Lite0 problems)")
     parser.add_argument("--acts", default="float,a8", help="float and/or a8 (comma list)")
     parser.add_argument("--methods", default="nearest,gptq,adaround,block")
     parser.add_argument("--iters", default="500", help="block reconstruction steps per block (comma list)")

@@ -10,7 +10,9 @@ algorithms (Jin, "Surrogate-assisted evolutionary computation: recent advances a
 challenges", Swarm and Evolutionary Computation 2011; Emmerich, Giannakoglou and Naujoks,
 "Single- and multiobjective evolutionary optimization assisted by Gaussian random field
 metamodels", IEEE TEVC 2006, for the lower confidence bound). Before the model has data,
-the algorithms are plain NSGA-II / NSGA-III.
+the algorithms are plain NSGA-II / NSGA-III. When the problem carries a measured
+sensitivity and bounds the drop, a quarter of each later generation's offspring are greedy
+lowering path points around the tolerance instead (:mod:`qaev.search.bracket`).
 
 After the chosen offspring are measured, :attr:`~_Assisted.predictor_rank` holds the
 Spearman correlation of the drops predicted for the new ones before measuring with the
@@ -23,10 +25,13 @@ from dataclasses import dataclass
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.algorithms.moo.nsga3 import NSGA3
+from pymoo.core.population import Population
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from qaev.errors import ConfigError
 from qaev.evaluation.candidates import Candidate
+from qaev.search.bracket import BRACKET_SHARE, bracket_rows
+from qaev.search.operators.sampling import path_genomes
 from qaev.search.predictor import MIN_RECORDS, Features, fit_drop_model, spearman, training_records
 
 __all__ = ["PredictorSettings", "Forecast", "AssistedNSGA2", "AssistedNSGA3", "unpredictable", "exact_rows"]
@@ -154,6 +159,7 @@ class _Assisted:
         self._features: Features | None = None
         self._rows: dict = {}  # record key -> feature row
         self._seen: dict = {}  # keys this search has evaluated, in order (an ordered set)
+        self._path_rows: list | None = None
 
     def _note(self, pop) -> None:
         for x in pop.get("X"):
@@ -169,12 +175,29 @@ class _Assisted:
             self._features = Features.of(self.problem)
         return fit_drop_model(self._features, records, memo=self._rows)
 
+    def _path(self) -> list:
+        """The greedy lowering path's genomes over the problem's measured sensitivity (empty
+        without one), computed once."""
+        if self._path_rows is None:
+            measured = getattr(self.problem, "sensitivity", None)
+            self._path_rows = [] if measured is None else path_genomes(self.problem, np.asarray(measured, float))
+        return self._path_rows
+
+    def _bracketed(self):
+        """Path points around the tolerance this generation measures (:mod:`qaev.search.bracket`)."""
+        k = int(round(BRACKET_SHARE * self.n_offsprings))
+        rows = bracket_rows(self.problem, self._path(), k, skip=self._seen) if k else []
+        return self.repair.do(self.problem, Population.new(X=np.array(rows))) if rows else Population.empty()
+
     def _infill(self):
         self.predictor_rank = None
+        extra = self._bracketed()
+        n = self.n_offsprings - len(extra)
         model = self._fit()
         if model is None:
             self.forecasts.append(None)
-            return super()._infill()
+            off = super()._infill()
+            return extra if off is None else Population.merge(off[:n], extra)
         off = self.mating.do(self.problem, self.pop, self.predictor.factor * self.n_offsprings, algorithm=self,
                              random_state=self.random_state)
         if len(off) == 0:
@@ -190,11 +213,13 @@ class _Assisted:
                 drop[k] = optimistic[k] = known[key]
                 spread[k] = 0.0
         exact = exact_rows(self.problem, configs)
-        chosen = _order(self.problem, self.pop, drop, optimistic, spread, exact)[:self.n_offsprings]
+        taken = {self.problem.space.key(x) for x in extra.get("X")}
+        chosen = [k for k in _order(self.problem, self.pop, drop, optimistic, spread, exact)
+                  if self.problem.space.key(off[k].X) not in taken][:n]
         self.forecasts.append(Forecast(gen=self.n_iter, fitted_on=model.keys, keys=tuple(keys[k] for k in chosen),
                                        drops=tuple(float(drop[k]) for k in chosen),
                                        new=tuple(keys[k] not in self._seen for k in chosen)))
-        return off[chosen]
+        return Population.merge(off[chosen], extra)
 
     def _initialize_advance(self, infills=None, **kwargs):
         if infills is not None:

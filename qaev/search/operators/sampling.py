@@ -9,7 +9,7 @@ from qaev.sensitivity.lowering import greedy_path, spread
 from qaev.sensitivity.proxy import weight_error_table
 from qaev.search.width_rows import allowed_acts, uniform_row, weight_only_act, with_widths
 
-__all__ = ["QuantSampling", "path_rows"]
+__all__ = ["QuantSampling", "path_rows", "path_genomes"]
 
 # (weight bits, activation) of the uniform rows every first population starts with; an
 # activation the space lacks becomes its nearest allowed one (duplicates dropped), except
@@ -94,6 +94,12 @@ def path_rows(problem, sensitivity: np.ndarray, n: int) -> list[np.ndarray]:
         ConfigError: ``sensitivity`` does not have one row per searchable layer and one
             column per allowed width.
     """
+    return spread(path_genomes(problem, sensitivity), n)
+
+
+def path_genomes(problem, sensitivity: np.ndarray) -> list[np.ndarray]:
+    """Every genome of the greedy lowering path over ``sensitivity`` (see :func:`path_rows`),
+    from one step below the all-highest start down to the all-lowest end."""
     from qaev.errors import ConfigError
 
     space = problem.space
@@ -106,4 +112,4 @@ def path_rows(problem, sensitivity: np.ndarray, n: int) -> list[np.ndarray]:
     cost = next((o for o in problem.objectives if o in COSTS), "size_mb")
     path = greedy_path(sensitivity, layer_costs(problem, cost=cost, act=act))
     base = uniform_row(space, w_index=shape[1] - 1, act=act)
-    return [with_widths(base, w, space.genome) for w in spread(path[1:], n)]
+    return [with_widths(base, w, space.genome) for w in path[1:]]
