@@ -184,7 +184,8 @@ class _Assisted:
         return self._path_rows
 
     def _bracketed(self):
-        """Path points around the tolerance this generation measures (:mod:`qaev.search.bracket`)."""
+        """Path points around the tolerance this generation measures (:mod:`qaev.search.bracket`),
+        first: a generation a time budget cuts short measures them before the others."""
         k = int(round(BRACKET_SHARE * self.n_offsprings))
         rows = bracket_rows(self.problem, self._path(), k, skip=self._seen) if k else []
         return self.repair.do(self.problem, Population.new(X=np.array(rows))) if rows else Population.empty()
@@ -197,7 +198,7 @@ class _Assisted:
         if model is None:
             self.forecasts.append(None)
             off = super()._infill()
-            return extra if off is None else Population.merge(off[:n], extra)
+            return extra if off is None else Population.merge(extra, off[:n])
         off = self.mating.do(self.problem, self.pop, self.predictor.factor * self.n_offsprings, algorithm=self,
                              random_state=self.random_state)
         if len(off) == 0:
@@ -219,7 +220,7 @@ class _Assisted:
         self.forecasts.append(Forecast(gen=self.n_iter, fitted_on=model.keys, keys=tuple(keys[k] for k in chosen),
                                        drops=tuple(float(drop[k]) for k in chosen),
                                        new=tuple(keys[k] not in self._seen for k in chosen)))
-        return Population.merge(off[chosen], extra)
+        return Population.merge(extra, off[chosen])
 
     def _initialize_advance(self, infills=None, **kwargs):
         if infills is not None:
