@@ -1,21 +1,73 @@
-"""Greedy-path points around the tolerance, where the recommended point is chosen.
+"""Points around the tolerance, where the recommended point is chosen.
 
 The first population measures points spread along the greedy lowering path
 (:func:`qaev.search.operators.sampling.path_rows`); the drop crosses the tolerance between
 two of them, and the smallest point within tolerance (the one a user ships) lies there. Each
-later generation of the predictor-led search measures a few more path points evenly between
-the last path point measured within the tolerance and the first one measured beyond it: a
-bisection along the path, several points at a time, so the front gains points at the sizes
-where the choice is made instead of only where the first population's spacing put them.
+later generation of the predictor-led search measures a few points at sizes evenly between
+the smallest width-only point measured within the tolerance and the largest smaller one
+measured beyond it: each made from that point by taking the path's later steps in order,
+skipping any that would go below its target cost. One path step can be large (an embedding
+table's width is a sixth of an encoder's weights), so the points are spaced by cost, not by
+step: a bisection in cost, several points a generation.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["BRACKET_SHARE", "tolerance_of", "bracket_rows"]
+__all__ = ["BRACKET_SHARE", "LoweringPath", "tolerance_of", "bracket_rows"]
 
-#: Share of each later generation's offspring spent on path points around the tolerance.
+#: Share of each later generation's offspring spent on points around the tolerance.
 BRACKET_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class LoweringPath:
+    """The greedy lowering path as steps, with the costs it trades.
+
+    Attributes:
+        base: the genome every path row shares but for its widths.
+        column: the genome's width columns (one per searchable layer).
+        costs: ``[layer, width index]`` -> the layer's cost.
+        steps: ``(layer, width index before the step)`` in the path's order.
+    """
+
+    base: np.ndarray
+    column: np.ndarray
+    costs: np.ndarray
+    steps: tuple
+
+    @classmethod
+    def of(cls, widths: list[np.ndarray], costs: np.ndarray, base: np.ndarray, column) -> "LoweringPath":
+        """From the path's width vectors (:func:`~qaev.sensitivity.lowering.greedy_path`)."""
+        steps = tuple((int(np.flatnonzero(b != a)[0]), int(a[b != a][0])) for a, b in zip(widths, widths[1:]))
+        return cls(base=np.asarray(base), column=np.asarray(column), costs=np.asarray(costs, float), steps=steps)
+
+    def widths(self, row: np.ndarray) -> np.ndarray | None:
+        """The widths of ``row``, or None when another gene differs from the path's."""
+        row = np.asarray(row)
+        rest = np.ones(len(row), bool)
+        rest[self.column] = False
+        return row[self.column].copy() if np.array_equal(row[rest], self.base[rest]) else None
+
+    def row(self, widths: np.ndarray) -> np.ndarray:
+        out = self.base.copy()
+        out[self.column] = widths
+        return out
+
+    def cost(self, widths: np.ndarray) -> float:
+        return float(self.costs[np.arange(len(widths)), widths].sum())
+
+    def fill(self, start: np.ndarray, target: float) -> np.ndarray:
+        """From ``start``, the path's steps in order, each taken when its layer is at the
+        step's width and the cost stays at or above ``target``."""
+        current, cost = np.array(start, copy=True), self.cost(start)
+        for layer, j in self.steps:
+            saved = self.costs[layer, j] - self.costs[layer, j - 1]
+            if current[layer] == j and cost - saved >= target:
+                current[layer], cost = j - 1, cost - saved
+        return current
 
 
 def tolerance_of(problem) -> float | None:
@@ -24,29 +76,26 @@ def tolerance_of(problem) -> float | None:
     return min(bounds) if bounds else None
 
 
-def bracket_rows(problem, path: list[np.ndarray], k: int, *, skip=frozenset()) -> list[np.ndarray]:
-    """Up to ``k`` rows of ``path`` (genomes from the all-highest end down, the start left
-    out) evenly between the last one measured within the tolerance and the first measured
-    beyond it after that one; none measured or in ``skip`` (keys) already.
-
-    The search-split drops of the measured path rows decide (a screened row's first-stage
-    value too); before any path row beyond the tolerance is measured, the bracket runs to
-    the end of the path. Empty without a tolerance or when the bracket holds no new row.
-    """
-    from qaev.search.predictor import training_records
-
-    tolerance = tolerance_of(problem)
-    if tolerance is None or k <= 0 or not path:
-        return []
-    keys = [problem.space.key(row) for row in path]
-    drops = {r.key: r.objectives["acc_drop"] for r in training_records(problem, keys)}
-    measured = [i for i, key in enumerate(keys) if key in drops]
-    within = [i for i in measured if drops[keys[i]] <= tolerance]
-    low = max(within, default=-1)
-    high = min((i for i in measured if i > low), default=len(path))
-    free = [i for i in range(low + 1, high) if keys[i] not in drops and keys[i] not in skip]
-    if not free:
-        return []
-    picks = sorted({free[int(round(t))] for t in np.linspace(0, len(free) - 1, min(k, len(free)) + 2)[1:-1]}) \
-        if len(free) > k else free
-    return [path[i] for i in picks]
+def bracket_rows(path: LoweringPath, measured: list[tuple[np.ndarray, float]], tolerance: float, k: int,
+                 *, skip=frozenset(), key=None) -> list[np.ndarray]:
+    """Up to ``k`` new rows at costs evenly between the smallest width-only row of
+    ``measured`` (``(row, search-split drop)`` pairs) within ``tolerance`` (the all-highest
+    start when none is) and the largest cheaper one beyond it (the all-lowest end when none
+    is), each :meth:`LoweringPath.fill`-ed from the former; none measured or whose ``key``
+    is in ``skip``."""
+    key = key or (lambda row: row.tobytes())
+    known = [(w, d) for w, d in ((path.widths(r), d) for r, d in measured) if w is not None]
+    top = np.array([len(c) - 1 for c in path.costs])
+    within = [w for w, d in known if d <= tolerance] or [top]
+    start = min(within, key=path.cost)
+    high = path.cost(start)
+    lower = [path.cost(w) for w, d in known if d > tolerance and path.cost(w) < high]
+    low = max(lower, default=path.cost(np.zeros_like(top)))
+    seen = {key(path.row(w)) for w, _ in known} | set(skip)
+    out = []
+    for target in np.linspace(high, low, k + 2)[1:-1] if k > 0 else []:
+        row = path.row(path.fill(start, target))
+        if key(row) not in seen and path.cost(path.widths(row)) < high:
+            seen.add(key(row))
+            out.append(row)
+    return out

@@ -11,8 +11,8 @@ challenges", Swarm and Evolutionary Computation 2011; Emmerich, Giannakoglou and
 "Single- and multiobjective evolutionary optimization assisted by Gaussian random field
 metamodels", IEEE TEVC 2006, for the lower confidence bound). Before the model has data,
 the algorithms are plain NSGA-II / NSGA-III. When the problem carries a measured
-sensitivity and bounds the drop, a quarter of each later generation's offspring are greedy
-lowering path points around the tolerance instead (:mod:`qaev.search.bracket`).
+sensitivity and bounds the drop, a quarter of each later generation's offspring are points
+made along the greedy lowering path at sizes around the tolerance (:mod:`qaev.search.bracket`).
 
 After the chosen offspring are measured, :attr:`~_Assisted.predictor_rank` holds the
 Spearman correlation of the drops predicted for the new ones before measuring with the
@@ -30,8 +30,8 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from qaev.errors import ConfigError
 from qaev.evaluation.candidates import Candidate
-from qaev.search.bracket import BRACKET_SHARE, bracket_rows
-from qaev.search.operators.sampling import path_genomes
+from qaev.search.bracket import BRACKET_SHARE, bracket_rows, tolerance_of
+from qaev.search.operators.sampling import lowering_path
 from qaev.search.predictor import MIN_RECORDS, Features, fit_drop_model, spearman, training_records
 
 __all__ = ["PredictorSettings", "Forecast", "AssistedNSGA2", "AssistedNSGA3", "unpredictable", "exact_rows"]
@@ -158,12 +158,13 @@ class _Assisted:
         self.forecasts: list[Forecast | None] = []
         self._features: Features | None = None
         self._rows: dict = {}  # record key -> feature row
-        self._seen: dict = {}  # keys this search has evaluated, in order (an ordered set)
-        self._path_rows: list | None = None
+        self._seen: dict = {}  # key -> genome of every candidate this search has evaluated, in order
+        self._lowering = None  # the greedy lowering path (False: none)
 
     def _note(self, pop) -> None:
         for x in pop.get("X"):
-            self._seen.setdefault(self.problem.space.key(x))
+            key = self.problem.space.key(x)
+            self._seen.setdefault(key, np.asarray(x))
 
     def _fit(self):
         """The model of the records of the candidates this search has evaluated so far (a
@@ -175,19 +176,23 @@ class _Assisted:
             self._features = Features.of(self.problem)
         return fit_drop_model(self._features, records, memo=self._rows)
 
-    def _path(self) -> list:
-        """The greedy lowering path's genomes over the problem's measured sensitivity (empty
-        without one), computed once."""
-        if self._path_rows is None:
+    def _path(self):
+        """The greedy lowering path over the problem's measured sensitivity (None without
+        one), computed once."""
+        if self._lowering is None:
             measured = getattr(self.problem, "sensitivity", None)
-            self._path_rows = [] if measured is None else path_genomes(self.problem, np.asarray(measured, float))
-        return self._path_rows
+            self._lowering = False if measured is None else lowering_path(self.problem, np.asarray(measured, float))
+        return self._lowering or None
 
     def _bracketed(self):
-        """Path points around the tolerance this generation measures (:mod:`qaev.search.bracket`),
+        """Points around the tolerance this generation measures (:mod:`qaev.search.bracket`),
         first: a generation a time budget cuts short measures them before the others."""
-        k = int(round(BRACKET_SHARE * self.n_offsprings))
-        rows = bracket_rows(self.problem, self._path(), k, skip=self._seen) if k else []
+        k, path, tolerance = int(round(BRACKET_SHARE * self.n_offsprings)), self._path(), tolerance_of(self.problem)
+        if not k or path is None or tolerance is None:
+            return Population.empty()
+        drops = {r.key: r.objectives["acc_drop"] for r in training_records(self.problem, self._seen)}
+        measured = [(x, drops[key]) for key, x in self._seen.items() if key in drops]
+        rows = bracket_rows(path, measured, tolerance, k, skip=self._seen, key=self.problem.space.key)
         return self.repair.do(self.problem, Population.new(X=np.array(rows))) if rows else Population.empty()
 
     def _infill(self):

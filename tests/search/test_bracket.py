@@ -1,82 +1,67 @@
-"""Greedy-path points around the tolerance: which rows the bracket picks, and that a
-predictor-led search measures them."""
-from types import SimpleNamespace
-
+"""Points around the tolerance: how they are made along the lowering path, which ones the
+bracket picks, and that a predictor-led search measures them."""
 import numpy as np
-import pytest
 
-import qaev.search.predictor as predictor
 from qaev.problems import get_problem
-from qaev.search.bracket import bracket_rows, tolerance_of
-from qaev.search.operators.sampling import path_genomes, path_rows
+from qaev.search.bracket import BRACKET_SHARE, LoweringPath, bracket_rows
+from qaev.search.operators.sampling import lowering_path
+from qaev.search.predictor import training_records
 from qaev.search.optimize import minimize
 from qaev.sensitivity.probes import layer_sensitivity
 
-PATH = [np.array([i]) for i in range(20)]
+# Three layers at width index 0-2; layer 2 is large (an embedding table): its first step
+# saves 10 of the 28 the top costs.
+COSTS = np.array([[1.0, 2, 4], [1, 2, 4], [5, 10, 20]])
+WIDTHS = [np.array(w) for w in ([2, 2, 2], [2, 2, 1], [1, 2, 1], [1, 1, 1], [0, 1, 1], [0, 0, 1], [0, 0, 0])]
+PATH = LoweringPath.of(WIDTHS, COSTS, base=np.array([2, 2, 2, 7]), column=[0, 1, 2])
 
 
-def _problem(tolerance):
-    constraints = {} if tolerance is None else {"max_drop": ("acc_drop", tolerance)}
-    return SimpleNamespace(scoring=SimpleNamespace(constraints=constraints),
-                           space=SimpleNamespace(key=lambda row: f"k{int(row[0])}"))
+def _row(*widths, other=7):
+    return np.array([*widths, other])
 
 
-@pytest.fixture
-def measured(monkeypatch):
-    """Set the search-split drops of path rows by index."""
-    drops = {}
-
-    def records(problem, keys):
-        return [SimpleNamespace(key=k, objectives={"acc_drop": drops[int(k[1:])]}) for k in keys
-                if int(k[1:]) in drops]
-
-    monkeypatch.setattr(predictor, "training_records", records)
-    return drops
+def _widths(rows):
+    return [tuple(int(v) for v in r[:3]) for r in rows]
 
 
-def _picked(rows):
-    return [int(r[0]) for r in rows]
+def test_fill_takes_the_path_steps_in_order_skipping_those_below_the_target():
+    assert PATH.steps == ((2, 2), (0, 2), (1, 2), (0, 1), (1, 1), (2, 1))
+    assert tuple(PATH.fill(np.array([2, 2, 2]), 25.0)) == (0, 2, 2)  # the 10-step skipped
+    assert tuple(PATH.fill(np.array([2, 2, 2]), 0.0)) == (0, 0, 0)
+    assert PATH.cost(np.array([0, 2, 2])) == 25.0
+    assert PATH.widths(_row(1, 2, 1)).tolist() == [1, 2, 1] and PATH.widths(_row(1, 2, 1, other=3)) is None
 
 
-def test_rows_fall_evenly_between_the_last_within_and_the_first_beyond(measured):
-    measured.update({3: 0.2, 8: 0.5, 13: 2.0, 19: 9.0})
-    assert _picked(bracket_rows(_problem(1.0), PATH, 2)) == [10, 11]
-    assert _picked(bracket_rows(_problem(1.0), PATH, 10)) == [9, 10, 11, 12]
-    assert _picked(bracket_rows(_problem(1.0), PATH, 4, skip={"k10"})) == [9, 11, 12]
+def test_rows_fall_at_costs_between_the_smallest_within_and_the_largest_cheaper_beyond():
+    measured = [(_row(2, 2, 1), 0.3), (_row(1, 1, 1), 2.0), (_row(0, 0, 0), 9.0), (_row(0, 0, 1, other=3), 0.1)]
+    rows = bracket_rows(PATH, measured, 1.0, 3)
+    assert _widths(rows) == [(1, 2, 1), (0, 2, 1)]  # costs 16 and 15, between 18 and 14
+    assert _widths(bracket_rows(PATH, measured, 1.0, 3, skip={_row(1, 2, 1).tobytes()})) == [(0, 2, 1)]
+    assert bracket_rows(PATH, measured + [(_row(1, 2, 1), 0.5), (_row(0, 2, 1), 1.5)], 1.0, 3) == []
 
 
-def test_a_noisy_path_is_bracketed_after_its_last_point_within(measured):
-    measured.update({3: 0.2, 8: 1.5, 13: 0.9, 16: 3.0})
-    assert _picked(bracket_rows(_problem(1.0), PATH, 5)) == [14, 15]
+def test_without_points_within_or_beyond_the_path_ends_bound_the_bracket():
+    rows = bracket_rows(PATH, [(_row(1, 1, 1), 2.0)], 1.0, 1)  # start at the top (28), halfway to 14
+    assert _widths(rows) == [(0, 0, 2)]  # cost 22: the 10-step skipped, four small ones taken
+    rows = bracket_rows(PATH, [(_row(2, 2, 1), 0.3)], 1.0, 1)  # from 18 halfway to the all-lowest end (7)
+    assert _widths(rows) == [(0, 1, 1)]  # cost 13
+    assert bracket_rows(PATH, [(_row(2, 2, 1), 0.3)], 1.0, 0) == []
 
 
-def test_before_a_point_beyond_is_measured_the_bracket_runs_to_the_end(measured):
-    measured.update({3: 0.2, 8: 0.5})
-    assert _picked(bracket_rows(_problem(1.0), PATH, 3)) == [11, 14, 17]
-    measured.update({0: 4.0})
-    assert _picked(bracket_rows(_problem(5.0), PATH, 1)) == [14]
-
-
-def test_nothing_without_a_tolerance_or_room(measured):
-    measured.update({3: 0.2, 4: 2.0})
-    assert bracket_rows(_problem(None), PATH, 5) == []
-    assert bracket_rows(_problem(1.0), PATH, 5) == []
-    assert bracket_rows(_problem(1.0), PATH, 0) == []
-    assert tolerance_of(_problem(0.5)) == 0.5 and tolerance_of(_problem(None)) is None
-
-
-def test_the_predictor_led_search_measures_path_points_the_first_population_skipped():
+def _digits():
     problem = get_problem("digits", eval=150, constraints={"max_drop": 1.0})
     names = [layer.name for layer in problem.space.searchable]
-    problem.sensitivity = layer_sensitivity(problem, bits=(2, 4, 8)).matrix(problem.space.w_bits,
-                                                                                        layers=names)
-    path = path_genomes(problem, problem.sensitivity)
-    spread = {problem.space.key(r) for r in path_rows(problem, problem.sensitivity, 4)}
-    minimize(problem, pop_size=8, n_gen=4, seed=0, predictor=True)
-    keys = [problem.space.key(r) for r in path]
-    measured = [i for i, k in enumerate(keys) if problem.store.peek(k) is not None and k not in spread]
-    assert measured, "no path point beyond the first population's was measured"
-    drops = {i: problem.store.peek(keys[i]).objectives["acc_drop"] for i, k in enumerate(keys)
-             if problem.store.peek(k) is not None}
-    within = [i for i, d in drops.items() if d <= 1.0]
-    assert within and any(i > min(within) for i in measured), "the added points lie on the far side of the start"
+    problem.sensitivity = layer_sensitivity(problem, bits=(2, 4, 8)).matrix(problem.space.w_bits, layers=names)
+    return problem
+
+
+def test_the_second_generation_measures_the_bracket_of_the_first_first():
+    first = list(minimize(_digits(), pop_size=8, n_gen=1, seed=0, predictor=True).pymoo_result.algorithm._seen.items())
+    problem = _digits()
+    evaluated = list(minimize(problem, pop_size=8, n_gen=2, seed=0, predictor=True).pymoo_result.algorithm._seen)
+    assert evaluated[:len(first)] == [k for k, _ in first]
+    drops = {r.key: r.objectives["acc_drop"] for r in training_records(problem, [k for k, _ in first])}
+    expected = bracket_rows(lowering_path(problem, problem.sensitivity), [(x, drops[k]) for k, x in first], 1.0,
+                            int(round(BRACKET_SHARE * 8)), key=problem.space.key)
+    assert expected, "the first population left no bracket: the test shows nothing"
+    assert evaluated[len(first):len(first) + len(expected)] == [problem.space.key(r) for r in expected]

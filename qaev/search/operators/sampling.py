@@ -4,12 +4,13 @@ from __future__ import annotations
 import numpy as np
 from pymoo.core.sampling import Sampling
 
+from qaev.search.bracket import LoweringPath
 from qaev.sensitivity.layer_costs import COSTS, layer_costs
 from qaev.sensitivity.lowering import greedy_path, spread
 from qaev.sensitivity.proxy import weight_error_table
-from qaev.search.width_rows import allowed_acts, uniform_row, weight_only_act, with_widths
+from qaev.search.width_rows import allowed_acts, uniform_row, weight_only_act
 
-__all__ = ["QuantSampling", "path_rows", "path_genomes"]
+__all__ = ["QuantSampling", "path_rows", "lowering_path"]
 
 # (weight bits, activation) of the uniform rows every first population starts with; an
 # activation the space lacks becomes its nearest allowed one (duplicates dropped), except
@@ -94,12 +95,16 @@ def path_rows(problem, sensitivity: np.ndarray, n: int) -> list[np.ndarray]:
         ConfigError: ``sensitivity`` does not have one row per searchable layer and one
             column per allowed width.
     """
-    return spread(path_genomes(problem, sensitivity), n)
+    path, widths = _lowering(problem, sensitivity)
+    return spread([path.row(w) for w in widths[1:]], n)
 
 
-def path_genomes(problem, sensitivity: np.ndarray) -> list[np.ndarray]:
-    """Every genome of the greedy lowering path over ``sensitivity`` (see :func:`path_rows`),
-    from one step below the all-highest start down to the all-lowest end."""
+def lowering_path(problem, sensitivity: np.ndarray) -> LoweringPath:
+    """The greedy lowering path of :func:`path_rows` as steps and costs."""
+    return _lowering(problem, sensitivity)[0]
+
+
+def _lowering(problem, sensitivity: np.ndarray) -> tuple[LoweringPath, list[np.ndarray]]:
     from qaev.errors import ConfigError
 
     space = problem.space
@@ -110,6 +115,7 @@ def path_genomes(problem, sensitivity: np.ndarray) -> list[np.ndarray]:
                           f"{sensitivity.shape[1] if sensitivity.ndim > 1 else 1}")
     act = weight_only_act(space)
     cost = next((o for o in problem.objectives if o in COSTS), "size_mb")
-    path = greedy_path(sensitivity, layer_costs(problem, cost=cost, act=act))
+    costs = layer_costs(problem, cost=cost, act=act)
+    widths = greedy_path(sensitivity, costs)
     base = uniform_row(space, w_index=shape[1] - 1, act=act)
-    return [with_widths(base, w, space.genome) for w in path[1:]]
+    return LoweringPath.of(widths, costs, base, space.genome.column("w_bits")), widths
