@@ -32,7 +32,7 @@ from qaev.quantize.rounding.registry import get_rounding, rounding_entry
 from qaev.quantize.sequential import Fitted
 from qaev.quantize.weights import ActParams, QuantizedWeight, WeightCache, activation_params
 
-__all__ = ["build_qdq", "quantized_weight", "table_weight", "act_params_of", "int32_bias"]
+__all__ = ["build_qdq", "quantized_weight", "table_weight", "held_weight", "act_params_of", "int32_bias"]
 
 
 def _layer_inputs(inputs: LayerInputs | None, layer: LayerInfo, what: str):
@@ -46,6 +46,9 @@ def quantized_weight(model: FloatModel, layer: LayerInfo, cfg: LayerConfig, conf
     """The (memoised) quantized weight of ``layer`` under ``cfg``; ``inputs`` supplies the
     layer-input statistics data-aware rounding needs."""
     eff = cfg.effective()
+    if not rounding_entry(eff.rounding).on_grid:  # a caller's slip, named instead of an AttributeError
+        raise ConfigError(f"layers.{layer.name}: {eff.rounding.value} weights are a table, not a grid "
+                          "(held_weight or table_weight give them)")
     key = (layer.weight, layer.channel_axis, layer.reduce_axis, eff.w_bits, eff.granularity, eff.symmetric,
            config.scale_rule) + ((eff.rounding.value,) if eff.rounding is not Rounding.NEAREST else ()) + (
                (eff.weight_range.value,) if eff.weight_range is not WeightRange.MINMAX else ())
@@ -55,6 +58,15 @@ def quantized_weight(model: FloatModel, layer: LayerInfo, cfg: LayerConfig, conf
                             stats=lambda: _layer_inputs(inputs, layer, f"{eff.rounding.value} rounding"))
 
     return cache.get(key, compute) if cache is not None else compute()
+
+
+def held_weight(model: FloatModel, layer: LayerInfo, cfg: LayerConfig, config: QuantConfig,
+                cache: WeightCache | None = None, *, inputs: LayerInputs | None = None) -> np.ndarray:
+    """Float32 values of ``layer``'s weight as the QDQ model computes them under ``cfg``: a
+    grid method's dequantized grid, or a table method's (a codebook's) own reconstruction."""
+    if not rounding_entry(cfg.effective().rounding).on_grid:
+        return get_rounding(cfg.effective().rounding).dequantize(table_weight(model, layer, cfg, cache))
+    return quantized_weight(model, layer, cfg, config, cache, inputs=inputs).dequantize()
 
 
 def table_weight(model: FloatModel, layer: LayerInfo, cfg: LayerConfig, cache: WeightCache | None = None):

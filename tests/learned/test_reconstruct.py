@@ -111,3 +111,22 @@ def test_learned_output_shifts_reach_the_qdq_model_except_for_static_matmuls():
     assert result.fitted["conv1"].correction is not None and result.fitted["fc2"].correction is not None
     out = make_session(build_qdq(model, q.layers, result.config(config), fitted=result.fitted)).run(None, calib[0])[0]
     assert out.shape == (16, 10) and np.isfinite(out).all()
+
+
+def test_a_codebook_table_beside_learned_layers_is_held_as_the_qdq_model_holds_it(tmp_path, monkeypatch):
+    """A block holding a codebook lookup (MiniLM's word table in its recipe) learns the
+    layers after it from the codebook's reconstruction, not from a grid it does not have."""
+    from qaev.config import Rounding
+    from tests.models import attention_like
+
+    monkeypatch.setenv("QAEV_CACHE", str(tmp_path))  # the codebook stays out of the user's cache
+    model = load_model(attention_like())
+    ids = np.random.default_rng(0).integers(0, 50, (16, 6)).astype(np.int64)
+    q = Quantizer.calibrated(model, ArrayDataset(inputs={"ids": ids}, name="ids"), persist=False)
+    config = QuantConfig(layers={"embed": LayerConfig(w_bits=2, act=ActMode.FLOAT, rounding=Rounding.CODEBOOK),
+                                 "proj": LayerConfig(w_bits=4, act=ActMode.FLOAT, rounding="block")})
+    result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ReconstructOptions(iters=10, seed=0),
+                         inputs=q.inputs)
+    assert set(result.fitted) == {"proj"} and result.blocks[0].after < result.blocks[0].before
+    out = make_session(build_qdq(model, q.layers, config, fitted=result.fitted)).run(None, {"ids": ids})[0]
+    assert out.shape == (16, 6, 6) and np.isfinite(out).all()

@@ -17,7 +17,7 @@ from qaev.quantize.learned.blocks import Block
 from qaev.quantize.learned.torch_graph import TorchGraph
 from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.plan import activation_plan
-from qaev.quantize.qdq import act_params_of, quantized_weight
+from qaev.quantize.qdq import act_params_of, held_weight
 from qaev.quantize.rounding.groups import supports_data_aware
 from qaev.quantize.rounding.registry import rounding_entry
 from qaev.quantize.sequential import Fitted
@@ -188,8 +188,8 @@ class BlockQuantizer:
                                    reduce_axis=layer.reduce_axis, weight_range=eff.weight_range)
             begin = None if start is None else start.q.astype(np.float32)
             self.soft[layer.weight] = (layer.name, SoftRounding(w, grid, symmetric=eff.symmetric, start=begin))
-        else:  # other methods' layers, 16-bit and lookup weights stay as the QDQ model holds them
-            fixed = quantized_weight(model, layer, cfg, config, inputs=self.inputs).dequantize()
+        else:  # other methods' layers, 16-bit, lookup and codebook weights stay as the QDQ model holds them
+            fixed = held_weight(model, layer, cfg, config, inputs=self.inputs)
             self.fixed[layer.weight] = self._torch_from(fixed)
 
     def _shifts(self, model: FloatModel, by_name: Mapping[str, LayerInfo], config: QuantConfig) -> dict[str, tuple]:
