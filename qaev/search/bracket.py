@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qaev.search.width_rows import with_widths
+
 __all__ = ["BRACKET_SHARE", "LoweringPath", "tolerance_of", "bracket_rows"]
 
 #: Share of each later generation's offspring spent on points around the tolerance.
@@ -28,33 +30,31 @@ class LoweringPath:
 
     Attributes:
         base: the genome every path row shares but for its widths.
-        column: the genome's width columns (one per searchable layer).
+        genome: the layout of ``base`` (its ``w_bits`` columns hold the widths).
         costs: ``[layer, width index]`` -> the layer's cost.
         steps: ``(layer, width index before the step)`` in the path's order.
     """
 
     base: np.ndarray
-    column: np.ndarray
+    genome: object
     costs: np.ndarray
     steps: tuple
 
     @classmethod
-    def of(cls, widths: list[np.ndarray], costs: np.ndarray, base: np.ndarray, column) -> "LoweringPath":
+    def of(cls, widths: list[np.ndarray], costs: np.ndarray, base: np.ndarray, genome) -> "LoweringPath":
         """From the path's width vectors (:func:`~qaev.sensitivity.lowering.greedy_path`)."""
         steps = tuple((int(np.flatnonzero(b != a)[0]), int(a[b != a][0])) for a, b in zip(widths, widths[1:]))
-        return cls(base=np.asarray(base), column=np.asarray(column), costs=np.asarray(costs, float), steps=steps)
+        return cls(base=np.asarray(base), genome=genome, costs=np.asarray(costs, float), steps=steps)
 
     def widths(self, row: np.ndarray) -> np.ndarray | None:
         """The widths of ``row``, or None when another gene differs from the path's."""
-        row = np.asarray(row)
+        row, column = np.asarray(row), self.genome.column("w_bits")
         rest = np.ones(len(row), bool)
-        rest[self.column] = False
-        return row[self.column].copy() if np.array_equal(row[rest], self.base[rest]) else None
+        rest[column] = False
+        return row[column].copy() if np.array_equal(row[rest], self.base[rest]) else None
 
     def row(self, widths: np.ndarray) -> np.ndarray:
-        out = self.base.copy()
-        out[self.column] = widths
-        return out
+        return with_widths(self.base, widths, self.genome)
 
     def cost(self, widths: np.ndarray) -> float:
         return float(self.costs[np.arange(len(widths)), widths].sum())
@@ -94,8 +94,9 @@ def bracket_rows(path: LoweringPath, measured: list[tuple[np.ndarray, float]], t
     seen = {key(path.row(w)) for w, _ in known} | set(skip)
     out = []
     for target in np.linspace(high, low, k + 2)[1:-1] if k > 0 else []:
-        row = path.row(path.fill(start, target))
-        if key(row) not in seen and path.cost(path.widths(row)) < high:
+        widths = path.fill(start, target)
+        row = path.row(widths)
+        if key(row) not in seen and path.cost(widths) < high:
             seen.add(key(row))
             out.append(row)
     return out

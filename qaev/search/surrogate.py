@@ -21,6 +21,7 @@ measured drops.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -159,7 +160,6 @@ class _Assisted:
         self._features: Features | None = None
         self._rows: dict = {}  # record key -> feature row
         self._seen: dict = {}  # key -> genome of every candidate this search has evaluated, in order
-        self._lowering = None  # the greedy lowering path (False: none)
 
     def _note(self, pop) -> None:
         for x in pop.get("X"):
@@ -176,18 +176,16 @@ class _Assisted:
             self._features = Features.of(self.problem)
         return fit_drop_model(self._features, records, memo=self._rows)
 
+    @cached_property
     def _path(self):
-        """The greedy lowering path over the problem's measured sensitivity (None without
-        one), computed once."""
-        if self._lowering is None:
-            measured = getattr(self.problem, "sensitivity", None)
-            self._lowering = False if measured is None else lowering_path(self.problem, np.asarray(measured, float))
-        return self._lowering or None
+        """The greedy lowering path over the problem's measured sensitivity (None without one)."""
+        measured = getattr(self.problem, "sensitivity", None)
+        return None if measured is None else lowering_path(self.problem, np.asarray(measured, float))
 
     def _bracketed(self):
         """Points around the tolerance this generation measures (:mod:`qaev.search.bracket`),
         first: a generation a time budget cuts short measures them before the others."""
-        k, path, tolerance = int(round(BRACKET_SHARE * self.n_offsprings)), self._path(), tolerance_of(self.problem)
+        k, path, tolerance = int(round(BRACKET_SHARE * self.n_offsprings)), self._path, tolerance_of(self.problem)
         if not k or path is None or tolerance is None:
             return Population.empty()
         drops = {r.key: r.objectives["acc_drop"] for r in training_records(self.problem, self._seen)}

@@ -13,7 +13,16 @@ from qaev.sensitivity.probes import layer_sensitivity
 # saves 10 of the 28 the top costs.
 COSTS = np.array([[1.0, 2, 4], [1, 2, 4], [5, 10, 20]])
 WIDTHS = [np.array(w) for w in ([2, 2, 2], [2, 2, 1], [1, 2, 1], [1, 1, 1], [0, 1, 1], [0, 0, 1], [0, 0, 0])]
-PATH = LoweringPath.of(WIDTHS, COSTS, base=np.array([2, 2, 2, 7]), column=[0, 1, 2])
+
+
+class _Genome:
+    """Three width genes, then one other."""
+
+    def column(self, name):
+        return np.array([0, 1, 2]) if name == "w_bits" else np.array([3])
+
+
+PATH = LoweringPath.of(WIDTHS, COSTS, base=np.array([2, 2, 2, 7]), genome=_Genome())
 
 
 def _row(*widths, other=7):

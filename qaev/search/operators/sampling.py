@@ -118,4 +118,4 @@ def _lowering(problem, sensitivity: np.ndarray) -> tuple[LoweringPath, list[np.n
     costs = layer_costs(problem, cost=cost, act=act)
     widths = greedy_path(sensitivity, costs)
     base = uniform_row(space, w_index=shape[1] - 1, act=act)
-    return LoweringPath.of(widths, costs, base, space.genome.column("w_bits")), widths
+    return LoweringPath.of(widths, costs, base, space.genome), widths
