@@ -6,9 +6,10 @@ two of them, and the smallest point within tolerance (the one a user ships) lies
 later generation of the predictor-led search measures a few points at sizes evenly between
 the smallest width-only point measured within the tolerance and the largest smaller one
 measured beyond it: each made from that point by taking the path's later steps in order,
-skipping any that would go below its target cost. One path step can be large (an embedding
-table's width is a sixth of an encoder's weights), so the points are spaced by cost, not by
-step: a bisection in cost, several points a generation.
+skipping any that would go below its target cost. One path step can be large (lowering an
+embedding table's width: on MiniLM that one step spans the gap from 9.9x to 12.4x smaller),
+so the points are spaced by cost, not by step: a bisection in cost, several points a
+generation.
 """
 from __future__ import annotations
 
