@@ -83,6 +83,12 @@ class GraphEditor:
         self._apply_rewiring()
         return next((n for n in self._nodes if tensor in n.output), None)
 
+    def consumers(self, tensor: str) -> list[onnx.NodeProto]:
+        """The nodes that read ``tensor`` now (control-flow bodies reading it from outside
+        included)."""
+        self._apply_rewiring()
+        return [n for n in self._nodes if tensor in n.input or tensor in outer_reads(n)]
+
     def remove(self, node: onnx.NodeProto) -> None:
         """Drop ``node`` from the graph."""
         self._apply_rewiring()

@@ -21,7 +21,7 @@ from qaev.errors import ConfigError
 from qaev.model.graph import FloatModel
 from qaev.model.layers import LayerInfo
 from qaev.model.session import set_nbits_accuracy
-from qaev.quantize.bias_correction import add_after, alpha_beta, apply_correction, output_correction
+from qaev.quantize.bias_correction import add_to_output, alpha_beta, apply_correction, output_correction
 from qaev.quantize.folded import folded_weight
 from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.layer_inputs import LayerInputs
@@ -222,7 +222,7 @@ def build_qdq(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfi
             correction = output_correction(model.weight(layer.weight), qw, stats, layer=layer)
         if cfg.act is ActMode.DYNAMIC:
             if correction is not None:
-                add_after(ed, node, correction, name=layer.name)
+                add_to_output(ed, model, node, correction, name=layer.name)
             _dynamic_matmul(ed, model, layer, node, qw)
             continue
         slot = 0 if layer.op_type == "Gather" else 1

@@ -148,13 +148,47 @@ def test_bias_correction_in_the_graph_reduces_the_mean_output_error(quantizer, a
         assert after < before
 
 
-def test_bias_correction_adds_a_bias_to_a_matmul_without_one(quantizer):
-    fc1 = QuantConfig(layers={"fc1": LayerConfig(w_bits=2, act=ActMode.FLOAT, bias_correction=True)})
-    proto = quantizer.build(fc1)
-    assert any(n.name == "fc1.BiasCorrection" for n in proto.graph.node)
-    plain = quantizer.build(QuantConfig(layers={"fc1": LayerConfig(w_bits=2, act=ActMode.FLOAT)}))
+def _fc1_built(quantizer, **extra):
+    return quantizer.build(QuantConfig(layers={"fc1": LayerConfig(w_bits=2, act=ActMode.FLOAT, **extra)}))
+
+
+def test_bias_correction_of_a_matmul_folds_into_the_bias_add_after_it(quantizer):
+    proto, plain = _fc1_built(quantizer, bias_correction=True), _fc1_built(quantizer)
+    assert len(proto.graph.node) == len(plain.graph.node)  # no Add of its own
+    add = next(n for n in proto.graph.node if n.name == "fc1_bias")
+    assert add.input[1] != "b2" and "b2" not in {i.name for i in proto.graph.initializer}
     x = images(64)
     assert _mean_error(proto, quantizer.model.proto, x).mean() < _mean_error(plain, quantizer.model.proto, x).mean()
+
+
+def _without_fc1_bias(*, shared: bool = False):
+    """conv_mlp with fc1's bias Add dropped, or (``shared``) with its bias vector read by a
+    second Add as well."""
+    proto = conv_mlp()
+    nodes = list(proto.graph.node)
+    add = next(n for n in nodes if n.name == "fc1_bias")
+    if shared:
+        extra = h.make_node("Add", [add.output[0], "b2"], ["a2_twice"], name="again")
+        nodes.insert(nodes.index(add) + 1, extra)
+        for n in nodes[nodes.index(extra) + 1:]:
+            n.input[:] = ["a2_twice" if i == add.output[0] else i for i in n.input]
+    else:
+        nodes.remove(add)
+        for n in nodes:
+            n.input[:] = [add.input[0] if i == add.output[0] else i for i in n.input]
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    return proto
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["no bias", "shared bias vector"])
+def test_bias_correction_adds_an_add_after_a_matmul_with_no_bias_of_its_own(shared):
+    model = load_model(_without_fc1_bias(shared=shared))
+    quantizer = Quantizer.calibrated(model, ArrayDataset(inputs={"x": images(64)}, name="rand"))
+    proto = _fc1_built(quantizer, bias_correction=True)
+    assert any(n.name == "fc1.BiasCorrection" for n in proto.graph.node)
+    x = images(64)
+    assert _mean_error(proto, model.proto, x).mean() < _mean_error(_fc1_built(quantizer), model.proto, x).mean()
 
 
 def test_gptq_config_rebuilds_identically_from_the_persisted_statistics(quantizer):
