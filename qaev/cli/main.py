@@ -132,7 +132,8 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
             evaluator = Evaluator(float_model, resolved.held_out, metric=resolved.metric)
             measured = evaluator.measure(quantizer.build(config), keep_outputs=True)
             summary.update(metric=resolved.metric, value=measured.value, float=evaluator.float_value, n=measured.n,
-                           drop=evaluator.drop(measured.value))
+                           drop=evaluator.drop(measured.value),
+                           drop_se=evaluator.head_drop(measured.outputs)[1])  # paired with float, same items
         also = evaluator.companions(measured.outputs)  # metrics of the same rows: bits per byte beside perplexity
         if also:
             summary["also"] = also
@@ -149,7 +150,8 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
         unit = " % of float" if get_metric(resolved.metric).relative else ""
         others = "".join(f"; {name} {value:.4f}" for name, value in summary.get("also", {}).items())
         click.echo(f"{resolved.metric}: {summary['value']:.2f} (float {summary['float']:.2f}, "
-                   f"drop {summary['drop']:.2f}{unit}, n={summary['n']}, measured{others})")
+                   f"drop {summary['drop']:.2f}{unit} ± {summary['drop_se']:.2f} paired s.e., n={summary['n']}, "
+                   f"measured{others})")
 
 
 @cli.command()

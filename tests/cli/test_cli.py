@@ -181,3 +181,12 @@ def test_evaluate_can_measure_host_latency(capsys):
     assert result["host_latency_ms"] > 0 and result["latency_batch"] == 4 and result["n"] == 497
     code, _, err = run(capsys, "evaluate", "--latency", "0")
     assert code == 2 and "--latency" in err
+
+
+def test_quantize_reports_the_drop_with_its_paired_standard_error(tmp_path, capsys):
+    code, text, _ = run(capsys, "quantize", "--w-bits", "2", "-o", tmp_path / "w2.onnx", "--json")
+    summary = json.loads(text)
+    assert code == 0 and summary["drop"] > 0
+    assert 0 < summary["drop_se"] < summary["drop"]  # 2-bit digits: a clear loss, hundreds of items
+    code, text, _ = run(capsys, "quantize", "--w-bits", "2", "-o", tmp_path / "again.onnx")
+    assert f"drop {summary['drop']:.2f} ± {summary['drop_se']:.2f} paired s.e." in text
