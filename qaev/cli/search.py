@@ -35,12 +35,23 @@ def _size_cells(point: dict) -> str:
     return f"  {sizes['bit_count_mb']:>10.4f}  {file}  {sizes['x_smaller']:>8.2f}x"
 
 
+def _validation_cell(point: dict) -> str:
+    checked = point.get("validation")
+    if checked is None:
+        return f"  {'-':>14}"
+    se = f" ± {checked['se']:.2f}" if checked.get("se") is not None else ""
+    return f"  {checked['acc_drop']:>7.2f}{se:<7}"
+
+
 def _print_front(doc: dict) -> None:
     names = [o["name"] for o in doc["objectives"]]
     kinds = {o["name"]: o["kind"] for o in doc["objectives"]}
     header = "  ".join(f"{n + (' (est.)' if kinds[n] == 'estimated' else ''):>18}" for n in names)
     sized = any("sizes" in p for p in doc["points"])
     sizes = f"  {'MB by bits':>10}  {'file MB':>8}  {'smaller':>9}" if sized else ""
+    checked = any("validation" in p for p in doc["points"])
+    if checked:
+        sizes += f"  {'val. drop':>14}"
     click.echo(f"\nPareto front: {len(doc['points'])} points "
                f"({doc['metric']} measured on {doc['float'].get('n', '?')} samples; "
                f"float {doc['float']['metric']:.2f})")
@@ -50,10 +61,14 @@ def _print_front(doc: dict) -> None:
         values = "  ".join(f"{p['objectives'][n]:>18.4f}" for n in names)
         metric = f"{p['metric']:8.2f}" if p["metric"] is not None else "       -"
         mark = "  <- recommended" if p["id"] == recommended else ""
-        click.echo(f"  {p['id']}  {values}  {metric}{_size_cells(p)}{mark}")
+        val = _validation_cell(p) if checked else ""
+        click.echo(f"  {p['id']}  {values}  {metric}{_size_cells(p)}{val}{mark}")
     if sized:
         click.echo("  MB by bits: weights at their bit widths (scales, zero points, other initializers included; "
                    "= size_mb); file MB: the exported .onnx; smaller: float MB by bits / the point's")
+    if checked:
+        click.echo("  val. drop: on the validation split the recommended point is chosen on, ± its paired standard "
+                   "error against float on the same items")
 
 
 def constraint_options(func):

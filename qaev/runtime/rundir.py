@@ -172,7 +172,8 @@ def _point(point_id: str, record: Record, objectives: Sequence[str], latency: Si
     if sizes is not None:
         point["sizes"] = sizes
     if record.validation_drop is not None:
-        point["validation"] = {"metric": record.validation_metric, "acc_drop": record.validation_drop}
+        point["validation"] = {"metric": record.validation_metric, "acc_drop": record.validation_drop,
+                               **({} if record.validation_se is None else {"se": record.validation_se})}
     if latency is not None and record.key in latency.ms:
         point["host_latency_ms"] = latency.ms[record.key]
         point["host_speedup"] = latency.speedup(record.key)

@@ -98,6 +98,8 @@ class Record:
             record's ``metric`` was re-measured on the exported model.
         validation_metric: the exported model's metric on the validation split.
         validation_drop: its drop against the float model there.
+        validation_se: the paired standard error of that drop (float and the point on the
+            same items; :meth:`~qaev.evaluation.evaluator.Evaluator.head_drop`).
         limit_s: the time limit the evaluation ran past (a timed-out candidate, evaluated
             again by a run with a longer limit or none), else None.
     """
@@ -115,6 +117,7 @@ class Record:
     search_metric: float | None = None
     validation_metric: float | None = None
     validation_drop: float | None = None
+    validation_se: float | None = None
     limit_s: float | None = None
 
     @property
@@ -169,7 +172,7 @@ def _check_values(record: Record) -> None:
     a valid config whose hash is the record's key (a record is never trusted)."""
     if record.error is not None and not isinstance(record.error, str):
         raise RecordError(f"record {record.key}: error must be a text")
-    for name in ("metric", "search_metric", "validation_metric", "validation_drop", "limit_s"):
+    for name in ("metric", "search_metric", "validation_metric", "validation_drop", "validation_se", "limit_s"):
         value = getattr(record, name)
         if value is not None and not _is_finite(value):
             raise RecordError(f"record {record.key}: {name} must be a finite number")

@@ -34,8 +34,9 @@ def _with_exported_metric(problem, record: Record, data: bytes) -> Record:
     checked = {}
     validator = getattr(problem, "validator", None)
     if validator is not None:
-        metric = validator.measure(data).value
-        checked = {"validation_metric": metric, "validation_drop": validator.drop(metric)}
+        measured = validator.measure(data, keep_outputs=True)
+        checked = {"validation_metric": measured.value, "validation_drop": validator.drop(measured.value),
+                   "validation_se": validator.head_drop(measured.outputs)[1]}
     return replace(record, metric=value, objectives=objectives, search_metric=record.metric, **checked)
 
 

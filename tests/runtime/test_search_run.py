@@ -23,6 +23,11 @@ def test_the_front_is_checked_on_validation_and_the_recommended_point_exports(tm
     point = next(p for p in doc["points"] if p["id"] == chosen["id"])
     assert point["validation"]["acc_drop"] <= 1.0
     within = [p for p in doc["points"] if p["validation"]["acc_drop"] <= 1.0]
+    n_val = doc["float"]["validation"]["n"]
+    for p in doc["points"]:  # top-1 items differ by 0 or +-100 points: 0 < se <= 100 / sqrt(n) once any differs
+        checked = p["validation"]
+        assert (checked["se"] > 0 if checked["acc_drop"] != 0 else checked["se"] >= 0)
+        assert checked["se"] <= 100 / n_val ** 0.5
     assert point["objectives"]["size_mb"] == min(p["objectives"]["size_mb"] for p in within)
     timed = doc["host_latency"]  # every point's exported file beside the float model, at batch 1
     assert timed["kind"] == "measured" and timed["batch"] == 1 and timed["threads"] == 1 and timed["float_ms"] > 0
@@ -85,3 +90,16 @@ def test_a_deadline_passed_before_anything_was_measured_still_measures_one_candi
     configs = [problem.space.decode(problem.space.encode_uniform(w_bits=b, act="float")) for b in (8, 4, 2)]
     records = problem.evaluate_many(configs)
     assert records[0].ok and [r.error for r in records[1:]] == [UNSTARTED, UNSTARTED]
+
+
+def test_the_printed_front_shows_each_points_validation_drop_and_its_error(capsys):
+    from qaev.cli.search import _print_front
+
+    point = {"id": "p00", "objectives": {"acc_drop": 0.5, "size_mb": 1.0}, "metric": 97.5,
+             "validation": {"metric": 96.0, "acc_drop": 1.25, "se": 0.5}}
+    doc = {"objectives": [{"name": "acc_drop", "kind": "measured"}, {"name": "size_mb", "kind": "exact"}],
+           "metric": "top1", "float": {"metric": 98.0, "n": 372}, "points": [point],
+           "recommended": None}
+    _print_front(doc)
+    out = capsys.readouterr().out
+    assert "val. drop" in out and "1.25 ± 0.50" in out
