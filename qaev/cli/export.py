@@ -50,8 +50,9 @@ def _model_for(doc: dict, model: Path | None) -> Path:
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--point", "point_id", default=None, show_default="none: give --point or --all",
-              help="Point id from front.json, or `recommended` (the smallest point within tolerance on validation).")
-@click.option("--all", "all_points", is_flag=True, help="Export every point to RUN_DIR/models/.")
+              help="Point id from front.json (a front point, or a refined one such as p00r from `qaev refine`), or "
+                   "`recommended` (the smallest point within tolerance on validation).")
+@click.option("--all", "all_points", is_flag=True, help="Export every front point to RUN_DIR/models/.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None, callback=output_file,
               show_default="RUN_DIR/models/ID.onnx", help="Output file (with --point).")
 @click.option("--model", type=click.Path(path_type=Path), default=None, show_default="the path front.json names",
@@ -63,6 +64,9 @@ def export(run_dir, point_id, all_points, out, model, fmt, compact_names) -> Non
     """Write the deployable ONNX model (or ORT overrides) of front points."""
     doc = read_front(run_dir)
     points = {p["id"]: p for p in doc["points"]}
+    refined = {r["id"]: r for r in doc.get("refined", [])}
+    if point_id in refined and point_id not in points:
+        points[point_id] = refined[point_id]
     if point_id == "recommended":
         if not doc.get("recommended"):
             raise ConfigError(f"{run_dir}: no point is recommended (none is within the run's tolerance); "
@@ -71,7 +75,8 @@ def export(run_dir, point_id, all_points, out, model, fmt, compact_names) -> Non
     if all_points == (point_id is not None):
         raise ConfigError("give exactly one of --point ID or --all")
     if point_id is not None and point_id not in points:
-        raise ConfigError(f"--point: {point_id!r} is not in the front (ids: {', '.join(points) or 'none'})")
+        ids = ", ".join([*points, *refined]) or "none"
+        raise ConfigError(f"--point: {point_id!r} is not in the front (ids: {ids})")
     float_model = load_model(_model_for(doc, model))
     if float_model.sha256 != doc["model"]["sha256"]:
         raise ModelError(f"{float_model.path}: sha256 differs from the model this front was searched on")

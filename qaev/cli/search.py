@@ -71,6 +71,17 @@ def _print_front(doc: dict) -> None:
                    "error against float on the same items")
 
 
+def _next_steps(out: Path, chosen: str) -> None:
+    """What to run next on the recommended point: export it, or first rebuild it with block
+    reconstruction where PyTorch is installed."""
+    import importlib.util
+
+    click.echo(f"next: qaev export {out} --point recommended -o model.onnx")
+    if importlib.util.find_spec("torch") is not None:
+        click.echo(f"  or: qaev refine {out} --recommended  (rebuilds {chosen} with block reconstruction, learned "
+                   f"rounding: minutes; measures it again), then qaev export {out} --point {chosen}r -o model.onnx")
+
+
 def constraint_options(func):
     """One ``--max-...`` option per objective of the registry (its bound)."""
     options = [click.option(f"--{o.constraint.replace('_', '-')}", o.constraint, type=float, default=None,
@@ -267,6 +278,8 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ti
         _print_front(doc)
     progress.finish(f"wrote {out / 'front.json'} ({len(doc['points'])} points, {len(store)} evaluations)",
                     front=str(out / "front.json"), points=len(doc["points"]), evaluations=len(store))
+    if progress.mode == "bar" and doc.get("recommended") and not outcome.interrupted:
+        _next_steps(out, doc["recommended"]["id"])
     if outcome.interrupted:
         click.echo(f"qaev: interrupted; the front of the {len(store)} finished evaluations is written; "
                    f"continue with --out {out} --resume", err=True)

@@ -279,6 +279,15 @@ def _front_problem(doc, run_dir: Path) -> str | None:
         for key in ("metric", "host_latency_ms", "host_speedup"):
             if point.get(key) is not None and not _number(point[key]):
                 return f"point {point['id']}: {key} must be a finite number"
+    refined = doc.get("refined", [])
+    if not isinstance(refined, list):
+        return "'refined' must be a list"
+    for i, entry in enumerate(refined):
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not isinstance(
+                entry.get("config"), str):
+            return f"refined point {i} needs an id and a config path"
+        if root not in (root / entry["config"]).resolve().parents:
+            return f"refined point {entry['id']}: config path {entry['config']!r} leaves the run directory"
     if not isinstance(doc.get("float", {}), dict) or not isinstance(doc.get("metric", ""), str):
         return "'float' must be an object and 'metric' a name"
     return None

@@ -1,5 +1,6 @@
 """Progress of ``qaev search``: the start line comes before calibration, one update per
 generation, ``--quiet`` prints only the final line, ``--json-progress`` prints JSON lines."""
+import importlib.util
 import io
 import json
 
@@ -34,7 +35,11 @@ def test_bar_mode_off_a_terminal_prints_one_line_per_generation(tmp_path, capsys
     gens = [line for line in err.splitlines() if line.startswith("gen ")]
     assert [g.split()[1] for g in gens] == ["1/3", "2/3", "3/3"]
     assert all("HV" in g and "hits" in g and "best (drop/MB)" in g for g in gens)
-    assert "Pareto front" in out and out.rstrip().splitlines()[-1].startswith("wrote ")
+    lines = out.rstrip().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("wrote "))
+    assert "Pareto front" in out and lines[at + 1].startswith("next: qaev export ")
+    has_torch = importlib.util.find_spec("torch") is not None  # the refine hint only where it can run
+    assert lines[at + 2:] == ([lines[at + 2]] if has_torch else []) and ("qaev refine" in out) == has_torch
     assert "MB by bits" in out and "file MB" in out and "<- recommended" in out  # both sizes, named
 
 

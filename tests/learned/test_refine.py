@@ -25,5 +25,15 @@ def test_refine_rebuilds_the_recommended_point_and_writes_it_back(tmp_path, caps
     assert entry["original"]["validation"]["acc_drop"] == point["validation"]["acc_drop"]  # same items, same model
     config = load_config(out / entry["config"])
     assert any(cfg.rounding.value == "block" for cfg in config.layers.values())
+    capsys.readouterr()
+    for pid in (chosen, entry["id"]):  # the refined point exports by its id, from the run's calibration data
+        assert main(["export", str(out), "--point", pid, "-o", str(tmp_path / f"{pid}.onnx")]) == 0
+    assert (tmp_path / f"{chosen}.onnx").read_bytes() != (tmp_path / f"{entry['id']}.onnx").read_bytes()
+    entry["config"] = "../outside.yaml"
+    (out / "front.json").write_text(json.dumps(doc))
+    code = main(["export", str(out), "--point", entry["id"], "-o", str(tmp_path / "x.onnx")])
+    assert code == 2 and "leaves the run directory" in capsys.readouterr().err
+    entry["config"] = f"configs/{entry['id']}.yaml"
+    (out / "front.json").write_text(json.dumps(doc))
     code = main(["refine", str(out), "--point", "nope"])
     assert code == 2 and "'nope' is not in the front" in capsys.readouterr().err
