@@ -79,7 +79,8 @@ def measure(args) -> list[dict]:
                 fit_s, fit_cpu = time.perf_counter() - start, time.process_time() - cpu
                 outputs = evaluator.measure(model, keep_outputs=True).outputs
                 drop, se = evaluator.head_drop(outputs)
-                row = {"seed": seed, "acts": act, "method": name, "calib": len(parts.calib), "drop": drop, "se": se,
+                row = {"problem": args.problem, "seed": seed, "acts": act, "method": name, "calib": len(parts.calib),
+                       "drop": drop, "se": se,
                        "fit_min": fit_s / 60, "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data),
                        "float": evaluator.float_value, **extra}
                 rows.append(row)
