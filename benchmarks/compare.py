@@ -73,6 +73,7 @@ from qaev.search.width_rows import weight_only_act  # noqa: E402
 from qaev.search.space import SearchSpace  # noqa: E402
 from qaev.evaluation.staging import Finish, Staging, is_final  # noqa: E402
 from qaev.runtime.store import EvaluationStore  # noqa: E402
+from qaev.runtime.search_run import default_tolerance  # noqa: E402
 
 METHODS = ("qaev", "qaev_screened", "qaev_informed", "qaev_default", "uniform", "ort_tools", "greedy", "ilp",
            "random")
@@ -96,10 +97,11 @@ class Setup:
     objectives: tuple
     hardware: object
 
-    def problem(self, *, staging: Staging | None = None) -> QuantizationProblem:
+    def problem(self, *, staging: Staging | None = None, constraints: dict | None = None) -> QuantizationProblem:
         """A fresh problem on the search split (its own store, shared caches)."""
         return QuantizationProblem(self.quantizer, self.search, space=self.space, objectives=self.objectives,
-                                   hardware=self.hardware, store=EvaluationStore(), staging=staging)
+                                   hardware=self.hardware, store=EvaluationStore(), staging=staging,
+                                   constraints=constraints)
 
 
 def build_setup(name: str, *, objectives, hardware, seed: int, calib=None, eval=None, space=None) -> Setup:
@@ -202,8 +204,9 @@ def qaev_informed(setup: Setup, *, budget: int, seed: int, pop: int | None = Non
 
 def qaev_default(problem, *, seconds: float, seed: int, pop: int | None = None, samples: int = 32) -> MethodResult:
     """What ``qaev search --time`` does: half of the first population along the greedy
-    lowering path over per-layer output-noise probes (their time included), NSGA-II until
-    ``seconds`` have passed since the start (the first generation always finishes)."""
+    lowering path over per-layer output-noise probes (their time included), then the
+    predictor-led NSGA-II (with its tolerance bracket when ``problem`` bounds the drop, as
+    ``qaev search`` does by default) until ``seconds`` have passed since the start."""
     start = time.perf_counter()
     deadline = time.monotonic() + seconds
     problem.sensitivity = output_noise_table(problem, samples=samples)
@@ -232,10 +235,11 @@ def run_method(setup: Setup, method: str, *, budget: int, seed: int, pop: int | 
     setting). With ``seconds``, every method stops starting candidates after that much
     wall time (its probes included); ``budget`` is then the evaluations that time affords,
     which the baselines plan with."""
+    if seconds is not None and method == "qaev_default":  # bounded by the default tolerance, as qaev search is
+        bound = {"max_drop": default_tolerance(setup.search.metric.name)}
+        return qaev_default(setup.problem(constraints=bound), seconds=seconds, seed=seed, pop=pop)
     problem = setup.problem()
     if seconds is not None:
-        if method == "qaev_default":
-            return qaev_default(problem, seconds=seconds, seed=seed, pop=pop)
         problem.deadline = time.monotonic() + seconds
     cost = "size_mb" if "size_mb" in setup.objectives else next(
         (o for o in setup.objectives if o.startswith("est_")), "size_mb")

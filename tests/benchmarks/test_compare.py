@@ -132,3 +132,16 @@ def test_a_timed_run_gives_each_method_the_same_wall_time_and_the_default_space(
     assert all(m["points"] for m in methods.values())
     assert "noise probes" in methods["qaev_default"]["notes"][0]
     assert doc["env"]["time_minutes"] == 0.05 and doc["env"]["searched_space"]["roundings"] == ["gptq"]
+
+
+def test_the_timed_qaev_run_is_bounded_by_the_default_tolerance_as_qaev_search_is(compare, tmp_path, monkeypatch):
+    seen, real = {}, compare.qaev_default
+
+    def spy(problem, **options):
+        seen["constraints"] = problem.constraints
+        return real(problem, **options)
+
+    monkeypatch.setattr(compare, "qaev_default", spy)
+    assert compare.main(["--problem", "digits", "--time", "0.02", "--methods", "qaev_default",
+                         "--test-workers", "1", "--out", str(tmp_path / "t")]) == 0
+    assert seen["constraints"] == {"max_drop": 1.0}  # top-1: the tolerance qaev search recommends within
