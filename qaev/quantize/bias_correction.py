@@ -50,7 +50,7 @@ def _bias_add(ed: GraphEditor, model: FloatModel, node: onnx.NodeProto, channels
     add = readers[0]
     slot = 1 - list(add.input).index(out)
     const = add.input[slot]
-    if const not in model.initializers or add.input[1 - slot] != out or len(ed.consumers(const)) != 1:
+    if const not in model.initializers or len(ed.consumers(const)) != 1:
         return None
     dims = list(model.initializers[const].dims)
     if not dims or dims[-1] != channels or any(d != 1 for d in dims[:-1]):

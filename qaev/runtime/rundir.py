@@ -248,6 +248,16 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _entry_problem(entry, kind: str, index: int, root: Path) -> str | None:
+    """What is wrong with the id and config path of front entry ``index`` (``kind``: "point"
+    or "refined point"), or None."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not isinstance(entry.get("config"), str):
+        return f"{kind} {index} needs an id and a config path"
+    if root not in (root / entry["config"]).resolve().parents:
+        return f"{kind} {entry['id']}: config path {entry['config']!r} leaves the run directory"
+    return None
+
+
 def _front_problem(doc, run_dir: Path) -> str | None:
     """What is wrong with a front document, or None."""
     if not isinstance(doc, dict):
@@ -268,11 +278,9 @@ def _front_problem(doc, run_dir: Path) -> str | None:
         return "'points' must be a list"
     root = run_dir.resolve()
     for i, point in enumerate(points):
-        if not isinstance(point, dict) or not isinstance(point.get("id"), str) or not isinstance(
-                point.get("config"), str):
-            return f"point {i} needs an id and a config path"
-        if root not in (root / point["config"]).resolve().parents:
-            return f"point {point['id']}: config path {point['config']!r} leaves the run directory"
+        problem = _entry_problem(point, "point", i, root)
+        if problem:
+            return problem
         values = point.get("objectives")
         if not isinstance(values, dict) or not all(_number(values.get(n)) for n in names):
             return f"point {point['id']}: objectives {names} must be finite numbers"
@@ -283,11 +291,9 @@ def _front_problem(doc, run_dir: Path) -> str | None:
     if not isinstance(refined, list):
         return "'refined' must be a list"
     for i, entry in enumerate(refined):
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not isinstance(
-                entry.get("config"), str):
-            return f"refined point {i} needs an id and a config path"
-        if root not in (root / entry["config"]).resolve().parents:
-            return f"refined point {entry['id']}: config path {entry['config']!r} leaves the run directory"
+        problem = _entry_problem(entry, "refined point", i, root)
+        if problem:
+            return problem
     if not isinstance(doc.get("float", {}), dict) or not isinstance(doc.get("metric", ""), str):
         return "'float' must be an object and 'metric' a name"
     return None
