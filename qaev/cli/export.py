@@ -51,7 +51,8 @@ def _model_for(doc: dict, model: Path | None) -> Path:
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--point", "point_id", default=None, show_default="none: give --point or --all",
               help="Point id from front.json (a front point, or a refined one such as p00r from `qaev refine`), or "
-                   "`recommended` (the smallest point within tolerance on validation).")
+                   "`recommended` (the smallest point within tolerance on validation; its block-reconstruction "
+                   "rebuild where the run or `qaev refine` made one that did not measure worse).")
 @click.option("--all", "all_points", is_flag=True, help="Export every front point to RUN_DIR/models/.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None, callback=output_file,
               show_default="RUN_DIR/models/ID.onnx", help="Output file (with --point).")
@@ -65,13 +66,13 @@ def export(run_dir, point_id, all_points, out, model, fmt, compact_names) -> Non
     doc = read_front(run_dir)
     points = {p["id"]: p for p in doc["points"]}
     refined = {r["id"]: r for r in doc.get("refined", [])}
-    if point_id in refined and point_id not in points:
-        points[point_id] = refined[point_id]
     if point_id == "recommended":
         if not doc.get("recommended"):
             raise ConfigError(f"{run_dir}: no point is recommended (none is within the run's tolerance); "
                               f"give --point ID (ids: {', '.join(points) or 'none'})")
-        point_id = doc["recommended"]["id"]
+        point_id = doc["recommended"].get("refined") or doc["recommended"]["id"]
+    if point_id in refined and point_id not in points:
+        points[point_id] = refined[point_id]
     if all_points == (point_id is not None):
         raise ConfigError("give exactly one of --point ID or --all")
     if point_id is not None and point_id not in points:

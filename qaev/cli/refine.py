@@ -1,50 +1,30 @@
 """``qaev refine``: rebuild chosen front points with block reconstruction and measure them
 again on the run's own splits, beside the points as they were.
 
-Each chosen point's config is rebuilt with ``rounding: block`` on every layer block
-reconstruction applies to (quantized Conv/Gemm/MatMul weights on a grid of at most 8 bits;
-bias correction there is replaced by the learned shift, and weights are fitted to float
-inputs, as block reconstruction fits to quantized ones itself); its size is unchanged. The
-calibration data, search split and validation split are the run's (``settings.json``),
-and the original config is measured again on the same items, so the two figures pair.
-The refined config is written to ``configs/<id>r.yaml`` and the point to ``front.json``
-under ``refined`` (``points`` and ``recommended`` stay as the search left them).
+Each chosen point's config is rebuilt with ``rounding: block`` where block reconstruction
+applies (:mod:`qaev.runtime.refining`); its size is unchanged. The calibration data, search
+split and validation split are the run's (``settings.json``), and the original config is
+measured again on the same items, so the two figures pair. The refined config is written to
+``configs/<id>r.yaml`` and the point to ``front.json`` under ``refined``; a rebuilt
+recommended point is the one ``qaev export RUN --point recommended`` writes unless it measured
+worse (:func:`qaev.runtime.refining.record_refined`).
 """
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from qaev.config import BlockSettings, QuantConfig, RoundingInputs
-from qaev.config_io import load_config, save_config
+from qaev.config import BlockSettings
+from qaev.config_io import load_config
 from qaev.errors import ConfigError, ModelError
-from qaev.files import write_atomic
 from qaev.model.graph import load_model
 from qaev.runtime.lock import RunLock
+from qaev.runtime.refining import record_refined, refine_point, refined_config, shipped_text
 from qaev.runtime.rundir import read_front
 
-__all__ = ["refine", "refined_config"]
-
-
-def refined_config(config: QuantConfig, layers, *, block: BlockSettings | None = None) -> QuantConfig:
-    """``config`` with ``rounding: block`` on every layer block reconstruction applies to
-    (learning with ``block``, default :class:`~qaev.config.BlockSettings`)."""
-    from qaev.quantize.rounding.groups import supports_data_aware
-    from qaev.quantize.rounding.registry import rounding_entry
-
-    by_name = {layer.name: layer for layer in layers}
-    changed = {}
-    for name, cfg in config.layers.items():
-        eff = cfg.effective()
-        if (not cfg.is_float and eff.w_bits is not None and eff.w_bits <= 8 and name in by_name
-                and supports_data_aware(by_name[name]) and rounding_entry(eff.rounding).on_grid):
-            changed[name] = replace(cfg, rounding="block", bias_correction=False)
-    return replace(config, layers={**config.layers, **changed}, rounding_inputs=RoundingInputs.FLOAT,
-                   block=block or BlockSettings())
+__all__ = ["refine"]
 
 
 def _parts(run_dir: Path, float_model):
@@ -72,15 +52,6 @@ def _chosen(doc: dict, run_dir: Path, point_id: str | None, recommended: bool) -
     if point_id not in ids:
         raise ConfigError(f"--point: {point_id!r} is not in the front (ids: {', '.join(ids) or 'none'})")
     return point_id
-
-
-def _measure(quantizer, config, evaluators: dict) -> dict:
-    model = quantizer.build(config)
-    out = {}
-    for split, evaluator in evaluators.items():
-        value = evaluator.measure(model).value
-        out[split] = {"metric": value, "acc_drop": evaluator.drop(value)}
-    return out
 
 
 @click.command()
@@ -119,23 +90,19 @@ def _refine(run_dir: Path, doc: dict, pid: str, *, iters: int, seed: int, model:
     threads = spec.evaluation.threads
     quantizer = Quantizer.calibrated(float_model, parts.calib, threads=threads)
     original = load_config(Path(run_dir) / point["config"])
-    config = refined_config(quantizer.resolve(original), quantizer.layers, block=BlockSettings(iters=iters, seed=seed))
     metric = spec.evaluation.metric or parts.metric
     evaluators = {"search": Evaluator(float_model, parts.eval, metric=metric, threads=threads)}
     if parts.validation is not None:
         evaluators["validation"] = Evaluator(float_model, parts.validation, metric=metric, threads=threads)
-    show_learning(config)
-    started = time.perf_counter()
-    after = _measure(quantizer, config, evaluators)
-    seconds = time.perf_counter() - started
-    before = _measure(quantizer, original, evaluators)
-    rid = f"{pid}r"
-    save_config(config, Path(run_dir) / "configs" / f"{rid}.yaml")
-    entry = {"id": rid, "from": pid, "config": f"configs/{rid}.yaml", "objectives": point["objectives"],
-             "measured": after, "original": before, "seconds": round(seconds, 1)}
-    doc["refined"] = [r for r in doc.get("refined", []) if r["id"] != rid] + [entry]
-    write_atomic(Path(run_dir) / "front.json", json.dumps(doc, indent=2) + "\n")
-    for split in after:
-        click.echo(f"{rid} (from {pid}) on the {split} split: {metric} {after[split]['metric']:.2f} "
-                   f"(drop {after[split]['acc_drop']:.2f}; as searched {before[split]['acc_drop']:.2f}), measured")
-    click.echo(f"wrote {Path(run_dir) / 'configs' / f'{rid}.yaml'} and front.json ({seconds / 60:.1f} min)")
+    block = BlockSettings(iters=iters, seed=seed)
+    show_learning(refined_config(original, quantizer.layers, block=block))
+    refined = refine_point(quantizer, original, evaluators, block=block)
+    rid = record_refined(run_dir, doc, point, refined)
+    for split, after in refined.after.items():
+        click.echo(f"{rid} (from {pid}) on the {split} split: {metric} {after['metric']:.2f} "
+                   f"(drop {after['acc_drop']:.2f} ± {after['se']:.2f}; as searched "
+                   f"{refined.before[split]['acc_drop']:.2f}), measured")
+    click.echo(f"wrote {Path(run_dir) / 'configs' / f'{rid}.yaml'} and front.json "
+               f"(learned and built in {refined.seconds / 60:.1f} min)")
+    if pid == (doc.get("recommended") or {}).get("id"):
+        click.echo(shipped_text(doc, refined, rid))

@@ -17,6 +17,7 @@ from qaev.config_io import load_layer_settings
 from qaev.evaluation.staging import Finish, Staging
 from qaev.model.session import ORT_LEVELS
 from qaev.runtime.parallel import check_run_options
+from qaev.runtime.refining import REFINE_SHARE
 from qaev.runtime.search_run import run_search
 from qaev.search.objectives import OBJECTIVE_MODULES, constraints
 from qaev.search.defaults import PRESETS
@@ -57,10 +58,12 @@ def _print_front(doc: dict) -> None:
                f"float {doc['float']['metric']:.2f})")
     click.echo(f"  id  {header}  {doc['metric']:>8}{sizes}")
     recommended = (doc.get("recommended") or {}).get("id")
+    rebuilt = (doc.get("recommended") or {}).get("refined")
     for p in doc["points"]:
         values = "  ".join(f"{p['objectives'][n]:>18.4f}" for n in names)
         metric = f"{p['metric']:8.2f}" if p["metric"] is not None else "       -"
-        mark = "  <- recommended" if p["id"] == recommended else ""
+        ships = f" (ships rebuilt: {rebuilt})" if rebuilt else ""
+        mark = f"  <- recommended{ships}" if p["id"] == recommended else ""
         val = _validation_cell(p) if checked else ""
         click.echo(f"  {p['id']}  {values}  {metric}{_size_cells(p)}{val}{mark}")
     if sized:
@@ -71,13 +74,19 @@ def _print_front(doc: dict) -> None:
                    "error against float on the same items")
 
 
-def _next_steps(out: Path, chosen: str) -> None:
-    """What to run next on the recommended point: export it, or first rebuild it with block
-    reconstruction where PyTorch is installed."""
+def _has_torch() -> bool:
     import importlib.util
 
-    click.echo(f"next: qaev export {out} --point recommended -o model.onnx")
-    if importlib.util.find_spec("torch") is not None:
+    return importlib.util.find_spec("torch") is not None
+
+
+def _next_steps(out: Path, recommended: dict) -> None:
+    """What to run next on the recommended point: export it, or first rebuild it with block
+    reconstruction where PyTorch is installed and the run did not."""
+    chosen = recommended["id"]
+    click.echo(f"next: qaev export {out} --point recommended -o model.onnx"
+               + (f"  (writes {recommended['refined']})" if recommended.get("refined") else ""))
+    if _has_torch() and not recommended.get("refined"):
         click.echo(f"  or: qaev refine {out} --recommended  (rebuilds {chosen} with block reconstruction, learned "
                    f"rounding: minutes; measures it again), then qaev export {out} --point {chosen}r -o model.onnx")
 
@@ -177,6 +186,13 @@ def _run_options(func):
                      help="Let a model of the drop, refitted on every measured candidate, choose each generation's "
                           "offspring among many made (those it predicts could reach the front, then the most "
                           "uncertain); its rank correlation with the measured drops goes into history.jsonl."),
+        click.option("--refine/--no-refine", default=None,
+                     show_default="on with --time where PyTorch is installed, else off",
+                     help="Rebuild the recommended point with block reconstruction at the end (learned rounding; "
+                          f"with --time, in up to {REFINE_SHARE:.0%} of the budget, kept from the start, and "
+                          "whatever the end's re-measuring leaves; measured on the validation split); front.json's "
+                          "`recommended.refined` names the rebuilt point unless it measured worse on the validation "
+                          "split, and `qaev export RUN --point recommended` writes it."),
         click.option("--quiet", is_flag=True, help="Print only the final summary line."),
         click.option("--json-progress", is_flag=True,
                      help="One JSON object per generation on stdout instead of the bar."),
@@ -203,7 +219,7 @@ SECTIONS = (
     ("Search space", ("w_bits", "acts", "granularity", "calibrations", "roundings", "bias_correction", "weight_range",
                       "symmetry", "nbits_accuracy", "exclude", "freeze")),
     ("Search", ("algorithm", "pop", "generations", "time_minutes", "sensitivity_spec", "predictor", "staged",
-                "screen_on")),
+                "screen_on", "refine")),
     ("Evaluation", ("ort_level", "workers", "dask_address", "timeout")),
     ("Run directory and output", ("out", "resume", "force", "quiet", "json_progress")),
 )
@@ -234,15 +250,16 @@ SECTIONS = (
 @_space_options
 @_run_options
 def search(model, problem, hardware, objectives, algorithm, pop, generations, time_minutes, validation, out, resume,
-           force, workers, dask_address, timeout, ort_level, staged, screen_on, sensitivity_spec, predictor, quiet,
-           json_progress,
-           **kwargs) -> None:
+           force, workers, dask_address, timeout, ort_level, staged, screen_on, sensitivity_spec, predictor, refine,
+           quiet, json_progress, **kwargs) -> None:
     """Search per-layer quantization; write the Pareto front to a run directory.
 
     The front is re-measured on the exported models; `recommended` in front.json is the
     smallest point within --max-drop (default 1.0 metric points, 0.5 for Spearman) on the
     validation split."""
     check_run_options(workers=workers, timeout=timeout)
+    if refine is None:
+        refine = time_minutes is not None and _has_torch()
     if generations is None:
         generations = 10_000 if time_minutes is not None else 10
     preset = PRESETS[kwargs.pop("preset")]
@@ -267,7 +284,7 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ti
                                            staging=Staging(finish=staged, simulate=simulate) if staged else None),
                    search=SearchSettings(algorithm=algorithm, pop=pop, generations=generations, seed=seed,
                                          sensitivity=None if sensitivity_spec == "none" else sensitivity_spec,
-                                         time_minutes=time_minutes, predictor=predictor),
+                                         time_minutes=time_minutes, predictor=predictor, refine=refine),
                    preset=preset.name)
     out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     outcome = run_search(spec, out=out, progress=progress, resume=resume, force=force, workers=workers,
@@ -279,7 +296,7 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ti
     progress.finish(f"wrote {out / 'front.json'} ({len(doc['points'])} points, {len(store)} evaluations)",
                     front=str(out / "front.json"), points=len(doc["points"]), evaluations=len(store))
     if progress.mode == "bar" and doc.get("recommended") and not outcome.interrupted:
-        _next_steps(out, doc["recommended"]["id"])
+        _next_steps(out, doc["recommended"])
     if outcome.interrupted:
         click.echo(f"qaev: interrupted; the front of the {len(store)} finished evaluations is written; "
                    f"continue with --out {out} --resume", err=True)

@@ -3,17 +3,20 @@ the problem, seed it, search, and write the front, keeping everything finished w
 run is interrupted."""
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from qaev.config import QuantConfig
+from qaev.config import BlockSettings, QuantConfig
+from qaev.config_io import load_config
 from qaev.data.fingerprint import fingerprint
 from qaev.errors import Interrupted, QaevError
 from qaev.quantize import export_model
 from qaev.quantize.footprint import sizes_of
 from qaev.quantize.sizes import other_bytes
 from qaev.runtime.parallel import make_runner
+from qaev.runtime.refining import REFINE_ITERS, record_refined, refine_point, shipped_text
 from qaev.runtime.rundir import append_history, prepare_run_dir, write_front
 from qaev.runtime.store import EvaluationStore
 from qaev.runtime.time_budget import TimeBudget, time_budget
@@ -95,7 +98,8 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
         progress.begin(_begin_text(problem, spec, out, parallel=runner is not None))
         budget = None
         if spec.search.time_minutes is not None:
-            budget, text = time_budget(problem, spec.search.time_minutes, start, workers=max(1, workers))
+            budget, text = time_budget(problem, spec.search.time_minutes, start, workers=max(1, workers),
+                                       refine=spec.search.refine)
             progress.message(text)
         if hasattr(progress, "candidate"):
             problem.on_candidate = progress.candidate
@@ -105,6 +109,8 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
             result.front = _beyond_default_tolerance(problem, spec, progress, interrupted=interrupted)
         _check_result(problem, result, out, interrupted=interrupted)
         doc, interrupted = _write_result(out, problem, result, progress, interrupted=interrupted, spec=spec)
+        if spec.search.refine and doc.get("recommended") and not interrupted:
+            interrupted = _refine_recommended(out, problem, doc, spec, progress, budget=budget)
     finally:
         if hasattr(runner, "close"):
             runner.close()
@@ -266,6 +272,54 @@ def _write_result(out: Path, problem, result: SearchResult, progress, *, interru
                  history=result.history[-1] if result.history else None, host_latency=latency,
                  interrupted=interrupted, files=files)
     return doc, interrupted
+
+
+class _ToProgress(logging.Handler):
+    """The learning's per-block lines as progress messages."""
+
+    def __init__(self, progress) -> None:
+        super().__init__(logging.INFO)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.progress.message(f"  {record.getMessage()}")
+
+
+def _refine_recommended(out: Path, problem, doc: dict, spec: RunSpec, progress, *,
+                        budget: TimeBudget | None) -> bool:
+    """Rebuild the recommended point with block reconstruction, in the time the budget kept
+    for it (:mod:`qaev.runtime.refining`), and write it into ``doc`` and front.json; returns
+    whether the run was interrupted meanwhile (the front stays as written)."""
+    point = next(p for p in doc["points"] if p["id"] == doc["recommended"]["id"])
+    config = load_config(out / point["config"])
+    iters = REFINE_ITERS
+    if budget is not None and budget.refine is not None:
+        left = budget.end - time.monotonic()
+        iters = budget.refine.iters_within(left, config, most=REFINE_ITERS)
+        if not iters:
+            progress.message(f"no time left to rebuild the recommended point {point['id']} with block reconstruction "
+                             f"({left / 60:.1f} min); qaev refine {out} --recommended does it afterwards")
+            return False
+    # measured where it is judged: on the validation split, else on the search split
+    evaluators = {"validation": problem.validator} if problem.validator else {"search": problem.evaluator}
+    progress.message(f"rebuilding the recommended point {point['id']} with block reconstruction ({iters} learning "
+                     "steps per block), then measuring it beside the point as searched ...")
+    logger, handler = logging.getLogger("qaev.learned"), _ToProgress(progress)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        refined = refine_point(problem.quantizer, config, evaluators,
+                               block=BlockSettings(iters=iters, seed=spec.search.seed))
+    except KeyboardInterrupt:
+        progress.message(f"rebuilding interrupted; the front is written; qaev refine {out} --recommended rebuilds it")
+        return True
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    rid = record_refined(out, doc, point, refined)
+    progress.message(shipped_text(doc, refined, rid) + f" ({refined.seconds / 60:.1f} min)")
+    return False
 
 
 def _failure_summary(problem) -> str:

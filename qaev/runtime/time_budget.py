@@ -3,12 +3,17 @@ run, which re-measures every front point on its exported model at the end, finis
 
 The time kept for that end grows with the front: each point costs an export, a measurement
 on the search and validation splits and its host-latency timing. The first of these is timed
-on the first front point; the others come from the float model's measured evaluation.
+on the first front point; the others come from the float model's measured evaluation. A run
+that rebuilds its recommended point with block reconstruction (``--refine``) also keeps the
+time that takes (:class:`~qaev.runtime.refining.RefineTime`), up to
+:data:`~qaev.runtime.refining.REFINE_SHARE` of the budget.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+
+from qaev.runtime.refining import REFINE_ITERS, REFINE_SHARE, STEP_BATCH, RefineTime
 
 __all__ = ["TimeBudget", "time_budget"]
 
@@ -31,6 +36,8 @@ class TimeBudget:
         floor_s: the least time kept for the end, whatever the front.
         export_s: seconds to export one front point (timed on the first front; until then
             taken as one evaluation).
+        refine: what rebuilding the recommended point costs, for a run that does (else None).
+        refine_s: seconds kept for it at the end.
     """
 
     end: float
@@ -39,6 +46,8 @@ class TimeBudget:
     latency_s: float
     floor_s: float
     export_s: float | None = None
+    refine: RefineTime | None = None
+    refine_s: float = 0.0
 
     def per_point_s(self) -> float:
         """Seconds to re-measure one front point at the end."""
@@ -51,7 +60,7 @@ class TimeBudget:
 
     def deadline(self, points: int) -> float:
         """The ``time.monotonic()`` after which no candidate starts, for a front of ``points``."""
-        return self.end - self.reserve_s(points)
+        return self.end - self.reserve_s(points) - self.refine_s
 
     def time_export(self, export) -> None:
         """Time ``export()`` (one front point's export) once."""
@@ -61,9 +70,11 @@ class TimeBudget:
             self.export_s = time.perf_counter() - started
 
 
-def time_budget(problem, minutes: float, start: float, *, workers: int = 1) -> tuple[TimeBudget, str]:
+def time_budget(problem, minutes: float, start: float, *, workers: int = 1,
+                refine: bool = False) -> tuple[TimeBudget, str]:
     """The budget of a run that started at ``start`` (``time.monotonic()``), from the float
-    model's evaluation (measured now), and the line that says what it affords."""
+    model's evaluation (measured now), and the line that says what it affords (``refine``:
+    the run rebuilds its recommended point at the end)."""
     measured = problem.evaluator.measure(problem.quantizer.model.proto)
     n = max(1, len(problem.evaluator.data))
     one = max(measured.session_s + measured.inference_s, 1e-3) * _SLOWER
@@ -72,9 +83,16 @@ def time_budget(problem, minutes: float, start: float, *, workers: int = 1) -> t
     budget_s = minutes * 60.0
     floor = min(0.25 * budget_s, 12 * one * (1 + validation))
     budget = TimeBudget(end=start + budget_s, one_s=one, validation=validation, latency_s=latency, floor_s=floor)
+    rebuild = ""
+    if refine:
+        budget.refine = RefineTime(per_sample_s=measured.inference_s / n, batch=STEP_BATCH,
+                                   measure_s=one * (1 + 2 * (validation or 1)))
+        budget.refine_s = min(REFINE_SHARE * budget_s, budget.refine.seconds(REFINE_ITERS, static=False))
+        rebuild = (f"; {budget.refine_s / 60:.1f} min kept to rebuild the recommended point with block "
+                   "reconstruction")
     left = budget.deadline(0) - time.monotonic()
     return budget, (f"time budget {minutes:g} min: one evaluation takes about {one:.2g} s (the float model on "
                     f"{n} samples: {one / _SLOWER:.2g} s, measured); about {max(0, int(left / one)) * workers} "
                     f"evaluations fit in the {left / 60:.1f} min left for the search (at least {floor / 60:.1f} min "
                     f"kept to re-measure the front at the end, about {budget.per_point_s():.2g} s a point: more "
-                    "as the front grows)")
+                    f"as the front grows{rebuild})")

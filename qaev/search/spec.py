@@ -205,6 +205,8 @@ class SearchSettings:
         predictor: a drop model refitted on every measured candidate chooses each
             generation's offspring among many (:mod:`qaev.search.surrogate`), where the
             problem allows it (acc_drop an objective, every other one computed, not measured).
+        refine: rebuild the recommended point with block reconstruction at the end (needs
+            PyTorch; :mod:`qaev.runtime.refining`), within ``time_minutes`` when that is set.
     """
 
     algorithm: str = "auto"
@@ -215,6 +217,7 @@ class SearchSettings:
     sensitivity_sha256: str | None = None
     time_minutes: float | None = None
     predictor: bool = PREDICTOR_DEFAULT
+    refine: bool = False
 
     def __post_init__(self) -> None:
         if self.algorithm not in ("auto", "nsga2", "nsga3"):
@@ -225,8 +228,9 @@ class SearchSettings:
                 raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed: expected a non-negative integer, got {self.seed!r}")
-        if not isinstance(self.predictor, bool):
-            raise ConfigError(f"predictor: expected true or false, got {self.predictor!r}")
+        for name in ("predictor", "refine"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: expected true or false, got {getattr(self, name)!r}")
         if self.time_minutes is not None and not (isinstance(self.time_minutes, (int, float))
                                                   and 0 < self.time_minutes < float("inf")):
             raise ConfigError(f"time: expected a positive number of minutes, got {self.time_minutes!r}")

@@ -17,8 +17,11 @@ def test_refine_rebuilds_the_recommended_point_and_writes_it_back(tmp_path, caps
     text, err = capsys.readouterr()
     assert "block 1/" in err and f"{chosen}r (from {chosen}) on the validation split" in text
     doc = json.loads((out / "front.json").read_text())
-    assert doc["points"] == before["points"] and doc["recommended"] == before["recommended"]
+    assert doc["points"] == before["points"]
     (entry,) = doc["refined"]
+    gap, se = entry["measured"]["validation"]["gap"]  # shipped by `--point recommended` unless clearly worse
+    assert doc["recommended"] == {**before["recommended"], **({} if gap > 2 * se else {"refined": entry["id"]})}
+    assert "recommended: " in text
     assert entry["id"] == f"{chosen}r" and entry["from"] == chosen
     assert set(entry["measured"]) == {"search", "validation"}
     point = next(p for p in doc["points"] if p["id"] == chosen)

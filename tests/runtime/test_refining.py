@@ -1,0 +1,94 @@
+"""The recommended point rebuilt with block reconstruction at the end of a search: the time it
+is given, the rule that ships it, and the run that does it."""
+import json
+
+import pytest
+
+from qaev.cli.main import main
+from qaev.config import BlockSettings, LayerConfig, QuantConfig
+from qaev.runtime.refining import MIN_ITERS, STEP_BATCH, Refined, RefineTime, record_refined
+
+
+def _config(act: str) -> QuantConfig:
+    return QuantConfig(layers={"conv": LayerConfig(w_bits=4, act=act)}, block=BlockSettings(iters=300))
+
+
+def test_steps_fit_the_time_left_and_static_activations_cost_more():
+    cost = RefineTime(per_sample_s=0.01, batch=STEP_BATCH, measure_s=20.0)
+    weights_only, static = _config("float"), _config("static")
+    seconds = cost.seconds(300, static=False)
+    assert cost.iters_within(seconds, weights_only, most=500) == 300
+    assert cost.iters_within(seconds, static, most=500) < 300
+    assert cost.iters_within(10 * seconds, weights_only, most=500) == 500  # never past the default
+    assert cost.iters_within(cost.seconds(MIN_ITERS - 1, static=False), weights_only, most=500) == 0
+    assert cost.seconds(300, static=True) > seconds
+
+
+def test_the_step_batch_is_the_learnings():
+    pytest.importorskip("torch")
+    from qaev.quantize.learned.reconstruct import ReconstructOptions
+
+    assert STEP_BATCH == ReconstructOptions().batch_size
+
+
+def _refined(gap: float, se: float) -> Refined:
+    after = {"validation": {"metric": 80.0, "acc_drop": 1.0, "se": 0.4, "gap": [gap, se]}}
+    return Refined(config=_config("float"), after=after, before={"validation": {"metric": 80.5, "acc_drop": 0.5}},
+                   seconds=1.0)
+
+
+@pytest.mark.parametrize(("gap", "se", "ships"), [(0.5, 0.3, True), (0.7, 0.3, False), (-1.0, 0.3, True)])
+def test_the_rebuilt_point_ships_unless_it_measured_worse_by_over_two_standard_errors(tmp_path, gap, se, ships):
+    point = {"id": "p01", "objectives": {"acc_drop": 0.5, "size_mb": 1.0}, "config": "configs/p01.yaml"}
+    doc = {"points": [point], "recommended": {"id": "p01", "tolerance": 1.0, "refined": "stale"}}
+    assert record_refined(tmp_path, doc, point, _refined(gap, se)) == "p01r"
+    written = json.loads((tmp_path / "front.json").read_text())
+    assert written == doc and written["refined"][0]["id"] == "p01r"
+    assert (tmp_path / "configs" / "p01r.yaml").is_file()
+    assert written["recommended"].get("refined") == ("p01r" if ships else None)
+
+
+def test_a_search_rebuilds_its_recommended_point_and_export_writes_it(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.setenv("QAEV_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert main(["search", "--pop", "8", "--generations", "2", "--refine", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "rebuilding the recommended point" in captured.err and "block 1/" in captured.err
+    doc = json.loads((out / "front.json").read_text())
+    (entry,) = doc["refined"]
+    assert entry["from"] == doc["recommended"]["id"] and entry["iters"] == BlockSettings().iters
+    assert json.loads((out / "settings.json").read_text())["spec"]["search"]["refine"] is True
+    shipped = doc["recommended"].get("refined")
+    assert shipped in (None, entry["id"])
+    assert ("ships rebuilt" in captured.out) == (shipped is not None)
+    chosen = shipped or doc["recommended"]["id"]
+    for pid in ("recommended", chosen):
+        assert main(["export", str(out), "--point", pid, "-o", str(tmp_path / f"{pid}.onnx")]) == 0
+    assert (tmp_path / "recommended.onnx").read_bytes() == (tmp_path / f"{chosen}.onnx").read_bytes()
+
+
+def test_a_timed_search_keeps_time_to_rebuild_and_fits_the_steps_to_it(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.setenv("QAEV_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert main(["search", "--pop", "8", "--time", "0.5", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "min kept to rebuild the recommended point with block reconstruction" in err
+    doc = json.loads((out / "front.json").read_text())
+    if "refined" in doc:  # else the machine was too slow to leave the time: said so
+        assert MIN_ITERS <= doc["refined"][0]["iters"] <= BlockSettings().iters
+    else:
+        assert "no time left to rebuild the recommended point" in err
+
+
+def test_no_rebuild_without_a_time_budget_or_pytorch_unless_asked(tmp_path, capsys, monkeypatch):
+    import qaev.cli.search as cli_search
+
+    monkeypatch.setenv("QAEV_CACHE", str(tmp_path / "cache"))
+    assert main(["search", "--pop", "8", "--generations", "2", "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    monkeypatch.setattr(cli_search, "_has_torch", lambda: False)
+    assert main(["search", "--pop", "8", "--time", "0.2", "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    for run in ("a", "b"):
+        assert "refined" not in json.loads((tmp_path / run / "front.json").read_text())
+        assert json.loads((tmp_path / run / "settings.json").read_text())["spec"]["search"]["refine"] is False
