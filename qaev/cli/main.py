@@ -213,7 +213,7 @@ def evaluate(model, problem, reference, as_json, latency_batch, **kwargs) -> Non
         path = model or resolved.model.path
         evaluator = Evaluator(load_model(reference) if reference else resolved.model, resolved.reference_data,
                               metric=resolved.metric)
-        _report_measure(evaluator, _raw_model(path), path, as_json, latency_batch)
+        _report_measure(evaluator, _raw_model(path), path, as_json, latency_batch, paired=True)
         return
     path, bundled = _model_or_default(model)
     bundled = bundled or path.resolve() == digits_model_path().resolve()
@@ -228,17 +228,22 @@ def evaluate(model, problem, reference, as_json, latency_batch, **kwargs) -> Non
     task = load_task(options, ref)
     if reference is None and not bundled and task.metric in ("agreement", "kl", "sqnr_db"):
         raise DataError(f"metric {task.metric!r} compares against the float model: give --reference FLOAT.onnx")
-    _report_measure(Evaluator(ref, task.eval, metric=task.metric), raw, path, as_json, latency_batch)
+    _report_measure(Evaluator(ref, task.eval, metric=task.metric), raw, path, as_json, latency_batch,
+                    paired=reference is not None or bundled)
 
 
 def _report_measure(evaluator: Evaluator, raw: onnx.ModelProto, path: Path, as_json: bool,
-                    latency_batch: int | None = None) -> None:
+                    latency_batch: int | None = None, *, paired: bool = False) -> None:
+    """Print MODEL's metric (``paired``: and its drop against the evaluator's float model
+    with the paired standard error on the same items)."""
     with stage(f"measuring {path} on {len(evaluator.data)} samples"):
         measured = evaluator.measure(raw.SerializeToString(), keep_outputs=True)
     metric = evaluator.metric.name
     also = evaluator.companions(measured.outputs)
     result = {"metric": metric, "value": measured.value, "n": measured.n, "model": str(path),
               "inference_s": round(measured.inference_s, 4), **({"also": also} if also else {})}
+    if paired:
+        result["drop"], result["drop_se"] = evaluator.drop(measured.value), evaluator.head_drop(measured.outputs)[1]
     if latency_batch is not None:
         from qaev.evaluation.latency import host_latency_ms
 
@@ -253,7 +258,9 @@ def _report_measure(evaluator: Evaluator, raw: onnx.ModelProto, path: Path, as_j
         latency = (f"; host latency {result['host_latency_ms']:.2f} ms (batch {latency_batch}, measured)"
                    if latency_batch is not None else "")
         others = "".join(f"  {name}: {value:.4f}" for name, value in also.items())
-        click.echo(f"{metric}: {measured.value:.4f}{others}  (n={measured.n}, measured on {path}){latency}")
+        drop = (f"; drop {result['drop']:.2f} ± {result['drop_se']:.2f} against float on the same items"
+                if paired else "")
+        click.echo(f"{metric}: {measured.value:.4f}{others}  (n={measured.n}, measured on {path}{drop}){latency}")
 
 
 def _register() -> None:

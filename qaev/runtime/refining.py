@@ -23,6 +23,7 @@ from pathlib import Path
 
 from qaev.config import ActMode, BlockSettings, QuantConfig, RoundingInputs
 from qaev.config_io import save_config
+from qaev.errors import ConfigError
 from qaev.files import write_atomic
 
 __all__ = ["RefineTime", "Refined", "refined_config", "refine_point", "record_refined", "shipped_text", "REFINE_SHARE",
@@ -121,9 +122,18 @@ class Refined:
 
 def refine_point(quantizer, config: QuantConfig, evaluators: dict, *, block: BlockSettings) -> Refined:
     """Rebuild ``config`` with block reconstruction and measure both on ``evaluators``
-    (split name -> :class:`~qaev.evaluation.evaluator.Evaluator`)."""
+    (split name -> :class:`~qaev.evaluation.evaluator.Evaluator`).
+
+    Raises:
+        ConfigError: no layer of ``config`` is one block reconstruction rebuilds, or
+            PyTorch is not installed.
+        ModelError: an operator of a block that the PyTorch interpreter does not know.
+    """
     original = quantizer.resolve(config)
     rebuilt = refined_config(original, quantizer.layers, block=block)
+    if not any(cfg.rounding.value == "block" for cfg in rebuilt.layers.values() if not cfg.is_float):
+        raise ConfigError("no layer of this point is one block reconstruction rebuilds (a quantized Conv, Gemm or "
+                          "MatMul weight of at most 8 bits on a grid)")
     started = time.perf_counter()
     model = quantizer.build(rebuilt)
     seconds = time.perf_counter() - started

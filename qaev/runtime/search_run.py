@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -314,6 +315,10 @@ def _refine_recommended(out: Path, problem, doc: dict, spec: RunSpec, progress, 
     except KeyboardInterrupt:
         progress.message(f"rebuilding interrupted; the front is written; qaev refine {out} --recommended rebuilds it")
         return True
+    except QaevError as exc:  # the front stands without the rebuild
+        warnings.warn(f"the recommended point {point['id']} was not rebuilt with block reconstruction: {exc}",
+                      stacklevel=2)
+        return False
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)

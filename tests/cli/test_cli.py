@@ -25,6 +25,10 @@ def test_quantize_then_apply_reproduces_evaluate_exactly(tmp_path, capsys):
     code, text, _ = run(capsys, "evaluate", out, "--task", "digits", "--json")
     first = json.loads(text)
     assert first["metric"] == "top1" and first["n"] == 497 and first["value"] == summary["value"]
+    assert "drop" not in first  # no float model to pair with
+    code, text, _ = run(capsys, "evaluate", out, "--task", "digits", "--reference", digits_model_path(), "--json")
+    paired = json.loads(text)  # against float on the same items, as quantize measured it
+    assert (paired["drop"], paired["drop_se"]) == pytest.approx((summary["drop"], summary["drop_se"]))
     rebuilt = tmp_path / "again.onnx"
     assert run(capsys, "apply", cfg, digits_model_path(), "-o", rebuilt)[0] == 0
     second = json.loads(run(capsys, "evaluate", rebuilt, "--task", "digits", "--json")[1])

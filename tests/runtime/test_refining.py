@@ -92,3 +92,39 @@ def test_no_rebuild_without_a_time_budget_or_pytorch_unless_asked(tmp_path, caps
     for run in ("a", "b"):
         assert "refined" not in json.loads((tmp_path / run / "front.json").read_text())
         assert json.loads((tmp_path / run / "settings.json").read_text())["spec"]["search"]["refine"] is False
+
+
+@pytest.mark.parametrize("failure", ["model", "interrupt"])
+def test_a_rebuild_that_fails_or_is_interrupted_leaves_the_front_as_searched(tmp_path, capsys, monkeypatch, failure):
+    import qaev.runtime.search_run as search_run
+    from qaev.errors import ModelError
+
+    def fails(*args, **kwargs):
+        raise ModelError("block 3: operator 'Foo' has no PyTorch rule") if failure == "model" else KeyboardInterrupt
+
+    monkeypatch.setattr(search_run, "refine_point", fails)
+    monkeypatch.setenv("QAEV_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    code = main(["search", "--pop", "8", "--generations", "2", "--refine", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    doc = json.loads((out / "front.json").read_text())
+    assert doc["recommended"] and "refined" not in doc and "refined" not in doc["recommended"]
+    if failure == "model":
+        assert code == 0 and "was not rebuilt with block reconstruction: block 3: operator 'Foo'" in err
+    else:
+        assert code != 0 and "interrupted; the front of the" in err and "--resume" in err
+
+
+def test_a_point_with_nothing_to_rebuild_is_refused_by_name(tmp_path):
+    from qaev.errors import ConfigError
+    from qaev.quantize import Quantizer
+    from qaev.runtime.refining import refine_point
+    from qaev.data import digits_model_path
+    from qaev.model.graph import load_model
+
+    pytest.importorskip("torch")
+    model = load_model(digits_model_path())
+    quantizer = Quantizer(model)
+    config = QuantConfig(layers={layer.name: LayerConfig(w_bits=16, act="float") for layer in quantizer.layers})
+    with pytest.raises(ConfigError, match="no layer of this point is one block reconstruction rebuilds"):
+        refine_point(quantizer, config, {}, block=BlockSettings(iters=1))
