@@ -54,11 +54,14 @@ class Summary:
         objectives: objective names, in the run's order.
         metric: the metric's name.
         rows: the points.
+        rebuilt: the id of the recommended point's block-reconstruction rebuild, when that is
+            what ``qaev export --point recommended`` writes (``recommended.refined``), else None.
     """
 
     objectives: tuple[str, ...]
     metric: str
     rows: tuple[SummaryRow, ...]
+    rebuilt: str | None = None
 
     def __iter__(self) -> Iterator[SummaryRow]:
         return iter(self.rows)
@@ -71,13 +74,17 @@ class Summary:
         return [{"id": r.id, **r.objectives, self.metric: r.metric, "x_smaller": r.x_smaller, "file_mb": r.file_mb,
                  "recommended": r.recommended} for r in self.rows]
 
+    def _mark(self, row: SummaryRow) -> str:
+        if not row.recommended:
+            return ""
+        return f"recommended (ships rebuilt: {self.rebuilt})" if self.rebuilt else "recommended"
+
     def __str__(self) -> str:
         head = ["id", *self.objectives, self.metric, "x smaller", "file MB", ""]
         cells = [[r.id, *(f"{r.objectives[n]:.4g}" for n in self.objectives),
                   "-" if r.metric is None else f"{r.metric:.2f}",
                   "-" if r.x_smaller is None else f"{r.x_smaller:.2f}x",
-                  "-" if r.file_mb is None else format_mb(r.file_mb), "recommended" if r.recommended else ""]
-                 for r in self.rows]
+                  "-" if r.file_mb is None else format_mb(r.file_mb), self._mark(r)] for r in self.rows]
         widths = [max(len(str(c)) for c in column) for column in zip(head, *cells)]
         lines = ["  ".join(str(c).rjust(w) for c, w in zip(line, widths)).rstrip() for line in [head, *cells]]
         return "\n".join(lines)
@@ -98,7 +105,8 @@ def _from_doc(doc: dict) -> Summary:
     rows = tuple(SummaryRow(id=p["id"], objectives={n: p["objectives"][n] for n in names}, metric=p.get("metric"),
                             x_smaller=_x_smaller(p, floats), file_mb=(p.get("sizes") or {}).get("file_mb"),
                             recommended=p["id"] == chosen) for p in doc["points"])
-    return Summary(objectives=names, metric=doc.get("metric", "metric"), rows=rows)
+    return Summary(objectives=names, metric=doc.get("metric", "metric"), rows=rows,
+                   rebuilt=(doc.get("recommended") or {}).get("refined"))
 
 
 def _from_result(result, objectives: Sequence[str], tolerance: float | None) -> Summary:

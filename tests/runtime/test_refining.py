@@ -6,6 +6,7 @@ import pytest
 
 from qaev.cli.main import main
 from qaev.config import BlockSettings, LayerConfig, QuantConfig
+from qaev.runtime.summary import summary
 from qaev.runtime.refining import MIN_ITERS, STEP_BATCH, Refined, RefineTime, record_refined
 
 
@@ -62,6 +63,8 @@ def test_a_search_rebuilds_its_recommended_point_and_export_writes_it(tmp_path, 
     shipped = doc["recommended"].get("refined")
     assert shipped in (None, entry["id"])
     assert ("ships rebuilt" in captured.out) == (shipped is not None)
+    table = summary(out)
+    assert table.rebuilt == shipped and (f"recommended (ships rebuilt: {shipped})" in str(table)) == bool(shipped)
     chosen = shipped or doc["recommended"]["id"]
     for pid in ("recommended", chosen):
         assert main(["export", str(out), "--point", pid, "-o", str(tmp_path / f"{pid}.onnx")]) == 0
