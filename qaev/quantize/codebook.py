@@ -24,7 +24,7 @@ from qaev.errors import ConfigError
 from qaev.files import npz_bytes, read_npz_cache, write_cache
 from qaev.model.layers import LayerInfo
 from qaev.quantize.graph_edit import GraphEditor
-from qaev.quantize.lookup import decoded_rows
+from qaev.quantize.lookup import decoded_rows, whole_table_lookup
 
 __all__ = ["CodebookWeight", "VECTOR", "CODES", "supports_codebook", "codebook_quantize", "cached_codebook",
            "codebook_lookup"]
@@ -129,12 +129,16 @@ def cached_codebook(w: np.ndarray, *, seed: int = 0) -> CodebookWeight:
 
 
 def codebook_lookup(ed: GraphEditor, node: onnx.NodeProto, cw: CodebookWeight, *, name: str) -> None:
-    """Replace lookup ``node`` (``Gather(table, ids)``) by lookups into ``cw``: the codes of
-    the ids' rows, their vectors, joined into rows and multiplied by the rows' scales."""
-    ids, out = node.input[1], node.output[0]
-    rows = decoded_rows(ed, ids, ed.add_init(f"{name}.codes", cw.codes), ed.add_init(f"{name}.vectors", cw.vectors),
-                        cw.codes.shape[1] * VECTOR, name=name)
-    scales = ed.fresh(f"{name}.scales")
-    ed.add_node("Gather", [ed.add_init(f"{name}.scale", cw.scale), ids], [scales], name=f"{name}.GatherScales")
-    ed.remove(node)
-    ed.add_node("Mul", [rows, scales], [out], name=f"{name}.Mul")
+    """Replace lookup ``node`` (``Gather(table, ids)``) by a lookup into ``cw`` decoded whole
+    (every row's codes, their vectors, joined into rows and multiplied by the rows' scales) by
+    operators folded at session load (:func:`~qaev.quantize.lookup.whole_table_lookup`)."""
+
+    def decode(ids: str) -> str:
+        rows = decoded_rows(ed, ids, ed.add_init(f"{name}.codes", cw.codes), ed.add_init(f"{name}.vectors", cw.vectors),
+                            cw.codes.shape[1] * VECTOR, name=name)
+        scales, table = ed.fresh(f"{name}.scales"), ed.fresh(f"{name}.table")
+        ed.add_node("Gather", [ed.add_init(f"{name}.scale", cw.scale), ids], [scales], name=f"{name}.GatherScales")
+        ed.add_node("Mul", [rows, scales], [table], name=f"{name}.Mul")
+        return table
+
+    whole_table_lookup(ed, node, cw.codes.shape[0], decode, name=name)

@@ -1,15 +1,20 @@
-"""Quantized lookup tables, dequantized after the lookup.
+"""Quantized lookup tables, decoded whole by operators ONNX Runtime folds at session load.
 
 Written as ``DequantizeLinear(table) -> Gather``, a quantized embedding table is
-dequantized whole on every run: all-MiniLM-L6-v2's word table is 11.7 M values, which made
-its dynamic-int8 model slower than float at batch 1. :func:`gathered_lookup` gathers the
-integer rows of the ids first and dequantizes only those, to the values
-``DequantizeLinear`` gives: ``(q - zero_point) * scale`` in float32 (the difference of two
-small integers is exact, so only the product rounds, as in ``DequantizeLinear``).
+dequantized whole on every run (ONNX Runtime keeps ``DequantizeLinear`` for its QDQ
+fusions): all-MiniLM-L6-v2's word table is 11.7 M values, which made its dynamic-int8 model
+slower than float at batch 1. Decoding only the gathered rows on every run instead costs a
+dozen small operators per lookup (about 1 % of MiniLM's batch-1 time). :func:`gathered_lookup`
+therefore writes the decoding over every row of the table, from initializers only, with
+``Gather``/``Cast``/``Sub``/``Mul``/``Reshape``: ONNX Runtime's constant folding replaces
+that subgraph by the float table when the session is made, and each run is one ``Gather``,
+as in the float model (the table is float in memory, as the float model's is; the file holds
+the bits). The values are those ``DequantizeLinear`` gives: ``(q - zero_point) * scale`` in
+float32 (the difference of two small integers is exact, so only the product rounds).
 
 Storage: grids of at most 4 bits are packed, four 2-bit or two 4-bit values per byte,
-lowest bits first; the gathered bytes index a 256-row table of the values each byte holds,
-so the file holds the bits and the graph needs no bit operations. Wider grids gather their
+lowest bits first; the bytes index a 256-row table of the values each byte holds, so the
+file holds the bits and the graph needs no bit operations. Wider grids store their
 int8/int16 rows and cast them. The graph is the same evaluated and exported.
 """
 from __future__ import annotations
@@ -22,7 +27,7 @@ from qaev.quantize.graph_edit import GraphEditor
 from qaev.quantize.weights import QuantizedWeight
 
 __all__ = ["DECODE_ROWS", "pack_bits", "packed_bits", "gathers_first", "decode_table", "gathered_lookup",
-           "lookup_shape", "decoded_rows"]
+           "lookup_shape", "decoded_rows", "whole_table_lookup"]
 
 #: Rows of a decoding table: one per byte value.
 DECODE_ROWS = 256
@@ -109,14 +114,32 @@ def _values(ed: GraphEditor, ids: str, qw: QuantizedWeight, *, name: str) -> str
     return trimmed
 
 
+def whole_table_lookup(ed: GraphEditor, node: onnx.NodeProto, rows: int, decode, *, name: str) -> None:
+    """Replace lookup ``node`` (``Gather(table, ids)``, axis 0) by ``Gather(decoded, ids)``,
+    where ``decoded = decode(every_row)`` is a tensor the caller builds from the row indices
+    ``0 .. rows-1`` (a ``Range`` of constants): a subgraph of constants, folded at session load."""
+    ids, out = node.input[1], node.output[0]
+    ed.remove(node)
+    every = ed.fresh(f"{name}.every_row")  # Range(0, rows, 1): three scalars in the file, not a row index each
+    ed.add_node("Range", [ed.add_init(f"{name}.{what}", np.array(value, np.int64))
+                          for what, value in (("first", 0), ("rows", rows), ("step", 1))], [every], name=f"{name}.Rows")
+    decoded = decode(every)
+    ed.add_node("Gather", [decoded, ids], [out], name=f"{name}.Lookup", axis=0)
+
+
 def gathered_lookup(ed: GraphEditor, node: onnx.NodeProto, qw: QuantizedWeight, *, name: str) -> None:
     """Replace lookup ``node`` (``Gather(table, ids)``, axis 0) by a lookup into the
-    quantized table ``qw`` that dequantizes only the gathered rows.
+    quantized table ``qw``, decoded whole by operators folded at session load (module
+    docstring).
 
     ``qw`` is per-tensor, per-row (``axis`` 0) or block-wise along the row (``axis`` 1,
     the row length a multiple of the block: :func:`gathers_first`).
     """
-    ids, out = node.input[1], node.output[0]
+    whole_table_lookup(ed, node, qw.q.shape[0], lambda ids: _decoded(ed, ids, qw, name=name), name=name)
+
+
+def _decoded(ed: GraphEditor, ids: str, qw: QuantizedWeight, *, name: str) -> str:
+    """The float rows ``ids`` of ``qw``, shape ``ids.shape + (width,)``."""
     rows, width = qw.q.shape
     block = qw.block_size
     values = _values(ed, ids, qw, name=name)
@@ -141,12 +164,12 @@ def gathered_lookup(ed: GraphEditor, node: onnx.NodeProto, qw: QuantizedWeight, 
                     to=onnx.TensorProto.FLOAT)
         ed.add_node("Sub", [values, zero], [centred], name=f"{name}.Sub")
         values = centred
-    ed.remove(node)
     scale = per_id(qw.scale, "scale", np.float32)
-    if block is None:
-        ed.add_node("Mul", [values, scale], [out], name=f"{name}.Mul")
-        return
     scaled = ed.fresh(f"{name}.scaled")
     ed.add_node("Mul", [values, scale], [scaled], name=f"{name}.Mul")
-    ed.add_node("Reshape", [scaled, lookup_shape(ed, ids, [width], name=f"{name}.joined")], [out],
+    if block is None:
+        return scaled
+    joined = ed.fresh(f"{name}.table")
+    ed.add_node("Reshape", [scaled, lookup_shape(ed, ids, [width], name=f"{name}.joined")], [joined],
                 name=f"{name}.Join")
+    return joined

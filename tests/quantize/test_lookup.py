@@ -1,4 +1,5 @@
-"""Quantized lookup tables dequantized after the Gather: exact values, packed storage, fallback."""
+"""Quantized lookup tables decoded whole by operators folded at session load: exact values, packed storage,
+one Gather a run, fallback."""
 import numpy as np
 import onnx
 import pytest
@@ -45,6 +46,22 @@ def test_gathered_rows_equal_the_dequantized_table_bit_for_bit(bits, granularity
     np.testing.assert_array_equal(got, qw.dequantize()[ids])
 
 
+@pytest.mark.parametrize("bits", [3, 4, 8])
+def test_the_table_is_decoded_once_at_session_load_and_each_run_is_one_gather(tmp_path, bits):
+    import onnxruntime as ort
+
+    proto = _lookup_model(64)
+    qw = quantize_weight(nh.to_array(proto.graph.initializer[0]), bits=bits, granularity=Granularity.PER_CHANNEL,
+                         symmetric=False, scale_rule=ScaleRule.FLOAT, channel_axis=0, reduce_axis=1)
+    ed = GraphEditor(proto)
+    gathered_lookup(ed, ed.node("embed"), qw, name="embed.w")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(ed.finish().SerializeToString(), options, providers=["CPUExecutionProvider"])
+    assert [n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node] == ["Gather"]
+
+
 def test_packed_bytes_decode_to_their_values():
     values = np.array([[-2, -1, 0, 1, 1]], np.int16)
     packed = pack_bits(values + 2, 2)
@@ -68,7 +85,7 @@ def test_a_table_whose_rows_do_not_split_into_blocks_keeps_the_whole_table_form(
     np.testing.assert_array_equal(make_session(exported).run(None, ids)[0], make_session(built).run(None, ids)[0])
 
 
-def test_the_built_and_exported_models_gather_before_dequantizing():
+def test_the_built_and_exported_models_decode_the_table_without_dequantizelinear():
     model = load_model(attention_like())
     ids = np.random.default_rng(0).integers(0, 50, (16, 6)).astype(np.int64)
     q = Quantizer.calibrated(model, ArrayDataset(inputs={"ids": ids}, name="ids"), persist=False)
