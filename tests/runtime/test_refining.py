@@ -131,3 +131,16 @@ def test_a_point_with_nothing_to_rebuild_is_refused_by_name(tmp_path):
     config = QuantConfig(layers={layer.name: LayerConfig(w_bits=16, act="float") for layer in quantizer.layers})
     with pytest.raises(ConfigError, match="no layer of this point is one block reconstruction rebuilds"):
         refine_point(quantizer, config, {}, block=BlockSettings(iters=1))
+
+
+def test_a_resumed_run_may_rebuild_where_it_did_not_and_older_runs_resume(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.setenv("QAEV_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert main(["search", "--pop", "8", "--generations", "1", "--no-refine", "--out", str(out), "--quiet"]) == 0
+    settings = json.loads((out / "settings.json").read_text())
+    del settings["spec"]["search"]["refine"]  # as written before the option existed
+    (out / "settings.json").write_text(json.dumps(settings))
+    args = ["search", "--pop", "8", "--generations", "2", "--out", str(out), "--resume", "--quiet"]
+    assert main([*args, "--refine"]) == 0
+    assert json.loads((out / "front.json").read_text())["refined"]
