@@ -10,9 +10,9 @@ measured on the same items of each split, so their drops pair.
 A search run ships the rebuilt point in place of the recommended one (``recommended.refined``
 in front.json) unless, on the split the recommendation is made on, it loses more than the
 point as searched by over twice the paired standard error of the difference: a check
-against a learning that failed, not a second choice (in the measured comparisons block
-reconstruction beat GPTQ with bias correction at the same bits on test;
-docs/results-learned-rounding.md).
+against a learning that failed, not a second choice (in most measured comparisons block
+reconstruction beat GPTQ with bias correction at the same bits on test, and the validation
+splits are too small to tell the two apart; docs/defaults.md).
 """
 from __future__ import annotations
 
