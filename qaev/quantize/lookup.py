@@ -4,7 +4,7 @@ Written as ``DequantizeLinear(table) -> Gather``, a quantized embedding table is
 dequantized whole on every run (ONNX Runtime keeps ``DequantizeLinear`` for its QDQ
 fusions): all-MiniLM-L6-v2's word table is 11.7 M values, which made its dynamic-int8 model
 slower than float at batch 1. Decoding only the gathered rows on every run instead costs a
-dozen small operators per lookup (about 1 % of MiniLM's batch-1 time). :func:`gathered_lookup`
+dozen small operators per lookup on every run. :func:`gathered_lookup`
 therefore writes the decoding over every row of the table, from initializers only, with
 ``Gather``/``Cast``/``Sub``/``Mul``/``Reshape``: ONNX Runtime's constant folding replaces
 that subgraph by the float table when the session is made, and each run is one ``Gather``,
