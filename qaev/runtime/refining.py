@@ -112,11 +112,15 @@ class Refined:
                 "measured": self.after, "original": self.before, "seconds": round(self.seconds, 1),
                 "iters": self.config.block.iters}
 
+    @property
+    def judged_on(self) -> str:
+        """The split the rebuild is judged on: validation where it was measured, else search."""
+        return "validation" if "validation" in self.after else "search"
+
     def failed(self) -> bool:
         """Whether the rebuilt config loses more than the searched one by over twice the
-        paired standard error of the difference, on the validation split where there is one
-        (else the search split)."""
-        gap, se = self.after["validation" if "validation" in self.after else "search"]["gap"]
+        paired standard error of the difference, on :attr:`judged_on`."""
+        gap, se = self.after[self.judged_on]["gap"]
         return gap > 2.0 * se
 
 
@@ -168,7 +172,7 @@ def record_refined(run_dir: Path, doc: dict, point: dict, refined: Refined) -> s
 
 def shipped_text(doc: dict, refined: Refined, rid: str) -> str:
     """One line on which version of the recommended point ships, and why."""
-    split = "validation" if "validation" in refined.after else "search"
+    split = refined.judged_on
     gap, se = refined.after[split]["gap"]
     pid = doc["recommended"]["id"]
     versus = (f"on the {split} split it loses {refined.after[split]['acc_drop']:.2f} ± {refined.after[split]['se']:.2f}"
