@@ -12,6 +12,7 @@ method and its held-out evaluation samples measure it; each drop comes with its 
 standard error (``Evaluator.head_drop``), and the mean over seeds with the root of the summed
 squared errors over the seed count. Nothing is chosen on the evaluation samples.
 
+    python benchmarks/learned_rounding.py --seeds 0 --acts a8 --methods gptq,block --per-block   # where it overfits
     python benchmarks/learned_rounding.py --interpreter   # torch interpreter vs ONNX Runtime (and onnx2torch)
     python benchmarks/learned_rounding.py --layer-speed   # AdaRound step: Hessian form vs minibatches of rows
 """
@@ -30,7 +31,7 @@ from qaev.config import BlockSettings, LayerConfig
 from qaev.evaluation.evaluator import Evaluator
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
-from qaev.quantize.learned.reconstruct import ReconstructOptions
+from qaev.quantize.learned.reconstruct import STARTS, ReconstructOptions
 
 
 def _base(act: str) -> LayerConfig:
@@ -48,7 +49,8 @@ def _method(name: str, quantizer, config, args, seed: int):
     method is built by ``Quantizer.build`` from the config that names it."""
     if name in ("nearest", "gptq", "adaround"):  # GPTQ and AdaRound with bias correction
         return quantizer.build(_with(config, name, name != "nearest"), resolved=True), {}
-    quantizer.reconstruction = ReconstructOptions(batch_size=args.batch, lr=args.lr, learn_bias=not args.no_learn_bias)
+    quantizer.reconstruction = ReconstructOptions(batch_size=args.batch, lr=args.lr, learn_bias=not args.no_learn_bias,
+                                                  start=args.start, reg_weight=args.reg_weight)
     cfg = replace(_with(config, "block", False), block=BlockSettings(iters=int(name.split(":")[1]), seed=seed))
     model = quantizer.build(cfg, resolved=True)
     result = quantizer.reconstructed(cfg)
@@ -83,13 +85,45 @@ def measure(args) -> list[dict]:
                        "drop": drop, "se": se,
                        "fit_min": fit_s / 60, "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data),
                        "float": evaluator.float_value, **extra}
+                if args.per_block:
+                    row["per_block"] = per_block_errors(parts, quantizer.layers, model)
                 rows.append(row)
                 print(f"{seed:4d} {act:5s} {name:12s} {drop:+7.2f} +-{se:4.2f} {fit_s / 60:7.1f} min "
                       f"({fit_cpu / 60:.1f} cpu)", flush=True)
+                for i, (c, e) in enumerate(row.get("per_block", ())):
+                    print(f"       block {i + 1:2d}: calibration {c:.4g}  evaluation {e:.4g}  ratio {e / c:.2f}")
                 if args.json:
                     with open(args.json, "a") as f:
                         f.write(json.dumps(row) + "\n")
     return rows
+
+
+def per_block_errors(parts, layers, model) -> list[tuple[float, float]]:
+    """Per block of block reconstruction's cut, the mean squared error of the quantized
+    model's block output against the float model's, on the calibration and on the evaluation
+    samples (ONNX Runtime, the errors of every block before it included): where the learning
+    fits the calibration samples and does not carry over, the second grows past the first."""
+    import onnx
+
+    from qaev.model.session import make_session
+    from qaev.quantize.learned.blocks import cut_blocks
+
+    names = [b.output for b in cut_blocks(parts.model.proto, layers)]
+
+    def outputs(proto, data):
+        m = onnx.ModelProto()
+        m.CopyFrom(proto)
+        have = {o.name for o in m.graph.output}
+        m.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in names if t not in have)
+        session = make_session(m, threads=1)
+        runs = [session.run(names, feeds) for feeds in data.batches(batch_size=50)]
+        return [np.concatenate([r[i] for r in runs]) for i in range(len(names))]
+
+    errors = []
+    for data in (parts.calib, parts.test or parts.eval):
+        ref, got = outputs(parts.model.proto, data), outputs(model, data)
+        errors.append([float(np.mean((g - r) ** 2)) for g, r in zip(got, ref)])
+    return list(zip(*errors))
 
 
 def summary(rows: list[dict]) -> None:
@@ -203,7 +237,13 @@ def main(argv=None) -> None:
     parser.add_argument("--iters", default="500", help="block reconstruction steps per block (comma list)")
     parser.add_argument("--batch", type=int, default=8, help="block reconstruction samples per step")
     parser.add_argument("--lr", type=float, default=ReconstructOptions().lr, help="rounding variables' learning rate")
+    parser.add_argument("--reg-weight", type=float, default=ReconstructOptions().reg_weight,
+                        help="weight of the rounding regulariser (10 before 2026-12-06)")
+    parser.add_argument("--start", choices=STARTS, default=ReconstructOptions().start,
+                        help="block reconstruction's starting rounding (nearest before 2026-12-06)")
     parser.add_argument("--no-learn-bias", action="store_true", help="learn rounding and step sizes only (BRECQ/QDrop)")
+    parser.add_argument("--per-block", action="store_true",
+                        help="also print each block's output error on calibration and evaluation samples")
     parser.add_argument("--adaround-iters", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", type=Path, default=None, help="append one JSON line per measurement")
