@@ -21,7 +21,7 @@ from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.qdq import build_qdq
 from qaev.quantize.rounding.registry import rounding_entry
 from qaev.quantize.sequential import Fitted, fit_sequential
-from qaev.quantize.weights import WeightCache
+from qaev.quantize.weights import QuantizedWeight, WeightCache
 
 __all__ = ["Quantizer", "cache_dir", "activation_tensors", "uniform_config", "model_scope_layers"]
 
@@ -155,7 +155,7 @@ class Quantizer:
             ConfigError: no calibration data, ``rounding_inputs: quantized`` beside it, or
                 PyTorch is not installed.
         """
-        key = "block-" + config.key()
+        key = f"block-{config.key()}-{self.reconstruction!r}"  # options may change between builds
         if key not in self._fits:
             if self.inputs is None:
                 raise ConfigError("rounding: block reconstruction needs calibration data (build with "
@@ -184,10 +184,18 @@ class Quantizer:
             LOG.info("block reconstruction: %d blocks read from %s (learned in %.0f s)", len(found.blocks),
                      folder / f"{key}.npz", found.seconds)
             return found
-        result = reconstruct(self.model, self.layers, config, batches, options=options, inputs=self.inputs)
+        start = self._gptq_start(config) if options.start.startswith("gptq") else None
+        result = reconstruct(self.model, self.layers, config, batches, options=options, start=start,
+                             inputs=self.inputs)
         if folder is not None:
             save_result(folder, key, result)
         return result
+
+    def _gptq_start(self, config: QuantConfig) -> dict[str, QuantizedWeight]:
+        """GPTQ's rounding of every layer block reconstruction learns (its start)."""
+        from qaev.quantize.learned.reconstruct import gptq_start
+
+        return gptq_start(self.model, self.layers, config, self.inputs, cache=self.weights)
 
     def fitted(self, config: QuantConfig) -> dict[str, Fitted]:
         """The layers of a resolved ``config`` fitted to quantized inputs

@@ -1,4 +1,6 @@
 """Blocks cut at residual joins, and block reconstruction (BRECQ/QDrop) on digits."""
+from dataclasses import replace
+
 import numpy as np
 import onnx
 import pytest
@@ -6,7 +8,7 @@ from onnx import TensorProto as T
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
-from qaev.config import ActMode, LayerConfig, QuantConfig, ScaleRule
+from qaev.config import ActMode, BlockSettings, LayerConfig, QuantConfig, ScaleRule
 from qaev.data import ArrayDataset, digits_model_path, load_digits_split
 from qaev.evaluation.evaluator import Evaluator
 from qaev.model.graph import load_model
@@ -56,21 +58,22 @@ def test_block_reconstruction_lowers_every_block_error_and_is_deterministic(digi
     model, q = digits
     config = _config(q, w_bits=4, act=ActMode.STATIC, a_bits=8)
     options = ReconstructOptions(iters=150, batch_size=16, seed=3)
-    first = reconstruct(model, q.layers, config, q.inputs.batches(), options=options)
+    first = reconstruct(model, q.layers, config, q.inputs.batches(), options=options, inputs=q.inputs)
     assert len(first.blocks) == 2 and all(b.after < b.before for b in first.blocks)
     assert set(first.fitted) == {layer.name for layer in q.layers if layer.has_weight}
-    again = reconstruct(model, q.layers, config, q.inputs.batches(), options=options)
+    again = reconstruct(model, q.layers, config, q.inputs.batches(), options=options, inputs=q.inputs)
     assert dict(first.ranges) == dict(again.ranges)
     assert all(first.fitted[k].weight.q.tobytes() == again.fitted[k].weight.q.tobytes() for k in first.fitted)
     other = reconstruct(model, q.layers, config, q.inputs.batches(), options=ReconstructOptions(
-        iters=150, batch_size=16, seed=4))
+        iters=150, batch_size=16, seed=4), inputs=q.inputs)
     assert dict(other.ranges) != dict(first.ranges)  # the seed decides every random choice
 
 
 def test_learned_ranges_give_back_their_step_size_and_zero_point(digits):
     model, q = digits
     config = _config(q, w_bits=4, act=ActMode.STATIC, a_bits=8)
-    result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ReconstructOptions(iters=20, seed=0))
+    result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ReconstructOptions(iters=20, seed=0),
+                         inputs=q.inputs)
     assert result.ranges and "logits" not in result.ranges  # a model output keeps its min/max range
     for tensor, (lo, hi) in result.ranges.items():
         params = activation_params(lo, hi, bits=8, scale_rule=ScaleRule.FLOAT)
@@ -85,7 +88,8 @@ def test_weight_only_reconstruction_beats_nearest_on_held_out_digits(digits):
     evaluator = Evaluator(model, load_digits_split("test"), metric="top1")
     nearest = q.resolve(uniform_config(q.layers, LayerConfig(w_bits=2, act=ActMode.FLOAT)))
     plain = evaluator.measure(q.build(nearest, resolved=True)).value
-    result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ReconstructOptions(iters=300, seed=0))
+    result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ReconstructOptions(iters=300, seed=0),
+                         inputs=q.inputs)
     learned = evaluator.measure(build_qdq(model, q.layers, result.config(config), fitted=result.fitted)).value
     assert learned > plain + 20
 
@@ -106,7 +110,8 @@ def test_learned_output_shifts_reach_the_qdq_model_except_for_static_matmuls():
     calib = [{"x": images(16, seed=s)} for s in range(2)]
     q = Quantizer.calibrated(model, ArrayDataset({"x": np.concatenate([b["x"] for b in calib])}), persist=False)
     config = _config(q, w_bits=4, act=ActMode.STATIC, a_bits=8)
-    result = reconstruct(model, q.layers, config, calib, options=ReconstructOptions(iters=30, batch_size=8))
+    result = reconstruct(model, q.layers, config, calib, options=ReconstructOptions(iters=30, batch_size=8),
+                         inputs=q.inputs)
     assert result.fitted["fc1"].correction is None  # ORT's fused MatMulIntegerToFloat rejects it
     assert result.fitted["conv1"].correction is not None and result.fitted["fc2"].correction is not None
     out = make_session(build_qdq(model, q.layers, result.config(config), fitted=result.fitted)).run(None, calib[0])[0]
@@ -130,3 +135,37 @@ def test_a_codebook_table_beside_learned_layers_is_held_as_the_qdq_model_holds_i
     assert set(result.fitted) == {"proj"} and result.blocks[0].after < result.blocks[0].before
     out = make_session(build_qdq(model, q.layers, config, fitted=result.fitted)).run(None, {"ids": ids})[0]
     assert out.shape == (16, 6, 6) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("act", [ActMode.FLOAT, ActMode.STATIC])
+def test_starting_from_gptq_with_its_bias_correction_is_gptq_with_bias_correction_before_any_step(digits, act):
+    model, q = digits
+    config = replace(_config(q, w_bits=3, act=act, a_bits=8), block=BlockSettings(iters=0))
+    layers = {k: replace(v, rounding="gptq", bias_correction=True) for k, v in config.layers.items()}
+    gptq = replace(config, layers=layers)
+    q.reconstruction = ReconstructOptions(iters=0, start="gptq-bc")
+    feeds = next(iter(load_digits_split("test").batches(batch_size=64)))
+    run = lambda proto: make_session(proto).run(None, feeds)[0]  # noqa: E731
+    expected = run(q.build(gptq, resolved=True))
+    np.testing.assert_allclose(run(q.build(config, resolved=True)), expected, atol=1e-4)
+    q.reconstruction = ReconstructOptions(iters=0, start="gptq")  # the rounding alone: not corrected
+    assert np.abs(run(q.build(config, resolved=True)) - expected).max() > 1e-3
+    q.reconstruction = None
+
+
+def test_a_block_the_learning_makes_worse_keeps_its_start(digits):
+    model, q = digits
+    config = _config(q, w_bits=3, act=ActMode.STATIC, a_bits=8)
+    ruinous = ReconstructOptions(iters=20, lr=50.0, reg_weight=0.0, start="gptq-bc")
+    result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ruinous, start=q._gptq_start(config),
+                         inputs=q.inputs)
+    assert all(b.after <= b.before for b in result.blocks)
+    assert any(b.kept_start for b in result.blocks)
+
+
+def test_the_default_learning_ends_with_every_rounding_decided(digits):
+    model, q = digits
+    config = _config(q, w_bits=3, act=ActMode.STATIC, a_bits=8)
+    result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ReconstructOptions(iters=150),
+                         start=q._gptq_start(config), inputs=q.inputs)
+    assert all(b.undecided < 0.01 for b in result.blocks), [b.undecided for b in result.blocks]

@@ -104,7 +104,9 @@ class SoftRounding:
         w: the float weight.
         grid: a quantized weight whose scales, zero points and width define the grid.
         symmetric: whether the grid is symmetric (its integer range).
-        start: integer values to start from (default: ``V`` such that the soft weight is ``w``).
+        start: integer values to start from (default: ``V`` such that the soft weight is
+            ``w``); where one lies further than a step from ``w``, the weight chooses between
+            it and the grid point one step nearer ``w``.
     """
 
     def __init__(self, w: np.ndarray, grid: QuantizedWeight, *, symmetric: bool, start: np.ndarray | None = None):
@@ -114,7 +116,12 @@ class SoftRounding:
         zp = np.broadcast_to(_expand(grid.zero_point.astype(np.float32), shape, grid.axis, grid.block_size), shape)
         self.qmin, self.qmax = signed_limits(grid.bits, symmetric=symmetric)
         floor = np.floor(w / scale)
-        rest = np.clip(w / scale - floor, 0.0, 1.0) if start is None else np.clip(start - zp - floor, 0.0, 1.0)
+        if start is None:
+            rest = np.clip(w / scale - floor, 0.0, 1.0)
+        else:  # the start may lie further than one step from w (GPTQ moves weights): choose around it
+            off = np.asarray(start, np.float64) - zp - floor
+            floor = floor + np.where(off > 1, off - 1, np.minimum(off, 0))
+            rest = np.clip(off, 0.0, 1.0)
         rest = np.clip(rest, 0.01, 0.99)  # keep the starting point off the flat ends of h
         v0 = -np.log((ZETA - GAMMA) / (rest - GAMMA) - 1.0)
         self.grid = grid

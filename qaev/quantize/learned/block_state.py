@@ -151,18 +151,21 @@ class BlockQuantizer:
         learn_ranges: whether activation step sizes are learnable.
         learn_bias: whether each learned layer's output channels get a learnable shift.
         start: layer name -> a rounding on the layer's grid to start from.
+        start_shift: start each learned shift at the bias correction of ``start``'s rounding.
         inputs: layer-input statistics for the layers other methods round with data.
     """
 
     def __init__(self, model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfig, block: Block, *,
                  carry: Sequence[str] = (), learn_ranges: bool = True, learn_bias: bool = False,
-                 start: Mapping[str, QuantizedWeight] | None = None, inputs: LayerInputs | None = None) -> None:
+                 start: Mapping[str, QuantizedWeight] | None = None, start_shift: bool = False,
+                 inputs: LayerInputs | None = None) -> None:
         self._torch = require_torch()
         self.inputs = inputs
         produced = {t for n in model.proto.graph.node if n.name in set(block.nodes) for t in n.output}
         self.block, self.carry = block, tuple(t for t in carry if t in produced)
         self.graph = TorchGraph(model.proto, inputs=block.inputs, outputs=(block.output, *self.carry))
         self.soft: dict[str, tuple[str, SoftRounding]] = {}
+        self.started = {n: qw for n, qw in (start or {}).items() if n in set(block.layers)} if start_shift else {}
         self.fixed: dict[str, object] = {}
         by_name = {layer.name: layer for layer in layers}
         for name in block.layers:
@@ -206,9 +209,22 @@ class BlockQuantizer:
             if layer.op_type == "MatMul" and config.layer(layer_name).act is ActMode.STATIC:
                 continue
             channels = layer.weight_shape[layer.channel_axis]
-            out[node.output[0]] = (layer_name, self._torch.nn.Parameter(self._torch.zeros(channels)),
-                                   alpha_beta(layer, node)[0], layer.op_type == "Conv")
+            alpha = alpha_beta(layer, node)[0]
+            begin = self._start_shift(model, layer, alpha)
+            shift = self._torch.zeros(channels) if begin is None else self._torch_from(begin)
+            out[node.output[0]] = (layer_name, self._torch.nn.Parameter(shift), alpha, layer.op_type == "Conv")
         return out
+
+    def _start_shift(self, model: FloatModel, layer: LayerInfo, alpha: float):
+        """The bias correction of a layer's starting rounding (None for the float start,
+        which shifts nothing, or without layer-input statistics)."""
+        from qaev.quantize.bias_correction import output_correction
+
+        if layer.name not in self.started or self.inputs is None:
+            return None
+        stats = self.inputs.get(layer)
+        w = model.weight(layer.weight)
+        return output_correction(w, self.started[layer.name], stats, layer=layer) / alpha
 
     def _shifted(self, name: str, value):
         found = self.shifts.get(name)
@@ -230,6 +246,27 @@ class BlockQuantizer:
 
     def shift_parameters(self) -> list:
         return [p for _, p, _, _ in self.shifts.values()]
+
+    def state(self) -> list:
+        """Copies of every learned parameter (:meth:`restore` puts them back)."""
+        return [p.detach().clone() for p in self._parameters()]
+
+    def restore(self, state: list) -> None:
+        with self._torch.no_grad():
+            for p, saved in zip(self._parameters(), state):
+                p.copy_(saved)
+
+    def _parameters(self) -> list:
+        return self.rounding_parameters() + [q.log_gain for q in self.acts.values()] + self.shift_parameters()
+
+    def undecided(self) -> float:
+        """Fraction of the rounding variables not yet at 0 or 1 (the soft weights the hard
+        rounding departs from)."""
+        h = [s.h().detach().flatten() for _, s in self.soft.values()]
+        if not h:
+            return 0.0
+        h = self._torch.cat(h)
+        return float(((h > 0.01) & (h < 0.99)).float().mean())
 
     def regulariser(self, beta: float):
         return sum(s.regulariser(beta) for _, s in self.soft.values())

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from qaev.config import QuantConfig, ScaleRule
+from qaev.config import QuantConfig, Rounding, ScaleRule
+from qaev.errors import ConfigError
 from qaev.model.graph import FloatModel
 from qaev.model.layers import LayerInfo
 from qaev.quantize.learned._torch import require_torch, seeded_generator
@@ -40,19 +41,26 @@ from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.sequential import Fitted
 from qaev.quantize.weights import QuantizedWeight
 
-__all__ = ["ReconstructOptions", "BlockReport", "Reconstruction", "reconstruct"]
+__all__ = ["ReconstructOptions", "BlockReport", "Reconstruction", "reconstruct", "gptq_start", "STARTS"]
 
 LOG = logging.getLogger("qaev.learned")
+
+#: What the learning may start from (:attr:`ReconstructOptions.start`).
+STARTS = ("nearest", "gptq", "gptq-bc")
 
 
 @dataclass(frozen=True, kw_only=True)
 class ReconstructOptions:
     """How each block is learned.
 
-    The defaults were chosen on calibration-data block errors of EfficientNet-Lite0 (4-bit
-    weights), within the time a 2-core machine allows (benchmarks/RESULTS.md): BRECQ's
-    20000 steps of 32 samples at a learning rate of 1e-3 are out of reach there, and with 500
-    steps the rounding variables need a larger rate to end at 0 or 1.
+    The defaults are BRECQ's schedule shortened to what a 2-core machine allows (BRECQ's
+    20000 steps of 32 samples at a learning rate of 1e-3 are out of reach there; with 500
+    steps the rounding variables need a larger rate to move), started where GPTQ with bias
+    correction ends, with a regulariser strong enough that every rounding variable is at 0
+    or 1 when the learning ends: with a weaker one (10, the earlier default) some were still
+    between when the learning ended, and the hard rounding lost what the soft weights had
+    learned (on EfficientNet-Lite0's first block the learned error ended twice GPTQ with
+    bias correction's: docs/results-learned-rounding.md).
 
     Args:
         iters: Adam steps per block.
@@ -71,6 +79,10 @@ class ReconstructOptions:
             QDQ model as the ``correction`` of :class:`~qaev.quantize.sequential.Fitted`).
         bias_lr: learning rate of those shifts.
         joins, max_layers: block size (:func:`~qaev.quantize.learned.blocks.cut_blocks`).
+        start: the rounding the learning starts from: ``nearest`` (AdaRound's start: the
+            float weights), ``gptq`` (GPTQ's rounding of each layer, which
+            :meth:`~qaev.quantize.Quantizer.build` computes from the layer-input statistics)
+            or ``gptq-bc`` (that rounding, each learned shift starting at its bias correction).
         seed: seeds every random choice.
     """
 
@@ -78,7 +90,7 @@ class ReconstructOptions:
     batch_size: int = 8
     lr: float = 1e-1
     act_lr: float = 1e-3
-    reg_weight: float = 10.0
+    reg_weight: float = 1000.0
     beta: tuple[float, float] = (20.0, 2.0)
     warmup: float = 0.2
     drop: float = 0.5
@@ -88,10 +100,12 @@ class ReconstructOptions:
     bias_lr: float = 1e-3
     joins: int = 1
     max_layers: int = 3
+    start: str = "gptq-bc"
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.iters < 0 or self.batch_size < 1 or not 0 <= self.drop <= 1 or not 0 <= self.mix <= 1:
+        if self.iters < 0 or self.batch_size < 1 or not 0 <= self.drop <= 1 or not 0 <= self.mix <= 1 \
+                or self.start not in STARTS:
             raise ValueError(f"ReconstructOptions: invalid {self}")
 
 
@@ -102,9 +116,16 @@ class BlockReport:
     Attributes:
         block: the block's name.
         layers: weight layers learned in it.
-        before: error with round-to-nearest weights and the calibrated ranges.
-        after: error with the learned rounding and ranges (both fed the quantized inputs).
+        before: error at the start (:attr:`ReconstructOptions.start`'s rounding and shifts,
+            the calibrated ranges).
+        after: error with the learned rounding, shifts and ranges (both fed the quantized
+            inputs).
         seconds: wall time of the block.
+        undecided: fraction of its rounding variables not at 0 or 1 when the learning
+            ended (the soft weights the hard rounding departs from; near 0 when the
+            regulariser did its work).
+        kept_start: whether the learning ended worse than the start on the calibration
+            samples, so the block kept its starting rounding, shifts and ranges.
     """
 
     block: str
@@ -112,6 +133,8 @@ class BlockReport:
     before: float
     after: float
     seconds: float
+    undecided: float = 0.0
+    kept_start: bool = False
 
 
 @dataclass(frozen=True)
@@ -176,9 +199,11 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
             ``block`` are learned, the others keep their own method's weights.
         batches: the calibration feeds.
         options: learning options.
-        start: layer name -> a rounding on the layer's grid to start from (e.g. GPTQ's);
-            other layers start from the float weights (AdaRound's start).
-        inputs: layer-input statistics, for layers other methods round with data.
+        start: layer name -> a rounding on the layer's grid to start from; other layers
+            start from the float weights (AdaRound's start). Default: as ``options.start``
+            says (:func:`gptq_start` from ``inputs`` unless it is ``nearest``).
+        inputs: layer-input statistics, for the GPTQ start and for layers other methods
+            round with data.
         log: called with one line per block (errors before and after, seconds; default:
             the ``qaev.learned`` logger at level INFO).
 
@@ -186,12 +211,18 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
         The :class:`Reconstruction`.
 
     Raises:
-        ConfigError: PyTorch is not installed, or ``config`` lacks a calibrated range.
+        ConfigError: PyTorch is not installed, ``config`` lacks a calibrated range, or
+            the learning starts from GPTQ without ``inputs``.
         ModelError: an operator the interpreter does not know.
     """
     torch = require_torch()
     options = options or ReconstructOptions()
     log = log or LOG.info
+    if start is None and options.start != "nearest":
+        if inputs is None:
+            raise ConfigError(f"block reconstruction: starting from GPTQ (start {options.start!r}) needs the "
+                              "layer-input statistics (inputs=...), or ReconstructOptions(start='nearest')")
+        start = gptq_start(model, layers, config, inputs)
     began = time.perf_counter()
     gen = seeded_generator(options.seed)
     blocks = cut_blocks(model.proto, layers, joins=options.joins, max_layers=options.max_layers)
@@ -202,21 +233,45 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
         t0 = time.perf_counter()
         carry = _carried(blocks, i)
         bq = BlockQuantizer(model, layers, config, block, carry=carry, learn_ranges=learn_ranges,
-                            learn_bias=options.learn_bias, start=start, inputs=inputs)
+                            learn_bias=options.learn_bias, start=start,
+                            start_shift=options.start == "gptq-bc", inputs=inputs)
         with torch.no_grad():
             targets, side = bq.float_outputs(samples)
             bq.before = bq.error(samples, targets)
+        began_at = bq.state()
         _learn_block(bq, samples, targets, options, gen)
         with torch.no_grad():
-            after = bq.error(samples, targets)
+            after, undecided, kept = bq.error(samples, targets), bq.undecided(), False
+            if after > bq.before:  # the learning made the block worse than its start: keep the start
+                bq.restore(began_at)
+                after, kept = bq.before, True
             samples = samples.advance(block, targets, bq.quantized_outputs(samples), side)
         fitted.update(bq.fitted())
         ranges.update(bq.ranges() if learn_ranges else {})
         reports.append(BlockReport(block=block.name, layers=len(bq.rounding_parameters()), before=bq.before,
-                                   after=after, seconds=time.perf_counter() - t0))
+                                   after=after, seconds=time.perf_counter() - t0, undecided=undecided,
+                                   kept_start=kept))
         r = reports[-1]
-        log(f"block {i + 1}/{len(blocks)} {r.block}: error {r.before:.4g} -> {r.after:.4g} ({r.seconds:.1f} s)")
+        log(f"block {i + 1}/{len(blocks)} {r.block}: error {r.before:.4g} -> {r.after:.4g} ({r.seconds:.1f} s; "
+            f"{r.undecided:.1%} of the rounding undecided{'; worse than its start, start kept' if kept else ''})")
     return Reconstruction(fitted=fitted, ranges=ranges, blocks=tuple(reports), seconds=time.perf_counter() - began)
+
+
+def gptq_start(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfig, inputs: LayerInputs, *,
+               cache=None) -> dict[str, QuantizedWeight]:
+    """GPTQ's rounding (on the config's grid) of every layer whose rounding is ``block``:
+    where :attr:`ReconstructOptions.start` ``gptq`` and ``gptq-bc`` start the learning."""
+    from qaev.quantize.qdq import quantized_weight
+    from qaev.quantize.quantizer import model_scope_layers
+    from qaev.quantize.rounding.groups import supports_data_aware
+
+    learned, start = set(model_scope_layers(config)), {}
+    for layer in layers:
+        cfg = config.layer(layer.name)
+        if layer.name in learned and cfg.effective().w_bits <= 8 and supports_data_aware(layer):
+            gptq = replace(cfg, rounding=Rounding.GPTQ, bias_correction=False)
+            start[layer.name] = quantized_weight(model, layer, gptq, config, cache, inputs=inputs)
+    return start
 
 
 def _carried(blocks: Sequence[Block], i: int) -> tuple[str, ...]:

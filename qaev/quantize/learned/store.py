@@ -23,7 +23,7 @@ from qaev.quantize.weights import QuantizedWeight
 __all__ = ["STORE_VERSION", "result_key", "load_result", "save_result"]
 
 #: Bumped whenever learning changes what a key produces.
-STORE_VERSION = 1
+STORE_VERSION = 2
 
 
 def result_key(*, model_sha256: str, data_key: str, config_key: str, options) -> str:
