@@ -185,6 +185,38 @@ def _learn_block(bq: BlockQuantizer, samples: Samples, targets, options: Reconst
         opt.step()
 
 
+def _starting(model, layers, config, options: ReconstructOptions, start, inputs):
+    """The start ``reconstruct`` was given, else the one ``options.start`` names."""
+    if start is not None or options.start == "nearest":
+        return start
+    if inputs is None:
+        raise ConfigError(f"block reconstruction: starting from GPTQ (start {options.start!r}) needs the "
+                          "layer-input statistics (inputs=...), or ReconstructOptions(start='nearest')")
+    return gptq_start(model, layers, config, inputs)
+
+
+def _line(r: BlockReport) -> str:
+    kept = "; worse than its start, start kept" if r.kept_start else ""
+    return (f"{r.block}: error {r.before:.4g} -> {r.after:.4g} ({r.seconds:.1f} s; "
+            f"{r.undecided:.1%} of the rounding undecided{kept})")
+
+
+def _learned_or_start(bq: BlockQuantizer, samples: Samples, targets, options: ReconstructOptions,
+                      gen) -> tuple[float, float, bool]:
+    """Learn one block: its error after, the share of its rounding left undecided, and
+    whether it kept its start because the learning ended worse than it on the calibration
+    samples (then every learned parameter is put back)."""
+    torch = require_torch()
+    began_at = bq.state()
+    _learn_block(bq, samples, targets, options, gen)
+    with torch.no_grad():
+        after, undecided = bq.error(samples, targets), bq.undecided()
+        if after > bq.before:
+            bq.restore(began_at)
+            return bq.before, undecided, True
+    return after, undecided, False
+
+
 def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfig,
                 batches: Sequence[Mapping[str, np.ndarray]], *, options: ReconstructOptions | None = None,
                 start: Mapping[str, QuantizedWeight] | None = None, inputs: LayerInputs | None = None,
@@ -218,11 +250,7 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
     torch = require_torch()
     options = options or ReconstructOptions()
     log = log or LOG.info
-    if start is None and options.start != "nearest":
-        if inputs is None:
-            raise ConfigError(f"block reconstruction: starting from GPTQ (start {options.start!r}) needs the "
-                              "layer-input statistics (inputs=...), or ReconstructOptions(start='nearest')")
-        start = gptq_start(model, layers, config, inputs)
+    start = _starting(model, layers, config, options, start, inputs)
     began = time.perf_counter()
     gen = seeded_generator(options.seed)
     blocks = cut_blocks(model.proto, layers, joins=options.joins, max_layers=options.max_layers)
@@ -238,22 +266,15 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
         with torch.no_grad():
             targets, side = bq.float_outputs(samples)
             bq.before = bq.error(samples, targets)
-        began_at = bq.state()
-        _learn_block(bq, samples, targets, options, gen)
+        after, undecided, kept = _learned_or_start(bq, samples, targets, options, gen)
         with torch.no_grad():
-            after, undecided, kept = bq.error(samples, targets), bq.undecided(), False
-            if after > bq.before:  # the learning made the block worse than its start: keep the start
-                bq.restore(began_at)
-                after, kept = bq.before, True
             samples = samples.advance(block, targets, bq.quantized_outputs(samples), side)
         fitted.update(bq.fitted())
         ranges.update(bq.ranges() if learn_ranges else {})
         reports.append(BlockReport(block=block.name, layers=len(bq.rounding_parameters()), before=bq.before,
                                    after=after, seconds=time.perf_counter() - t0, undecided=undecided,
                                    kept_start=kept))
-        r = reports[-1]
-        log(f"block {i + 1}/{len(blocks)} {r.block}: error {r.before:.4g} -> {r.after:.4g} ({r.seconds:.1f} s; "
-            f"{r.undecided:.1%} of the rounding undecided{'; worse than its start, start kept' if kept else ''})")
+        log(f"block {i + 1}/{len(blocks)} {_line(reports[-1])}")
     return Reconstruction(fitted=fitted, ranges=ranges, blocks=tuple(reports), seconds=time.perf_counter() - began)
 
 
@@ -262,13 +283,15 @@ def gptq_start(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConf
     """GPTQ's rounding (on the config's grid) of every layer whose rounding is ``block``:
     where :attr:`ReconstructOptions.start` ``gptq`` and ``gptq-bc`` start the learning."""
     from qaev.quantize.qdq import quantized_weight
-    from qaev.quantize.quantizer import model_scope_layers
     from qaev.quantize.rounding.groups import supports_data_aware
+    from qaev.quantize.rounding.registry import rounding_entry
 
-    learned, start = set(model_scope_layers(config)), {}
+    start = {}
     for layer in layers:
         cfg = config.layer(layer.name)
-        if layer.name in learned and cfg.effective().w_bits <= 8 and supports_data_aware(layer):
+        if cfg is None or cfg.is_float or not rounding_entry(cfg.effective().rounding).model_scope:
+            continue
+        if cfg.effective().w_bits <= 8 and supports_data_aware(layer):
             gptq = replace(cfg, rounding=Rounding.GPTQ, bias_correction=False)
             start[layer.name] = quantized_weight(model, layer, gptq, config, cache, inputs=inputs)
     return start
