@@ -21,7 +21,7 @@ from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.qdq import build_qdq
 from qaev.quantize.rounding.registry import rounding_entry
 from qaev.quantize.sequential import Fitted, fit_sequential
-from qaev.quantize.weights import QuantizedWeight, WeightCache
+from qaev.quantize.weights import WeightCache
 
 __all__ = ["Quantizer", "cache_dir", "activation_tensors", "uniform_config", "model_scope_layers"]
 
@@ -184,18 +184,11 @@ class Quantizer:
             LOG.info("block reconstruction: %d blocks read from %s (learned in %.0f s)", len(found.blocks),
                      folder / f"{key}.npz", found.seconds)
             return found
-        start = self._gptq_start(config) if options.start.startswith("gptq") else None
-        result = reconstruct(self.model, self.layers, config, batches, options=options, start=start,
-                             inputs=self.inputs)
+        result = reconstruct(self.model, self.layers, config, batches, options=options, inputs=self.inputs,
+                             weights=self.weights)
         if folder is not None:
             save_result(folder, key, result)
         return result
-
-    def _gptq_start(self, config: QuantConfig) -> dict[str, QuantizedWeight]:
-        """GPTQ's rounding of every layer block reconstruction learns (its start)."""
-        from qaev.quantize.learned.reconstruct import gptq_start
-
-        return gptq_start(self.model, self.layers, config, self.inputs, cache=self.weights)
 
     def fitted(self, config: QuantConfig) -> dict[str, Fitted]:
         """The layers of a resolved ``config`` fitted to quantized inputs

@@ -157,8 +157,7 @@ def test_a_block_the_learning_makes_worse_keeps_its_start(digits):
     model, q = digits
     config = _config(q, w_bits=3, act=ActMode.STATIC, a_bits=8)
     ruinous = ReconstructOptions(iters=20, lr=50.0, reg_weight=0.0, start="gptq-bc")
-    result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ruinous, start=q._gptq_start(config),
-                         inputs=q.inputs)
+    result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ruinous, inputs=q.inputs)
     assert all(b.after <= b.before for b in result.blocks)
     assert any(b.kept_start for b in result.blocks)
 
@@ -167,5 +166,5 @@ def test_the_default_learning_ends_with_every_rounding_decided(digits):
     model, q = digits
     config = _config(q, w_bits=3, act=ActMode.STATIC, a_bits=8)
     result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ReconstructOptions(iters=150),
-                         start=q._gptq_start(config), inputs=q.inputs)
+                         inputs=q.inputs)
     assert all(b.undecided < 0.01 for b in result.blocks), [b.undecided for b in result.blocks]

@@ -23,7 +23,7 @@ from qaev.quantize.rounding.registry import rounding_entry
 from qaev.quantize.sequential import Fitted
 from qaev.quantize.weights import ActParams, QuantizedWeight, quantize_weight
 
-__all__ = ["Samples", "BlockQuantizer", "ActQuantizer", "bernoulli_mask"]
+__all__ = ["Samples", "BlockQuantizer", "ActQuantizer", "bernoulli_mask", "learns_rounding"]
 
 _EVAL_BATCH = 32  # samples per no-gradient pass (bounds the memory of the full-data passes)
 
@@ -91,6 +91,16 @@ class Samples:
     def advance(self, block: Block, fp: tuple, q: tuple, side: Mapping[str, tuple]) -> "Samples":
         """The samples at the next block's input."""
         return Samples(main=block.output, fp=fp, q=q, side={**self.side, **side})
+
+
+def learns_rounding(layer: LayerInfo, cfg) -> bool:
+    """Whether block reconstruction learns ``layer``'s rounding under its config ``cfg``: a
+    model-scope rounding method on a grid of at most 8 bits, on a layer data-aware rounding
+    supports (every other weight stays as the QDQ model holds it)."""
+    if cfg is None or cfg.w_bits is None:
+        return False
+    eff = cfg.effective()
+    return eff.w_bits <= 8 and supports_data_aware(layer) and rounding_entry(eff.rounding).model_scope
 
 
 def bernoulli_mask(shape, p: float, gen):
@@ -165,7 +175,7 @@ class BlockQuantizer:
         self.block, self.carry = block, tuple(t for t in carry if t in produced)
         self.graph = TorchGraph(model.proto, inputs=block.inputs, outputs=(block.output, *self.carry))
         self.soft: dict[str, tuple[str, SoftRounding]] = {}
-        self.started = {n: qw for n, qw in (start or {}).items() if n in set(block.layers)} if start_shift else {}
+        self.started = {n: qw for n, qw in (start or {}).items() if n in block.layers} if start_shift else {}
         self.fixed: dict[str, object] = {}
         by_name = {layer.name: layer for layer in layers}
         for name in block.layers:
@@ -185,7 +195,7 @@ class BlockQuantizer:
             return
         eff = cfg.effective()
         w = model.weight(layer.weight)
-        if eff.w_bits <= 8 and supports_data_aware(layer) and rounding_entry(eff.rounding).model_scope:
+        if learns_rounding(layer, cfg):
             grid = quantize_weight(w, bits=eff.w_bits, granularity=eff.granularity, symmetric=eff.symmetric,
                                    scale_rule=config.scale_rule, channel_axis=layer.channel_axis,
                                    reduce_axis=layer.reduce_axis, weight_range=eff.weight_range)

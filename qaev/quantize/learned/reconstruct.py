@@ -36,7 +36,7 @@ from qaev.model.layers import LayerInfo
 from qaev.quantize.learned._torch import require_torch, seeded_generator
 from qaev.quantize.learned.adaround import beta_at
 from qaev.quantize.learned.blocks import Block, cut_blocks
-from qaev.quantize.learned.block_state import BlockQuantizer, Samples
+from qaev.quantize.learned.block_state import BlockQuantizer, Samples, learns_rounding
 from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.sequential import Fitted
 from qaev.quantize.weights import QuantizedWeight
@@ -185,14 +185,14 @@ def _learn_block(bq: BlockQuantizer, samples: Samples, targets, options: Reconst
         opt.step()
 
 
-def _starting(model, layers, config, options: ReconstructOptions, start, inputs):
+def _starting(model, layers, config, options: ReconstructOptions, start, inputs, weights):
     """The start ``reconstruct`` was given, else the one ``options.start`` names."""
     if start is not None or options.start == "nearest":
         return start
     if inputs is None:
         raise ConfigError(f"block reconstruction: starting from GPTQ (start {options.start!r}) needs the "
                           "layer-input statistics (inputs=...), or ReconstructOptions(start='nearest')")
-    return gptq_start(model, layers, config, inputs)
+    return gptq_start(model, layers, config, inputs, cache=weights)
 
 
 def _line(r: BlockReport) -> str:
@@ -220,7 +220,7 @@ def _learned_or_start(bq: BlockQuantizer, samples: Samples, targets, options: Re
 def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfig,
                 batches: Sequence[Mapping[str, np.ndarray]], *, options: ReconstructOptions | None = None,
                 start: Mapping[str, QuantizedWeight] | None = None, inputs: LayerInputs | None = None,
-                log: Callable[[str], None] | None = None) -> Reconstruction:
+                weights=None, log: Callable[[str], None] | None = None) -> Reconstruction:
     """Learn every block's weight rounding and activation step sizes (module docstring).
 
     Args:
@@ -236,6 +236,8 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
             says (:func:`gptq_start` from ``inputs`` unless it is ``nearest``).
         inputs: layer-input statistics, for the GPTQ start and for layers other methods
             round with data.
+        weights: a :class:`~qaev.quantize.weights.WeightCache` the GPTQ start is read from
+            and kept in (the quantizer's, which may hold it already).
         log: called with one line per block (errors before and after, seconds; default:
             the ``qaev.learned`` logger at level INFO).
 
@@ -250,7 +252,7 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
     torch = require_torch()
     options = options or ReconstructOptions()
     log = log or LOG.info
-    start = _starting(model, layers, config, options, start, inputs)
+    start = _starting(model, layers, config, options, start, inputs, weights)
     began = time.perf_counter()
     gen = seeded_generator(options.seed)
     blocks = cut_blocks(model.proto, layers, joins=options.joins, max_layers=options.max_layers)
@@ -259,8 +261,7 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
     fitted, ranges, reports = {}, {}, []
     for i, block in enumerate(blocks):
         t0 = time.perf_counter()
-        carry = _carried(blocks, i)
-        bq = BlockQuantizer(model, layers, config, block, carry=carry, learn_ranges=learn_ranges,
+        bq = BlockQuantizer(model, layers, config, block, carry=_carried(blocks, i), learn_ranges=learn_ranges,
                             learn_bias=options.learn_bias, start=start,
                             start_shift=options.start == "gptq-bc", inputs=inputs)
         with torch.no_grad():
@@ -283,15 +284,11 @@ def gptq_start(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConf
     """GPTQ's rounding (on the config's grid) of every layer whose rounding is ``block``:
     where :attr:`ReconstructOptions.start` ``gptq`` and ``gptq-bc`` start the learning."""
     from qaev.quantize.qdq import quantized_weight
-    from qaev.quantize.rounding.groups import supports_data_aware
-    from qaev.quantize.rounding.registry import rounding_entry
 
     start = {}
     for layer in layers:
         cfg = config.layer(layer.name)
-        if cfg is None or cfg.is_float or not rounding_entry(cfg.effective().rounding).model_scope:
-            continue
-        if cfg.effective().w_bits <= 8 and supports_data_aware(layer):
+        if learns_rounding(layer, cfg):
             gptq = replace(cfg, rounding=Rounding.GPTQ, bias_correction=False)
             start[layer.name] = quantized_weight(model, layer, gptq, config, cache, inputs=inputs)
     return start
