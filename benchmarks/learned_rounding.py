@@ -31,7 +31,7 @@ from qaev.config import BlockSettings, LayerConfig
 from qaev.evaluation.evaluator import Evaluator
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
-from qaev.quantize.learned.reconstruct import STARTS, ReconstructOptions
+from qaev.quantize.learned.reconstruct import OUTPUT_LOSSES, STARTS, ReconstructOptions
 
 
 def _base(act: str) -> LayerConfig:
@@ -50,7 +50,8 @@ def _method(name: str, quantizer, config, args, seed: int):
     if name in ("nearest", "gptq", "adaround"):  # GPTQ and AdaRound with bias correction
         return quantizer.build(_with(config, name, name != "nearest"), resolved=True), {}
     quantizer.reconstruction = ReconstructOptions(batch_size=args.batch, lr=args.lr, learn_bias=not args.no_learn_bias,
-                                                  start=args.start, reg_weight=args.reg_weight)
+                                                  start=args.start, reg_weight=args.reg_weight,
+                                                  output_loss=args.output_loss)
     cfg = replace(_with(config, "block", False), block=BlockSettings(iters=int(name.split(":")[1]), seed=seed))
     model = quantizer.build(cfg, resolved=True)
     result = quantizer.reconstructed(cfg)
@@ -80,9 +81,11 @@ def measure(args) -> list[dict]:
                 model, extra = _method(name, quantizer, config, args, seed)
                 fit_s, fit_cpu = time.perf_counter() - start, time.process_time() - cpu
                 outputs = evaluator.measure(model, keep_outputs=True).outputs
-                drop, se = evaluator.head_drop(outputs)
+                items = evaluator.item_drops(outputs)
+                drop, se = evaluator.head_drop(outputs, items=items)
                 row = {"problem": args.problem, "seed": seed, "acts": act, "method": name, "calib": len(parts.calib),
-                       "drop": drop, "se": se,
+                       "drop": drop, "se": se, "output_loss": args.output_loss,
+                       "items": None if items is None else [round(float(v), 6) for v in items],
                        "fit_min": fit_s / 60, "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data),
                        "float": evaluator.float_value, **extra}
                 if args.per_block:
@@ -241,6 +244,8 @@ def main(argv=None) -> None:
                         help="weight of the rounding regulariser (10 before 2026-12-06)")
     parser.add_argument("--start", choices=STARTS, default=ReconstructOptions().start,
                         help="block reconstruction's starting rounding (nearest before 2026-12-06)")
+    parser.add_argument("--output-loss", choices=OUTPUT_LOSSES, default=ReconstructOptions().output_loss,
+                        help="what block reconstruction fits the block ending at the model's output on")
     parser.add_argument("--no-learn-bias", action="store_true", help="learn rounding and step sizes only (BRECQ/QDrop)")
     parser.add_argument("--per-block", action="store_true",
                         help="also print each block's output error on calibration and evaluation samples")

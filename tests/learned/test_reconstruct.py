@@ -168,3 +168,22 @@ def test_the_default_learning_ends_with_every_rounding_decided(digits):
     result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ReconstructOptions(iters=150),
                          inputs=q.inputs)
     assert all(b.undecided < 0.01 for b in result.blocks), [b.undecided for b in result.blocks]
+
+
+def test_the_kl_output_loss_fits_only_the_block_ending_at_the_model_output(digits):
+    torch = pytest.importorskip("torch")
+    from qaev.quantize.learned.block_state import softmax_kl
+
+    scores = torch.randn(5, 10, dtype=torch.float64)
+    assert float(softmax_kl(scores, scores).abs().max()) < 1e-12
+    assert float(softmax_kl(scores + 3.0, scores).abs().max()) < 1e-9  # a shared shift ranks no class differently
+    assert float(softmax_kl(2 * scores, scores).min()) > 0
+    model, q = digits
+    config = _config(q, w_bits=3, act=ActMode.STATIC, a_bits=8)
+    run = lambda loss: reconstruct(model, q.layers, config, q.inputs.batches(), inputs=q.inputs,  # noqa: E731
+                                   options=ReconstructOptions(iters=150, seed=1, output_loss=loss)).blocks
+    mse, kl = run("mse"), run("kl")
+    assert mse[0] == replace(kl[0], seconds=mse[0].seconds)  # the inner block is fitted as before
+    assert kl[-1].before != mse[-1].before and kl[-1].after < kl[-1].before  # the last on the KL, lowered
+    with pytest.raises(ValueError):
+        ReconstructOptions(output_loss="cross-entropy")

@@ -23,7 +23,7 @@ from qaev.quantize.rounding.registry import rounding_entry
 from qaev.quantize.sequential import Fitted
 from qaev.quantize.weights import ActParams, QuantizedWeight, quantize_weight
 
-__all__ = ["Samples", "BlockQuantizer", "ActQuantizer", "bernoulli_mask", "learns_rounding"]
+__all__ = ["Samples", "BlockQuantizer", "ActQuantizer", "bernoulli_mask", "learns_rounding", "softmax_kl"]
 
 _EVAL_BATCH = 32  # samples per no-gradient pass (bounds the memory of the full-data passes)
 
@@ -103,6 +103,15 @@ def learns_rounding(layer: LayerInfo, cfg) -> bool:
     return eff.w_bits <= 8 and supports_data_aware(layer) and rounding_entry(eff.rounding).model_scope
 
 
+def softmax_kl(out, target):
+    """Kullback-Leibler divergence of ``softmax(out)`` from ``softmax(target)`` over the last
+    axis, one value per row: what a class-score output loses in the ranking of classes
+    (the mean squared error weighs every score alike, the losing classes' included)."""
+    log_q = out.log_softmax(-1)
+    log_p = target.log_softmax(-1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
 def bernoulli_mask(shape, p: float, gen):
     """A boolean mask, each element True with probability ``p`` rounded to 1/256 (random
     bytes compared with ``p * 256``: half the cost of comparing uniform floats)."""
@@ -163,12 +172,15 @@ class BlockQuantizer:
         start: layer name -> a rounding on the layer's grid to start from.
         start_shift: start each learned shift at the bias correction of ``start``'s rounding.
         inputs: layer-input statistics for the layers other methods round with data.
+        output_loss: ``kl`` fits a block whose output is the model's on the softmax's
+            Kullback-Leibler divergence (:func:`softmax_kl`); otherwise, and for every
+            other block, the mean squared error.
     """
 
     def __init__(self, model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfig, block: Block, *,
                  carry: Sequence[str] = (), learn_ranges: bool = True, learn_bias: bool = False,
                  start: Mapping[str, QuantizedWeight] | None = None, start_shift: bool = False,
-                 inputs: LayerInputs | None = None) -> None:
+                 inputs: LayerInputs | None = None, output_loss: str = "mse") -> None:
         self._torch = require_torch()
         self.inputs = inputs
         produced = {t for n in model.proto.graph.node if n.name in set(block.nodes) for t in n.output}
@@ -183,6 +195,7 @@ class BlockQuantizer:
         self.shifts = self._shifts(model, by_name, config) if learn_bias else {}
         graph_inputs = {v.name for v in model.proto.graph.input}
         outputs = {o.name for o in model.proto.graph.output}
+        self.kl = output_loss == "kl" and block.output in outputs
         plan = activation_plan(config, layers).bits
         self.acts = {t: ActQuantizer(act_params_of(config, t, bits), learn=learn_ranges and t not in outputs)
                      for t, bits in plan.items() if t in produced or (t in block.inputs and t in graph_inputs)}
@@ -315,13 +328,20 @@ class BlockQuantizer:
             parts.setdefault(c, []).append(self.run(feeds, soft=False))
         return tuple(self._torch.cat(parts[c]) for c in sorted(parts))
 
+    def loss(self, out, target):
+        """What the block is fitted on: the mean squared error of ``out`` against
+        ``target``, or the mean :func:`softmax_kl` for the model's output under ``kl``."""
+        return softmax_kl(out, target).mean() if self.kl else (out - target).square().mean()
+
     def error(self, samples: Samples, targets: tuple) -> float:
-        """Mean squared error of the quantized block (hard rounding) against ``targets``."""
+        """:meth:`loss` of the quantized block (hard rounding) against ``targets`` over
+        every sample."""
         total, count = 0.0, 0
         for c, part, feeds in samples.passes(quantized=True):
-            diff = self.run(feeds, soft=False) - targets[c][part]
-            total += float(diff.double().square().sum())
-            count += diff.numel()
+            out, target = self.run(feeds, soft=False).double(), targets[c][part].double()
+            each = softmax_kl(out, target) if self.kl else (out - target).square()
+            total += float(each.sum())
+            count += each.numel()
         return total / max(count, 1)
 
     def fitted(self) -> dict[str, Fitted]:

@@ -41,12 +41,15 @@ from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.sequential import Fitted
 from qaev.quantize.weights import QuantizedWeight
 
-__all__ = ["ReconstructOptions", "BlockReport", "Reconstruction", "reconstruct", "gptq_start", "STARTS"]
+__all__ = ["ReconstructOptions", "BlockReport", "Reconstruction", "reconstruct", "gptq_start", "STARTS",
+           "OUTPUT_LOSSES"]
 
 LOG = logging.getLogger("qaev.learned")
 
 #: What the learning may start from (:attr:`ReconstructOptions.start`).
 STARTS = ("nearest", "gptq", "gptq-bc")
+#: What the block that ends at the model's output is fitted on (:attr:`ReconstructOptions.output_loss`).
+OUTPUT_LOSSES = ("mse", "kl")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +86,10 @@ class ReconstructOptions:
             float weights), ``gptq`` (GPTQ's rounding of each layer, which
             :meth:`~qaev.quantize.Quantizer.build` computes from the layer-input statistics)
             or ``gptq-bc`` (that rounding, each learned shift starting at its bias correction).
+        output_loss: what the block ending at the model's output is fitted on: ``mse``
+            (its output's mean squared error, as every other block) or ``kl`` (the
+            Kullback-Leibler divergence of the softmax of its output, over the last axis,
+            from the float model's: for class scores, where what counts is which class wins).
         seed: seeds every random choice.
     """
 
@@ -101,11 +108,12 @@ class ReconstructOptions:
     joins: int = 1
     max_layers: int = 3
     start: str = "gptq-bc"
+    output_loss: str = "mse"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.iters < 0 or self.batch_size < 1 or not 0 <= self.drop <= 1 or not 0 <= self.mix <= 1 \
-                or self.start not in STARTS:
+                or self.start not in STARTS or self.output_loss not in OUTPUT_LOSSES:
             raise ValueError(f"ReconstructOptions: invalid {self}")
 
 
@@ -176,7 +184,7 @@ def _learn_block(bq: BlockQuantizer, samples: Samples, targets, options: Reconst
         idx = samples.batch(options.batch_size, gen)
         feeds = samples.mixed(idx, options.mix, gen)
         out = bq.run(feeds, soft=True, drop=options.drop, gen=gen)
-        loss = (out - targets[idx[0]][idx[1]]).square().mean() * scale
+        loss = bq.loss(out, targets[idx[0]][idx[1]]) * scale
         beta = beta_at(step, options.iters, options.warmup, options.beta)
         if beta is not None and options.reg_weight > 0:
             loss = loss + options.reg_weight * bq.regulariser(beta) / n_weights
@@ -263,7 +271,8 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
         t0 = time.perf_counter()
         bq = BlockQuantizer(model, layers, config, block, carry=_carried(blocks, i), learn_ranges=learn_ranges,
                             learn_bias=options.learn_bias, start=start,
-                            start_shift=options.start == "gptq-bc", inputs=inputs)
+                            start_shift=options.start == "gptq-bc", inputs=inputs,
+                            output_loss=options.output_loss)
         with torch.no_grad():
             targets, side = bq.float_outputs(samples)
             bq.before = bq.error(samples, targets)
