@@ -129,16 +129,34 @@ def per_block_errors(parts, layers, model) -> list[tuple[float, float]]:
     return list(zip(*errors))
 
 
+def _variant(row: dict) -> str:
+    loss = row.get("output_loss", "mse")
+    return row["method"] if loss == "mse" else f"{row['method']}/{loss}"
+
+
 def summary(rows: list[dict]) -> None:
-    """Mean drop over seeds per (acts, method), with the combined paired standard error."""
-    print(f"{'acts':5s} {'method':12s} {'seeds':>5s} {'mean drop':>10s} {'se':>5s} {'fit min':>8s}")
-    keys = list(dict.fromkeys((r["acts"], r["method"]) for r in rows))
-    for act, method in keys:
-        sel = [r for r in rows if r["acts"] == act and r["method"] == method]
+    """Mean drop over seeds per (acts, method), with the combined paired standard error;
+    then, for two variants measured with per-item drops on the same seeds, their mean
+    difference with its paired standard error (the same evaluation items for both)."""
+    print(f"{'acts':5s} {'method':16s} {'seeds':>5s} {'mean drop':>10s} {'se':>5s} {'fit min':>8s}")
+    keys = list(dict.fromkeys((r["acts"], _variant(r)) for r in rows))
+    for act, variant in keys:
+        sel = [r for r in rows if r["acts"] == act and _variant(r) == variant]
         mean = float(np.mean([r["drop"] for r in sel]))
         se = float(np.sqrt(sum(r["se"] ** 2 for r in sel))) / len(sel)
         minutes = np.mean([r["fit_min"] for r in sel])
-        print(f"{act:5s} {method:12s} {len(sel):5d} {mean:+10.2f} {se:5.2f} {minutes:8.1f}")
+        print(f"{act:5s} {variant:16s} {len(sel):5d} {mean:+10.2f} {se:5.2f} {minutes:8.1f}")
+    for (act, a), (act_b, b) in ((x, y) for i, x in enumerate(keys) for y in keys[i + 1:]):
+        by_seed = {}
+        for r in rows:
+            if r["acts"] == act == act_b and r.get("items") and _variant(r) in (a, b):
+                by_seed.setdefault(r["seed"], {})[_variant(r)] = np.array(r["items"])
+        pairs = [(v[b] - v[a]) for v in by_seed.values() if len(v) == 2 and len(v[a]) == len(v[b])]
+        if pairs:
+            diffs = [float(d.mean()) for d in pairs]
+            se = float(np.sqrt(sum(d.var() / len(d) for d in pairs))) / len(pairs)
+            print(f"{act:5s} {b} - {a}: {np.mean(diffs):+.2f} +-{se:.2f} paired, {len(pairs)} seed(s) "
+                  f"({', '.join(f'{d:+.2f}' for d in diffs)})")
 
 
 def _timed(fn, repeat: int = 3) -> float:
