@@ -131,7 +131,7 @@ class BlockReport:
         seconds: wall time of the block.
         undecided: fraction of its rounding variables not at 0 or 1 when the learning
             ended (the soft weights the hard rounding departs from; near 0 when the
-            regulariser did its work).
+            regulariser did its work; 0 without learning steps).
         kept_start: whether the learning ended worse than the start on the calibration
             samples, so the block kept its starting rounding, shifts and ranges.
     """
@@ -218,7 +218,8 @@ def _learned_or_start(bq: BlockQuantizer, samples: Samples, targets, options: Re
     began_at = bq.state()
     _learn_block(bq, samples, targets, options, gen)
     with torch.no_grad():
-        after, undecided = bq.error(samples, targets), bq.undecided()
+        after = bq.error(samples, targets)
+        undecided = bq.undecided() if options.iters else 0.0  # no step: the soft weights were never used
         if after > bq.before:
             bq.restore(began_at)
             return bq.before, undecided, True
