@@ -74,6 +74,7 @@ def measure(args) -> list[dict]:
         parts = problem_parts(args.problem, seed=seed, calib=args.calib)
         quantizer = Quantizer.calibrated(parts.model, parts.calib)
         evaluator = Evaluator(parts.model, parts.test or parts.eval, metric=parts.metric)
+        float_outputs: dict = {}  # the float model's block outputs, once per seed
         for act in args.acts.split(","):
             config = quantizer.resolve(uniform_config(quantizer.layers, _base(act)))
             for name in methods:
@@ -89,7 +90,7 @@ def measure(args) -> list[dict]:
                        "fit_min": fit_s / 60, "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data),
                        "float": evaluator.float_value, **extra}
                 if args.per_block:
-                    row["per_block"] = per_block_errors(parts, quantizer.layers, model)
+                    row["per_block"] = per_block_errors(parts, quantizer.layers, model, float_outputs)
                 rows.append(row)
                 print(f"{seed:4d} {act:5s} {name:12s} {drop:+7.2f} +-{se:4.2f} {fit_s / 60:7.1f} min "
                       f"({fit_cpu / 60:.1f} cpu)", flush=True)
@@ -101,11 +102,12 @@ def measure(args) -> list[dict]:
     return rows
 
 
-def per_block_errors(parts, layers, model) -> list[tuple[float, float]]:
+def per_block_errors(parts, layers, model, float_outputs: dict) -> list[tuple[float, float]]:
     """Per block of block reconstruction's cut, the mean squared error of the quantized
     model's block output against the float model's, on the calibration and on the evaluation
     samples (ONNX Runtime, the errors of every block before it included): where the learning
-    fits the calibration samples and does not carry over, the second grows past the first."""
+    fits the calibration samples and does not carry over, the second grows past the first.
+    ``float_outputs`` keeps the float model's outputs between calls on the same split."""
     import onnx
 
     from qaev.model.session import make_session
@@ -123,8 +125,10 @@ def per_block_errors(parts, layers, model) -> list[tuple[float, float]]:
         return [np.concatenate([r[i] for r in runs]) for i in range(len(names))]
 
     errors = []
-    for data in (parts.calib, parts.test or parts.eval):
-        ref, got = outputs(parts.model.proto, data), outputs(model, data)
+    for key, data in (("calib", parts.calib), ("eval", parts.test or parts.eval)):
+        if key not in float_outputs:
+            float_outputs[key] = outputs(parts.model.proto, data)
+        ref, got = float_outputs[key], outputs(model, data)
         errors.append([float(np.mean((g - r) ** 2)) for g, r in zip(got, ref)])
     return list(zip(*errors))
 
