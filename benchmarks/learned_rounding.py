@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from qaev.config import BlockSettings, LayerConfig
-from qaev.evaluation.evaluator import Evaluator
+from qaev.evaluation.evaluator import Evaluator, get_metric
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
 from qaev.quantize.learned.reconstruct import OUTPUT_LOSSES, STARTS, ReconstructOptions
@@ -44,15 +44,15 @@ def _with(config, rounding: str, bias_correction: bool):
                                    for k, v in config.layers.items()})
 
 
-def _method(name: str, quantizer, config, args, seed: int):
+def _method(name: str, quantizer, config, args, seed: int, output_loss: str):
     """(QDQ model, extra record fields) of one rounding method on a resolved config; every
     method is built by ``Quantizer.build`` from the config that names it."""
     if name in ("nearest", "gptq", "adaround"):  # GPTQ and AdaRound with bias correction
         return quantizer.build(_with(config, name, name != "nearest"), resolved=True), {}
     quantizer.reconstruction = ReconstructOptions(batch_size=args.batch, lr=args.lr, learn_bias=not args.no_learn_bias,
-                                                  start=args.start, reg_weight=args.reg_weight,
-                                                  output_loss=args.output_loss)
-    cfg = replace(_with(config, "block", False), block=BlockSettings(iters=int(name.split(":")[1]), seed=seed))
+                                                  start=args.start, reg_weight=args.reg_weight)
+    cfg = replace(_with(config, "block", False), block=BlockSettings(iters=int(name.split(":")[1]), seed=seed,
+                                                                     output_loss=output_loss))
     model = quantizer.build(cfg, resolved=True)
     result = quantizer.reconstructed(cfg)
     return model, {"blocks": [[b.block, b.before, b.after, b.seconds] for b in result.blocks]}
@@ -75,17 +75,18 @@ def measure(args) -> list[dict]:
         quantizer = Quantizer.calibrated(parts.model, parts.calib)
         evaluator = Evaluator(parts.model, parts.test or parts.eval, metric=parts.metric)
         float_outputs: dict = {}  # the float model's block outputs, once per seed
+        output_loss = args.output_loss or get_metric(parts.metric).output_loss
         for act in args.acts.split(","):
             config = quantizer.resolve(uniform_config(quantizer.layers, _base(act)))
             for name in methods:
                 start, cpu = time.perf_counter(), time.process_time()
-                model, extra = _method(name, quantizer, config, args, seed)
+                model, extra = _method(name, quantizer, config, args, seed, output_loss)
                 fit_s, fit_cpu = time.perf_counter() - start, time.process_time() - cpu
                 outputs = evaluator.measure(model, keep_outputs=True).outputs
                 items = evaluator.item_drops(outputs)
                 drop, se = evaluator.head_drop(outputs, items=items)
                 row = {"problem": args.problem, "seed": seed, "acts": act, "method": name, "calib": len(parts.calib),
-                       "drop": drop, "se": se, "output_loss": args.output_loss,
+                       "drop": drop, "se": se, "output_loss": output_loss,
                        "items": None if items is None else [round(float(v), 6) for v in items],
                        "fit_min": fit_s / 60, "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data),
                        "float": evaluator.float_value, **extra}
@@ -266,8 +267,9 @@ def main(argv=None) -> None:
                         help="weight of the rounding regulariser (10 before 2026-12-06)")
     parser.add_argument("--start", choices=STARTS, default=ReconstructOptions().start,
                         help="block reconstruction's starting rounding (nearest before 2026-12-06)")
-    parser.add_argument("--output-loss", choices=OUTPUT_LOSSES, default=ReconstructOptions().output_loss,
-                        help="what block reconstruction fits the block ending at the model's output on")
+    parser.add_argument("--output-loss", choices=OUTPUT_LOSSES, default=None,
+                        help="what block reconstruction fits the block ending at the model's output on (default: "
+                             "as qaev chooses it from the problem's metric: kl for top-1, mse before 2026-12-06)")
     parser.add_argument("--no-learn-bias", action="store_true", help="learn rounding and step sizes only (BRECQ/QDrop)")
     parser.add_argument("--per-block", action="store_true",
                         help="also print each block's output error on calibration and evaluation samples")

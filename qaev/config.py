@@ -11,13 +11,13 @@ import functools
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Mapping
 
 from qaev.errors import ConfigError
 from qaev.options import (ACT_BITS, ACT_SETTINGS, WEIGHT_BITS, ActMode, BlockSettings, CalibMethod, Granularity,
-                          Rounding, RoundingInputs, ScaleRule, WeightRange, act_name)
+                          OutputLoss, Rounding, RoundingInputs, ScaleRule, WeightRange, act_name)
 from qaev.quantize.rounding.registry import rounding_entry
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "QuantConfig",
     "WeightRange",
     "BlockSettings",
+    "OutputLoss",
 ]
 
 CONFIG_VERSION = 1
@@ -310,7 +311,7 @@ class QuantConfig:
             "ranges": {name: [lo, hi] for name, (lo, hi) in self.ranges.items()},
         } | ({"rounding_inputs": self.rounding_inputs.value}
              if self.rounding_inputs is not RoundingInputs.FLOAT else {}) | (
-            {"block": asdict(self.block)} if self.block != BlockSettings() else {}) | (
+            {"block": self.block.to_dict()} if self.block != BlockSettings() else {}) | (
             {"nbits_accuracy": self.nbits_accuracy} if self.nbits_accuracy else {})
 
     def key(self) -> str:
@@ -339,7 +340,7 @@ class QuantConfig:
                                        and cfg.w_bits is not None and cfg.w_bits <= 4 for cfg in self.layers.values()):
             head["nbits_accuracy"] = self.nbits_accuracy
         if any(rounding_entry(cfg.effective().rounding).model_scope for _, cfg in quantized):
-            head["block"] = asdict(self.block)
+            head["block"] = self.block.to_dict()
         layers = "{" + ", ".join(f"{_json_name(name)}: {cfg.key_json()}" for name, cfg in quantized) + "}"
         parts = [f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in head.items()]
         parts.append(f'"layers": {layers}')

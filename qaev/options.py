@@ -13,7 +13,7 @@ from qaev.quantize.calibration.registry import CALIBRATIONS
 from qaev.quantize.rounding.registry import ROUNDINGS
 
 __all__ = ["WEIGHT_BITS", "ACT_BITS", "ACT_SETTINGS", "act_name", "Granularity", "ActMode", "CalibMethod", "ScaleRule",
-           "Rounding", "RoundingInputs", "WeightRange", "BlockSettings"]
+           "Rounding", "RoundingInputs", "WeightRange", "OutputLoss", "BlockSettings"]
 
 #: Weight bit widths; ``None`` means the weight stays float.
 WEIGHT_BITS: tuple[int | None, ...] = (2, 3, 4, 6, 8, 16, None)
@@ -114,6 +114,19 @@ def _count(value, where: str) -> int:
     return value
 
 
+class OutputLoss(str, Enum):
+    """What block reconstruction fits the block that ends at the model's output on.
+
+    ``mse``: the output's mean squared error, as every other block. ``kl``: the
+    Kullback-Leibler divergence of the output's softmax from the float model's, for class
+    scores, where what counts is which class wins (the squared error weighs the scores of
+    the many losing classes as much as the winner's).
+    """
+
+    MSE = "mse"
+    KL = "kl"
+
+
 @dataclass(frozen=True, kw_only=True)
 class BlockSettings:
     """How ``block`` rounding learns (:mod:`qaev.quantize.learned.reconstruct`; BRECQ, Li et
@@ -122,14 +135,29 @@ class BlockSettings:
     Args:
         iters: Adam steps per block (time grows with it; see docs/results-learned-rounding.md).
         seed: seeds every random choice of the learning (batches, dropped elements).
+        output_loss: what the last block is fitted on (:class:`OutputLoss`); the commands
+            choose it from the metric (``kl`` where the metric ranks classes).
     """
 
     iters: int = 500
     seed: int = 0
+    output_loss: OutputLoss = OutputLoss.MSE
 
     def __post_init__(self) -> None:
         _count(self.iters, "block.iters")
         _count(self.seed, "block.seed")
+        if not isinstance(self.output_loss, OutputLoss):
+            try:
+                object.__setattr__(self, "output_loss", OutputLoss(self.output_loss))
+            except ValueError:
+                raise ConfigError(f"block.output_loss: expected one of {', '.join(m.value for m in OutputLoss)}, "
+                                  f"got {self.output_loss!r}") from None
+
+    def to_dict(self) -> dict:
+        """The on-disk schema (``output_loss`` only where it is not the default, so configs
+        written before it existed keep their keys)."""
+        data = {"iters": self.iters, "seed": self.seed}
+        return data | ({"output_loss": self.output_loss.value} if self.output_loss is not OutputLoss.MSE else {})
 
     @classmethod
     def from_dict(cls, data: Mapping, *, where: str = "block") -> "BlockSettings":

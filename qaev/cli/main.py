@@ -111,7 +111,8 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     config = uniform_config(quantizer.layers, layer_cfg, calibration=CalibMethod(calibration),
                             scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)
     config = replace(config, rounding_inputs=RoundingInputs(rounding_inputs), nbits_accuracy=nbits_accuracy,
-                     block=BlockSettings(iters=block_iters, seed=block_seed))
+                     block=BlockSettings(iters=block_iters, seed=block_seed,
+                                         output_loss=get_metric(resolved.metric).output_loss))
     config = set_apart(config, quantizer.layers, exclude=exclude,
                        frozen=load_layer_settings(freeze) if freeze is not None else None)
     config = quantizer.resolve(config)

@@ -94,7 +94,7 @@ def _refine(run_dir: Path, doc: dict, pid: str, *, iters: int, seed: int, model:
     evaluators = {"search": Evaluator(float_model, parts.eval, metric=metric, threads=threads)}
     if parts.validation is not None:
         evaluators["validation"] = Evaluator(float_model, parts.validation, metric=metric, threads=threads)
-    block = BlockSettings(iters=iters, seed=seed)
+    block = BlockSettings(iters=iters, seed=seed, output_loss=evaluators["search"].metric.output_loss)
     show_learning(refined_config(original, quantizer.layers, block=block))
     refined = refine_point(quantizer, original, evaluators, block=block)
     rid = record_refined(run_dir, doc, point, refined)

@@ -42,6 +42,9 @@ class Metric:
             negative log-likelihoods ``[B, T - 1]``. None keeps the outputs.
         relative: the drop is in percent of the float model's value (a perplexity 3 % above
             float's is a drop of 3.0) rather than in the metric's own points.
+        ranks_classes: the score depends on which of the output's classes wins (block
+            reconstruction then fits the last block on the softmax's divergence,
+            :class:`~qaev.config.OutputLoss`).
     """
 
     name: str
@@ -51,6 +54,13 @@ class Metric:
     per_item: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray] | None = None
     reduce: Callable[[np.ndarray, Mapping[str, np.ndarray]], np.ndarray] | None = None
     relative: bool = False
+    ranks_classes: bool = False
+
+    @property
+    def output_loss(self) -> str:
+        """What block reconstruction fits the last block on under this metric
+        (:class:`~qaev.config.OutputLoss`' value)."""
+        return "kl" if self.ranks_classes else "mse"
 
     def __post_init__(self) -> None:
         if self.relative and self.per_item is not None:
@@ -71,12 +81,12 @@ METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
         Metric("top1", True, True, lambda out, y, ref: metrics.top_k(out, y, k=1),
-               lambda out, y, ref: 100.0 * metrics.top_k_hits(out, y, k=1)),
+               lambda out, y, ref: 100.0 * metrics.top_k_hits(out, y, k=1), ranks_classes=True),
         Metric("top5", True, True, lambda out, y, ref: metrics.top_k(out, y, k=5),
-               lambda out, y, ref: 100.0 * metrics.top_k_hits(out, y, k=5)),
+               lambda out, y, ref: 100.0 * metrics.top_k_hits(out, y, k=5), ranks_classes=True),
         Metric("agreement", True, False, lambda out, y, ref: metrics.top1_agreement(out, ref),
-               lambda out, y, ref: 100.0 * metrics.agreement_hits(out, ref)),
-        Metric("kl", False, False, lambda out, y, ref: metrics.kl_divergence(out, ref)),
+               lambda out, y, ref: 100.0 * metrics.agreement_hits(out, ref), ranks_classes=True),
+        Metric("kl", False, False, lambda out, y, ref: metrics.kl_divergence(out, ref), ranks_classes=True),
         Metric("sqnr_db", True, False, lambda out, y, ref: min(metrics.sqnr_db(out, ref), SQNR_CAP_DB)),
         Metric("spearman", True, True, lambda out, y, ref: _sts_spearman(out, y, ref)),
         # labels: the UTF-8 bytes each predicted token covers (qaev.data.text.TextWindows)

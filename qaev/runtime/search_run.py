@@ -311,7 +311,8 @@ def _refine_recommended(out: Path, problem, doc: dict, spec: RunSpec, progress, 
     logger.setLevel(logging.INFO)
     try:
         refined = refine_point(problem.quantizer, config, evaluators,
-                               block=BlockSettings(iters=iters, seed=spec.search.seed))
+                               block=BlockSettings(iters=iters, seed=spec.search.seed,
+                                                   output_loss=problem.evaluator.metric.output_loss))
     except KeyboardInterrupt:
         progress.message(f"rebuilding interrupted; the front is written; qaev refine {out} --recommended rebuilds it")
         return True

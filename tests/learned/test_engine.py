@@ -31,6 +31,8 @@ def test_a_learned_config_reapplies_byte_identically_from_the_same_calibration_d
                         "--no-eval", "-o", out, "--save-config", cfg)
     assert code == 0, err
     assert ("loss nearest" if rounding == "adaround" else "block 2/2") in err  # progress, as it works
+    if rounding == "block":  # digits' metric is top-1: the last block is fitted on the softmax's divergence
+        assert "output_loss: kl" in cfg.read_text()
     rebuilt = tmp_path / "again.onnx"
     monkeypatch.setenv("QAEV_CACHE", str(tmp_path / "fresh"))  # nothing kept: apply learns again
     code, _, err = _run(capsys, "apply", cfg, "--problem", "digits", "-o", rebuilt)
@@ -151,3 +153,8 @@ def test_block_settings_travel_in_the_config_file_and_change_its_key(tmp_path):
         QuantConfig.from_dict({"version": 1, "block": {"iters": -1}})
     with pytest.raises(ConfigError, match="unknown key.*'steps'"):
         QuantConfig.from_dict({"version": 1, "block": {"steps": 5}})
+    kl = replace(tuned, block=BlockSettings(iters=150, seed=3, output_loss="kl"))
+    assert kl.to_dict()["block"] == {"iters": 150, "seed": 3, "output_loss": "kl"} and kl.key() != tuned.key()
+    assert load_config(save_config(kl, tmp_path / "kl.json")) == kl
+    with pytest.raises(ConfigError, match="block.output_loss: expected one of mse, kl, got 'ce'"):
+        QuantConfig.from_dict({"version": 1, "block": {"output_loss": "ce"}})

@@ -29,7 +29,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from qaev.config import QuantConfig, Rounding, ScaleRule
+from qaev.config import OutputLoss, QuantConfig, Rounding, ScaleRule
 from qaev.errors import ConfigError
 from qaev.model.graph import FloatModel
 from qaev.model.layers import LayerInfo
@@ -49,7 +49,7 @@ LOG = logging.getLogger("qaev.learned")
 #: What the learning may start from (:attr:`ReconstructOptions.start`).
 STARTS = ("nearest", "gptq", "gptq-bc")
 #: What the block that ends at the model's output is fitted on (:attr:`ReconstructOptions.output_loss`).
-OUTPUT_LOSSES = ("mse", "kl")
+OUTPUT_LOSSES = tuple(loss.value for loss in OutputLoss)
 
 
 @dataclass(frozen=True, kw_only=True)
