@@ -203,6 +203,20 @@ def _starting(model, layers, config, options: ReconstructOptions, start, inputs,
     return gptq_start(model, layers, config, inputs, cache=weights)
 
 
+def _prepared(model, layers, config, blocks: Sequence[Block], i: int, samples: Samples,
+              options: ReconstructOptions, *, start, inputs, learn_ranges: bool):
+    """Block ``i`` set up to learn from its start: its :class:`BlockQuantizer` (with the
+    start's error on the calibration samples as ``before``), the float block's outputs it
+    is fitted to, and the side tensors it carries."""
+    bq = BlockQuantizer(model, layers, config, blocks[i], carry=_carried(blocks, i), learn_ranges=learn_ranges,
+                        learn_bias=options.learn_bias, start=start, start_shift=options.start == "gptq-bc",
+                        inputs=inputs, output_loss=options.output_loss)
+    with require_torch().no_grad():
+        targets, side = bq.float_outputs(samples)
+        bq.before = bq.error(samples, targets)
+    return bq, targets, side
+
+
 def _line(r: BlockReport) -> str:
     kept = "; worse than its start, start kept" if r.kept_start else ""
     return (f"{r.block}: error {r.before:.4g} -> {r.after:.4g} ({r.seconds:.1f} s; "
@@ -270,13 +284,8 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
     fitted, ranges, reports = {}, {}, []
     for i, block in enumerate(blocks):
         t0 = time.perf_counter()
-        bq = BlockQuantizer(model, layers, config, block, carry=_carried(blocks, i), learn_ranges=learn_ranges,
-                            learn_bias=options.learn_bias, start=start,
-                            start_shift=options.start == "gptq-bc", inputs=inputs,
-                            output_loss=options.output_loss)
-        with torch.no_grad():
-            targets, side = bq.float_outputs(samples)
-            bq.before = bq.error(samples, targets)
+        bq, targets, side = _prepared(model, layers, config, blocks, i, samples, options, start=start, inputs=inputs,
+                                      learn_ranges=learn_ranges)
         after, undecided, kept = _learned_or_start(bq, samples, targets, options, gen)
         with torch.no_grad():
             samples = samples.advance(block, targets, bq.quantized_outputs(samples), side)
