@@ -178,6 +178,8 @@ def test_the_kl_output_loss_fits_only_the_block_ending_at_the_model_output(digit
     assert float(softmax_kl(scores, scores).abs().max()) < 1e-12
     assert float(softmax_kl(scores + 3.0, scores).abs().max()) < 1e-9  # a shared shift ranks no class differently
     assert float(softmax_kl(2 * scores, scores).min()) > 0
+    as_maps = softmax_kl((2 * scores)[:, :, None, None], scores[:, :, None, None])  # a 1x1 conv's class scores
+    assert torch.allclose(as_maps, softmax_kl(2 * scores, scores))
     model, q = digits
     config = _config(q, w_bits=3, act=ActMode.STATIC, a_bits=8)
     run = lambda loss: reconstruct(model, q.layers, config, q.inputs.batches(), inputs=q.inputs,  # noqa: E731

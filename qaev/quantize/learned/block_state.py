@@ -104,11 +104,12 @@ def learns_rounding(layer: LayerInfo, cfg) -> bool:
 
 
 def softmax_kl(out, target):
-    """Kullback-Leibler divergence of ``softmax(out)`` from ``softmax(target)`` over the last
-    axis, one value per row: what a class-score output loses in the ranking of classes
-    (the mean squared error weighs every score alike, the losing classes' included)."""
-    log_q = out.log_softmax(-1)
-    log_p = target.log_softmax(-1)
+    """Kullback-Leibler divergence of ``softmax(out)`` from ``softmax(target)`` over each
+    sample's scores (every axis after the first: ``[N, C]`` and ``[N, C, 1, 1]`` alike), one
+    value per sample: what a class-score output loses in the ranking of classes (the mean
+    squared error weighs every score alike, the losing classes' included)."""
+    log_q = out.flatten(1).log_softmax(-1)
+    log_p = target.flatten(1).log_softmax(-1)
     return (log_p.exp() * (log_p - log_q)).sum(-1)
 
 

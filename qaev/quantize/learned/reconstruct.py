@@ -88,7 +88,7 @@ class ReconstructOptions:
             or ``gptq-bc`` (that rounding, each learned shift starting at its bias correction).
         output_loss: what the block ending at the model's output is fitted on: ``mse``
             (its output's mean squared error, as every other block) or ``kl`` (the
-            Kullback-Leibler divergence of the softmax of its output, over the last axis,
+            Kullback-Leibler divergence of the softmax of each sample's output scores
             from the float model's: for class scores, where what counts is which class wins).
         seed: seeds every random choice.
     """
