@@ -329,18 +329,22 @@ class BlockQuantizer:
             parts.setdefault(c, []).append(self.run(feeds, soft=False))
         return tuple(self._torch.cat(parts[c]) for c in sorted(parts))
 
+    def _terms(self, out, target):
+        """The terms :meth:`loss` averages: squared errors per element, or :func:`softmax_kl`
+        per sample for the model's output under ``kl``."""
+        return softmax_kl(out, target) if self.kl else (out - target).square()
+
     def loss(self, out, target):
         """What the block is fitted on: the mean squared error of ``out`` against
         ``target``, or the mean :func:`softmax_kl` for the model's output under ``kl``."""
-        return softmax_kl(out, target).mean() if self.kl else (out - target).square().mean()
+        return self._terms(out, target).mean()
 
     def error(self, samples: Samples, targets: tuple) -> float:
         """:meth:`loss` of the quantized block (hard rounding) against ``targets`` over
         every sample."""
         total, count = 0.0, 0
         for c, part, feeds in samples.passes(quantized=True):
-            out, target = self.run(feeds, soft=False).double(), targets[c][part].double()
-            each = softmax_kl(out, target) if self.kl else (out - target).square()
+            each = self._terms(self.run(feeds, soft=False).double(), targets[c][part].double())
             total += float(each.sum())
             count += each.numel()
         return total / max(count, 1)
