@@ -75,7 +75,7 @@ def measure(args) -> list[dict]:
         quantizer = Quantizer.calibrated(parts.model, parts.calib)
         evaluator = Evaluator(parts.model, parts.test or parts.eval, metric=parts.metric)
         float_outputs: dict = {}  # the float model's block outputs, once per seed
-        output_loss = args.output_loss or get_metric(parts.metric).output_loss
+        output_loss = args.output_loss or get_metric(parts.metric).output_loss.value
         for act in args.acts.split(","):
             config = quantizer.resolve(uniform_config(quantizer.layers, _base(act)))
             for name in methods:

@@ -14,6 +14,7 @@ import onnxruntime as ort
 from qaev.evaluation import metrics
 from qaev.errors import DataError
 from qaev.model.graph import FloatModel
+from qaev.options import OutputLoss
 from qaev.evaluation.outputs import block_scales, collect, combine, output_layout
 from qaev.evaluation.reference import check_reference
 from qaev.model.session import make_session, run_batches
@@ -57,10 +58,9 @@ class Metric:
     ranks_classes: bool = False
 
     @property
-    def output_loss(self) -> str:
-        """What block reconstruction fits the last block on under this metric
-        (:class:`~qaev.config.OutputLoss`' value)."""
-        return "kl" if self.ranks_classes else "mse"
+    def output_loss(self) -> OutputLoss:
+        """What block reconstruction fits the last block on under this metric."""
+        return OutputLoss.KL if self.ranks_classes else OutputLoss.MSE
 
     def __post_init__(self) -> None:
         if self.relative and self.per_item is not None:
