@@ -87,6 +87,7 @@ def measure(args) -> list[dict]:
                 drop, se = evaluator.head_drop(outputs, items=items)
                 row = {"problem": args.problem, "seed": seed, "acts": act, "method": name, "calib": len(parts.calib),
                        "drop": drop, "se": se, "output_loss": output_loss,
+                       **({"start": args.start, "reg_weight": args.reg_weight} if name.startswith("block") else {}),
                        "items": None if items is None else [round(float(v), 6) for v in items],
                        "fit_min": fit_s / 60, "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data),
                        "float": evaluator.float_value, **extra}
@@ -135,8 +136,35 @@ def per_block_errors(parts, layers, model, float_outputs: dict) -> list[tuple[fl
 
 
 def _variant(row: dict) -> str:
-    loss = row.get("output_loss", "mse")
-    return row["method"] if loss == "mse" else f"{row['method']}/{loss}"
+    """A row's variant: its ``label`` (from ``--summary LABEL=FILE``), else its method and
+    the learning options it ran with where they are not the defaults."""
+    if row.get("label"):
+        return row["label"]
+    defaults = ReconstructOptions()
+    tags = [row.get("output_loss", "mse")] if row.get("output_loss", "mse") != "mse" else []
+    tags += [f"start={row['start']}"] if row.get("start", defaults.start) != defaults.start else []
+    tags += [f"reg={row['reg_weight']:g}"] if row.get("reg_weight", defaults.reg_weight) != defaults.reg_weight else []
+    return "/".join([row["method"], *tags])
+
+
+def _paired(rows: list[dict], act: str, a: str, b: str) -> dict[int, np.ndarray]:
+    """Per seed, variant ``b``'s per-item drops minus ``a``'s (seeds where both have them)."""
+    by_seed: dict = {}
+    for r in rows:
+        if r["acts"] == act and r.get("items") and _variant(r) in (a, b):
+            by_seed.setdefault(r["seed"], {})[_variant(r)] = np.array(r["items"])
+    return {seed: v[b] - v[a] for seed, v in sorted(by_seed.items()) if len(v) == 2 and len(v[a]) == len(v[b])}
+
+
+def _mean_se(parts: list[np.ndarray]) -> tuple[float, float]:
+    """Mean over seeds of each seed's mean, with the combined standard error."""
+    return (float(np.mean([d.mean() for d in parts])),
+            float(np.sqrt(sum(d.var() / len(d) for d in parts))) / len(parts))
+
+
+def _variant_pairs(rows: list[dict]):
+    keys = list(dict.fromkeys((r["acts"], _variant(r)) for r in rows))
+    return keys, [(act, a, b) for i, (act, a) in enumerate(keys) for act_b, b in keys[i + 1:] if act_b == act]
 
 
 def summary(rows: list[dict]) -> None:
@@ -144,24 +172,46 @@ def summary(rows: list[dict]) -> None:
     then, for two variants measured with per-item drops on the same seeds, their mean
     difference with its paired standard error (the same evaluation items for both)."""
     print(f"{'acts':5s} {'method':16s} {'seeds':>5s} {'mean drop':>10s} {'se':>5s} {'fit min':>8s}")
-    keys = list(dict.fromkeys((r["acts"], _variant(r)) for r in rows))
+    keys, pairs = _variant_pairs(rows)
     for act, variant in keys:
         sel = [r for r in rows if r["acts"] == act and _variant(r) == variant]
         mean = float(np.mean([r["drop"] for r in sel]))
         se = float(np.sqrt(sum(r["se"] ** 2 for r in sel))) / len(sel)
         minutes = np.mean([r["fit_min"] for r in sel])
         print(f"{act:5s} {variant:16s} {len(sel):5d} {mean:+10.2f} {se:5.2f} {minutes:8.1f}")
-    for (act, a), (act_b, b) in ((x, y) for i, x in enumerate(keys) for y in keys[i + 1:]):
-        by_seed = {}
-        for r in rows:
-            if r["acts"] == act == act_b and r.get("items") and _variant(r) in (a, b):
-                by_seed.setdefault(r["seed"], {})[_variant(r)] = np.array(r["items"])
-        pairs = [(v[b] - v[a]) for v in by_seed.values() if len(v) == 2 and len(v[a]) == len(v[b])]
-        if pairs:
-            diffs = [float(d.mean()) for d in pairs]
-            se = float(np.sqrt(sum(d.var() / len(d) for d in pairs))) / len(pairs)
-            print(f"{act:5s} {b} - {a}: {np.mean(diffs):+.2f} +-{se:.2f} paired, {len(pairs)} seed(s) "
-                  f"({', '.join(f'{d:+.2f}' for d in diffs)})")
+    for act, a, b in pairs:
+        diffs = list(_paired(rows, act, a, b).values())
+        if diffs:
+            mean, se = _mean_se(diffs)
+            print(f"{act:5s} {b} - {a}: {mean:+.2f} +-{se:.2f} paired, {len(diffs)} seed(s) "
+                  f"({', '.join(f'{d.mean():+.2f}' for d in diffs)})")
+
+
+def halves(rows: list[dict]) -> None:
+    """Choose on one half, report on the other: each paired difference of :func:`summary`
+    on a seeded half of every seed's evaluation items (the half to choose a variant on) and
+    on the other half (the half to report the choice on)."""
+    for act, a, b in _variant_pairs(rows)[1]:
+        diffs = _paired(rows, act, a, b)
+        if not diffs:
+            continue
+        cut = {seed: np.random.default_rng(1000 + seed).permutation(len(d)) for seed, d in diffs.items()}
+        choose = _mean_se([d[cut[s][:len(d) // 2]] for s, d in diffs.items()])
+        report = _mean_se([d[cut[s][len(d) // 2:]] for s, d in diffs.items()])
+        print(f"{act:5s} {b} - {a}: choosing half {choose[0]:+.2f} +-{choose[1]:.2f}, "
+              f"reporting half {report[0]:+.2f} +-{report[1]:.2f}, {len(diffs)} seed(s)")
+
+
+def _read_rows(specs: list[str]) -> list[dict]:
+    """JSON lines of ``--json`` files, each given as FILE or LABEL=FILE (the label names
+    the file's rows' variant, for rows written before they recorded their options)."""
+    rows = []
+    for spec in specs:
+        label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        for line in Path(path).read_text().splitlines():
+            if line.strip():
+                rows.append(json.loads(line) | ({"label": label} if label else {}))
+    return rows
 
 
 def _timed(fn, repeat: int = 3) -> float:
@@ -276,14 +326,19 @@ def main(argv=None) -> None:
     parser.add_argument("--adaround-iters", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", type=Path, default=None, help="append one JSON line per measurement")
-    parser.add_argument("--summary", type=Path, default=None, help="only print the summary of a --json file")
+    parser.add_argument("--summary", nargs="+", default=None, metavar="[LABEL=]FILE",
+                        help="only print the summary of --json files (LABEL names a file's rows' variant)")
+    parser.add_argument("--halves", action="store_true",
+                        help="with --summary: each paired difference on a seeded half of the items and on the other")
     parser.add_argument("--interpreter", action="store_true", help="torch interpreter vs ONNX Runtime")
     parser.add_argument("--layer-speed", action="store_true", help="AdaRound step: Hessian form vs rows")
     args = parser.parse_args(argv)
     print(f"command: python benchmarks/learned_rounding.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     if args.summary is not None:
-        summary([json.loads(line) for line in args.summary.read_text().splitlines() if line.strip()])
+        rows = _read_rows(args.summary)
+        summary(rows)
+        halves(rows) if args.halves else None
         return
     if args.interpreter or args.layer_speed:
         interpreter_check(args.threads) if args.interpreter else layer_speed_check(args.threads)

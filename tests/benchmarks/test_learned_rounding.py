@@ -1,0 +1,37 @@
+"""benchmarks/learned_rounding.py --summary: variants named by their options or by a label,
+paired differences over the whole evaluation set and over its two seeded halves."""
+import json
+
+import numpy as np
+
+from tests.paths import load_benchmark
+
+bench = load_benchmark("learned_rounding")
+
+
+def _row(seed, items, **options):
+    return {"problem": "toy", "seed": seed, "acts": "float", "method": "block:500", "drop": float(np.mean(items)),
+            "se": 0.1, "fit_min": 1.0, "items": list(items)} | options
+
+
+def test_variants_are_named_by_the_options_that_are_not_the_defaults():
+    assert bench._variant(_row(0, [0.0], output_loss="kl", start="gptq-bc", reg_weight=1000.0)) == "block:500/kl"
+    assert bench._variant(_row(0, [0.0], start="nearest", reg_weight=10.0)) == "block:500/start=nearest/reg=10"
+    assert bench._variant(_row(0, [0.0], start="nearest") | {"label": "old"}) == "old"
+
+
+def test_labels_from_files_and_paired_halves(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    base = [_row(s, rng.choice([0.0, 100.0], size=40)) for s in (0, 1)]
+    # the second variant loses one item more on every seed: its paired difference is +100/40 = +2.5 points
+    worse = [r | {"items": r["items"][:-1] + [r["items"][-1] + 100.0]} for r in base]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in base))
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in worse))
+    rows = bench._read_rows([f"first={tmp_path / 'a.jsonl'}", f"second={tmp_path / 'b.jsonl'}"])
+    bench.summary(rows)
+    bench.halves(rows)
+    out = capsys.readouterr().out
+    assert "second - first: +2.50 +-" in out and "2 seed(s) (+2.50, +2.50)" in out
+    # the one differing item falls in one half of each seed: +5.00 there, 0 in the other, on average +2.50
+    choose, report = (float(x.split()[0]) for x in out.split("choosing half ")[1].split("reporting half ")[:2])
+    assert choose + report == 5.0 and {choose, report} <= {0.0, 2.5, 5.0}
