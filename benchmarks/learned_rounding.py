@@ -207,7 +207,7 @@ def _read_rows(specs: list[str]) -> list[dict]:
     the file's rows' variant, for rows written before they recorded their options)."""
     rows = []
     for spec in specs:
-        label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        label, _, path = spec.rpartition("=")  # no "=": ("", "", spec)
         for line in Path(path).read_text().splitlines():
             if line.strip():
                 rows.append(json.loads(line) | ({"label": label} if label else {}))
