@@ -50,7 +50,8 @@ def _method(name: str, quantizer, config, args, seed: int, output_loss: str):
     if name in ("nearest", "gptq", "adaround"):  # GPTQ and AdaRound with bias correction
         return quantizer.build(_with(config, name, name != "nearest"), resolved=True), {}
     quantizer.reconstruction = ReconstructOptions(batch_size=args.batch, lr=args.lr, learn_bias=not args.no_learn_bias,
-                                                  start=args.start, reg_weight=args.reg_weight)
+                                                  start=args.start, reg_weight=args.reg_weight,
+                                                  learn_scale=args.learn_scale)
     cfg = replace(_with(config, "block", False), block=BlockSettings(iters=int(name.split(":")[1]), seed=seed,
                                                                      output_loss=output_loss))
     model = quantizer.build(cfg, resolved=True)
@@ -87,7 +88,8 @@ def measure(args) -> list[dict]:
                 drop, se = evaluator.head_drop(outputs, items=items)
                 row = {"problem": args.problem, "seed": seed, "acts": act, "method": name, "calib": len(parts.calib),
                        "drop": drop, "se": se, "output_loss": output_loss,
-                       **({"start": args.start, "reg_weight": args.reg_weight} if name.startswith("block") else {}),
+                       **({"start": args.start, "reg_weight": args.reg_weight, "learn_scale": args.learn_scale}
+                          if name.startswith("block") else {}),
                        "items": None if items is None else [round(float(v), 6) for v in items],
                        "fit_min": fit_s / 60, "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data),
                        "float": evaluator.float_value, **extra}
@@ -144,6 +146,7 @@ def _variant(row: dict) -> str:
     tags = [row.get("output_loss", "mse")] if row.get("output_loss", "mse") != "mse" else []
     tags += [f"start={row['start']}"] if row.get("start", defaults.start) != defaults.start else []
     tags += [f"reg={row['reg_weight']:g}"] if row.get("reg_weight", defaults.reg_weight) != defaults.reg_weight else []
+    tags += ["scale"] if row.get("learn_scale", defaults.learn_scale) != defaults.learn_scale else []
     return "/".join([row["method"], *tags])
 
 
@@ -321,6 +324,8 @@ def main(argv=None) -> None:
                         help="what block reconstruction fits the block ending at the model's output on (default: "
                              "as qaev chooses it from the problem's metric: kl for top-1, mse before 2026-12-06)")
     parser.add_argument("--no-learn-bias", action="store_true", help="learn rounding and step sizes only (BRECQ/QDrop)")
+    parser.add_argument("--learn-scale", action=argparse.BooleanOptionalAction, default=ReconstructOptions().learn_scale,
+                        help="learn a gain of each weight scale with the rounding")
     parser.add_argument("--per-block", action="store_true",
                         help="also print each block's output error on calibration and evaluation samples")
     parser.add_argument("--adaround-iters", type=int, default=2000)

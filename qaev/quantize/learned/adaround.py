@@ -107,9 +107,13 @@ class SoftRounding:
         start: integer values to start from (default: ``V`` such that the soft weight is
             ``w``); where one lies further than a step from ``w``, the weight chooses between
             it and the grid point one step nearer ``w``.
+        learn_scale: give each scale of the grid (per tensor, channel or block) a learnable
+            gain ``exp(g)``, starting at 1: the integers keep their grid, the step size moves
+            (a per-channel scale error rounding leaves, which a bias shift cannot correct).
     """
 
-    def __init__(self, w: np.ndarray, grid: QuantizedWeight, *, symmetric: bool, start: np.ndarray | None = None):
+    def __init__(self, w: np.ndarray, grid: QuantizedWeight, *, symmetric: bool, start: np.ndarray | None = None,
+                 learn_scale: bool = False):
         torch = require_torch()
         shape = w.shape
         scale = np.broadcast_to(_expand(grid.scale, shape, grid.axis, grid.block_size), shape).astype(np.float32)
@@ -129,6 +133,16 @@ class SoftRounding:
         self.zp = torch.from_numpy(np.array(zp, dtype=np.float32))
         self.floor = torch.from_numpy((floor + np.ascontiguousarray(zp)).astype(np.float32))
         self.v = torch.nn.Parameter(torch.from_numpy(v0.astype(np.float32)))
+        n_scales = int(np.asarray(grid.scale).size)
+        self.log_gain = torch.nn.Parameter(torch.zeros(n_scales), requires_grad=learn_scale)
+        self.scale_index = None
+        if learn_scale:  # which scale each weight uses
+            index = _expand(np.arange(n_scales).reshape(np.shape(grid.scale)), shape, grid.axis, grid.block_size)
+            self.scale_index = torch.from_numpy(np.array(np.broadcast_to(index, shape), dtype=np.int64))
+
+    def gains(self):
+        """The learned gain of every weight's scale (``learn_scale`` only)."""
+        return self.log_gain.exp()[self.scale_index]
 
     def h(self):
         """The rectified sigmoid ``h(V)`` in [0, 1]."""
@@ -139,17 +153,23 @@ class SoftRounding:
         """The soft (or, with ``hard``, the finally rounded) dequantized weight."""
         torch = require_torch()
         offset = (self.v >= 0).to(self.v.dtype) if hard else self.h()
-        return (torch.clamp(self.floor + offset, self.qmin, self.qmax) - self.zp) * self.scale
+        scale = self.scale * self.gains() if self.log_gain.requires_grad else self.scale
+        return (torch.clamp(self.floor + offset, self.qmin, self.qmax) - self.zp) * scale
 
     def regulariser(self, beta: float):
         """``sum(1 - |2 h(V) - 1|^beta)``: zero only when every ``h(V)`` is 0 or 1."""
         return (1.0 - (2.0 * self.h() - 1.0).abs().pow(beta)).sum()
 
     def quantized(self) -> QuantizedWeight:
-        """The hard rounding as a :class:`QuantizedWeight` on the starting grid."""
+        """The hard rounding as a :class:`QuantizedWeight` on the starting grid (its scales
+        times the learned gains)."""
         q = np.clip(self.floor.numpy() + (self.v.detach().numpy() >= 0), self.qmin, self.qmax)
         g = self.grid
-        return QuantizedWeight(q.astype(g.q.dtype), g.scale, g.zero_point, g.axis, g.block_size, g.bits)
+        scale = g.scale
+        if self.log_gain.requires_grad:
+            gain = self.log_gain.detach().exp().numpy().reshape(np.shape(g.scale))
+            scale = (np.asarray(g.scale, np.float32) * gain.astype(np.float32)).astype(np.float32)
+        return QuantizedWeight(q.astype(g.q.dtype), scale, g.zero_point, g.axis, g.block_size, g.bits)
 
 
 def _grouped(t, layer: LayerInfo, groups: int):

@@ -170,6 +170,8 @@ class BlockQuantizer:
         carry: side tensors later blocks read; those the block produces are returned too.
         learn_ranges: whether activation step sizes are learnable.
         learn_bias: whether each learned layer's output channels get a learnable shift.
+        learn_scale: whether each learned layer's weight scales get a learnable gain
+            (:class:`~qaev.quantize.learned.adaround.SoftRounding`).
         start: layer name -> a rounding on the layer's grid to start from.
         start_shift: start each learned shift at the bias correction of ``start``'s rounding.
         inputs: layer-input statistics for the layers other methods round with data.
@@ -181,7 +183,7 @@ class BlockQuantizer:
     def __init__(self, model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfig, block: Block, *,
                  carry: Sequence[str] = (), learn_ranges: bool = True, learn_bias: bool = False,
                  start: Mapping[str, QuantizedWeight] | None = None, start_shift: bool = False,
-                 inputs: LayerInputs | None = None, output_loss: str = "mse") -> None:
+                 inputs: LayerInputs | None = None, output_loss: str = "mse", learn_scale: bool = False) -> None:
         self._torch = require_torch()
         self.inputs = inputs
         produced = {t for n in model.proto.graph.node if n.name in set(block.nodes) for t in n.output}
@@ -190,6 +192,7 @@ class BlockQuantizer:
         self.soft: dict[str, tuple[str, SoftRounding]] = {}
         self.started = {n: qw for n, qw in (start or {}).items() if n in block.layers} if start_shift else {}
         self.fixed: dict[str, object] = {}
+        self.learn_scale = learn_scale
         by_name = {layer.name: layer for layer in layers}
         for name in block.layers:
             self._weight(model, by_name[name], config, (start or {}).get(name))
@@ -214,7 +217,8 @@ class BlockQuantizer:
                                    scale_rule=config.scale_rule, channel_axis=layer.channel_axis,
                                    reduce_axis=layer.reduce_axis, weight_range=eff.weight_range)
             begin = None if start is None else start.q.astype(np.float32)
-            self.soft[layer.weight] = (layer.name, SoftRounding(w, grid, symmetric=eff.symmetric, start=begin))
+            self.soft[layer.weight] = (layer.name, SoftRounding(w, grid, symmetric=eff.symmetric, start=begin,
+                                                                learn_scale=self.learn_scale))
         else:  # other methods' layers, 16-bit, lookup and codebook weights stay as the QDQ model holds them
             fixed = held_weight(model, layer, cfg, config, inputs=self.inputs)
             self.fixed[layer.weight] = self._torch_from(fixed)
@@ -271,6 +275,9 @@ class BlockQuantizer:
     def shift_parameters(self) -> list:
         return [p for _, p, _, _ in self.shifts.values()]
 
+    def scale_parameters(self) -> list:
+        return [s.log_gain for _, s in self.soft.values() if s.log_gain.requires_grad]
+
     def state(self) -> list:
         """Copies of every learned parameter (:meth:`restore` puts them back)."""
         return [p.detach().clone() for p in self._parameters()]
@@ -281,7 +288,8 @@ class BlockQuantizer:
                 p.copy_(saved)
 
     def _parameters(self) -> list:
-        return self.rounding_parameters() + [q.log_gain for q in self.acts.values()] + self.shift_parameters()
+        return (self.rounding_parameters() + [q.log_gain for q in self.acts.values()] + self.shift_parameters()
+                + self.scale_parameters())
 
     def undecided(self) -> float:
         """Fraction of the rounding variables not yet at 0 or 1 (the soft weights the hard

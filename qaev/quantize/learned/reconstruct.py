@@ -81,6 +81,9 @@ class ReconstructOptions:
             correction, Nagel et al., ICCV 2019, learned instead of computed; it reaches the
             QDQ model as the ``correction`` of :class:`~qaev.quantize.sequential.Fitted`).
         bias_lr: learning rate of those shifts.
+        learn_scale: learn a gain of each weight scale with the rounding (the integers stay on
+            their grid; float scale rule only).
+        scale_lr: learning rate of those gains (their logarithms).
         joins, max_layers: block size (:func:`~qaev.quantize.learned.blocks.cut_blocks`).
         start: the rounding the learning starts from: ``nearest`` (AdaRound's start: the
             float weights), ``gptq`` (GPTQ's rounding of each layer, which
@@ -105,6 +108,8 @@ class ReconstructOptions:
     learn_ranges: bool = True
     learn_bias: bool = True
     bias_lr: float = 1e-3
+    learn_scale: bool = False
+    scale_lr: float = 1e-3
     joins: int = 1
     max_layers: int = 3
     start: str = "gptq-bc"
@@ -175,6 +180,8 @@ def _learn_block(bq: BlockQuantizer, samples: Samples, targets, options: Reconst
         groups.append({"params": bq.act_parameters(), "lr": options.act_lr})
     if bq.shift_parameters():
         groups.append({"params": bq.shift_parameters(), "lr": options.bias_lr})
+    if bq.scale_parameters():
+        groups.append({"params": bq.scale_parameters(), "lr": options.scale_lr})
     if not groups[0]["params"] and len(groups) == 1:
         return
     opt = torch.optim.Adam(groups)
@@ -204,13 +211,13 @@ def _starting(model, layers, config, options: ReconstructOptions, start, inputs,
 
 
 def _prepared(model, layers, config, blocks: Sequence[Block], i: int, samples: Samples,
-              options: ReconstructOptions, *, start, inputs, learn_ranges: bool):
+              options: ReconstructOptions, *, start, inputs, learn_ranges: bool, learn_scale: bool):
     """Block ``i`` set up to learn from its start: its :class:`BlockQuantizer` (with the
     start's error on the calibration samples as ``before``), the float block's outputs it
     is fitted to, and the side tensors it carries."""
     bq = BlockQuantizer(model, layers, config, blocks[i], carry=_carried(blocks, i), learn_ranges=learn_ranges,
                         learn_bias=options.learn_bias, start=start, start_shift=options.start == "gptq-bc",
-                        inputs=inputs, output_loss=options.output_loss)
+                        inputs=inputs, output_loss=options.output_loss, learn_scale=learn_scale)
     with require_torch().no_grad():
         targets, side = bq.float_outputs(samples)
         bq.before = bq.error(samples, targets)
@@ -281,11 +288,12 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
     blocks = cut_blocks(model.proto, layers, joins=options.joins, max_layers=options.max_layers)
     samples = Samples.from_batches(batches)
     learn_ranges = options.learn_ranges and config.scale_rule is ScaleRule.FLOAT
+    learn_scale = options.learn_scale and config.scale_rule is ScaleRule.FLOAT
     fitted, ranges, reports = {}, {}, []
     for i, block in enumerate(blocks):
         t0 = time.perf_counter()
         bq, targets, side = _prepared(model, layers, config, blocks, i, samples, options, start=start, inputs=inputs,
-                                      learn_ranges=learn_ranges)
+                                      learn_ranges=learn_ranges, learn_scale=learn_scale)
         after, undecided, kept = _learned_or_start(bq, samples, targets, options, gen)
         with torch.no_grad():
             samples = samples.advance(block, targets, bq.quantized_outputs(samples), side)

@@ -1,0 +1,51 @@
+"""Block reconstruction with learned weight scales (``ReconstructOptions(learn_scale=True)``)."""
+import numpy as np
+import pytest
+from onnx import numpy_helper as nh
+
+from qaev.config import ActMode, LayerConfig, QuantConfig
+from qaev.data import digits_model_path, load_digits_split
+from qaev.model.graph import load_model
+from qaev.quantize import Quantizer, build_qdq, uniform_config
+from qaev.quantize.learned.reconstruct import ReconstructOptions, reconstruct
+
+
+@pytest.fixture(scope="module")
+def digits():
+    model = load_model(digits_model_path())
+    return model, Quantizer.calibrated(model, load_digits_split("calib"), persist=False)
+
+
+def _config(quantizer, **settings) -> QuantConfig:
+    return quantizer.resolve(uniform_config(quantizer.layers, LayerConfig(rounding="block", **settings)))
+
+
+def _learn(digits, config, **options):
+    model, q = digits
+    return reconstruct(model, q.layers, config, q.inputs.batches(), inputs=q.inputs,
+                       options=ReconstructOptions(iters=150, batch_size=16, seed=0, **options))
+
+
+@pytest.mark.parametrize("act", [ActMode.FLOAT, ActMode.STATIC])
+def test_learned_scales_move_the_step_sizes_and_keep_the_integers_on_their_grid(digits, act):
+    config = _config(digits[1], w_bits=4, act=act, a_bits=8)
+    plain, scaled = _learn(digits, config), _learn(digits, config, learn_scale=True)
+    assert all(b.after <= b.before for b in scaled.blocks)
+    for name, fit in scaled.fitted.items():
+        grid = plain.fitted[name].weight
+        assert fit.weight.scale.shape == grid.scale.shape and fit.weight.scale.dtype == np.float32
+        assert not np.array_equal(fit.weight.scale, grid.scale)  # the gains moved
+        assert np.abs(np.log(fit.weight.scale / grid.scale)).max() < 0.5  # ... near the calibrated grid
+        assert fit.weight.q.dtype == grid.q.dtype and np.abs(fit.weight.q).max() <= 7
+
+
+def test_learned_scales_are_deterministic_and_reach_the_qdq_model(digits):
+    model, q = digits
+    config = _config(q, w_bits=4, act=ActMode.FLOAT)
+    first, again = _learn(digits, config, learn_scale=True), _learn(digits, config, learn_scale=True)
+    for name in first.fitted:
+        assert first.fitted[name].weight.scale.tobytes() == again.fitted[name].weight.scale.tobytes()
+    built = build_qdq(model, q.layers, first.config(config), fitted=first.fitted)
+    stored = {t.name: nh.to_array(t) for t in built.graph.initializer}
+    for name, fit in first.fitted.items():
+        np.testing.assert_array_equal(stored[f"{name}.w.scale"].reshape(-1), fit.weight.scale.reshape(-1))
