@@ -324,7 +324,8 @@ def main(argv=None) -> None:
                         help="what block reconstruction fits the block ending at the model's output on (default: "
                              "as qaev chooses it from the problem's metric: kl for top-1, mse before 2026-12-06)")
     parser.add_argument("--no-learn-bias", action="store_true", help="learn rounding and step sizes only (BRECQ/QDrop)")
-    parser.add_argument("--learn-scale", action=argparse.BooleanOptionalAction, default=ReconstructOptions().learn_scale,
+    parser.add_argument("--learn-scale", action=argparse.BooleanOptionalAction,
+                        default=ReconstructOptions().learn_scale,
                         help="learn a gain of each weight scale with the rounding")
     parser.add_argument("--per-block", action="store_true",
                         help="also print each block's output error on calibration and evaluation samples")
