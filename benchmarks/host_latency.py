@@ -1,7 +1,7 @@
 """Host latency of dynamic-int8 models against the float model, side by side in one run.
 
     python benchmarks/host_latency.py [--problem minilm-l6-stsb] [--w-bits 8,6] [--batches 1,8]
-        [--rounds 5] [--repeats 20] [--model FILE.onnx ...] [--profile]
+        [--rounds 5] [--repeats 20] [--model FILE.onnx ...] [--control] [--profile]
 
 Builds the uniform dynamic-int8 config (per-channel weights of each ``--w-bits`` width,
 activations quantized at run time: the fastest kind of model qaev builds for CPUs) and
@@ -11,7 +11,9 @@ problem's test split (its evaluation split if it has none): one ORT thread, medi
 round kept, so drift in the machine's load hits all alike
 (:func:`qaev.evaluation.latency.side_by_side`). Prints milliseconds, the speed-up over
 float, the machine's load averages around each batch's rounds, and each model's metric on
-the whole split. ``--profile`` adds, per
+the whole split. ``--control`` measures a copy of the float model as one more model: its
+speed-up, which would be 1.00x without noise, shows how far a model that computes what
+float computes can read from 1.00x in this run. ``--profile`` adds, per
 model at the largest batch, the share of kernel time of each operator type (ORT's
 profiler), which shows what bounds the speed-up.
 """
@@ -35,6 +37,9 @@ from qaev.quantize import Quantizer, uniform_config
 from qaev.model.session import make_session
 
 
+CONTROL = "float again (control)"
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problem", default="minilm-l6-stsb")
@@ -44,6 +49,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--model", type=Path, action="append", default=[], help="also measure this file")
+    parser.add_argument("--control", action="store_true",
+                        help="also measure a copy of the float model (the noise floor of the speed-ups)")
     parser.add_argument("--profile", action="store_true", help="kernel time per operator type, largest batch")
     args = parser.parse_args(argv)
     try:
@@ -69,6 +76,8 @@ def main(argv=None) -> dict:
         models[f"dynamic int8, {bits}-bit weights"] = quantizer.build(cfg)
     for path in args.model:
         models[path.name] = onnx.load(str(path))
+    if args.control:
+        models[CONTROL] = onnx.ModelProto.FromString(parts.model.proto.SerializeToString())
     test = Evaluator(parts.model, data, metric=parts.metric)
     print(f"metric and samples from the problem's {split} ({len(data)} items)")
     result = {"problem": args.problem, "split": split, "onnxruntime": ort.__version__, "models": {}}

@@ -23,6 +23,14 @@ def test_every_model_is_measured_at_every_batch(capsys):
     assert any(op.startswith("DynamicQuantize") for op in models["dynamic int8, 8-bit weights"]["kernel_ms_by_op"])
 
 
+def test_the_control_is_the_float_model_measured_again():
+    result = host_latency.main(["--problem", "digits", "--w-bits", "8", "--batches", "2", "--rounds", "2",
+                                "--repeats", "2", "--control"])
+    control, plain = result["models"][host_latency.CONTROL], result["models"]["float"]
+    assert control["drop"] == 0.0 and control["metric"] == plain["metric"]
+    assert control["latency_ms"][2] > 0 and list(result["models"])[-1] == host_latency.CONTROL
+
+
 def test_bad_options_are_refused_by_name(tmp_path, capsys):
     for argv, words in ((["--batches", "0"], "--batches"), (["--w-bits", "eight"], "--w-bits"),
                         (["--model", str(tmp_path / "missing.onnx")], "no such file")):
