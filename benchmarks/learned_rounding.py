@@ -50,10 +50,10 @@ def _method(name: str, quantizer, config, args, seed: int, output_loss: str):
     if name in ("nearest", "gptq", "adaround"):  # GPTQ and AdaRound with bias correction
         return quantizer.build(_with(config, name, name != "nearest"), resolved=True), {}
     quantizer.reconstruction = ReconstructOptions(batch_size=args.batch, lr=args.lr, learn_bias=not args.no_learn_bias,
-                                                  start=args.start, reg_weight=args.reg_weight,
-                                                  learn_scale=args.learn_scale)
+                                                  start=args.start, reg_weight=args.reg_weight)
     cfg = replace(_with(config, "block", False), block=BlockSettings(iters=int(name.split(":")[1]), seed=seed,
-                                                                     output_loss=output_loss))
+                                                                     output_loss=output_loss,
+                                                                     learn_scale=args.learn_scale))
     model = quantizer.build(cfg, resolved=True)
     result = quantizer.reconstructed(cfg)
     return model, {"blocks": [[b.block, b.before, b.after, b.seconds] for b in result.blocks]}

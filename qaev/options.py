@@ -137,11 +137,14 @@ class BlockSettings:
         seed: seeds every random choice of the learning (batches, dropped elements).
         output_loss: what the last block is fitted on (:class:`OutputLoss`); the commands
             choose it from the metric (``kl`` where the metric ranks classes).
+        learn_scale: learn a gain of each weight scale with the rounding
+            (:attr:`~qaev.quantize.learned.reconstruct.ReconstructOptions.learn_scale`).
     """
 
     iters: int = 500
     seed: int = 0
     output_loss: OutputLoss = OutputLoss.MSE
+    learn_scale: bool = False
 
     def __post_init__(self) -> None:
         _count(self.iters, "block.iters")
@@ -152,12 +155,15 @@ class BlockSettings:
             except ValueError:
                 raise ConfigError(f"block.output_loss: expected one of {', '.join(m.value for m in OutputLoss)}, "
                                   f"got {self.output_loss!r}") from None
+        if not isinstance(self.learn_scale, bool):
+            raise ConfigError(f"block.learn_scale: expected true or false, got {self.learn_scale!r}")
 
     def to_dict(self) -> dict:
-        """The on-disk schema (``output_loss`` only where it is not the default, so configs
-        written before it existed keep their keys)."""
+        """The on-disk schema (``output_loss`` and ``learn_scale`` only where they are not the
+        defaults, so configs written before they existed keep their keys)."""
         data = {"iters": self.iters, "seed": self.seed}
-        return data | ({"output_loss": self.output_loss.value} if self.output_loss is not OutputLoss.MSE else {})
+        data |= {"output_loss": self.output_loss.value} if self.output_loss is not OutputLoss.MSE else {}
+        return data | ({"learn_scale": True} if self.learn_scale else {})
 
     @classmethod
     def from_dict(cls, data: Mapping, *, where: str = "block") -> "BlockSettings":

@@ -74,6 +74,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="--rounding block: learning steps per block (time grows with them); kept in the config.")
 @click.option("--block-seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="--rounding block: seed of every random choice of the learning; kept in the config.")
+@click.option("--block-learn-scale/--no-block-learn-scale", default=False, show_default=True,
+              help="--rounding block: learn a gain of each weight scale with the rounding; kept in the config.")
 @click.option("--bias-correction", is_flag=True, help="Correct biases for the mean weight-quantization error.")
 @click.option("--weight-range", type=click.Choice(["minmax", "mse"]), default="minmax", show_default=True,
               help="Weight grid range per scale group: min/max, or clipped to the least squared error.")
@@ -96,7 +98,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--no-eval", is_flag=True, help="Skip measuring the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, calibration, pow2_scales, rounding,
-             block_iters, block_seed, bias_correction, weight_range, rounding_inputs, exclude, freeze, nbits_accuracy,
+             block_iters, block_seed, block_learn_scale, bias_correction, weight_range, rounding_inputs, exclude,
+             freeze, nbits_accuracy,
              out, compact_names, save_to, no_eval, as_json, **kwargs) -> None:
     """Uniform quantization of every layer (the one-shot baseline); --exclude and --freeze
     set some layers apart."""
@@ -112,7 +115,8 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
                             scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)
     config = replace(config, rounding_inputs=RoundingInputs(rounding_inputs), nbits_accuracy=nbits_accuracy,
                      block=BlockSettings(iters=block_iters, seed=block_seed,
-                                         output_loss=get_metric(resolved.metric).output_loss))
+                                         output_loss=get_metric(resolved.metric).output_loss,
+                                         learn_scale=block_learn_scale))
     config = set_apart(config, quantizer.layers, exclude=exclude,
                        frozen=load_layer_settings(freeze) if freeze is not None else None)
     config = quantizer.resolve(config)

@@ -12,6 +12,7 @@ worse (:func:`qaev.runtime.refining.record_refined`).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -63,20 +64,22 @@ def _chosen(doc: dict, run_dir: Path, point_id: str | None, recommended: bool) -
               help="Learning steps per block (time grows with them).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of every random choice of the learning.")
+@click.option("--learn-scale/--no-learn-scale", default=False, show_default=True,
+              help="Learn a gain of each weight scale with the rounding.")
 @click.option("--model", type=click.Path(path_type=Path), default=None, show_default="the path front.json names",
               help="Float model, if it moved.")
-def refine(run_dir, point_id, recommended, iters, seed, model) -> None:
+def refine(run_dir, point_id, recommended, iters, seed, learn_scale, model) -> None:
     """Rebuild a front point with block reconstruction and measure it again (needs PyTorch)."""
     doc = read_front(run_dir)
     pid = _chosen(doc, run_dir, point_id, recommended)
     lock = RunLock(run_dir)  # no search writes the front while it is refined
     try:
-        _refine(run_dir, doc, pid, iters=iters, seed=seed, model=model)
+        _refine(run_dir, doc, pid, block=BlockSettings(iters=iters, seed=seed, learn_scale=learn_scale), model=model)
     finally:
         lock.release()
 
 
-def _refine(run_dir: Path, doc: dict, pid: str, *, iters: int, seed: int, model: Path | None) -> None:
+def _refine(run_dir: Path, doc: dict, pid: str, *, block: BlockSettings, model: Path | None) -> None:
     from qaev.cli.learning import show_learning
     from qaev.evaluation.evaluator import Evaluator
     from qaev.quantize import Quantizer
@@ -94,7 +97,7 @@ def _refine(run_dir: Path, doc: dict, pid: str, *, iters: int, seed: int, model:
     evaluators = {"search": Evaluator(float_model, parts.eval, metric=metric, threads=threads)}
     if parts.validation is not None:
         evaluators["validation"] = Evaluator(float_model, parts.validation, metric=metric, threads=threads)
-    block = BlockSettings(iters=iters, seed=seed, output_loss=evaluators["search"].metric.output_loss)
+    block = replace(block, output_loss=evaluators["search"].metric.output_loss)
     show_learning(refined_config(original, quantizer.layers, block=block))
     refined = refine_point(quantizer, original, evaluators, block=block)
     rid = record_refined(run_dir, doc, point, refined)

@@ -175,7 +175,8 @@ class Quantizer:
         from qaev.quantize.learned.store import load_result, result_key, save_result
 
         options = replace(self.reconstruction or ReconstructOptions(), iters=config.block.iters,
-                          seed=config.block.seed, output_loss=config.block.output_loss.value)
+                          seed=config.block.seed, output_loss=config.block.output_loss.value,
+                          learn_scale=config.block.learn_scale)
         batches, folder = self.inputs.batches(), self.inputs.cache
         key = result_key(model_sha256=self.model.sha256, data_key=_data_key(batches), config_key=config.key(),
                          options=options)

@@ -22,17 +22,19 @@ def _run(capsys, *args):
     return code, out, err
 
 
-@pytest.mark.parametrize("rounding", ["adaround", "block"])
+@pytest.mark.parametrize("rounding", ["adaround", "block", "block+scale"])
 def test_a_learned_config_reapplies_byte_identically_from_the_same_calibration_data(tmp_path, capsys, monkeypatch,
                                                                                      rounding):
     monkeypatch.setenv("QAEV_CACHE", str(tmp_path / "cache"))
     out, cfg = tmp_path / "q.onnx", tmp_path / "q.yaml"
-    code, _, err = _run(capsys, "quantize", "--w-bits", "3", "--a-bits", "8", "--per-channel", "--rounding", rounding,
-                        "--no-eval", "-o", out, "--save-config", cfg)
+    scale = ["--block-learn-scale"] if rounding == "block+scale" else []
+    code, _, err = _run(capsys, "quantize", "--w-bits", "3", "--a-bits", "8", "--per-channel", "--rounding",
+                        rounding.split("+")[0], *scale, "--no-eval", "-o", out, "--save-config", cfg)
     assert code == 0, err
     assert ("loss nearest" if rounding == "adaround" else "block 2/2") in err  # progress, as it works
-    if rounding == "block":  # digits' metric is top-1: the last block is fitted on the softmax's divergence
+    if rounding != "adaround":  # digits' metric is top-1: the last block is fitted on the softmax's divergence
         assert "output_loss: kl" in cfg.read_text()
+        assert ("learn_scale: true" in cfg.read_text()) == bool(scale)
     rebuilt = tmp_path / "again.onnx"
     monkeypatch.setenv("QAEV_CACHE", str(tmp_path / "fresh"))  # nothing kept: apply learns again
     code, _, err = _run(capsys, "apply", cfg, "--problem", "digits", "-o", rebuilt)
@@ -158,3 +160,8 @@ def test_block_settings_travel_in_the_config_file_and_change_its_key(tmp_path):
     assert load_config(save_config(kl, tmp_path / "kl.json")) == kl
     with pytest.raises(ConfigError, match="block.output_loss: expected one of mse, kl, got 'ce'"):
         QuantConfig.from_dict({"version": 1, "block": {"output_loss": "ce"}})
+    scaled = replace(tuned, block=BlockSettings(iters=150, seed=3, learn_scale=True))
+    assert scaled.to_dict()["block"] == {"iters": 150, "seed": 3, "learn_scale": True} and scaled.key() != tuned.key()
+    assert load_config(save_config(scaled, tmp_path / "scaled.yaml")) == scaled
+    with pytest.raises(ConfigError, match="block.learn_scale: expected true or false, got 'yes'"):
+        QuantConfig.from_dict({"version": 1, "block": {"learn_scale": "yes"}})
