@@ -49,3 +49,18 @@ def test_learned_scales_are_deterministic_and_reach_the_qdq_model(digits):
     stored = {t.name: nh.to_array(t) for t in built.graph.initializer}
     for name, fit in first.fitted.items():
         np.testing.assert_array_equal(stored[f"{name}.w.scale"].reshape(-1), fit.weight.scale.reshape(-1))
+
+
+def test_an_export_with_learned_scales_computes_what_its_evaluation_graph_computes(digits):
+    from dataclasses import replace
+
+    from qaev.config import BlockSettings
+    from qaev.model.session import make_session, run_batches
+    from qaev.quantize.export import export_model
+
+    model, q = digits
+    for act in (ActMode.FLOAT, ActMode.STATIC):  # bit planes beside float activations, INT4 beside static ones
+        config = replace(_config(q, w_bits=3, act=act, a_bits=8), block=BlockSettings(iters=30, learn_scale=True))
+        feeds = list(load_digits_split("test").batches(batch_size=64))[:2]
+        np.testing.assert_array_equal(run_batches(make_session(export_model(q, config)), feeds),
+                                      run_batches(make_session(q.build(config, resolved=True)), feeds))
