@@ -64,3 +64,15 @@ def test_an_export_with_learned_scales_computes_what_its_evaluation_graph_comput
         feeds = list(load_digits_split("test").batches(batch_size=64))[:2]
         np.testing.assert_array_equal(run_batches(make_session(export_model(q, config)), feeds),
                                       run_batches(make_session(q.build(config, resolved=True)), feeds))
+
+
+def test_the_gains_rate_changes_no_key_while_no_gain_is_learned():
+    from qaev.quantize.learned.store import result_key
+
+    def key(options):
+        return result_key(model_sha256="m", data_key="d", config_key="c", options=options)
+
+    plain = key(ReconstructOptions())
+    assert key(ReconstructOptions(scale_lr=0.5)) == plain  # results learned before the option existed keep their keys
+    assert key(ReconstructOptions(learn_scale=True)) != plain
+    assert key(ReconstructOptions(learn_scale=True, scale_lr=0.5)) != key(ReconstructOptions(learn_scale=True))

@@ -27,9 +27,15 @@ STORE_VERSION = 2
 
 
 def result_key(*, model_sha256: str, data_key: str, config_key: str, options) -> str:
-    """The file stem of one reconstruction."""
+    """The file stem of one reconstruction. Options that change nothing are left out (the
+    gains' rate while no gain is learned), so results learned before such an option existed
+    keep their keys."""
+    chosen = asdict(options)
+    if not chosen.get("learn_scale", True):
+        chosen.pop("learn_scale")
+        chosen.pop("scale_lr", None)
     blob = json.dumps({"v": STORE_VERSION, "model": model_sha256, "data": data_key, "config": config_key,
-                       "options": asdict(options)}, sort_keys=True, default=list).encode()
+                       "options": chosen}, sort_keys=True, default=list).encode()
     return "block-" + hashlib.sha256(blob).hexdigest()[:24]
 
 
