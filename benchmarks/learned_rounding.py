@@ -10,7 +10,11 @@ the calibration data). Methods: ``nearest``; ``gptq`` (GPTQ rounding with bias c
 with the data-split seed). For each data-split seed the problem's calibration samples fit the
 method and its held-out evaluation samples measure it; each drop comes with its paired
 standard error (``Evaluator.head_drop``), and the mean over seeds with the root of the summed
-squared errors over the seed count. Nothing is chosen on the evaluation samples.
+squared errors over the seed count. Nothing is chosen on the evaluation samples. For class
+scores with labels each row also keeps two continuous per-item losses (the true class's
+negative log-likelihood and the divergence from the float softmax, :func:`class_score_losses`),
+which ``--summary`` pairs between variants: they separate variants that top-1 flips on 1100
+images cannot.
 
     python benchmarks/learned_rounding.py --seeds 0 --acts a8 --methods gptq,block --per-block   # where it overfits
     python benchmarks/learned_rounding.py --interpreter   # torch interpreter vs ONNX Runtime (and onnx2torch)
@@ -86,13 +90,14 @@ def measure(args) -> list[dict]:
                 outputs = evaluator.measure(model, keep_outputs=True).outputs
                 items = evaluator.item_drops(outputs)
                 drop, se = evaluator.head_drop(outputs, items=items)
+                proxies = class_score_losses(evaluator.reference, outputs, evaluator.data.labels)
                 row = {"problem": args.problem, "seed": seed, "acts": act, "method": name, "calib": len(parts.calib),
                        "drop": drop, "se": se, "output_loss": output_loss,
                        **({"start": args.start, "reg_weight": args.reg_weight, "learn_scale": args.learn_scale}
                           if name.startswith("block") else {}),
                        "items": None if items is None else [round(float(v), 6) for v in items],
                        "fit_min": fit_s / 60, "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data),
-                       "float": evaluator.float_value, **extra}
+                       "float": evaluator.float_value, **proxies, **extra}
                 if args.per_block:
                     row["per_block"] = per_block_errors(parts, quantizer.layers, model, float_outputs)
                 rows.append(row)
@@ -104,6 +109,26 @@ def measure(args) -> list[dict]:
                     with open(args.json, "a") as f:
                         f.write(json.dumps(row) + "\n")
     return rows
+
+
+def class_score_losses(reference: np.ndarray, outputs: np.ndarray, labels) -> dict:
+    """Per evaluation item, two continuous readings of what a quantized classifier loses,
+    far less noisy than a top-1 flip: ``nll_items``, the true class's negative log-likelihood
+    minus the float model's (nats), and ``kl_items``, the Kullback-Leibler divergence of the
+    quantized softmax from the float one. Empty for outputs that are not one score row per
+    labelled item."""
+    if labels is None or outputs.ndim != 2 or len(outputs) != len(labels) or outputs.shape != reference.shape:
+        return {}
+
+    def log_softmax(x):
+        x = x.astype(np.float64) - x.max(axis=1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+    log_q, log_p = log_softmax(outputs), log_softmax(reference)
+    rows, y = np.arange(len(labels)), np.asarray(labels, np.int64)
+    nll = log_p[rows, y] - log_q[rows, y]
+    kl = (np.exp(log_p) * (log_p - log_q)).sum(axis=1)
+    return {"nll_items": [round(float(v), 6) for v in nll], "kl_items": [round(float(v), 6) for v in kl]}
 
 
 def per_block_errors(parts, layers, model, float_outputs: dict) -> list[tuple[float, float]]:
@@ -150,12 +175,13 @@ def _variant(row: dict) -> str:
     return "/".join([row["method"], *tags])
 
 
-def _paired(rows: list[dict], act: str, a: str, b: str) -> dict[int, np.ndarray]:
-    """Per seed, variant ``b``'s per-item drops minus ``a``'s (seeds where both have them)."""
+def _paired(rows: list[dict], act: str, a: str, b: str, field: str = "items") -> dict[int, np.ndarray]:
+    """Per seed, variant ``b``'s per-item drops (or another per-item ``field``) minus
+    ``a``'s (seeds where both have them)."""
     by_seed: dict = {}
     for r in rows:
-        if r["acts"] == act and r.get("items") and _variant(r) in (a, b):
-            by_seed.setdefault(r["seed"], {})[_variant(r)] = np.array(r["items"])
+        if r["acts"] == act and r.get(field) and _variant(r) in (a, b):
+            by_seed.setdefault(r["seed"], {})[_variant(r)] = np.array(r[field])
     return {seed: v[b] - v[a] for seed, v in sorted(by_seed.items()) if len(v) == 2 and len(v[a]) == len(v[b])}
 
 
@@ -188,6 +214,12 @@ def summary(rows: list[dict]) -> None:
             mean, se = _mean_se(diffs)
             print(f"{act:5s} {b} - {a}: {mean:+.2f} +-{se:.2f} paired, {len(diffs)} seed(s) "
                   f"({', '.join(f'{d.mean():+.2f}' for d in diffs)})")
+        for field, unit in (("nll_items", "true-class NLL"), ("kl_items", "KL from float")):
+            diffs = list(_paired(rows, act, a, b, field).values())
+            if diffs:
+                mean, se = _mean_se([1000 * d for d in diffs])
+                print(f"{act:5s} {b} - {a}: {unit} {mean:+.1f} +-{se:.1f} millinats paired, {len(diffs)} seed(s) "
+                      f"({', '.join(f'{1000 * d.mean():+.1f}' for d in diffs)})")
 
 
 def halves(rows: list[dict]) -> None:

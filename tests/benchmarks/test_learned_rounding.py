@@ -35,3 +35,21 @@ def test_labels_from_files_and_paired_halves(tmp_path, capsys):
     # the one differing item falls in one half of each seed: +5.00 there, 0 in the other, on average +2.50
     choose, report = (float(x.split()[0]) for x in out.split("choosing half ")[1].split("reporting half ")[:2])
     assert choose + report == 5.0 and {choose, report} <= {0.0, 2.5, 5.0}
+
+
+def test_class_score_losses_read_the_true_class_and_the_float_softmax():
+    reference = np.log(np.array([[0.5, 0.25, 0.25], [0.25, 0.5, 0.25]]))
+    same = bench.class_score_losses(reference, reference.copy(), np.array([0, 1]))
+    assert same["nll_items"] == [0.0, 0.0] and same["kl_items"] == [0.0, 0.0]
+    moved = np.log(np.array([[0.25, 0.5, 0.25], [0.25, 0.5, 0.25]]))  # item 0 loses half its true-class mass
+    got = bench.class_score_losses(reference, moved, np.array([0, 1]))
+    assert got["nll_items"] == [round(np.log(2), 6), 0.0] and got["kl_items"][0] > 0 == got["kl_items"][1]
+    assert bench.class_score_losses(reference, moved, None) == {}  # no labels: nothing to read
+
+
+def test_the_summary_pairs_the_continuous_losses_in_millinats(capsys):
+    rows = [_row(0, [0.0, 0.0], nll_items=[0.1, 0.3], kl_items=[0.0, 0.0]) | {"label": "a"},
+            _row(0, [0.0, 0.0], nll_items=[0.2, 0.4], kl_items=[0.01, 0.03]) | {"label": "b"}]
+    bench.summary(rows)
+    out = capsys.readouterr().out
+    assert "b - a: true-class NLL +100.0 +-0.0 millinats paired" in out and "KL from float +20.0" in out
