@@ -76,3 +76,16 @@ def test_the_gains_rate_changes_no_key_while_no_gain_is_learned():
     assert key(ReconstructOptions(scale_lr=0.5)) == plain  # results learned before the option existed keep their keys
     assert key(ReconstructOptions(learn_scale=True)) != plain
     assert key(ReconstructOptions(learn_scale=True, scale_lr=0.5)) != key(ReconstructOptions(learn_scale=True))
+
+
+def test_power_of_two_scales_stay_powers_of_two(digits):
+    from dataclasses import replace
+
+    from qaev.config import ScaleRule
+
+    q = digits[1]
+    config = q.resolve(replace(uniform_config(q.layers, LayerConfig(rounding="block", w_bits=4, act=ActMode.FLOAT)),
+                               scale_rule=ScaleRule.POW2))
+    for fit in _learn(digits, config, learn_scale=True).fitted.values():
+        exponent = np.log2(fit.weight.scale)
+        np.testing.assert_array_equal(exponent, np.round(exponent))  # no gain learned on a power-of-two grid

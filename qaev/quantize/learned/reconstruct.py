@@ -10,6 +10,10 @@ points held. QDrop (Wei et al., "QDrop: Randomly Dropping Quantization for Extre
 Low-bit Post-Training Quantization", ICLR 2022) drops the quantization of each activation
 element at random during learning (it is kept float with probability ``drop``) and feeds
 the block an element-wise mix of the quantized model's input and the float model's.
+With ``learn_scale`` each weight scale (per tensor, channel or block) also gets a learned
+gain, as LSQ learns the activations' steps: the integers stay on the grid the rounding
+chose, the step moves, which a bias shift cannot do for a channel whose rounding left its
+output too large or too small as a whole.
 
 Blocks come from :func:`~qaev.quantize.learned.blocks.cut_blocks`; the block runs in PyTorch
 (:class:`~qaev.quantize.learned.torch_graph.TorchGraph`) with the config's activation grids where
