@@ -167,6 +167,8 @@ def _variant(row: dict) -> str:
     the learning options it ran with where they are not the defaults."""
     if row.get("label"):
         return row["label"]
+    if not row["method"].startswith("block"):  # the learning options name block reconstruction's variants only
+        return row["method"]
     defaults = ReconstructOptions()
     tags = [row.get("output_loss", "mse")] if row.get("output_loss", "mse") != "mse" else []
     tags += [f"start={row['start']}"] if row.get("start", defaults.start) != defaults.start else []

@@ -18,6 +18,7 @@ def test_variants_are_named_by_the_options_that_are_not_the_defaults():
     assert bench._variant(_row(0, [0.0], output_loss="kl", start="gptq-bc", reg_weight=1000.0)) == "block:500/kl"
     assert bench._variant(_row(0, [0.0], start="nearest", reg_weight=10.0)) == "block:500/start=nearest/reg=10"
     assert bench._variant(_row(0, [0.0], start="nearest") | {"label": "old"}) == "old"
+    assert bench._variant(_row(0, [0.0], output_loss="kl") | {"method": "gptq"}) == "gptq"
 
 
 def test_labels_from_files_and_paired_halves(tmp_path, capsys):
