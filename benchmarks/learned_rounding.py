@@ -202,14 +202,17 @@ def summary(rows: list[dict]) -> None:
     """Mean drop over seeds per (acts, method), with the combined paired standard error;
     then, for two variants measured with per-item drops on the same seeds, their mean
     difference with its paired standard error (the same evaluation items for both)."""
-    print(f"{'acts':5s} {'method':16s} {'seeds':>5s} {'mean drop':>10s} {'se':>5s} {'fit min':>8s}")
+    print(f"{'acts':5s} {'method':16s} {'seeds':>5s} {'mean drop':>10s} {'se':>5s} {'fit min':>8s}"
+          f" {'NLL mnat':>9s} {'KL mnat':>8s}")
     keys, pairs = _variant_pairs(rows)
     for act, variant in keys:
         sel = [r for r in rows if r["acts"] == act and _variant(r) == variant]
         mean = float(np.mean([r["drop"] for r in sel]))
         se = float(np.sqrt(sum(r["se"] ** 2 for r in sel))) / len(sel)
         minutes = np.mean([r["fit_min"] for r in sel])
-        print(f"{act:5s} {variant:16s} {len(sel):5d} {mean:+10.2f} {se:5.2f} {minutes:8.1f}")
+        losses = "".join(f" {1000 * np.mean([np.mean(r[f]) for r in sel]):{w}.1f}" if all(r.get(f) for r in sel)
+                         else f" {'':>{w}s}" for f, w in (("nll_items", 9), ("kl_items", 8)))
+        print(f"{act:5s} {variant:16s} {len(sel):5d} {mean:+10.2f} {se:5.2f} {minutes:8.1f}{losses}")
     for act, a, b in pairs:
         diffs = list(_paired(rows, act, a, b).values())
         if diffs:
