@@ -54,7 +54,8 @@ def _method(name: str, quantizer, config, args, seed: int, output_loss: str):
     if name in ("nearest", "gptq", "adaround"):  # GPTQ and AdaRound with bias correction
         return quantizer.build(_with(config, name, name != "nearest"), resolved=True), {}
     quantizer.reconstruction = ReconstructOptions(batch_size=args.batch, lr=args.lr, learn_bias=not args.no_learn_bias,
-                                                  start=args.start, reg_weight=args.reg_weight)
+                                                  start=args.start, reg_weight=args.reg_weight, mix=args.mix,
+                                                  max_layers=args.max_layers)
     cfg = replace(_with(config, "block", False), block=BlockSettings(iters=int(name.split(":")[1]), seed=seed,
                                                                      output_loss=output_loss,
                                                                      learn_scale=args.learn_scale))
@@ -93,8 +94,8 @@ def measure(args) -> list[dict]:
                 proxies = class_score_losses(evaluator.reference, outputs, evaluator.data.labels)
                 row = {"problem": args.problem, "seed": seed, "acts": act, "method": name, "calib": len(parts.calib),
                        "drop": drop, "se": se, "output_loss": output_loss,
-                       **({"start": args.start, "reg_weight": args.reg_weight, "learn_scale": args.learn_scale}
-                          if name.startswith("block") else {}),
+                       **({"start": args.start, "reg_weight": args.reg_weight, "learn_scale": args.learn_scale,
+                           "mix": args.mix, "max_layers": args.max_layers} if name.startswith("block") else {}),
                        "items": None if items is None else [round(float(v), 6) for v in items],
                        "fit_min": fit_s / 60, "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data),
                        "float": evaluator.float_value, **proxies, **extra}
@@ -174,6 +175,8 @@ def _variant(row: dict) -> str:
     tags += [f"start={row['start']}"] if row.get("start", defaults.start) != defaults.start else []
     tags += [f"reg={row['reg_weight']:g}"] if row.get("reg_weight", defaults.reg_weight) != defaults.reg_weight else []
     tags += ["scale"] if row.get("learn_scale", defaults.learn_scale) != defaults.learn_scale else []
+    tags += [f"mix={row['mix']:g}"] if row.get("mix", defaults.mix) != defaults.mix else []
+    tags += [f"layers={row['max_layers']}"] if row.get("max_layers", defaults.max_layers) != defaults.max_layers else []
     return "/".join([row["method"], *tags])
 
 
@@ -360,6 +363,10 @@ def main(argv=None) -> None:
     parser.add_argument("--output-loss", choices=OUTPUT_LOSSES, default=None,
                         help="what block reconstruction fits the block ending at the model's output on (default: "
                              "as qaev chooses it from the problem's metric: kl for top-1, mse before 2026-12-06)")
+    parser.add_argument("--mix", type=float, default=ReconstructOptions().mix,
+                        help="share of block-input elements taken from the float model while learning (QDrop)")
+    parser.add_argument("--max-layers", type=int, default=ReconstructOptions().max_layers,
+                        help="weight layers after which a block may close (larger: fewer, larger blocks)")
     parser.add_argument("--no-learn-bias", action="store_true", help="learn rounding and step sizes only (BRECQ/QDrop)")
     parser.add_argument("--learn-scale", action=argparse.BooleanOptionalAction,
                         default=ReconstructOptions().learn_scale,

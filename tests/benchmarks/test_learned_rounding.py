@@ -19,6 +19,7 @@ def test_variants_are_named_by_the_options_that_are_not_the_defaults():
     assert bench._variant(_row(0, [0.0], start="nearest", reg_weight=10.0)) == "block:500/start=nearest/reg=10"
     assert bench._variant(_row(0, [0.0], start="nearest") | {"label": "old"}) == "old"
     assert bench._variant(_row(0, [0.0], output_loss="kl") | {"method": "gptq"}) == "gptq"
+    assert bench._variant(_row(0, [0.0], mix=0.0, max_layers=6)) == "block:500/mix=0/layers=6"
 
 
 def test_labels_from_files_and_paired_halves(tmp_path, capsys):
