@@ -202,9 +202,11 @@ def _variant_pairs(rows: list[dict]):
 
 
 def summary(rows: list[dict]) -> None:
-    """Mean drop over seeds per (acts, method), with the combined paired standard error;
-    then, for two variants measured with per-item drops on the same seeds, their mean
-    difference with its paired standard error (the same evaluation items for both)."""
+    """Mean drop over seeds per (acts, method), with the combined paired standard error (and
+    the mean per-item NLL and KL of :func:`class_score_losses`, in millinats, where the rows
+    carry them); then, for two variants measured with per-item drops on the same seeds, their
+    mean difference with its paired standard error (the same evaluation items for both), and
+    the same for the NLL and KL."""
     print(f"{'acts':5s} {'method':16s} {'seeds':>5s} {'mean drop':>10s} {'se':>5s} {'fit min':>8s}"
           f" {'NLL mnat':>9s} {'KL mnat':>8s}")
     keys, pairs = _variant_pairs(rows)
