@@ -42,14 +42,8 @@ def test_a_learned_config_reapplies_byte_identically_from_the_same_calibration_d
     assert rebuilt.read_bytes() == out.read_bytes()
 
 
-@pytest.fixture(scope="module")
-def digits():
-    model = load_model(digits_model_path())
-    return Quantizer.calibrated(model, load_digits_split("calib"), persist=False)
-
-
 def test_block_rounding_learns_the_ranges_it_builds_with_and_fits_once(digits):
-    q = digits
+    _, q = digits
     config = q.resolve(uniform_config(q.layers, LayerConfig(w_bits=4, act=ActMode.STATIC, a_bits=8,
                                                             rounding="block")))
     config = replace(config, block=BlockSettings(iters=40))
@@ -61,7 +55,7 @@ def test_block_rounding_learns_the_ranges_it_builds_with_and_fits_once(digits):
 
 
 def test_block_rounding_refuses_weights_fitted_to_quantized_inputs_beside_it(digits):
-    q = digits
+    _, q = digits
     config = uniform_config(q.layers, LayerConfig(w_bits=4, act=ActMode.FLOAT, rounding="block"))
     config = q.resolve(replace(config, rounding_inputs=RoundingInputs.QUANTIZED))
     with pytest.raises(ConfigError, match="rounding_inputs"):
@@ -83,7 +77,7 @@ def test_adaround_never_reconstructs_a_digits_layer_worse_than_gptq(digits):
     from qaev.quantize.learned.adaround import AdaRoundOptions, adaround
     from qaev.quantize.weights import quantize_weight
 
-    q = digits
+    _, q = digits
     for layer in q.layers:
         if not layer.has_weight:
             continue

@@ -3,21 +3,11 @@ import numpy as np
 import pytest
 from onnx import numpy_helper as nh
 
-from qaev.config import ActMode, LayerConfig, QuantConfig
-from qaev.data import digits_model_path, load_digits_split
-from qaev.model.graph import load_model
-from qaev.quantize import Quantizer, build_qdq, uniform_config
+from qaev.config import ActMode, LayerConfig
+from qaev.data import load_digits_split
+from qaev.quantize import build_qdq, uniform_config
 from qaev.quantize.learned.reconstruct import ReconstructOptions, reconstruct
-
-
-@pytest.fixture(scope="module")
-def digits():
-    model = load_model(digits_model_path())
-    return model, Quantizer.calibrated(model, load_digits_split("calib"), persist=False)
-
-
-def _config(quantizer, **settings) -> QuantConfig:
-    return quantizer.resolve(uniform_config(quantizer.layers, LayerConfig(rounding="block", **settings)))
+from tests.learned.conftest import block_config
 
 
 def _learn(digits, config, **options):
@@ -28,7 +18,7 @@ def _learn(digits, config, **options):
 
 @pytest.mark.parametrize("act", [ActMode.FLOAT, ActMode.STATIC])
 def test_learned_scales_move_the_step_sizes_and_keep_the_integers_on_their_grid(digits, act):
-    config = _config(digits[1], w_bits=4, act=act, a_bits=8)
+    config = block_config(digits[1], w_bits=4, act=act, a_bits=8)
     plain, scaled = _learn(digits, config), _learn(digits, config, learn_scale=True)
     assert all(b.after <= b.before for b in scaled.blocks)
     for name, fit in scaled.fitted.items():
@@ -41,7 +31,7 @@ def test_learned_scales_move_the_step_sizes_and_keep_the_integers_on_their_grid(
 
 def test_learned_scales_are_deterministic_and_reach_the_qdq_model(digits):
     model, q = digits
-    config = _config(q, w_bits=4, act=ActMode.FLOAT)
+    config = block_config(q, w_bits=4, act=ActMode.FLOAT)
     first, again = _learn(digits, config, learn_scale=True), _learn(digits, config, learn_scale=True)
     for name in first.fitted:
         assert first.fitted[name].weight.scale.tobytes() == again.fitted[name].weight.scale.tobytes()
@@ -60,7 +50,7 @@ def test_an_export_with_learned_scales_computes_what_its_evaluation_graph_comput
 
     model, q = digits
     for act in (ActMode.FLOAT, ActMode.STATIC):  # bit planes beside float activations, INT4 beside static ones
-        config = replace(_config(q, w_bits=3, act=act, a_bits=8), block=BlockSettings(iters=30, learn_scale=True))
+        config = replace(block_config(q, w_bits=3, act=act, a_bits=8), block=BlockSettings(iters=30, learn_scale=True))
         feeds = list(load_digits_split("test").batches(batch_size=64))[:2]
         np.testing.assert_array_equal(run_batches(make_session(export_model(q, config)), feeds),
                                       run_batches(make_session(q.build(config, resolved=True)), feeds))

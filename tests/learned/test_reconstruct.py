@@ -9,7 +9,7 @@ from onnx import helper as h
 from onnx import numpy_helper as nh
 
 from qaev.config import ActMode, BlockSettings, LayerConfig, QuantConfig, ScaleRule
-from qaev.data import ArrayDataset, digits_model_path, load_digits_split
+from qaev.data import ArrayDataset, load_digits_split
 from qaev.evaluation.evaluator import Evaluator
 from qaev.model.graph import load_model
 from qaev.model.layers import find_layers
@@ -19,6 +19,7 @@ from qaev.quantize.learned.block_state import ActQuantizer
 from qaev.quantize.learned.blocks import cut_blocks
 from qaev.quantize.learned.reconstruct import ReconstructOptions, reconstruct
 from qaev.quantize.weights import activation_params
+from tests.learned.conftest import block_config
 from tests.models import conv_mlp, images
 
 
@@ -44,19 +45,9 @@ def test_blocks_cut_at_the_residual_join_and_never_inside_it():
     assert [b.layers for b in merged] == [("c0", "c1", "c2"), ("c3",)]
 
 
-@pytest.fixture(scope="module")
-def digits():
-    model = load_model(digits_model_path())
-    return model, Quantizer.calibrated(model, load_digits_split("calib"), persist=False)
-
-
-def _config(quantizer, **settings) -> QuantConfig:
-    return quantizer.resolve(uniform_config(quantizer.layers, LayerConfig(rounding="block", **settings)))
-
-
 def test_block_reconstruction_lowers_every_block_error_and_is_deterministic(digits):
     model, q = digits
-    config = _config(q, w_bits=4, act=ActMode.STATIC, a_bits=8)
+    config = block_config(q, w_bits=4, act=ActMode.STATIC, a_bits=8)
     options = ReconstructOptions(iters=150, batch_size=16, seed=3)
     first = reconstruct(model, q.layers, config, q.inputs.batches(), options=options, inputs=q.inputs)
     assert len(first.blocks) == 2 and all(b.after < b.before for b in first.blocks)
@@ -71,7 +62,7 @@ def test_block_reconstruction_lowers_every_block_error_and_is_deterministic(digi
 
 def test_learned_ranges_give_back_their_step_size_and_zero_point(digits):
     model, q = digits
-    config = _config(q, w_bits=4, act=ActMode.STATIC, a_bits=8)
+    config = block_config(q, w_bits=4, act=ActMode.STATIC, a_bits=8)
     result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ReconstructOptions(iters=20, seed=0),
                          inputs=q.inputs)
     assert result.ranges and "logits" not in result.ranges  # a model output keeps its min/max range
@@ -84,7 +75,7 @@ def test_learned_ranges_give_back_their_step_size_and_zero_point(digits):
 
 def test_weight_only_reconstruction_beats_nearest_on_held_out_digits(digits):
     model, q = digits
-    config = _config(q, w_bits=2, act=ActMode.FLOAT)
+    config = block_config(q, w_bits=2, act=ActMode.FLOAT)
     evaluator = Evaluator(model, load_digits_split("test"), metric="top1")
     nearest = q.resolve(uniform_config(q.layers, LayerConfig(w_bits=2, act=ActMode.FLOAT)))
     plain = evaluator.measure(q.build(nearest, resolved=True)).value
@@ -96,7 +87,7 @@ def test_weight_only_reconstruction_beats_nearest_on_held_out_digits(digits):
 
 def test_only_block_layers_are_learned_the_others_keep_their_method(digits):
     model, q = digits
-    base = _config(q, w_bits=4, act=ActMode.FLOAT)
+    base = block_config(q, w_bits=4, act=ActMode.FLOAT)
     first = q.layers[0].name
     config = QuantConfig(layers={**base.layers, first: LayerConfig(w_bits=4, act=ActMode.FLOAT, rounding="gptq")},
                          ranges=base.ranges)
@@ -109,7 +100,7 @@ def test_learned_output_shifts_reach_the_qdq_model_except_for_static_matmuls():
     model = load_model(conv_mlp())
     calib = [{"x": images(16, seed=s)} for s in range(2)]
     q = Quantizer.calibrated(model, ArrayDataset({"x": np.concatenate([b["x"] for b in calib])}), persist=False)
-    config = _config(q, w_bits=4, act=ActMode.STATIC, a_bits=8)
+    config = block_config(q, w_bits=4, act=ActMode.STATIC, a_bits=8)
     result = reconstruct(model, q.layers, config, calib, options=ReconstructOptions(iters=30, batch_size=8),
                          inputs=q.inputs)
     assert result.fitted["fc1"].correction is None  # ORT's fused MatMulIntegerToFloat rejects it
@@ -140,7 +131,7 @@ def test_a_codebook_table_beside_learned_layers_is_held_as_the_qdq_model_holds_i
 @pytest.mark.parametrize("act", [ActMode.FLOAT, ActMode.STATIC])
 def test_starting_from_gptq_with_its_bias_correction_is_gptq_with_bias_correction_before_any_step(digits, act):
     model, q = digits
-    config = replace(_config(q, w_bits=3, act=act, a_bits=8), block=BlockSettings(iters=0))
+    config = replace(block_config(q, w_bits=3, act=act, a_bits=8), block=BlockSettings(iters=0))
     layers = {k: replace(v, rounding="gptq", bias_correction=True) for k, v in config.layers.items()}
     gptq = replace(config, layers=layers)
     q.reconstruction = ReconstructOptions(iters=0, start="gptq-bc")
@@ -155,7 +146,7 @@ def test_starting_from_gptq_with_its_bias_correction_is_gptq_with_bias_correctio
 
 def test_a_block_the_learning_makes_worse_keeps_its_start(digits):
     model, q = digits
-    config = _config(q, w_bits=3, act=ActMode.STATIC, a_bits=8)
+    config = block_config(q, w_bits=3, act=ActMode.STATIC, a_bits=8)
     ruinous = ReconstructOptions(iters=20, lr=50.0, reg_weight=0.0, start="gptq-bc")
     result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ruinous, inputs=q.inputs)
     assert all(b.after <= b.before for b in result.blocks)
@@ -164,7 +155,7 @@ def test_a_block_the_learning_makes_worse_keeps_its_start(digits):
 
 def test_the_default_learning_ends_with_every_rounding_decided(digits):
     model, q = digits
-    config = _config(q, w_bits=3, act=ActMode.STATIC, a_bits=8)
+    config = block_config(q, w_bits=3, act=ActMode.STATIC, a_bits=8)
     result = reconstruct(model, q.layers, config, q.inputs.batches(), options=ReconstructOptions(iters=150),
                          inputs=q.inputs)
     assert all(b.undecided < 0.01 for b in result.blocks), [b.undecided for b in result.blocks]
@@ -181,7 +172,7 @@ def test_the_kl_output_loss_fits_only_the_block_ending_at_the_model_output(digit
     as_maps = softmax_kl((2 * scores)[:, :, None, None], scores[:, :, None, None])  # a 1x1 conv's class scores
     assert torch.allclose(as_maps, softmax_kl(2 * scores, scores))
     model, q = digits
-    config = _config(q, w_bits=3, act=ActMode.STATIC, a_bits=8)
+    config = block_config(q, w_bits=3, act=ActMode.STATIC, a_bits=8)
     run = lambda loss: reconstruct(model, q.layers, config, q.inputs.batches(), inputs=q.inputs,  # noqa: E731
                                    options=ReconstructOptions(iters=150, seed=1, output_loss=loss)).blocks
     mse, kl = run("mse"), run("kl")
