@@ -347,7 +347,9 @@ def layer_speed_check(threads: int) -> None:
         print(f"{label:48s} {hess * 1000:10.2f} {mini * 1000:8.2f}")
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The options, shared with ``benchmarks/layer_attribution.py``, which builds its models
+    the same way."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problem", default="efficientnet-lite0")
     parser.add_argument("--seeds", default="0", help="data-split seeds (comma list)")
@@ -384,7 +386,11 @@ def main(argv=None) -> None:
                         help="with --summary: each paired difference on a seeded half of the items and on the other")
     parser.add_argument("--interpreter", action="store_true", help="torch interpreter vs ONNX Runtime")
     parser.add_argument("--layer-speed", action="store_true", help="AdaRound step: Hessian form vs rows")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     print(f"command: python benchmarks/learned_rounding.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     if args.summary is not None:
