@@ -15,6 +15,11 @@ model computes them, are read from the model itself, then written as constants: 
   quantization left as it is): what the layer's quantized weights cost in the model as built;
 - ``alone``: the float model with that layer's quantized weight and bias: what they cost alone.
 
+On a model whose layers were learned together (``--method block``) ``restore`` reads how
+much the others lean on that layer's quantized weights: putting one back can raise the
+divergence (the learned shifts and the later blocks compensate for its error); ``alone`` with
+``--method gptq`` reads each layer's own cost on its grid.
+
 Each row reads the mean KL divergence of the softmax from the float model's on the problem's
 evaluation samples (millinats, with its standard error over the samples) and the top-1 drop.
 The KL readings of ``restore`` do not add up to the model's (layers interact); their order

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from qaev.config import BlockSettings, LayerConfig
+from qaev.data.arrays import ArrayDataset
 from qaev.evaluation.evaluator import Evaluator, get_metric
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
@@ -78,8 +79,9 @@ def measure(args) -> list[dict]:
         methods += [f"block:{n}" for n in args.iters.split(",")]
     for seed in [int(s) for s in args.seeds.split(",")]:
         parts = problem_parts(args.problem, seed=seed, calib=args.calib)
-        quantizer = Quantizer.calibrated(parts.model, parts.calib)
+        quantizer = Quantizer.calibrated(parts.model, mirrored(parts.calib) if args.mirror else parts.calib)
         evaluator = Evaluator(parts.model, parts.test or parts.eval, metric=parts.metric)
+        on_calib = Evaluator(parts.model, parts.calib, metric=parts.metric) if args.calib_reading else None
         float_outputs: dict = {}  # the float model's block outputs, once per seed
         output_loss = args.output_loss or get_metric(parts.metric).output_loss.value
         for act in args.acts.split(","):
@@ -98,18 +100,45 @@ def measure(args) -> list[dict]:
                            "mix": args.mix, "max_layers": args.max_layers} if name.startswith("block") else {}),
                        "items": None if items is None else [round(float(v), 6) for v in items],
                        "fit_min": fit_s / 60, "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data),
-                       "float": evaluator.float_value, **proxies, **extra}
+                       "float": evaluator.float_value, **proxies, **extra,
+                       **({"mirror": True} if args.mirror else {}), **calib_reading(on_calib, model)}
                 if args.per_block:
                     row["per_block"] = per_block_errors(parts, quantizer.layers, model, float_outputs)
                 rows.append(row)
                 print(f"{seed:4d} {act:5s} {name:12s} {drop:+7.2f} +-{se:4.2f} {fit_s / 60:7.1f} min "
                       f"({fit_cpu / 60:.1f} cpu)", flush=True)
+                if row.get("calib_kl") is not None:
+                    print(f"       on its calibration samples: drop {row['calib_drop']:+.2f}, KL {row['calib_kl']:.1f} "
+                          f"millinats (evaluation samples: {1000 * np.mean(row['kl_items']):.1f})")
                 for i, (c, e) in enumerate(row.get("per_block", ())):
                     print(f"       block {i + 1:2d}: calibration {c:.4g}  evaluation {e:.4g}  ratio {e / c:.2f}")
                 if args.json:
                     with open(args.json, "a") as f:
                         f.write(json.dumps(row) + "\n")
     return rows
+
+
+def mirrored(data: ArrayDataset) -> ArrayDataset:
+    """``data`` followed by its images mirrored left to right (inputs ``[N, C, H, W]``)."""
+    batches = list(data.batches(batch_size=256))
+    inputs = {}
+    for name in batches[0]:
+        x = np.concatenate([b[name] for b in batches])
+        if x.ndim != 4:
+            raise SystemExit(f"--mirror: input {name!r} has shape {x.shape}, expected images [N, C, H, W]")
+        inputs[name] = np.concatenate([x, x[..., ::-1]])
+    return ArrayDataset(inputs, name=f"{data.name} and its mirror images")
+
+
+def calib_reading(on_calib: Evaluator | None, model) -> dict:
+    """The model read on its own calibration samples (``--calib-reading``): top-1 drop and
+    mean KL from float (millinats), beside the evaluation samples' to show how much of what
+    the learning gained there is fitting those samples."""
+    if on_calib is None:
+        return {}
+    outputs = on_calib.measure(model, keep_outputs=True).outputs
+    kl = class_score_losses(on_calib.reference, outputs, on_calib.data.labels).get("kl_items")
+    return {"calib_drop": on_calib.head_drop(outputs)[0], "calib_kl": None if kl is None else 1000 * float(np.mean(kl))}
 
 
 def class_score_losses(reference: np.ndarray, outputs: np.ndarray, labels) -> dict:
@@ -168,8 +197,9 @@ def _variant(row: dict) -> str:
     the learning options it ran with where they are not the defaults."""
     if row.get("label"):
         return row["label"]
+    data = ["mirror"] if row.get("mirror") else []
     if not row["method"].startswith("block"):  # the learning options name block reconstruction's variants only
-        return row["method"]
+        return "/".join([row["method"], *data])
     defaults = ReconstructOptions()
     tags = [row.get("output_loss", "mse")] if row.get("output_loss", "mse") != "mse" else []
     tags += [f"start={row['start']}"] if row.get("start", defaults.start) != defaults.start else []
@@ -177,7 +207,7 @@ def _variant(row: dict) -> str:
     tags += ["scale"] if row.get("learn_scale", defaults.learn_scale) != defaults.learn_scale else []
     tags += [f"mix={row['mix']:g}"] if row.get("mix", defaults.mix) != defaults.mix else []
     tags += [f"layers={row['max_layers']}"] if row.get("max_layers", defaults.max_layers) != defaults.max_layers else []
-    return "/".join([row["method"], *tags])
+    return "/".join([row["method"], *tags, *data])
 
 
 def _paired(rows: list[dict], act: str, a: str, b: str, field: str = "items") -> dict[int, np.ndarray]:
@@ -375,6 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--learn-scale", action=argparse.BooleanOptionalAction,
                         default=ReconstructOptions().learn_scale,
                         help="learn a gain of each weight scale with the rounding")
+    parser.add_argument("--mirror", action="store_true",
+                        help="calibrate on the calibration images and their mirror images (twice the samples)")
+    parser.add_argument("--calib-reading", action="store_true",
+                        help="also read each model on its own calibration samples (calib_drop, calib_kl)")
     parser.add_argument("--per-block", action="store_true",
                         help="also print each block's output error on calibration and evaluation samples")
     parser.add_argument("--adaround-iters", type=int, default=2000)

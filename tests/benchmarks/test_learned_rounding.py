@@ -55,3 +55,19 @@ def test_the_summary_pairs_the_continuous_losses_in_millinats(capsys):
     bench.summary(rows)
     out = capsys.readouterr().out
     assert "b - a: true-class NLL +100.0 +-0.0 millinats paired" in out and "KL from float +20.0" in out
+
+
+def test_mirrored_calibration_appends_each_image_reversed_left_to_right():
+    import pytest
+
+    from qaev.data.arrays import ArrayDataset
+
+    x = np.arange(2 * 1 * 2 * 3, dtype=np.float32).reshape(2, 1, 2, 3)
+    both = bench.mirrored(ArrayDataset({"image": x}))
+    got = both.inputs["image"]
+    assert got.shape == (4, 1, 2, 3) and (got[:2] == x).all() and (got[2:] == x[..., ::-1]).all()
+    with pytest.raises(SystemExit, match="expected images"):
+        bench.mirrored(ArrayDataset({"tokens": np.zeros((3, 5), np.int64)}))
+    assert bench._variant(_row(0, [0.0], mirror=True) | {"method": "gptq"}) == "gptq/mirror"
+    assert bench._variant(_row(0, [0.0], output_loss="kl", mirror=True)) == "block:500/kl/mirror"
+    assert bench.calib_reading(None, model=None) == {}
