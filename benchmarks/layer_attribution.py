@@ -190,7 +190,11 @@ def main(argv=None) -> None:
                 f.write(json.dumps({"problem": args.problem, "seed": args.seed, "acts": args.acts,
                                     "method": method, **row}) + "\n")
 
-    attribute(evaluator, parts.model.proto, quantized, layers, feed, modes, top=args.top, on_row=on_row)
+    rows = attribute(evaluator, parts.model.proto, quantized, layers, feed, modes, top=args.top, on_row=on_row)
+    for mode in modes:
+        print(f"\n{mode}: the ten layers with the largest KL")
+        for row in sorted((r for r in rows if r.get("mode") == mode), key=lambda r: -r["kl"])[:10]:
+            _print(row)
 
 
 if __name__ == "__main__":
