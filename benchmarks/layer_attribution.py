@@ -39,6 +39,8 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 from qaev.evaluation.evaluator import Evaluator, get_metric
+from qaev.model.graph import _drop_unused_initializers
+from qaev.model.subgraphs import outer_reads
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
 
@@ -47,7 +49,9 @@ MODES = ("restore", "alone")
 
 def _learned_rounding():
     """``benchmarks/learned_rounding.py``, which builds the models and reads the losses."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
     import learned_rounding
 
     return learned_rounding
@@ -66,19 +70,18 @@ def layer_values(model: onnx.ModelProto, names: list[str], feed: dict) -> dict[s
     return dict(zip(names, session.run(names, feed)))
 
 
-def _prune(graph: onnx.GraphProto) -> None:
-    """Drop nodes and initializers no graph output depends on."""
+def _prune(model: onnx.ModelProto) -> None:
+    """Drop the nodes no graph output depends on, then the initializers nothing reads."""
+    graph = model.graph
     needed = {o.name for o in graph.output}
     keep = []
     for node in reversed(graph.node):
         if any(o in needed for o in node.output):
             keep.append(node)
-            needed.update(i for i in node.input if i)
+            needed.update(i for i in (*node.input, *outer_reads(node)) if i)
     del graph.node[:]
     graph.node.extend(reversed(keep))
-    inits = [t for t in graph.initializer if t.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
+    _drop_unused_initializers(model)
 
 
 def with_constants(model: onnx.ModelProto, values: dict[str, dict[int, np.ndarray | None]]) -> onnx.ModelProto:
@@ -103,7 +106,7 @@ def with_constants(model: onnx.ModelProto, values: dict[str, dict[int, np.ndarra
             node.input[slot] = const
         while node.input and not node.input[-1]:
             node.input.pop()
-    _prune(out.graph)
+    _prune(out)
     return out
 
 
@@ -124,8 +127,9 @@ def layer_parameters(model: onnx.ModelProto, layers: list[str], feed: dict) -> d
 def _reading(evaluator: Evaluator, model: onnx.ModelProto) -> dict:
     outputs = evaluator.measure(model, keep_outputs=True).outputs
     drop, _ = evaluator.head_drop(outputs)
-    losses = _learned_rounding().class_score_losses(evaluator.reference, outputs, evaluator.data.labels)
-    kl = np.asarray(losses["kl_items"]) * 1000
+    kl = _learned_rounding().kl_millinats(evaluator, outputs)
+    if kl is None:
+        raise SystemExit("layer attribution reads class scores of labelled items; this problem's outputs are not")
     return {"kl": float(kl.mean()), "kl_se": float(kl.std(ddof=1) / np.sqrt(len(kl))), "drop": drop}
 
 

@@ -120,14 +120,19 @@ def measure(args) -> list[dict]:
 
 def mirrored(data: ArrayDataset) -> ArrayDataset:
     """``data`` followed by its images mirrored left to right (inputs ``[N, C, H, W]``)."""
-    batches = list(data.batches(batch_size=256))
-    inputs = {}
-    for name in batches[0]:
-        x = np.concatenate([b[name] for b in batches])
+    for name, x in data.inputs.items():
         if x.ndim != 4:
             raise SystemExit(f"--mirror: input {name!r} has shape {x.shape}, expected images [N, C, H, W]")
-        inputs[name] = np.concatenate([x, x[..., ::-1]])
-    return ArrayDataset(inputs, name=f"{data.name} and its mirror images")
+    return ArrayDataset({name: np.concatenate([x, x[..., ::-1]]) for name, x in data.inputs.items()},
+                        name=f"{data.name} and its mirror images")
+
+
+def kl_millinats(evaluator: Evaluator, outputs: np.ndarray) -> np.ndarray | None:
+    """Per item of ``evaluator``'s data, the KL divergence of the softmax of ``outputs`` from
+    the float model's (:func:`class_score_losses`), in millinats; None where the outputs are
+    not class scores of labelled items."""
+    kl = class_score_losses(evaluator.reference, outputs, evaluator.data.labels).get("kl_items")
+    return None if kl is None else 1000 * np.asarray(kl)
 
 
 def calib_reading(on_calib: Evaluator | None, model) -> dict:
@@ -137,8 +142,8 @@ def calib_reading(on_calib: Evaluator | None, model) -> dict:
     if on_calib is None:
         return {}
     outputs = on_calib.measure(model, keep_outputs=True).outputs
-    kl = class_score_losses(on_calib.reference, outputs, on_calib.data.labels).get("kl_items")
-    return {"calib_drop": on_calib.head_drop(outputs)[0], "calib_kl": None if kl is None else 1000 * float(np.mean(kl))}
+    kl = kl_millinats(on_calib, outputs)
+    return {"calib_drop": on_calib.head_drop(outputs)[0], "calib_kl": None if kl is None else float(kl.mean())}
 
 
 def class_score_losses(reference: np.ndarray, outputs: np.ndarray, labels) -> dict:
