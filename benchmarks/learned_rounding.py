@@ -258,13 +258,15 @@ def summary(rows: list[dict]) -> None:
         if diffs:
             mean, se = _mean_se(diffs)
             print(f"{act:5s} {b} - {a}: {mean:+.2f} +-{se:.2f} paired, {len(diffs)} seed(s) "
-                  f"({', '.join(f'{d.mean():+.2f}' for d in diffs)})")
+                  f"({', '.join(f'{d.mean():+.2f}' for d in diffs)}); items {b} gets wrong / right where {a} "
+                  f"does not, per seed: {', '.join(f'{(d > 0).sum()}/{(d < 0).sum()}' for d in diffs)}")
         for field, unit in (("nll_items", "true-class NLL"), ("kl_items", "KL from float")):
             diffs = list(_paired(rows, act, a, b, field).values())
             if diffs:
                 mean, se = _mean_se([1000 * d for d in diffs])
                 print(f"{act:5s} {b} - {a}: {unit} {mean:+.1f} +-{se:.1f} millinats paired, {len(diffs)} seed(s) "
-                      f"({', '.join(f'{1000 * d.mean():+.1f}' for d in diffs)})")
+                      f"({', '.join(f'{1000 * d.mean():+.1f}' for d in diffs)}); lower on "
+                      f"{', '.join(f'{(d < 0).mean():.0%}' for d in diffs)} of the items")
 
 
 def halves(rows: list[dict]) -> None:

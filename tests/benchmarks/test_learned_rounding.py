@@ -34,6 +34,7 @@ def test_labels_from_files_and_paired_halves(tmp_path, capsys):
     bench.halves(rows)
     out = capsys.readouterr().out
     assert "second - first: +2.50 +-" in out and "2 seed(s) (+2.50, +2.50)" in out
+    assert "items second gets wrong / right where first does not, per seed: 1/0, 1/0" in out
     # the one differing item falls in one half of each seed: +5.00 there, 0 in the other, on average +2.50
     choose, report = (float(x.split()[0]) for x in out.split("choosing half ")[1].split("reporting half ")[:2])
     assert choose + report == 5.0 and {choose, report} <= {0.0, 2.5, 5.0}
@@ -55,6 +56,7 @@ def test_the_summary_pairs_the_continuous_losses_in_millinats(capsys):
     bench.summary(rows)
     out = capsys.readouterr().out
     assert "b - a: true-class NLL +100.0 +-0.0 millinats paired" in out and "KL from float +20.0" in out
+    assert "(+20.0); lower on 0% of the items" in out
 
 
 def test_mirrored_calibration_appends_each_image_reversed_left_to_right():
