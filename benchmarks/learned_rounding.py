@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from qaev.config import BlockSettings, LayerConfig
-from qaev.data.arrays import ArrayDataset
+from qaev.data import mirrored
 from qaev.evaluation.evaluator import Evaluator, get_metric
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
@@ -59,7 +59,7 @@ def _method(name: str, quantizer, config, args, seed: int, output_loss: str):
                                                   max_layers=args.max_layers)
     cfg = replace(_with(config, "block", False), block=BlockSettings(iters=int(name.split(":")[1]), seed=seed,
                                                                      output_loss=output_loss,
-                                                                     learn_scale=args.learn_scale))
+                                                                     learn_scale=args.learn_scale, mirror=args.mirror))
     model = quantizer.build(cfg, resolved=True)
     result = quantizer.reconstructed(cfg)
     return model, {"blocks": [[b.block, b.before, b.after, b.seconds] for b in result.blocks]}
@@ -79,9 +79,11 @@ def measure(args) -> list[dict]:
         methods += [f"block:{n}" for n in args.iters.split(",")]
     for seed in [int(s) for s in args.seeds.split(",")]:
         parts = problem_parts(args.problem, seed=seed, calib=args.calib)
-        quantizer = Quantizer.calibrated(parts.model, mirrored(parts.calib) if args.mirror else parts.calib)
+        quantizer = Quantizer.calibrated(parts.model, parts.calib)
         evaluator = Evaluator(parts.model, parts.test or parts.eval, metric=parts.metric)
-        on_calib = Evaluator(parts.model, parts.calib, metric=parts.metric) if args.calib_reading else None
+        # each model read on the samples it learned from (block reconstruction's: with --mirror, the mirror images too)
+        on_calib = {m: Evaluator(parts.model, mirrored(parts.calib) if m else parts.calib, metric=parts.metric)
+                    for m in {False, args.mirror}} if args.calib_reading else {}
         float_outputs: dict = {}  # the float model's block outputs, once per seed
         output_loss = args.output_loss or get_metric(parts.metric).output_loss.value
         for act in args.acts.split(","):
@@ -101,7 +103,8 @@ def measure(args) -> list[dict]:
                        "items": None if items is None else [round(float(v), 6) for v in items],
                        "fit_min": fit_s / 60, "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data),
                        "float": evaluator.float_value, **proxies, **extra,
-                       **({"mirror": True} if args.mirror else {}), **calib_reading(on_calib, model)}
+                       **({"mirror": True} if args.mirror and name.startswith("block") else {}),
+                       **calib_reading(on_calib.get(args.mirror and name.startswith("block")), model)}
                 if args.per_block:
                     row["per_block"] = per_block_errors(parts, quantizer.layers, model, float_outputs)
                 rows.append(row)
@@ -116,15 +119,6 @@ def measure(args) -> list[dict]:
                     with open(args.json, "a") as f:
                         f.write(json.dumps(row) + "\n")
     return rows
-
-
-def mirrored(data: ArrayDataset) -> ArrayDataset:
-    """``data`` followed by its images mirrored left to right (inputs ``[N, C, H, W]``)."""
-    for name, x in data.inputs.items():
-        if x.ndim != 4:
-            raise SystemExit(f"--mirror: input {name!r} has shape {x.shape}, expected images [N, C, H, W]")
-    return ArrayDataset({name: np.concatenate([x, x[..., ::-1]]) for name, x in data.inputs.items()},
-                        name=f"{data.name} and its mirror images")
 
 
 def kl_millinats(evaluator: Evaluator, outputs: np.ndarray) -> np.ndarray | None:
@@ -413,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
                         default=ReconstructOptions().learn_scale,
                         help="learn a gain of each weight scale with the rounding")
     parser.add_argument("--mirror", action="store_true",
-                        help="calibrate on the calibration images and their mirror images (twice the samples)")
+                        help="block reconstruction learns from the calibration images and their mirror images "
+                             "(block.mirror: twice the samples)")
     parser.add_argument("--calib-reading", action="store_true",
                         help="also read each model on its own calibration samples (calib_drop, calib_kl)")
     parser.add_argument("--per-block", action="store_true",

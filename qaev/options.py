@@ -139,12 +139,16 @@ class BlockSettings:
             choose it from the metric (``kl`` where the metric ranks classes).
         learn_scale: learn a gain of each weight scale with the rounding
             (:attr:`~qaev.quantize.learned.reconstruct.ReconstructOptions.learn_scale`).
+        mirror: learn each block from the calibration images and their mirror images (twice
+            the samples; image inputs ``[N, C, H, W]`` only); the activation ranges the
+            learning starts from and GPTQ's starting rounding stay the calibration images'.
     """
 
     iters: int = 500
     seed: int = 0
     output_loss: OutputLoss = OutputLoss.MSE
     learn_scale: bool = False
+    mirror: bool = False
 
     def __post_init__(self) -> None:
         _count(self.iters, "block.iters")
@@ -155,15 +159,16 @@ class BlockSettings:
             except ValueError:
                 raise ConfigError(f"block.output_loss: expected one of {', '.join(m.value for m in OutputLoss)}, "
                                   f"got {self.output_loss!r}") from None
-        if not isinstance(self.learn_scale, bool):
-            raise ConfigError(f"block.learn_scale: expected true or false, got {self.learn_scale!r}")
+        for name in ("learn_scale", "mirror"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"block.{name}: expected true or false, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
-        """The on-disk schema (``output_loss`` and ``learn_scale`` only where they are not the
-        defaults, so configs written before they existed keep their keys)."""
+        """The on-disk schema (``output_loss``, ``learn_scale`` and ``mirror`` only where they
+        are not the defaults, so configs written before they existed keep their keys)."""
         data = {"iters": self.iters, "seed": self.seed}
         data |= {"output_loss": self.output_loss.value} if self.output_loss is not OutputLoss.MSE else {}
-        return data | ({"learn_scale": True} if self.learn_scale else {})
+        return data | {name: True for name in ("learn_scale", "mirror") if getattr(self, name)}
 
     @classmethod
     def from_dict(cls, data: Mapping, *, where: str = "block") -> "BlockSettings":

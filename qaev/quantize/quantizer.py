@@ -178,6 +178,8 @@ class Quantizer:
                           seed=config.block.seed, output_loss=config.block.output_loss.value,
                           learn_scale=config.block.learn_scale)
         batches, folder = self.inputs.batches(), self.inputs.cache
+        if config.block.mirror:  # the learning's samples only: ranges and GPTQ's start stay the calibration data's
+            batches = _with_mirror_images(batches)
         key = result_key(model_sha256=self.model.sha256, data_key=_data_key(batches), config_key=config.key(),
                          options=options)
         found = load_result(folder, key) if folder is not None else None
@@ -212,6 +214,23 @@ class Quantizer:
             self._fits[key] = fit_sequential(self.model, self.layers, config, self.inputs, build=build,
                                              threads=self.inputs.threads)
         return self._fits[key]
+
+
+def _with_mirror_images(batches: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """``batches`` followed by their images mirrored left to right (``block.mirror``).
+
+    Raises:
+        ConfigError: an input is not a batch of images ``[N, C, H, W]`` (named).
+    """
+    from qaev.data.augment import is_image_batch
+
+    for feed in batches:
+        for name, x in feed.items():
+            if not is_image_batch({name: x}):
+                raise ConfigError(f"block.mirror: calibration input {name!r} has shape {tuple(np.shape(x))}; mirror "
+                                  "images need every input to be a batch of images [N, C, H, W] with at most 4 "
+                                  "channels")
+    return [*batches, *({name: np.ascontiguousarray(x[..., ::-1]) for name, x in feed.items()} for feed in batches)]
 
 
 def model_scope_layers(config: QuantConfig) -> list[str]:

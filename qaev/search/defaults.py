@@ -17,17 +17,24 @@ Presets (``qaev search --preset``):
   latency measured as an objective.
 - ``npu-int8``: what an integer NPU runs natively: W8A8 static, per-channel symmetric weights,
   power-of-two scales allowed, estimated latency on the Hexagon table.
+
+Block reconstruction (``--rounding block``, ``qaev refine``, the rebuild of a timed search's
+recommended point) takes its settings from :func:`block_settings`: the last block fitted on
+the softmax's divergence where the metric ranks classes, and on image inputs the mirror
+images learned beside the calibration images.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+from qaev.data.augment import is_image_batch
 from qaev.errors import ConfigError
 from qaev.model.layers import LayerInfo
+from qaev.options import BlockSettings, OutputLoss
 from qaev.search.spec import SpaceSpec
 
-__all__ = ["family", "Preset", "PRESETS", "default_space", "FAMILIES"]
+__all__ = ["family", "Preset", "PRESETS", "default_space", "FAMILIES", "block_settings"]
 
 FAMILIES = ("cnn", "transformer")
 
@@ -104,3 +111,15 @@ def default_space(layers: Sequence[LayerInfo], *, preset: str = "size", given: M
         settings.update(roundings=("nearest",), bias_corrections=(False,))
     settings.update({k: v for k, v in dict(given or {}).items() if v is not None})
     return SpaceSpec(**settings)
+
+
+def block_settings(calib, *, output_loss: OutputLoss, iters: int = 500, seed: int = 0, learn_scale: bool = False,
+                   mirror: bool | None = None) -> BlockSettings:
+    """Block reconstruction's settings for calibration data ``calib`` (an
+    :class:`~qaev.data.ArrayDataset`, or None): ``output_loss`` as the metric chooses it, and
+    ``mirror`` (None: on where every input of the calibration data is a batch of images
+    ``[N, C, H, W]``, :func:`~qaev.data.is_image_batch`; docs/defaults.md has the table)."""
+    if mirror is None:
+        inputs = getattr(calib, "inputs", None)
+        mirror = bool(inputs) and not getattr(calib, "feeds", False) and is_image_batch(inputs)
+    return BlockSettings(iters=iters, seed=seed, output_loss=output_loss, learn_scale=learn_scale, mirror=mirror)

@@ -59,17 +59,6 @@ def test_the_summary_pairs_the_continuous_losses_in_millinats(capsys):
     assert "(+20.0); lower on 0% of the items" in out
 
 
-def test_mirrored_calibration_appends_each_image_reversed_left_to_right():
-    import pytest
-
-    from qaev.data.arrays import ArrayDataset
-
-    x = np.arange(2 * 1 * 2 * 3, dtype=np.float32).reshape(2, 1, 2, 3)
-    both = bench.mirrored(ArrayDataset({"image": x}))
-    got = both.inputs["image"]
-    assert got.shape == (4, 1, 2, 3) and (got[:2] == x).all() and (got[2:] == x[..., ::-1]).all()
-    with pytest.raises(SystemExit, match="expected images"):
-        bench.mirrored(ArrayDataset({"tokens": np.zeros((3, 5), np.int64)}))
-    assert bench._variant(_row(0, [0.0], mirror=True) | {"method": "gptq"}) == "gptq/mirror"
+def test_mirror_rows_are_named_as_their_own_variant():
     assert bench._variant(_row(0, [0.0], output_loss="kl", mirror=True)) == "block:500/kl/mirror"
     assert bench.calib_reading(None, model=None) == {}

@@ -16,7 +16,9 @@ from qaev.data import (
     digits_model_path,
     load_digits_split,
     load_feed_folder,
+    is_image_batch,
     load_imagenet_folder,
+    mirrored,
     preprocess_image,
     synthetic_dataset,
 )
@@ -314,3 +316,16 @@ def test_synthetic_dataset_is_seeded_and_typed():
         synthetic_dataset({"x": ((0, 3), np.float32)}, n=2, seed=0)
     with pytest.raises(DataError):
         synthetic_dataset(specs, n=0, seed=0)
+
+
+def test_mirrored_appends_each_image_reversed_left_to_right_with_its_label():
+    x = np.arange(2 * 1 * 2 * 3, dtype=np.float32).reshape(2, 1, 2, 3)
+    both = mirrored(ArrayDataset({"image": x}, labels=np.array([4, 7]), name="pics"))
+    got = both.inputs["image"]
+    assert got.shape == (4, 1, 2, 3) and (got[:2] == x).all() and (got[2:] == x[..., ::-1]).all()
+    assert both.labels.tolist() == [4, 7, 4, 7] and "pics" in both.name
+    assert is_image_batch({"image": x}) and not is_image_batch({"image": x[..., :1]})
+    with pytest.raises(DataError, match="input 'tokens' has shape \\(3, 5\\)"):
+        mirrored(ArrayDataset({"tokens": np.zeros((3, 5), np.int64)}))
+    with pytest.raises(DataError, match="input 'state'"):  # 4-D but 64 channels: not an image
+        mirrored(ArrayDataset({"state": np.zeros((3, 64, 2, 2), np.float32)}))

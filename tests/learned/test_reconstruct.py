@@ -180,3 +180,35 @@ def test_the_kl_output_loss_fits_only_the_block_ending_at_the_model_output(digit
     assert kl[-1].before != mse[-1].before and kl[-1].after < kl[-1].before  # the last on the KL, lowered
     with pytest.raises(ValueError):
         ReconstructOptions(output_loss="cross-entropy")
+
+
+def test_mirror_learns_each_block_from_the_images_and_their_mirror_images_only():
+    model = load_model(conv_mlp())
+    q = Quantizer.calibrated(model, ArrayDataset({"x": images(16)}), persist=False)
+    base = q.resolve(uniform_config(q.layers, LayerConfig(rounding="block", w_bits=4, act=ActMode.STATIC, a_bits=8)))
+    plain, mirror = (replace(base, block=BlockSettings(iters=20, mirror=m)) for m in (False, True))
+    assert q.resolve(mirror).ranges == q.resolve(plain).ranges  # the ranges it starts from: the images' own
+    batches = q.inputs.batches()
+    flipped = [*batches, *({"x": b["x"][..., ::-1]} for b in batches)]
+    by_hand = reconstruct(model, q.layers, mirror, flipped, options=ReconstructOptions(iters=20), inputs=q.inputs)
+    learned = q.reconstructed(mirror)
+    assert [b.after for b in learned.blocks] == [b.after for b in by_hand.blocks]
+    assert learned.ranges == by_hand.ranges and learned.ranges != q.reconstructed(plain).ranges
+    assert q.build(mirror).SerializeToString() != q.build(plain).SerializeToString()
+    assert mirror.key() != plain.key()
+
+
+def test_mirror_names_the_input_that_is_not_an_image():
+    from qaev.errors import ConfigError
+
+    model = load_model(conv_mlp())
+    flat = Quantizer.calibrated(model, ArrayDataset({"x": images(8)}), persist=False)
+    flat.inputs.calib = ArrayDataset({"x": np.zeros((8, 192), np.float32)})  # as a model fed flat vectors
+    config = replace(uniform_config(flat.layers, LayerConfig(rounding="block", w_bits=4)),
+                     block=BlockSettings(iters=1, mirror=True))
+    with pytest.raises(ConfigError, match="block.mirror: calibration input 'x' has shape \\(8, 192\\)"):
+        flat.build(config)
+    assert BlockSettings.from_dict(BlockSettings(mirror=True).to_dict()).mirror
+    assert "mirror" not in BlockSettings().to_dict()
+    with pytest.raises(ConfigError, match="block.mirror: expected true or false"):
+        BlockSettings(mirror="yes")
