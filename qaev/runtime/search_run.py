@@ -304,17 +304,17 @@ def _refine_recommended(out: Path, problem, doc: dict, spec: RunSpec, progress, 
             return False
     # measured where it is judged: on the validation split, else on the search split
     evaluators = {"validation": problem.validator} if problem.validator else {"search": problem.evaluator}
+    block = block_settings(getattr(problem.quantizer.inputs, "calib", None), iters=iters, seed=spec.search.seed,
+                           output_loss=problem.evaluator.metric.output_loss)
     progress.message(f"rebuilding the recommended point {point['id']} with block reconstruction ({iters} learning "
-                     "steps per block), then measuring it beside the point as searched ...")
+                     f"steps per block{', from the calibration images and their mirror images' if block.mirror else ''}"
+                     "), then measuring it beside the point as searched ...")
     logger, handler = logging.getLogger("qaev.learned"), _ToProgress(progress)
     level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        refined = refine_point(problem.quantizer, config, evaluators,
-                               block=block_settings(getattr(problem.quantizer.inputs, "calib", None),
-                                                    iters=iters, seed=spec.search.seed,
-                                                    output_loss=problem.evaluator.metric.output_loss))
+        refined = refine_point(problem.quantizer, config, evaluators, block=block)
     except KeyboardInterrupt:
         progress.message(f"rebuilding interrupted; the front is written; qaev refine {out} --recommended rebuilds it")
         return True
