@@ -8,7 +8,7 @@ import numpy as np
 from qaev.data.arrays import ArrayDataset
 from qaev.errors import DataError
 
-__all__ = ["is_image_batch", "mirrored"]
+__all__ = ["is_image_batch", "mirror_images", "mirrored"]
 
 
 def is_image_batch(feed: Mapping[str, np.ndarray]) -> bool:
@@ -18,17 +18,28 @@ def is_image_batch(feed: Mapping[str, np.ndarray]) -> bool:
                               for x in feed.values())
 
 
+def mirror_images(feed: Mapping[str, np.ndarray], *, where: str = "calibration data") -> dict[str, np.ndarray]:
+    """Every input of ``feed`` mirrored left to right.
+
+    Raises:
+        DataError: an input is not a batch of images ``[N, C, H, W]`` (named, with ``where``).
+    """
+    for name, x in feed.items():
+        if not is_image_batch({name: x}):
+            raise DataError(f"{where}: input {name!r} has shape {tuple(np.shape(x))}; mirror images need every input "
+                            "to be a batch of images [N, C, H, W] with at most 4 channels")
+    return {name: np.ascontiguousarray(np.asarray(x)[..., ::-1]) for name, x in feed.items()}
+
+
 def mirrored(data: ArrayDataset) -> ArrayDataset:
     """``data`` followed by its images mirrored left to right (labels repeated).
 
     Raises:
-        DataError: an input is not a batch of images ``[N, C, H, W]`` (named), or ``data``
-            holds whole feeds rather than samples.
+        DataError: an input is not a batch of images (named), or ``data`` holds whole feeds.
     """
-    for name, x in data.inputs.items():
-        if data.feeds or not is_image_batch({name: x}):
-            raise DataError(f"{data.name}: input {name!r} has shape {tuple(x.shape)}; mirror images need every "
-                            "input to be a batch of images [N, C, H, W] with at most 4 channels")
+    if data.feeds:
+        raise DataError(f"{data.name}: mirror images need samples, not whole feeds")
+    flipped = mirror_images(data.inputs, where=data.name)
     labels = None if data.labels is None else np.concatenate([data.labels, data.labels])
-    return ArrayDataset({name: np.concatenate([x, x[..., ::-1]]) for name, x in data.inputs.items()},
+    return ArrayDataset({name: np.concatenate([x, flipped[name]]) for name, x in data.inputs.items()},
                         labels=labels, name=f"{data.name} and its mirror images")

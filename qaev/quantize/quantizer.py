@@ -222,15 +222,13 @@ def _with_mirror_images(batches: Sequence[Mapping[str, np.ndarray]]) -> list[dic
     Raises:
         ConfigError: an input is not a batch of images ``[N, C, H, W]`` (named).
     """
-    from qaev.data.augment import is_image_batch
+    from qaev.data.augment import mirror_images
+    from qaev.errors import DataError
 
-    for feed in batches:
-        for name, x in feed.items():
-            if not is_image_batch({name: x}):
-                raise ConfigError(f"block.mirror: calibration input {name!r} has shape {tuple(np.shape(x))}; mirror "
-                                  "images need every input to be a batch of images [N, C, H, W] with at most 4 "
-                                  "channels")
-    return [*batches, *({name: np.ascontiguousarray(x[..., ::-1]) for name, x in feed.items()} for feed in batches)]
+    try:
+        return [*batches, *(mirror_images(feed, where="block.mirror: calibration data") for feed in batches)]
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def model_scope_layers(config: QuantConfig) -> list[str]:

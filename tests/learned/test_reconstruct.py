@@ -206,7 +206,7 @@ def test_mirror_names_the_input_that_is_not_an_image():
     flat.inputs.calib = ArrayDataset({"x": np.zeros((8, 192), np.float32)})  # as a model fed flat vectors
     config = replace(uniform_config(flat.layers, LayerConfig(rounding="block", w_bits=4)),
                      block=BlockSettings(iters=1, mirror=True))
-    with pytest.raises(ConfigError, match="block.mirror: calibration input 'x' has shape \\(8, 192\\)"):
+    with pytest.raises(ConfigError, match="block.mirror: calibration data: input 'x' has shape \\(8, 192\\)"):
         flat.build(config)
     assert BlockSettings.from_dict(BlockSettings(mirror=True).to_dict()).mirror
     assert "mirror" not in BlockSettings().to_dict()
