@@ -77,7 +77,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="--rounding block: seed of every random choice of the learning; kept in the config.")
 @click.option("--block-learn-scale/--no-block-learn-scale", default=False, show_default=True,
               help="--rounding block: learn a gain of each weight scale with the rounding; kept in the config.")
-@click.option("--block-mirror/--no-block-mirror", default=None, show_default="on for image inputs",
+@click.option("--block-mirror/--no-block-mirror", default=None,
+              show_default="on for image inputs where every activation stays float",
               help="--rounding block: learn from the calibration images and their mirror images too; kept in the "
                    "config.")
 @click.option("--bias-correction", is_flag=True, help="Correct biases for the mean weight-quantization error.")
@@ -117,12 +118,12 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
         quantizer = Quantizer.calibrated(float_model, resolved.calib)
     config = uniform_config(quantizer.layers, layer_cfg, calibration=CalibMethod(calibration),
                             scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)
-    config = replace(config, rounding_inputs=RoundingInputs(rounding_inputs), nbits_accuracy=nbits_accuracy,
-                     block=block_settings(resolved.calib, iters=block_iters, seed=block_seed,
-                                          output_loss=get_metric(resolved.metric).output_loss,
-                                          learn_scale=block_learn_scale, mirror=block_mirror))
+    config = replace(config, rounding_inputs=RoundingInputs(rounding_inputs), nbits_accuracy=nbits_accuracy)
     config = set_apart(config, quantizer.layers, exclude=exclude,
                        frozen=load_layer_settings(freeze) if freeze is not None else None)
+    config = replace(config, block=block_settings(resolved.calib, config, iters=block_iters, seed=block_seed,
+                                                  output_loss=get_metric(resolved.metric).output_loss,
+                                                  learn_scale=block_learn_scale, mirror=block_mirror))
     config = quantizer.resolve(config)
     show_learning(config)
     first = next(iter(resolved.calib.batches(batch_size=float_model.fixed_batch or 1)))

@@ -66,7 +66,8 @@ def _chosen(doc: dict, run_dir: Path, point_id: str | None, recommended: bool) -
               help="Seed of every random choice of the learning.")
 @click.option("--learn-scale/--no-learn-scale", default=False, show_default=True,
               help="Learn a gain of each weight scale with the rounding.")
-@click.option("--mirror/--no-mirror", default=None, show_default="on for image inputs",
+@click.option("--mirror/--no-mirror", default=None,
+              show_default="on for image inputs where every activation stays float",
               help="Learn from the calibration images and their mirror images too.")
 @click.option("--model", type=click.Path(path_type=Path), default=None, show_default="the path front.json names",
               help="Float model, if it moved.")
@@ -101,8 +102,8 @@ def _refine(run_dir: Path, doc: dict, pid: str, *, block: BlockSettings, mirror:
     evaluators = {"search": Evaluator(float_model, parts.eval, metric=metric, threads=threads)}
     if parts.validation is not None:
         evaluators["validation"] = Evaluator(float_model, parts.validation, metric=metric, threads=threads)
-    block = block_settings(parts.calib, output_loss=evaluators["search"].metric.output_loss, iters=block.iters,
-                           seed=block.seed, learn_scale=block.learn_scale, mirror=mirror)
+    block = block_settings(parts.calib, original, output_loss=evaluators["search"].metric.output_loss,
+                           iters=block.iters, seed=block.seed, learn_scale=block.learn_scale, mirror=mirror)
     show_learning(refined_config(original, quantizer.layers, block=block))
     refined = refine_point(quantizer, original, evaluators, block=block)
     rid = record_refined(run_dir, doc, point, refined)

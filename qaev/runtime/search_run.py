@@ -304,8 +304,8 @@ def _refine_recommended(out: Path, problem, doc: dict, spec: RunSpec, progress, 
             return False
     # measured where it is judged: on the validation split, else on the search split
     evaluators = {"validation": problem.validator} if problem.validator else {"search": problem.evaluator}
-    block = block_settings(getattr(problem.quantizer.inputs, "calib", None), iters=iters, seed=spec.search.seed,
-                           output_loss=problem.evaluator.metric.output_loss)
+    block = block_settings(getattr(problem.quantizer.inputs, "calib", None), config, iters=iters,
+                           seed=spec.search.seed, output_loss=problem.evaluator.metric.output_loss)
     progress.message(f"rebuilding the recommended point {point['id']} with block reconstruction ({iters} learning "
                      f"steps per block{', from the calibration images and their mirror images' if block.mirror else ''}"
                      "), then measuring it beside the point as searched ...")

@@ -27,7 +27,7 @@ def test_a_learned_config_reapplies_byte_identically_from_the_same_calibration_d
                                                                                      rounding):
     monkeypatch.setenv("QAEV_CACHE", str(tmp_path / "cache"))
     out, cfg = tmp_path / "q.onnx", tmp_path / "q.yaml"
-    scale = ["--block-learn-scale", "--no-block-mirror"] if rounding == "block+scale" else []
+    scale = ["--block-learn-scale", "--block-mirror"] if rounding == "block+scale" else []
     code, _, err = _run(capsys, "quantize", "--w-bits", "3", "--a-bits", "8", "--per-channel", "--rounding",
                         rounding.split("+")[0], *scale, "--no-eval", "-o", out, "--save-config", cfg)
     assert code == 0, err
@@ -35,7 +35,7 @@ def test_a_learned_config_reapplies_byte_identically_from_the_same_calibration_d
     if rounding != "adaround":  # digits' metric is top-1: the last block is fitted on the softmax's divergence
         assert "output_loss: kl" in cfg.read_text()
         assert ("learn_scale: true" in cfg.read_text()) == bool(scale)
-        assert ("mirror: true" in cfg.read_text()) == (not scale)  # digits are images: mirrored unless told not to
+        assert ("mirror: true" in cfg.read_text()) == bool(scale)  # off by default beside static activations
     rebuilt = tmp_path / "again.onnx"
     monkeypatch.setenv("QAEV_CACHE", str(tmp_path / "fresh"))  # nothing kept: apply learns again
     code, _, err = _run(capsys, "apply", cfg, "--problem", "digits", "-o", rebuilt)
