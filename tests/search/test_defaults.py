@@ -86,7 +86,8 @@ def test_block_reconstruction_learns_from_mirror_images_for_images_with_float_ac
 
     images = ArrayDataset({"x": np.zeros((4, 3, 8, 8), np.float32)})
     tokens = ArrayDataset({"ids": np.zeros((4, 16), np.int64), "mask": np.ones((4, 16), np.int64)})
-    weights_only = QuantConfig(layers={"a": LayerConfig(w_bits=4, act="float"), "b": LayerConfig(w_bits=None, act="float")})
+    weights_only = QuantConfig(layers={"a": LayerConfig(w_bits=4, act="float"),
+                                       "b": LayerConfig(w_bits=None, act="float")})
     static = QuantConfig(layers={"a": LayerConfig(w_bits=4, act="float"), "b": LayerConfig(w_bits=8, act="static")})
     assert block_settings(images, weights_only, output_loss=OutputLoss.KL).mirror
     assert block_settings(images, weights_only, output_loss=OutputLoss.KL).output_loss is OutputLoss.KL
