@@ -57,7 +57,8 @@ def _method(name: str, quantizer, config, args, seed: int, output_loss: str):
     quantizer.reconstruction = ReconstructOptions(batch_size=args.batch, lr=args.lr, learn_bias=not args.no_learn_bias,
                                                   start=args.start, reg_weight=args.reg_weight, mix=args.mix,
                                                   max_layers=args.max_layers)
-    cfg = replace(_with(config, "block", False), block=BlockSettings(iters=int(name.split(":")[1]), seed=seed,
+    learn_seed = seed if args.learn_seed is None else args.learn_seed
+    cfg = replace(_with(config, "block", False), block=BlockSettings(iters=int(name.split(":")[1]), seed=learn_seed,
                                                                      output_loss=output_loss,
                                                                      learn_scale=args.learn_scale, mirror=args.mirror))
     model = quantizer.build(cfg, resolved=True)
@@ -99,7 +100,9 @@ def measure(args) -> list[dict]:
                 row = {"problem": args.problem, "seed": seed, "acts": act, "method": name, "calib": len(parts.calib),
                        "drop": drop, "se": se, "output_loss": output_loss,
                        **({"start": args.start, "reg_weight": args.reg_weight, "learn_scale": args.learn_scale,
-                           "mix": args.mix, "max_layers": args.max_layers} if name.startswith("block") else {}),
+                           "mix": args.mix, "max_layers": args.max_layers,
+                           **({} if args.learn_seed is None else {"learn_seed": args.learn_seed})}
+                          if name.startswith("block") else {}),
                        "items": None if items is None else [round(float(v), 6) for v in items],
                        "fit_min": fit_s / 60, "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data),
                        "float": evaluator.float_value, **proxies, **extra,
@@ -206,6 +209,7 @@ def _variant(row: dict) -> str:
     tags += ["scale"] if row.get("learn_scale", defaults.learn_scale) != defaults.learn_scale else []
     tags += [f"mix={row['mix']:g}"] if row.get("mix", defaults.mix) != defaults.mix else []
     tags += [f"layers={row['max_layers']}"] if row.get("max_layers", defaults.max_layers) != defaults.max_layers else []
+    tags += [f"learn-seed={row['learn_seed']}"] if row.get("learn_seed") is not None else []
     return "/".join([row["method"], *tags, *data])
 
 
@@ -406,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--learn-scale", action=argparse.BooleanOptionalAction,
                         default=ReconstructOptions().learn_scale,
                         help="learn a gain of each weight scale with the rounding")
+    parser.add_argument("--learn-seed", type=int, default=None,
+                        help="seed of block reconstruction's random choices (default: each data-split seed): "
+                             "how far top-1 moves with the learning's draw alone")
     parser.add_argument("--mirror", action="store_true",
                         help="block reconstruction learns from the calibration images and their mirror images "
                              "(block.mirror: twice the samples)")

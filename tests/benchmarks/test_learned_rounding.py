@@ -61,4 +61,6 @@ def test_the_summary_pairs_the_continuous_losses_in_millinats(capsys):
 
 def test_mirror_rows_are_named_as_their_own_variant():
     assert bench._variant(_row(0, [0.0], output_loss="kl", mirror=True)) == "block:500/kl/mirror"
+    assert bench._variant(_row(0, [0.0], output_loss="kl", learn_seed=100)) == "block:500/kl/learn-seed=100"
+    assert bench.build_parser().parse_args(["--learn-seed", "100"]).learn_seed == 100
     assert bench.calib_reading(None, model=None) == {}
