@@ -20,7 +20,7 @@ from qaev.cli.learning import show_learning
 from qaev.cli.written import write_model
 from qaev.cli.options import (CALIBRATION_CHOICE, compact_names_option, data_options, data_options_from,
                               layer_config_from, nbits_accuracy_option, output_file)
-from qaev.config import CalibMethod, RoundingInputs, ScaleRule
+from qaev.config import BlockSettings, CalibMethod, RoundingInputs, ScaleRule
 from qaev.config_io import load_config, load_layer_settings, save_config
 from qaev.data import digits_model_path
 from qaev.errors import ConfigError, DataError, Interrupted, QaevError
@@ -29,7 +29,6 @@ from qaev.model.graph import FloatModel, load_model, read_model_file
 from qaev.quantize.footprint import sizes_of
 from qaev.quantize import Quantizer, export_model, uniform_config
 from qaev.quantize.rounding.registry import ROUNDINGS
-from qaev.search.defaults import block_settings
 from qaev.search.space import set_apart
 from qaev.data.tasks import load_task
 
@@ -77,10 +76,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="--rounding block: seed of every random choice of the learning; kept in the config.")
 @click.option("--block-learn-scale/--no-block-learn-scale", default=False, show_default=True,
               help="--rounding block: learn a gain of each weight scale with the rounding; kept in the config.")
-@click.option("--block-mirror/--no-block-mirror", default=None,
-              show_default="on for image inputs where every activation stays float",
-              help="--rounding block: learn from the calibration images and their mirror images too; kept in the "
-                   "config.")
+@click.option("--block-mirror/--no-block-mirror", default=False, show_default=True,
+              help="--rounding block: learn each block from the calibration images and their mirror images too "
+                   "(image inputs); kept in the config.")
 @click.option("--bias-correction", is_flag=True, help="Correct biases for the mean weight-quantization error.")
 @click.option("--weight-range", type=click.Choice(["minmax", "mse"]), default="minmax", show_default=True,
               help="Weight grid range per scale group: min/max, or clipped to the least squared error.")
@@ -121,9 +119,9 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
     config = replace(config, rounding_inputs=RoundingInputs(rounding_inputs), nbits_accuracy=nbits_accuracy)
     config = set_apart(config, quantizer.layers, exclude=exclude,
                        frozen=load_layer_settings(freeze) if freeze is not None else None)
-    config = replace(config, block=block_settings(resolved.calib, config, iters=block_iters, seed=block_seed,
-                                                  output_loss=get_metric(resolved.metric).output_loss,
-                                                  learn_scale=block_learn_scale, mirror=block_mirror))
+    config = replace(config, block=BlockSettings(iters=block_iters, seed=block_seed,
+                                                 output_loss=get_metric(resolved.metric).output_loss,
+                                                 learn_scale=block_learn_scale, mirror=block_mirror))
     config = quantizer.resolve(config)
     show_learning(config)
     first = next(iter(resolved.calib.batches(batch_size=float_model.fixed_batch or 1)))

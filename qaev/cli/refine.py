@@ -12,6 +12,7 @@ worse (:func:`qaev.runtime.refining.record_refined`).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -23,7 +24,6 @@ from qaev.model.graph import load_model
 from qaev.runtime.lock import RunLock
 from qaev.runtime.refining import record_refined, refine_point, refined_config, shipped_text
 from qaev.runtime.rundir import read_front
-from qaev.search.defaults import block_settings
 
 __all__ = ["refine"]
 
@@ -66,9 +66,8 @@ def _chosen(doc: dict, run_dir: Path, point_id: str | None, recommended: bool) -
               help="Seed of every random choice of the learning.")
 @click.option("--learn-scale/--no-learn-scale", default=False, show_default=True,
               help="Learn a gain of each weight scale with the rounding.")
-@click.option("--mirror/--no-mirror", default=None,
-              show_default="on for image inputs where every activation stays float",
-              help="Learn from the calibration images and their mirror images too.")
+@click.option("--mirror/--no-mirror", default=False, show_default=True,
+              help="Learn each block from the calibration images and their mirror images too (image inputs).")
 @click.option("--model", type=click.Path(path_type=Path), default=None, show_default="the path front.json names",
               help="Float model, if it moved.")
 def refine(run_dir, point_id, recommended, iters, seed, learn_scale, mirror, model) -> None:
@@ -77,14 +76,13 @@ def refine(run_dir, point_id, recommended, iters, seed, learn_scale, mirror, mod
     pid = _chosen(doc, run_dir, point_id, recommended)
     lock = RunLock(run_dir)  # no search writes the front while it is refined
     try:
-        _refine(run_dir, doc, pid, block=BlockSettings(iters=iters, seed=seed, learn_scale=learn_scale), mirror=mirror,
+        _refine(run_dir, doc, pid, block=BlockSettings(iters=iters, seed=seed, learn_scale=learn_scale, mirror=mirror),
                 model=model)
     finally:
         lock.release()
 
 
-def _refine(run_dir: Path, doc: dict, pid: str, *, block: BlockSettings, mirror: bool | None,
-            model: Path | None) -> None:
+def _refine(run_dir: Path, doc: dict, pid: str, *, block: BlockSettings, model: Path | None) -> None:
     from qaev.cli.learning import show_learning
     from qaev.evaluation.evaluator import Evaluator
     from qaev.quantize import Quantizer
@@ -102,8 +100,7 @@ def _refine(run_dir: Path, doc: dict, pid: str, *, block: BlockSettings, mirror:
     evaluators = {"search": Evaluator(float_model, parts.eval, metric=metric, threads=threads)}
     if parts.validation is not None:
         evaluators["validation"] = Evaluator(float_model, parts.validation, metric=metric, threads=threads)
-    block = block_settings(parts.calib, original, output_loss=evaluators["search"].metric.output_loss,
-                           iters=block.iters, seed=block.seed, learn_scale=block.learn_scale, mirror=mirror)
+    block = replace(block, output_loss=evaluators["search"].metric.output_loss)
     show_learning(refined_config(original, quantizer.layers, block=block))
     refined = refine_point(quantizer, original, evaluators, block=block)
     rid = record_refined(run_dir, doc, point, refined)

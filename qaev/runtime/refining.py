@@ -21,11 +21,10 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from qaev.config import BlockSettings, QuantConfig, RoundingInputs
+from qaev.config import ActMode, BlockSettings, QuantConfig, RoundingInputs
 from qaev.config_io import save_config
 from qaev.errors import ConfigError
 from qaev.files import write_atomic
-from qaev.search.defaults import static_activations
 
 __all__ = ["RefineTime", "Refined", "refined_config", "refine_point", "record_refined", "shipped_text", "REFINE_SHARE",
            "REFINE_ITERS"]
@@ -65,6 +64,10 @@ def refined_config(config: QuantConfig, layers, *, block: BlockSettings | None =
                    block=block or BlockSettings())
 
 
+def _static(config: QuantConfig) -> bool:
+    return any(not cfg.is_float and cfg.effective().act is ActMode.STATIC for cfg in config.layers.values())
+
+
 @dataclass(frozen=True)
 class RefineTime:
     """What a rebuild costs, from the float model's measured evaluation.
@@ -86,7 +89,7 @@ class RefineTime:
     def iters_within(self, seconds: float, config: QuantConfig, *, most: int) -> int:
         """The most steps per block (at most ``most``) whose rebuild of ``config`` fits in
         ``seconds`` (0 when fewer than :data:`MIN_ITERS` fit)."""
-        per_step = self.batch * self.per_sample_s * _STEP_COST[static_activations(config)]
+        per_step = self.batch * self.per_sample_s * _STEP_COST[_static(config)]
         iters = min(most, int(max(0.0, seconds - self.measure_s - _SETUP_S) / max(per_step, 1e-9)))
         return iters if iters >= MIN_ITERS else 0
 

@@ -9,7 +9,7 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from qaev.config import QuantConfig
+from qaev.config import BlockSettings, QuantConfig
 from qaev.config_io import load_config
 from qaev.data.fingerprint import fingerprint
 from qaev.errors import Interrupted, QaevError
@@ -22,7 +22,6 @@ from qaev.runtime.rundir import append_history, prepare_run_dir, write_front
 from qaev.runtime.store import EvaluationStore
 from qaev.runtime.time_budget import TimeBudget, time_budget
 from qaev.search.build import build_problem
-from qaev.search.defaults import block_settings
 from qaev.search.optimize import SearchResult, feasible_front, make_algorithm, minimize
 from qaev.search.remeasure import remeasure_front
 from qaev.search.spec import RunSpec
@@ -304,17 +303,16 @@ def _refine_recommended(out: Path, problem, doc: dict, spec: RunSpec, progress, 
             return False
     # measured where it is judged: on the validation split, else on the search split
     evaluators = {"validation": problem.validator} if problem.validator else {"search": problem.evaluator}
-    block = block_settings(getattr(problem.quantizer.inputs, "calib", None), config, iters=iters,
-                           seed=spec.search.seed, output_loss=problem.evaluator.metric.output_loss)
     progress.message(f"rebuilding the recommended point {point['id']} with block reconstruction ({iters} learning "
-                     f"steps per block{', from the calibration images and their mirror images' if block.mirror else ''}"
-                     "), then measuring it beside the point as searched ...")
+                     "steps per block), then measuring it beside the point as searched ...")
     logger, handler = logging.getLogger("qaev.learned"), _ToProgress(progress)
     level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        refined = refine_point(problem.quantizer, config, evaluators, block=block)
+        refined = refine_point(problem.quantizer, config, evaluators,
+                               block=BlockSettings(iters=iters, seed=spec.search.seed,
+                                                   output_loss=problem.evaluator.metric.output_loss))
     except KeyboardInterrupt:
         progress.message(f"rebuilding interrupted; the front is written; qaev refine {out} --recommended rebuilds it")
         return True

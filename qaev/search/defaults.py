@@ -17,25 +17,17 @@ Presets (``qaev search --preset``):
   latency measured as an objective.
 - ``npu-int8``: what an integer NPU runs natively: W8A8 static, per-channel symmetric weights,
   power-of-two scales allowed, estimated latency on the Hexagon table.
-
-Block reconstruction (``--rounding block``, ``qaev refine``, the rebuild of a timed search's
-recommended point) takes its settings from :func:`block_settings`: the last block fitted on
-the softmax's divergence where the metric ranks classes, and on image inputs with float
-activations the mirror images learned beside the calibration images.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from qaev.data.augment import is_image_batch
 from qaev.errors import ConfigError
 from qaev.model.layers import LayerInfo
-from qaev.config import ActMode, QuantConfig
-from qaev.options import BlockSettings, OutputLoss
 from qaev.search.spec import SpaceSpec
 
-__all__ = ["family", "Preset", "PRESETS", "default_space", "FAMILIES", "block_settings", "static_activations"]
+__all__ = ["family", "Preset", "PRESETS", "default_space", "FAMILIES"]
 
 FAMILIES = ("cnn", "transformer")
 
@@ -112,22 +104,3 @@ def default_space(layers: Sequence[LayerInfo], *, preset: str = "size", given: M
         settings.update(roundings=("nearest",), bias_corrections=(False,))
     settings.update({k: v for k, v in dict(given or {}).items() if v is not None})
     return SpaceSpec(**settings)
-
-
-def static_activations(config: QuantConfig) -> bool:
-    """Whether some quantized layer of ``config`` quantizes its activations statically."""
-    return any(not cfg.is_float and cfg.effective().act is ActMode.STATIC for cfg in config.layers.values())
-
-
-def block_settings(calib, config: QuantConfig, *, output_loss: OutputLoss, iters: int = 500, seed: int = 0,
-                   learn_scale: bool = False, mirror: bool | None = None) -> BlockSettings:
-    """Block reconstruction's settings for ``config`` and its calibration data ``calib`` (an
-    :class:`~qaev.data.ArrayDataset`, or None): ``output_loss`` as the metric chooses it, and
-    ``mirror`` (None: on where every calibration input is a batch of images ``[N, C, H, W]``,
-    :func:`~qaev.data.is_image_batch`, and ``config`` leaves every activation float; with
-    static activations it measured worse on EfficientNet-Lite0: docs/defaults.md)."""
-    if mirror is None:
-        inputs = getattr(calib, "inputs", None)
-        mirror = (bool(inputs) and not getattr(calib, "feeds", False) and is_image_batch(inputs)
-                  and not static_activations(config))
-    return BlockSettings(iters=iters, seed=seed, output_loss=output_loss, learn_scale=learn_scale, mirror=mirror)

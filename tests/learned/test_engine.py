@@ -35,7 +35,7 @@ def test_a_learned_config_reapplies_byte_identically_from_the_same_calibration_d
     if rounding != "adaround":  # digits' metric is top-1: the last block is fitted on the softmax's divergence
         assert "output_loss: kl" in cfg.read_text()
         assert ("learn_scale: true" in cfg.read_text()) == bool(scale)
-        assert ("mirror: true" in cfg.read_text()) == bool(scale)  # off by default beside static activations
+        assert ("mirror: true" in cfg.read_text()) == bool(scale)  # off unless asked for, kept when asked
     rebuilt = tmp_path / "again.onnx"
     monkeypatch.setenv("QAEV_CACHE", str(tmp_path / "fresh"))  # nothing kept: apply learns again
     code, _, err = _run(capsys, "apply", cfg, "--problem", "digits", "-o", rebuilt)

@@ -28,7 +28,7 @@ def test_refine_rebuilds_the_recommended_point_and_writes_it_back(tmp_path, caps
     assert entry["original"]["validation"]["acc_drop"] == point["validation"]["acc_drop"]  # same items, same model
     config = load_config(out / entry["config"])
     assert any(cfg.rounding.value == "block" for cfg in config.layers.values())
-    assert config.block.mirror  # digits are images: learned with their mirror images, kept in the config
+    assert not config.block.mirror  # mirror images only when asked for (--mirror)
     capsys.readouterr()
     for pid in (chosen, entry["id"]):  # the refined point exports by its id, from the run's calibration data
         assert main(["export", str(out), "--point", pid, "-o", str(tmp_path / f"{pid}.onnx")]) == 0

@@ -76,24 +76,3 @@ def test_an_own_cnn_on_an_image_folder_gets_the_built_in_cnns_defaults(tmp_path,
     for space in spaces:
         space.pop("searchable_layers")
     assert spaces[0] == spaces[1] and spaces[0]["roundings"] == ["gptq"]
-
-
-def test_block_reconstruction_learns_from_mirror_images_for_images_with_float_activations():
-    from qaev.config import LayerConfig, QuantConfig
-    from qaev.data import ArrayDataset
-    from qaev.options import OutputLoss
-    from qaev.search.defaults import block_settings
-
-    images = ArrayDataset({"x": np.zeros((4, 3, 8, 8), np.float32)})
-    tokens = ArrayDataset({"ids": np.zeros((4, 16), np.int64), "mask": np.ones((4, 16), np.int64)})
-    weights_only = QuantConfig(layers={"a": LayerConfig(w_bits=4, act="float"),
-                                       "b": LayerConfig(w_bits=None, act="float")})
-    static = QuantConfig(layers={"a": LayerConfig(w_bits=4, act="float"), "b": LayerConfig(w_bits=8, act="static")})
-    assert block_settings(images, weights_only, output_loss=OutputLoss.KL).mirror
-    assert block_settings(images, weights_only, output_loss=OutputLoss.KL).output_loss is OutputLoss.KL
-    assert not block_settings(images, static, output_loss=OutputLoss.KL).mirror  # measured worse there
-    assert block_settings(images, static, output_loss=OutputLoss.KL, mirror=True).mirror  # the user's choice wins
-    assert not block_settings(images, weights_only, output_loss=OutputLoss.KL, mirror=False).mirror
-    assert not block_settings(tokens, weights_only, output_loss=OutputLoss.MSE).mirror
-    assert not block_settings(None, weights_only, output_loss=OutputLoss.MSE).mirror
-    assert block_settings(tokens, static, output_loss=OutputLoss.MSE, iters=7, seed=2).iters == 7
