@@ -116,12 +116,12 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
         quantizer = Quantizer.calibrated(float_model, resolved.calib)
     config = uniform_config(quantizer.layers, layer_cfg, calibration=CalibMethod(calibration),
                             scale_rule=ScaleRule.POW2 if pow2_scales else ScaleRule.FLOAT)
-    config = replace(config, rounding_inputs=RoundingInputs(rounding_inputs), nbits_accuracy=nbits_accuracy)
+    config = replace(config, rounding_inputs=RoundingInputs(rounding_inputs), nbits_accuracy=nbits_accuracy,
+                     block=BlockSettings(iters=block_iters, seed=block_seed,
+                                         output_loss=get_metric(resolved.metric).output_loss,
+                                         learn_scale=block_learn_scale, mirror=block_mirror))
     config = set_apart(config, quantizer.layers, exclude=exclude,
                        frozen=load_layer_settings(freeze) if freeze is not None else None)
-    config = replace(config, block=BlockSettings(iters=block_iters, seed=block_seed,
-                                                 output_loss=get_metric(resolved.metric).output_loss,
-                                                 learn_scale=block_learn_scale, mirror=block_mirror))
     config = quantizer.resolve(config)
     show_learning(config)
     first = next(iter(resolved.calib.batches(batch_size=float_model.fixed_batch or 1)))
