@@ -56,7 +56,7 @@ def _method(name: str, quantizer, config, args, seed: int, output_loss: str):
         return quantizer.build(_with(config, name, name != "nearest"), resolved=True), {}
     quantizer.reconstruction = ReconstructOptions(batch_size=args.batch, lr=args.lr, learn_bias=not args.no_learn_bias,
                                                   start=args.start, reg_weight=args.reg_weight, mix=args.mix,
-                                                  max_layers=args.max_layers)
+                                                  max_layers=args.max_layers, anchor=args.anchor)
     learn_seed = seed if args.learn_seed is None else args.learn_seed
     cfg = replace(_with(config, "block", False), block=BlockSettings(iters=int(name.split(":")[1]), seed=learn_seed,
                                                                      output_loss=output_loss,
@@ -100,7 +100,7 @@ def measure(args) -> list[dict]:
                 row = {"problem": args.problem, "seed": seed, "acts": act, "method": name, "calib": len(parts.calib),
                        "drop": drop, "se": se, "output_loss": output_loss,
                        **({"start": args.start, "reg_weight": args.reg_weight, "learn_scale": args.learn_scale,
-                           "mix": args.mix, "max_layers": args.max_layers,
+                           "mix": args.mix, "max_layers": args.max_layers, "anchor": args.anchor,
                            **({} if args.learn_seed is None else {"learn_seed": args.learn_seed})}
                           if name.startswith("block") else {}),
                        "items": None if items is None else [round(float(v), 6) for v in items],
@@ -209,6 +209,7 @@ def _variant(row: dict) -> str:
     tags += ["scale"] if row.get("learn_scale", defaults.learn_scale) != defaults.learn_scale else []
     tags += [f"mix={row['mix']:g}"] if row.get("mix", defaults.mix) != defaults.mix else []
     tags += [f"layers={row['max_layers']}"] if row.get("max_layers", defaults.max_layers) != defaults.max_layers else []
+    tags += [f"anchor={row['anchor']:g}"] if row.get("anchor", defaults.anchor) != defaults.anchor else []
     tags += [f"learn-seed={row['learn_seed']}"] if row.get("learn_seed") is not None else []
     return "/".join([row["method"], *tags, *data])
 
@@ -404,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "as qaev chooses it from the problem's metric: kl for top-1, mse before 2026-12-06)")
     parser.add_argument("--mix", type=float, default=ReconstructOptions().mix,
                         help="share of block-input elements taken from the float model while learning (QDrop)")
+    parser.add_argument("--anchor", type=float, default=ReconstructOptions().anchor,
+                        help="weight of the penalty on each rounding's distance from its start (0: none)")
     parser.add_argument("--max-layers", type=int, default=ReconstructOptions().max_layers,
                         help="weight layers after which a block may close (larger: fewer, larger blocks)")
     parser.add_argument("--no-learn-bias", action="store_true", help="learn rounding and step sizes only (BRECQ/QDrop)")

@@ -153,6 +153,22 @@ def test_a_block_the_learning_makes_worse_keeps_its_start(digits):
     assert any(b.kept_start for b in result.blocks)
 
 
+def test_the_anchor_holds_the_rounding_near_its_start(digits):
+    model, q = digits
+    config = block_config(q, w_bits=3, act=ActMode.STATIC, a_bits=8)
+
+    def learned(anchor: float):
+        options = ReconstructOptions(iters=150, anchor=anchor)
+        return reconstruct(model, q.layers, config, q.inputs.batches(), options=options, inputs=q.inputs)
+
+    free, held = learned(0.0), learned(1000.0)
+    assert all(0 < b.flipped < 0.5 for b in free.blocks if not b.kept_start), [b.flipped for b in free.blocks]
+    assert all(h.flipped < f.flipped for f, h in zip(free.blocks, held.blocks) if not f.kept_start)
+    assert all(b.flipped == 0 for b in held.blocks if b.kept_start)
+    with pytest.raises(ValueError):
+        ReconstructOptions(anchor=-1.0)
+
+
 def test_the_default_learning_ends_with_every_rounding_decided(digits):
     model, q = digits
     config = block_config(q, w_bits=3, act=ActMode.STATIC, a_bits=8)

@@ -128,6 +128,7 @@ class SoftRounding:
             rest = np.clip(off, 0.0, 1.0)
         rest = np.clip(rest, 0.01, 0.99)  # keep the starting point off the flat ends of h
         v0 = -np.log((ZETA - GAMMA) / (rest - GAMMA) - 1.0)
+        self.begin = torch.from_numpy(np.ascontiguousarray(rest, dtype=np.float32))  # h(V) at the start, unclipped
         self.grid = grid
         self.scale = torch.from_numpy(np.ascontiguousarray(scale))
         self.zp = torch.from_numpy(np.array(zp, dtype=np.float32))
@@ -159,6 +160,16 @@ class SoftRounding:
     def regulariser(self, beta: float):
         """``sum(1 - |2 h(V) - 1|^beta)``: zero only when every ``h(V)`` is 0 or 1."""
         return (1.0 - (2.0 * self.h() - 1.0).abs().pow(beta)).sum()
+
+    def drift(self):
+        """``sum((h(V) - h0)^2)``: how far the soft rounding has moved from where it started
+        (``h0``: the start's rounding decisions, or the float weight's place between its grid
+        points for AdaRound's start)."""
+        return (self.h() - self.begin).square().sum()
+
+    def flipped(self) -> int:
+        """How many weights the hard rounding puts on another grid point than the start's."""
+        return int(((self.v >= 0) != (self.begin >= 0.5)).sum())
 
     def quantized(self) -> QuantizedWeight:
         """The hard rounding as a :class:`QuantizedWeight` on the starting grid (its scales

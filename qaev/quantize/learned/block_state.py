@@ -303,6 +303,14 @@ class BlockQuantizer:
     def regulariser(self, beta: float):
         return sum(s.regulariser(beta) for _, s in self.soft.values())
 
+    def drift(self):
+        """:meth:`SoftRounding.drift` summed over the block's learned weights."""
+        return sum(s.drift() for _, s in self.soft.values())
+
+    def flipped(self) -> float:
+        """Fraction of the block's learned weights rounded to another grid point than the start's."""
+        return sum(s.flipped() for _, s in self.soft.values()) / max(self.n_weights, 1)
+
     def run(self, feeds: Mapping[str, object], *, soft: bool, drop: float = 0.0, gen=None, keep_all: bool = False):
         """The block's main output (or every output with ``keep_all``), quantized."""
         weights = {name: s.weight(hard=not soft) for name, (_, s) in self.soft.items()}

@@ -80,6 +80,10 @@ class ReconstructOptions:
         warmup: fraction of the steps without the regulariser.
         drop: probability that an activation element skips quantization while learning.
         mix: probability that a block input element comes from the float model.
+        anchor: weight of a penalty on each soft rounding's distance from its start
+            (:meth:`~qaev.quantize.learned.adaround.SoftRounding.drift`, averaged over the
+            block's weights, in the units of the normalised block error): a weight flips away
+            from the start's rounding only where the block's error pays for it. 0: none.
         learn_ranges: learn activation step sizes (float scale rule only).
         learn_bias: learn a shift of each layer's output channels with the rounding (a bias
             correction, Nagel et al., ICCV 2019, learned instead of computed; it reaches the
@@ -109,6 +113,7 @@ class ReconstructOptions:
     warmup: float = 0.2
     drop: float = 0.5
     mix: float = 0.5
+    anchor: float = 0.0
     learn_ranges: bool = True
     learn_bias: bool = True
     bias_lr: float = 1e-3
@@ -122,7 +127,7 @@ class ReconstructOptions:
 
     def __post_init__(self) -> None:
         if self.iters < 0 or self.batch_size < 1 or not 0 <= self.drop <= 1 or not 0 <= self.mix <= 1 \
-                or self.start not in STARTS or self.output_loss not in OUTPUT_LOSSES:
+                or self.anchor < 0 or self.start not in STARTS or self.output_loss not in OUTPUT_LOSSES:
             raise ValueError(f"ReconstructOptions: invalid {self}")
 
 
@@ -143,6 +148,8 @@ class BlockReport:
             regulariser did its work; 0 without learning steps).
         kept_start: whether the learning ended worse than the start on the calibration
             samples, so the block kept its starting rounding, shifts and ranges.
+        flipped: fraction of its learned weights the learning rounded to another grid
+            point than its start did (0 where it kept its start).
     """
 
     block: str
@@ -152,6 +159,7 @@ class BlockReport:
     seconds: float
     undecided: float = 0.0
     kept_start: bool = False
+    flipped: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -199,6 +207,8 @@ def _learn_block(bq: BlockQuantizer, samples: Samples, targets, options: Reconst
         beta = beta_at(step, options.iters, options.warmup, options.beta)
         if beta is not None and options.reg_weight > 0:
             loss = loss + options.reg_weight * bq.regulariser(beta) / n_weights
+        if options.anchor > 0:
+            loss = loss + options.anchor * bq.drift() / n_weights
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -231,14 +241,14 @@ def _prepared(model, layers, config, blocks: Sequence[Block], i: int, samples: S
 def _line(r: BlockReport) -> str:
     kept = "; worse than its start, start kept" if r.kept_start else ""
     return (f"{r.block}: error {r.before:.4g} -> {r.after:.4g} ({r.seconds:.1f} s; "
-            f"{r.undecided:.1%} of the rounding undecided{kept})")
+            f"{r.undecided:.1%} of the rounding undecided, {r.flipped:.1%} moved from its start{kept})")
 
 
 def _learned_or_start(bq: BlockQuantizer, samples: Samples, targets, options: ReconstructOptions,
                       gen) -> tuple[float, float, bool]:
     """Learn one block: its error after, the share of its rounding left undecided, and
     whether it kept its start because the learning ended worse than it on the calibration
-    samples (then every learned parameter is put back)."""
+    samples (then every learned parameter is put back, :meth:`BlockQuantizer.flipped` reads 0)."""
     torch = require_torch()
     began_at = bq.state()
     _learn_block(bq, samples, targets, options, gen)
@@ -305,7 +315,7 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
         ranges.update(bq.ranges() if learn_ranges else {})
         reports.append(BlockReport(block=block.name, layers=len(bq.rounding_parameters()), before=bq.before,
                                    after=after, seconds=time.perf_counter() - t0, undecided=undecided,
-                                   kept_start=kept))
+                                   kept_start=kept, flipped=bq.flipped()))
         log(f"block {i + 1}/{len(blocks)} {_line(reports[-1])}")
     return Reconstruction(fitted=fitted, ranges=ranges, blocks=tuple(reports), seconds=time.perf_counter() - began)
 
