@@ -99,6 +99,7 @@ class QuantizationProblem(Problem):
 
         self.space = space or SearchSpace(layers=quantizer.layers)
         self.constraints = dict(constraints or {})
+        self.validator = None  # an Evaluator of the validation split, where the run has one (search.build)
         self.table = hardware if isinstance(hardware, HardwareTable) or hardware is None else load_table(hardware)
         check_objectives(objectives, self.constraints, has_hardware=self.table is not None)
         bounded = bounded_objectives()

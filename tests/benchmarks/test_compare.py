@@ -145,3 +145,22 @@ def test_the_timed_qaev_run_is_bounded_by_the_default_tolerance_as_qaev_search_i
     assert compare.main(["--problem", "digits", "--time", "0.02", "--methods", "qaev_default",
                          "--test-workers", "1", "--out", str(tmp_path / "t")]) == 0
     assert seen["constraints"] == {"max_drop": 1.0}  # top-1: the tolerance qaev search recommends within
+
+
+def test_the_timed_qaev_run_rebuilds_its_choice_as_qaev_search_does(compare, tmp_path, monkeypatch):
+    import qaev.runtime.refining as refining
+
+    # the plumbing, not the time model: the rebuild gets its steps however the search's last generation ran
+    monkeypatch.setattr(refining.RefineTime, "iters_within", lambda self, seconds, config, most: 100)
+    out = tmp_path / "rebuilt"
+    assert compare.main(["--problem", "digits", "--time", "0.4", "--methods", "qaev_default",
+                         "--test-workers", "1", "--out", str(out)]) == 0
+    method = json.loads((out / "compare.json").read_text())["methods"][0]
+    rebuilt = [p for p in method["all_points"] if p["label"].endswith("rebuilt")]
+    assert len(rebuilt) == 1 and rebuilt[0]["has_config"], method["notes"]
+    source = next(p for p in method["all_points"] if p["label"] == rebuilt[0]["extra"]["rebuilt_from"])
+    assert rebuilt[0]["objectives"]["size_mb"] == source["objectives"]["size_mb"]
+    assert source["objectives"]["acc_drop"] <= 1.0 and "rebuilt with block reconstruction" in method["notes"][-1]
+    assert rebuilt[0]["extra"]["iters"] == 100
+    tested = {p["label"]: p for p in method["points"]}
+    assert all(p["test_metric"] is not None for p in tested.values())
