@@ -58,7 +58,7 @@ from qaev.baselines.result import MethodResult, Point  # noqa: E402
 from qaev.cli.options import bit_list, csv_list  # noqa: E402
 from qaev.cli.search import SYMMETRY  # noqa: E402
 from qaev.config import QuantConfig  # noqa: E402
-from qaev.errors import ConfigError  # noqa: E402
+from qaev.errors import ConfigError, QaevError  # noqa: E402
 from qaev.evaluation.evaluator import Evaluator  # noqa: E402
 from qaev.search.front import (REF_POINT, hypervolume, hypervolume_ceiling, non_dominated,  # noqa: E402
                         tolerance_hypervolume)
@@ -235,7 +235,7 @@ def _rebuilt_choice(problem, points: tuple, budget, *, seed: int) -> tuple[Point
     """The smallest point within the problem's tolerance on the search split, rebuilt with
     block reconstruction in the steps per block the time left allows (as ``qaev search
     --time`` rebuilds its recommended point), and a note on it; None when no point is
-    within the tolerance or no time is left."""
+    within the tolerance, no time is left or the point cannot be rebuilt (no PyTorch)."""
     from qaev.config import BlockSettings
     from qaev.runtime.refining import REFINE_ITERS, refine_point
 
@@ -250,7 +250,11 @@ def _rebuilt_choice(problem, points: tuple, budget, *, seed: int) -> tuple[Point
     if not iters:
         return None
     block = BlockSettings(iters=iters, seed=seed, output_loss=problem.evaluator.metric.output_loss)
-    refined = refine_point(problem.quantizer, config, {"search": problem.evaluator}, block=block)
+    try:
+        refined = refine_point(problem.quantizer, config, {"search": problem.evaluator}, block=block)
+    except QaevError as exc:  # no PyTorch, or nothing to rebuild: the front stands, as in qaev search
+        logging.getLogger(__name__).warning("qaev_default: %s not rebuilt: %s", chosen.label, exc)
+        return None
     measured = refined.after["search"]
     point = Point(label=f"{chosen.label} rebuilt", objectives={**chosen.objectives, "acc_drop": measured["acc_drop"]},
                   metric=measured["metric"], config=refined.config.to_dict(), key=refined.config.key(),

@@ -128,7 +128,7 @@ class SoftRounding:
             rest = np.clip(off, 0.0, 1.0)
         rest = np.clip(rest, 0.01, 0.99)  # keep the starting point off the flat ends of h
         v0 = -np.log((ZETA - GAMMA) / (rest - GAMMA) - 1.0)
-        self.begin = torch.from_numpy(np.ascontiguousarray(rest, dtype=np.float32))  # h(V) at the start, unclipped
+        self.begin = torch.from_numpy(np.ascontiguousarray(rest, dtype=np.float32))  # h(V) at the start
         self.grid = grid
         self.scale = torch.from_numpy(np.ascontiguousarray(scale))
         self.zp = torch.from_numpy(np.array(zp, dtype=np.float32))
@@ -163,8 +163,9 @@ class SoftRounding:
 
     def drift(self):
         """``sum((h(V) - h0)^2)``: how far the soft rounding has moved from where it started
-        (``h0``: the start's rounding decisions, or the float weight's place between its grid
-        points for AdaRound's start)."""
+        (``h0``: the start's rounding decisions, 0.01 or 0.99 as ``V`` starts off the flat
+        ends of ``h``, or the float weight's place between its grid points for AdaRound's
+        start)."""
         return (self.h() - self.begin).square().sum()
 
     def flipped(self) -> int:
