@@ -232,19 +232,21 @@ def qaev_default(problem, *, seconds: float, seed: int, pop: int | None = None, 
 
 
 def _rebuilt_choice(problem, points: tuple, budget, *, seed: int) -> tuple[Point, str] | None:
-    """The smallest point within the problem's tolerance on the search split, rebuilt with
+    """The point ``qaev search`` recommends (:func:`~qaev.runtime.rundir.recommend`: the
+    smallest within the problem's tolerance, here on the search split), rebuilt with
     block reconstruction in the steps per block the time left allows (as ``qaev search
     --time`` rebuilds its recommended point), and a note on it; None when no point is
     within the tolerance, no time is left or the point cannot be rebuilt (no PyTorch)."""
     from qaev.config import BlockSettings
     from qaev.runtime.refining import REFINE_ITERS, refine_point
+    from qaev.runtime.rundir import recommend
 
-    bound = problem.constraints.get("max_drop")
-    inside = [p for p in points if p.ok and p.config is not None and p.objectives.get("size_mb") is not None
-              and (bound is None or p.objectives["acc_drop"] <= bound)]
-    if not inside:
+    candidates = [p for p in points if p.ok and p.config is not None]
+    pick = recommend([{"id": i, "objectives": p.objectives} for i, p in enumerate(candidates)],
+                     list(problem.objectives), problem.constraints.get("max_drop"))
+    if pick is None:
         return None
-    chosen = min(inside, key=lambda p: (p.objectives["size_mb"], p.objectives["acc_drop"]))
+    chosen = candidates[pick["id"]]
     config = QuantConfig.from_dict(chosen.config)
     iters = budget.refine.iters_within(budget.end - time.monotonic(), config, most=REFINE_ITERS)
     if not iters:
