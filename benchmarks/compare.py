@@ -28,6 +28,15 @@ hypervolume (:func:`qaev.search.front.tolerance_hypervolume`: drop 0..``--tolera
 every cost 0..float, the mean saving over the tolerances), both recomputed by ``--from-json``.
 Each test drop is stored with its paired standard error against float on the same samples
 (``test_se``; printed beside the smallest points within each ``--within`` limit).
+
+Points are chosen on one split and reported on another, as ``qaev search`` does: a share of
+the search data (``--validation``, 0.25) is set apart as a validation split no method
+searches on; every reported point is measured there too, and the smallest point within a
+limit (and the best point under a budget) is chosen on it, then read on the test split.
+``qaev_default`` takes its validation readings within its own time (its rebuild chooses on
+them, as ``qaev search`` recommends); the others' are taken after their time, as their test
+readings are. A timed run plans the baselines' evaluations from a real candidate's
+evaluation (a uniform 4-bit config built and measured on the search split).
 Writes ``DIR/compare.json`` (every figure, model sha256, versions, hardware table, seed,
 which numbers are measured, exact or estimated) and ``DIR/fronts.png``.
 """
@@ -86,7 +95,8 @@ SEARCH_BATCH = 32
 
 @dataclass(frozen=True)
 class Setup:
-    """The shared pieces: calibrated quantizer, space, the two splits' evaluators."""
+    """The shared pieces: calibrated quantizer, space, the splits' evaluators (``validation``:
+    the split every method's reported points are chosen on, None to choose on ``search``)."""
 
     name: str
     parts: object
@@ -96,6 +106,7 @@ class Setup:
     test: Evaluator
     objectives: tuple
     hardware: object
+    validation: Evaluator | None = None
 
     def problem(self, *, staging: Staging | None = None, constraints: dict | None = None) -> QuantizationProblem:
         """A fresh problem on the search split (its own store, shared caches)."""
@@ -104,10 +115,13 @@ class Setup:
                                    constraints=constraints)
 
 
-def build_setup(name: str, *, objectives, hardware, seed: int, calib=None, eval=None, space=None) -> Setup:
+def build_setup(name: str, *, objectives, hardware, seed: int, calib=None, eval=None, space=None,
+                validation: float = 0.0) -> Setup:
     """Build the problem's parts and split its evaluation data into search and test halves
     (seeded), unless the problem brings its own test split (``parts.test``). ``space``:
-    :class:`SearchSpace` options shared by every method (default: the default space)."""
+    :class:`SearchSpace` options shared by every method (default: the default space).
+    ``validation``: the share of the search split set apart (seeded) as the validation
+    split every method's points are chosen on, as ``qaev search --validation`` does (0: none)."""
     from qaev.hardware import load_table
 
     parts = problem_parts(name, calib=calib, eval=eval)
@@ -116,6 +130,10 @@ def build_setup(name: str, *, objectives, hardware, seed: int, calib=None, eval=
         search_data, test_data = parts.eval.split(n_first=len(parts.eval) // 2, n_second=None, seed=seed)
     else:
         search_data, test_data = parts.eval, test
+    validation_data = None
+    if validation > 0:
+        n_val = int(round(validation * len(search_data)))
+        search_data, validation_data = search_data.split(n_first=len(search_data) - n_val, n_second=n_val, seed=seed)
     quantizer = Quantizer.calibrated(parts.model, parts.calib)
     space = dict(space or {})
     if "preset" in space:  # the preset's defaults for the model's family fill what is not given
@@ -125,7 +143,9 @@ def build_setup(name: str, *, objectives, hardware, seed: int, calib=None, eval=
                  space=SearchSpace(layers=quantizer.layers, **space),
                  search=Evaluator(parts.model, search_data, metric=parts.metric, batch_size=SEARCH_BATCH),
                  test=Evaluator(parts.model, test_data, metric=parts.metric), objectives=tuple(objectives),
-                 hardware=load_table(hardware) if hardware else None)
+                 hardware=load_table(hardware) if hardware else None,
+                 validation=None if validation_data is None else Evaluator(parts.model, validation_data,
+                                                                          metric=parts.metric))
 
 
 def _population(evaluations: int, pop: int | None) -> tuple[int, int]:
@@ -207,11 +227,13 @@ def qaev_default(problem, *, seconds: float, seed: int, pop: int | None = None, 
     """What ``qaev search --time`` does: half of the first population along the greedy
     lowering path over per-layer output-noise probes (their time included), then the
     predictor-led NSGA-II (with its tolerance bracket when ``problem`` bounds the drop, as
-    ``qaev search`` does by default) until ``seconds`` have passed since the start; with
-    ``refine`` (``qaev search``'s default where PyTorch is installed) the search stops early
-    enough to rebuild its choice, the smallest point within the tolerance on the search
-    split, with block reconstruction in the time the run keeps for that, and reports the
-    rebuilt point beside the front (as ``qaev search`` recommends it)."""
+    ``qaev search`` does by default) until ``seconds`` have passed since the start. Where the
+    problem has a validation split (``problem.validator``), the search keeps the time to
+    measure its front there, and does so (each point's ``extra["validation"]``). With
+    ``refine`` (``qaev search``'s default where PyTorch is installed) the search also stops
+    early enough to rebuild its choice, the point ``qaev search`` recommends, with block
+    reconstruction in the time the run keeps for that, and reports the rebuilt point beside
+    the front unless it measured worse where the choice was made (as ``qaev search`` ships it)."""
     from qaev.runtime.time_budget import time_budget
 
     start, began = time.perf_counter(), time.monotonic()
@@ -219,58 +241,97 @@ def qaev_default(problem, *, seconds: float, seed: int, pop: int | None = None, 
     problem.sensitivity = output_noise_table(problem, samples=samples)
     probe_s = time.perf_counter() - start
     pop = pop or 20
+    stop = budget.end - budget.refine_s
+
+    def keep_time(row, front) -> None:  # the front's validation readings at the end, as qaev search keeps them
+        problem.deadline = stop - len(front) * budget.one_s * budget.validation
+
     result = minimize(problem, algorithm=make_algorithm(problem, pop_size=pop, informed=0.5), n_gen=10_000,
-                      seed=seed, deadline=budget.end - budget.refine_s)
-    points = tuple(Point.from_record(r, f"front {i}") for i, r in enumerate(result.front))
+                      seed=seed, deadline=stop, callback=keep_time)
+    points = tuple(_validated(problem, Point.from_record(r, f"front {i}")) for i, r in enumerate(result.front))
     notes = (f"{noise_probe_count(problem)} noise probes ({probe_s:.0f} s); NSGA-II, pop {pop} x "
              f"{result.history[-1].gen if result.history else 0} generations in {seconds / 60:g} min",)
     rebuilt = _rebuilt_choice(problem, points, budget, seed=seed) if refine else None
     if rebuilt is not None:
-        points, notes = points + (rebuilt[0],), notes + (rebuilt[1],)
+        points, notes = points + ((rebuilt[0],) if rebuilt[0] is not None else ()), notes + (rebuilt[1],)
     return MethodResult(method="qaev_default", points=points, evaluations=problem.n_evaluated,
                         wall_s=time.perf_counter() - start, notes=notes)
 
 
-def _rebuilt_choice(problem, points: tuple, budget, *, seed: int) -> tuple[Point, str] | None:
+def _validated(problem, point: Point) -> Point:
+    """``point`` with its validation-split reading in ``extra`` (as is without a validator)."""
+    if problem.validator is None or not point.ok or point.config is None:
+        return point
+    measured = problem.validator.measure(problem.quantizer.build(QuantConfig.from_dict(point.config)),
+                                         keep_outputs=True)
+    reading = {"metric": measured.value, "acc_drop": problem.validator.drop(measured.value),
+               "se": problem.validator.head_drop(measured.outputs)[1]}
+    return replace(point, extra={**point.extra, "validation": reading})
+
+
+def _rebuilt_choice(problem, points: tuple, budget, *, seed: int) -> tuple[Point | None, str] | None:
     """The point ``qaev search`` recommends (:func:`~qaev.runtime.rundir.recommend`: the
-    smallest within the problem's tolerance, here on the search split), rebuilt with
-    block reconstruction in the steps per block the time left allows (as ``qaev search
-    --time`` rebuilds its recommended point), and a note on it; None when no point is
-    within the tolerance, no time is left or the point cannot be rebuilt (no PyTorch)."""
+    smallest within the problem's tolerance, on the validation split where the points carry
+    one, else on the search split), rebuilt with block reconstruction in the steps per block
+    the time left allows (as ``qaev search --time`` rebuilds its recommended point), and a
+    note on it; the point is None when the rebuild measured worse than the point as searched
+    by over twice the paired standard error where the choice was made (it is not shipped).
+    None when no point is within the tolerance, no time is left or the point cannot be
+    rebuilt (no PyTorch)."""
     from qaev.config import BlockSettings
     from qaev.runtime.refining import REFINE_ITERS, refine_point
     from qaev.runtime.rundir import recommend
 
     candidates = [p for p in points if p.ok and p.config is not None]
-    pick = recommend([{"id": i, "objectives": p.objectives} for i, p in enumerate(candidates)],
+    pick = recommend([{"id": i, "objectives": p.objectives,
+                       **({"validation": p.extra["validation"]} if "validation" in p.extra else {})}
+                      for i, p in enumerate(candidates)],
                      list(problem.objectives), problem.constraints.get("max_drop"))
     if pick is None:
         return None
     chosen = candidates[pick["id"]]
     config = QuantConfig.from_dict(chosen.config)
-    iters = budget.refine.iters_within(budget.end - time.monotonic(), config, most=REFINE_ITERS)
+    evaluators = {"search": problem.evaluator}  # the search-split reading the reported front is drawn from
+    if problem.validator is not None:
+        evaluators["validation"] = problem.validator
+    extra_s = 2 * budget.one_s if problem.validator is not None else 0.0  # the search split read too
+    iters = budget.refine.iters_within(budget.end - time.monotonic() - extra_s, config, most=REFINE_ITERS)
     if not iters:
         return None
     block = BlockSettings(iters=iters, seed=seed, output_loss=problem.evaluator.metric.output_loss)
     try:
-        refined = refine_point(problem.quantizer, config, {"search": problem.evaluator}, block=block)
+        refined = refine_point(problem.quantizer, config, evaluators, block=block)
     except QaevError as exc:  # no PyTorch, or nothing to rebuild: the front stands, as in qaev search
         logging.getLogger(__name__).warning("qaev_default: %s not rebuilt: %s", chosen.label, exc)
         return None
+    split = refined.judged_on
+    note = (f"{chosen.label} (chosen on the {pick['chosen_on']} split) rebuilt with block reconstruction "
+            f"({iters} steps a block, {refined.seconds:.0f} s): {split}-split drop "
+            f"{refined.before[split]['acc_drop']:.2f} -> {refined.after[split]['acc_drop']:.2f}")
+    if refined.failed():
+        return None, note + "; worse by over twice the standard error: not shipped"
     measured = refined.after["search"]
+    extra = {"rebuilt_from": chosen.label, "iters": iters}
+    if "validation" in refined.after:
+        extra["validation"] = {k: refined.after["validation"][k] for k in ("metric", "acc_drop", "se")}
     point = Point(label=f"{chosen.label} rebuilt", objectives={**chosen.objectives, "acc_drop": measured["acc_drop"]},
-                  metric=measured["metric"], config=refined.config.to_dict(), key=refined.config.key(),
-                  extra={"rebuilt_from": chosen.label, "iters": iters})
-    return point, (f"{chosen.label} rebuilt with block reconstruction ({iters} steps a block, "
-                   f"{refined.seconds:.0f} s): search-split drop {chosen.objectives['acc_drop']:.2f} -> "
-                   f"{measured['acc_drop']:.2f}")
+                  metric=measured["metric"], config=refined.config.to_dict(), key=refined.config.key(), extra=extra)
+    return point, note
 
 
 def per_evaluation_s(setup: Setup) -> float:
-    """Seconds one full evaluation on the search split takes: the float model's run, timed,
-    with a third added for building and opening a quantized candidate."""
-    measured = setup.search.measure(setup.quantizer.model.proto)
-    return 1.3 * (measured.session_s + measured.inference_s)
+    """Seconds one full evaluation on the search split takes, measured on a real candidate:
+    the space's uniform 4-bit weight-only config, built once untimed (the rounding caches
+    filled, as every method but the first finds them), then built, opened and run on the
+    search split, timed. (Until 2026-12-07 this was the float model's run x1.3, which
+    overstated it by about a third: the baselines planned fewer evaluations than their
+    time allowed and stopped after three quarters of it.)"""
+    space = setup.space
+    config = space.decode(space.encode_uniform(w_bits=4, act=weight_only_act(space)))
+    setup.quantizer.build(config)
+    started = time.perf_counter()
+    setup.search.measure(setup.quantizer.build(config))
+    return time.perf_counter() - started
 
 
 def run_method(setup: Setup, method: str, *, budget: int, seed: int, pop: int | None,
@@ -280,8 +341,9 @@ def run_method(setup: Setup, method: str, *, budget: int, seed: int, pop: int | 
     wall time (its probes included); ``budget`` is then the evaluations that time affords,
     which the baselines plan with."""
     if seconds is not None and method == "qaev_default":  # bounded by the default tolerance, as qaev search is
-        bound = {"max_drop": default_tolerance(setup.search.metric.name)}
-        return qaev_default(setup.problem(constraints=bound), seconds=seconds, seed=seed, pop=pop, refine=refine)
+        problem = setup.problem(constraints={"max_drop": default_tolerance(setup.search.metric.name)})
+        problem.validator = setup.validation  # chooses there, as qaev search does
+        return qaev_default(problem, seconds=seconds, seed=seed, pop=pop, refine=refine)
     problem = setup.problem()
     if seconds is not None:
         problem.deadline = time.monotonic() + seconds
@@ -317,15 +379,16 @@ def reported(result: MethodResult, names) -> list[Point]:
 
 
 class TestSplit:
-    """Re-measures points on the test split (memoised by config key).
+    """Re-measures points on the test split, or on ``evaluator``'s (memoised by config key).
 
     :meth:`measure_all` measures many points on ``workers`` threads at once (one ORT thread
     each; ORT releases the GIL while it runs), building each model in the calling thread, so
     at most ``workers + 1`` models are alive at a time; the values are the same as one by one.
     """
 
-    def __init__(self, setup: Setup, *, workers: int = 1) -> None:
+    def __init__(self, setup: Setup, *, workers: int = 1, evaluator: Evaluator | None = None) -> None:
         self.setup, self.memo, self.count, self.workers = setup, {}, 0, max(1, workers)
+        self.evaluator = setup.test if evaluator is None else evaluator
         self.errors: dict[str, float] = {}  # key -> paired standard error of the test drop
 
     @staticmethod
@@ -348,11 +411,11 @@ class TestSplit:
         return self.errors.get(self._key(point))
 
     def _measure(self, model):
-        return self.setup.test.measure(model, keep_outputs=True)
+        return self.evaluator.measure(model, keep_outputs=True)
 
     def _store(self, key: str, measured) -> None:
         self.memo[key] = measured.value
-        self.errors[key] = self.setup.test.head_drop(measured.outputs)[1]
+        self.errors[key] = self.evaluator.head_drop(measured.outputs)[1]
         self.count += 1
 
     def measure_all(self, points: list[Point]) -> None:
@@ -365,7 +428,7 @@ class TestSplit:
             for key, point in todo.items():
                 self.measure(point, key)
             return
-        _ = self.setup.test.reference  # the float outputs, once, before the threads start
+        _ = self.evaluator.reference  # the float outputs, once, before the threads start
         running: dict = {}
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             for key, point in todo.items():
@@ -379,14 +442,34 @@ class TestSplit:
             self._store(running.pop(future), future.result())
 
 
+def chosen_on(rows: list[dict]) -> str:
+    """The split a method's points are chosen on: ``validation`` where every point was
+    measured there, else ``search``."""
+    return "validation" if rows and all("validation" in r for r in rows) else "search"
+
+
 def _best_under(rows: list[dict], objective: str, limit: float) -> dict | None:
     inside = [r for r in rows if r["search"].get(objective) is not None and r["search"][objective] <= limit]
     if not inside:
         return None
-    best = min(inside, key=lambda r: (r["search"]["acc_drop"], r["search"][objective]))
-    return {"limit": limit, "label": best["label"], objective: best["search"][objective],
-            "search_drop": best["search"]["acc_drop"], "test_drop": best["test"]["acc_drop"],
-            "test_metric": best["test_metric"]}
+    on = chosen_on(rows)
+    best = min(inside, key=lambda r: (r[on]["acc_drop"], r["search"][objective]))
+    return {"limit": limit, "label": best["label"], objective: best["search"][objective], "chosen_on": on,
+            "search_drop": best["search"]["acc_drop"], "choice_drop": best[on]["acc_drop"],
+            "test_drop": best["test"]["acc_drop"], "test_metric": best["test_metric"]}
+
+
+def _validation_readings(setup: Setup, fronts: list[list[Point]], workers: int) -> TestSplit | None:
+    """Every reported point measured on the validation split (None without one); a point
+    that brings its reading (qaev_default's, taken within its time) is not measured again."""
+    if setup.validation is None:
+        return None
+    split = TestSplit(setup, workers=workers, evaluator=setup.validation)
+    for point in (p for front in fronts for p in front if "validation" in p.extra):
+        key = split._key(point)
+        split.memo[key], split.errors[key] = point.extra["validation"]["metric"], point.extra["validation"]["se"]
+    split.measure_all([p for front in fronts for p in front])
+    return split
 
 
 def summarise(setup: Setup, results: list[MethodResult], *, size_x, latency_x, test_workers: int = 1) -> dict:
@@ -398,6 +481,7 @@ def summarise(setup: Setup, results: list[MethodResult], *, size_x, latency_x, t
     fronts = [reported(result, names) for result in results]
     split = TestSplit(setup, workers=test_workers)
     split.measure_all([p for front in fronts for p in front])
+    checked = _validation_readings(setup, fronts, test_workers)
     budgets = [("size_mb", floats.get("size_mb"), x) for x in size_x]
     if setup.hardware is not None:
         from qaev.quantize.sizes import estimate_cost
@@ -413,6 +497,10 @@ def summarise(setup: Setup, results: list[MethodResult], *, size_x, latency_x, t
             test = {**p.objectives, "acc_drop": setup.test.drop(value)}
             rows.append({"label": p.label, "key": p.key, "search": p.objectives, "search_metric": p.metric,
                          "test": test, "test_metric": value, "test_se": split.error(p), "extra": p.extra})
+            if checked is not None:
+                seen = checked.measure(p)
+                rows[-1].update({"validation": {**p.objectives, "acc_drop": setup.validation.drop(seen)},
+                                 "validation_metric": seen, "validation_se": checked.error(p)})
         F_test = np.array([_vector(r["test"], names) for r in rows]).reshape(-1, len(names))
         F_search = np.array([_vector(r["search"], names) for r in rows]).reshape(-1, len(names))
         best = {f"{obj} <= float/{x:g}": _best_under(rows, obj, ref / x) for obj, ref, x in budgets if ref}
@@ -423,7 +511,9 @@ def summarise(setup: Setup, results: list[MethodResult], *, size_x, latency_x, t
                         "all_points": [p.to_dict() for p in result.points]})
     hv = {m["method"]: m["hv_test"] for m in methods}
     base = max((v for k, v in hv.items() if not k.startswith("qaev")), default=0.0)
-    return {"float": {"search_metric": setup.search.float_value, "test_metric": setup.test.float_value, **floats},
+    checked_float = {} if setup.validation is None else {"validation_metric": setup.validation.float_value}
+    return {"float": {"search_metric": setup.search.float_value, "test_metric": setup.test.float_value,
+                      **checked_float, **floats},
             "hypervolume": {"reference_point": REF_POINT, "normalised_by": "float model value per objective "
                             "(acc_drop by the float metric)", "scale_test": scale_test, "scale_search": scale_search,
                             "qaev_over_best_baseline": hv["qaev"] / base if base and "qaev" in hv else None,
@@ -452,8 +542,11 @@ def environment(setup: Setup, args, argv) -> dict:
         "objectives": {n: get_objective(n).kind.value for n in setup.objectives},
         "model_sha256": setup.quantizer.model.sha256,
         "split": {"search": len(setup.search.data), "test": len(setup.test.data), "calib": len(setup.parts.calib),
-                  "how": "problem's test split" if getattr(setup.parts, "test", None) is not None
-                  else f"evaluation data halved, seed {args.seed}"},
+                  "validation": 0 if setup.validation is None else len(setup.validation.data),
+                  "how": ("problem's test split" if getattr(setup.parts, "test", None) is not None
+                          else f"evaluation data halved, seed {args.seed}")
+                  + ("" if setup.validation is None else f"; validation: {args.validation:g} of the search data, "
+                     f"seed {args.seed}")},
         "hardware": None if table is None else {"name": table.name, "device": table.device, "path": table.path,
                                                 "kind": "estimate"},
         "versions": {"python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
@@ -534,29 +627,36 @@ def print_tolerance(figures: dict) -> None:
 
 def smallest_within(doc: dict, limit: float, cost: str = "size_mb") -> list[dict]:
     """Per method, its lowest-``cost`` reported point within ``limit`` metric points of
-    float on the *search* split (chosen there), with that point's test-split drop."""
+    float on the split the points are chosen on (:func:`chosen_on`: the validation split
+    where the run has one, else the search split), with that point's test-split drop."""
     ref = doc["float"].get(cost)
     rows = []
     for m in doc["methods"]:
-        ok = [r for r in m["points"] if r["search"]["acc_drop"] <= limit and r["search"].get(cost) is not None]
-        best = min(ok, key=lambda r: (r["search"][cost], r["search"]["acc_drop"])) if ok else None
-        rows.append({"method": m["method"], "limit": limit, "cost": cost, "point": None if best is None else {
-            cost: best["search"][cost], "x_smaller": ref / best["search"][cost] if ref else None,
-            "search_drop": best["search"]["acc_drop"], "test_drop": best["test"]["acc_drop"],
-            "test_se": best.get("test_se")}})
+        on = chosen_on(m["points"])
+        ok = [r for r in m["points"] if r[on]["acc_drop"] <= limit and r["search"].get(cost) is not None]
+        best = min(ok, key=lambda r: (r["search"][cost], r[on]["acc_drop"])) if ok else None
+        rows.append({"method": m["method"], "limit": limit, "cost": cost, "chosen_on": on, "point": None
+                     if best is None else {
+                         cost: best["search"][cost], "x_smaller": ref / best["search"][cost] if ref else None,
+                         "search_drop": best["search"]["acc_drop"], "choice_drop": best[on]["acc_drop"],
+                         "test_drop": best["test"]["acc_drop"], "test_se": best.get("test_se")}})
     return rows
 
 
 def print_within(doc: dict, limits) -> None:
     """The :func:`smallest_within` table for each limit."""
     for limit in limits:
-        print(f"\nsmallest size_mb within {limit:g} points of float on the search split (float "
+        rows = smallest_within(doc, limit)
+        on = rows[0]["chosen_on"] if rows else "search"
+        print(f"\nsmallest size_mb within {limit:g} points of float on the {on} split (float "
               f"{doc['float']['size_mb']:.2f} MB):")
-        for row in smallest_within(doc, limit):
+        for row in rows:
             p = row["point"]
             print(f"  {row['method']:13s} " + ("-" if p is None else
                   f"{p['x_smaller']:5.2f}x  {p['size_mb']:8.3f} MB  search drop {p['search_drop']:+.2f}  "
-                  f"test drop {p['test_drop']:+.2f}" + ("" if p.get("test_se") is None else f" +-{p['test_se']:.2f}")))
+                  + ("" if row["chosen_on"] == "search" else f"{row['chosen_on']} drop {p['choice_drop']:+.2f}  ")
+                  + f"test drop {p['test_drop']:+.2f}"
+                  + ("" if p.get("test_se") is None else f" +-{p['test_se']:.2f}")))
 
 
 def plot(doc: dict, path: Path) -> None:
@@ -635,6 +735,10 @@ def main(argv: list[str] | None = None) -> int:
                              "qaev search --time does (--no-refine: the search alone, as before 2026-12-07)")
     parser.add_argument("--test-workers", type=int, default=os.cpu_count() or 1,
                         help="points re-measured on the test split at once (threads; default: the cores)")
+    parser.add_argument("--validation", type=float, default=0.25,
+                        help="share of the search split set apart (seeded) as the validation split every method's "
+                             "points are chosen on, as qaev search does (0: choose on the search split, as before "
+                             "2026-12-07)")
     parser.add_argument("--tolerance", type=float, default=1.0,
                         help="accuracy drop (metric points) bounding the within-tolerance hypervolume")
     parser.add_argument("--from-json", type=Path, default=None,
@@ -670,13 +774,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
     setup = build_setup(args.problem, objectives=objectives, hardware=args.hardware, seed=args.seed,
-                        calib=args.calib, eval=args.eval, space=_space(args))
+                        calib=args.calib, eval=args.eval, space=_space(args), validation=args.validation)
     seconds, budget = None, args.budget
     if args.time is not None:
         seconds = 60.0 * args.time
         budget = max(2, int(seconds / per_evaluation_s(setup)))
         print(f"{args.time:g} min per method: about {budget} evaluations each (one takes "
-              f"{seconds / budget:.1f} s: the float model on the search split, measured)", flush=True)
+              f"{seconds / budget:.1f} s: a 4-bit candidate built and run on the search split, measured)", flush=True)
     results = []
     acts = csv_list(args.baseline_act) or [weight_only_act(setup.space) if args.time is not None else "a8"]
     runs = [(m, a) for m in methods for a in (acts if m in ("greedy", "ilp") else [acts[0]])]

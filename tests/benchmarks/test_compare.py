@@ -42,10 +42,14 @@ def test_every_method_is_reported_within_the_budget(compare, run, capsys):
 def test_figures_come_from_a_disjoint_test_split(run):
     doc, _ = run
     split = doc["env"]["split"]
-    assert split["search"] + split["test"] == 497 and abs(split["search"] - split["test"]) <= 1
+    assert split["search"] + split["validation"] + split["test"] == 497
+    assert abs(split["search"] + split["validation"] - split["test"]) <= 1  # halved, then a quarter set apart
+    assert split["validation"] == round(0.25 * (split["search"] + split["validation"]))
     assert doc["float"]["test_metric"] != doc["float"]["search_metric"]
     rows = [r for m in doc["methods"] for r in m["points"]]
     assert all("acc_drop" in r["test"] and r["test_metric"] is not None for r in rows)
+    assert all(r["validation_metric"] is not None and r["validation_se"] >= 0 for r in rows)
+    assert any(r["validation"]["acc_drop"] != r["search"]["acc_drop"] for r in rows)
     assert any(r["test"]["acc_drop"] != r["search"]["acc_drop"] for r in rows)
     # each test drop carries its paired standard error; a drop of zero from no change has none
     assert all(r["test_se"] >= 0 and (r["test_se"] > 0 or r["test"]["acc_drop"] == 0) for r in rows)
@@ -98,17 +102,29 @@ def test_allocation_baselines_run_once_per_activation_setting(compare, tmp_path)
     assert doc["hypervolume"]["qaev_over_best_baseline"] == pytest.approx(doc["methods"][0]["hv_test"] / best)
 
 
-def test_smallest_point_within_a_limit_is_chosen_on_the_search_split(compare, run):
+@pytest.mark.parametrize("split", ["validation", "search"])
+def test_smallest_point_within_a_limit_is_chosen_on_the_validation_split(compare, run, split):
     doc, _ = run
+    if split == "search":  # a compare.json without validation readings (--validation 0, or before them)
+        doc = json.loads(json.dumps(doc))
+        for m in doc["methods"]:
+            for r in m["points"]:
+                del r["validation"]
     rows = compare.smallest_within(doc, 1.0)
     assert [r["method"] for r in rows] == [m["method"] for m in doc["methods"]]
+    chosen_elsewhere = 0
     for row, m in zip(rows, doc["methods"]):
-        inside = [r for r in m["points"] if r["search"]["acc_drop"] <= 1.0]
+        assert row["chosen_on"] == split
+        inside = [r for r in m["points"] if r[split]["acc_drop"] <= 1.0]
+        chosen_elsewhere += len(inside) != len([r for r in m["points"] if r["search"]["acc_drop"] <= 1.0])
         if not inside:
             assert row["point"] is None
             continue
         assert row["point"]["size_mb"] == min(r["search"]["size_mb"] for r in inside)
         assert row["point"]["x_smaller"] == pytest.approx(doc["float"]["size_mb"] / row["point"]["size_mb"])
+        assert row["point"]["choice_drop"] <= 1.0
+    if split == "validation":  # the two splits disagree on some point: the choice is not the search split's
+        assert chosen_elsewhere
 
 
 def test_test_split_measures_the_same_on_several_threads(compare):
@@ -164,3 +180,20 @@ def test_the_timed_qaev_run_rebuilds_its_choice_as_qaev_search_does(compare, tmp
     assert rebuilt[0]["extra"]["iters"] == 100
     tested = {p["label"]: p for p in method["points"]}
     assert all(p["test_metric"] is not None for p in tested.values())
+    # chosen on the validation split, read within qaev's time, and those readings are the ones reported
+    assert "chosen on the validation split" in method["notes"][-1]
+    assert all("validation" in p["extra"] for p in method["all_points"] if p["error"] is None)
+    assert all(p["validation_metric"] == p["extra"]["validation"]["metric"] for p in tested.values())
+
+
+def test_a_rebuild_that_measures_worse_on_validation_is_not_reported(compare, tmp_path, monkeypatch):
+    import qaev.runtime.refining as refining
+
+    monkeypatch.setattr(refining.RefineTime, "iters_within", lambda self, seconds, config, most: 20)
+    monkeypatch.setattr(refining.Refined, "failed", lambda self: True)  # as qaev search: the searched point ships
+    out = tmp_path / "worse"
+    assert compare.main(["--problem", "digits", "--time", "0.3", "--methods", "qaev_default",
+                         "--test-workers", "1", "--out", str(out)]) == 0
+    method = json.loads((out / "compare.json").read_text())["methods"][0]
+    assert not [p for p in method["all_points"] if p["label"].endswith("rebuilt")]
+    assert method["notes"][-1].endswith("not shipped")
