@@ -739,8 +739,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of the search split set apart (seeded) as the validation split every method's "
                              "points are chosen on, as qaev search does (0: choose on the search split, as before "
                              "2026-12-07)")
-    parser.add_argument("--tolerance", type=float, default=1.0,
-                        help="accuracy drop (metric points) bounding the within-tolerance hypervolume")
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help="accuracy drop (metric points) bounding the within-tolerance hypervolume [the tolerance "
+                             "qaev search recommends within: 0.5 for Spearman, else 1.0; 1.0 before 2026-12-07]")
     parser.add_argument("--from-json", type=Path, default=None,
                         help="print the tables of an existing compare.json instead of running")
     parser.add_argument("--w-bits", default=None, help="weight bits every method may choose (float allowed) "
@@ -762,7 +763,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json is not None:
         doc = json.loads(args.from_json.read_text())
         print_table(doc)
-        print_tolerance(tolerance_figures(doc, args.tolerance))
+        tolerance = default_tolerance(doc["env"]["metric"]) if args.tolerance is None else args.tolerance
+        print_tolerance(tolerance_figures(doc, tolerance))
         if "size_mb" in doc["env"]["objectives"]:
             print_within(doc, _floats(args.within))
         return 0
@@ -796,7 +798,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"schema": "qaev.compare/1", "env": environment(setup, args, argv),
            **summarise(setup, results, size_x=_floats(args.size_x), latency_x=_floats(args.latency_x),
                        test_workers=args.test_workers)}
-    doc["hypervolume"]["tolerance"] = tolerance_figures(doc, args.tolerance)
+    tolerance = default_tolerance(setup.search.metric.name) if args.tolerance is None else args.tolerance
+    doc["hypervolume"]["tolerance"] = tolerance_figures(doc, tolerance)
     args.out.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out / "compare.json", json.dumps(doc, indent=1, default=str))
     plot(doc, args.out / "fronts.png")
