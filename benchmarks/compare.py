@@ -628,12 +628,14 @@ def print_tolerance(figures: dict) -> None:
 def smallest_within(doc: dict, limit: float, cost: str = "size_mb") -> list[dict]:
     """Per method, its lowest-``cost`` reported point within ``limit`` metric points of
     float on the split the points are chosen on (:func:`chosen_on`: the validation split
-    where the run has one, else the search split), with that point's test-split drop."""
+    where the run has one, else the search split) and on the search split (the rule of
+    :func:`qaev.runtime.rundir.recommend`), with that point's test-split drop."""
     ref = doc["float"].get(cost)
     rows = []
     for m in doc["methods"]:
-        on = chosen_on(m["points"])
-        ok = [r for r in m["points"] if r[on]["acc_drop"] <= limit and r["search"].get(cost) is not None]
+        on = chosen_on(m["points"])  # within the limit there and on the search split, as qaev search recommends
+        ok = [r for r in m["points"] if r[on]["acc_drop"] <= limit and r["search"]["acc_drop"] <= limit
+              and r["search"].get(cost) is not None]
         best = min(ok, key=lambda r: (r["search"][cost], r[on]["acc_drop"])) if ok else None
         rows.append({"method": m["method"], "limit": limit, "cost": cost, "chosen_on": on, "point": None
                      if best is None else {

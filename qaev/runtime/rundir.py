@@ -192,13 +192,16 @@ def _latency_doc(latency: SideBySide, reference: str) -> dict:
 def recommend(points: Sequence[dict], objectives: Sequence[str], tolerance: float | None) -> dict | None:
     """The point to ship: the one with the least first cost objective (the first objective
     that is not ``acc_drop``) among those within ``tolerance`` metric points of float, judged
-    on the validation split where the points carry one (else on the search split)."""
+    on the validation split where the points carry one (else on the search split). A point
+    must also be within it on the search split: a small validation split reads some points
+    far better than they are, and one the search measured beyond the tolerance is not
+    shipped on such a reading."""
     costs = [n for n in objectives if n != "acc_drop"]
     if tolerance is None or "acc_drop" not in objectives or not costs:
         return None
     on_validation = all("validation" in p for p in points) and bool(points)
     drop = (lambda p: p["validation"]["acc_drop"]) if on_validation else (lambda p: p["objectives"]["acc_drop"])
-    within = [p for p in points if drop(p) <= tolerance]
+    within = [p for p in points if drop(p) <= tolerance and p["objectives"]["acc_drop"] <= tolerance]
     if not within:
         return None
     best = min(within, key=lambda p: (p["objectives"][costs[0]], drop(p)))

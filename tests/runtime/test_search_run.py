@@ -22,7 +22,7 @@ def test_the_front_is_checked_on_validation_and_the_recommended_point_exports(tm
     assert chosen["chosen_on"] == "validation" and chosen["tolerance"] == 1.0
     point = next(p for p in doc["points"] if p["id"] == chosen["id"])
     assert point["validation"]["acc_drop"] <= 1.0
-    within = [p for p in doc["points"] if p["validation"]["acc_drop"] <= 1.0]
+    within = [p for p in doc["points"] if p["validation"]["acc_drop"] <= 1.0 and p["objectives"]["acc_drop"] <= 1.0]
     n_val = doc["float"]["validation"]["n"]
     for p in doc["points"]:  # top-1 items differ by 0 or +-100 points: 0 < se <= 100 / sqrt(n) once any differs
         checked = p["validation"]
@@ -44,6 +44,17 @@ def test_the_front_is_checked_on_validation_and_the_recommended_point_exports(tm
     assert [row.id for row in table] == [p["id"] for p in doc["points"]]
     assert [row.id for row in table if row.recommended] == [chosen["id"]]
     assert "x smaller" in str(table).splitlines()[0]
+
+
+def test_a_lucky_validation_reading_does_not_ship_a_point_the_search_measured_beyond_the_tolerance():
+    from qaev.runtime.rundir import recommend
+
+    points = [{"id": "small", "objectives": {"acc_drop": 4.0, "size_mb": 1.0}, "validation": {"acc_drop": 0.5}},
+              {"id": "mid", "objectives": {"acc_drop": 0.9, "size_mb": 2.0}, "validation": {"acc_drop": 0.8}},
+              {"id": "big", "objectives": {"acc_drop": 0.1, "size_mb": 3.0}, "validation": {"acc_drop": 1.5}}]
+    chosen = recommend(points, ["acc_drop", "size_mb"], 1.0)
+    assert chosen["id"] == "mid" and chosen["chosen_on"] == "validation"
+    assert recommend(points[:1], ["acc_drop", "size_mb"], 1.0) is None
 
 
 def _check_sizes(doc, point, printed, file_bytes):
