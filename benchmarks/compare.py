@@ -253,7 +253,12 @@ def qaev_default(problem, *, seconds: float, seed: int, pop: int | None = None, 
              f"{result.history[-1].gen if result.history else 0} generations in {seconds / 60:g} min",)
     rebuilt = _rebuilt_choice(problem, points, budget, seed=seed) if refine else None
     if rebuilt is not None:
-        points, notes = points + ((rebuilt[0],) if rebuilt[0] is not None else ()), notes + (rebuilt[1],)
+        point, note = rebuilt
+        if point is not None:  # it ships in place of the point as searched (which stays listed, not reported)
+            source = point.extra["rebuilt_from"]
+            points = tuple(replace(p, extra={**p.extra, "replaced_by": point.label}) if p.label == source else p
+                           for p in points) + (point,)
+        notes += (note,)
     return MethodResult(method="qaev_default", points=points, evaluations=problem.n_evaluated,
                         wall_s=time.perf_counter() - start, notes=notes)
 
@@ -371,8 +376,10 @@ def _vector(objectives: dict, names) -> list[float]:
 
 
 def reported(result: MethodResult, names) -> list[Point]:
-    """The points a method hands its user: all of a recipe's, else the non-dominated set."""
-    ok = [p for p in result.points if p.ok and all(p.objectives.get(n) is not None for n in names)]
+    """The points a method hands its user: all of a recipe's, else the non-dominated set (a
+    point another replaced, as qaev_default's rebuilt choice replaces it, is not handed over)."""
+    ok = [p for p in result.points if p.ok and all(p.objectives.get(n) is not None for n in names)
+          and "replaced_by" not in p.extra]
     if result.method in FIXED or not ok:
         return ok
     return [ok[i] for i in non_dominated(np.array([_vector(p.objectives, names) for p in ok]))]

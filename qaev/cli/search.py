@@ -256,7 +256,7 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ti
 
     The front is re-measured on the exported models; `recommended` in front.json is the
     smallest point within --max-drop (default 1.0 metric points, 0.5 for Spearman) on the
-    validation split."""
+    validation split and on the search split."""
     check_run_options(workers=workers, timeout=timeout)
     if refine is None:
         refine = time_minutes is not None and _has_torch()

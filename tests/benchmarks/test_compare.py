@@ -179,6 +179,9 @@ def test_the_timed_qaev_run_rebuilds_its_choice_as_qaev_search_does(compare, tmp
     assert source["objectives"]["acc_drop"] <= 1.0 and "rebuilt with block reconstruction" in method["notes"][-1]
     assert rebuilt[0]["extra"]["iters"] == 100
     tested = {p["label"]: p for p in method["points"]}
+    # the rebuilt point ships in place of the point as searched, whatever the search split reads of it
+    assert rebuilt[0]["label"] in tested and source["label"] not in tested
+    assert source["extra"]["replaced_by"] == rebuilt[0]["label"]
     assert all(p["test_metric"] is not None for p in tested.values())
     # chosen on the validation split, read within qaev's time, and those readings are the ones reported
     assert "chosen on the validation split" in method["notes"][-1]
