@@ -503,7 +503,8 @@ def summarise(setup: Setup, results: list[MethodResult], *, size_x, latency_x, t
             value = split.measure(p)
             test = {**p.objectives, "acc_drop": setup.test.drop(value)}
             rows.append({"label": p.label, "key": p.key, "search": p.objectives, "search_metric": p.metric,
-                         "test": test, "test_metric": value, "test_se": split.error(p), "extra": p.extra})
+                         "test": test, "test_metric": value, "test_se": split.error(p), "extra": p.extra,
+                         "config": p.config})  # to build the point again (None: another tool's model)
             if checked is not None:
                 seen = checked.measure(p)
                 rows[-1].update({"validation": {**p.objectives, "acc_drop": setup.validation.drop(seen)},

@@ -183,6 +183,12 @@ def test_the_timed_qaev_run_rebuilds_its_choice_as_qaev_search_does(compare, tmp
     assert rebuilt[0]["label"] in tested and source["label"] not in tested
     assert source["extra"]["replaced_by"] == rebuilt[0]["label"]
     assert all(p["test_metric"] is not None for p in tested.values())
+    # every reported point can be built again from compare.json and reads the same on test
+    setup = compare.build_setup("digits", objectives=("acc_drop", "size_mb"), hardware=None, seed=0, validation=0.25)
+    from qaev.config import QuantConfig
+
+    again = setup.test.measure(setup.quantizer.build(QuantConfig.from_dict(tested[rebuilt[0]["label"]]["config"])))
+    assert again.value == tested[rebuilt[0]["label"]]["test_metric"]
     # chosen on the validation split, read within qaev's time, and those readings are the ones reported
     assert "chosen on the validation split" in method["notes"][-1]
     assert all("validation" in p["extra"] for p in method["all_points"] if p["error"] is None)
