@@ -285,13 +285,10 @@ def _rebuilt_choice(problem, points: tuple, budget, *, seed: int) -> tuple[Point
     rebuilt (no PyTorch)."""
     from qaev.config import BlockSettings
     from qaev.runtime.refining import REFINE_ITERS, refine_point
-    from qaev.runtime.rundir import recommend
 
     candidates = [p for p in points if p.ok and p.config is not None]
-    pick = recommend([{"id": i, "objectives": p.objectives,
-                       **({"validation": p.extra["validation"]} if "validation" in p.extra else {})}
-                      for i, p in enumerate(candidates)],
-                     list(problem.objectives), problem.constraints.get("max_drop"))
+    pick = _recommend([(p.objectives, p.extra.get("validation")) for p in candidates], list(problem.objectives),
+                      problem.constraints.get("max_drop"))
     if pick is None:
         return None
     chosen = candidates[pick["id"]]
@@ -322,6 +319,15 @@ def _rebuilt_choice(problem, points: tuple, budget, *, seed: int) -> tuple[Point
     point = Point(label=f"{chosen.label} rebuilt", objectives={**chosen.objectives, "acc_drop": measured["acc_drop"]},
                   metric=measured["metric"], config=refined.config.to_dict(), key=refined.config.key(), extra=extra)
     return point, note
+
+
+def _recommend(entries: list[tuple[dict, dict | None]], objectives: list[str], tolerance: float | None) -> dict | None:
+    """:func:`qaev.runtime.rundir.recommend` over ``(objectives on the search split, validation
+    reading or None)`` pairs: its pick, ``id`` the pair's index, or None."""
+    from qaev.runtime.rundir import recommend
+
+    return recommend([{"id": i, "objectives": values, **({} if checked is None else {"validation": checked})}
+                      for i, (values, checked) in enumerate(entries)], objectives, tolerance)
 
 
 def per_evaluation_s(setup: Setup) -> float:
@@ -636,15 +642,15 @@ def print_tolerance(figures: dict) -> None:
 def smallest_within(doc: dict, limit: float, cost: str = "size_mb") -> list[dict]:
     """Per method, its lowest-``cost`` reported point within ``limit`` metric points of
     float on the split the points are chosen on (:func:`chosen_on`: the validation split
-    where the run has one, else the search split) and on the search split (the rule of
-    :func:`qaev.runtime.rundir.recommend`), with that point's test-split drop."""
+    where the run has one, else the search split) and on the search split, as
+    :func:`qaev.runtime.rundir.recommend` chooses, with that point's test-split drop."""
     ref = doc["float"].get(cost)
     rows = []
     for m in doc["methods"]:
-        on = chosen_on(m["points"])  # within the limit there and on the search split, as qaev search recommends
-        ok = [r for r in m["points"] if r[on]["acc_drop"] <= limit and r["search"]["acc_drop"] <= limit
-              and r["search"].get(cost) is not None]
-        best = min(ok, key=lambda r: (r["search"][cost], r[on]["acc_drop"])) if ok else None
+        on = chosen_on(m["points"])
+        costed = [r for r in m["points"] if r["search"].get(cost) is not None]
+        pick = _recommend([(r["search"], r.get("validation")) for r in costed], ["acc_drop", cost], limit)
+        best = None if pick is None else costed[pick["id"]]
         rows.append({"method": m["method"], "limit": limit, "cost": cost, "chosen_on": on, "point": None
                      if best is None else {
                          cost: best["search"][cost], "x_smaller": ref / best["search"][cost] if ref else None,
