@@ -73,9 +73,9 @@ class TimeBudget:
 def time_budget(problem, minutes: float, start: float, *, workers: int = 1,
                 refine: bool = False) -> tuple[TimeBudget, str]:
     """The budget of a run that started at ``start`` (``time.monotonic()``), from the float
-    model's evaluation (measured now), and the line that says what it affords (``refine``:
-    the run rebuilds its recommended point at the end)."""
-    measured = problem.evaluator.measure(problem.quantizer.model.proto)
+    model's evaluation (the timed run that gave the evaluator its reference), and the line
+    that says what it affords (``refine``: the run rebuilds its recommended point at the end)."""
+    measured = problem.evaluator.float_measurement  # the reference's run, timed: not run twice
     n = max(1, len(problem.evaluator.data))
     one = max(measured.session_s + measured.inference_s, 1e-3) * _SLOWER
     validation = 0 if problem.validator is None else len(problem.validator.data) / n

@@ -27,3 +27,16 @@ def test_the_budget_is_measured_on_the_problem_and_says_what_it_affords():
     assert budget.end == start + 120.0 and budget.one_s > 0 and budget.latency_s > 0
     assert 0 < budget.floor_s <= 30.0 and budget.deadline(0) < budget.end
     assert "time budget 2 min" in text and "evaluations fit" in text and "more as the front grows" in text
+
+
+def test_the_budget_reads_the_float_models_timed_reference_run_instead_of_running_it_again(monkeypatch):
+    problem = get_problem("digits", eval=64)
+    evaluator = problem.evaluator
+    assert evaluator.float_value > 0  # the reference run, timed
+    runs = []
+    monkeypatch.setattr(type(evaluator), "outputs", lambda self, model: runs.append(model))
+    budget, _ = time_budget(problem, 2.0, time.monotonic())
+    measured = evaluator.float_measurement
+    assert runs == [] and measured.n == 64 and measured.value == evaluator.float_value
+    assert measured.session_s > 0 and measured.inference_s > 0
+    assert budget.one_s >= measured.session_s + measured.inference_s
