@@ -3,6 +3,7 @@
     python benchmarks/compare.py --problem digits --budget 200 [--hardware arm_dot]
         [--objectives acc_drop,size_mb] [--seed 0] [--out DIR]
     python benchmarks/compare.py --from-json DIR/compare.json   # the tables of a finished run
+    python benchmarks/compare.py --seeds A/compare.json B/compare.json ...   # several runs summarised
 
 Every method searches on the problem's *search split* with its own evaluation store (so no
 method profits from another's cache) and may spend at most ``--budget`` full evaluations
@@ -675,6 +676,61 @@ def print_within(doc: dict, limits) -> None:
                   + ("" if p.get("test_se") is None else f" +-{p['test_se']:.2f}")))
 
 
+def seed_row(doc: dict, tolerance: float) -> dict:
+    """One run's reading for the seeds summary: qaev's and each baseline's smallest point
+    within ``tolerance`` (:func:`smallest_within`: chosen on validation and search), whether
+    it holds on the test split (test drop <= ``tolerance``), the largest baseline point that
+    holds, their size ratio (None when qaev's choice does not hold or no baseline's does)
+    and the within-tolerance hypervolume ratio."""
+    rows = {row["method"]: row["point"] for row in smallest_within(doc, tolerance)}
+    ours = next((m for m in rows if m == "qaev_default"), next((m for m in rows if m.startswith("qaev")), None))
+
+    def holds(point) -> bool:
+        return point is not None and point["test_drop"] <= tolerance
+
+    held = {m: p for m, p in rows.items() if not m.startswith("qaev") and holds(p)}
+    best = max(held, key=lambda m: held[m]["x_smaller"], default=None)
+    qaev = rows.get(ours)
+    ratio = (qaev["x_smaller"] / held[best]["x_smaller"] if holds(qaev) and best is not None else None)
+    hv = tolerance_figures(doc, tolerance)["within_over_best_baseline"].get(ours)
+    return {"problem": doc["env"]["problem"], "seed": doc["env"]["seed"], "tolerance": tolerance, "qaev": qaev,
+            "qaev_holds": holds(qaev), "baseline": best, "baseline_point": None if best is None else held[best],
+            "ratio": ratio, "hv_ratio": hv}
+
+
+def print_seeds(docs: list[dict], tolerance: float | None = None) -> list[dict]:
+    """The seeds summary: one line per run (qaev's choice and the best baseline's that holds
+    on test, each with its test drop and paired SE), then per problem and over all runs the
+    mean and lowest size ratio and the mean within-tolerance hypervolume ratio. A run where
+    qaev's choice does not hold on test has no ratio and counts as below 1.0."""
+    rows = [seed_row(doc, default_tolerance(doc["env"]["metric"]) if tolerance is None else tolerance)
+            for doc in docs]
+
+    def point(p) -> str:
+        se = "" if p.get("test_se") is None else f" +-{p['test_se']:.2f}"
+        return f"{p['x_smaller']:5.2f}x test {p['test_drop']:+.2f}{se}"
+
+    print(f"{'problem':28s} {'seed':>4s} {'tol':>4s}  {'qaev_default':26s} {'best baseline holding on test':38s} "
+          f"{'size ratio':>10s} {'HV ratio':>8s}")
+    for r in rows:
+        q = "-" if r["qaev"] is None else point(r["qaev"]) + ("" if r["qaev_holds"] else " (beyond)")
+        b = "-" if r["baseline"] is None else f"{r['baseline']:8s} {point(r['baseline_point'])}"
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
+        hv = "-" if r["hv_ratio"] is None else f"{r['hv_ratio']:.3f}"
+        print(f"{r['problem']:28s} {r['seed']:4d} {r['tolerance']:4g}  {q:26s} {b:38s} {ratio:>10s} {hv:>8s}")
+    groups = {p: [r for r in rows if r["problem"] == p] for p in dict.fromkeys(r["problem"] for r in rows)}
+    for name, group in [*groups.items(), ("all runs", rows)]:
+        ratios = [r["ratio"] for r in group if r["ratio"] is not None]
+        hvs = [r["hv_ratio"] for r in group if r["hv_ratio"] is not None]
+        missing = len(group) - len(ratios)
+        print(f"{name}: {len(group)} run(s); size ratio mean "
+              + ("-" if not ratios else f"{np.mean(ratios):.3f}, lowest {min(ratios):.3f}")
+              + (f" ({missing} run(s) without a ratio: qaev's choice beyond tolerance on test, or no baseline's "
+                 "within)" if missing else "")
+              + ("" if not hvs else f"; within-tolerance HV ratio mean {np.mean(hvs):.3f}"))
+    return rows
+
+
 def plot(doc: dict, path: Path) -> None:
     """Every method's test-split points, acc_drop against each other objective."""
     import matplotlib
@@ -758,6 +814,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=None,
                         help="accuracy drop (metric points) bounding the within-tolerance hypervolume [the tolerance "
                              "qaev search recommends within: 0.5 for Spearman, else 1.0; 1.0 before 2026-12-07]")
+    parser.add_argument("--seeds", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="summarise several finished runs (compare.json files, e.g. one per problem and seed): "
+                             "per run qaev's and the best baseline's smallest point within the tolerance, their "
+                             "size ratio, then means per problem")
     parser.add_argument("--from-json", type=Path, default=None,
                         help="print the tables of an existing compare.json instead of running")
     parser.add_argument("--w-bits", default=None, help="weight bits every method may choose (float allowed) "
@@ -776,6 +836,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(e.g. a8,float), reported as greedy[a8], greedy[float] [a8; with --time: float, "
                              "weight-only, where the space allows it]")
     args = parser.parse_args(argv)
+    if args.seeds:
+        print_seeds([json.loads(path.read_text()) for path in args.seeds], args.tolerance)
+        return 0
     if args.from_json is not None:
         doc = json.loads(args.from_json.read_text())
         print_table(doc)

@@ -127,6 +127,27 @@ def test_smallest_point_within_a_limit_is_chosen_on_the_validation_split(compare
         assert chosen_elsewhere
 
 
+def test_the_seeds_summary_sets_qaevs_choice_against_the_largest_baseline_choice_that_holds_on_test(compare, run,
+                                                                                                    capsys):
+    doc, _ = run
+    tolerance = 1.0
+    chosen = {r["method"]: r["point"] for r in compare.smallest_within(doc, tolerance)}
+    held = {m: p for m, p in chosen.items() if m != "qaev" and p is not None and p["test_drop"] <= tolerance}
+    assert held, "no baseline's choice holds on test: the summary has nothing to compare"
+    best = max(held, key=lambda m: held[m]["x_smaller"])
+    row = compare.seed_row(doc, tolerance)
+    assert row["baseline"] == best and row["qaev"] == chosen["qaev"]
+    if chosen["qaev"] is not None and chosen["qaev"]["test_drop"] <= tolerance:
+        assert row["ratio"] == pytest.approx(chosen["qaev"]["x_smaller"] / held[best]["x_smaller"])
+    beyond = json.loads(json.dumps(doc))  # qaev's choice loses more than the tolerance on test: no ratio
+    for point in beyond["methods"][0]["points"]:
+        point["test"]["acc_drop"] = tolerance + 2.0
+    rows = compare.print_seeds([doc, beyond], tolerance)
+    assert rows[1]["ratio"] is None and not rows[1]["qaev_holds"] and rows[1]["baseline"] == best
+    out = capsys.readouterr().out
+    assert "(beyond)" in out and "2 run(s)" in out and "without a ratio" in out
+
+
 def test_test_split_measures_the_same_on_several_threads(compare):
     setup = compare.build_setup("digits", objectives=("acc_drop", "size_mb"), hardware=None, seed=0)
     points = [p for p in compare.run_method(setup, "random", budget=8, seed=0, pop=None).points if p.ok]
