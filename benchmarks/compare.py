@@ -710,7 +710,7 @@ def print_seeds(docs: list[dict], tolerance: float | None = None) -> list[dict]:
         se = "" if p.get("test_se") is None else f" +-{p['test_se']:.2f}"
         return f"{p['x_smaller']:5.2f}x test {p['test_drop']:+.2f}{se}"
 
-    print(f"{'problem':28s} {'seed':>4s} {'tol':>4s}  {'qaev_default':26s} {'best baseline holding on test':38s} "
+    print(f"{'problem':28s} {'seed':>4s} {'tol':>4s}  {'qaev choice':26s} {'best baseline holding on test':38s} "
           f"{'size ratio':>10s} {'HV ratio':>8s}")
     for r in rows:
         q = "-" if r["qaev"] is None else point(r["qaev"]) + ("" if r["qaev_holds"] else " (beyond)")

@@ -127,25 +127,34 @@ def test_smallest_point_within_a_limit_is_chosen_on_the_validation_split(compare
         assert chosen_elsewhere
 
 
+def _qaev_drops(doc: dict, *, chosen: float, test: float) -> dict:
+    """A copy of ``doc`` where every qaev point reads ``chosen`` on the search and validation
+    splits and ``test`` on the test split."""
+    doc = json.loads(json.dumps(doc))
+    for point in doc["methods"][0]["points"]:
+        point["search"]["acc_drop"] = point["validation"]["acc_drop"] = chosen
+        point["test"]["acc_drop"] = test
+    return doc
+
+
 def test_the_seeds_summary_sets_qaevs_choice_against_the_largest_baseline_choice_that_holds_on_test(compare, run,
                                                                                                     capsys):
     doc, _ = run
     tolerance = 1.0
     chosen = {r["method"]: r["point"] for r in compare.smallest_within(doc, tolerance)}
-    held = {m: p for m, p in chosen.items() if m != "qaev" and p is not None and p["test_drop"] <= tolerance}
+    held = {m: p for m, p in chosen.items()
+            if not m.startswith("qaev") and p is not None and p["test_drop"] <= tolerance}
     assert held, "no baseline's choice holds on test: the summary has nothing to compare"
     best = max(held, key=lambda m: held[m]["x_smaller"])
-    row = compare.seed_row(doc, tolerance)
-    assert row["baseline"] == best and row["qaev"] == chosen["qaev"]
-    if chosen["qaev"] is not None and chosen["qaev"]["test_drop"] <= tolerance:
-        assert row["ratio"] == pytest.approx(chosen["qaev"]["x_smaller"] / held[best]["x_smaller"])
-    beyond = json.loads(json.dumps(doc))  # qaev's choice loses more than the tolerance on test: no ratio
-    for point in beyond["methods"][0]["points"]:
-        point["test"]["acc_drop"] = tolerance + 2.0
-    rows = compare.print_seeds([doc, beyond], tolerance)
-    assert rows[1]["ratio"] is None and not rows[1]["qaev_holds"] and rows[1]["baseline"] == best
+    holding, beyond = _qaev_drops(doc, chosen=0.0, test=0.5), _qaev_drops(doc, chosen=0.0, test=tolerance + 2.0)
+    smallest = min(r["search"]["size_mb"] for r in doc["methods"][0]["points"])
+    rows = compare.print_seeds([holding, beyond], tolerance)
+    assert [r["baseline"] for r in rows] == [best, best] and rows[0]["qaev"]["size_mb"] == smallest
+    assert rows[0]["qaev_holds"] and rows[0]["ratio"] == pytest.approx(
+        doc["float"]["size_mb"] / smallest / held[best]["x_smaller"])
+    assert rows[1]["ratio"] is None and not rows[1]["qaev_holds"]
     out = capsys.readouterr().out
-    assert "(beyond)" in out and "2 run(s)" in out and "without a ratio" in out
+    assert "(beyond)" in out and "2 run(s)" in out and "1 run(s) without a ratio" in out, out
 
 
 def test_test_split_measures_the_same_on_several_threads(compare):
