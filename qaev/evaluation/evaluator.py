@@ -154,7 +154,10 @@ class Evaluator:
     def run(self, session: ort.InferenceSession, batches) -> np.ndarray:
         """The outputs the metric reads of ``session`` over ``batches``, items along axis 0
         (:mod:`qaev.evaluation.outputs`), or the rows of a metric that reduces each batch."""
-        blocks = self._blocks(session, batches)
+        return self._combined(self._blocks(session, batches))
+
+    def _combined(self, blocks: list[np.ndarray]) -> np.ndarray:
+        """The metric's one array from the outputs read (several scaled and joined)."""
         return blocks[0] if len(blocks) == 1 else combine(blocks, self._scales)
 
     def _blocks(self, session: ort.InferenceSession, batches) -> list[np.ndarray]:
@@ -172,21 +175,26 @@ class Evaluator:
     def outputs(self, model) -> tuple[np.ndarray, float, float]:
         """The metric's output array of ``model`` (a model, its bytes, or a ready ORT
         session) on the data, session seconds, inference seconds."""
+        blocks, session_s, inference_s = self._timed_blocks(model)
+        return self._combined(blocks), session_s, inference_s
+
+    def _timed_blocks(self, model) -> tuple[list[np.ndarray], float, float]:
+        """:meth:`_blocks` of ``model`` over the data, session seconds, inference seconds."""
         start = time.perf_counter()
         session = (model if isinstance(model, ort.InferenceSession)
                    else make_session(model, threads=self.threads, level=self.ort_level))
         built = time.perf_counter()
-        out = self.run(session, self.data.batches(batch_size=self.batch_size))
-        return out, built - start, time.perf_counter() - built
+        blocks = self._blocks(session, self.data.batches(batch_size=self.batch_size))
+        return blocks, built - start, time.perf_counter() - built
+
+    @cached_property
+    def _reference_run(self) -> tuple[list[np.ndarray], float, float]:
+        """The float model's run over the data, timed (:meth:`_timed_blocks`)."""
+        return self._timed_blocks(self.model.proto)
 
     @cached_property
     def _reference_blocks(self) -> list[np.ndarray]:
-        start = time.perf_counter()
-        session = make_session(self.model.proto, threads=self.threads, level=self.ort_level)
-        built = time.perf_counter()
-        blocks = self._blocks(session, self.data.batches(batch_size=self.batch_size))
-        self._reference_times = (built - start, time.perf_counter() - built)
-        return blocks
+        return self._reference_run[0]
 
     @cached_property
     def _scales(self) -> tuple[float, ...]:
@@ -195,8 +203,7 @@ class Evaluator:
     @cached_property
     def reference(self) -> np.ndarray:
         """Float-model outputs on the data (checked: see :func:`check_reference`)."""
-        blocks = self._reference_blocks
-        out = blocks[0] if len(blocks) == 1 else combine(blocks, self._scales)
+        out = self._combined(self._reference_blocks)
         check_reference(self.metric.name, out, self.data)
         return out
 
@@ -210,7 +217,7 @@ class Evaluator:
         """The float model's measurement from the run that gave :attr:`reference` (made now
         if none was): its value and where its time went, without running the model again."""
         value = self.float_value
-        session_s, inference_s = self._reference_times
+        _, session_s, inference_s = self._reference_run
         return Measurement(value=value, n=len(self.data), session_s=session_s, inference_s=inference_s)
 
     def measure(self, model: onnx.ModelProto | bytes, *, keep_outputs: bool = False) -> Measurement:
