@@ -56,14 +56,16 @@ def _method(name: str, quantizer, config, args, seed: int, output_loss: str):
         return quantizer.build(_with(config, name, name != "nearest"), resolved=True), {}
     quantizer.reconstruction = ReconstructOptions(batch_size=args.batch, lr=args.lr, learn_bias=not args.no_learn_bias,
                                                   start=args.start, reg_weight=args.reg_weight, mix=args.mix,
-                                                  max_layers=args.max_layers, anchor=args.anchor)
+                                                  max_layers=args.max_layers, anchor=args.anchor, holdout=args.holdout)
     learn_seed = seed if args.learn_seed is None else args.learn_seed
     cfg = replace(_with(config, "block", False), block=BlockSettings(iters=int(name.split(":")[1]), seed=learn_seed,
                                                                      output_loss=output_loss,
                                                                      learn_scale=args.learn_scale, mirror=args.mirror))
     model = quantizer.build(cfg, resolved=True)
     result = quantizer.reconstructed(cfg)
-    return model, {"blocks": [[b.block, b.before, b.after, b.seconds] for b in result.blocks]}
+    return model, {"blocks": [[b.block, b.before, b.after, b.seconds,
+                               *([] if b.stopped is None else [b.held_before, b.held_after, b.stopped])]
+                              for b in result.blocks]}
 
 
 def measure(args) -> list[dict]:
@@ -101,6 +103,7 @@ def measure(args) -> list[dict]:
                        "drop": drop, "se": se, "output_loss": output_loss,
                        **({"start": args.start, "reg_weight": args.reg_weight, "learn_scale": args.learn_scale,
                            "mix": args.mix, "max_layers": args.max_layers, "anchor": args.anchor,
+                           **({"holdout": args.holdout} if args.holdout else {}),
                            **({} if args.learn_seed is None else {"learn_seed": args.learn_seed})}
                           if name.startswith("block") else {}),
                        "items": None if items is None else [round(float(v), 6) for v in items],
@@ -210,6 +213,7 @@ def _variant(row: dict) -> str:
     tags += [f"mix={row['mix']:g}"] if row.get("mix", defaults.mix) != defaults.mix else []
     tags += [f"layers={row['max_layers']}"] if row.get("max_layers", defaults.max_layers) != defaults.max_layers else []
     tags += [f"anchor={row['anchor']:g}"] if row.get("anchor", defaults.anchor) != defaults.anchor else []
+    tags += [f"holdout={row['holdout']:g}"] if row.get("holdout") else []
     tags += [f"learn-seed={row['learn_seed']}"] if row.get("learn_seed") is not None else []
     return "/".join([row["method"], *tags, *data])
 
@@ -407,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="share of block-input elements taken from the float model while learning (QDrop)")
     parser.add_argument("--anchor", type=float, default=ReconstructOptions().anchor,
                         help="weight of the penalty on each rounding's distance from its start (0: none)")
+    parser.add_argument("--holdout", type=float, default=ReconstructOptions().holdout,
+                        help="share of the calibration samples each block does not learn from; the state that "
+                             "reads best on them is kept (0: the last step)")
     parser.add_argument("--max-layers", type=int, default=ReconstructOptions().max_layers,
                         help="weight layers after which a block may close (larger: fewer, larger blocks)")
     parser.add_argument("--no-learn-bias", action="store_true", help="learn rounding and step sizes only (BRECQ/QDrop)")

@@ -41,6 +41,7 @@ from qaev.quantize.learned._torch import require_torch, seeded_generator
 from qaev.quantize.learned.adaround import beta_at
 from qaev.quantize.learned.blocks import Block, cut_blocks
 from qaev.quantize.learned.block_state import BlockQuantizer, Samples, learns_rounding
+from qaev.quantize.learned.holdout import CHECKS, BestState, HoldoutSplit, holdout_split
 from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.sequential import Fitted
 from qaev.quantize.weights import QuantizedWeight
@@ -101,6 +102,11 @@ class ReconstructOptions:
             (its output's mean squared error, as every other block) or ``kl`` (the
             Kullback-Leibler divergence of the softmax of each sample's output scores
             from the float model's: for class scores, where what counts is which class wins).
+        holdout: share of the calibration samples each block does not learn from: its state
+            is read on them at regular steps (:data:`~qaev.quantize.learned.holdout.CHECKS`,
+            the start included) and the one with the lowest hard-rounded error there is kept
+            (:mod:`qaev.quantize.learned.holdout`). 0: the last step is kept, or the start
+            where the learning ended worse on the calibration samples.
         seed: seeds every random choice.
     """
 
@@ -123,11 +129,13 @@ class ReconstructOptions:
     max_layers: int = 3
     start: str = "gptq-bc"
     output_loss: str = "mse"
+    holdout: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.iters < 0 or self.batch_size < 1 or not 0 <= self.drop <= 1 or not 0 <= self.mix <= 1 \
-                or self.anchor < 0 or self.start not in STARTS or self.output_loss not in OUTPUT_LOSSES:
+                or self.anchor < 0 or self.start not in STARTS or self.output_loss not in OUTPUT_LOSSES \
+                or not 0 <= self.holdout < 1:
             raise ValueError(f"ReconstructOptions: invalid {self}")
 
 
@@ -150,6 +158,9 @@ class BlockReport:
             samples, so the block kept its starting rounding, shifts and ranges.
         flipped: fraction of its learned weights the learning rounded to another grid
             point than its start did (0 where it kept its start).
+        held_before, held_after: with :attr:`ReconstructOptions.holdout`, the error on the
+            held-out samples at the start and in the state kept (else None).
+        stopped: with a holdout, the learning steps of the state kept (0: the start).
     """
 
     block: str
@@ -160,6 +171,9 @@ class BlockReport:
     undecided: float = 0.0
     kept_start: bool = False
     flipped: float = 0.0
+    held_before: float | None = None
+    held_after: float | None = None
+    stopped: int | None = None
 
 
 @dataclass(frozen=True)
@@ -184,8 +198,10 @@ class Reconstruction:
         return config.with_ranges({**dict(config.ranges), **dict(self.ranges)})
 
 
-def _learn_block(bq: BlockQuantizer, samples: Samples, targets, options: ReconstructOptions, gen) -> None:
-    """The Adam loop of one block (BRECQ's objective, QDrop's dropping and mixing)."""
+def _learn_block(bq: BlockQuantizer, samples: Samples, targets, options: ReconstructOptions, gen,
+                 check: Callable[[int], None] | None = None) -> None:
+    """The Adam loop of one block (BRECQ's objective, QDrop's dropping and mixing);
+    ``check(steps)`` is called every ``iters / CHECKS`` steps and after the last."""
     torch = require_torch()
     groups = [{"params": bq.rounding_parameters(), "lr": options.lr}]
     if options.learn_ranges and bq.act_parameters():
@@ -199,6 +215,7 @@ def _learn_block(bq: BlockQuantizer, samples: Samples, targets, options: Reconst
     opt = torch.optim.Adam(groups)
     scale = 1.0 / max(bq.before, 1e-30)
     n_weights = max(bq.n_weights, 1)
+    every = max(options.iters // CHECKS, 1)
     for step in range(options.iters):
         idx = samples.batch(options.batch_size, gen)
         feeds = samples.mixed(idx, options.mix, gen)
@@ -212,6 +229,8 @@ def _learn_block(bq: BlockQuantizer, samples: Samples, targets, options: Reconst
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if check is not None and ((step + 1) % every == 0 or step + 1 == options.iters):
+            check(step + 1)
 
 
 def _starting(model, layers, config, options: ReconstructOptions, start, inputs, weights):
@@ -239,9 +258,31 @@ def _prepared(model, layers, config, blocks: Sequence[Block], i: int, samples: S
 
 
 def _line(r: BlockReport) -> str:
-    kept = "; worse than its start, start kept" if r.kept_start else ""
+    if r.stopped is not None:
+        kept = (f"; held-out error {r.held_before:.4g} -> {r.held_after:.4g}, "
+                + ("the start kept" if r.kept_start else f"the state after {r.stopped} steps kept"))
+    else:
+        kept = "; worse than its start, start kept" if r.kept_start else ""
     return (f"{r.block}: error {r.before:.4g} -> {r.after:.4g} ({r.seconds:.1f} s; "
             f"{r.undecided:.1%} of the rounding undecided, {r.flipped:.1%} moved from its start{kept})")
+
+
+def _learned_on_split(bq: BlockQuantizer, samples: Samples, targets, options: ReconstructOptions, gen,
+                      split: HoldoutSplit) -> tuple[float, float, bool, dict]:
+    """Learn one block on the learning part of ``split`` and keep the state that reads best
+    on its held-out part: the error after on every calibration sample, the share of the
+    rounding left undecided when the learning ended, whether the start was kept, and the
+    held-out readings (:class:`BlockReport`'s fields)."""
+    torch = require_torch()
+    best = BestState(bq, split.samples(samples, held=True), split.targets(targets, held=True))
+    best.check(0)
+    _learn_block(bq, split.samples(samples, held=False), split.targets(targets, held=False), options, gen,
+                 check=best.check)
+    with torch.no_grad():
+        undecided = bq.undecided() if options.iters else 0.0
+        best.restore()
+        after = bq.error(samples, targets)
+    return after, undecided, best.step == 0, {"held_before": best.first, "held_after": best.error, "stopped": best.step}
 
 
 def _learned_or_start(bq: BlockQuantizer, samples: Samples, targets, options: ReconstructOptions,
@@ -301,6 +342,7 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
     gen = seeded_generator(options.seed)
     blocks = cut_blocks(model.proto, layers, joins=options.joins, max_layers=options.max_layers)
     samples = Samples.from_batches(batches)
+    split = holdout_split(samples, options.holdout, gen) if options.holdout > 0 else None
     learn_ranges = options.learn_ranges and config.scale_rule is ScaleRule.FLOAT
     learn_scale = options.learn_scale and config.scale_rule is ScaleRule.FLOAT
     fitted, ranges, reports = {}, {}, []
@@ -308,14 +350,15 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
         t0 = time.perf_counter()
         bq, targets, side = _prepared(model, layers, config, blocks, i, samples, options, start=start, inputs=inputs,
                                       learn_ranges=learn_ranges, learn_scale=learn_scale)
-        after, undecided, kept = _learned_or_start(bq, samples, targets, options, gen)
+        after, undecided, kept, held = ((*_learned_or_start(bq, samples, targets, options, gen), {}) if split is None
+                                        else _learned_on_split(bq, samples, targets, options, gen, split))
         with torch.no_grad():
             samples = samples.advance(block, targets, bq.quantized_outputs(samples), side)
         fitted.update(bq.fitted())
         ranges.update(bq.ranges() if learn_ranges else {})
         reports.append(BlockReport(block=block.name, layers=len(bq.rounding_parameters()), before=bq.before,
                                    after=after, seconds=time.perf_counter() - t0, undecided=undecided,
-                                   kept_start=kept, flipped=bq.flipped()))
+                                   kept_start=kept, flipped=bq.flipped(), **held))
         log(f"block {i + 1}/{len(blocks)} {_line(reports[-1])}")
     return Reconstruction(fitted=fitted, ranges=ranges, blocks=tuple(reports), seconds=time.perf_counter() - began)
 
