@@ -73,6 +73,8 @@ class BestState:
     Attributes:
         error: that error.
         step: the learning steps taken when it was read (0: the start).
+        state: that state (:meth:`BlockQuantizer.state`).
+        first: the error at the start (the reading at step 0).
     """
 
     bq: BlockQuantizer
