@@ -235,22 +235,26 @@ def qaev_default(problem, *, seconds: float, seed: int, pop: int | None = None, 
     early enough to rebuild its choice, the point ``qaev search`` recommends, with block
     reconstruction in the time the run keeps for that, and reports the rebuilt point beside
     the front unless it measured worse where the choice was made (as ``qaev search`` ships it)."""
-    from qaev.runtime.time_budget import time_budget
+    from qaev.runtime.time_budget import PhaseClock, time_budget, typical_candidate_s
 
     start, began = time.perf_counter(), time.monotonic()
+    clock = PhaseClock(began)
     budget, _ = time_budget(problem, seconds / 60.0, began, refine=refine)
     problem.sensitivity = output_noise_table(problem, samples=samples)
-    probe_s = time.perf_counter() - start
+    clock.mark("probes")
     pop = pop or 20
     stop = budget.end - budget.refine_s
 
-    def keep_time(row, front) -> None:  # the front's validation readings at the end, as qaev search keeps them
-        problem.deadline = stop - len(front) * budget.one_s * budget.validation
+    def keep_time(row, front) -> None:  # the front's validation readings and the candidate in flight, kept
+        in_flight = typical_candidate_s(problem.store.records()) or budget.one_s
+        problem.deadline = stop - len(front) * budget.one_s * budget.validation - in_flight
 
     result = minimize(problem, algorithm=make_algorithm(problem, pop_size=pop, informed=0.5), n_gen=10_000,
-                      seed=seed, deadline=stop, callback=keep_time)
+                      seed=seed, deadline=stop - budget.one_s, callback=keep_time)
+    clock.mark("search")
     points = tuple(_validated(problem, Point.from_record(r, f"front {i}")) for i, r in enumerate(result.front))
-    notes = (f"{noise_probe_count(problem)} noise probes ({probe_s:.0f} s); NSGA-II, pop {pop} x "
+    clock.mark("validation readings")
+    notes = (f"{noise_probe_count(problem)} noise probes ({clock.phases['probes']:.0f} s); NSGA-II, pop {pop} x "
              f"{result.history[-1].gen if result.history else 0} generations in {seconds / 60:g} min",)
     rebuilt = _rebuilt_choice(problem, points, budget, seed=seed) if refine else None
     if rebuilt is not None:
@@ -260,6 +264,8 @@ def qaev_default(problem, *, seconds: float, seed: int, pop: int | None = None, 
             points = tuple(replace(p, extra={**p.extra, "replaced_by": point.label}) if p.label == source else p
                            for p in points) + (point,)
         notes += (note,)
+        clock.mark("rebuild")
+    notes += (clock.text(seconds) + f"; {budget.refine_s:.0f} s kept for the rebuild",)
     return MethodResult(method="qaev_default", points=points, evaluations=problem.n_evaluated,
                         wall_s=time.perf_counter() - start, notes=notes)
 

@@ -20,7 +20,7 @@ from qaev.runtime.parallel import make_runner
 from qaev.runtime.refining import REFINE_ITERS, record_refined, refine_point, shipped_text
 from qaev.runtime.rundir import append_history, prepare_run_dir, write_front
 from qaev.runtime.store import EvaluationStore
-from qaev.runtime.time_budget import TimeBudget, time_budget
+from qaev.runtime.time_budget import PhaseClock, TimeBudget, time_budget, typical_candidate_s
 from qaev.search.build import build_problem
 from qaev.search.optimize import SearchResult, feasible_front, make_algorithm, minimize
 from qaev.search.remeasure import remeasure_front
@@ -79,6 +79,7 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
         QaevError: the search produced no front (the message says why).
     """
     start = time.monotonic()
+    clock = PhaseClock(start)
     spec, sensitivity = _with_sensitivity_hash(spec)
     parts = spec.source.load()
     bounded = _with_default_tolerance(spec, spec.evaluation.metric or parts.metric)
@@ -91,32 +92,44 @@ def run_search(spec: RunSpec, *, out: Path, progress, resume: bool = False, forc
                                  note=progress.message)
             store = EvaluationStore(out / "evaluations.jsonl")
             problem = build_problem(spec, store=store, runner=runner, parts=parts)
+            clock.mark("setup")
             _seed(problem, sensitivity, progress)
+            clock.mark("probes")
         except (QaevError, KeyboardInterrupt):
             if not resume:
                 rundir.discard()  # bad options (or an interrupt before the search) leave no run directory behind
             raise
         progress.begin(_begin_text(problem, spec, out, parallel=runner is not None))
-        budget = None
-        if spec.search.time_minutes is not None:
-            budget, text = time_budget(problem, spec.search.time_minutes, start, workers=max(1, workers),
-                                       refine=spec.search.refine)
-            progress.message(text)
-        if hasattr(progress, "candidate"):
-            problem.on_candidate = progress.candidate
-            progress.deadline = None if budget is None else budget.deadline(0)
+        budget = _budget(problem, spec, progress, start=start, workers=workers)
         result, interrupted = _search(problem, spec, out, progress, budget=budget)
+        clock.mark("search")
         if not result.front and defaulted:
             result.front = _beyond_default_tolerance(problem, spec, progress, interrupted=interrupted)
         _check_result(problem, result, out, interrupted=interrupted)
         doc, interrupted = _write_result(out, problem, result, progress, interrupted=interrupted, spec=spec)
+        clock.mark("re-measuring the front")
         if spec.search.refine and doc.get("recommended") and not interrupted:
             interrupted = _refine_recommended(out, problem, doc, spec, progress, budget=budget)
+            clock.mark("rebuild")
+        progress.message(clock.text(None if budget is None else budget.end - start))
     finally:
         if hasattr(runner, "close"):
             runner.close()
         rundir.close()  # held until front.json is written
     return RunOutcome(doc, problem, interrupted)
+
+
+def _budget(problem, spec: RunSpec, progress, *, start: float, workers: int) -> TimeBudget | None:
+    """The run's time budget (None without ``--time``), said; the progress display told the deadline."""
+    budget = None
+    if spec.search.time_minutes is not None:
+        budget, text = time_budget(problem, spec.search.time_minutes, start, workers=max(1, workers),
+                                   refine=spec.search.refine)
+        progress.message(text)
+    if hasattr(progress, "candidate"):
+        problem.on_candidate = progress.candidate
+        progress.deadline = None if budget is None else budget.deadline(0)
+    return budget
 
 
 def _check_result(problem, result: SearchResult, out: Path, *, interrupted: bool) -> None:
@@ -189,7 +202,7 @@ def _search(problem, spec: RunSpec, out: Path, progress, *, budget: TimeBudget |
             _write(out, problem, spec, front, floats, provisional=True, history=row)
         if budget is not None and front:  # keep the time the front's re-measuring will take
             budget.time_export(lambda: export_model(problem.quantizer, QuantConfig.from_dict(front[0].config)))
-            problem.deadline = budget.deadline(len(front))
+            problem.deadline = budget.deadline(len(front), candidate_s=typical_candidate_s(problem.store.records()))
             if hasattr(progress, "deadline"):
                 progress.deadline = problem.deadline
         progress(row, front)

@@ -6,16 +6,19 @@ on the search and validation splits and its host-latency timing. The first of th
 on the first front point; the others come from the float model's measured evaluation. A run
 that rebuilds its recommended point with block reconstruction (``--refine``) also keeps the
 time that takes (:class:`~qaev.runtime.refining.RefineTime`), up to
-:data:`~qaev.runtime.refining.REFINE_SHARE` of the budget.
+:data:`~qaev.runtime.refining.REFINE_SHARE` of the budget. And the candidate that starts just
+before the deadline finishes one evaluation after it: that evaluation is kept too (the
+run's typical candidate once some are measured, :func:`typical_candidate_s`).
 """
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
 
 from qaev.runtime.refining import REFINE_ITERS, REFINE_SHARE, STEP_BATCH, RefineTime
 
-__all__ = ["TimeBudget", "time_budget"]
+__all__ = ["PhaseClock", "TimeBudget", "time_budget", "typical_candidate_s"]
 
 #: Timed batch-1 runs of each exported file in the closing host-latency measurement
 #: (:func:`qaev.search.remeasure.remeasure_front`: 3 rounds of 20).
@@ -58,9 +61,11 @@ class TimeBudget:
         """Seconds kept to re-measure a front of ``points`` points."""
         return max(self.floor_s, points * self.per_point_s())
 
-    def deadline(self, points: int) -> float:
-        """The ``time.monotonic()`` after which no candidate starts, for a front of ``points``."""
-        return self.end - self.reserve_s(points) - self.refine_s
+    def deadline(self, points: int, *, candidate_s: float | None = None) -> float:
+        """The ``time.monotonic()`` after which no candidate starts, for a front of ``points``,
+        the last candidate's evaluation (``candidate_s``, else one evaluation) kept."""
+        in_flight = self.one_s if candidate_s is None else candidate_s
+        return self.end - self.reserve_s(points) - self.refine_s - in_flight
 
     def time_export(self, export) -> None:
         """Time ``export()`` (one front point's export) once."""
@@ -68,6 +73,12 @@ class TimeBudget:
             started = time.perf_counter()
             export()
             self.export_s = time.perf_counter() - started
+
+
+def typical_candidate_s(records) -> float | None:
+    """The median wall time of the measured candidates among ``records`` (None before any)."""
+    seconds = [r.seconds for r in records if r.ok and r.seconds > 0]
+    return statistics.median(seconds) if seconds else None
 
 
 def time_budget(problem, minutes: float, start: float, *, workers: int = 1,
@@ -96,3 +107,23 @@ def time_budget(problem, minutes: float, start: float, *, workers: int = 1,
                     f"evaluations fit in the {left / 60:.1f} min left for the search (at least {floor / 60:.1f} min "
                     f"kept to re-measure the front at the end, about {budget.per_point_s():.2g} s a point: more "
                     f"as the front grows{rebuild})")
+
+
+class PhaseClock:
+    """Where a run's wall time went: ``mark(name)`` closes the phase that began at the
+    previous mark (or at ``start``, a ``time.monotonic()``)."""
+
+    def __init__(self, start: float) -> None:
+        self.start = self.last = start
+        self.phases: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self.last
+        self.last = now
+
+    def text(self, budget_s: float | None = None) -> str:
+        """E.g. ``time: setup 9 s, search 1080 s; 1101 s in all (budget 1200 s)``."""
+        parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.phases.items())
+        total = self.last - self.start
+        return f"time: {parts}; {total:.0f} s in all" + ("" if budget_s is None else f" (budget {budget_s:.0f} s)")

@@ -1,5 +1,6 @@
 """A search run end to end: the validation split, the recommended point, the time budget."""
 import json
+import re
 import time
 
 import pytest
@@ -76,8 +77,12 @@ def _check_sizes(doc, point, printed, file_bytes):
 def test_a_time_budget_ends_the_run_and_leaves_a_front_on_disk(tmp_path, capsys):
     out = tmp_path / "run"
     start = time.monotonic()
-    assert main(["search", "--time", "0.05", "--out", str(out), "--quiet"]) == 0
+    assert main(["search", "--time", "0.05", "--out", str(out)]) == 0
     assert time.monotonic() - start < 120  # not the 10 000 generations the cap allows
+    said = capsys.readouterr()
+    # where the time went, phase by phase, against the budget
+    assert re.search(r"time: setup \d+ s, probes \d+ s, search \d+ s, re-measuring the front \d+ s.*"
+                     r"s in all \(budget 3 s\)", said.out + said.err)
     doc = json.loads((out / "front.json").read_text())
     history = (out / "history.jsonl").read_text().splitlines()
     assert doc["points"] and 1 <= len(history) < 10_000

@@ -4,19 +4,21 @@ import time
 import pytest
 
 from qaev.problems import get_problem
-from qaev.runtime.time_budget import TimeBudget, time_budget
+from qaev.runtime.time_budget import TimeBudget, time_budget, typical_candidate_s
 
 
 def test_the_deadline_moves_earlier_as_the_front_grows():
     budget = TimeBudget(end=1000.0, one_s=2.0, validation=0.5, latency_s=1.0, floor_s=30.0)
     assert budget.per_point_s() == pytest.approx(2.0 + 2.0 * 1.5 + 1.0)  # export taken as one evaluation
-    assert budget.deadline(0) == budget.deadline(5) == 970.0  # the floor covers small fronts
-    assert budget.deadline(10) == pytest.approx(1000.0 - 60.0)
+    # the floor covers small fronts; the candidate in flight at the deadline is kept (one evaluation)
+    assert budget.deadline(0) == budget.deadline(5) == 968.0
+    assert budget.deadline(10) == pytest.approx(1000.0 - 60.0 - 2.0)
+    assert budget.deadline(10, candidate_s=5.0) == pytest.approx(1000.0 - 60.0 - 5.0)  # measured candidates' time
     calls = []
     budget.time_export(lambda: calls.append(time.sleep(0.01)))
     budget.time_export(lambda: calls.append(None))  # timed once
     assert len(calls) == 1 and 0.01 <= budget.export_s < 1.0
-    assert budget.deadline(60) == pytest.approx(1000.0 - 60 * budget.per_point_s())
+    assert budget.deadline(60) == pytest.approx(1000.0 - 60 * budget.per_point_s() - 2.0)
     assert budget.deadline(61) < budget.deadline(60)
 
 
@@ -40,3 +42,14 @@ def test_the_budget_reads_the_float_models_timed_reference_run_instead_of_runnin
     assert runs == [] and measured.n == 64 and measured.value == evaluator.float_value
     assert measured.session_s > 0 and measured.inference_s > 0
     assert budget.one_s >= measured.session_s + measured.inference_s
+
+
+def test_the_typical_candidate_is_the_median_of_the_measured_ones():
+    from qaev.runtime.store import Record
+
+    records = [Record(key=str(i), objectives={"size": 1.0}, metric=0.5, config={}, seconds=s)
+               for i, s in enumerate([3.0, 1.0, 2.0, 9.0])]
+    failed = Record(key="x", objectives={}, metric=None, config={}, seconds=50.0, error="boom")
+    cached = Record(key="y", objectives={"size": 1.0}, metric=0.5, config={}, seconds=0.0)
+    assert typical_candidate_s(records + [failed, cached]) == pytest.approx(2.5)
+    assert typical_candidate_s([failed]) is None
