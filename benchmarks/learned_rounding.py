@@ -34,6 +34,7 @@ import numpy as np
 from qaev.config import BlockSettings, LayerConfig
 from qaev.data import mirrored
 from qaev.evaluation.evaluator import Evaluator, get_metric
+from qaev.evaluation.latency import cpu_name
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
 from qaev.quantize.learned.reconstruct import OUTPUT_LOSSES, STARTS, ReconstructOptions
@@ -76,7 +77,7 @@ def measure(args) -> list[dict]:
     torch.set_num_threads(args.threads)
     logging.basicConfig(format="    %(message)s", stream=sys.stdout)
     logging.getLogger("qaev.learned").setLevel(logging.INFO)
-    rows = []
+    rows, machine = [], machine_fields(args.threads)
     methods = [m for m in args.methods.split(",") if m != "block"]
     if "block" in args.methods.split(","):
         methods += [f"block:{n}" for n in args.iters.split(",")]
@@ -110,7 +111,8 @@ def measure(args) -> list[dict]:
                        "fit_min": fit_s / 60, "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data),
                        "float": evaluator.float_value, **proxies, **extra,
                        **({"mirror": True} if args.mirror and name.startswith("block") else {}),
-                       **calib_reading(on_calib.get(args.mirror and name.startswith("block")), model)}
+                       **calib_reading(on_calib.get(args.mirror and name.startswith("block")), model),
+                       "machine": machine}
                 if args.per_block:
                     row["per_block"] = per_block_errors(parts, quantizer.layers, model, float_outputs)
                 rows.append(row)
@@ -125,6 +127,16 @@ def measure(args) -> list[dict]:
                     with open(args.json, "a") as f:
                         f.write(json.dumps(row) + "\n")
     return rows
+
+
+def machine_fields(threads: int) -> dict:
+    """What a learned result can depend on beyond the command: the processor and the kernels
+    torch runs on it (``torch_cpu``: AVX512, AVX2, ...), the library versions and torch's threads."""
+    import onnxruntime
+    import torch
+
+    return {"cpu": cpu_name(), "torch": torch.__version__, "torch_cpu": torch.backends.cpu.get_cpu_capability(),
+            "onnxruntime": onnxruntime.__version__, "numpy": np.__version__, "threads": threads}
 
 
 def kl_millinats(evaluator: Evaluator, outputs: np.ndarray) -> np.ndarray | None:
@@ -270,6 +282,19 @@ def summary(rows: list[dict]) -> None:
                 print(f"{act:5s} {b} - {a}: {unit} {mean:+.1f} +-{se:.1f} millinats paired, {len(diffs)} seed(s) "
                       f"({', '.join(f'{1000 * d.mean():+.1f}' for d in diffs)}); lower on "
                       f"{', '.join(f'{(d < 0).mean():.0%}' for d in diffs)} of the items")
+    print(machines_line(rows))
+
+
+def machines_line(rows: list[dict]) -> str:
+    """Which machines and library versions the rows were measured with (a learned result
+    moves with the floating-point kernels it ran on), rows that did not record it counted."""
+    seen: dict[str, int] = {}
+    for r in rows:
+        m = r.get("machine")
+        name = ("not recorded" if m is None else
+                f"{m['cpu']}, torch {m['torch']} ({m.get('torch_cpu', '?')}), onnxruntime {m['onnxruntime']}")
+        seen[name] = seen.get(name, 0) + 1
+    return "measured on: " + "; ".join(f"{name} ({n} row{'s' if n > 1 else ''})" for name, n in seen.items())
 
 
 def halves(rows: list[dict]) -> None:

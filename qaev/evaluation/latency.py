@@ -34,14 +34,22 @@ def host_latency_ms(model: onnx.ModelProto | bytes, feed: Mapping[str, np.ndarra
 
 
 def cpu_name() -> str:
-    """The processor's model name (Linux), else what ``platform`` knows."""
+    """The processor's model name with its family and model numbers (Linux: a virtual
+    machine's name is often only the vendor's line, ``AMD EPYC``), else what ``platform`` knows."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if not line.strip():
+                break  # the first processor's block is enough
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    numbers = [f"{label} {fields[key]}" for key, label in (("cpu family", "family"), ("model", "model"))
+               if key in fields]
+    return fields["model name"] + (f" ({', '.join(numbers)})" if numbers else "")
 
 
 def machine_load() -> tuple[float, float, float] | None:

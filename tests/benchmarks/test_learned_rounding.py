@@ -64,3 +64,11 @@ def test_mirror_rows_are_named_as_their_own_variant():
     assert bench._variant(_row(0, [0.0], output_loss="kl", learn_seed=100)) == "block:500/kl/learn-seed=100"
     assert bench.build_parser().parse_args(["--learn-seed", "100"]).learn_seed == 100
     assert bench.calib_reading(None, model=None) == {}
+
+
+def test_the_summary_says_which_machines_the_rows_ran_on():
+    machine = {"cpu": "Some CPU (family 6, model 1)", "torch": "2.13.0", "torch_cpu": "AVX2", "onnxruntime": "1.0"}
+    rows = [{"machine": machine}, {"machine": machine}, {}]
+    line = bench.machines_line(rows)
+    assert line == ("measured on: Some CPU (family 6, model 1), torch 2.13.0 (AVX2), onnxruntime 1.0 (2 rows); "
+                    "not recorded (1 row)")
