@@ -45,6 +45,13 @@ def _base(act: str) -> LayerConfig:
     return LayerConfig(w_bits=4, act=mode, a_bits=8, weight_range="mse")
 
 
+def _ends_8bit(config, layers):
+    """``config`` with its first and last layer's weights at 8 bits (as the published
+    protocols of AdaRound, BRECQ and QDrop keep them)."""
+    ends = {layers[0].name, layers[-1].name}
+    return replace(config, layers={k: replace(v, w_bits=8) if k in ends else v for k, v in config.layers.items()})
+
+
 def _with(config, rounding: str, bias_correction: bool):
     return replace(config, layers={k: replace(v, rounding=rounding, bias_correction=bias_correction)
                                    for k, v in config.layers.items()})
@@ -91,7 +98,8 @@ def measure(args) -> list[dict]:
         float_outputs: dict = {}  # the float model's block outputs, once per seed
         output_loss = args.output_loss or get_metric(parts.metric).output_loss.value
         for act in args.acts.split(","):
-            config = quantizer.resolve(uniform_config(quantizer.layers, _base(act)))
+            config = quantizer.resolve(_ends_8bit(uniform_config(quantizer.layers, _base(act)), quantizer.layers)
+                                       if args.ends_8bit else uniform_config(quantizer.layers, _base(act)))
             for name in methods:
                 start, cpu = time.perf_counter(), time.process_time()
                 model, extra = _method(name, quantizer, config, args, seed, output_loss)
@@ -111,6 +119,7 @@ def measure(args) -> list[dict]:
                        "fit_min": fit_s / 60, "fit_cpu_min": fit_cpu / 60, "n": len(evaluator.data),
                        "float": evaluator.float_value, **proxies, **extra,
                        **({"mirror": True} if args.mirror and name.startswith("block") else {}),
+                       **({"ends_8bit": True} if args.ends_8bit else {}),
                        **calib_reading(on_calib.get(args.mirror and name.startswith("block")), model),
                        "machine": machine}
                 if args.per_block:
@@ -214,7 +223,7 @@ def _variant(row: dict) -> str:
     the learning options it ran with where they are not the defaults."""
     if row.get("label"):
         return row["label"]
-    data = ["mirror"] if row.get("mirror") else []
+    data = (["mirror"] if row.get("mirror") else []) + (["ends8"] if row.get("ends_8bit") else [])
     if not row["method"].startswith("block"):  # the learning options name block reconstruction's variants only
         return "/".join([row["method"], *data])
     defaults = ReconstructOptions()
@@ -451,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mirror", action="store_true",
                         help="block reconstruction learns from the calibration images and their mirror images "
                              "(block.mirror: twice the samples)")
+    parser.add_argument("--ends-8bit", action="store_true",
+                        help="the first and last layer's weights at 8 bits (the published protocols' setting)")
     parser.add_argument("--calib-reading", action="store_true",
                         help="also read each model on its own calibration samples (calib_drop, calib_kl)")
     parser.add_argument("--per-block", action="store_true",

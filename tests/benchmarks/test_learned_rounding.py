@@ -72,3 +72,15 @@ def test_the_summary_says_which_machines_the_rows_ran_on():
     line = bench.machines_line(rows)
     assert line == ("measured on: Some CPU (family 6, model 1), torch 2.13.0 (AVX2), onnxruntime 1.0 (2 rows); "
                     "not recorded (1 row)")
+
+
+def test_the_first_and_last_layers_at_8_bits_are_their_own_variant():
+    from qaev.problems import get_problem
+    from qaev.quantize import uniform_config
+
+    layers = get_problem("digits", eval=16).quantizer.layers
+    config = bench._ends_8bit(uniform_config(layers, bench._base("float")), layers)
+    bits = [config.layers[layer.name].w_bits for layer in layers]
+    assert bits[0] == bits[-1] == 8 and set(bits[1:-1]) == {4} and len(bits) >= 3
+    assert bench._variant(_row(0, [0.0], output_loss="kl", ends_8bit=True)) == "block:500/kl/ends8"
+    assert bench.build_parser().parse_args(["--ends-8bit"]).ends_8bit
