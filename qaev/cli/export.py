@@ -15,6 +15,7 @@ from qaev.files import write_atomic
 from qaev.model.graph import load_model
 from qaev.quantize import Quantizer, export_model
 from qaev.quantize.footprint import sizes_of
+from qaev.runtime.refining import LEARNED_DIR
 from qaev.runtime.rundir import read_front
 
 __all__ = ["export", "problems", "quantizer_for"]
@@ -22,7 +23,8 @@ __all__ = ["export", "problems", "quantizer_for"]
 
 def quantizer_for(run_dir: Path, float_model, configs) -> Quantizer:
     """A bare quantizer, or, when a config needs calibration data (data-aware rounding, bias
-    correction), the calibrated one the run's recorded spec rebuilds."""
+    correction), the calibrated one the run's recorded spec rebuilds, reading the block
+    reconstructions the run keeps (``learned/``) before learning any."""
     if not any(config.needs_data for config in configs):
         return Quantizer(float_model)
     from qaev.search.spec import RunSpec
@@ -37,7 +39,9 @@ def quantizer_for(run_dir: Path, float_model, configs) -> Quantizer:
     parts = spec.source.load()
     if parts.model.sha256 != float_model.sha256:
         raise ModelError(f"{path}: the run's model is not {float_model.path}")
-    return Quantizer.calibrated(float_model, parts.calib, threads=spec.evaluation.threads)
+    quantizer = Quantizer.calibrated(float_model, parts.calib, threads=spec.evaluation.threads)
+    quantizer.learned_dirs = (Path(run_dir) / LEARNED_DIR,)  # the run's learned models, as they were measured
+    return quantizer
 
 
 def _model_for(doc: dict, model: Path | None) -> Path:

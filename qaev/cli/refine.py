@@ -22,7 +22,7 @@ from qaev.config_io import load_config
 from qaev.errors import ConfigError, ModelError
 from qaev.model.graph import load_model
 from qaev.runtime.lock import RunLock
-from qaev.runtime.refining import record_refined, refine_point, refined_config, shipped_text
+from qaev.runtime.refining import LEARNED_DIR, record_refined, refine_point, refined_config, shipped_text
 from qaev.runtime.rundir import read_front
 
 __all__ = ["refine"]
@@ -95,6 +95,7 @@ def _refine(run_dir: Path, doc: dict, pid: str, *, block: BlockSettings, model: 
     spec, parts = _parts(run_dir, float_model)
     threads = spec.evaluation.threads
     quantizer = Quantizer.calibrated(float_model, parts.calib, threads=threads)
+    quantizer.learned_dirs = (Path(run_dir) / LEARNED_DIR,)  # a rebuild the run holds is read, not learned again
     original = load_config(Path(run_dir) / point["config"])
     metric = spec.evaluation.metric or parts.metric
     evaluators = {"search": Evaluator(float_model, parts.eval, metric=metric, threads=threads)}

@@ -69,7 +69,11 @@ class Quantizer:
         self.weights = WeightCache()
         self.stats_path: Path | None = None
         self.reconstruction = reconstruction
+        #: Folders searched for a learned block reconstruction before the calibration cache
+        #: (a run directory's ``learned/``, which travels with the run).
+        self.learned_dirs: tuple[Path, ...] = ()
         self._fits: dict = {}
+        self._learned_files: dict[str, Path] = {}
 
     @classmethod
     def calibrated(cls, model: FloatModel, calib, *, batch_size: int = 64, threads: int = 1,
@@ -182,16 +186,25 @@ class Quantizer:
             batches = _with_mirror_images(batches)
         key = result_key(model_sha256=self.model.sha256, data_key=_data_key(batches), config_key=config.key(),
                          options=options)
-        found = load_result(folder, key) if folder is not None else None
-        if found is not None:
-            LOG.info("block reconstruction: %d blocks read from %s (learned in %.0f s)", len(found.blocks),
-                     folder / f"{key}.npz", found.seconds)
-            return found
+        for where in (*self.learned_dirs, *([] if folder is None else [folder])):
+            found = load_result(where, key)
+            if found is not None:
+                LOG.info("block reconstruction: %d blocks read from %s (learned in %.0f s)", len(found.blocks),
+                         Path(where) / f"{key}.npz", found.seconds)
+                self._learned_files[config.key()] = Path(where) / f"{key}.npz"
+                return found
         result = reconstruct(self.model, self.layers, config, batches, options=options, inputs=self.inputs,
                              weights=self.weights)
         if folder is not None:
             save_result(folder, key, result)
+            self._learned_files[config.key()] = Path(folder) / f"{key}.npz"
         return result
+
+    def learned_file(self, config: QuantConfig) -> Path | None:
+        """The file holding the block reconstruction this quantizer built ``config`` with
+        (None when it learned none for it, or kept none on disk): the learned model itself,
+        which another machine's floating-point arithmetic would not learn again bit for bit."""
+        return self._learned_files.get(self.resolve(config).key())
 
     def fitted(self, config: QuantConfig) -> dict[str, Fitted]:
         """The layers of a resolved ``config`` fitted to quantized inputs

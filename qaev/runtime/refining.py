@@ -27,8 +27,11 @@ from qaev.errors import ConfigError
 from qaev.files import write_atomic
 
 __all__ = ["RefineTime", "Refined", "refined_config", "refine_point", "record_refined", "shipped_text", "REFINE_SHARE",
-           "REFINE_ITERS"]
+           "REFINE_ITERS", "LEARNED_DIR"]
 
+#: A run directory's folder of learned block reconstructions (the refined points' models:
+#: exported from the run on another machine, they are read here, not learned again).
+LEARNED_DIR = "learned"
 #: Largest share of a search run's time budget kept for rebuilding its recommended point.
 REFINE_SHARE = 0.25
 #: Learning steps per block of a rebuild when time allows (:class:`~qaev.config.BlockSettings`' default).
@@ -99,12 +102,14 @@ class Refined:
     """A rebuilt point: its config, and per split (``search``, ``validation``) the metric and
     drop of the rebuilt config (``after``) and of the config as searched (``before``), the
     paired standard error of the rebuilt drop against float (``se``) and the paired gap
-    rebuilt minus searched with its standard error (``gap``)."""
+    rebuilt minus searched with its standard error (``gap``); ``learned``: the file holding
+    the learned reconstruction it was built with (None when none was kept on disk)."""
 
     config: QuantConfig
     after: dict
     before: dict
     seconds: float
+    learned: Path | None = None
 
     def entry(self, rid: str, point: dict) -> dict:
         """The point's ``refined`` entry in front.json."""
@@ -150,16 +155,19 @@ def refine_point(quantizer, config: QuantConfig, evaluators: dict, *, block: Blo
         after[split] = {"metric": new.value, "acc_drop": evaluator.drop(new.value),
                         "se": evaluator.head_drop(new.outputs)[1], "gap": list(gap)}
         before[split] = {"metric": old.value, "acc_drop": evaluator.drop(old.value)}
-    return Refined(config=rebuilt, after=after, before=before, seconds=seconds)
+    return Refined(config=rebuilt, after=after, before=before, seconds=seconds, learned=quantizer.learned_file(rebuilt))
 
 
 def record_refined(run_dir: Path, doc: dict, point: dict, refined: Refined) -> str:
     """Write ``refined`` (rebuilt from front point ``point``) into the run directory: its
     config as ``configs/<id>r.yaml``, its entry under ``refined`` in front.json, and, when
     ``point`` is the recommended one, ``recommended.refined`` naming it unless
-    :meth:`Refined.failed` (then removed). Returns the new id."""
+    :meth:`Refined.failed` (then removed); the learned reconstruction goes to ``learned/``,
+    so an export on another machine reads the model that was measured. Returns the new id."""
     rid = f"{point['id']}r"
     save_config(refined.config, Path(run_dir) / "configs" / f"{rid}.yaml")
+    if refined.learned is not None and refined.learned.is_file():  # the learned model travels with the run
+        write_atomic(Path(run_dir) / LEARNED_DIR / refined.learned.name, refined.learned.read_bytes())
     doc["refined"] = [r for r in doc.get("refined", []) if r["id"] != rid] + [refined.entry(rid, point)]
     recommended = doc.get("recommended")
     if recommended and recommended["id"] == point["id"]:

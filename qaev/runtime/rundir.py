@@ -6,6 +6,7 @@
     DIR/history.jsonl       one line per generation
     DIR/front.json          the Pareto front (schema ``qaev.front/1``)
     DIR/configs/<id>.yaml   one self-contained config per front point
+    DIR/learned/<key>.npz   the block reconstruction of each rebuilt point (``qaev refine``)
 """
 from __future__ import annotations
 

@@ -69,6 +69,16 @@ def test_a_search_rebuilds_its_recommended_point_and_export_writes_it(tmp_path, 
     for pid in ("recommended", chosen):
         assert main(["export", str(out), "--point", pid, "-o", str(tmp_path / f"{pid}.onnx")]) == 0
     assert (tmp_path / "recommended.onnx").read_bytes() == (tmp_path / f"{chosen}.onnx").read_bytes()
+    # the learned model travels with the run: exported with an empty cache and learning
+    # impossible (as on a machine whose arithmetic would learn another model), it comes out the same
+    assert len(list((out / "learned").glob("*.npz"))) == 1
+    assert main(["export", str(out), "--point", entry["id"], "-o", str(tmp_path / "rebuilt.onnx")]) == 0
+    monkeypatch.setenv("QAEV_CACHE", str(tmp_path / "elsewhere"))
+    import qaev.quantize.learned.reconstruct as reconstruct
+
+    monkeypatch.setattr(reconstruct, "reconstruct", lambda *a, **k: pytest.fail("learned again"))
+    assert main(["export", str(out), "--point", entry["id"], "-o", str(tmp_path / "moved.onnx")]) == 0
+    assert (tmp_path / "moved.onnx").read_bytes() == (tmp_path / "rebuilt.onnx").read_bytes()
 
 
 def test_a_timed_search_keeps_time_to_rebuild_and_fits_the_steps_to_it(tmp_path, capsys, monkeypatch):
