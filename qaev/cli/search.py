@@ -243,7 +243,9 @@ SECTIONS = (
               help="Generations to run.")
 @click.option("--time", "time_minutes", type=float, default=None, metavar="MINUTES", show_default="no limit",
               help="Wall-time budget of the whole run (loading, calibration and probes included): stop starting "
-                   "candidates in time to re-measure the front; front.json is written after every generation.")
+                   "candidates in time to finish the one running, re-measure the front (and rebuild the "
+                   "recommended point); front.json is written after every generation, and the run ends with the "
+                   "time each phase took.")
 @click.option("--validation", type=float, default=0.25, show_default=True,
               help="Share of the evaluation split set apart (seeded) to choose the recommended point on, when the "
                    "problem has no validation split of its own (0: none).")
