@@ -5,7 +5,9 @@ Each chosen point's config is rebuilt with ``rounding: block`` where block recon
 applies (:mod:`qaev.runtime.refining`); its size is unchanged. The calibration data, search
 split and validation split are the run's (``settings.json``), and the original config is
 measured again on the same items, so the two figures pair. The refined config is written to
-``configs/<id>r.yaml`` and the point to ``front.json`` under ``refined``; a rebuilt
+``configs/<id>r.yaml``, its learned reconstruction to ``learned/`` (an export on another
+machine reads it there rather than learning another model) and the point to ``front.json``
+under ``refined``; a rebuilt
 recommended point is the one ``qaev export RUN --point recommended`` writes unless it measured
 worse (:func:`qaev.runtime.refining.record_refined`).
 """
