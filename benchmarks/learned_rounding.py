@@ -98,8 +98,8 @@ def measure(args) -> list[dict]:
         float_outputs: dict = {}  # the float model's block outputs, once per seed
         output_loss = args.output_loss or get_metric(parts.metric).output_loss.value
         for act in args.acts.split(","):
-            config = quantizer.resolve(_ends_8bit(uniform_config(quantizer.layers, _base(act)), quantizer.layers)
-                                       if args.ends_8bit else uniform_config(quantizer.layers, _base(act)))
+            config = uniform_config(quantizer.layers, _base(act))
+            config = quantizer.resolve(_ends_8bit(config, quantizer.layers) if args.ends_8bit else config)
             for name in methods:
                 start, cpu = time.perf_counter(), time.process_time()
                 model, extra = _method(name, quantizer, config, args, seed, output_loss)
