@@ -189,9 +189,9 @@ class Quantizer:
         for where in (*self.learned_dirs, *([] if folder is None else [folder])):
             found = load_result(where, key)
             if found is not None:
+                path = self._learned_files[config.key()] = Path(where) / f"{key}.npz"
                 LOG.info("block reconstruction: %d blocks read from %s (learned in %.0f s)", len(found.blocks),
-                         Path(where) / f"{key}.npz", found.seconds)
-                self._learned_files[config.key()] = Path(where) / f"{key}.npz"
+                         path, found.seconds)
                 return found
         result = reconstruct(self.model, self.layers, config, batches, options=options, inputs=self.inputs,
                              weights=self.weights)
