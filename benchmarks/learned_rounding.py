@@ -38,6 +38,7 @@ from qaev.evaluation.latency import cpu_name
 from qaev.problems import problem_parts
 from qaev.quantize import Quantizer, uniform_config
 from qaev.quantize.learned.reconstruct import OUTPUT_LOSSES, STARTS, ReconstructOptions
+from qaev.quantize.learned.targets import TARGETS
 
 
 def _base(act: str) -> LayerConfig:
@@ -64,7 +65,8 @@ def _method(name: str, quantizer, config, args, seed: int, output_loss: str):
         return quantizer.build(_with(config, name, name != "nearest"), resolved=True), {}
     quantizer.reconstruction = ReconstructOptions(batch_size=args.batch, lr=args.lr, learn_bias=not args.no_learn_bias,
                                                   start=args.start, reg_weight=args.reg_weight, mix=args.mix,
-                                                  max_layers=args.max_layers, anchor=args.anchor, holdout=args.holdout)
+                                                  max_layers=args.max_layers, anchor=args.anchor, holdout=args.holdout,
+                                                  target=args.target)
     learn_seed = seed if args.learn_seed is None else args.learn_seed
     cfg = replace(_with(config, "block", False), block=BlockSettings(iters=int(name.split(":")[1]), seed=learn_seed,
                                                                      output_loss=output_loss,
@@ -113,6 +115,7 @@ def measure(args) -> list[dict]:
                        **({"start": args.start, "reg_weight": args.reg_weight, "learn_scale": args.learn_scale,
                            "mix": args.mix, "max_layers": args.max_layers, "anchor": args.anchor,
                            **({"holdout": args.holdout} if args.holdout else {}),
+                           **({"target": args.target} if args.target != "float" else {}),
                            **({} if args.learn_seed is None else {"learn_seed": args.learn_seed})}
                           if name.startswith("block") else {}),
                        "items": None if items is None else [round(float(v), 6) for v in items],
@@ -235,6 +238,7 @@ def _variant(row: dict) -> str:
     tags += [f"layers={row['max_layers']}"] if row.get("max_layers", defaults.max_layers) != defaults.max_layers else []
     tags += [f"anchor={row['anchor']:g}"] if row.get("anchor", defaults.anchor) != defaults.anchor else []
     tags += [f"holdout={row['holdout']:g}"] if row.get("holdout") else []
+    tags += [f"target={row['target']}"] if row.get("target", "float") != "float" else []
     tags += [f"learn-seed={row['learn_seed']}"] if row.get("learn_seed") is not None else []
     return "/".join([row["method"], *tags, *data])
 
@@ -448,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--holdout", type=float, default=ReconstructOptions().holdout,
                         help="share of the calibration samples each block does not learn from; the state that "
                              "reads best on them is kept (0: the last step)")
+    parser.add_argument("--target", choices=TARGETS, default=ReconstructOptions().target,
+                        help="what each block is fitted to: the float model's block output, or the float block "
+                             "on the quantized block's own input")
     parser.add_argument("--max-layers", type=int, default=ReconstructOptions().max_layers,
                         help="weight layers after which a block may close (larger: fewer, larger blocks)")
     parser.add_argument("--no-learn-bias", action="store_true", help="learn rounding and step sizes only (BRECQ/QDrop)")

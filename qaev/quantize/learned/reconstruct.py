@@ -42,6 +42,7 @@ from qaev.quantize.learned.adaround import beta_at
 from qaev.quantize.learned.blocks import Block, cut_blocks
 from qaev.quantize.learned.block_state import BlockQuantizer, Samples, learns_rounding
 from qaev.quantize.learned.holdout import CHECKS, BestState, HoldoutSplit, holdout_split
+from qaev.quantize.learned.targets import TARGETS, fit_targets, step_target
 from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.sequential import Fitted
 from qaev.quantize.weights import QuantizedWeight
@@ -102,6 +103,10 @@ class ReconstructOptions:
             (its output's mean squared error, as every other block) or ``kl`` (the
             Kullback-Leibler divergence of the softmax of each sample's output scores
             from the float model's: for class scores, where what counts is which class wins).
+        target: what each block is fitted to (:mod:`qaev.quantize.learned.targets`):
+            ``float`` (the float model's block output, so each block also undoes the drift
+            the quantized blocks before it left) or ``own`` (the float block on the same
+            input as the quantized one: each block copies its own float function).
         holdout: share of the calibration samples each block does not learn from: its state
             is read on them at regular steps (:data:`~qaev.quantize.learned.holdout.CHECKS`,
             the start included) and the one with the lowest hard-rounded error there is kept
@@ -129,13 +134,14 @@ class ReconstructOptions:
     max_layers: int = 3
     start: str = "gptq-bc"
     output_loss: str = "mse"
+    target: str = "float"
     holdout: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.iters < 0 or self.batch_size < 1 or not 0 <= self.drop <= 1 or not 0 <= self.mix <= 1 \
                 or self.anchor < 0 or self.start not in STARTS or self.output_loss not in OUTPUT_LOSSES \
-                or not 0 <= self.holdout < 1:
+                or self.target not in TARGETS or not 0 <= self.holdout < 1:
             raise ValueError(f"ReconstructOptions: invalid {self}")
 
 
@@ -220,7 +226,7 @@ def _learn_block(bq: BlockQuantizer, samples: Samples, targets, options: Reconst
         idx = samples.batch(options.batch_size, gen)
         feeds = samples.mixed(idx, options.mix, gen)
         out = bq.run(feeds, soft=True, drop=options.drop, gen=gen)
-        loss = bq.loss(out, targets[idx[0]][idx[1]]) * scale
+        loss = bq.loss(out, step_target(bq, feeds, targets, idx, options.target)) * scale
         beta = beta_at(step, options.iters, options.warmup, options.beta)
         if beta is not None and options.reg_weight > 0:
             loss = loss + options.reg_weight * bq.regulariser(beta) / n_weights
@@ -246,15 +252,17 @@ def _starting(model, layers, config, options: ReconstructOptions, start, inputs,
 def _prepared(model, layers, config, blocks: Sequence[Block], i: int, samples: Samples,
               options: ReconstructOptions, *, start, inputs, learn_ranges: bool, learn_scale: bool):
     """Block ``i`` set up to learn from its start: its :class:`BlockQuantizer` (with the
-    start's error on the calibration samples as ``before``), the float block's outputs it
-    is fitted to, and the side tensors it carries."""
+    start's error on the calibration samples as ``before``), the float model's outputs of
+    the block (the next block's float input), the outputs it is fitted to
+    (:func:`~qaev.quantize.learned.targets.fit_targets`) and the side tensors it carries."""
     bq = BlockQuantizer(model, layers, config, blocks[i], carry=_carried(blocks, i), learn_ranges=learn_ranges,
                         learn_bias=options.learn_bias, start=start, start_shift=options.start == "gptq-bc",
                         inputs=inputs, output_loss=options.output_loss, learn_scale=learn_scale)
     with require_torch().no_grad():
-        targets, side = bq.float_outputs(samples)
+        chain, side = bq.float_outputs(samples)
+        targets = fit_targets(bq, samples, chain, options.target)
         bq.before = bq.error(samples, targets)
-    return bq, targets, side
+    return bq, chain, targets, side
 
 
 def _line(r: BlockReport) -> str:
@@ -348,12 +356,12 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
     fitted, ranges, reports = {}, {}, []
     for i, block in enumerate(blocks):
         t0 = time.perf_counter()
-        bq, targets, side = _prepared(model, layers, config, blocks, i, samples, options, start=start, inputs=inputs,
-                                      learn_ranges=learn_ranges, learn_scale=learn_scale)
+        bq, chain, targets, side = _prepared(model, layers, config, blocks, i, samples, options, start=start,
+                                             inputs=inputs, learn_ranges=learn_ranges, learn_scale=learn_scale)
         after, undecided, kept, held = ((*_learned_or_start(bq, samples, targets, options, gen), {}) if split is None
                                         else _learned_on_split(bq, samples, targets, options, gen, split))
         with torch.no_grad():
-            samples = samples.advance(block, targets, bq.quantized_outputs(samples), side)
+            samples = samples.advance(block, chain, bq.quantized_outputs(samples), side)
         fitted.update(bq.fitted())
         ranges.update(bq.ranges() if learn_ranges else {})
         reports.append(BlockReport(block=block.name, layers=len(bq.rounding_parameters()), before=bq.before,

@@ -36,6 +36,8 @@ def result_key(*, model_sha256: str, data_key: str, config_key: str, options) ->
         chosen.pop("scale_lr", None)
     if not chosen.get("holdout", 1):
         chosen.pop("holdout")
+    if chosen.get("target") == "float":
+        chosen.pop("target")
     blob = json.dumps({"v": STORE_VERSION, "model": model_sha256, "data": data_key, "config": config_key,
                        "options": chosen}, sort_keys=True, default=list).encode()
     return "block-" + hashlib.sha256(blob).hexdigest()[:24]
