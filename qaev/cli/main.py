@@ -170,16 +170,26 @@ def quantize(model, problem, w_bits, a_bits, per_channel, block, asymmetric, cal
 @data_options
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, callback=output_file,
               help="Output .onnx.")
+@click.option("--learned", "learned_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              show_default="the cache only",
+              help="A folder of learned block reconstructions (a run directory's learned/) read before the "
+                   "cache, so a config with rounding: block rebuilds the model they hold instead of learning "
+                   "it again (a learned model depends on the machine's arithmetic). Repeatable.")
 @compact_names_option
-def apply(config: Path, model: Path | None, problem: str | None, out: Path, compact_names: bool, **kwargs) -> None:
+def apply(config: Path, model: Path | None, problem: str | None, out: Path, compact_names: bool,
+          learned_dirs: tuple[Path, ...], **kwargs) -> None:
     """Rebuild the quantized model a CONFIG describes for MODEL (or --problem's model).
 
     No data is needed unless the config rounds weights with GPTQ or corrects biases: then
     give the calibration data it was built with (--problem with the same --calib and --seed,
-    or --task/--data)."""
+    or --task/--data). A config with rounding: block learns again unless --learned names
+    a folder that holds what was learned for it."""
     cfg = load_config(config)
     if (model is None) == (problem is None):
         raise ConfigError("give exactly one of MODEL or --problem")
+    for folder in learned_dirs:
+        if not folder.is_dir():
+            raise ConfigError(f"--learned {folder}: no such folder")
     if not cfg.needs_data:
         if model is None:
             from qaev.problems import problem_model_path
@@ -194,6 +204,7 @@ def apply(config: Path, model: Path | None, problem: str | None, out: Path, comp
     else:
         resolved = resolve_data(model, problem, kwargs)
         quantizer = Quantizer.calibrated(resolved.model, resolved.calib)
+    quantizer.learned_dirs = tuple(learned_dirs)
     show_learning(cfg)
     size = write_model(export_model(quantizer, cfg, compact=compact_names), out, reference=quantizer.model)
     click.echo(f"wrote {out} ({sizes_of(quantizer.layers, cfg, quantizer.model.proto, file_bytes=size).text()})")

@@ -79,6 +79,17 @@ def test_a_search_rebuilds_its_recommended_point_and_export_writes_it(tmp_path, 
     monkeypatch.setattr(reconstruct, "reconstruct", lambda *a, **k: pytest.fail("learned again"))
     assert main(["export", str(out), "--point", entry["id"], "-o", str(tmp_path / "moved.onnx")]) == 0
     assert (tmp_path / "moved.onnx").read_bytes() == (tmp_path / "rebuilt.onnx").read_bytes()
+    # a config alone learns again unless --learned names the folder that holds its learning
+    config = str(out / entry["config"])
+    with pytest.raises(pytest.fail.Exception, match="learned again"):
+        main(["apply", config, "--problem", "digits", "-o", str(tmp_path / "applied.onnx")])
+    assert main(["apply", config, "--problem", "digits", "--learned", str(out / "learned"),
+                 "-o", str(tmp_path / "applied.onnx")]) == 0
+    assert (tmp_path / "applied.onnx").read_bytes() == (tmp_path / "rebuilt.onnx").read_bytes()
+    capsys.readouterr()
+    assert main(["apply", config, "--problem", "digits", "--learned", str(tmp_path / "nowhere"),
+                 "-o", str(tmp_path / "other.onnx")]) == 2
+    assert "nowhere: no such folder" in capsys.readouterr().err and not (tmp_path / "other.onnx").exists()
 
 
 def test_a_timed_search_keeps_time_to_rebuild_and_fits_the_steps_to_it(tmp_path, capsys, monkeypatch):
