@@ -45,6 +45,7 @@ import numpy as np
 import onnxruntime as ort
 from scipy.stats import spearmanr
 
+from qaev.evaluation.latency import cpu_name
 from qaev.files import write_atomic
 from qaev.hardware import load_table
 from qaev.quantize.sizes import estimate_cost
@@ -63,17 +64,10 @@ SCRIPT = "benchmarks/cost_model_fidelity.py"
 
 
 def machine_description() -> str:
-    """CPU model, logical cores, OS and Python of this host."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
-        if names:
-            cpu = f"{names[0]} ({platform.machine()})"
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
+    """CPU model (:func:`~qaev.evaluation.latency.cpu_name`), architecture, logical cores,
+    OS and Python of this host."""
+    return (f"{cpu_name()} ({platform.machine()}), {os.cpu_count()} logical cores, {platform.system()} "
+            f"{platform.release()}, Python {platform.python_version()}")
 
 
 def _pairs_summary(report) -> str:
