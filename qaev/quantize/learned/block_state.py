@@ -325,11 +325,12 @@ class BlockQuantizer:
         out = self.graph.run(feeds, weights=weights, act=hook)
         return out if keep_all else out[self.block.output]
 
-    def float_outputs(self, samples: Samples) -> tuple[tuple, dict[str, tuple]]:
-        """The float block's main output and carried side tensors on every sample (chunks)."""
+    def float_outputs(self, samples: Samples, *, quantized: bool = False) -> tuple[tuple, dict[str, tuple]]:
+        """The float block's main output and carried side tensors on every sample (chunks),
+        fed the float model's inputs, or with ``quantized`` the quantized model's."""
         parts: dict[int, list] = {}
         side: dict[str, dict[int, list]] = {t: {} for t in self.carry}
-        for c, _, feeds in samples.passes(quantized=False):
+        for c, _, feeds in samples.passes(quantized=quantized):
             out = self.graph.run(feeds)
             parts.setdefault(c, []).append(out[self.block.output])
             for t in self.carry:

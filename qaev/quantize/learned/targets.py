@@ -28,12 +28,8 @@ def fit_targets(bq: BlockQuantizer, samples: Samples, chain: tuple, target: str)
     the quantized inputs for ``own``."""
     if target == "float" or all(fp is q for fp, q in zip(samples.fp, samples.q)):
         return chain
-    torch = require_torch()
-    parts: dict[int, list] = {}
-    with torch.no_grad():
-        for c, _, feeds in samples.passes(quantized=True):
-            parts.setdefault(c, []).append(bq.graph.run(feeds)[bq.block.output])
-    return tuple(torch.cat(parts[c]) for c in sorted(parts))
+    with require_torch().no_grad():
+        return bq.float_outputs(samples, quantized=True)[0]
 
 
 def step_target(bq: BlockQuantizer, feeds: dict, targets: tuple, at: tuple, target: str):
