@@ -70,8 +70,9 @@ from qaev.cli.search import SYMMETRY  # noqa: E402
 from qaev.config import QuantConfig  # noqa: E402
 from qaev.errors import ConfigError, QaevError  # noqa: E402
 from qaev.evaluation.evaluator import Evaluator  # noqa: E402
-from qaev.search.front import (REF_POINT, hypervolume, hypervolume_ceiling, non_dominated,  # noqa: E402
-                        tolerance_hypervolume)
+from qaev.evaluation.scoring import NEAR_Z  # noqa: E402
+from qaev.search.front import (REF_POINT, hypervolume, hypervolume_ceiling, near_front,  # noqa: E402
+                               non_dominated, tolerance_hypervolume)
 from qaev.search.objectives import get_objective  # noqa: E402
 from qaev.search.problem import QuantizationProblem  # noqa: E402
 from qaev.problems import problem_parts  # noqa: E402
@@ -164,7 +165,7 @@ def qaev_search(problem, *, budget: int, seed: int, pop: int | None = None, info
     # without the predictor (qaev.search.surrogate), as the entries of RESULTS.md were measured
     algorithm = make_algorithm(problem, pop_size=pop, informed=informed, predictor=False)
     result = minimize(problem, algorithm=algorithm, n_gen=n_gen, seed=seed)
-    points = tuple(Point.from_record(r, f"front {i}") for i, r in enumerate(result.front))
+    points = tuple(_point(r, f"front {i}") for i, r in enumerate(result.front))
     return MethodResult(method="qaev", points=points, evaluations=problem.n_evaluated,
                         wall_s=time.perf_counter() - start, notes=(f"NSGA-II, pop {pop} x {n_gen} generations",))
 
@@ -190,7 +191,7 @@ def qaev_screened(setup: Setup, *, budget: int, seed: int, pop: int | None = Non
     records = [r for r in problem.store.records() if r.ok]
     items = sum(n_set if is_final(r) else r.stage.n for r in records)
     finished = sum(1 for r in records if is_final(r))
-    points = tuple(Point.from_record(r, f"front {i}") for i, r in enumerate(result.front))
+    points = tuple(_point(r, f"front {i}") for i, r in enumerate(result.front))
     return MethodResult(method="qaev_screened", points=points, evaluations=problem.n_evaluated, wall_s=wall,
                         passes=items / n_set,
                         notes=(f"NSGA-II on the first {stops[0] if stops else n_set} of {n_set} samples, pop {pop} x "
@@ -252,7 +253,7 @@ def qaev_default(problem, *, seconds: float, seed: int, pop: int | None = None, 
     result = minimize(problem, algorithm=make_algorithm(problem, pop_size=pop, informed=0.5), n_gen=10_000,
                       seed=seed, deadline=stop - budget.one_s, callback=keep_time)
     clock.mark("search")
-    points = tuple(_validated(problem, Point.from_record(r, f"front {i}")) for i, r in enumerate(result.front))
+    points = tuple(_validated(problem, _point(r, f"front {i}")) for i, r in enumerate(result.front))
     clock.mark("validation readings")
     notes = (f"{noise_probe_count(problem)} noise probes ({clock.phases['probes']:.0f} s); NSGA-II, pop {pop} x "
              f"{result.history[-1].gen if result.history else 0} generations in {seconds / 60:g} min",)
@@ -268,6 +269,12 @@ def qaev_default(problem, *, seconds: float, seed: int, pop: int | None = None, 
     notes += (clock.text(seconds) + f"; {budget.refine_s:.0f} s kept for the rebuild",)
     return MethodResult(method="qaev_default", points=points, evaluations=problem.n_evaluated,
                         wall_s=time.perf_counter() - start, notes=notes)
+
+
+def _point(record, label: str) -> Point:
+    """A front record as a point, with its drop's standard error on the search split (what
+    the front's near points are judged by)."""
+    return Point.from_record(record, label, **({} if record.drop_se is None else {"drop_se": record.drop_se}))
 
 
 def _validated(problem, point: Point) -> Point:
@@ -390,12 +397,20 @@ def _vector(objectives: dict, names) -> list[float]:
 
 def reported(result: MethodResult, names) -> list[Point]:
     """The points a method hands its user: all of a recipe's, else the non-dominated set (a
-    point another replaced, as qaev_default's rebuilt choice replaces it, is not handed over)."""
+    point another replaced, as qaev_default's rebuilt choice replaces it, is not handed over);
+    qaev's methods also hand over the points their front keeps as near it (as ``qaev search``
+    does: :meth:`qaev.evaluation.scoring.Scoring.front`), each marked ``extra["near"]``."""
     ok = [p for p in result.points if p.ok and all(p.objectives.get(n) is not None for n in names)
           and "replaced_by" not in p.extra]
     if result.method in FIXED or not ok:
         return ok
-    return [ok[i] for i in non_dominated(np.array([_vector(p.objectives, names) for p in ok]))]
+    F = np.array([_vector(p.objectives, names) for p in ok])
+    strict = non_dominated(F)
+    if not result.method.startswith("qaev") or "acc_drop" not in names:
+        return [ok[i] for i in strict]
+    slack = [NEAR_Z * p.extra["drop_se"] if p.extra.get("drop_se") is not None else 0.0 for p in ok]
+    kept = near_front(F, slack, drop=list(names).index("acc_drop"), most=len(strict))
+    return [ok[i] if i in strict else replace(ok[i], extra={**ok[i].extra, "near": True}) for i in kept]
 
 
 class TestSplit:
@@ -616,13 +631,17 @@ def tolerance_figures(doc: dict, tolerance: float) -> dict:
     """Two readings of the test-split fronts beside the hypervolume, recomputed from the
     reported points (so any compare.json can be read again): the hypervolume of the ideal
     point of every method's points together (what no ratio in this run could exceed), and
-    :func:`qaev.search.front.tolerance_hypervolume` per method (drop 0..``tolerance`` points)."""
+    :func:`qaev.search.front.tolerance_hypervolume` per method (drop 0..``tolerance`` points;
+    for a method that reported near points, also ``"<method> (front alone)"`` without them)."""
     names = list(doc["env"]["objectives"])
     scale = doc["hypervolume"]["scale_test"]
     fronts = {m["method"]: np.array([[r["test"][n] for n in names] for r in m["points"]]).reshape(-1, len(names))
               for m in doc["methods"]}
+    alone = {f"{m['method']} (front alone)": np.array([[r["test"][n] for n in names] for r in m["points"]
+                                                       if not r["extra"].get("near")]).reshape(-1, len(names))
+             for m in doc["methods"] if any(r["extra"].get("near") for r in m["points"])}
     within = {k: tolerance_hypervolume(F, scale, drop=names.index("acc_drop"), tolerance=tolerance)
-              for k, F in fronts.items()}
+              for k, F in {**fronts, **alone}.items()}
     baselines = [m for m in doc["methods"] if not m["method"].startswith("qaev")]
     best_hv = max((m["hv_test"] for m in baselines), default=0.0)
     best_within = max((within[m["method"]] for m in baselines), default=0.0)

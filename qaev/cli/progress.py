@@ -48,7 +48,8 @@ LEGEND = (
     ("gen", "generations done / to run (under a time budget: done; the budget decides how many)"),
     ("evals", "candidates evaluated by this process"),
     ("hits", "candidates answered from the memo (evaluations.jsonl: repeats, a resumed run's) without measuring"),
-    ("front", "points on the current Pareto front ('first-stage values': screened on the first subset only)"),
+    ("front", "points on the current Pareto front, those near it included ('first-stage values': screened on the "
+              "first subset only)"),
     ("HV", "hypervolume of the front, each objective divided by the float model's value (acc_drop by the float "
            "metric), reference point 1.1 in each; higher is better"),
     ("pred. rank", "Spearman correlation of the predictor's drops for the generation's new candidates with "

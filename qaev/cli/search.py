@@ -63,12 +63,15 @@ def _print_front(doc: dict) -> None:
         values = "  ".join(f"{p['objectives'][n]:>18.4f}" for n in names)
         metric = f"{p['metric']:8.2f}" if p["metric"] is not None else "       -"
         ships = f" (ships rebuilt: {rebuilt})" if rebuilt else ""
-        mark = f"  <- recommended{ships}" if p["id"] == recommended else ""
+        mark = ("  near" if p.get("near") else "") + (f"  <- recommended{ships}" if p["id"] == recommended else "")
         val = _validation_cell(p) if checked else ""
         click.echo(f"  {p['id']}  {values}  {metric}{_size_cells(p)}{val}{mark}")
     if sized:
         click.echo("  MB by bits: weights at their bit widths (scales, zero points, other initializers included; "
                    "= size_mb); file MB: the exported .onnx; smaller: float MB by bits / the point's")
+    if any(p.get("near") for p in doc["points"]):
+        click.echo("  near: a smaller point measured better, by less than this point's standard error: kept as a "
+                   "fallback the measurement cannot tell from the front")
     if checked:
         click.echo("  val. drop: on the validation split the recommended point is chosen on, ± its paired standard "
                    "error against float on the same items")

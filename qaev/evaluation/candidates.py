@@ -210,10 +210,12 @@ class CandidateEvaluator:
                 if isinstance(measured, race.Stopped):
                     stage = Stage(kind=StageKind.SUBSET, n=measured.n, margin=measured.margin)
             elif measured is None:
-                measured = self.evaluator.measure(ready.session)
-        drop, metric = None, None
+                measured = self.evaluator.measure(ready.session, keep_outputs=True)
+        drop, metric, se = None, None, None
         if isinstance(measured, Measurement):
             metric, drop = measured.value, self.evaluator.drop(measured.value)
+            if measured.outputs is not None:
+                se = self.evaluator.head_drop(measured.outputs)[1]
             timings = timings.plus(Timings(session_s=measured.session_s, inference_s=measured.inference_s))
         elif measured is not None:
             drop = measured.drop
@@ -225,7 +227,7 @@ class CandidateEvaluator:
                 continue  # not measured, or a partial measurement: timing is left for the full one
             values[objective.name] = float(objective.value(candidate))
         return Record(key=key, objectives=values, metric=metric, config=ready.config.to_dict(), timings=timings,
-                      stage=stage, screen=screened, reused=reused)
+                      stage=stage, screen=screened, reused=reused, drop_se=se)
 
     def _screen(self, ready: Prepared, key: str) -> race.Screened | None:
         screened = race.screen(self.evaluator, self.staging, ready.session, feed=ready.feed)

@@ -80,4 +80,5 @@ def race(evaluator: Evaluator, staging: Staging, session, *, stop: Callable[[flo
     start = time.perf_counter()
     parts.append(ev.run(session, batches))
     inference += time.perf_counter() - start
-    return Measurement(value=ev.score(np.concatenate(parts)), n=len(ev.data), session_s=0.0, inference_s=inference)
+    outputs = np.concatenate(parts)
+    return Measurement(value=ev.score(outputs), n=len(ev.data), session_s=0.0, inference_s=inference, outputs=outputs)

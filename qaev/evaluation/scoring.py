@@ -9,12 +9,15 @@ import numpy as np
 
 from qaev.evaluation.staging import Finish, Staging
 from qaev.runtime.store import Record
-from qaev.search.front import non_dominated
+from qaev.search.front import near_front, non_dominated
 
-__all__ = ["Scoring", "FAILED"]
+__all__ = ["Scoring", "FAILED", "NEAR_Z"]
 
 #: Objective value given to a candidate whose evaluation failed (never on a front).
 FAILED = 1e9
+#: The front also keeps the points it dominates by less than this many standard errors of
+#: their drop (:func:`~qaev.search.front.near_front`), at most as many as it has.
+NEAR_Z = 1.0
 
 
 @dataclass(frozen=True)
@@ -25,11 +28,14 @@ class Scoring:
         objectives: objective names, in column order.
         constraints: constraint name -> (the objective it bounds, the bound).
         staging: the run's staging (None: every record is a full measurement).
+        near: standard errors of a record's drop (``Record.drop_se``) by which the front may
+            beat it and still keep it (:meth:`front`); 0: the non-dominated records only.
     """
 
     objectives: tuple[str, ...]
     constraints: Mapping[str, tuple[str, float]]
     staging: Staging | None = None
+    near: float = NEAR_Z
 
     @property
     def screening(self) -> bool:
@@ -72,10 +78,18 @@ class Scoring:
 
     def front(self, records: Sequence[Record], *, provisional: bool = False) -> list[Record]:
         """Non-dominated, feasible, successful records (fully measured ones only, unless
-        ``provisional``: screened ones too, by first-stage values)."""
+        ``provisional``: screened ones too, by first-stage values), then those the front
+        beats by less than ``near`` standard errors of their drop, at most as many: a point
+        that read lucky on the search split would otherwise hide every larger point that
+        measured a little worse, and the choice on the validation split could not fall back
+        on them."""
         chosen = [r for r in records if r.ok and (provisional or r.final)
                   and all(r.objectives.get(n) is not None for n in self.objectives) and self.feasible(r)]
         if not chosen:
             return []
         F = np.array([self.objective_vector(r) for r in chosen])
-        return [chosen[i] for i in non_dominated(F)]
+        if self.near <= 0 or "acc_drop" not in self.objectives:
+            return [chosen[i] for i in non_dominated(F)]
+        slack = [self.near * r.drop_se if r.drop_se is not None and r.final else 0.0 for r in chosen]
+        strict = len(non_dominated(F))
+        return [chosen[i] for i in near_front(F, slack, drop=self.objectives.index("acc_drop"), most=strict)]

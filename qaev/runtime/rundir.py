@@ -24,6 +24,7 @@ from qaev.config import QuantConfig
 from qaev.config_io import save_config
 from qaev.errors import ConfigError
 from qaev.evaluation.latency import SideBySide
+from qaev.search.front import non_dominated
 from qaev.search.objectives import get_objective
 from qaev.runtime.lock import LOCK_NAME, RunLock
 from qaev.runtime.store import Record
@@ -167,12 +168,23 @@ def _order(front: Sequence[Record], objectives: Sequence[str]) -> list[Record]:
     return sorted(front, key=lambda r: tuple(r.objectives[n] for n in reversed(objectives)))
 
 
+def _beaten(front: Sequence[Record], objectives: Sequence[str]) -> set[int]:
+    """Indices of the points another point of ``front`` dominates (kept as near the front:
+    :meth:`~qaev.evaluation.scoring.Scoring.front`)."""
+    if not front:
+        return set()
+    F = np.array([[float(r.objectives[n]) for n in objectives] for r in front])
+    return set(range(len(front))) - set(non_dominated(F).tolist())
+
+
 def _point(point_id: str, record: Record, objectives: Sequence[str], latency: SideBySide | None,
            sizes: dict | None) -> dict:
     point = {"id": point_id, "key": record.key, "objectives": {n: record.objectives[n] for n in objectives},
              "metric": record.metric, "config": f"configs/{point_id}.yaml"}
     if sizes is not None:
         point["sizes"] = sizes
+    if record.drop_se is not None:
+        point["drop_se"] = record.drop_se
     if record.validation_drop is not None:
         point["validation"] = {"metric": record.validation_metric, "acc_drop": record.validation_drop,
                                **({} if record.validation_se is None else {"se": record.validation_se})}
@@ -225,10 +237,14 @@ def write_front(out: Path, front: Sequence[Record], *, objectives: Sequence[str]
     configs = out / "configs"
     configs.mkdir(parents=True, exist_ok=True)
     points = []
-    for i, record in enumerate(_order(front, objectives)):
+    ordered = _order(front, objectives)
+    beaten = _beaten(ordered, objectives)
+    for i, record in enumerate(ordered):
         point_id = f"p{i:02d}"
         save_config(QuantConfig.from_dict(record.config), configs / f"{point_id}.yaml")
         points.append(_point(point_id, record, objectives, host_latency, (sizes or {}).get(record.key)))
+        if i in beaten:
+            points[-1]["near"] = True
     doc = {
         "schema": FRONT_SCHEMA,
         "model": {"path": str(model_path) if model_path else None, "sha256": model_sha256},

@@ -102,6 +102,9 @@ class Record:
             same items; :meth:`~qaev.evaluation.evaluator.Evaluator.head_drop`).
         limit_s: the time limit the evaluation ran past (a timed-out candidate, evaluated
             again by a run with a longer limit or none), else None.
+        drop_se: the paired standard error of the measured drop (the candidate and the float
+            model on the same items; :meth:`~qaev.evaluation.evaluator.Evaluator.head_drop`),
+            when measured on the whole split.
     """
 
     key: str
@@ -119,6 +122,7 @@ class Record:
     validation_drop: float | None = None
     validation_se: float | None = None
     limit_s: float | None = None
+    drop_se: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -172,7 +176,8 @@ def _check_values(record: Record) -> None:
     a valid config whose hash is the record's key (a record is never trusted)."""
     if record.error is not None and not isinstance(record.error, str):
         raise RecordError(f"record {record.key}: error must be a text")
-    for name in ("metric", "search_metric", "validation_metric", "validation_drop", "validation_se", "limit_s"):
+    for name in ("metric", "drop_se", "search_metric", "validation_metric", "validation_drop", "validation_se",
+                 "limit_s"):
         value = getattr(record, name)
         if value is not None and not _is_finite(value):
             raise RecordError(f"record {record.key}: {name} must be a finite number")

@@ -7,7 +7,7 @@ import numpy as np
 from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-__all__ = ["non_dominated", "hypervolume", "hypervolume_ceiling", "tolerance_hypervolume", "REF_POINT"]
+__all__ = ["non_dominated", "near_front", "hypervolume", "hypervolume_ceiling", "tolerance_hypervolume", "REF_POINT"]
 
 #: Reference point in normalised objective space (1.0 = the float model's value).
 REF_POINT = 1.1
@@ -22,6 +22,42 @@ def non_dominated(F: np.ndarray) -> np.ndarray:
     first = np.sort(first)
     front = NonDominatedSorting().do(F[first], only_non_dominated_front=True)
     return first[np.sort(front)]
+
+
+#: Costs within this share of each other count as the same cost for :func:`near_front`.
+SAME_COST = 0.02
+
+
+def near_front(F: np.ndarray, slack: Sequence[float], *, drop: int, most: int | None = None) -> np.ndarray:
+    """Indices of the non-dominated rows of ``F`` (:func:`non_dominated`), then of the rows
+    within their ``slack`` of it: dominated, but by no row of the same or lower cost in every
+    other column whose column ``drop`` is lower by ``slack`` or more (a row's slack: its
+    drop's noise, e.g. one standard error; rows whose slack is not positive are never
+    added). Those are the points the measurement cannot tell from the front: a smaller point
+    that read lucky dominates them on its one reading. At most ``most`` of them are added,
+    the nearest first (least gap in units of their slack), and none whose every cost is
+    within :data:`SAME_COST` of a row already kept that has no higher drop (a copy of a
+    kept point at the same size is no fallback for it)."""
+    F, slack = np.asarray(F, float), np.asarray(slack, float)
+    strict = non_dominated(F)
+    if len(F) == 0 or most == 0:
+        return strict
+    costs = [k for k in range(F.shape[1]) if k != drop]
+    candidates = []
+    for i in range(len(F)):
+        cheaper = np.all(F[:, costs] <= F[i, costs], axis=1)
+        cheaper[i] = False
+        gap = F[i, drop] - F[cheaper, drop].min() if cheaper.any() else -np.inf
+        if slack[i] > 0 and 0 <= gap < slack[i]:
+            candidates.append((gap / slack[i], i))
+    kept = list(strict)
+    for _, i in sorted(candidates):
+        if most is not None and len(kept) - len(strict) >= most:
+            break
+        same = np.all(np.abs(F[kept][:, costs] - F[i, costs]) <= SAME_COST * np.abs(F[i, costs]), axis=1)
+        if not np.any(same & (F[kept, drop] <= F[i, drop])):
+            kept.append(i)
+    return np.array(kept, int)
 
 
 def normalise(F: np.ndarray, scale: Sequence[float]) -> np.ndarray:

@@ -29,13 +29,14 @@ class Remeasured:
 
 
 def _with_exported_metric(problem, record: Record, data: bytes) -> Record:
-    value = problem.evaluator.measure(data).value
+    measured = problem.evaluator.measure(data, keep_outputs=True)
+    value = measured.value
     objectives = {**record.objectives, "acc_drop": problem.evaluator.drop(value)}
-    checked = {}
+    checked = {"drop_se": problem.evaluator.head_drop(measured.outputs)[1]}
     validator = getattr(problem, "validator", None)
     if validator is not None:
         measured = validator.measure(data, keep_outputs=True)
-        checked = {"validation_metric": measured.value, "validation_drop": validator.drop(measured.value),
+        checked |= {"validation_metric": measured.value, "validation_drop": validator.drop(measured.value),
                    "validation_se": validator.head_drop(measured.outputs)[1]}
     return replace(record, metric=value, objectives=objectives, search_metric=record.metric, **checked)
 

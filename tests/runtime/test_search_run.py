@@ -30,6 +30,7 @@ def test_the_front_is_checked_on_validation_and_the_recommended_point_exports(tm
         assert (checked["se"] > 0 if checked["acc_drop"] != 0 else checked["se"] >= 0)
         assert checked["se"] <= 100 / n_val ** 0.5
     assert point["objectives"]["size_mb"] == min(p["objectives"]["size_mb"] for p in within)
+    _check_near(doc["points"])
     timed = doc["host_latency"]  # every point's exported file beside the float model, at batch 1
     assert timed["kind"] == "measured" and timed["batch"] == 1 and timed["threads"] == 1 and timed["float_ms"] > 0
     assert timed["rounds"] >= 1 and timed["cpus"] >= 1
@@ -119,3 +120,17 @@ def test_the_printed_front_shows_each_points_validation_drop_and_its_error(capsy
     _print_front(doc)
     out = capsys.readouterr().out
     assert "val. drop" in out and "1.25 ± 0.50" in out
+
+
+def _check_near(points: list[dict]) -> None:
+    """Points marked ``near`` are the ones another point dominates; every point carries its
+    drop's standard error on the search split."""
+    def beats(a, b) -> bool:
+        x, y = (a["objectives"]["acc_drop"], a["objectives"]["size_mb"]), (b["objectives"]["acc_drop"],
+                                                                          b["objectives"]["size_mb"])
+        return all(u <= v for u, v in zip(x, y)) and x != y
+
+    for p in points:
+        assert p["drop_se"] >= 0 and (p["drop_se"] > 0 or p["objectives"]["acc_drop"] == 0)
+        assert bool(p.get("near")) == any(beats(q, p) for q in points if q is not p)
+    assert sum(bool(p.get("near")) for p in points) <= sum(not p.get("near") for p in points)
