@@ -242,3 +242,16 @@ def test_a_rebuild_that_measures_worse_on_validation_is_not_reported(compare, tm
     method = json.loads((out / "compare.json").read_text())["methods"][0]
     assert not [p for p in method["all_points"] if p["label"].endswith("rebuilt")]
     assert method["notes"][-2].endswith("not shipped")
+
+
+def test_qaev_hands_over_its_near_points_and_a_baseline_its_front_alone(compare):
+    from qaev.baselines.result import MethodResult, Point
+
+    # a 6 MB point that read lucky beats an 8 MB one by 0.3 (under its 0.4 standard error) and a 9 MB one by 1.5
+    points = tuple(Point(label=f"p{i}", objectives={"acc_drop": d, "size_mb": s}, metric=80.0 - d, key=f"k{i}",
+                         extra={"drop_se": 0.4}) for i, (d, s) in enumerate([(0.0, 6.0), (0.3, 8.0), (1.5, 9.0)]))
+    names = ["acc_drop", "size_mb"]
+    ours = compare.reported(MethodResult(method="qaev_default", points=points, evaluations=3, wall_s=1.0), names)
+    assert [(p.label, p.extra.get("near", False)) for p in ours] == [("p0", False), ("p1", True)]
+    theirs = compare.reported(MethodResult(method="greedy", points=points, evaluations=3, wall_s=1.0), names)
+    assert [p.label for p in theirs] == ["p0"]

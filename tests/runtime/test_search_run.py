@@ -119,7 +119,12 @@ def test_the_printed_front_shows_each_points_validation_drop_and_its_error(capsy
            "recommended": None}
     _print_front(doc)
     out = capsys.readouterr().out
-    assert "val. drop" in out and "1.25 ± 0.50" in out
+    assert "val. drop" in out and "1.25 ± 0.50" in out and "near" not in out
+    larger = {**point, "id": "p01", "objectives": {"acc_drop": 0.7, "size_mb": 1.5}, "near": True}
+    _print_front({**doc, "points": [point, larger]})
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[-1] for line in lines if line.startswith("  p0")] == ["1.25 ± 0.50".split()[-1], "near"]
+    assert any(line.startswith("  near: a smaller point measured better") for line in lines)
 
 
 def _check_near(points: list[dict]) -> None:
