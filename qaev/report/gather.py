@@ -51,7 +51,8 @@ class Point:
     how many times faster than the float model it ran, measured side by side at the end
     of the search (front.json's ``host_latency`` says how), or None. ``sizes`` is
     front.json's (``bit_count_mb``, ``file_mb``, ``x_smaller``; empty for runs written
-    before it).
+    before it). ``near``: a point the front keeps although another point beats it, by less
+    than its drop's standard error (:meth:`~qaev.evaluation.scoring.Scoring.front`).
     """
 
     id: str
@@ -64,6 +65,7 @@ class Point:
     host_latency_ms: float | None = None
     host_speedup: float | None = None
     sizes: dict = field(default_factory=dict)
+    near: bool = False
 
     @property
     def total_bytes(self) -> int:
@@ -213,7 +215,7 @@ def gather(run_dir: str | Path, *, model: str | Path | None = None) -> ReportDat
                             exported=(run_dir / "models" / f"{p['id']}.onnx").is_file(),
                             rows=_rows(layers, config, table, memo) if layers is not None else [],
                             host_latency_ms=p.get("host_latency_ms"), host_speedup=p.get("host_speedup"),
-                            sizes=dict(p.get("sizes") or {})))
+                            sizes=dict(p.get("sizes") or {}), near=bool(p.get("near"))))
     if layers is not None:
         layer_names = [layer.name for layer in layers]
     else:

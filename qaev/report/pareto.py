@@ -3,8 +3,8 @@
 Each panel puts the later objective on x and the earlier one on y (with the default
 objectives: size on x, accuracy drop on y) and shows:
 
-* the front points (joined by a step line with two objectives), exported points ringed
-  red, the recommended point ringed green;
+* the front points (joined by a step line with two objectives), the points kept near the
+  front hollow, exported points ringed red, the recommended point ringed green;
 * the float model as a star when it lies among the points, else as a dashed reference line
   at its value of the objective that stays on the axes (its other value in the legend);
 * on an ``acc_drop`` axis: the tolerance as a dotted line, and the points past
@@ -154,10 +154,14 @@ def _panel(ax, data: ReportData, values: np.ndarray, yi: int, xi: int | None) ->
     x = values[:, xi] if xi is not None else np.arange(len(values), dtype=float)
     y = values[:, yi]
     far = _focus(ax, y, tolerance) if names[yi] == "acc_drop" else np.zeros(len(y), bool)
+    near = np.array([p.near for p in data.points], bool)
     if len(names) == 2 and len(x):
-        order = np.argsort(x, kind="stable")
+        order = [i for i in np.argsort(x, kind="stable") if not near[i]]
         ax.step(x[order], y[order], where="post", color="tab:blue", alpha=0.35, lw=1)
-    ax.scatter(x[~far], y[~far], s=28, color="tab:blue", zorder=3, label="front point")
+    ax.scatter(x[~far & ~near], y[~far & ~near], s=28, color="tab:blue", zorder=3, label="front point")
+    if (near & ~far).any():
+        ax.scatter(x[near & ~far], y[near & ~far], s=28, facecolors="none", edgecolors="tab:blue", zorder=3,
+                   label="near the front (beaten by less than its standard error)")
     _far_marks(ax, x, far, y, tolerance)
     _rings(ax, data, x, y, far)
     _baselines(ax, data, names[xi] if xi is not None else None, names[yi])

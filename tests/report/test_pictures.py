@@ -93,3 +93,13 @@ def test_a_narrow_size_range_still_gets_ratios_on_the_compression_scale():
     fig, ax = _draw(_data([0.0, 0.5, 1.0], [4.06, 4.04, 4.02]))
     labels = [t.get_text() for t in ax.child_axes[0].get_xticklabels()]
     assert len(labels) >= 2 and all(label.endswith("x") for label in labels)
+
+
+def test_a_point_near_the_front_is_drawn_hollow_off_the_step_line():
+    data = _data([0.0, 0.3, 0.2, 1.0], [10, 8, 6, 4], recommended="p02")
+    data.points[1].near = True  # 8 MB at 0.3: beaten by the 6 MB point at 0.2
+    _, ax = _draw(data)
+    step = next(line for line in ax.get_lines() if 10 in set(np.asarray(line.get_xdata(), float)))
+    assert set(np.asarray(step.get_xdata(), float)) == {10, 6, 4}
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("near the front") for t in legend)
