@@ -69,12 +69,18 @@ class Samples:
         feeds.update({k: (v[chunk] if idx is None else v[chunk][idx]) for k, v in self.side.items()})
         return feeds
 
+    @property
+    def one_version(self) -> bool:
+        """Whether the main input has one version (before any quantized block: the float
+        and quantized values are the same tensors)."""
+        return all(fp is q for fp, q in zip(self.fp, self.q))
+
     def mixed(self, at: tuple[int, object], mix: float, gen) -> dict:
         """Feeds of a step batch whose main input takes each element from the float model
         with probability ``mix``, else from the quantized one (QDrop)."""
         torch = require_torch()
         chunk, idx = at
-        if self.fp[chunk] is self.q[chunk]:  # before any quantized block: one version
+        if self.one_version:
             return self._feeds(chunk, idx, self.q[chunk][idx])
         fp, q = self.fp[chunk][idx], self.q[chunk][idx]
         if mix > 0:

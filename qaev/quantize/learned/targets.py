@@ -26,7 +26,7 @@ def fit_targets(bq: BlockQuantizer, samples: Samples, chain: tuple, target: str)
     """The block outputs ``bq`` is read against on every sample (chunks): ``chain`` (the
     float model's, :meth:`BlockQuantizer.float_outputs`) for ``float``, the float block on
     the quantized inputs for ``own``."""
-    if target == "float" or all(fp is q for fp, q in zip(samples.fp, samples.q)):
+    if target == "float" or samples.one_version:
         return chain
     with require_torch().no_grad():
         return bq.float_outputs(samples, quantized=True)[0]
