@@ -409,7 +409,7 @@ def reported(result: MethodResult, names) -> list[Point]:
     if not result.method.startswith("qaev") or "acc_drop" not in names:
         return [ok[i] for i in strict]
     slack = [NEAR_Z * p.extra["drop_se"] if p.extra.get("drop_se") is not None else 0.0 for p in ok]
-    kept = near_front(F, slack, drop=list(names).index("acc_drop"), most=len(strict))
+    kept = near_front(F, slack, drop=list(names).index("acc_drop"))
     return [ok[i] if i in strict else replace(ok[i], extra={**ok[i].extra, "near": True}) for i in kept]
 
 

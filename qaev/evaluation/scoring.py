@@ -91,5 +91,4 @@ class Scoring:
         if self.near <= 0 or "acc_drop" not in self.objectives:
             return [chosen[i] for i in non_dominated(F)]
         slack = [self.near * r.drop_se if r.drop_se is not None and r.final else 0.0 for r in chosen]
-        strict = len(non_dominated(F))
-        return [chosen[i] for i in near_front(F, slack, drop=self.objectives.index("acc_drop"), most=strict)]
+        return [chosen[i] for i in near_front(F, slack, drop=self.objectives.index("acc_drop"))]

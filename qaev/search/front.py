@@ -34,12 +34,13 @@ def near_front(F: np.ndarray, slack: Sequence[float], *, drop: int, most: int | 
     other column whose column ``drop`` is lower by ``slack`` or more (a row's slack: its
     drop's noise, e.g. one standard error; rows whose slack is not positive are never
     added). Those are the points the measurement cannot tell from the front: a smaller point
-    that read lucky dominates them on its one reading. At most ``most`` of them are added,
-    the nearest first (least gap in units of their slack), and none whose every cost is
-    within :data:`SAME_COST` of a row already kept that has no higher drop (a copy of a
-    kept point at the same size is no fallback for it)."""
+    that read lucky dominates them on its one reading. At most ``most`` of them are added
+    (default: as many as the front has), the nearest first (least gap in units of their
+    slack), and none whose every cost is within :data:`SAME_COST` of a row already kept that
+    has no higher drop (a copy of a kept point at the same size is no fallback for it)."""
     F, slack = np.asarray(F, float), np.asarray(slack, float)
     strict = non_dominated(F)
+    most = len(strict) if most is None else most
     if len(F) == 0 or most == 0:
         return strict
     costs = [k for k in range(F.shape[1]) if k != drop]
@@ -52,7 +53,7 @@ def near_front(F: np.ndarray, slack: Sequence[float], *, drop: int, most: int | 
             candidates.append((gap / slack[i], i))
     kept = list(strict)
     for _, i in sorted(candidates):
-        if most is not None and len(kept) - len(strict) >= most:
+        if len(kept) - len(strict) >= most:
             break
         same = np.all(np.abs(F[kept][:, costs] - F[i, costs]) <= SAME_COST * np.abs(F[i, costs]), axis=1)
         if not np.any(same & (F[kept, drop] <= F[i, drop])):
