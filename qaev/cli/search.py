@@ -14,6 +14,7 @@ from qaev.cli.helptext import GroupedCommand
 from qaev.cli.options import bit_list, csv_list, data_options, nbits_accuracy_option
 from qaev.cli.progress import legend_text, make_progress
 from qaev.config_io import load_layer_settings
+from qaev.evaluation.scoring import NEAR_Z
 from qaev.evaluation.staging import Finish, Staging
 from qaev.model.session import ORT_LEVELS
 from qaev.runtime.parallel import check_run_options
@@ -196,6 +197,11 @@ def _run_options(func):
                           "whatever the end's re-measuring leaves; measured on the validation split); front.json's "
                           "`recommended.refined` names the rebuilt point unless it measured worse on the validation "
                           "split, and `qaev export RUN --point recommended` writes it."),
+        click.option("--near", type=click.FloatRange(min=0), default=NEAR_Z, show_default=True, metavar="Z",
+                     help="The front also keeps the points it beats by less than Z standard errors of their drop "
+                          "(at most as many as it has; re-measured and validated like the front, so the choice on "
+                          "the validation split can fall back on them; each costs one re-measuring); 0: the "
+                          "non-dominated points alone."),
         click.option("--quiet", is_flag=True, help="Print only the final summary line."),
         click.option("--json-progress", is_flag=True,
                      help="One JSON object per generation on stdout instead of the bar."),
@@ -222,7 +228,7 @@ SECTIONS = (
     ("Search space", ("w_bits", "acts", "granularity", "calibrations", "roundings", "bias_correction", "weight_range",
                       "symmetry", "nbits_accuracy", "exclude", "freeze")),
     ("Search", ("algorithm", "pop", "generations", "time_minutes", "sensitivity_spec", "predictor", "staged",
-                "screen_on", "refine")),
+                "screen_on", "refine", "near")),
     ("Evaluation", ("ort_level", "workers", "dask_address", "timeout")),
     ("Run directory and output", ("out", "resume", "force", "quiet", "json_progress")),
 )
@@ -256,7 +262,7 @@ SECTIONS = (
 @_run_options
 def search(model, problem, hardware, objectives, algorithm, pop, generations, time_minutes, validation, out, resume,
            force, workers, dask_address, timeout, ort_level, staged, screen_on, sensitivity_spec, predictor, refine,
-           quiet, json_progress, **kwargs) -> None:
+           near, quiet, json_progress, **kwargs) -> None:
     """Search per-layer quantization; write the Pareto front to a run directory.
 
     The front is re-measured on the exported models; `recommended` in front.json is the
@@ -289,7 +295,7 @@ def search(model, problem, hardware, objectives, algorithm, pop, generations, ti
                                            staging=Staging(finish=staged, simulate=simulate) if staged else None),
                    search=SearchSettings(algorithm=algorithm, pop=pop, generations=generations, seed=seed,
                                          sensitivity=None if sensitivity_spec == "none" else sensitivity_spec,
-                                         time_minutes=time_minutes, predictor=predictor, refine=refine),
+                                         time_minutes=time_minutes, predictor=predictor, refine=refine, near=near),
                    preset=preset.name)
     out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     outcome = run_search(spec, out=out, progress=progress, resume=resume, force=force, workers=workers,

@@ -141,8 +141,9 @@ def prepare_run_dir(out: Path, settings: dict, *, resume: bool, force: bool) -> 
 
 
 #: Settings a resumed run may change (a longer search; whether the end rebuilds the
-#: recommended point, which changes nothing the search measured).
-RESUMABLE = ("spec.search.generations", "spec.search.time_minutes", "spec.search.refine")
+#: recommended point, or which measured points the front keeps: they change nothing the
+#: search measured).
+RESUMABLE = ("spec.search.generations", "spec.search.time_minutes", "spec.search.refine", "spec.search.near")
 #: Settings added since runs were first written, with the value that ran before they existed
 #: (what a run directory that lacks one is taken to have).
 ADDED = {"spec.search.predictor": json.dumps(False)}

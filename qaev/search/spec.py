@@ -19,6 +19,7 @@ from qaev.config import CalibMethod, Granularity, Rounding, ScaleRule, WeightRan
 from qaev.data.parts import Parts
 from qaev.data.tasks import DataOptions
 from qaev.errors import ConfigError
+from qaev.evaluation.scoring import NEAR_Z
 from qaev.evaluation.staging import Staging
 from qaev.model.session import ORT_LEVELS
 
@@ -207,6 +208,9 @@ class SearchSettings:
             problem allows it (acc_drop an objective, every other one computed, not measured).
         refine: rebuild the recommended point with block reconstruction at the end (needs
             PyTorch; :mod:`qaev.runtime.refining`), within ``time_minutes`` when that is set.
+        near: the front also keeps the points it beats by less than this many standard
+            errors of their drop (:attr:`qaev.evaluation.scoring.Scoring.near`; 0: the
+            non-dominated points alone).
     """
 
     algorithm: str = "auto"
@@ -218,6 +222,7 @@ class SearchSettings:
     time_minutes: float | None = None
     predictor: bool = PREDICTOR_DEFAULT
     refine: bool = False
+    near: float = NEAR_Z
 
     def __post_init__(self) -> None:
         if self.algorithm not in ("auto", "nsga2", "nsga3"):
@@ -234,6 +239,8 @@ class SearchSettings:
         if self.time_minutes is not None and not (isinstance(self.time_minutes, (int, float))
                                                   and 0 < self.time_minutes < float("inf")):
             raise ConfigError(f"time: expected a positive number of minutes, got {self.time_minutes!r}")
+        if isinstance(self.near, bool) or not (isinstance(self.near, (int, float)) and 0 <= self.near < float("inf")):
+            raise ConfigError(f"near: expected a non-negative number of standard errors, got {self.near!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -172,3 +172,29 @@ def test_a_bad_freeze_file_is_refused_by_file_and_selector(tmp_path, capsys, tex
     assert main(["search", "--pop", "6", "--generations", "1", "--freeze", str(frozen), "--out",
                  str(tmp_path / "run"), "--quiet"]) == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_near_zero_keeps_the_front_alone_and_a_resume_may_change_it(tmp_path, capsys):
+    out = tmp_path / "run"  # a run whose front beats one of its points by less than its standard error
+    args = ["search", "--pop", "12", "--generations", "3", "--seed", "1", "--out", str(out), "--quiet"]
+    assert main(args + ["--near", "0"]) == 0
+    strict = json.loads((out / "front.json").read_text())["points"]
+    assert strict and not any(p.get("near") for p in strict)
+    assert json.loads((out / "settings.json").read_text())["spec"]["search"]["near"] == 0
+    first = (out / "evaluations.jsonl").read_text()
+    assert main(args + ["--resume"]) == 0  # the default, one standard error
+    assert (out / "evaluations.jsonl").read_text() == first
+    points = json.loads((out / "front.json").read_text())["points"]
+    assert [p["id"] for p in points if not p.get("near")] == [p["id"] for p in strict]
+    assert any(p.get("near") for p in points)
+    capsys.readouterr()
+    assert main(args + ["--resume", "--near", "-1"]) == 2
+    assert "--near" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("near", [-1, "one", True, float("inf")])
+def test_a_settings_file_with_a_bad_near_names_the_field(near):
+    from qaev.search.spec import RunSpec
+
+    with pytest.raises(ConfigError, match="near: expected a non-negative number"):
+        RunSpec.from_dict({"source": {"problem": "digits", "options": {}}, "search": {"near": near}})
