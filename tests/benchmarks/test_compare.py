@@ -1,4 +1,5 @@
 """benchmarks/compare.py on digits: every method, one budget, figures from the test split."""
+import importlib
 import json
 
 import numpy as np
@@ -13,6 +14,26 @@ from tests.paths import load_benchmark
 @pytest.fixture(scope="module")
 def compare():
     return load_benchmark("compare")
+
+
+def _part(name: str):
+    """A module of the comparison package beside the script (importable once it is loaded)."""
+    return importlib.import_module(f"comparison.{name}")
+
+
+@pytest.fixture(scope="module")
+def methods(compare):
+    return _part("methods")
+
+
+@pytest.fixture(scope="module")
+def readings(compare):
+    return _part("readings")
+
+
+@pytest.fixture(scope="module")
+def tables(compare):
+    return _part("tables")
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +129,14 @@ def test_allocation_baselines_run_once_per_activation_setting(compare, tmp_path)
 
 
 @pytest.mark.parametrize("split", ["validation", "search"])
-def test_smallest_point_within_a_limit_is_chosen_on_the_validation_split(compare, run, split):
+def test_smallest_point_within_a_limit_is_chosen_on_the_validation_split(tables, run, split):
     doc, _ = run
     if split == "search":  # a compare.json without validation readings (--validation 0, or before them)
         doc = json.loads(json.dumps(doc))
         for m in doc["methods"]:
             for r in m["points"]:
                 del r["validation"]
-    rows = compare.smallest_within(doc, 1.0)
+    rows = tables.smallest_within(doc, 1.0)
     assert [r["method"] for r in rows] == [m["method"] for m in doc["methods"]]
     chosen_elsewhere = 0
     for row, m in zip(rows, doc["methods"]):
@@ -142,11 +163,11 @@ def _qaev_drops(doc: dict, *, chosen: float, test: float) -> dict:
     return doc
 
 
-def test_the_seeds_summary_sets_qaevs_choice_against_the_largest_baseline_choice_that_holds_on_test(compare, run,
-                                                                                                    capsys):
+def test_the_seeds_summary_sets_qaevs_choice_against_the_largest_baseline_choice_that_holds_on_test(compare, tables,
+                                                                                                    run, capsys):
     doc, _ = run
     tolerance = 1.0
-    chosen = {r["method"]: r["point"] for r in compare.smallest_within(doc, tolerance)}
+    chosen = {r["method"]: r["point"] for r in tables.smallest_within(doc, tolerance)}
     held = {m: p for m, p in chosen.items()
             if not m.startswith("qaev") and p is not None and p["test_drop"] <= tolerance}
     assert held, "no baseline's choice holds on test: the summary has nothing to compare"
@@ -162,11 +183,11 @@ def test_the_seeds_summary_sets_qaevs_choice_against_the_largest_baseline_choice
     assert "(beyond)" in out and "2 run(s)" in out and "1 run(s) without a ratio" in out, out
 
 
-def test_test_split_measures_the_same_on_several_threads(compare):
+def test_test_split_measures_the_same_on_several_threads(compare, readings):
     setup = compare.build_setup("digits", objectives=("acc_drop", "size_mb"), hardware=None, seed=0)
     points = [p for p in compare.run_method(setup, "random", budget=8, seed=0, pop=None).points if p.ok]
     points += compare.run_method(setup, "ort_tools", budget=8, seed=0, pop=None).points  # models, not configs
-    one, two = compare.TestSplit(setup), compare.TestSplit(setup, workers=2)
+    one, two = readings.TestSplit(setup), readings.TestSplit(setup, workers=2)
     two.measure_all(points + points[:3])  # repeats measured once
     assert two.count == len({one._key(p) for p in points}) and two.count >= 8
     assert {one._key(p): one.measure(p) for p in points} == two.memo
@@ -186,14 +207,15 @@ def test_a_timed_run_gives_each_method_the_same_wall_time_and_the_default_space(
     assert doc["env"]["time_minutes"] == 0.05 and doc["env"]["searched_space"]["roundings"] == ["gptq"]
 
 
-def test_the_timed_qaev_run_is_bounded_by_the_default_tolerance_as_qaev_search_is(compare, tmp_path, monkeypatch):
-    seen, real = {}, compare.qaev_default
+def test_the_timed_qaev_run_is_bounded_by_the_default_tolerance_as_qaev_search_is(compare, methods, tmp_path,
+                                                                                 monkeypatch):
+    seen, real = {}, methods.qaev_default
 
     def spy(problem, **options):
         seen["constraints"] = problem.constraints
         return real(problem, **options)
 
-    monkeypatch.setattr(compare, "qaev_default", spy)
+    monkeypatch.setattr(methods, "qaev_default", spy)
     assert compare.main(["--problem", "digits", "--time", "0.02", "--methods", "qaev_default",
                          "--test-workers", "1", "--out", str(tmp_path / "t")]) == 0
     assert seen["constraints"] == {"max_drop": 1.0}  # top-1: the tolerance qaev search recommends within
@@ -244,14 +266,14 @@ def test_a_rebuild_that_measures_worse_on_validation_is_not_reported(compare, tm
     assert method["notes"][-2].endswith("not shipped")
 
 
-def test_qaev_hands_over_its_near_points_and_a_baseline_its_front_alone(compare):
+def test_qaev_hands_over_its_near_points_and_a_baseline_its_front_alone(readings):
     from qaev.baselines.result import MethodResult, Point
 
     # a 6 MB point that read lucky beats an 8 MB one by 0.3 (under its 0.4 standard error) and a 9 MB one by 1.5
     points = tuple(Point(label=f"p{i}", objectives={"acc_drop": d, "size_mb": s}, metric=80.0 - d, key=f"k{i}",
                          extra={"drop_se": 0.4}) for i, (d, s) in enumerate([(0.0, 6.0), (0.3, 8.0), (1.5, 9.0)]))
     names = ["acc_drop", "size_mb"]
-    ours = compare.reported(MethodResult(method="qaev_default", points=points, evaluations=3, wall_s=1.0), names)
+    ours = readings.reported(MethodResult(method="qaev_default", points=points, evaluations=3, wall_s=1.0), names)
     assert [(p.label, p.extra.get("near", False)) for p in ours] == [("p0", False), ("p1", True)]
-    theirs = compare.reported(MethodResult(method="greedy", points=points, evaluations=3, wall_s=1.0), names)
+    theirs = readings.reported(MethodResult(method="greedy", points=points, evaluations=3, wall_s=1.0), names)
     assert [p.label for p in theirs] == ["p0"]

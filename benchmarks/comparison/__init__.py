@@ -1,0 +1,2 @@
+"""The pieces of ``benchmarks/compare.py``: the splits, the methods, the test readings and
+the tables."""
