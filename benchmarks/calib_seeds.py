@@ -53,7 +53,8 @@ def common_set(problem: str, parts_by_seed: dict):
     return first.full.subset(keep)
 
 
-def main(argv=None) -> dict:
+def _parser() -> argparse.ArgumentParser:
+    """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problem", default="efficientnet-lite0")
     parser.add_argument("--seeds", default="0,1", help="data-split seeds (comma list)")
@@ -75,7 +76,11 @@ def main(argv=None) -> dict:
                              "inputs of the layers before (in graph order)")
     parser.add_argument("--freeze", type=Path, default=None,
                         help="a YAML of layer settings that replace the recipe's (as `qaev quantize --freeze`)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> dict:
+    args = _parser().parse_args(argv)
     frozen = load_layer_settings(args.freeze) if args.freeze is not None else None
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     layer = replace(layer_config_from(w_bits=args.w_bits, a_bits=args.a_bits, per_channel=not args.per_tensor,

@@ -40,7 +40,8 @@ from qaev.model.session import make_session
 CONTROL = "float again (control)"
 
 
-def main(argv=None) -> dict:
+def _parser() -> argparse.ArgumentParser:
+    """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problem", default="minilm-l6-stsb")
     parser.add_argument("--calib", type=int, default=None, help="calibration samples (default: the problem's)")
@@ -52,6 +53,27 @@ def main(argv=None) -> dict:
     parser.add_argument("--control", action="store_true",
                         help="also measure a copy of the float model (the noise floor of the speed-ups)")
     parser.add_argument("--profile", action="store_true", help="kernel time per operator type, largest batch")
+    return parser
+
+
+def _models(parts, widths: list[int], files: list[Path], *, control: bool) -> dict[str, onnx.ModelProto]:
+    """The models to measure: float, the dynamic-int8 model of each weight width, the ``--model``
+    files, then (with ``--control``) a copy of the float model."""
+    quantizer = Quantizer.calibrated(parts.model, parts.calib)
+    models: dict[str, onnx.ModelProto] = {"float": parts.model.proto}
+    for bits in widths:
+        cfg = uniform_config(quantizer.layers, LayerConfig(w_bits=bits, act=ActMode.DYNAMIC,
+                                                           granularity=Granularity.PER_CHANNEL))
+        models[f"dynamic int8, {bits}-bit weights"] = quantizer.build(cfg)
+    for path in files:
+        models[path.name] = onnx.load(str(path))
+    if control:
+        models[CONTROL] = onnx.ModelProto.FromString(parts.model.proto.SerializeToString())
+    return models
+
+
+def main(argv=None) -> dict:
+    parser = _parser()
     args = parser.parse_args(argv)
     try:
         widths = [int(b) for b in args.w_bits.split(",") if b]
@@ -68,16 +90,7 @@ def main(argv=None) -> dict:
           f"all figures measured in this run")
     parts = problem_parts(args.problem, **({"calib": args.calib} if args.calib else {}))
     data, split = (parts.test, "test split") if parts.test is not None else (parts.eval, "evaluation split")
-    quantizer = Quantizer.calibrated(parts.model, parts.calib)
-    models: dict[str, onnx.ModelProto] = {"float": parts.model.proto}
-    for bits in widths:
-        cfg = uniform_config(quantizer.layers, LayerConfig(w_bits=bits, act=ActMode.DYNAMIC,
-                                                           granularity=Granularity.PER_CHANNEL))
-        models[f"dynamic int8, {bits}-bit weights"] = quantizer.build(cfg)
-    for path in args.model:
-        models[path.name] = onnx.load(str(path))
-    if args.control:
-        models[CONTROL] = onnx.ModelProto.FromString(parts.model.proto.SerializeToString())
+    models = _models(parts, widths, args.model, control=args.control)
     test = Evaluator(parts.model, data, metric=parts.metric)
     print(f"metric and samples from the problem's {split} ({len(data)} items)")
     result = {"problem": args.problem, "split": split, "onnxruntime": ort.__version__, "models": {}}

@@ -40,6 +40,12 @@ from qaev.quantize import Quantizer, uniform_config
 from qaev.quantize.learned.reconstruct import OUTPUT_LOSSES, STARTS, ReconstructOptions
 from qaev.quantize.learned.targets import TARGETS
 
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by file path (the tests): the learning package
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from learning.checks import interpreter_check, layer_speed_check  # noqa: E402
+from learning.summary import halves, read_rows, summary  # noqa: E402
+from learning.summary import machines_line, variant_of  # noqa: E402, F401 - the tests read them from this script
+
 
 def _base(act: str) -> LayerConfig:
     mode = {"float": "float", "a8": "static"}[act]
@@ -78,6 +84,25 @@ def _method(name: str, quantizer, config, args, seed: int, output_loss: str):
                               for b in result.blocks]}
 
 
+def _methods(args) -> list[str]:
+    """The methods to measure, ``block`` once per ``--iters`` count (``block:N``)."""
+    methods = [m for m in args.methods.split(",") if m != "block"]
+    if "block" in args.methods.split(","):
+        methods += [f"block:{n}" for n in args.iters.split(",")]
+    return methods
+
+
+def _print_row(row: dict) -> None:
+    """One measurement's lines: its drop and fitting time, then its calibration reading and per-block errors."""
+    print(f"{row['seed']:4d} {row['acts']:5s} {row['method']:12s} {row['drop']:+7.2f} +-{row['se']:4.2f} "
+          f"{row['fit_min']:7.1f} min ({row['fit_cpu_min']:.1f} cpu)", flush=True)
+    if row.get("calib_kl") is not None:
+        print(f"       on its calibration samples: drop {row['calib_drop']:+.2f}, KL {row['calib_kl']:.1f} "
+              f"millinats (evaluation samples: {1000 * np.mean(row['kl_items']):.1f})")
+    for i, (c, e) in enumerate(row.get("per_block", ())):
+        print(f"       block {i + 1:2d}: calibration {c:.4g}  evaluation {e:.4g}  ratio {e / c:.2f}")
+
+
 def measure(args) -> list[dict]:
     import logging
 
@@ -87,9 +112,7 @@ def measure(args) -> list[dict]:
     logging.basicConfig(format="    %(message)s", stream=sys.stdout)
     logging.getLogger("qaev.learned").setLevel(logging.INFO)
     rows, machine = [], machine_fields(args.threads)
-    methods = [m for m in args.methods.split(",") if m != "block"]
-    if "block" in args.methods.split(","):
-        methods += [f"block:{n}" for n in args.iters.split(",")]
+    methods = _methods(args)
     for seed in [int(s) for s in args.seeds.split(",")]:
         parts = problem_parts(args.problem, seed=seed, calib=args.calib)
         quantizer = Quantizer.calibrated(parts.model, parts.calib)
@@ -128,13 +151,7 @@ def measure(args) -> list[dict]:
                 if args.per_block:
                     row["per_block"] = per_block_errors(parts, quantizer.layers, model, float_outputs)
                 rows.append(row)
-                print(f"{seed:4d} {act:5s} {name:12s} {drop:+7.2f} +-{se:4.2f} {fit_s / 60:7.1f} min "
-                      f"({fit_cpu / 60:.1f} cpu)", flush=True)
-                if row.get("calib_kl") is not None:
-                    print(f"       on its calibration samples: drop {row['calib_drop']:+.2f}, KL {row['calib_kl']:.1f} "
-                          f"millinats (evaluation samples: {1000 * np.mean(row['kl_items']):.1f})")
-                for i, (c, e) in enumerate(row.get("per_block", ())):
-                    print(f"       block {i + 1:2d}: calibration {c:.4g}  evaluation {e:.4g}  ratio {e / c:.2f}")
+                _print_row(row)
                 if args.json:
                     with open(args.json, "a") as f:
                         f.write(json.dumps(row) + "\n")
@@ -221,210 +238,6 @@ def per_block_errors(parts, layers, model, float_outputs: dict) -> list[tuple[fl
     return list(zip(*errors))
 
 
-def _variant(row: dict) -> str:
-    """A row's variant: its ``label`` (from ``--summary LABEL=FILE``), else its method and
-    the learning options it ran with where they are not the defaults."""
-    if row.get("label"):
-        return row["label"]
-    data = (["mirror"] if row.get("mirror") else []) + (["ends8"] if row.get("ends_8bit") else [])
-    if not row["method"].startswith("block"):  # the learning options name block reconstruction's variants only
-        return "/".join([row["method"], *data])
-    defaults = ReconstructOptions()
-    tags = [row.get("output_loss", "mse")] if row.get("output_loss", "mse") != "mse" else []
-    tags += [f"start={row['start']}"] if row.get("start", defaults.start) != defaults.start else []
-    tags += [f"reg={row['reg_weight']:g}"] if row.get("reg_weight", defaults.reg_weight) != defaults.reg_weight else []
-    tags += ["scale"] if row.get("learn_scale", defaults.learn_scale) != defaults.learn_scale else []
-    tags += [f"mix={row['mix']:g}"] if row.get("mix", defaults.mix) != defaults.mix else []
-    tags += [f"layers={row['max_layers']}"] if row.get("max_layers", defaults.max_layers) != defaults.max_layers else []
-    tags += [f"anchor={row['anchor']:g}"] if row.get("anchor", defaults.anchor) != defaults.anchor else []
-    tags += [f"holdout={row['holdout']:g}"] if row.get("holdout") else []
-    tags += [f"target={row['target']}"] if row.get("target", "float") != "float" else []
-    tags += [f"learn-seed={row['learn_seed']}"] if row.get("learn_seed") is not None else []
-    return "/".join([row["method"], *tags, *data])
-
-
-def _paired(rows: list[dict], act: str, a: str, b: str, field: str = "items") -> dict[int, np.ndarray]:
-    """Per seed, variant ``b``'s per-item drops (or another per-item ``field``) minus
-    ``a``'s (seeds where both have them)."""
-    by_seed: dict = {}
-    for r in rows:
-        if r["acts"] == act and r.get(field) and _variant(r) in (a, b):
-            by_seed.setdefault(r["seed"], {})[_variant(r)] = np.array(r[field])
-    return {seed: v[b] - v[a] for seed, v in sorted(by_seed.items()) if len(v) == 2 and len(v[a]) == len(v[b])}
-
-
-def _mean_se(parts: list[np.ndarray]) -> tuple[float, float]:
-    """Mean over seeds of each seed's mean, with the combined standard error."""
-    return (float(np.mean([d.mean() for d in parts])),
-            float(np.sqrt(sum(d.var() / len(d) for d in parts))) / len(parts))
-
-
-def _variant_pairs(rows: list[dict]):
-    keys = list(dict.fromkeys((r["acts"], _variant(r)) for r in rows))
-    return keys, [(act, a, b) for i, (act, a) in enumerate(keys) for act_b, b in keys[i + 1:] if act_b == act]
-
-
-def summary(rows: list[dict]) -> None:
-    """Mean drop over seeds per (acts, method), with the combined paired standard error (and
-    the mean per-item NLL and KL of :func:`class_score_losses`, in millinats, where the rows
-    carry them); then, for two variants measured with per-item drops on the same seeds, their
-    mean difference with its paired standard error (the same evaluation items for both), and
-    the same for the NLL and KL."""
-    print(f"{'acts':5s} {'method':16s} {'seeds':>5s} {'mean drop':>10s} {'se':>5s} {'fit min':>8s}"
-          f" {'NLL mnat':>9s} {'KL mnat':>8s}")
-    keys, pairs = _variant_pairs(rows)
-    for act, variant in keys:
-        sel = [r for r in rows if r["acts"] == act and _variant(r) == variant]
-        mean = float(np.mean([r["drop"] for r in sel]))
-        se = float(np.sqrt(sum(r["se"] ** 2 for r in sel))) / len(sel)
-        minutes = np.mean([r["fit_min"] for r in sel])
-        losses = "".join(f" {1000 * np.mean([np.mean(r[f]) for r in sel]):{w}.1f}" if all(r.get(f) for r in sel)
-                         else f" {'':>{w}s}" for f, w in (("nll_items", 9), ("kl_items", 8)))
-        print(f"{act:5s} {variant:16s} {len(sel):5d} {mean:+10.2f} {se:5.2f} {minutes:8.1f}{losses}")
-    for act, a, b in pairs:
-        diffs = list(_paired(rows, act, a, b).values())
-        if diffs:
-            mean, se = _mean_se(diffs)
-            print(f"{act:5s} {b} - {a}: {mean:+.2f} +-{se:.2f} paired, {len(diffs)} seed(s) "
-                  f"({', '.join(f'{d.mean():+.2f}' for d in diffs)}); items {b} gets wrong / right where {a} "
-                  f"does not, per seed: {', '.join(f'{(d > 0).sum()}/{(d < 0).sum()}' for d in diffs)}")
-        for field, unit in (("nll_items", "true-class NLL"), ("kl_items", "KL from float")):
-            diffs = list(_paired(rows, act, a, b, field).values())
-            if diffs:
-                mean, se = _mean_se([1000 * d for d in diffs])
-                print(f"{act:5s} {b} - {a}: {unit} {mean:+.1f} +-{se:.1f} millinats paired, {len(diffs)} seed(s) "
-                      f"({', '.join(f'{1000 * d.mean():+.1f}' for d in diffs)}); lower on "
-                      f"{', '.join(f'{(d < 0).mean():.0%}' for d in diffs)} of the items")
-    print(machines_line(rows))
-
-
-def machines_line(rows: list[dict]) -> str:
-    """Which machines and library versions the rows were measured with (a learned result
-    moves with the floating-point kernels it ran on), rows that did not record it counted."""
-    seen: dict[str, int] = {}
-    for r in rows:
-        m = r.get("machine")
-        name = ("not recorded" if m is None else
-                f"{m['cpu']}, torch {m['torch']} ({m.get('torch_cpu', '?')}), onnxruntime {m['onnxruntime']}")
-        seen[name] = seen.get(name, 0) + 1
-    return "measured on: " + "; ".join(f"{name} ({n} row{'s' if n > 1 else ''})" for name, n in seen.items())
-
-
-def halves(rows: list[dict]) -> None:
-    """Choose on one half, report on the other: each paired difference of :func:`summary`
-    on a seeded half of every seed's evaluation items (the half to choose a variant on) and
-    on the other half (the half to report the choice on)."""
-    for act, a, b in _variant_pairs(rows)[1]:
-        diffs = _paired(rows, act, a, b)
-        if not diffs:
-            continue
-        cut = {seed: np.random.default_rng(1000 + seed).permutation(len(d)) for seed, d in diffs.items()}
-        choose = _mean_se([d[cut[s][:len(d) // 2]] for s, d in diffs.items()])
-        report = _mean_se([d[cut[s][len(d) // 2:]] for s, d in diffs.items()])
-        print(f"{act:5s} {b} - {a}: choosing half {choose[0]:+.2f} +-{choose[1]:.2f}, "
-              f"reporting half {report[0]:+.2f} +-{report[1]:.2f}, {len(diffs)} seed(s)")
-
-
-def _read_rows(specs: list[str]) -> list[dict]:
-    """JSON lines of ``--json`` files, each given as FILE or LABEL=FILE (the label names
-    the file's rows' variant, for rows written before they recorded their options)."""
-    rows = []
-    for spec in specs:
-        label, _, path = spec.rpartition("=")  # no "=": ("", "", spec)
-        for line in Path(path).read_text().splitlines():
-            if line.strip():
-                rows.append(json.loads(line) | ({"label": label} if label else {}))
-    return rows
-
-
-def _timed(fn, repeat: int = 3) -> float:
-    """The fastest of ``repeat`` calls after one warm-up (other jobs share the machine);
-    called at once, so the closures below see the loop variables of their own pass."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def _onnx2torch_line(proto, feeds, ref) -> str:
-    """onnx2torch on the model as is and down-converted to opset 17 (if it is importable)."""
-    import torch
-
-    try:
-        import onnx2torch
-    except ImportError:
-        return "onnx2torch: not importable here"
-    from onnx import version_converter
-
-    out = []
-    for label, model in (("opset 21", proto), ("opset 17", version_converter.convert_version(proto, 17))):
-        try:
-            module = onnx2torch.convert(model)
-            args = [torch.from_numpy(np.array(feeds[i.name])) for i in model.graph.input if i.name in feeds]
-            with torch.no_grad():
-                got = module(*args)
-            got = (got[0] if isinstance(got, (list, tuple)) else got).numpy()
-            with torch.no_grad():
-                sec = _timed(lambda: module(*args))  # noqa: B023
-            out.append(f"{label}: max |diff| {np.abs(got - ref).max():.2e}, {sec * 1000:.0f} ms")
-        except Exception as exc:  # report whatever it raises
-            out.append(f"{label}: {type(exc).__name__}: {str(exc)[:120]}")
-    return "onnx2torch " + "; ".join(out)
-
-
-def interpreter_check(threads: int) -> None:
-    """Exactness and speed of the torch interpreter against ONNX Runtime (one batch each)."""
-    import torch
-
-    from qaev.model.session import make_session
-    from qaev.quantize.learned.torch_graph import TorchGraph
-
-    torch.set_num_threads(threads)
-    for name, batch in (("efficientnet-lite0", 8), ("minilm-l6-stsb", 16)):
-        parts = problem_parts(name, seed=0)
-        feeds = next(iter(parts.calib.batches(batch_size=batch)))
-        proto = parts.model.proto
-        session = make_session(proto, threads=threads)
-        ref = session.run(None, feeds)[0]
-        graph = TorchGraph(proto)
-        tensors = {k: torch.from_numpy(np.array(v)) for k, v in feeds.items()}
-        with torch.no_grad():
-            got = graph.run(tensors)[graph.outputs[0]].numpy()
-            fwd = _timed(lambda: graph.run(tensors))  # noqa: B023
-        weights = {k: v.clone().requires_grad_(True) for k, v in graph.constants.items() if v.dim() >= 2}
-        fwd_bwd = _timed(lambda: graph.run(tensors, weights=weights)[graph.outputs[0]].square().sum().backward(), 2)  # noqa: B023
-        ort_s = _timed(lambda: session.run(None, feeds))  # noqa: B023
-        print(f"{name} (batch {batch}, {threads} thread(s)): ours max |diff| {np.abs(got - ref).max():.2e} "
-              f"(output max {np.abs(ref).max():.3g}); ORT {ort_s * 1000:.0f} ms, ours forward {fwd * 1000:.0f} ms, "
-              f"forward+backward {fwd_bwd * 1000:.0f} ms")
-        print("   ", _onnx2torch_line(proto, feeds, ref))
-
-
-def layer_speed_check(threads: int) -> None:
-    """One AdaRound step on Lite0-like layer shapes: the Hessian form vs 4096-row minibatches."""
-    import torch
-
-    from qaev.quantize.learned.adaround import hessian_factor
-
-    torch.set_num_threads(threads)
-    rng = np.random.default_rng(0)
-    print(f"{'layer (inputs n, outputs R, calibration rows)':48s} {'hessian ms':>10s} {'rows ms':>8s}")
-    shapes = (("stem 3x3 (27, 32, 2.5M)", 27, 32, 2_508_800), ("expand 1x1 (112, 672, 39k)", 112, 672, 39_200),
-              ("project 1x1 (1152, 320, 9.8k)", 1152, 320, 9_800), ("classifier (1280, 1000, 200)", 1280, 1000, 200))
-    for label, n, r, rows in shapes:
-        x = rng.normal(size=(min(rows, 20_000), n)).astype(np.float32)
-        x64 = x.astype(np.float64)
-        factor = torch.from_numpy(hessian_factor((x64.T @ x64 / len(x))[None])[0])
-        w = torch.randn(r, n, requires_grad=True)
-        batch = torch.from_numpy(x[:4096])
-        hess = _timed(lambda: ((w @ factor).square().sum()).backward())  # noqa: B023
-        mini = _timed(lambda: ((w @ batch.T).square().sum() / len(batch)).backward())  # noqa: B023
-        print(f"{label:48s} {hess * 1000:10.2f} {mini * 1000:8.2f}")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The options, shared with ``benchmarks/layer_attribution.py``, which builds its models
     the same way."""
@@ -490,7 +303,7 @@ def main(argv=None) -> None:
     print(f"command: python benchmarks/learned_rounding.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     if args.summary is not None:
-        rows = _read_rows(args.summary)
+        rows = read_rows(args.summary)
         summary(rows)
         halves(rows) if args.halves else None
         return

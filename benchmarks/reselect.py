@@ -39,7 +39,8 @@ def candidates(run: Path, max_size_mb: float, top: int) -> list[dict]:
     return sorted(ok, key=lambda r: r["objectives"]["acc_drop"])[:top]
 
 
-def main(argv=None) -> dict:
+def _parser() -> argparse.ArgumentParser:
+    """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a qaev search run directory")
     parser.add_argument("--max-size-mb", type=float, default=None, help="size bound (default: the run's own)")
@@ -49,7 +50,28 @@ def main(argv=None) -> dict:
                         help="write the chosen point's file and measure it on test")
     parser.add_argument("--compact-names", action="store_true", help="with --export: short internal names in the file")
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def remeasured(problem: QuantizationProblem, records: list[dict], float_mb: float) -> list[dict]:
+    """One row per record, in order: its model rebuilt and measured on all of ``problem``'s
+    evaluation data (``wide_drop``) beside its search figures, each printed as it is measured."""
+    rows = []
+    for record in records:
+        start = time.perf_counter()
+        model = problem.quantizer.build(QuantConfig.from_dict(record["config"]))
+        wide = problem.evaluator.drop(problem.evaluator.measure(model).value)
+        rows.append({"key": record["key"], "size_mb": record["objectives"]["size_mb"],
+                     "compression": float_mb / record["objectives"]["size_mb"],
+                     "search_drop": record["objectives"]["acc_drop"], "wide_drop": wide, "model": model,
+                     "config": record["config"]})
+        print(f"  {record['key'][:12]}  {rows[-1]['compression']:6.2f}x  search drop {rows[-1]['search_drop']:+.2f}  "
+              f"on all {len(problem.evaluator.data)}: {wide:+.2f}  ({time.perf_counter() - start:.0f} s)")
+    return rows
+
+
+def main(argv=None) -> dict:
+    args = _parser().parse_args(argv)
     settings = json.loads((args.run / "settings.json").read_text())
     bound = args.max_size_mb if args.max_size_mb is not None else settings["constraints"].get("max_size_mb")
     if bound is None:
@@ -71,17 +93,7 @@ def main(argv=None) -> dict:
     print(f"re-measuring on {len(problem.evaluator.data)} search-data items "
           f"(float {problem.evaluator.float_value:.2f}); "
           f"test split {len(test.data)} items (float {test.float_value:.2f})")
-    rows = []
-    for record in chosen_from:
-        start = time.perf_counter()
-        model = problem.quantizer.build(QuantConfig.from_dict(record["config"]))
-        wide = problem.evaluator.drop(problem.evaluator.measure(model).value)
-        rows.append({"key": record["key"], "size_mb": record["objectives"]["size_mb"],
-                     "compression": float_mb / record["objectives"]["size_mb"],
-                     "search_drop": record["objectives"]["acc_drop"], "wide_drop": wide, "model": model,
-                     "config": record["config"]})
-        print(f"  {record['key'][:12]}  {rows[-1]['compression']:6.2f}x  search drop {rows[-1]['search_drop']:+.2f}  "
-              f"on all {len(problem.evaluator.data)}: {wide:+.2f}  ({time.perf_counter() - start:.0f} s)")
+    rows = remeasured(problem, chosen_from, float_mb)
     best = min(rows, key=lambda r: r["wide_drop"])
     best["test_drop"] = test.drop(test.measure(best["model"]).value)
     print(f"chosen: {best['key'][:12]}  {best['compression']:.2f}x  drop on the search data {best['wide_drop']:+.2f}, "

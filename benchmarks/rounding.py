@@ -42,7 +42,8 @@ from qaev.search.space import select_layers
 VARIANTS = ((Rounding.NEAREST, False), (Rounding.GPTQ, False), (Rounding.NEAREST, True), (Rounding.GPTQ, True))
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problem", default="digits")
     parser.add_argument("--eval", type=int, default=None, help="Evaluation samples (default: all).")
@@ -61,7 +62,26 @@ def main(argv=None) -> int:
     parser.add_argument("--codebook", action="store_true", help="At 2 bits, also a row with codebook embedding tables.")
     parser.add_argument("--asymmetric", action="store_true",
                         help="Asymmetric weight grids (all 2^b levels; symmetric ones use 2^b - 1).")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _statistics(parts, quantizer: Quantizer, samples: list[int], *, threads: int):
+    """The layer-input statistics from each number of leading calibration ``samples``: the first
+    layer that reads them (``probe``, whose rows are counted) and ``by_cap``, samples ->
+    (statistics, rows behind them, seconds to collect or load)."""
+    by_cap = {}
+    probe = next(layer for layer in quantizer.layers if supports_data_aware(layer))
+    for n in samples:
+        t0 = time.perf_counter()
+        inputs = LayerInputs(parts.model, quantizer.layers, parts.calib, max_samples=n, cache=quantizer.inputs.cache,
+                             threads=threads)
+        rows = inputs.get(probe).rows
+        by_cap[n] = (inputs, rows, time.perf_counter() - t0)
+    return probe, by_cap
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     parts = problem_parts(args.problem, calib=args.calib, eval=args.eval)
     data = getattr(parts, "test", None) or parts.eval
     split = "test" if getattr(parts, "test", None) is not None else "eval"
@@ -69,14 +89,7 @@ def main(argv=None) -> int:
     quantizer = Quantizer.calibrated(parts.model, parts.calib, threads=args.threads)
     calib_s = time.perf_counter() - t0
     samples = [int(n) for n in args.input_samples.split(",")] if args.input_samples else [MAX_SAMPLES]
-    by_cap = {}  # samples -> (statistics, rows behind them, seconds to collect or load)
-    probe = next(layer for layer in quantizer.layers if supports_data_aware(layer))
-    for n in samples:
-        t0 = time.perf_counter()
-        inputs = LayerInputs(parts.model, quantizer.layers, parts.calib, max_samples=n, cache=quantizer.inputs.cache,
-                             threads=args.threads)
-        rows = inputs.get(probe).rows
-        by_cap[n] = (inputs, rows, time.perf_counter() - t0)
+    probe, by_cap = _statistics(parts, quantizer, samples, threads=args.threads)
     evaluator = Evaluator(parts.model, data, metric=parts.metric, threads=args.threads)
     fp = evaluator.float_value
     print(f"command: python benchmarks/rounding.py {' '.join(argv if argv is not None else sys.argv[1:])}")

@@ -15,11 +15,11 @@ def _row(seed, items, **options):
 
 
 def test_variants_are_named_by_the_options_that_are_not_the_defaults():
-    assert bench._variant(_row(0, [0.0], output_loss="kl", start="gptq-bc", reg_weight=1000.0)) == "block:500/kl"
-    assert bench._variant(_row(0, [0.0], start="nearest", reg_weight=10.0)) == "block:500/start=nearest/reg=10"
-    assert bench._variant(_row(0, [0.0], start="nearest") | {"label": "old"}) == "old"
-    assert bench._variant(_row(0, [0.0], output_loss="kl") | {"method": "gptq"}) == "gptq"
-    assert bench._variant(_row(0, [0.0], mix=0.0, max_layers=6)) == "block:500/mix=0/layers=6"
+    assert bench.variant_of(_row(0, [0.0], output_loss="kl", start="gptq-bc", reg_weight=1000.0)) == "block:500/kl"
+    assert bench.variant_of(_row(0, [0.0], start="nearest", reg_weight=10.0)) == "block:500/start=nearest/reg=10"
+    assert bench.variant_of(_row(0, [0.0], start="nearest") | {"label": "old"}) == "old"
+    assert bench.variant_of(_row(0, [0.0], output_loss="kl") | {"method": "gptq"}) == "gptq"
+    assert bench.variant_of(_row(0, [0.0], mix=0.0, max_layers=6)) == "block:500/mix=0/layers=6"
 
 
 def test_labels_from_files_and_paired_halves(tmp_path, capsys):
@@ -29,7 +29,7 @@ def test_labels_from_files_and_paired_halves(tmp_path, capsys):
     worse = [r | {"items": r["items"][:-1] + [r["items"][-1] + 100.0]} for r in base]
     (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in base))
     (tmp_path / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in worse))
-    rows = bench._read_rows([f"first={tmp_path / 'a.jsonl'}", f"second={tmp_path / 'b.jsonl'}"])
+    rows = bench.read_rows([f"first={tmp_path / 'a.jsonl'}", f"second={tmp_path / 'b.jsonl'}"])
     bench.summary(rows)
     bench.halves(rows)
     out = capsys.readouterr().out
@@ -60,8 +60,8 @@ def test_the_summary_pairs_the_continuous_losses_in_millinats(capsys):
 
 
 def test_mirror_rows_are_named_as_their_own_variant():
-    assert bench._variant(_row(0, [0.0], output_loss="kl", mirror=True)) == "block:500/kl/mirror"
-    assert bench._variant(_row(0, [0.0], output_loss="kl", learn_seed=100)) == "block:500/kl/learn-seed=100"
+    assert bench.variant_of(_row(0, [0.0], output_loss="kl", mirror=True)) == "block:500/kl/mirror"
+    assert bench.variant_of(_row(0, [0.0], output_loss="kl", learn_seed=100)) == "block:500/kl/learn-seed=100"
     assert bench.build_parser().parse_args(["--learn-seed", "100"]).learn_seed == 100
     assert bench.calib_reading(None, model=None) == {}
 
@@ -82,5 +82,5 @@ def test_the_first_and_last_layers_at_8_bits_are_their_own_variant():
     config = bench._ends_8bit(uniform_config(layers, bench._base("float")), layers)
     bits = [config.layers[layer.name].w_bits for layer in layers]
     assert bits[0] == bits[-1] == 8 and set(bits[1:-1]) == {4} and len(bits) >= 3
-    assert bench._variant(_row(0, [0.0], output_loss="kl", ends_8bit=True)) == "block:500/kl/ends8"
+    assert bench.variant_of(_row(0, [0.0], output_loss="kl", ends_8bit=True)) == "block:500/kl/ends8"
     assert bench.build_parser().parse_args(["--ends-8bit"]).ends_8bit
