@@ -116,6 +116,22 @@ def test_budgets_provenance_and_plot(run):
     assert (out / "fronts.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_script_prints_a_finished_runs_tables_as_the_run_printed_them(compare, run, capsys):
+    import pathlib
+    import subprocess
+    import sys
+
+    _, out = run
+    args = ["--from-json", str(out / "compare.json")]
+    assert compare.main(args) == 0
+    printed = capsys.readouterr().out
+    # run as a script from another folder: the comparison package beside it is found
+    script = subprocess.run([sys.executable, str(pathlib.Path(compare.__file__)), *args], capture_output=True,
+                            text=True, cwd=out, timeout=300)
+    assert script.returncode == 0, script.stderr
+    assert script.stdout == printed and "within-tolerance HV" in printed
+
+
 def test_allocation_baselines_run_once_per_activation_setting(compare, tmp_path):
     out = tmp_path / "acts"
     argv = ["--problem", "digits", "--budget", "12", "--methods", "qaev,greedy,ilp", "--baseline-act", "a8,float",
