@@ -61,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the comparison packa
 
 from qaev.cli.options import bit_list, csv_list  # noqa: E402
 from qaev.cli.search import SYMMETRY  # noqa: E402
+from qaev.evaluation.latency import cpu_name  # noqa: E402
 from qaev.files import write_atomic  # noqa: E402
 from qaev.runtime.search_run import default_tolerance  # noqa: E402
 from qaev.search.objectives import get_objective  # noqa: E402
@@ -70,6 +71,28 @@ from comparison.methods import METHODS, TIMED, run_method  # noqa: E402
 from comparison.readings import summarise  # noqa: E402
 from comparison.splits import Setup, build_setup, per_evaluation_s  # noqa: E402
 from comparison.tables import print_seeds, print_table, print_tolerance, print_within, tolerance_figures  # noqa: E402
+
+def code_version() -> dict:
+    """qaev's version and the commit of the checkout this script runs from (None outside a
+    git checkout), and whether tracked files differ from it, so runs of other code can be
+    told apart in a seeds summary."""
+    import subprocess
+
+    from qaev import __version__
+
+    here = str(Path(__file__).resolve().parent)
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", here, *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    changed = None if commit is None else bool(git("status", "--porcelain", "--untracked-files=no"))
+    return {"qaev": __version__, "commit": commit, "changed": changed}
+
 
 def environment(setup: Setup, args, argv) -> dict:
     """Model hash, versions, machine, hardware table, seed, and what each number is."""
@@ -101,7 +124,9 @@ def environment(setup: Setup, args, argv) -> dict:
         "versions": {"python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
                      "onnx": onnx.__version__, "pymoo": pymoo.__version__, "numpy": np.__version__,
                      "scipy": scipy.__version__},
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu": cpu_name(), "cpus": os.cpu_count()},
+        "code": code_version(),
         "kinds": {"acc_drop / metric": "measured with ONNX Runtime (search and test splits)",
                   "size_mb": "exact bit count (ORT tools: bytes of the file's initializers)",
                   "est_latency_ms / est_energy_mj": "estimated from the hardware table (ORT tools: from the nearest "

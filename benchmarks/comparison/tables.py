@@ -165,4 +165,20 @@ def print_seeds(docs: list[dict], tolerance: float | None = None) -> list[dict]:
               + (f" ({missing} run(s) without a ratio: qaev's choice beyond tolerance on test, or no baseline's "
                  "within)" if missing else "")
               + ("" if not hvs else f"; within-tolerance HV ratio mean {np.mean(hvs):.3f}"))
+    print_code_versions(docs)
     return rows
+
+
+def print_code_versions(docs: list[dict]) -> None:
+    """A line naming the code each run came from, when the runs do not all share one
+    (``env.code``; runs written before it was recorded count as unrecorded)."""
+    def version(doc: dict) -> str:
+        code = doc["env"].get("code") or {}
+        if not code.get("commit"):
+            return "unrecorded"
+        return code["commit"] + (" with changes" if code.get("changed") else "")
+
+    seen = [version(doc) for doc in docs]
+    if len(set(seen)) > 1:
+        print("the runs come from different code: " + "; ".join(
+            f"{doc['env']['problem']} seed {doc['env']['seed']}: {v}" for doc, v in zip(docs, seen)))

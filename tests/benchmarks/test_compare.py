@@ -112,6 +112,9 @@ def test_budgets_provenance_and_plot(run):
     env = doc["env"]
     assert env["model_sha256"] == load_model(digits_model_path()).sha256
     assert env["versions"]["onnxruntime"] and env["seed"] == 1 and env["budget"] == 40
+    assert env["machine"]["cpu"] and env["machine"]["cpus"] >= 1
+    commit = env["code"]["commit"]  # None outside a git checkout
+    assert commit is None or (len(commit) == 12 and int(commit, 16) >= 0 and isinstance(env["code"]["changed"], bool))
     assert env["objectives"] == {"acc_drop": "measured", "size_mb": "exact"}
     assert (out / "fronts.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -197,6 +200,10 @@ def test_the_seeds_summary_sets_qaevs_choice_against_the_largest_baseline_choice
     assert rows[1]["ratio"] is None and not rows[1]["qaev_holds"]
     out = capsys.readouterr().out
     assert "(beyond)" in out and "2 run(s)" in out and "1 run(s) without a ratio" in out, out
+    assert "different code" not in out  # both from this checkout
+    beyond["env"]["code"] = {"qaev": "0.0", "commit": "0123456789ab", "changed": True}
+    compare.print_seeds([holding, beyond], tolerance)
+    assert "seed 1: 0123456789ab with changes" in capsys.readouterr().out
 
 
 def test_test_split_measures_the_same_on_several_threads(compare, readings):
