@@ -11,7 +11,7 @@ import numpy as np
 from qaev.baselines.result import MethodResult, Point
 from qaev.config import QuantConfig
 from qaev.evaluation.evaluator import Evaluator
-from qaev.evaluation.scoring import NEAR_Z
+from qaev.evaluation.scoring import near_slack
 from qaev.search.front import REF_POINT, hypervolume, near_front, non_dominated
 
 from comparison.splits import Setup
@@ -36,7 +36,7 @@ def reported(result: MethodResult, names) -> list[Point]:
     strict = non_dominated(F)
     if not result.method.startswith("qaev") or "acc_drop" not in names:
         return [ok[i] for i in strict]
-    slack = [NEAR_Z * p.extra["drop_se"] if p.extra.get("drop_se") is not None else 0.0 for p in ok]
+    slack = near_slack([p.extra.get("drop_se") for p in ok])
     kept = near_front(F, slack, drop=list(names).index("acc_drop"))
     return [ok[i] if i in strict else replace(ok[i], extra={**ok[i].extra, "near": True}) for i in kept]
 

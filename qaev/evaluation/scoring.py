@@ -11,13 +11,19 @@ from qaev.evaluation.staging import Finish, Staging
 from qaev.runtime.store import Record
 from qaev.search.front import near_front, non_dominated
 
-__all__ = ["Scoring", "FAILED", "NEAR_Z"]
+__all__ = ["Scoring", "FAILED", "NEAR_Z", "near_slack"]
 
 #: Objective value given to a candidate whose evaluation failed (never on a front).
 FAILED = 1e9
 #: The front also keeps the points it dominates by less than this many standard errors of
 #: their drop (:func:`~qaev.search.front.near_front`), at most as many as it has.
 NEAR_Z = 1.0
+
+
+def near_slack(drop_se: Sequence[float | None], *, z: float = NEAR_Z) -> list[float]:
+    """Each point's slack for :func:`~qaev.search.front.near_front`: ``z`` standard errors
+    of its drop, 0 (never added) for a point without one."""
+    return [z * se if se is not None else 0.0 for se in drop_se]
 
 
 @dataclass(frozen=True)
@@ -90,5 +96,5 @@ class Scoring:
         F = np.array([self.objective_vector(r) for r in chosen])
         if self.near <= 0 or "acc_drop" not in self.objectives:
             return [chosen[i] for i in non_dominated(F)]
-        slack = [self.near * r.drop_se if r.drop_se is not None and r.final else 0.0 for r in chosen]
+        slack = near_slack([r.drop_se if r.final else None for r in chosen], z=self.near)
         return [chosen[i] for i in near_front(F, slack, drop=self.objectives.index("acc_drop"))]
