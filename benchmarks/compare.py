@@ -72,6 +72,7 @@ from comparison.readings import summarise  # noqa: E402
 from comparison.splits import Setup, build_setup, per_evaluation_s  # noqa: E402
 from comparison.tables import print_seeds, print_table, print_tolerance, print_within, tolerance_figures  # noqa: E402
 
+
 def code_version() -> dict:
     """qaev's version and the commit of the checkout this script runs from (None outside a
     git checkout), and whether tracked files differ from it, so runs of other code can be
@@ -240,11 +241,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_tables(doc: dict, args) -> None:
-    """The tables of a finished run (its compare.json)."""
+def _tolerance_figures(doc: dict, args) -> dict:
+    """:func:`tolerance_figures` at ``--tolerance``, default the one ``qaev search`` recommends
+    within for the run's metric."""
+    metric = doc["env"]["metric"]
+    return tolerance_figures(doc, default_tolerance(metric) if args.tolerance is None else args.tolerance)
+
+
+def _print_tables(doc: dict, args, figures: dict) -> None:
+    """The tables of a run (its compare.json), with its within-tolerance ``figures``."""
     print_table(doc)
-    tolerance = default_tolerance(doc["env"]["metric"]) if args.tolerance is None else args.tolerance
-    print_tolerance(tolerance_figures(doc, tolerance))
+    print_tolerance(figures)
     if "size_mb" in doc["env"]["objectives"]:
         print_within(doc, _floats(args.within))
 
@@ -258,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         print_seeds([json.loads(path.read_text()) for path in args.seeds], args.tolerance)
         return 0
     if args.from_json is not None:
-        _print_tables(json.loads(args.from_json.read_text()), args)
+        doc = json.loads(args.from_json.read_text())
+        _print_tables(doc, args, _tolerance_figures(doc, args))
         return 0
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
     if "acc_drop" not in objectives:
@@ -273,12 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"schema": "qaev.compare/1", "env": environment(setup, args, argv),
            **summarise(setup, results, size_x=_floats(args.size_x), latency_x=_floats(args.latency_x),
                        test_workers=args.test_workers)}
-    tolerance = default_tolerance(setup.search.metric.name) if args.tolerance is None else args.tolerance
-    doc["hypervolume"]["tolerance"] = tolerance_figures(doc, tolerance)
+    doc["hypervolume"]["tolerance"] = _tolerance_figures(doc, args)
     args.out.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out / "compare.json", json.dumps(doc, indent=1, default=str))
     plot(doc, args.out / "fronts.png")
-    _print_tables(doc, args)
+    _print_tables(doc, args, doc["hypervolume"]["tolerance"])
     print(f"wrote {args.out / 'compare.json'} and {args.out / 'fronts.png'}")
     return 0
 
