@@ -43,8 +43,7 @@ def build_problem(spec: RunSpec, *, store=None, runner=None, table=None, parts=N
         quantizer, evaluator, space=SearchSpace(layers=quantizer.layers, **space.options()),
         objectives=spec.objectives, constraints=dict(spec.constraints),
         hardware=table if table is not None else spec.hardware, store=store, staging=settings.staging,
-        runner=runner, remote=remote, host_feed=parts.host_feed)
-    problem.scoring = replace(problem.scoring, near=spec.search.near)
+        runner=runner, remote=remote, host_feed=parts.host_feed, near=spec.search.near)
     problem.spec = spec
     problem.parts = parts
     problem.validator = None if parts.validation is None else Evaluator(

@@ -17,7 +17,7 @@ from qaev.config import QuantConfig
 from qaev.errors import ConfigError
 from qaev.evaluation.candidates import CandidateEvaluator
 from qaev.evaluation.evaluator import Evaluator
-from qaev.evaluation.scoring import FAILED, Scoring
+from qaev.evaluation.scoring import FAILED, NEAR_Z, Scoring
 from qaev.evaluation.screening import finishing
 from qaev.evaluation.staging import Staging
 from qaev.quantize import Quantizer
@@ -80,6 +80,9 @@ class QuantizationProblem(Problem):
             sessions on this many other threads while the current one runs
             (:mod:`qaev.runtime.prefetch`; same results). Default: the cores the evaluator's
             ORT threads leave free, at most 2; always 0 when host latency is measured.
+        near: the front also keeps the records it beats by less than this many standard
+            errors of their drop (:attr:`~qaev.evaluation.scoring.Scoring.near`; 0: the
+            non-dominated records alone).
 
     Example:
         >>> from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -94,7 +97,8 @@ class QuantizationProblem(Problem):
     def __init__(self, quantizer: Quantizer, evaluator: Evaluator, *, space: SearchSpace | None = None,
                  objectives: Sequence[str] = ("acc_drop", "size_mb"), constraints: Mapping[str, float] | None = None,
                  hardware=None, store: EvaluationStore | None = None, host_feed: Mapping | None = None,
-                 staging: Staging | None = None, runner=None, remote=None, prefetch: int | None = None) -> None:
+                 staging: Staging | None = None, runner=None, remote=None, prefetch: int | None = None,
+                 near: float = NEAR_Z) -> None:
         from qaev.hardware import HardwareTable, load_table
 
         self.space = space or SearchSpace(layers=quantizer.layers)
@@ -104,7 +108,7 @@ class QuantizationProblem(Problem):
         check_objectives(objectives, self.constraints, has_hardware=self.table is not None)
         bounded = bounded_objectives()
         self.scoring = Scoring(tuple(objectives), {c: (bounded[c].name, b) for c, b in self.constraints.items()},
-                               staging)
+                               staging, near)
         carried = _carried(objectives, self.constraints, has_hardware=self.table is not None)
         self.engine = CandidateEvaluator(quantizer, evaluator, objectives=carried, scoring=self.scoring,
                                          table=self.table, host_feed=host_feed)
