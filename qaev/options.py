@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from enum import Enum
 from types import MappingProxyType
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from qaev.errors import ConfigError
 from qaev.quantize.calibration.registry import CALIBRATIONS
@@ -142,6 +142,10 @@ class BlockSettings:
         mirror: learn each block from the calibration images and their mirror images (twice
             the samples; image inputs ``[N, C, H, W]`` only); the activation ranges the
             learning starts from and GPTQ's starting rounding stay the calibration images'.
+        steps: the learning steps of each block, in graph order, where they are not all
+            ``iters`` (empty: every block learns ``iters`` steps). A rebuild within a time
+            budget records here the fewer steps it gave later blocks when the learning ran
+            behind its estimate, so the config rebuilds the weights it measured.
     """
 
     iters: int = 500
@@ -149,6 +153,7 @@ class BlockSettings:
     output_loss: OutputLoss = OutputLoss.MSE
     learn_scale: bool = False
     mirror: bool = False
+    steps: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _count(self.iters, "block.iters")
@@ -162,12 +167,16 @@ class BlockSettings:
         for name in ("learn_scale", "mirror"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"block.{name}: expected true or false, got {getattr(self, name)!r}")
+        if isinstance(self.steps, (str, bytes)) or not isinstance(self.steps, Sequence):
+            raise ConfigError(f"block.steps: expected a list of step counts, one per block, got {self.steps!r}")
+        object.__setattr__(self, "steps", tuple(_count(n, f"block.steps[{i}]") for i, n in enumerate(self.steps)))
 
     def to_dict(self) -> dict:
-        """The on-disk schema (``output_loss``, ``learn_scale`` and ``mirror`` only where they
-        are not the defaults, so configs written before they existed keep their keys)."""
+        """The on-disk schema (``output_loss``, ``learn_scale``, ``mirror`` and ``steps`` only
+        where they are not the defaults, so configs written before they existed keep their keys)."""
         data = {"iters": self.iters, "seed": self.seed}
         data |= {"output_loss": self.output_loss.value} if self.output_loss is not OutputLoss.MSE else {}
+        data |= {"steps": list(self.steps)} if self.steps else {}
         return data | {name: True for name in ("learn_scale", "mirror") if getattr(self, name)}
 
     @classmethod

@@ -101,18 +101,20 @@ def _rebuilt_choice(problem, points: tuple, budget, *, seed: int) -> tuple[Point
         return None
     block = BlockSettings(iters=iters, seed=seed, output_loss=problem.evaluator.metric.output_loss)
     try:
-        refined = refine_point(problem.quantizer, config, evaluators, block=block)
+        refined = refine_point(problem.quantizer, config, evaluators, block=block,
+                               deadline=budget.refine.learning_deadline(budget.end - extra_s))
     except QaevError as exc:  # no PyTorch, or nothing to rebuild: the front stands, as in qaev search
         logging.getLogger(__name__).warning("qaev_default: %s not rebuilt: %s", chosen.label, exc)
         return None
     split = refined.judged_on
     note = (f"{chosen.label} (chosen on the {pick['chosen_on']} split) rebuilt with block reconstruction "
-            f"({iters} steps a block, {refined.seconds:.0f} s): {split}-split drop "
+            f"({refined.steps_text()}, {refined.seconds:.0f} s): {split}-split drop "
             f"{refined.before[split]['acc_drop']:.2f} -> {refined.after[split]['acc_drop']:.2f}")
     if refined.failed():
         return None, note + "; worse by over twice the standard error: not shipped"
     measured = refined.after["search"]
-    extra = {"rebuilt_from": chosen.label, "iters": iters}
+    extra = {"rebuilt_from": chosen.label, "iters": iters} | (
+        {"steps": list(refined.config.block.steps)} if refined.config.block.steps else {})
     if "validation" in refined.after:
         extra["validation"] = {k: refined.after["validation"][k] for k in ("metric", "acc_drop", "se")}
     point = Point(label=f"{chosen.label} rebuilt", objectives={**chosen.objectives, "acc_drop": measured["acc_drop"]},

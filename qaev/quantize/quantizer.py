@@ -18,6 +18,7 @@ from qaev.model.graph import FloatModel
 from qaev.model.layers import LayerInfo, find_layers
 from qaev.quantize.plan import activation_plan, fit_to_layer
 from qaev.quantize.layer_inputs import LayerInputs
+from qaev.quantize.learned.store import load_result, result_key, save_result
 from qaev.quantize.qdq import build_qdq
 from qaev.quantize.rounding.registry import rounding_entry
 from qaev.quantize.sequential import Fitted, fit_sequential
@@ -159,46 +160,78 @@ class Quantizer:
             ConfigError: no calibration data, ``rounding_inputs: quantized`` beside it, or
                 PyTorch is not installed.
         """
-        key = f"block-{config.key()}-{self.reconstruction!r}"  # options may change between builds
+        key = self._fit_key(config)
         if key not in self._fits:
-            if self.inputs is None:
-                raise ConfigError("rounding: block reconstruction needs calibration data (build with "
-                                  "Quantizer.calibrated)")
-            if config.rounding_inputs is RoundingInputs.QUANTIZED:
-                raise ConfigError("rounding_inputs: block rounding fits its layers to quantized inputs itself; "
-                                  "use rounding_inputs: float with it")
-            if len(self._fits) >= 4:
-                self._fits.pop(next(iter(self._fits)))
-            self._fits[key] = self._reconstruct(config)
+            self._keep_fit(key, self._reconstruct(config)[1])
         return self._fits[key]
 
-    def _reconstruct(self, config: QuantConfig):
-        """Block reconstruction of ``config``, read back from the calibration cache folder when
-        the same model, data, config and options were learned before, else learned and kept."""
-        from qaev.quantize.learned.reconstruct import LOG, ReconstructOptions, reconstruct
-        from qaev.quantize.learned.store import load_result, result_key, save_result
+    def learn_within(self, config: QuantConfig, deadline: float) -> QuantConfig:
+        """Learn the block reconstruction of ``config`` (resolved here) so that it ends by
+        ``deadline`` (a ``time.monotonic()``): where the learning runs behind, later blocks get
+        fewer steps (:mod:`qaev.quantize.learned.pacing`). Returns the config to build, with
+        the steps each block got in :attr:`~qaev.config.BlockSettings.steps` where they are
+        not the planned ones; that config rebuilds the same weights without a deadline."""
+        config, result = self._reconstruct(self.resolve(config), deadline=deadline)
+        self._keep_fit(self._fit_key(config), result)
+        return config
 
-        options = replace(self.reconstruction or ReconstructOptions(), iters=config.block.iters,
-                          seed=config.block.seed, output_loss=config.block.output_loss.value,
-                          learn_scale=config.block.learn_scale)
-        batches, folder = self.inputs.batches(), self.inputs.cache
-        if config.block.mirror:  # the learning's samples only: ranges and GPTQ's start stay the calibration data's
-            batches = _with_mirror_images(batches)
-        key = result_key(model_sha256=self.model.sha256, data_key=_data_key(batches), config_key=config.key(),
-                         options=options)
+    def _fit_key(self, config: QuantConfig) -> str:
+        """The key of a config's block reconstruction among the kept fits (checking that it
+        can be learned at all)."""
+        if self.inputs is None:
+            raise ConfigError("rounding: block reconstruction needs calibration data (build with "
+                              "Quantizer.calibrated)")
+        if config.rounding_inputs is RoundingInputs.QUANTIZED:
+            raise ConfigError("rounding_inputs: block rounding fits its layers to quantized inputs itself; "
+                              "use rounding_inputs: float with it")
+        return f"block-{config.key()}-{self.reconstruction!r}"  # options may change between builds
+
+    def _keep_fit(self, key: str, fit) -> None:
+        if key not in self._fits and len(self._fits) >= 4:
+            self._fits.pop(next(iter(self._fits)))
+        self._fits[key] = fit
+
+    def _reconstruct(self, config: QuantConfig, *, deadline: float | None = None):
+        """Block reconstruction of ``config``, read back from the calibration cache folder when
+        the same model, data, config and options were learned before, else learned (by
+        ``deadline`` where given) and kept; with the config it belongs to (``config``, or with a
+        deadline that cut steps, ``config`` with the steps each block got)."""
+        from qaev.quantize.learned.reconstruct import LOG, reconstruct
+
+        options, batches = self._learning(config)
+        key, folder = self._result_key(config, options, batches), self.inputs.cache
         for where in (*self.learned_dirs, *([] if folder is None else [folder])):
             found = load_result(where, key)
             if found is not None:
                 path = self._learned_files[config.key()] = Path(where) / f"{key}.npz"
                 LOG.info("block reconstruction: %d blocks read from %s (learned in %.0f s)", len(found.blocks),
                          path, found.seconds)
-                return found
+                return config, found
         result = reconstruct(self.model, self.layers, config, batches, options=options, inputs=self.inputs,
-                             weights=self.weights)
+                             weights=self.weights, deadline=deadline)
+        if result.steps != (options.steps or (options.iters,) * len(result.blocks)):  # the deadline cut steps
+            config = replace(config, block=replace(config.block, steps=result.steps))
+            key = self._result_key(config, *self._learning(config))
         if folder is not None:
             save_result(folder, key, result)
             self._learned_files[config.key()] = Path(folder) / f"{key}.npz"
-        return result
+        return config, result
+
+    def _learning(self, config: QuantConfig):
+        """The learning options and calibration feeds of ``config``'s block reconstruction."""
+        from qaev.quantize.learned.reconstruct import ReconstructOptions
+
+        options = replace(self.reconstruction or ReconstructOptions(), iters=config.block.iters,
+                          seed=config.block.seed, output_loss=config.block.output_loss.value,
+                          learn_scale=config.block.learn_scale, steps=config.block.steps)
+        batches = self.inputs.batches()
+        if config.block.mirror:  # the learning's samples only: ranges and GPTQ's start stay the calibration data's
+            batches = _with_mirror_images(batches)
+        return options, batches
+
+    def _result_key(self, config: QuantConfig, options, batches) -> str:
+        return result_key(model_sha256=self.model.sha256, data_key=_data_key(batches), config_key=config.key(),
+                          options=options)
 
     def learned_file(self, config: QuantConfig) -> Path | None:
         """The file holding the block reconstruction this quantizer built ``config`` with

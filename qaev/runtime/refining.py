@@ -48,6 +48,8 @@ MIN_ITERS = 100
 _STEP_COST = {False: 5.0, True: 12.0}
 #: Seconds a rebuild takes whatever its size (importing PyTorch, cutting the graph into blocks).
 _SETUP_S = 10.0
+#: Seconds kept after the learning, before the measuring, to build the two QDQ models.
+_BUILD_S = 5.0
 
 
 def refined_config(config: QuantConfig, layers, *, block: BlockSettings | None = None) -> QuantConfig:
@@ -96,6 +98,13 @@ class RefineTime:
         iters = min(most, int(max(0.0, seconds - self.measure_s - _SETUP_S) / max(per_step, 1e-9)))
         return iters if iters >= MIN_ITERS else 0
 
+    def learning_deadline(self, end: float) -> float:
+        """When the learning of a rebuild that must be done by ``end`` (a ``time.monotonic()``)
+        should end, the models' building and measuring kept after it: the estimate above
+        plans the steps, this deadline gives later blocks fewer where the learning runs
+        behind it (:mod:`qaev.quantize.learned.pacing`)."""
+        return end - self.measure_s - _BUILD_S
+
 
 @dataclass(frozen=True)
 class Refined:
@@ -113,9 +122,18 @@ class Refined:
 
     def entry(self, rid: str, point: dict) -> dict:
         """The point's ``refined`` entry in front.json."""
+        steps = {"steps": list(self.config.block.steps)} if self.config.block.steps else {}
         return {"id": rid, "from": point["id"], "config": f"configs/{rid}.yaml", "objectives": point["objectives"],
                 "measured": self.after, "original": self.before, "seconds": round(self.seconds, 1),
-                "iters": self.config.block.iters}
+                "iters": self.config.block.iters} | steps
+
+    def steps_text(self) -> str:
+        """E.g. ``400 steps a block`` or ``400 steps a block, fewer for the last 3 of 22 (the
+        learning ran behind its estimate)``."""
+        block = self.config.block
+        short = sum(1 for n in block.steps if n < block.iters)
+        return f"{block.iters} steps a block" + (f", fewer for {short} of {len(block.steps)} (the learning ran behind "
+                                                 "its time estimate)" if short else "")
 
     @property
     def judged_on(self) -> str:
@@ -129,9 +147,12 @@ class Refined:
         return gap > 2.0 * se
 
 
-def refine_point(quantizer, config: QuantConfig, evaluators: dict, *, block: BlockSettings) -> Refined:
+def refine_point(quantizer, config: QuantConfig, evaluators: dict, *, block: BlockSettings,
+                 deadline: float | None = None) -> Refined:
     """Rebuild ``config`` with block reconstruction and measure both on ``evaluators``
-    (split name -> :class:`~qaev.evaluation.evaluator.Evaluator`).
+    (split name -> :class:`~qaev.evaluation.evaluator.Evaluator`); with ``deadline`` (a
+    ``time.monotonic()``), the learning gives later blocks fewer steps where it would end
+    past it (:meth:`~qaev.quantize.Quantizer.learn_within`; the rebuilt config records them).
 
     Raises:
         ConfigError: no layer of ``config`` is one block reconstruction rebuilds, or
@@ -144,6 +165,8 @@ def refine_point(quantizer, config: QuantConfig, evaluators: dict, *, block: Blo
         raise ConfigError("no layer of this point is one block reconstruction rebuilds (a quantized Conv, Gemm or "
                           "MatMul weight of at most 8 bits on a grid)")
     started = time.perf_counter()
+    if deadline is not None:
+        rebuilt = quantizer.learn_within(rebuilt, deadline)
     model = quantizer.build(rebuilt)
     seconds = time.perf_counter() - started
     searched = quantizer.build(original, resolved=True)

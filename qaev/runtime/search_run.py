@@ -306,9 +306,9 @@ def _refine_recommended(out: Path, problem, doc: dict, spec: RunSpec, progress, 
     whether the run was interrupted meanwhile (the front stays as written)."""
     point = next(p for p in doc["points"] if p["id"] == doc["recommended"]["id"])
     config = load_config(out / point["config"])
-    iters = REFINE_ITERS
+    iters, deadline = REFINE_ITERS, None
     if budget is not None and budget.refine is not None:
-        left = budget.end - time.monotonic()
+        left, deadline = budget.end - time.monotonic(), budget.refine.learning_deadline(budget.end)
         iters = budget.refine.iters_within(left, config, most=REFINE_ITERS)
         if not iters:
             progress.message(f"no time left to rebuild the recommended point {point['id']} with block reconstruction "
@@ -325,7 +325,8 @@ def _refine_recommended(out: Path, problem, doc: dict, spec: RunSpec, progress, 
     try:
         refined = refine_point(problem.quantizer, config, evaluators,
                                block=BlockSettings(iters=iters, seed=spec.search.seed,
-                                                   output_loss=problem.evaluator.metric.output_loss))
+                                                   output_loss=problem.evaluator.metric.output_loss),
+                               deadline=deadline)
     except KeyboardInterrupt:
         progress.message(f"rebuilding interrupted; the front is written; qaev refine {out} --recommended rebuilds it")
         return True
@@ -337,7 +338,7 @@ def _refine_recommended(out: Path, problem, doc: dict, spec: RunSpec, progress, 
         logger.removeHandler(handler)
         logger.setLevel(level)
     rid = record_refined(out, doc, point, refined)
-    progress.message(shipped_text(doc, refined, rid) + f" ({refined.seconds / 60:.1f} min)")
+    progress.message(shipped_text(doc, refined, rid) + f" ({refined.seconds / 60:.1f} min, {refined.steps_text()})")
     return False
 
 

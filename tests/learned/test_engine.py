@@ -148,7 +148,9 @@ def test_block_settings_travel_in_the_config_file_and_change_its_key(tmp_path):
     assert replace(plain, block=BlockSettings(iters=150)).key() == plain.key()  # no block layer: same model
     with pytest.raises(ConfigError, match="block.iters"):
         QuantConfig.from_dict({"version": 1, "block": {"iters": -1}})
-    with pytest.raises(ConfigError, match="unknown key.*'steps'"):
+    with pytest.raises(ConfigError, match="unknown key.*'lr'"):
+        QuantConfig.from_dict({"version": 1, "block": {"lr": 5}})
+    with pytest.raises(ConfigError, match="block.steps: expected a list"):
         QuantConfig.from_dict({"version": 1, "block": {"steps": 5}})
     kl = replace(tuned, block=BlockSettings(iters=150, seed=3, output_loss="kl"))
     assert kl.to_dict()["block"] == {"iters": 150, "seed": 3, "output_loss": "kl"} and kl.key() != tuned.key()

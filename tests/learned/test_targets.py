@@ -57,7 +57,7 @@ def test_the_default_target_keeps_earlier_result_keys():
     own = ReconstructOptions(target="own")
     assert result_key(**args, options=ReconstructOptions()) != result_key(**args, options=own)
     chosen = {k: v for k, v in asdict(ReconstructOptions()).items() if k not in ("learn_scale", "scale_lr", "holdout",
-                                                                                  "target")}
+                                                                                  "target", "steps")}
     blob = json.dumps({"v": 2, "model": "m", "data": "d", "config": "c", "options": chosen}, sort_keys=True,
                       default=list).encode()
     assert result_key(**args, options=ReconstructOptions()) == "block-" + hashlib.sha256(blob).hexdigest()[:24]

@@ -165,3 +165,16 @@ def test_a_resumed_run_may_rebuild_where_it_did_not_and_older_runs_resume(tmp_pa
     args = ["search", "--pop", "8", "--generations", "2", "--out", str(out), "--resume", "--quiet"]
     assert main([*args, "--refine"]) == 0
     assert json.loads((out / "front.json").read_text())["refined"]
+
+
+def test_a_rebuild_whose_learning_ran_behind_says_so_and_records_the_steps():
+    cut = Refined(config=QuantConfig(layers={"conv": LayerConfig(w_bits=4, act="float")},
+                                     block=BlockSettings(iters=300, steps=(300, 300, 120))),
+                  after={}, before={}, seconds=1.0)
+    point = {"id": "p01", "objectives": {}}
+    assert cut.entry("p01r", point)["steps"] == [300, 300, 120]
+    assert cut.steps_text() == "300 steps a block, fewer for 1 of 3 (the learning ran behind its time estimate)"
+    assert "steps" not in _refined(0.0, 0.1).entry("p01r", point) and _refined(0.0, 0.1).steps_text() == \
+        "300 steps a block"
+    cost = RefineTime(per_sample_s=0.01, batch=STEP_BATCH, measure_s=20.0)
+    assert cost.learning_deadline(1000.0) < 1000.0 - 20.0  # the measuring, and the models' building, kept after it

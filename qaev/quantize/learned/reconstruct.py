@@ -38,11 +38,12 @@ from qaev.errors import ConfigError
 from qaev.model.graph import FloatModel
 from qaev.model.layers import LayerInfo
 from qaev.quantize.learned._torch import require_torch, seeded_generator
-from qaev.quantize.learned.adaround import beta_at
+from qaev.quantize.learned.block_learning import learned_on_split, learned_or_start, learns
 from qaev.quantize.learned.blocks import Block, cut_blocks
 from qaev.quantize.learned.block_state import BlockQuantizer, Samples, learns_rounding
-from qaev.quantize.learned.holdout import CHECKS, BestState, HoldoutSplit, holdout_split
-from qaev.quantize.learned.targets import TARGETS, fit_targets, step_target
+from qaev.quantize.learned.holdout import holdout_split
+from qaev.quantize.learned.pacing import Pace
+from qaev.quantize.learned.targets import TARGETS, fit_targets
 from qaev.quantize.layer_inputs import LayerInputs
 from qaev.quantize.sequential import Fitted
 from qaev.quantize.weights import QuantizedWeight
@@ -113,6 +114,8 @@ class ReconstructOptions:
             (:mod:`qaev.quantize.learned.holdout`). 0: the last step is kept, or the start
             where the learning ended worse on the calibration samples.
         seed: seeds every random choice.
+        steps: the steps of each block in graph order where they are not all ``iters``
+            (:attr:`~qaev.config.BlockSettings.steps`; empty: ``iters`` each).
     """
 
     iters: int = 500
@@ -137,9 +140,11 @@ class ReconstructOptions:
     target: str = "float"
     holdout: float = 0.0
     seed: int = 0
+    steps: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.iters < 0 or self.batch_size < 1 or not 0 <= self.drop <= 1 or not 0 <= self.mix <= 1 \
+        if self.iters < 0 or any(n < 0 for n in self.steps) or self.batch_size < 1 \
+                or not 0 <= self.drop <= 1 or not 0 <= self.mix <= 1 \
                 or self.anchor < 0 or self.start not in STARTS or self.output_loss not in OUTPUT_LOSSES \
                 or self.target not in TARGETS or not 0 <= self.holdout < 1:
             raise ValueError(f"ReconstructOptions: invalid {self}")
@@ -167,6 +172,8 @@ class BlockReport:
         held_before, held_after: with :attr:`ReconstructOptions.holdout`, the error on the
             held-out samples at the start and in the state kept (else None).
         stopped: with a holdout, the learning steps of the state kept (0: the start).
+        steps: the learning steps the block got (None in results stored before they were
+            recorded).
     """
 
     block: str
@@ -180,6 +187,7 @@ class BlockReport:
     held_before: float | None = None
     held_after: float | None = None
     stopped: int | None = None
+    steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -203,40 +211,10 @@ class Reconstruction:
         """``config`` with the learned ranges in place of the calibrated ones."""
         return config.with_ranges({**dict(config.ranges), **dict(self.ranges)})
 
-
-def _learn_block(bq: BlockQuantizer, samples: Samples, targets, options: ReconstructOptions, gen,
-                 check: Callable[[int], None] | None = None) -> None:
-    """The Adam loop of one block (BRECQ's objective, QDrop's dropping and mixing);
-    ``check(steps)`` is called every ``iters / CHECKS`` steps and after the last."""
-    torch = require_torch()
-    groups = [{"params": bq.rounding_parameters(), "lr": options.lr}]
-    if options.learn_ranges and bq.act_parameters():
-        groups.append({"params": bq.act_parameters(), "lr": options.act_lr})
-    if bq.shift_parameters():
-        groups.append({"params": bq.shift_parameters(), "lr": options.bias_lr})
-    if bq.scale_parameters():
-        groups.append({"params": bq.scale_parameters(), "lr": options.scale_lr})
-    if not groups[0]["params"] and len(groups) == 1:
-        return
-    opt = torch.optim.Adam(groups)
-    scale = 1.0 / max(bq.before, 1e-30)
-    n_weights = max(bq.n_weights, 1)
-    every = max(options.iters // CHECKS, 1)
-    for step in range(options.iters):
-        idx = samples.batch(options.batch_size, gen)
-        feeds = samples.mixed(idx, options.mix, gen)
-        out = bq.run(feeds, soft=True, drop=options.drop, gen=gen)
-        loss = bq.loss(out, step_target(bq, feeds, targets, idx, options.target)) * scale
-        beta = beta_at(step, options.iters, options.warmup, options.beta)
-        if beta is not None and options.reg_weight > 0:
-            loss = loss + options.reg_weight * bq.regulariser(beta) / n_weights
-        if options.anchor > 0:
-            loss = loss + options.anchor * bq.drift() / n_weights
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if check is not None and ((step + 1) % every == 0 or step + 1 == options.iters):
-            check(step + 1)
+    @property
+    def steps(self) -> tuple[int | None, ...]:
+        """The learning steps each block got, in graph order."""
+        return tuple(b.steps for b in self.blocks)
 
 
 def _starting(model, layers, config, options: ReconstructOptions, start, inputs, weights):
@@ -271,49 +249,15 @@ def _line(r: BlockReport) -> str:
                 + ("the start kept" if r.kept_start else f"the state after {r.stopped} steps kept"))
     else:
         kept = "; worse than its start, start kept" if r.kept_start else ""
-    return (f"{r.block}: error {r.before:.4g} -> {r.after:.4g} ({r.seconds:.1f} s; "
+    return (f"{r.block}: error {r.before:.4g} -> {r.after:.4g} ({r.seconds:.1f} s, {r.steps} steps; "
             f"{r.undecided:.1%} of the rounding undecided, {r.flipped:.1%} moved from its start{kept})")
-
-
-def _learned_on_split(bq: BlockQuantizer, samples: Samples, targets, options: ReconstructOptions, gen,
-                      split: HoldoutSplit) -> tuple[float, float, bool, dict]:
-    """Learn one block on the learning part of ``split`` and keep the state that reads best
-    on its held-out part: the error after on every calibration sample, the share of the
-    rounding left undecided when the learning ended, whether the start was kept, and the
-    held-out readings (:class:`BlockReport`'s fields)."""
-    torch = require_torch()
-    best = BestState(bq, split.samples(samples, held=True), split.targets(targets, held=True))
-    best.check(0)
-    _learn_block(bq, split.samples(samples, held=False), split.targets(targets, held=False), options, gen,
-                 check=best.check)
-    with torch.no_grad():
-        undecided = bq.undecided() if options.iters else 0.0
-        best.restore()
-        after = bq.error(samples, targets)
-    return after, undecided, best.step == 0, {"held_before": best.first, "held_after": best.error, "stopped": best.step}
-
-
-def _learned_or_start(bq: BlockQuantizer, samples: Samples, targets, options: ReconstructOptions,
-                      gen) -> tuple[float, float, bool]:
-    """Learn one block: its error after, the share of its rounding left undecided, and
-    whether it kept its start because the learning ended worse than it on the calibration
-    samples (then every learned parameter is put back, :meth:`BlockQuantizer.flipped` reads 0)."""
-    torch = require_torch()
-    began_at = bq.state()
-    _learn_block(bq, samples, targets, options, gen)
-    with torch.no_grad():
-        after = bq.error(samples, targets)
-        undecided = bq.undecided() if options.iters else 0.0  # no step: the soft weights were never used
-        if after > bq.before:
-            bq.restore(began_at)
-            return bq.before, undecided, True
-    return after, undecided, False
 
 
 def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfig,
                 batches: Sequence[Mapping[str, np.ndarray]], *, options: ReconstructOptions | None = None,
                 start: Mapping[str, QuantizedWeight] | None = None, inputs: LayerInputs | None = None,
-                weights=None, log: Callable[[str], None] | None = None) -> Reconstruction:
+                weights=None, log: Callable[[str], None] | None = None,
+                deadline: float | None = None) -> Reconstruction:
     """Learn every block's weight rounding and activation step sizes (module docstring).
 
     Args:
@@ -333,24 +277,43 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
             and kept in (the quantizer's, which may hold it already).
         log: called with one line per block (errors before and after, seconds; default:
             the ``qaev.learned`` logger at level INFO).
+        deadline: a ``time.monotonic()`` the learning should end by: blocks get fewer steps
+            than planned where it runs behind (:mod:`~qaev.quantize.learned.pacing`; each
+            block's steps are in its :class:`BlockReport`).
 
     Returns:
         The :class:`Reconstruction`.
 
     Raises:
-        ConfigError: PyTorch is not installed, ``config`` lacks a calibrated range, or
-            the learning starts from GPTQ without ``inputs``.
+        ConfigError: PyTorch is not installed, ``config`` lacks a calibrated range, the
+            learning starts from GPTQ without ``inputs``, or ``options.steps`` does not give
+            one count per block.
         ModelError: an operator the interpreter does not know.
     """
-    torch = require_torch()
+    require_torch()
     options = options or ReconstructOptions()
     log = log or LOG.info
     start = _starting(model, layers, config, options, start, inputs, weights)
     began = time.perf_counter()
     gen = seeded_generator(options.seed)
     blocks = cut_blocks(model.proto, layers, joins=options.joins, max_layers=options.max_layers)
+    if options.steps and len(options.steps) != len(blocks):
+        raise ConfigError(f"block.steps: {len(options.steps)} step counts for the {len(blocks)} blocks this model "
+                          "is cut into")
     samples = Samples.from_batches(batches)
     split = holdout_split(samples, options.holdout, gen) if options.holdout > 0 else None
+    fitted, ranges, reports = _learn_blocks(model, layers, config, blocks, samples, options, start=start, inputs=inputs,
+                                            gen=gen, split=split, pace=Pace(deadline=deadline, blocks=len(blocks)),
+                                            log=log)
+    return Reconstruction(fitted=fitted, ranges=ranges, blocks=tuple(reports), seconds=time.perf_counter() - began)
+
+
+def _learn_blocks(model, layers, config: QuantConfig, blocks: Sequence[Block], samples: Samples,
+                  options: ReconstructOptions, *, start, inputs, gen, split, pace: Pace, log):
+    """:func:`reconstruct`'s learning, block after block: the fitted layers, learned ranges
+    and a :class:`BlockReport` per block."""
+    torch = require_torch()
+    planned = options.steps or (options.iters,) * len(blocks)
     learn_ranges = options.learn_ranges and config.scale_rule is ScaleRule.FLOAT
     learn_scale = options.learn_scale and config.scale_rule is ScaleRule.FLOAT
     fitted, ranges, reports = {}, {}, []
@@ -358,17 +321,22 @@ def reconstruct(model: FloatModel, layers: Sequence[LayerInfo], config: QuantCon
         t0 = time.perf_counter()
         bq, chain, targets, side = _prepared(model, layers, config, blocks, i, samples, options, start=start,
                                              inputs=inputs, learn_ranges=learn_ranges, learn_scale=learn_scale)
-        after, undecided, kept, held = ((*_learned_or_start(bq, samples, targets, options, gen), {}) if split is None
-                                        else _learned_on_split(bq, samples, targets, options, gen, split))
+        block_options, t1 = replace(options, iters=pace.steps_for(planned[i])), time.perf_counter()
+        after, undecided, kept, held = ((*learned_or_start(bq, samples, targets, block_options, gen), {})
+                                        if split is None
+                                        else learned_on_split(bq, samples, targets, block_options, gen, split))
+        learning_s = time.perf_counter() - t1
         with torch.no_grad():
             samples = samples.advance(block, chain, bq.quantized_outputs(samples), side)
         fitted.update(bq.fitted())
         ranges.update(bq.ranges() if learn_ranges else {})
         reports.append(BlockReport(block=block.name, layers=len(bq.rounding_parameters()), before=bq.before,
                                    after=after, seconds=time.perf_counter() - t0, undecided=undecided,
-                                   kept_start=kept, flipped=bq.flipped(), **held))
+                                   kept_start=kept, flipped=bq.flipped(), **held, steps=block_options.iters))
+        pace.record(steps=block_options.iters if learns(bq, options) else 0, learning_s=learning_s,
+                    block_s=reports[-1].seconds)
         log(f"block {i + 1}/{len(blocks)} {_line(reports[-1])}")
-    return Reconstruction(fitted=fitted, ranges=ranges, blocks=tuple(reports), seconds=time.perf_counter() - began)
+    return fitted, ranges, reports
 
 
 def gptq_start(model: FloatModel, layers: Sequence[LayerInfo], config: QuantConfig, inputs: LayerInputs, *,

@@ -38,6 +38,8 @@ def result_key(*, model_sha256: str, data_key: str, config_key: str, options) ->
         chosen.pop("holdout")
     if chosen.get("target") == "float":
         chosen.pop("target")
+    if not chosen.get("steps", 1):
+        chosen.pop("steps")
     blob = json.dumps({"v": STORE_VERSION, "model": model_sha256, "data": data_key, "config": config_key,
                        "options": chosen}, sort_keys=True, default=list).encode()
     return "block-" + hashlib.sha256(blob).hexdigest()[:24]
