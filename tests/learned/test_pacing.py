@@ -58,14 +58,20 @@ def test_steps_that_do_not_match_the_blocks_are_refused_by_name(digits):
 
 
 @pytest.mark.parametrize("late", [False, True])
-def test_a_rebuild_by_a_deadline_records_its_steps_and_rebuilds_the_same_without_it(digits, late):
+def test_a_rebuild_by_a_deadline_records_its_steps_and_rebuilds_the_same_without_it(digits, monkeypatch, late):
+    import qaev.quantize.learned.reconstruct as module
+
     model, q = digits
     config = replace(block_config(q, w_bits=3, act=ActMode.STATIC, a_bits=8), block=BlockSettings(iters=30))
     deadline = time.monotonic() + (-1.0 if late else 3600.0)
     learned = q.learn_within(config, deadline)
     assert learned.block.steps == ((0, 0) if late else ())  # past the deadline no block learns
+    calls = []
+    monkeypatch.setattr(module, "reconstruct", lambda *a, **k: calls.append(1) or reconstruct(*a, **k))
+    built = q.build(learned).SerializeToString()
+    assert not calls  # the model is built from what was learned, not learned again
     again = QuantConfig.from_dict(learned.to_dict())
     fresh = Quantizer.calibrated(model, load_digits_split("calib"), persist=False)
-    assert fresh.build(again).SerializeToString() == q.build(learned).SerializeToString()
+    assert fresh.build(again).SerializeToString() == built and calls == [1]
     if late:  # the blocks kept their start: the model differs from the one learned in full
         assert q.build(config).SerializeToString() != q.build(learned).SerializeToString()
