@@ -171,7 +171,9 @@ class Quantizer:
         fewer steps (:mod:`qaev.quantize.learned.pacing`). Returns the config to build, with
         the steps each block got in :attr:`~qaev.config.BlockSettings.steps` where they are
         not the planned ones; that config rebuilds the same weights without a deadline."""
-        config, result = self._reconstruct(self.resolve(config), deadline=deadline)
+        config = self.resolve(config)
+        self._fit_key(config)  # its checks, before any learning
+        config, result = self._reconstruct(config, deadline=deadline)
         self._keep_fit(self._fit_key(config), result)
         return config
 
@@ -199,7 +201,8 @@ class Quantizer:
         from qaev.quantize.learned.reconstruct import LOG, reconstruct
 
         options, batches = self._learning(config)
-        key, folder = self._result_key(config, options, batches), self.inputs.cache
+        data_key, folder = _data_key(batches), self.inputs.cache
+        key = self._result_key(config, options, data_key)
         for where in (*self.learned_dirs, *([] if folder is None else [folder])):
             found = load_result(where, key)
             if found is not None:
@@ -209,9 +212,9 @@ class Quantizer:
                 return config, found
         result = reconstruct(self.model, self.layers, config, batches, options=options, inputs=self.inputs,
                              weights=self.weights, deadline=deadline)
-        if result.steps != (options.steps or (options.iters,) * len(result.blocks)):  # the deadline cut steps
+        if result.steps != options.planned(len(result.blocks)):  # the deadline cut steps
             config = replace(config, block=replace(config.block, steps=result.steps))
-            key = self._result_key(config, *self._learning(config))
+            key = self._result_key(config, replace(options, steps=result.steps), data_key)
         if folder is not None:
             save_result(folder, key, result)
             self._learned_files[config.key()] = Path(folder) / f"{key}.npz"
@@ -229,9 +232,8 @@ class Quantizer:
             batches = _with_mirror_images(batches)
         return options, batches
 
-    def _result_key(self, config: QuantConfig, options, batches) -> str:
-        return result_key(model_sha256=self.model.sha256, data_key=_data_key(batches), config_key=config.key(),
-                          options=options)
+    def _result_key(self, config: QuantConfig, options, data_key: str) -> str:
+        return result_key(model_sha256=self.model.sha256, data_key=data_key, config_key=config.key(), options=options)
 
     def learned_file(self, config: QuantConfig) -> Path | None:
         """The file holding the block reconstruction this quantizer built ``config`` with

@@ -128,8 +128,8 @@ class Refined:
                 "iters": self.config.block.iters} | steps
 
     def steps_text(self) -> str:
-        """E.g. ``400 steps a block`` or ``400 steps a block, fewer for the last 3 of 22 (the
-        learning ran behind its estimate)``."""
+        """E.g. ``400 steps a block`` or ``400 steps a block, fewer for 3 of 22 (the learning
+        ran behind its time estimate)``."""
         block = self.config.block
         short = sum(1 for n in block.steps if n < block.iters)
         return f"{block.iters} steps a block" + (f", fewer for {short} of {len(block.steps)} (the learning ran behind "

@@ -149,6 +149,10 @@ class ReconstructOptions:
                 or self.target not in TARGETS or not 0 <= self.holdout < 1:
             raise ValueError(f"ReconstructOptions: invalid {self}")
 
+    def planned(self, blocks: int) -> tuple[int, ...]:
+        """The steps each of ``blocks`` blocks is to learn: :attr:`steps`, else ``iters`` each."""
+        return self.steps or (self.iters,) * blocks
+
 
 @dataclass(frozen=True)
 class BlockReport:
@@ -313,7 +317,7 @@ def _learn_blocks(model, layers, config: QuantConfig, blocks: Sequence[Block], s
     """:func:`reconstruct`'s learning, block after block: the fitted layers, learned ranges
     and a :class:`BlockReport` per block."""
     torch = require_torch()
-    planned = options.steps or (options.iters,) * len(blocks)
+    planned = options.planned(len(blocks))
     learn_ranges = options.learn_ranges and config.scale_rule is ScaleRule.FLOAT
     learn_scale = options.learn_scale and config.scale_rule is ScaleRule.FLOAT
     fitted, ranges, reports = {}, {}, []
